@@ -1,0 +1,58 @@
+/*
+ * lbx.h - shared by the core/lbx_*.c files, the only ones that touch Lua.
+ *
+ * There is one loop and one main lua_State per loaded module. C enters Lua
+ * only through lbx_invoke(): a C "marshal" function runs under lua_pcall
+ * with a traceback handler, so pushing arguments (which may raise on OOM)
+ * never longjmps through libuv, and errors are logged, never fatal.
+ */
+#ifndef LBX_H
+#define LBX_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <jansson.h>
+#include <uv.h>
+
+/* The module's loop and main state. */
+uv_loop_t *lbx_loop(void);
+lua_State *lbx_state(void);
+
+/* Set once the Lua state is closing: C must not call Lua any more. */
+extern int lbx_closing;
+
+/* Runs marshal(L) with `ud` as a light userdata at index 1, protected,
+ * under the instruction budget. Returns 0, or -1 after logging the error
+ * with its traceback prefixed by `what`. */
+int lbx_invoke(const char *what, lua_CFunction marshal, void *ud);
+
+/* Logs a line to stderr as "bayeux: <msg>". */
+void lbx_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Pushes the Lua value of `j` (borrowed): objects and arrays become tables
+ * marked with the object/array metatables, null becomes bayeux.null. Raises
+ * on excessive depth. */
+void lbx_push_json(lua_State *L, const json_t *j);
+
+/* Converts the value at `idx` to a new JSON reference; raises a Lua error
+ * on values JSON cannot hold (functions, cycles, too deep). */
+json_t *lbx_check_json(lua_State *L, int idx);
+
+/* Registers the JSON helpers (null, array, object marks) in the module
+ * table at the top of the stack. */
+void lbx_json_open(lua_State *L);
+
+/* Registers the server type and its constructor in the module table. */
+void lbx_server_open(lua_State *L);
+
+/* Registers timers in the module table. */
+void lbx_timer_open(lua_State *L);
+
+/* Closes every open server (signal or bayeux.stop()); `done` runs once all
+ * are closed. */
+void lbx_server_close_all(void (*done)(void));
+
+/* Number of servers not yet fully closed. */
+int lbx_server_count(void);
+
+#endif

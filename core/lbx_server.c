@@ -1,0 +1,619 @@
+/*
+ * lbx_server.c - the bayeux.server userdata: listen, close, in-process
+ * messages and sinks, events, and application requests.
+ *
+ * Every C -> Lua call goes through lbx_invoke (protected, budgeted).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "dict.h"
+#include "json.h"
+#include "lbx.h"
+#include "protocol.h"
+#include "server.h"
+
+#define SERVER_MT "bayeux.server"
+#define REQUEST_MT "bayeux.request"
+
+typedef struct lserver {
+    bx_server_t *s;
+    struct lserver **box;
+    struct lserver *next;       /* in the list of servers not fully closed */
+    int self_ref, event_ref, request_ref, close_ref;
+    int closing;
+    bx_dict_t sinks;            /* client id -> lsink_t */
+} lserver_t;
+
+typedef struct {
+    bx_sink_t base;
+    lserver_t *ls;
+    char id[32];
+    int fn_ref;
+    bx_chunkv_t msgs;           /* handed to Lua by the marshal */
+} lsink_t;
+
+typedef struct {
+    int fn_ref;
+    char *text;
+    size_t len;
+} lreply_t;
+
+typedef struct lreq {
+    bx_http_req_t *req;
+    struct lreq **box;
+    int self_ref;
+} lreq_t;
+
+static lserver_t *servers;
+static int nservers;
+static void (*all_done)(void);
+
+/* ---- Helpers ---- */
+
+static lserver_t *check_server(lua_State *L)
+{
+    lserver_t **box = luaL_checkudata(L, 1, SERVER_MT);
+    if (!*box || (*box)->closing)
+        luaL_error(L, "attempt to use a closed server");
+    return *box;
+}
+
+static double opt_number(lua_State *L, int t, const char *k, double def)
+{
+    double v = def;
+    if (lua_getfield(L, t, k) != LUA_TNIL)
+        v = luaL_checknumber(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static char *join_chunks(const bx_chunkv_t *cv, size_t *len)
+{
+    bx_buf_t b = BX_BUF_INIT;
+    for (size_t i = 0; i < cv->n; i++)
+        bx_buf_append(&b, cv->v[i]->data, cv->v[i]->len);
+    bx_buf_append(&b, "", 1);
+    *len = b.len - 1;
+    return b.data;
+}
+
+/* Pushes the JSON text as a Lua value (decoded under protection). */
+static void push_text(lua_State *L, const char *text, size_t len)
+{
+    json_t *j = bx_json_parse(text, len);
+    json_t **box = lua_newuserdatauv(L, sizeof(json_t *), 0);
+    *box = j;                   /* freed by the box's __gc even if pushing raises */
+    luaL_setmetatable(L, "bayeux.jsonbox");
+    if (j)
+        lbx_push_json(L, j);
+    else
+        lua_pushnil(L);
+    lua_remove(L, -2);
+}
+
+/* ---- core.server(opts) ---- */
+
+static int l_server(lua_State *L)
+{
+    bx_server_opts_t o;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    bx_server_opts_default(&o);
+    lua_getfield(L, 1, "mount");
+    if (!lua_isnil(L, -1))
+        o.mount = luaL_checkstring(L, -1);
+    lua_getfield(L, 1, "client_script");
+    if (!lua_isnil(L, -1))
+        o.client_script = luaL_checkstring(L, -1);
+    o.timeout = opt_number(L, 1, "timeout", o.timeout);
+    o.interval = opt_number(L, 1, "interval", o.interval);
+    o.ping = opt_number(L, 1, "ping", o.ping);
+    o.queue_limit = (size_t)opt_number(L, 1, "queue_limit", (double)o.queue_limit);
+    o.http.max_body = (size_t)opt_number(L, 1, "max_body", (double)o.http.max_body);
+    o.http.max_header = (size_t)opt_number(L, 1, "max_header", (double)o.http.max_header);
+    o.http.idle_timeout = opt_number(L, 1, "idle_timeout", o.http.idle_timeout);
+    o.http.max_conns = (unsigned)opt_number(L, 1, "max_conns", (double)o.http.max_conns);
+
+    lserver_t **box = lua_newuserdatauv(L, sizeof(lserver_t *), 0);
+    *box = NULL;
+    luaL_setmetatable(L, SERVER_MT);
+    lserver_t *ls = bx_calloc(1, sizeof(*ls));
+    ls->box = box;
+    ls->event_ref = ls->request_ref = ls->close_ref = LUA_NOREF;
+    ls->s = bx_server_new(lbx_loop(), &o);   /* copies the option strings */
+    *box = ls;
+    lua_pushvalue(L, -1);
+    ls->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    ls->next = servers;
+    servers = ls;
+    nservers++;
+    return 1;
+}
+
+/* server:listen(port, host) -> port | nil, err */
+static int s_listen(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    lua_Integer port = luaL_checkinteger(L, 2);
+    const char *host = luaL_optstring(L, 3, "0.0.0.0");
+    luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
+    int rc = bx_server_listen(ls->s, host, (int)port);
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot listen on %s:%d: %s", host, (int)port, uv_strerror(rc));
+        lua_pushstring(L, uv_err_name(rc));
+        return 3;
+    }
+    lua_pushinteger(L, bx_server_port(ls->s));
+    return 1;
+}
+
+/* server:port() -> the bound port or nil */
+static int s_port(lua_State *L)
+{
+    lserver_t **box = luaL_checkudata(L, 1, SERVER_MT);
+    int p = *box ? bx_server_port((*box)->s) : -1;
+    if (p < 0)
+        lua_pushnil(L);
+    else
+        lua_pushinteger(L, p);
+    return 1;
+}
+
+/* ---- Close ---- */
+
+static int call_close_fn(lua_State *L)
+{
+    int *ref = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, *ref);
+    lua_call(L, 0, 0);
+    return 0;
+}
+
+static void unlink_server(lserver_t *ls)
+{
+    for (lserver_t **pp = &servers; *pp; pp = &(*pp)->next)
+        if (*pp == ls) {
+            *pp = ls->next;
+            break;
+        }
+    nservers--;
+}
+
+static void server_closed(void *ud)
+{
+    lserver_t *ls = ud;
+    lua_State *L = lbx_state();
+    int close_ref = ls->close_ref;
+
+    unlink_server(ls);
+    bx_dict_free(&ls->sinks);
+    if (L && !lbx_closing) {
+        if (close_ref != LUA_NOREF) {
+            lbx_invoke("close callback", call_close_fn, &close_ref);
+            luaL_unref(L, LUA_REGISTRYINDEX, close_ref);
+        }
+        luaL_unref(L, LUA_REGISTRYINDEX, ls->event_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, ls->request_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, ls->self_ref);
+    }
+    free(ls);
+    if (nservers == 0 && all_done) {
+        void (*done)(void) = all_done;
+        all_done = NULL;
+        done();
+    }
+}
+
+static void begin_close(lserver_t *ls)
+{
+    if (ls->closing)
+        return;
+    ls->closing = 1;
+    if (ls->box)
+        *ls->box = NULL;
+    ls->box = NULL;
+    bx_server_close(ls->s, server_closed, ls);
+}
+
+/* server:close([fn]): answers held connects, closes sockets; fn() runs once
+ * everything is closed. */
+static int s_close(lua_State *L)
+{
+    lserver_t **box = luaL_checkudata(L, 1, SERVER_MT);
+    lserver_t *ls = *box;
+    if (!ls)
+        return 0;
+    if (lua_isfunction(L, 2)) {
+        lua_pushvalue(L, 2);
+        ls->close_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    begin_close(ls);
+    return 0;
+}
+
+void lbx_server_close_all(void (*done)(void))
+{
+    all_done = done;
+    for (lserver_t *ls = servers; ls; ls = ls->next)
+        begin_close(ls);
+    if (nservers == 0 && all_done) {
+        all_done = NULL;
+        done();
+    }
+}
+
+int lbx_server_count(void)
+{
+    return nservers;
+}
+
+static int s_gc(lua_State *L)
+{
+    /* a server is pinned by its self reference until closed, so a __gc on
+     * an open server means the Lua state itself is closing */
+    lserver_t **box = luaL_checkudata(L, 1, SERVER_MT);
+    if (*box) {
+        lbx_closing = 1;
+        begin_close(*box);
+    }
+    return 0;
+}
+
+/* ---- In-process messages ---- */
+
+static int deliver_reply(lua_State *L)
+{
+    lreply_t *r = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
+    push_text(L, r->text, r->len);
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+static void on_local_reply(void *ud, bx_chunkv_t *reply, size_t nmsgs)
+{
+    lreply_t *r = ud;
+    lua_State *L = lbx_state();
+    r->text = join_chunks(reply, &r->len);
+    lbx_invoke("in-process reply", deliver_reply, r);
+    if (L && !lbx_closing)
+        luaL_unref(L, LUA_REGISTRYINDEX, r->fn_ref);
+    free(r->text);
+    free(r);
+}
+
+/* server:process(messages, fn): runs messages as an in-process client;
+ * fn(replies) gets the reply array. */
+static int s_process(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    json_t *msgs = lbx_check_json(L, 2);
+    lreply_t *r = bx_calloc(1, sizeof(*r));
+    lua_pushvalue(L, 3);
+    r->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    bx_protocol_process(ls->s, msgs, NULL, BX_PROTO_LOCAL, on_local_reply, r);
+    json_decref(msgs);
+    return 0;
+}
+
+/* ---- Sinks: deliveries to in-process clients ---- */
+
+static int deliver_sink(lua_State *L)
+{
+    lsink_t *k = lua_touserdata(L, 1);
+    size_t len;
+    bx_buf_t b = BX_BUF_INIT;
+    bx_buf_append(&b, "[", 1);
+    for (size_t i = 0; i < k->msgs.n; i++) {
+        if (i)
+            bx_buf_append(&b, ",", 1);
+        bx_buf_append(&b, k->msgs.v[i]->data, k->msgs.v[i]->len);
+    }
+    bx_buf_append(&b, "]", 1);
+    len = b.len;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, k->fn_ref);
+    /* the text is copied into a Lua string first so a raise cannot leak b */
+    lua_pushlstring(L, b.data, len);
+    bx_buf_free(&b);
+    size_t tl;
+    const char *t = lua_tolstring(L, -1, &tl);
+    push_text(L, t, tl);
+    lua_remove(L, -2);
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+static void sink_push(bx_sink_t *sink, bx_chunkv_t *msgs)
+{
+    lsink_t *k = (lsink_t *)sink;
+    bx_chunkv_move(&k->msgs, msgs);
+    lbx_invoke("in-process delivery", deliver_sink, k);
+    bx_chunkv_clear(&k->msgs);
+}
+
+static void sink_free(lsink_t *k)
+{
+    lua_State *L = lbx_state();
+    if (L && !lbx_closing)
+        luaL_unref(L, LUA_REGISTRYINDEX, k->fn_ref);
+    bx_chunkv_free(&k->msgs);
+    free(k);
+}
+
+static void sink_close(bx_sink_t *sink)
+{
+    lsink_t *k = (lsink_t *)sink;
+    bx_dict_del(&k->ls->sinks, k->id, strlen(k->id));
+    sink_free(k);
+}
+
+/* server:bind(client_id, fn): deliveries for client_id go to fn(messages). */
+static int s_bind(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    size_t n;
+    const char *id = luaL_checklstring(L, 2, &n);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    luaL_argcheck(L, n > 0 && n < 32, 2, "not a client id");
+    lsink_t *k = bx_calloc(1, sizeof(*k));
+    k->base.push = sink_push;
+    k->base.close = sink_close;
+    k->base.keepalive = 1;
+    k->ls = ls;
+    memcpy(k->id, id, n);
+    lua_pushvalue(L, 3);
+    k->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    bx_dict_set(&ls->sinks, k->id, n, k);
+    bx_session_bind(ls->s, k->id, &k->base);    /* closes an older sink */
+    bx_dict_set(&ls->sinks, k->id, n, k);
+    return 0;
+}
+
+/* server:unbind(client_id) */
+static int s_unbind(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    size_t n;
+    const char *id = luaL_checklstring(L, 2, &n);
+    lsink_t *k = bx_dict_del(&ls->sinks, id, n);
+    if (k) {
+        bx_session_unbind(ls->s, k->id, &k->base);
+        sink_free(k);
+    }
+    return 0;
+}
+
+/* ---- Events ---- */
+
+typedef struct {
+    lserver_t *ls;
+    bx_event_t ev;
+    const char *id, *channel;
+    const json_t *data;
+} levent_t;
+
+static int deliver_event(lua_State *L)
+{
+    static const char *const names[] = {
+        "handshake", "subscribe", "unsubscribe", "publish", "disconnect", "close"
+    };
+    levent_t *e = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->ls->event_ref);
+    lua_pushstring(L, names[e->ev]);
+    if (e->id && *e->id)
+        lua_pushstring(L, e->id);
+    else
+        lua_pushnil(L);
+    if (e->channel)
+        lua_pushstring(L, e->channel);
+    else
+        lua_pushnil(L);
+    if (e->data)
+        lbx_push_json(L, e->data);
+    else
+        lua_pushnil(L);
+    lua_call(L, 4, 0);
+    return 0;
+}
+
+static void on_event(void *ud, bx_event_t ev, const char *id, const char *channel,
+                     const json_t *data)
+{
+    lserver_t *ls = ud;
+    levent_t e = { ls, ev, id, channel, data };
+    if (ls->event_ref != LUA_NOREF)
+        lbx_invoke("event listener", deliver_event, &e);
+}
+
+/* server:on_event(fn): fn(name, client_id, channel, data) */
+static int s_on_event(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    luaL_unref(L, LUA_REGISTRYINDEX, ls->event_ref);
+    lua_pushvalue(L, 2);
+    ls->event_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    bx_server_on_event(ls->s, on_event, ls);
+    return 0;
+}
+
+/* ---- Application requests ---- */
+
+static void req_release(lreq_t *r)
+{
+    lua_State *L = lbx_state();
+    if (r->box)
+        *r->box = NULL;
+    if (L && !lbx_closing)
+        luaL_unref(L, LUA_REGISTRYINDEX, r->self_ref);
+    r->req->data = NULL;
+    free(r);
+}
+
+static int deliver_request(lua_State *L)
+{
+    bx_http_req_t *req = lua_touserdata(L, 1);
+    lserver_t *ls = req->data;
+    lreq_t *r = bx_calloc(1, sizeof(*r));
+    r->req = req;
+    req->data = r;
+    lreq_t **box = lua_newuserdatauv(L, sizeof(lreq_t *), 0);
+    *box = r;
+    r->box = box;
+    luaL_setmetatable(L, REQUEST_MT);
+    lua_pushvalue(L, -1);
+    r->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ls->request_ref);
+    lua_insert(L, -2);
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+static void on_app(void *ud, bx_http_req_t *req)
+{
+    lserver_t *ls = ud;
+    req->data = ls;
+    if (lbx_invoke("request handler", deliver_request, req) != 0) {
+        lreq_t *r = req->data != ls ? req->data : NULL;
+        if (r)
+            req_release(r);
+        req->data = NULL;
+        bx_http_respond_text(req, 500, "text/plain; charset=utf-8",
+                             "Internal server error\n", 0);
+    }
+}
+
+static void on_app_abort(void *ud, bx_http_req_t *req)
+{
+    lreq_t *r = req->data;
+    if (r && (void *)r != ud)
+        req_release(r);
+}
+
+/* server:on_request(fn): fn(req) for every request outside the mount. */
+static int s_on_request(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    luaL_unref(L, LUA_REGISTRYINDEX, ls->request_ref);
+    lua_pushvalue(L, 2);
+    ls->request_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    bx_server_on_app(ls->s, on_app, on_app_abort, ls);
+    return 0;
+}
+
+static lreq_t *check_req(lua_State *L)
+{
+    lreq_t **box = luaL_checkudata(L, 1, REQUEST_MT);
+    if (!*box)
+        luaL_error(L, "the request was already answered or its client went away");
+    return *box;
+}
+
+/* req:info() -> { method, path, query, headers = {lower-case name = value},
+ * body, remote } */
+static int r_info(lua_State *L)
+{
+    bx_http_req_t *req = check_req(L)->req;
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, req->method);
+    lua_setfield(L, -2, "method");
+    lua_pushlstring(L, req->path.base, req->path.len);
+    lua_setfield(L, -2, "path");
+    lua_pushlstring(L, req->query.base, req->query.len);
+    lua_setfield(L, -2, "query");
+    lua_pushlstring(L, req->body.data ? req->body.data : "", req->body.len);
+    lua_setfield(L, -2, "body");
+    lua_pushstring(L, req->remote_addr ? req->remote_addr : "");
+    lua_setfield(L, -2, "remote");
+    lua_createtable(L, 0, (int)req->nheaders);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (size_t j = 0; j < req->headers[i].name.len; j++) {
+            char c = req->headers[i].name.base[j];
+            luaL_addchar(&b, (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c);
+        }
+        luaL_pushresult(&b);
+        lua_pushlstring(L, req->headers[i].value.base, req->headers[i].value.len);
+        lua_settable(L, -3);
+    }
+    lua_setfield(L, -2, "headers");
+    return 1;
+}
+
+/* req:respond(status, headers, body): headers is { name = value }. */
+static int r_respond(lua_State *L)
+{
+    lreq_t *r = check_req(L);
+    lua_Integer status = luaL_checkinteger(L, 2);
+    size_t blen = 0;
+    const char *body = luaL_optlstring(L, 4, "", &blen);
+    luaL_argcheck(L, status >= 100 && status <= 999, 2, "not an HTTP status");
+
+    if (lua_istable(L, 3)) {
+        /* check everything first: nothing below may raise once C memory
+         * is held */
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+                return luaL_error(L, "response headers must be strings");
+            size_t vl;
+            const char *k = lua_tostring(L, -2), *v = lua_tolstring(L, -1, &vl);
+            /* a header must not smuggle a line break into the response */
+            if (!*k || strpbrk(k, "\r\n: ") || memchr(v, '\r', vl) || memchr(v, '\n', vl))
+                return luaL_error(L, "invalid response header '%s'", k);
+            lua_pop(L, 1);
+        }
+    }
+    bx_buf_t hb = BX_BUF_INIT;
+    if (lua_istable(L, 3)) {
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            size_t vl;
+            const char *v = lua_tolstring(L, -1, &vl);
+            bx_buf_puts(&hb, lua_tostring(L, -2));
+            bx_buf_puts(&hb, ": ");
+            bx_buf_append(&hb, v, vl);
+            bx_buf_puts(&hb, "\r\n");
+            lua_pop(L, 1);
+        }
+    }
+    bx_buf_append(&hb, "", 1);
+    bx_chunkv_t cv = BX_CHUNKV_INIT;
+    if (blen)
+        bx_chunkv_push_new(&cv, bx_chunk_new(body, blen));
+    bx_http_req_t *req = r->req;
+    req_release(r);
+    bx_http_respond(req, (int)status, hb.data, &cv, 0);
+    bx_chunkv_free(&cv);
+    bx_buf_free(&hb);
+    return 0;
+}
+
+/* ---- Registration ---- */
+
+void lbx_server_open(lua_State *L)
+{
+    static const luaL_Reg smeth[] = {
+        { "listen", s_listen }, { "port", s_port }, { "close", s_close },
+        { "process", s_process }, { "bind", s_bind }, { "unbind", s_unbind },
+        { "on_event", s_on_event }, { "on_request", s_on_request }, { NULL, NULL }
+    };
+    static const luaL_Reg rmeth[] = {
+        { "info", r_info }, { "respond", r_respond }, { NULL, NULL }
+    };
+    luaL_newmetatable(L, SERVER_MT);
+    lua_pushcfunction(L, s_gc);
+    lua_setfield(L, -2, "__gc");
+    luaL_newlib(L, smeth);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, REQUEST_MT);
+    luaL_newlib(L, rmeth);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_server);
+    lua_setfield(L, -2, "server");
+}

@@ -1,0 +1,549 @@
+/*
+ * server.c - the hub between transports, protocol and engine (see server.h).
+ *
+ * One uv_idle "tick" handle runs, before the next poll, everything that was
+ * made pending during the previous iteration: deferred calls, the delivery
+ * pass over dirty sessions, and queued events. Idle (not check) is used so
+ * that the loop never blocks in poll while something is pending; the
+ * connections' prepare pass then writes everything in one writev each.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "dict.h"
+#include "json.h"
+#include "longpoll.h"
+#include "server.h"
+
+typedef struct session {
+    char id[32];
+    bx_waiter_t *hold;
+    bx_sink_t *sink;
+    bx_chunkv_t pending;        /* delivered by the engine, not yet handed on */
+    int dirty;
+    int want_queue;             /* ask the engine for its queue on the pass */
+    int release_empty;          /* release the hold even with nothing */
+    struct session *next_dirty;
+} session_t;
+
+typedef struct deferred {
+    struct deferred *next;
+    void (*fn)(void *ud);
+    void *ud;
+} deferred_t;
+
+typedef struct event {
+    struct event *next;
+    bx_event_t ev;
+    char id[32];
+    char *channel;
+    json_t *data;
+} event_t;
+
+struct bx_server_s {
+    uv_loop_t *loop;
+    bx_server_opts_t opts;
+    char *mount;
+    char *client_script;
+    bx_engine_t *engine;
+    bx_http_server_t *http;
+    bx_dict_t sessions;
+    session_t *dirty;
+    deferred_t *defer_head, *defer_tail;
+    event_t *ev_head, *ev_tail;
+    uv_idle_t tick;
+    uv_timer_t keepalive;
+    bx_server_event_cb event_cb;
+    void *event_ud;
+    bx_server_app_cb app_cb, app_abort;
+    void *app_ud;
+    bx_ext_hook incoming, outgoing;
+    void *ext_ud;
+    int closing;
+    int pending_closes;
+    void (*close_done)(void *ud);
+    void *close_ud;
+};
+
+static void on_tick(uv_idle_t *h);
+
+void bx_server_opts_default(bx_server_opts_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->mount = "/bayeux";
+    o->timeout = 60;
+    o->queue_limit = 1000;
+    bx_http_limits_default(&o->http);
+}
+
+/* ---- Sessions ---- */
+
+static session_t *session_get(bx_server_t *s, const char *id)
+{
+    return bx_dict_get(&s->sessions, id, strlen(id));
+}
+
+static session_t *session_make(bx_server_t *s, const char *id)
+{
+    session_t *ss = session_get(s, id);
+    if (!ss) {
+        ss = bx_calloc(1, sizeof(*ss));
+        snprintf(ss->id, sizeof(ss->id), "%s", id);
+        bx_dict_set(&s->sessions, ss->id, strlen(ss->id), ss);
+    }
+    return ss;
+}
+
+static void mark_dirty(bx_server_t *s, session_t *ss)
+{
+    if (ss->dirty)
+        return;
+    ss->dirty = 1;
+    ss->next_dirty = s->dirty;
+    s->dirty = ss;
+    uv_idle_start(&s->tick, on_tick);
+}
+
+/* Frees a session that has nothing left to do (and is not on the dirty
+ * list, whose pass frees it instead). */
+static void session_gc(bx_server_t *s, session_t *ss)
+{
+    if (ss->hold || ss->sink || ss->pending.n || ss->dirty)
+        return;
+    bx_dict_del(&s->sessions, ss->id, strlen(ss->id));
+    free(ss);
+}
+
+void bx_session_hold(bx_server_t *s, const char *id, bx_waiter_t *w)
+{
+    session_t *ss = session_make(s, id);
+    if (ss->hold && ss->hold != w) {
+        /* a second connect answers the first at once (Faye would leave it
+         * hanging forever, reference §6.3) */
+        bx_waiter_t *old = ss->hold;
+        bx_chunkv_t none = BX_CHUNKV_INIT;
+        ss->hold = NULL;
+        old->release(old, &none);
+    }
+    ss->hold = w;
+    ss->want_queue = 1;
+    mark_dirty(s, ss);
+}
+
+void bx_session_unhold(bx_server_t *s, const char *id, bx_waiter_t *w)
+{
+    session_t *ss = session_get(s, id);
+    if (ss && ss->hold == w) {
+        ss->hold = NULL;
+        session_gc(s, ss);
+    }
+}
+
+void bx_session_bind(bx_server_t *s, const char *id, bx_sink_t *sink)
+{
+    session_t *ss = session_make(s, id);
+    if (ss->sink && ss->sink != sink) {
+        bx_sink_t *old = ss->sink;
+        ss->sink = NULL;
+        old->close(old);
+    }
+    ss->sink = sink;
+    ss->want_queue = 1;
+    mark_dirty(s, ss);
+}
+
+void bx_session_unbind(bx_server_t *s, const char *id, bx_sink_t *sink)
+{
+    session_t *ss = session_get(s, id);
+    if (ss && ss->sink == sink) {
+        ss->sink = NULL;
+        session_gc(s, ss);
+    }
+}
+
+int bx_session_has_sink(bx_server_t *s, const char *id)
+{
+    session_t *ss = session_get(s, id);
+    return ss && ss->sink;
+}
+
+/* The delivery pass: every dirty session hands what it has to its sink or
+ * its held connect, in one piece. */
+static void deliver_pass(bx_server_t *s)
+{
+    session_t *list = s->dirty;
+    s->dirty = NULL;
+    while (list) {
+        session_t *ss = list;
+        list = ss->next_dirty;
+        ss->dirty = 0;
+        if (ss->want_queue && !s->closing) {
+            ss->want_queue = 0;
+            s->engine->ops->empty_queue(s->engine, ss->id);   /* may fill pending */
+        }
+        if (ss->pending.n && ss->sink) {
+            bx_chunkv_t msgs = ss->pending;
+            ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
+            ss->sink->push(ss->sink, &msgs);
+            bx_chunkv_free(&msgs);
+        } else if ((ss->pending.n || ss->release_empty) && ss->hold) {
+            bx_waiter_t *w = ss->hold;
+            bx_chunkv_t msgs = ss->pending;
+            ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
+            ss->hold = NULL;
+            w->release(w, &msgs);
+            bx_chunkv_free(&msgs);
+        }
+        ss->release_empty = 0;
+        session_gc(s, ss);
+    }
+}
+
+/* ---- Engine proxy ---- */
+
+static int p_has_connection(void *ud, const char *id)
+{
+    session_t *ss = session_get(ud, id);
+    return ss && (ss->hold || ss->sink);
+}
+
+static void p_wake(void *ud, const char *id)
+{
+    bx_server_t *s = ud;
+    session_t *ss = session_get(s, id);
+    if (ss) {
+        ss->want_queue = 1;
+        mark_dirty(s, ss);
+    }
+}
+
+static void p_deliver(void *ud, const char *id, bx_chunkv_t *msgs)
+{
+    bx_server_t *s = ud;
+    session_t *ss = session_make(s, id);
+    bx_chunkv_move(&ss->pending, msgs);
+    mark_dirty(s, ss);
+}
+
+static void queue_event(bx_server_t *s, bx_event_t ev, const char *id, const char *channel,
+                        const json_t *data)
+{
+    if (!s->event_cb)
+        return;
+    event_t *e = bx_calloc(1, sizeof(*e));
+    e->ev = ev;
+    snprintf(e->id, sizeof(e->id), "%s", id ? id : "");
+    e->channel = channel ? bx_strdup(channel) : NULL;
+    e->data = data ? json_deep_copy(data) : NULL;
+    if (s->ev_tail)
+        s->ev_tail->next = e;
+    else
+        s->ev_head = e;
+    s->ev_tail = e;
+    uv_idle_start(&s->tick, on_tick);
+}
+
+static void p_trigger(void *ud, bx_event_t ev, const char *id, const char *channel,
+                      const json_t *data)
+{
+    bx_server_t *s = ud;
+
+    if (ev == BX_EV_CLOSE) {
+        /* the client is gone: a held connect is answered (successfully, as
+         * Faye does after a disconnect) and a bound socket closed */
+        session_t *ss = session_get(s, id);
+        if (!ss)
+            return;
+        bx_chunkv_clear(&ss->pending);
+        if (ss->hold) {
+            ss->release_empty = 1;
+            mark_dirty(s, ss);
+        }
+        if (ss->sink) {
+            bx_sink_t *sink = ss->sink;
+            ss->sink = NULL;
+            sink->close(sink);
+        }
+        session_gc(s, ss);
+        return;
+    }
+    queue_event(s, ev, id, channel, data);
+}
+
+/* ---- Tick ---- */
+
+static void free_event(event_t *e)
+{
+    free(e->channel);
+    if (e->data)
+        json_decref(e->data);
+    free(e);
+}
+
+static void on_tick(uv_idle_t *h)
+{
+    bx_server_t *s = h->data;
+    deferred_t *d = s->defer_head;
+    event_t *e = s->ev_head;
+
+    s->defer_head = s->defer_tail = NULL;
+    s->ev_head = s->ev_tail = NULL;
+    uv_idle_stop(&s->tick);
+    while (d) {
+        deferred_t *next = d->next;
+        d->fn(d->ud);
+        free(d);
+        d = next;
+    }
+    deliver_pass(s);
+    while (e) {
+        event_t *next = e->next;
+        if (s->event_cb && !s->closing)
+            s->event_cb(s->event_ud, e->ev, e->id, e->channel, e->data);
+        free_event(e);
+        e = next;
+    }
+}
+
+void bx_server_defer(bx_server_t *s, void (*fn)(void *ud), void *ud)
+{
+    deferred_t *d = bx_calloc(1, sizeof(*d));
+    d->fn = fn;
+    d->ud = ud;
+    if (s->defer_tail)
+        s->defer_tail->next = d;
+    else
+        s->defer_head = d;
+    s->defer_tail = d;
+    uv_idle_start(&s->tick, on_tick);
+}
+
+/* In-process clients never poll: keep them alive while their sink is bound. */
+static void on_keepalive(uv_timer_t *t)
+{
+    bx_server_t *s = t->data;
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *en;
+    while ((en = bx_dict_next(&s->sessions, &it)) != NULL) {
+        session_t *ss = en->value;
+        if (ss->sink && ss->sink->keepalive)
+            s->engine->ops->ping(s->engine, ss->id);
+    }
+}
+
+/* ---- HTTP routing ---- */
+
+static void on_request(void *ud, bx_http_req_t *req)
+{
+    bx_server_t *s = ud;
+
+    if (bx_longpoll_owns(s->mount, req->path.base, req->path.len)) {
+        bx_longpoll_handle(s, req);
+    } else if (s->app_cb) {
+        s->app_cb(s->app_ud, req);
+    } else {
+        bx_http_respond_text(req, 404, "text/plain; charset=utf-8", "Not found\n", 0);
+    }
+}
+
+static void on_abort(void *ud, bx_http_req_t *req)
+{
+    bx_server_t *s = ud;
+    if (bx_longpoll_owns(s->mount, req->path.base, req->path.len))
+        bx_longpoll_abort(s, req);
+    else if (s->app_abort)
+        s->app_abort(s->app_ud, req);
+}
+
+/* ---- Life cycle ---- */
+
+bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts)
+{
+    bx_server_t *s = bx_calloc(1, sizeof(*s));
+    bx_proxy_t proxy = { s, p_has_connection, p_wake, p_deliver, p_trigger };
+    bx_memory_opts_t mopts = { opts->queue_limit };
+    size_t mlen;
+
+    s->loop = loop;
+    s->opts = *opts;
+    if (s->opts.timeout <= 0)
+        s->opts.timeout = 60;
+    /* the mount is matched without its trailing slash (reference §7.1) */
+    s->mount = bx_strdup(opts->mount ? opts->mount : "/bayeux");
+    mlen = strlen(s->mount);
+    while (mlen > 1 && s->mount[mlen - 1] == '/')
+        s->mount[--mlen] = '\0';
+    s->opts.mount = s->mount;
+    s->client_script = opts->client_script ? bx_strdup(opts->client_script) : NULL;
+    s->opts.client_script = s->client_script;
+    s->engine = bx_engine_memory_new(loop, &proxy, s->opts.timeout, &mopts);
+    uv_idle_init(loop, &s->tick);
+    s->tick.data = s;
+    uv_timer_init(loop, &s->keepalive);
+    s->keepalive.data = s;
+    uint64_t ka = (uint64_t)(s->opts.timeout * 500);
+    uv_timer_start(&s->keepalive, on_keepalive, ka ? ka : 1, ka ? ka : 1);
+    uv_unref((uv_handle_t *)&s->keepalive);
+    return s;
+}
+
+const bx_server_opts_t *bx_server_opts(const bx_server_t *s)
+{
+    return &s->opts;
+}
+
+bx_engine_t *bx_server_engine(bx_server_t *s)
+{
+    return s->engine;
+}
+
+uv_loop_t *bx_server_loop(bx_server_t *s)
+{
+    return s->loop;
+}
+
+int bx_server_listen(bx_server_t *s, const char *host, int port)
+{
+    if (s->http || s->closing)
+        return UV_EALREADY;
+    s->http = bx_http_server_new(s->loop, &s->opts.http, on_request, on_abort, s);
+    int rc = bx_http_listen(s->http, host, port);
+    if (rc != 0) {
+        bx_http_server_close(s->http, NULL, NULL);
+        s->http = NULL;
+    }
+    return rc;
+}
+
+int bx_server_port(const bx_server_t *s)
+{
+    return s->http ? bx_http_port(s->http) : -1;
+}
+
+void bx_server_on_event(bx_server_t *s, bx_server_event_cb cb, void *ud)
+{
+    s->event_cb = cb;
+    s->event_ud = ud;
+}
+
+void bx_server_on_app(bx_server_t *s, bx_server_app_cb cb, bx_server_app_cb abort_cb,
+                      void *ud)
+{
+    s->app_cb = cb;
+    s->app_abort = abort_cb;
+    s->app_ud = ud;
+}
+
+void bx_server_set_extensions(bx_server_t *s, bx_ext_hook incoming, bx_ext_hook outgoing,
+                              void *ud)
+{
+    s->incoming = incoming;
+    s->outgoing = outgoing;
+    s->ext_ud = ud;
+}
+
+bx_ext_hook bx_server_incoming(const bx_server_t *s, void **ud)
+{
+    *ud = s->ext_ud;
+    return s->incoming;
+}
+
+bx_ext_hook bx_server_outgoing(const bx_server_t *s, void **ud)
+{
+    *ud = s->ext_ud;
+    return s->outgoing;
+}
+
+int bx_server_closing(const bx_server_t *s)
+{
+    return s->closing;
+}
+
+static void closed_one(bx_server_t *s)
+{
+    if (--s->pending_closes > 0)
+        return;
+    void (*done)(void *) = s->close_done;
+    void *ud = s->close_ud;
+    bx_dict_free(&s->sessions);
+    free(s->mount);
+    free(s->client_script);
+    free(s);
+    if (done)
+        done(ud);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    closed_one(h->data);
+}
+
+static void http_closed(void *ud)
+{
+    closed_one(ud);
+}
+
+static void engine_closed(void *ud)
+{
+    closed_one(ud);
+}
+
+/* Second stage of close: the answers to held connects have been produced
+ * (first stage) and the HTTP layer has written what it could. */
+static void close_rest(void *ud)
+{
+    bx_server_t *s = ud;
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *en;
+
+    while ((en = bx_dict_next(&s->sessions, &it)) != NULL) {
+        session_t *ss = en->value;
+        if (ss->sink) {
+            bx_sink_t *sink = ss->sink;
+            ss->sink = NULL;
+            sink->close(sink);
+        }
+        bx_chunkv_free(&ss->pending);
+        free(ss);
+    }
+    bx_dict_free(&s->sessions);
+    s->dirty = NULL;
+    for (event_t *e = s->ev_head, *next; e; e = next) {
+        next = e->next;
+        free_event(e);
+    }
+    s->ev_head = s->ev_tail = NULL;
+    s->pending_closes = 3 + (s->http != NULL);
+    bx_conn_flush_all(s->loop);
+    if (s->http)
+        bx_http_server_close(s->http, http_closed, s);
+    s->engine->ops->close(s->engine, engine_closed, s);
+    uv_close((uv_handle_t *)&s->tick, handle_closed);
+    uv_close((uv_handle_t *)&s->keepalive, handle_closed);
+}
+
+void bx_server_close(bx_server_t *s, void (*done)(void *ud), void *ud)
+{
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *en;
+
+    if (s->closing)
+        return;
+    s->closing = 1;
+    s->close_done = done;
+    s->close_ud = ud;
+    /* answer every held connect now and push the answers to the sockets
+     * before the listener closes them */
+    while ((en = bx_dict_next(&s->sessions, &it)) != NULL) {
+        session_t *ss = en->value;
+        if (ss->hold) {
+            bx_waiter_t *w = ss->hold;
+            bx_chunkv_t msgs = ss->pending;
+            ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
+            ss->hold = NULL;
+            w->release(w, &msgs);
+            bx_chunkv_free(&msgs);
+        }
+    }
+    bx_conn_flush_all(s->loop);
+    bx_server_defer(s, close_rest, s);
+}
