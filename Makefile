@@ -34,7 +34,7 @@ STESTS   := $(TEST_SRC:core/test/%.c=$(B)/san/test/%)
 SO       := lua/bayeux/core.so
 SAN_SO   := $(B)/san/lua/bayeux/core.so
 
-.PHONY: all deps run test check units bench install clean lint
+.PHONY: all deps run test check units bench install clean lint rock-install
 all: $(SO)
 
 # ---- Build ----
@@ -98,3 +98,11 @@ lint:
 
 clean:
 	rm -rf $(B) $(SO)
+
+# Called by luarocks (rockspec build.install_target) with the rock's dirs.
+rock-install: $(SO)
+	mkdir -p $(INST_LIBDIR)/bayeux $(INST_LUADIR)/bayeux/ext $(INST_BINDIR)
+	cp $(SO) $(INST_LIBDIR)/bayeux/core.so
+	cp lua/bayeux/*.lua $(INST_LUADIR)/bayeux/
+	if ls lua/bayeux/ext/*.lua >/dev/null 2>&1; then cp lua/bayeux/ext/*.lua $(INST_LUADIR)/bayeux/ext/; fi
+	cp bin/bayeux $(INST_BINDIR)/bayeux
