@@ -143,7 +143,7 @@ static void trigger(memory_t *m, bx_event_t ev, const char *id, const char *ch,
 static int unsubscribe_one(memory_t *m, client_t *c, const char *ch)
 {
     size_t len = strlen(ch);
-    if (!bx_dict_del(&c->channels, ch, len))
+    if (!bx_dict_get(&c->channels, ch, len))
         return 0;
     bx_dict_t *subs = bx_dict_get(&m->index, ch, len);
     if (subs) {
@@ -155,6 +155,8 @@ static int unsubscribe_one(memory_t *m, client_t *c, const char *ch)
         }
     }
     trigger(m, BX_EV_UNSUBSCRIBE, c->id, ch, NULL);
+    /* last: `ch` may be the key stored in this very entry */
+    bx_dict_del(&c->channels, ch, len);
     return 1;
 }
 

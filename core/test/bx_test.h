@@ -72,7 +72,7 @@ static const char *bx_test_cur;
 #define BX_REPORT()                                                           \
     (printf("%s: %d passed, %d failed\n", __FILE__, bx_test_passed,           \
             bx_test_failed),                                                  \
-     bx_test_failed ? 1 : 0)
+     fflush(stdout), bx_test_failed ? 1 : 0)
 
 static void bx_test_close_walk(uv_handle_t *h, void *arg)
 {
