@@ -32,4 +32,13 @@ bot:subscribe("/chat/messages", function(data, channel)
   end
 end)
 
+-- The page: served beside the Bayeux mount by a route.
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+server:route("GET", "/", function(_, res)
+  local f = assert(io.open(here .. "/index.html"))
+  local html = f:read("a")
+  f:close()
+  res:html(html)
+end)
+
 server:listen(port, host)

@@ -37,6 +37,19 @@ local OPTIONS = {
     engine = { "string", function(v) return v == "memory" end, "\"memory\"" },
 }
 
+-- Until bayeux ships its own browser client, <mount>/client.js serves
+-- Faye's from the npm package when a checkout has it installed.
+local function default_client_script()
+    local src = debug.getinfo(1, "S").source
+    local root = src:match("^@(.*)/lua/bayeux/init%.lua$")
+    if not root then return nil end
+    local path = root .. "/test/node/node_modules/faye/client/faye-browser-min.js"
+    local f = io.open(path)
+    if not f then return nil end
+    f:close()
+    return path
+end
+
 local function check_options(opts)
     if opts == nil then return {} end
     if type(opts) ~= "table" then
@@ -118,6 +131,7 @@ function _M.server(opts)
     local o = check_options(opts)
     o.mount = o.mount or "/bayeux"
     o.engine = nil
+    o.client_script = o.client_script or default_client_script()
     local self = setmetatable({
         core = core.server(o),
         mount = o.mount:gsub("(.)/+$", "%1"),
