@@ -77,10 +77,13 @@ int lbx_invoke(const char *what, lua_CFunction marshal, void *ud)
     lua_pushcfunction(L, msghandler);
     lua_pushcfunction(L, marshal);
     lua_pushlightuserdata(L, ud);
-    /* a hook stuck in a loop is stopped instead of wedging the server */
+    /* a hook stuck in a loop is stopped instead of wedging the server; a
+     * nested invoke (C called back from Lua) restores the outer budget */
+    lua_Hook old = lua_gethook(L);
+    int oldmask = lua_gethookmask(L), oldcount = lua_gethookcount(L);
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, budget);
     rc = lua_pcall(L, 1, 0, top + 1);
-    lua_sethook(L, NULL, 0, 0);
+    lua_sethook(L, old, oldmask, oldcount);
     if (rc != LUA_OK) {
         lbx_log("%s: %s", what, lua_tostring(L, -1));
         lua_settop(L, top);

@@ -9,6 +9,7 @@
 #include "dict.h"
 #include "json.h"
 #include "lbx.h"
+#include "lbx_ext.h"
 #include "protocol.h"
 #include "server.h"
 
@@ -22,6 +23,7 @@ typedef struct lserver {
     int self_ref, event_ref, request_ref, close_ref;
     int closing;
     bx_dict_t sinks;            /* client id -> lsink_t */
+    lext_t *ext;                /* Lua extensions, created on first use */
 } lserver_t;
 
 typedef struct {
@@ -187,6 +189,8 @@ static void server_closed(void *ud)
 
     unlink_server(ls);
     bx_dict_free(&ls->sinks);
+    if (ls->ext)
+        lbx_ext_free(ls->ext);
     if (L && !lbx_closing) {
         if (close_ref != LUA_NOREF) {
             lbx_invoke("close callback", call_close_fn, &close_ref);
@@ -438,6 +442,19 @@ static int s_on_event(lua_State *L)
     return 0;
 }
 
+/* server:set_extensions(runner, incoming, outgoing, deadline): installs the
+ * Lua chain runner; a stage without extensions keeps the C fast path. */
+static int s_set_extensions(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    double deadline = luaL_optnumber(L, 5, 0);
+    if (!ls->ext)
+        ls->ext = lbx_ext_new(ls->s);
+    lbx_ext_configure(L, ls->ext, 2, lua_toboolean(L, 3), lua_toboolean(L, 4), deadline);
+    return 0;
+}
+
 /* ---- Application requests ---- */
 
 static void req_release(lreq_t *r)
@@ -599,7 +616,8 @@ void lbx_server_open(lua_State *L)
     static const luaL_Reg smeth[] = {
         { "listen", s_listen }, { "port", s_port }, { "close", s_close },
         { "process", s_process }, { "bind", s_bind }, { "unbind", s_unbind },
-        { "on_event", s_on_event }, { "on_request", s_on_request }, { NULL, NULL }
+        { "on_event", s_on_event }, { "on_request", s_on_request },
+        { "set_extensions", s_set_extensions }, { NULL, NULL }
     };
     static const luaL_Reg rmeth[] = {
         { "info", r_info }, { "respond", r_respond }, { NULL, NULL }
@@ -614,6 +632,7 @@ void lbx_server_open(lua_State *L)
     luaL_newlib(L, rmeth);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
+    lbx_ext_open(L);
     lua_pushcfunction(L, l_server);
     lua_setfield(L, -2, "server");
 }

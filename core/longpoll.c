@@ -268,10 +268,11 @@ static void get(bx_server_t *s, bx_http_req_t *req)
     char *message = form_get(req->query.base, req->query.len, "message", &mlen);
     char *cb = form_get(req->query.base, req->query.len, "jsonp", &clen);
 
-    if (!message || (cb && !bx_longpoll_valid_callback(cb, clen)))
+    /* an empty jsonp is falsy for Faye: the default name applies */
+    if (!message || (cb && clen && !bx_longpoll_valid_callback(cb, clen)))
         bad_request(req);
     else
-        process(s, req, message, mlen, cb ? cb : "jsonpcallback");
+        process(s, req, message, mlen, cb && clen ? cb : "jsonpcallback");
     free(message);
     free(cb);
 }
@@ -296,7 +297,7 @@ static void post(bx_server_t *s, bx_http_req_t *req)
     const char *body = req->body.data ? req->body.data : "";
     char *message = form_get(body, req->body.len, "message", &mlen);
     char *cb = form_get(body, req->body.len, "jsonp", &clen);
-    if (!message || (cb && !bx_longpoll_valid_callback(cb, clen)))
+    if (!message || (cb && clen && !bx_longpoll_valid_callback(cb, clen)))
         bad_request(req);
     else
         process(s, req, message, mlen, NULL);

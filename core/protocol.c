@@ -383,11 +383,17 @@ static void connect_checked(op_t *op)
     op->waiter.release = hold_release;
     op->next_hold = op->batch->holds;
     op->batch->holds = op;
+    bx_session_hold(s, op->client_id, &op->waiter);
+    if (hold == 0) {
+        /* answered by the next delivery pass, with what is queued: a timer
+         * could fire before that pass and miss the queue */
+        bx_session_release_soon(s, op->client_id);
+        return;
+    }
     op->timer = bx_malloc(sizeof(*op->timer));
     uv_timer_init(bx_server_loop(s), op->timer);
     op->timer->data = op;
     uv_timer_start(op->timer, hold_timeout, (uint64_t)(hold * 1000), 0);
-    bx_session_hold(s, op->client_id, &op->waiter);
 }
 
 /* ---- /meta/subscribe and /meta/unsubscribe ---- */

@@ -22,6 +22,7 @@ typedef struct session {
     int dirty;
     int want_queue;             /* ask the engine for its queue on the pass */
     int release_empty;          /* release the hold even with nothing */
+    int outpasses;              /* deliveries inside outgoing extensions */
     struct session *next_dirty;
 } session_t;
 
@@ -57,6 +58,8 @@ struct bx_server_s {
     bx_server_app_cb app_cb, app_abort;
     void *app_ud;
     bx_ext_hook incoming, outgoing;
+    struct outpass *outpasses;  /* deliveries inside outgoing extensions */
+    void (*ext_abandon)(void *ud);
     void *ext_ud;
     int closing;
     int pending_closes;
@@ -107,7 +110,7 @@ static void mark_dirty(bx_server_t *s, session_t *ss)
  * list, whose pass frees it instead). */
 static void session_gc(bx_server_t *s, session_t *ss)
 {
-    if (ss->hold || ss->sink || ss->pending.n || ss->dirty)
+    if (ss->hold || ss->sink || ss->pending.n || ss->dirty || ss->outpasses)
         return;
     bx_dict_del(&s->sessions, ss->id, strlen(ss->id));
     free(ss);
@@ -127,6 +130,15 @@ void bx_session_hold(bx_server_t *s, const char *id, bx_waiter_t *w)
     ss->hold = w;
     ss->want_queue = 1;
     mark_dirty(s, ss);
+}
+
+void bx_session_release_soon(bx_server_t *s, const char *id)
+{
+    session_t *ss = session_get(s, id);
+    if (ss && ss->hold) {
+        ss->release_empty = 1;
+        mark_dirty(s, ss);
+    }
 }
 
 void bx_session_unhold(bx_server_t *s, const char *id, bx_waiter_t *w)
@@ -166,6 +178,118 @@ int bx_session_has_sink(bx_server_t *s, const char *id)
     return ss && ss->sink;
 }
 
+/* ---- Outgoing extensions on deliveries ----
+ *
+ * With an outgoing extension installed, every delivered message is handed
+ * to it per recipient (as in Faye) before it reaches the connection; the
+ * result is serialized again into a private chunk flagged PROCESSED so it
+ * is not run twice. Without one, the shared chunk goes out untouched. */
+
+#define PROCESSED 1
+
+typedef struct outpass {
+    struct outpass *prev, *next;
+    bx_server_t *s;
+    char id[32];
+    size_t left;
+    size_t n;
+    json_t **msgs;              /* results, NULL when dropped */
+    struct outslot { struct outpass *p; size_t i; } *slots;
+} outpass_t;
+
+static void outpass_free(outpass_t *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (p->msgs[i])
+            json_decref(p->msgs[i]);
+    free(p->msgs);
+    free(p->slots);
+    free(p);
+}
+
+static void outpass_done(void *ud, json_t *msg)
+{
+    struct outslot *slot = ud;
+    outpass_t *p = slot->p;
+    bx_server_t *s = p->s;
+
+    p->msgs[slot->i] = msg;
+    if (--p->left > 0)
+        return;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        s->outpasses = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    /* the hold may have ended meanwhile: the session keeps the messages for
+     * the next connect (a destroyed client's session is dropped on CLOSE) */
+    session_t *ss = s->closing ? NULL : session_make(s, p->id);
+    if (ss) {
+        ss->outpasses--;
+        /* processed messages go in front of anything that arrived since */
+        bx_chunkv_t v = BX_CHUNKV_INIT;
+        for (size_t i = 0; i < p->n; i++) {
+            if (!p->msgs[i] || json_object_get(p->msgs[i], "successful"))
+                continue;       /* dropped (Faye would send [null]: we send nothing) */
+            bx_chunk_t *c = bx_json_chunk(p->msgs[i]);
+            c->flags |= PROCESSED;
+            bx_chunkv_push_new(&v, c);
+        }
+        bx_chunkv_move(&v, &ss->pending);
+        ss->pending = v;
+        mark_dirty(s, ss);
+    }
+    outpass_free(p);
+}
+
+/* Runs the unprocessed chunks of `msgs` through the outgoing extensions;
+ * keeps the processed ones in `msgs`. */
+static void outgoing_pass(bx_server_t *s, session_t *ss, bx_chunkv_t *msgs)
+{
+    bx_chunkv_t keep = BX_CHUNKV_INIT;
+    outpass_t *p = NULL;
+
+    for (size_t i = 0; i < msgs->n; i++) {
+        bx_chunk_t *c = msgs->v[i];
+        if (c->flags & PROCESSED) {
+            bx_chunkv_push(&keep, c);
+            continue;
+        }
+        if (!p) {
+            p = bx_calloc(1, sizeof(*p));
+            p->s = s;
+            memcpy(p->id, ss->id, sizeof(p->id));
+            p->msgs = bx_calloc(msgs->n, sizeof(*p->msgs));
+            p->slots = bx_calloc(msgs->n, sizeof(*p->slots));
+        }
+        p->msgs[p->n] = NULL;
+        p->slots[p->n].p = p;
+        p->slots[p->n].i = p->n;
+        p->n++;
+    }
+    if (p) {
+        ss->outpasses++;
+        /* count first: a hook may answer on this very turn's deferral */
+        p->left = p->n + 1;
+        p->next = s->outpasses;
+        if (p->next)
+            p->next->prev = p;
+        s->outpasses = p;
+        size_t k = 0;
+        for (size_t i = 0; i < msgs->n; i++) {
+            bx_chunk_t *c = msgs->v[i];
+            if (c->flags & PROCESSED)
+                continue;
+            json_t *m = bx_json_parse(c->data, c->len);
+            s->outgoing(s->ext_ud, m ? m : json_object(), NULL, outpass_done, &p->slots[k++]);
+        }
+        outpass_done(&p->slots[0], p->msgs[0]);     /* releases the extra count */
+    }
+    bx_chunkv_free(msgs);
+    *msgs = keep;
+}
+
 /* The delivery pass: every dirty session hands what it has to its sink or
  * its held connect, in one piece. */
 static void deliver_pass(bx_server_t *s)
@@ -180,11 +304,15 @@ static void deliver_pass(bx_server_t *s)
             ss->want_queue = 0;
             s->engine->ops->empty_queue(s->engine, ss->id);   /* may fill pending */
         }
+        if (s->outgoing && ss->pending.n && (ss->sink || ss->hold))
+            outgoing_pass(s, ss, &ss->pending);
         if (ss->pending.n && ss->sink) {
             bx_chunkv_t msgs = ss->pending;
             ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
             ss->sink->push(ss->sink, &msgs);
             bx_chunkv_free(&msgs);
+        } else if (ss->outpasses && !ss->pending.n) {
+            continue;           /* a release waits for the outgoing extensions */
         } else if ((ss->pending.n || ss->release_empty) && ss->hold) {
             bx_waiter_t *w = ss->hold;
             bx_chunkv_t msgs = ss->pending;
@@ -434,10 +562,11 @@ void bx_server_on_app(bx_server_t *s, bx_server_app_cb cb, bx_server_app_cb abor
 }
 
 void bx_server_set_extensions(bx_server_t *s, bx_ext_hook incoming, bx_ext_hook outgoing,
-                              void *ud)
+                              void (*abandon)(void *ud), void *ud)
 {
     s->incoming = incoming;
     s->outgoing = outgoing;
+    s->ext_abandon = abandon;
     s->ext_ud = ud;
 }
 
@@ -512,6 +641,11 @@ static void close_rest(void *ud)
         free_event(e);
     }
     s->ev_head = s->ev_tail = NULL;
+    while (s->outpasses) {
+        struct outpass *p = s->outpasses;
+        s->outpasses = p->next;
+        outpass_free(p);
+    }
     s->pending_closes = 3 + (s->http != NULL);
     bx_conn_flush_all(s->loop);
     if (s->http)
@@ -531,6 +665,9 @@ void bx_server_close(bx_server_t *s, void (*done)(void *ud), void *ud)
     s->closing = 1;
     s->close_done = done;
     s->close_ud = ud;
+    if (s->ext_abandon)
+        s->ext_abandon(s->ext_ud);
+    s->incoming = s->outgoing = NULL;
     /* answer every held connect now and push the answers to the sockets
      * before the listener closes them */
     while ((en = bx_dict_next(&s->sessions, &it)) != NULL) {

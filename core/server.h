@@ -97,13 +97,14 @@ void bx_server_defer(bx_server_t *s, void (*fn)(void *ud), void *ud);
 /* Extension hooks (the Lua layer installs them). Each gets a message (a new
  * reference it must pass on or drop) and calls `next` exactly once, never
  * inside the hook call itself, with the message to continue with (stolen)
- * or NULL to drop it. `request` is the transport's request or NULL for
- * in-process clients. */
+ * or NULL to drop it. `request` is the transport's bx_http_req_t or NULL
+ * (in-process clients, deliveries). `abandon` is called when the server
+ * starts closing: from then on `next` must not be called. */
 typedef void (*bx_ext_next_cb)(void *next_ud, json_t *msg);
 typedef void (*bx_ext_hook)(void *ud, json_t *msg, void *request, bx_ext_next_cb next,
                             void *next_ud);
 void bx_server_set_extensions(bx_server_t *s, bx_ext_hook incoming, bx_ext_hook outgoing,
-                              void *ud);
+                              void (*abandon)(void *ud), void *ud);
 /* The installed hooks (NULL when none: the fast path). */
 bx_ext_hook bx_server_incoming(const bx_server_t *s, void **ud);
 bx_ext_hook bx_server_outgoing(const bx_server_t *s, void **ud);
@@ -114,6 +115,10 @@ bx_ext_hook bx_server_outgoing(const bx_server_t *s, void **ud);
  * older held connect of the same client is released at once (empty), on
  * this call's delivery pass. */
 void bx_session_hold(bx_server_t *s, const char *id, bx_waiter_t *w);
+
+/* Releases the held connect of `id` on the next delivery pass, with
+ * whatever is queued by then (a connect with timeout 0). */
+void bx_session_release_soon(bx_server_t *s, const char *id);
 
 /* Forgets `w` without releasing it (its transport went away or it timed
  * out and will answer by itself). Undelivered messages stay queued. */

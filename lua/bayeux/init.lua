@@ -11,6 +11,7 @@ local channel = require "bayeux.channel"
 local error, type, pairs, ipairs, setmetatable, tostring = error, type, pairs, ipairs,
     setmetatable, tostring
 local table_remove, io, math_type = table.remove, io, math.type
+local xpcall, traceback, getinfo = xpcall, debug.traceback, debug.getinfo
 
 local _M = {
     _VERSION = "0.1.0",
@@ -34,6 +35,8 @@ local OPTIONS = {
     max_conns = { "number", function(v) return math_type(v) == "integer" and v > 0 end,
                   "a positive integer" },
     client_script = { "string", function() return true end, "a file path" },
+    extension_deadline = { "number", function(v) return v > 0 end,
+                           "a positive number of seconds" },
     engine = { "string", function(v) return v == "memory" end, "\"memory\"" },
 }
 
@@ -132,7 +135,11 @@ function _M.server(opts)
     o.mount = o.mount or "/bayeux"
     o.engine = nil
     o.client_script = o.client_script or default_client_script()
+    local deadline = o.extension_deadline
+    o.extension_deadline = nil
     local self = setmetatable({
+        extensions = {},
+        extension_deadline = deadline or 30,
         core = core.server(o),
         mount = o.mount:gsub("(.)/+$", "%1"),
         listeners = {},
@@ -181,6 +188,95 @@ function Server:on(name, fn)
     local list = self.listeners[name] or {}
     list[#list + 1] = fn
     self.listeners[name] = list
+end
+
+-- ---------------------------------------------------------------------------
+-- Extensions (Faye's server extensions)
+-- ---------------------------------------------------------------------------
+
+local function log(...)
+    io.stderr:write("bayeux: ", ...)
+    io.stderr:write("\n")
+end
+
+-- Runs one message through every extension's `incoming` (stage 0) or
+-- `outgoing` (stage 1), in the order they were added, each continuing
+-- through its callback, then hands the result to `done` (C).
+local function chain_runner(self)
+    return function(stage, message, request, done)
+        local key = stage == 0 and "incoming" or "outgoing"
+        local list = {}
+        for i, ext in ipairs(self.extensions) do list[i] = ext end  -- a snapshot
+        local i = 0
+        local function step(msg)
+            if msg == nil then return done(nil) end
+            local ext
+            repeat
+                i = i + 1
+                ext = list[i]
+            until not ext or type(ext[key]) == "function"
+            if not ext then return done(msg) end
+            local fn, called = ext[key], false
+            local function callback(m)
+                if called then
+                    log("extension ", key, ": callback called twice; ignored")
+                    return
+                end
+                called = true
+                step(m)
+            end
+            local ok, err
+            if getinfo(fn, "u").nparams >= 3 then
+                ok, err = xpcall(fn, traceback, msg, request, callback)
+            else
+                ok, err = xpcall(fn, traceback, msg, callback)
+            end
+            if not ok then
+                log("extension ", key, " failed: ", tostring(err))
+                if not called then
+                    called = true
+                    msg.error = "500::Internal server error"
+                    if stage == 1 and msg.successful ~= nil then msg.successful = false end
+                    done(msg)
+                end
+            end
+        end
+        step(message)
+    end
+end
+
+local function install_extensions(self)
+    local incoming, outgoing = false, false
+    for _, ext in ipairs(self.extensions) do
+        incoming = incoming or type(ext.incoming) == "function"
+        outgoing = outgoing or type(ext.outgoing) == "function"
+    end
+    self.runner = self.runner or chain_runner(self)
+    self.core:set_extensions(self.runner, incoming, outgoing, self.extension_deadline)
+end
+
+--- Adds an extension: a table with incoming(message, [request,] callback)
+-- and/or outgoing(message, [request,] callback), and optional added(server)
+-- / removed(server). Extensions run in the order they were added.
+function Server:add_extension(ext)
+    if type(ext) ~= "table" then error("server:add_extension(ext): ext must be a table", 2) end
+    self.extensions[#self.extensions + 1] = ext
+    install_extensions(self)
+    if type(ext.added) == "function" then ext.added(self) end
+end
+
+--- Removes every occurrence of `ext`.
+function Server:remove_extension(ext)
+    local found = false
+    for i = #self.extensions, 1, -1 do
+        if self.extensions[i] == ext then
+            table_remove(self.extensions, i)
+            found = true
+        end
+    end
+    if not found then return end
+    install_extensions(self)
+    if type(ext.removed) == "function" then ext.removed(self) end
 end
 
 -- ---------------------------------------------------------------------------

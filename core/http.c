@@ -1,0 +1,1029 @@
+/*
+ * http.c - HTTP/1.1 server on libuv and http-parser.
+ *
+ * Each connection (hconn) parses its input with http-parser. A complete
+ * request joins the connection's queue and is handed to the application at
+ * once, even if earlier requests are still unanswered (pipelining); the
+ * answers are buffered in the request and written strictly from the head of
+ * the queue. The parser is paused after every message so that the
+ * application runs outside http_parser_execute() and may hijack or close.
+ *
+ * Work that must not run inside a bx_http_* call (abort callbacks, handing
+ * leftover bytes to a hijacker, resuming a suspended parser) goes through
+ * the server's zero-delay "defer" timer. Idle connections sit on one list
+ * ordered by last activity, watched by one timer for the whole server.
+ */
+#include "http.h"
+
+#include <http_parser.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+/* Unanswered requests per connection before we stop parsing its input:
+ * bounds the memory a client can pin by pipelining behind a held request. */
+#define MAX_PIPELINE    16
+
+/* ---- Intrusive circular lists ---- */
+
+typedef struct link {
+    struct link *prev, *next;
+} link_t;
+
+#define CONTAINER(p, type, field) ((type *)((char *)(p) - offsetof(type, field)))
+
+static void link_init(link_t *l)
+{
+    l->prev = l->next = l;
+}
+
+static int link_empty(const link_t *l)
+{
+    return l->next == l;
+}
+
+static void link_remove(link_t *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    link_init(l);
+}
+
+static void link_push(link_t *head, link_t *l)
+{
+    l->prev = head->prev;
+    l->next = head;
+    head->prev->next = l;
+    head->prev = l;
+}
+
+/* ---- Types ---- */
+
+typedef struct hconn hconn_t;
+
+typedef struct {
+    size_t name, name_len, value, value_len;    /* offsets into raw */
+} hoff_t;
+
+typedef struct hreq {
+    bx_http_req_t pub;
+    hconn_t *hc;                /* NULL once detached from its connection */
+    struct hreq *next;          /* connection queue, or the server's abort list */
+    bx_buf_t raw;               /* url then header bytes; pub points into it */
+    size_t url_len;
+    hoff_t *offs;
+    size_t noffs, capoffs;
+    bx_chunkv_t out;            /* the answer, waiting for earlier answers */
+    char ip[48];                /* copy: the request may outlive its conn */
+    unsigned in_value : 1;      /* last header callback was a value */
+    unsigned headers_done : 1;  /* trailers must not move raw */
+    unsigned delivered : 1;     /* the application has seen it */
+    unsigned answered : 1;
+    unsigned close : 1;         /* close the connection after the answer */
+    unsigned keep_alive : 1;
+    unsigned head : 1;          /* HEAD: no body in the answer */
+    unsigned hijacked : 1;
+} hreq_t;
+
+/* Bytes read past a hijacked request, delivered on a later turn. */
+typedef struct handoff {
+    bx_conn_t *conn;
+    bx_conn_read_cb on_read;
+    bx_conn_close_cb on_close;
+    void *ud;
+    bx_buf_t buf;
+    int closed;
+    struct handoff *next;
+} handoff_t;
+
+struct hconn {
+    bx_http_server_t *s;
+    bx_conn_t *conn;
+    http_parser parser;
+    hreq_t *cur;                /* being parsed */
+    hreq_t *ready;              /* just completed, to deliver */
+    hreq_t *qhead, *qtail;      /* delivered or answered, oldest first */
+    size_t qlen;
+    size_t hbytes;              /* request line + header bytes so far */
+    int err_status;             /* set by a parser callback that failed */
+    bx_buf_t inbuf;             /* input kept while parsing is suspended */
+    uint64_t idle_since;
+    link_t all, idle, resume;
+    handoff_t *handoff;
+    unsigned stop : 1;          /* parse nothing more; input is discarded */
+    unsigned suspended : 1;     /* parsing and reading paused */
+    unsigned upgraded : 1;      /* suspended for good after an Upgrade request */
+    unsigned feeding : 1;       /* inside feed(): hijack must not free us */
+    unsigned hijacked : 1;
+};
+
+struct bx_http_server_s {
+    uv_loop_t *loop;
+    bx_http_limits_t lim;
+    uint64_t idle_ms;           /* 0: no idle timeout */
+    bx_http_request_cb on_request;
+    bx_http_abort_cb on_abort;
+    void *ud;
+    uv_tcp_t listener;
+    int port;
+    uv_timer_t defer;
+    uv_timer_t idle;
+    link_t conns, idle_list, resume_list;
+    unsigned nconns;
+    hreq_t *aborts, *aborts_tail;
+    handoff_t *handoffs, *handoffs_tail;
+    int closing, listener_closed, finishing, timers_closed;
+    void (*done)(void *ud);
+    void *done_ud;
+};
+
+static void feed(hconn_t *hc, const char *data, size_t len);
+static void flush_queue(hconn_t *hc);
+
+/* ---- Small helpers ---- */
+
+void bx_http_limits_default(bx_http_limits_t *l)
+{
+    l->max_body = 1024 * 1024;
+    l->max_header = 16 * 1024;
+    l->idle_timeout = 120;
+    l->max_conns = 10000;
+}
+
+const char *bx_http_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+/* RFC 7231 IMF-fixdate, cached per second; built by hand so the C locale
+ * set by an embedding program cannot change it. */
+static const char *http_date(void)
+{
+    static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+    static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+    static char buf[40];
+    static time_t last = -1;
+    time_t now = time(NULL);
+    struct tm tm;
+
+    if (now != last) {
+        gmtime_r(&now, &tm);
+        snprintf(buf, sizeof(buf), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
+                 tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                 tm.tm_sec);
+        last = now;
+    }
+    return buf;
+}
+
+static void req_free(hreq_t *r)
+{
+    bx_buf_free(&r->raw);
+    bx_buf_free(&r->pub.body);
+    bx_chunkv_free(&r->out);
+    free(r->pub.headers);
+    free(r->offs);
+    free(r);
+}
+
+static void defer_cb(uv_timer_t *t);
+
+static void schedule(bx_http_server_t *s)
+{
+    /* A 0 ms timer runs on the next loop turn (never inside the caller);
+     * starting it while closing fails harmlessly and finish() drains. */
+    if (!uv_is_active((uv_handle_t *)&s->defer))
+        uv_timer_start(&s->defer, defer_cb, 0, 0);
+}
+
+/* ---- Idle timeout ---- */
+
+static void idle_cb(uv_timer_t *t);
+
+static void idle_remove(hconn_t *hc)
+{
+    link_remove(&hc->idle);
+}
+
+static void idle_insert(hconn_t *hc)
+{
+    bx_http_server_t *s = hc->s;
+
+    if (!s->idle_ms || !link_empty(&hc->idle))
+        return;
+    hc->idle_since = uv_now(s->loop);
+    link_push(&s->idle_list, &hc->idle);
+    /* The list is ordered by idle_since, so the head's deadline is the
+     * earliest; an already running timer fires no later than ours. */
+    if (!uv_is_active((uv_handle_t *)&s->idle))
+        uv_timer_start(&s->idle, idle_cb, s->idle_ms, 0);
+}
+
+static void idle_touch(hconn_t *hc)
+{
+    if (link_empty(&hc->idle))
+        return;
+    link_remove(&hc->idle);
+    hc->idle_since = uv_now(hc->s->loop);
+    link_push(&hc->s->idle_list, &hc->idle);
+}
+
+static void idle_cb(uv_timer_t *t)
+{
+    bx_http_server_t *s = t->data;
+    uint64_t now = uv_now(s->loop);
+
+    while (!link_empty(&s->idle_list)) {
+        hconn_t *hc = CONTAINER(s->idle_list.next, hconn_t, idle);
+        if (hc->idle_since + s->idle_ms > now) {
+            uv_timer_start(&s->idle, idle_cb, hc->idle_since + s->idle_ms - now, 0);
+            break;
+        }
+        idle_remove(hc);
+        hc->stop = 1;
+        bx_conn_close(hc->conn);    /* silently: no request to answer */
+    }
+}
+
+/* ---- Request queue ---- */
+
+static void enqueue(hconn_t *hc, hreq_t *r)
+{
+    r->hc = hc;
+    r->next = NULL;
+    if (hc->qtail)
+        hc->qtail->next = r;
+    else
+        hc->qhead = r;
+    hc->qtail = r;
+    hc->qlen++;
+    idle_remove(hc);            /* we owe an answer: not idle */
+}
+
+/* Moves every queued request to the server's abort list. */
+static void abort_queue(hconn_t *hc)
+{
+    bx_http_server_t *s = hc->s;
+    hreq_t *r;
+
+    if (!hc->qhead)
+        return;
+    for (r = hc->qhead; r; r = r->next)
+        r->hc = NULL;
+    if (s->aborts_tail)
+        s->aborts_tail->next = hc->qhead;
+    else
+        s->aborts = hc->qhead;
+    s->aborts_tail = hc->qtail;
+    hc->qhead = hc->qtail = NULL;
+    hc->qlen = 0;
+    schedule(s);
+}
+
+/* Builds the status line and the headers the layer owns. */
+static bx_chunk_t *response_head(int status, const char *headers, size_t body_len, int close)
+{
+    bx_buf_t b = BX_BUF_INIT;
+
+    bx_buf_printf(&b, "HTTP/1.1 %d %s\r\n", status, bx_http_reason(status));
+    if (headers)
+        bx_buf_puts(&b, headers);
+    bx_buf_printf(&b, "Date: %s\r\nContent-Length: %zu\r\nConnection: %s\r\n\r\n", http_date(),
+                  body_len, close ? "close" : "keep-alive");
+    return bx_chunk_from_buf(&b);
+}
+
+/* Writes the answered requests at the head of the queue, in order. */
+static void flush_queue(hconn_t *hc)
+{
+    hreq_t *r;
+
+    while ((r = hc->qhead) != NULL && r->answered) {
+        int close = r->close;
+        hc->qhead = r->next;
+        if (!hc->qhead)
+            hc->qtail = NULL;
+        hc->qlen--;
+        bx_conn_write(hc->conn, &r->out);
+        req_free(r);
+        if (close) {
+            hc->stop = 1;
+            bx_conn_close_after_write(hc->conn);
+            abort_queue(hc);
+            return;
+        }
+    }
+    if (!hc->qhead && !hc->stop)
+        idle_insert(hc);
+    if (hc->suspended && !hc->upgraded && !hc->stop && hc->qlen < MAX_PIPELINE &&
+        link_empty(&hc->resume)) {
+        link_push(&hc->s->resume_list, &hc->resume);
+        schedule(hc->s);
+    }
+}
+
+/* Answers a request the parser rejected, after the earlier answers. */
+static void fail(hconn_t *hc, int status)
+{
+    const char *text = status == 400 ? "Bad request" : bx_http_reason(status);
+    size_t len = strlen(text);
+    hreq_t *r = bx_calloc(1, sizeof(*r));
+
+    hc->stop = 1;
+    if (hc->cur) {
+        req_free(hc->cur);
+        hc->cur = NULL;
+    }
+    r->answered = 1;
+    r->close = 1;
+    bx_chunkv_push_new(&r->out, response_head(status, "Content-Type: text/plain\r\n", len, 1));
+    bx_chunkv_push_new(&r->out, bx_chunk_new(text, len));
+    enqueue(hc, r);
+    flush_queue(hc);
+}
+
+/* ---- Parser callbacks ---- */
+
+static int count_header(hconn_t *hc, size_t len)
+{
+    hc->hbytes += len;
+    if (hc->hbytes > hc->s->lim.max_header) {
+        hc->err_status = 431;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    hconn_t *hc = p->data;
+
+    hc->cur = bx_calloc(1, sizeof(hreq_t));
+    hc->hbytes = 0;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    hconn_t *hc = p->data;
+
+    if (count_header(hc, len))
+        return -1;
+    bx_buf_append(&hc->cur->raw, at, len);
+    hc->cur->url_len += len;
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    hconn_t *hc = p->data;
+    hreq_t *r = hc->cur;
+
+    if (r->headers_done)
+        return 0;               /* chunked trailers: ignored */
+    if (r->noffs == 0 || r->in_value) {
+        if (count_header(hc, len + 4))  /* ": " and CRLF */
+            return -1;
+        if (r->noffs == r->capoffs) {
+            r->capoffs = r->capoffs ? r->capoffs * 2 : 8;
+            r->offs = bx_realloc(r->offs, r->capoffs * sizeof(*r->offs));
+        }
+        r->offs[r->noffs++] = (hoff_t){ r->raw.len, 0, r->raw.len, 0 };
+        r->in_value = 0;
+    } else if (count_header(hc, len)) {
+        return -1;
+    }
+    bx_buf_append(&r->raw, at, len);
+    r->offs[r->noffs - 1].name_len += len;
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    hconn_t *hc = p->data;
+    hreq_t *r = hc->cur;
+    hoff_t *o;
+
+    if (r->headers_done || r->noffs == 0)
+        return 0;
+    if (count_header(hc, len))
+        return -1;
+    o = &r->offs[r->noffs - 1];
+    if (!r->in_value) {
+        o->value = r->raw.len;
+        r->in_value = 1;
+    }
+    bx_buf_append(&r->raw, at, len);
+    o->value_len += len;
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    hconn_t *hc = p->data;
+    hreq_t *r = hc->cur;
+    bx_http_req_t *q = &r->pub;
+    const char *mark;
+
+    /* raw will not grow any more, so pointers into it stay valid. */
+    r->headers_done = 1;
+    q->headers = bx_calloc(r->noffs ? r->noffs : 1, sizeof(*q->headers));
+    for (size_t i = 0; i < r->noffs; i++) {
+        const char *v = r->raw.data + r->offs[i].value;
+        size_t vl = r->offs[i].value_len;
+        while (vl && (*v == ' ' || *v == '\t'))
+            v++, vl--;
+        while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+            vl--;
+        q->headers[i].name = (bx_str_t){ r->raw.data + r->offs[i].name, r->offs[i].name_len };
+        q->headers[i].value = (bx_str_t){ v, vl };
+    }
+    q->nheaders = r->noffs;
+    q->url = (bx_str_t){ r->raw.data ? r->raw.data : "", r->url_len };
+    mark = memchr(q->url.base, '?', q->url.len);
+    if (mark) {
+        q->path = (bx_str_t){ q->url.base, (size_t)(mark - q->url.base) };
+        q->query = (bx_str_t){ mark + 1, q->url.len - q->path.len - 1 };
+    } else {
+        q->path = q->url;
+        q->query = (bx_str_t){ q->url.base + q->url.len, 0 };
+    }
+    q->method = http_method_str((enum http_method)p->method);
+    q->http_minor = p->http_minor;
+    r->head = p->method == HTTP_HEAD;
+    /* Refuse a declared oversize body before the client sends it. */
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > hc->s->lim.max_body) {
+        hc->err_status = 413;
+        return -1;
+    }
+    /* curl and others wait for this before a large upload. Only when no
+     * answer is owed, or it would jump ahead of an earlier response. */
+    if (p->http_major == 1 && p->http_minor >= 1 && !hc->qhead) {
+        const bx_str_t *e = bx_http_header(q, "Expect");
+        if (e && e->len == 12 && strncasecmp(e->base, "100-continue", 12) == 0)
+            bx_conn_write_copy(hc->conn, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    }
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    hconn_t *hc = p->data;
+    bx_buf_t *body = &hc->cur->pub.body;
+
+    if (body->len + len > hc->s->lim.max_body) {
+        hc->err_status = 413;
+        return -1;
+    }
+    bx_buf_append(body, at, len);
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    hconn_t *hc = p->data;
+    hreq_t *r = hc->cur;
+
+    hc->cur = NULL;
+    r->keep_alive = http_should_keep_alive(p) != 0;
+    r->pub.upgrade = p->upgrade;
+    snprintf(r->ip, sizeof(r->ip), "%s", bx_conn_peer_ip(hc->conn));
+    r->pub.remote_addr = r->ip;
+    hc->ready = r;
+    /* Return to feed() so the application runs outside the parser. */
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---- Input ---- */
+
+static void suspend(hconn_t *hc, const char *data, size_t len)
+{
+    hc->suspended = 1;
+    bx_conn_pause(hc->conn);
+    bx_buf_append(&hc->inbuf, data, len);
+}
+
+/* Parses input, delivering each complete request. Runs with hc->feeding
+ * set; the caller frees hc afterwards if it was hijacked meanwhile. */
+static void feed(hconn_t *hc, const char *data, size_t len)
+{
+    while (len > 0) {
+        size_t n;
+        enum http_errno e;
+        hreq_t *r;
+        int upgrade, keep_alive;
+
+        if (hc->hijacked) {
+            bx_buf_append(&hc->handoff->buf, data, len);
+            return;
+        }
+        if (hc->stop || bx_conn_is_closing(hc->conn))
+            return;
+        if (hc->suspended) {
+            bx_buf_append(&hc->inbuf, data, len);
+            return;
+        }
+        n = http_parser_execute(&hc->parser, &settings, data, len);
+        e = HTTP_PARSER_ERRNO(&hc->parser);
+        if (n > len)
+            n = len;
+        data += n;
+        len -= n;
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&hc->parser, 0);
+        } else if (e != HPE_OK) {
+            fail(hc, hc->err_status ? hc->err_status
+                                    : e == HPE_HEADER_OVERFLOW ? 431 : 400);
+            return;
+        }
+        r = hc->ready;
+        if (!r) {
+            if (n == 0)
+                return;         /* defensive: the parser made no progress */
+            continue;
+        }
+        hc->ready = NULL;
+        enqueue(hc, r);
+        r->delivered = 1;
+        /* r may be answered and freed by the callback: read it first. */
+        upgrade = r->pub.upgrade;
+        keep_alive = r->keep_alive;
+        hc->s->on_request(hc->s->ud, &r->pub);
+        if (hc->hijacked) {
+            bx_buf_append(&hc->handoff->buf, data, len);
+            return;
+        }
+        if (hc->stop || bx_conn_is_closing(hc->conn))
+            return;
+        if (upgrade) {
+            /* The rest is another protocol: keep it for a hijacker. */
+            hc->upgraded = 1;
+            suspend(hc, data, len);
+            return;
+        }
+        if (!keep_alive) {
+            hc->stop = 1;       /* the answer closes; ignore the rest */
+            return;
+        }
+        if (hc->qlen >= MAX_PIPELINE) {
+            suspend(hc, data, len);
+            return;
+        }
+    }
+}
+
+static void hc_free(hconn_t *hc)
+{
+    if (hc->cur)
+        req_free(hc->cur);
+    if (hc->ready)
+        req_free(hc->ready);
+    bx_buf_free(&hc->inbuf);
+    free(hc);
+}
+
+/* Takes hc out of the server: lists, count, queue (to the abort list). */
+static void hc_detach(hconn_t *hc)
+{
+    link_remove(&hc->all);
+    link_remove(&hc->idle);
+    link_remove(&hc->resume);
+    hc->s->nconns--;
+    abort_queue(hc);
+}
+
+static void hc_read(bx_conn_t *c, void *ud, const char *data, size_t len, int status)
+{
+    hconn_t *hc = ud;
+
+    if (status < 0 || len == 0) {
+        hc->stop = 1;           /* the connection is closing; hc_close follows */
+        return;
+    }
+    idle_touch(hc);
+    hc->feeding = 1;
+    feed(hc, data, len);
+    hc->feeding = 0;
+    if (hc->hijacked)
+        hc_free(hc);
+}
+
+static void maybe_finish(bx_http_server_t *s);
+
+static void hc_close(bx_conn_t *c, void *ud)
+{
+    hconn_t *hc = ud;
+    bx_http_server_t *s = hc->s;
+
+    hc_detach(hc);
+    hc_free(hc);
+    maybe_finish(s);
+}
+
+/* Parses input kept while suspended, then reads again. */
+static void hc_resume(hconn_t *hc)
+{
+    bx_buf_t in = hc->inbuf;
+
+    hc->inbuf = (bx_buf_t)BX_BUF_INIT;
+    hc->suspended = 0;
+    hc->feeding = 1;
+    feed(hc, in.data, in.len);
+    hc->feeding = 0;
+    bx_buf_free(&in);
+    if (hc->hijacked) {
+        hc_free(hc);
+        return;
+    }
+    if (!hc->suspended)
+        bx_conn_resume(hc->conn);
+}
+
+/* ---- Deferred work ---- */
+
+static void handoff_finish(handoff_t *h)
+{
+    if (!h->closed) {
+        bx_conn_set_callbacks(h->conn, h->on_read, h->on_close, h->ud);
+        if (h->buf.len && h->on_read)
+            h->on_read(h->conn, h->ud, h->buf.data, h->buf.len, 0);
+        bx_conn_resume(h->conn);
+    }
+    bx_buf_free(&h->buf);
+    free(h);
+}
+
+static void run_deferred(bx_http_server_t *s)
+{
+    for (;;) {
+        if (s->aborts) {
+            hreq_t *r = s->aborts;
+            s->aborts = r->next;
+            if (!s->aborts)
+                s->aborts_tail = NULL;
+            if (r->delivered && !r->answered && s->on_abort)
+                s->on_abort(s->ud, &r->pub);
+            req_free(r);
+        } else if (s->handoffs) {
+            handoff_t *h = s->handoffs;
+            s->handoffs = h->next;
+            if (!s->handoffs)
+                s->handoffs_tail = NULL;
+            handoff_finish(h);
+        } else if (!link_empty(&s->resume_list)) {
+            hconn_t *hc = CONTAINER(s->resume_list.next, hconn_t, resume);
+            link_remove(&hc->resume);
+            hc_resume(hc);
+        } else {
+            break;
+        }
+    }
+}
+
+static void defer_cb(uv_timer_t *t)
+{
+    run_deferred(t->data);
+}
+
+/* ---- Accepting ---- */
+
+static void free_handle_cb(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    bx_http_server_t *s = server->data;
+    uv_tcp_t *tcp;
+    hconn_t *hc;
+
+    if (status < 0)
+        return;
+    tcp = bx_malloc(sizeof(*tcp));
+    uv_tcp_init(s->loop, tcp);
+    if (uv_accept(server, (uv_stream_t *)tcp) < 0 || s->closing ||
+        s->nconns >= s->lim.max_conns) {
+        uv_close((uv_handle_t *)tcp, free_handle_cb);
+        return;
+    }
+    uv_tcp_nodelay(tcp, 1);
+    hc = bx_calloc(1, sizeof(*hc));
+    hc->s = s;
+    link_init(&hc->all);
+    link_init(&hc->idle);
+    link_init(&hc->resume);
+    http_parser_init(&hc->parser, HTTP_REQUEST);
+    hc->parser.data = hc;
+    link_push(&s->conns, &hc->all);
+    s->nconns++;
+    hc->conn = bx_conn_new(s->loop, tcp, hc_read, hc_close, hc);
+    idle_insert(hc);
+}
+
+/* ---- Public API ---- */
+
+bx_http_server_t *bx_http_server_new(uv_loop_t *loop, const bx_http_limits_t *limits,
+                                     bx_http_request_cb on_request, bx_http_abort_cb on_abort,
+                                     void *ud)
+{
+    bx_http_server_t *s = bx_calloc(1, sizeof(*s));
+    bx_http_limits_t def;
+
+    bx_http_limits_default(&def);
+    s->lim = limits ? *limits : def;
+    /* Zero means "default", so callers may fill in only what they change. */
+    if (!s->lim.max_body)
+        s->lim.max_body = def.max_body;
+    if (!s->lim.max_header)
+        s->lim.max_header = def.max_header;
+    if (s->lim.idle_timeout == 0)
+        s->lim.idle_timeout = def.idle_timeout;
+    if (!s->lim.max_conns)
+        s->lim.max_conns = def.max_conns;
+    s->idle_ms = s->lim.idle_timeout > 0 ? (uint64_t)(s->lim.idle_timeout * 1000.0 + 0.5) : 0;
+    if (s->lim.idle_timeout > 0 && s->idle_ms == 0)
+        s->idle_ms = 1;
+    s->loop = loop;
+    s->on_request = on_request;
+    s->on_abort = on_abort;
+    s->ud = ud;
+    s->port = -1;
+    uv_tcp_init(loop, &s->listener);    /* no socket until bind */
+    s->listener.data = s;
+    uv_timer_init(loop, &s->defer);
+    s->defer.data = s;
+    uv_timer_init(loop, &s->idle);
+    s->idle.data = s;
+    link_init(&s->conns);
+    link_init(&s->idle_list);
+    link_init(&s->resume_list);
+    return s;
+}
+
+int bx_http_listen(bx_http_server_t *s, const char *host, int port)
+{
+    struct sockaddr_storage ss;
+    char name[64];
+    int r, len;
+
+    if (s->closing)
+        return UV_EINVAL;
+    if (!host || !*host || !strcmp(host, "*"))
+        host = "0.0.0.0";
+    else if (!strcmp(host, "localhost"))
+        host = "127.0.0.1";
+    snprintf(name, sizeof(name), "%s", host);
+    if (name[0] == '[') {       /* "[::1]" */
+        memmove(name, name + 1, strlen(name));
+        name[strcspn(name, "]")] = '\0';
+    }
+    if (strchr(name, ':'))
+        r = uv_ip6_addr(name, port, (struct sockaddr_in6 *)&ss);
+    else
+        r = uv_ip4_addr(name, port, (struct sockaddr_in *)&ss);
+    if (r < 0)
+        return r;
+    if ((r = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0)) < 0)
+        return r;
+    if ((r = uv_listen((uv_stream_t *)&s->listener, 511, on_connection)) < 0)
+        return r;
+    len = sizeof(ss);
+    if (uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len) == 0)
+        s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                 : ((struct sockaddr_in *)&ss)->sin_port);
+    return 0;
+}
+
+int bx_http_port(const bx_http_server_t *s)
+{
+    return s->port;
+}
+
+static void timer_closed_cb(uv_handle_t *h)
+{
+    bx_http_server_t *s = h->data;
+
+    if (++s->timers_closed < 2)
+        return;
+    run_deferred(s);            /* anything the last callbacks queued */
+    if (s->done)
+        s->done(s->done_ud);
+    free(s);
+}
+
+static void maybe_finish(bx_http_server_t *s)
+{
+    if (!s->closing || !s->listener_closed || s->nconns || s->finishing)
+        return;
+    s->finishing = 1;
+    run_deferred(s);
+    uv_close((uv_handle_t *)&s->defer, timer_closed_cb);
+    uv_close((uv_handle_t *)&s->idle, timer_closed_cb);
+}
+
+static void listener_closed_cb(uv_handle_t *h)
+{
+    bx_http_server_t *s = h->data;
+
+    s->listener_closed = 1;
+    maybe_finish(s);
+}
+
+void bx_http_server_close(bx_http_server_t *s, void (*done)(void *ud), void *ud)
+{
+    link_t *l;
+
+    if (s->closing)
+        return;
+    s->closing = 1;
+    s->done = done;
+    s->done_ud = ud;
+    s->port = -1;
+    uv_close((uv_handle_t *)&s->listener, listener_closed_cb);
+    for (l = s->conns.next; l != &s->conns; l = l->next) {
+        hconn_t *hc = CONTAINER(l, hconn_t, all);
+        hc->stop = 1;
+        bx_conn_close(hc->conn);    /* hc_close runs on a later turn */
+    }
+    uv_timer_stop(&s->idle);
+}
+
+const bx_str_t *bx_http_header(const bx_http_req_t *req, const char *name)
+{
+    size_t len = strlen(name);
+
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const bx_http_header_t *h = &req->headers[i];
+        if (h->name.len == len && strncasecmp(h->name.base, name, len) == 0)
+            return &h->value;
+    }
+    return NULL;
+}
+
+void bx_http_respond(bx_http_req_t *req, int status, const char *headers, bx_chunkv_t *body,
+                     int flags)
+{
+    hreq_t *r = (hreq_t *)req;
+    hconn_t *hc = r->hc;
+    size_t body_len = body ? bx_chunkv_bytes(body) : 0;
+    int close;
+
+    if (r->answered || r->hijacked || !hc) {
+        /* Detached (its abort is pending) or misuse: drop the answer. */
+        r->answered = 1;
+        if (body)
+            bx_chunkv_free(body);
+        return;
+    }
+    r->answered = 1;
+    close = (flags & BX_HTTP_CLOSE) || !r->keep_alive || r->pub.upgrade || hc->s->closing;
+    r->close = close;
+    bx_chunkv_push_new(&r->out, response_head(status, headers, body_len, close));
+    if (body) {
+        if (r->head)
+            bx_chunkv_clear(body);
+        else
+            bx_chunkv_move(&r->out, body);
+        bx_chunkv_free(body);
+    }
+    flush_queue(hc);
+}
+
+void bx_http_respond_text(bx_http_req_t *req, int status, const char *content_type,
+                          const char *text, int flags)
+{
+    bx_chunkv_t body = BX_CHUNKV_INIT;
+    bx_buf_t h = BX_BUF_INIT;
+
+    bx_buf_printf(&h, "Content-Type: %s\r\n", content_type ? content_type : "text/plain");
+    bx_buf_append(&h, "", 1);
+    if (text && *text)
+        bx_chunkv_push_new(&body, bx_chunk_new(text, strlen(text)));
+    bx_http_respond(req, status, h.data, &body, flags);
+    bx_buf_free(&h);
+}
+
+static void shim_read(bx_conn_t *c, void *ud, const char *data, size_t len, int status)
+{
+    handoff_t *h = ud;
+
+    /* Reading is paused until the handoff, so this is only a safety net. */
+    if (len)
+        bx_buf_append(&h->buf, data, len);
+}
+
+static void shim_close(bx_conn_t *c, void *ud)
+{
+    handoff_t *h = ud;
+
+    h->closed = 1;
+    if (h->on_close)
+        h->on_close(c, h->ud);
+}
+
+bx_conn_t *bx_http_hijack(bx_http_req_t *req, bx_conn_read_cb on_read,
+                          bx_conn_close_cb on_close, void *ud)
+{
+    hreq_t *r = (hreq_t *)req;
+    hconn_t *hc = r->hc;
+    bx_http_server_t *s;
+    handoff_t *h;
+    bx_conn_t *conn;
+
+    if (!hc || hc->qhead != r || r->answered || bx_conn_is_closing(hc->conn))
+        return NULL;
+    s = hc->s;
+    conn = hc->conn;
+    hc->qhead = r->next;
+    if (!hc->qhead)
+        hc->qtail = NULL;
+    hc->qlen--;
+    r->hc = NULL;
+    r->next = NULL;
+    r->hijacked = 1;
+
+    h = bx_calloc(1, sizeof(*h));
+    h->conn = conn;
+    h->on_read = on_read;
+    h->on_close = on_close;
+    h->ud = ud;
+    h->buf = hc->inbuf;         /* unparsed bytes kept while suspended */
+    hc->inbuf = (bx_buf_t)BX_BUF_INIT;
+    /* Paused until the leftover is delivered, so the new owner sees the
+     * bytes in order; a shim reports a close that comes first. */
+    bx_conn_pause(conn);
+    bx_conn_set_callbacks(conn, shim_read, shim_close, h);
+    if (s->handoffs_tail)
+        s->handoffs_tail->next = h;
+    else
+        s->handoffs = h;
+    s->handoffs_tail = h;
+    schedule(s);
+
+    hc->hijacked = 1;
+    hc->handoff = h;
+    hc_detach(hc);              /* later pipelined requests are aborted */
+    if (!hc->feeding)
+        hc_free(hc);            /* else feed()'s caller frees it */
+    return conn;
+}
+
+void bx_http_hijack_done(bx_http_req_t *req)
+{
+    hreq_t *r = (hreq_t *)req;
+
+    if (r && r->hijacked)
+        req_free(r);
+}

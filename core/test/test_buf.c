@@ -1,0 +1,141 @@
+/*
+ * test_buf.c - byte buffers, refcounted chunks and chunk vectors.
+ */
+#include "bx_test.h"
+#include "buf.h"
+
+#include <stdlib.h>
+
+static void test_alloc(void)
+{
+    char *s = bx_strdup("hello");
+    char *t = bx_strndup("hello", 3);
+    char *u = bx_strndup("hi", 10);
+
+    BX_CHECK_STR(s, "hello");
+    BX_CHECK_STR(t, "hel");
+    BX_CHECK_STR(u, "hi");
+    free(s);
+    free(t);
+    free(u);
+    s = bx_calloc(4, 4);
+    for (int i = 0; i < 16; i++)
+        BX_CHECK(s[i] == 0);
+    s = bx_realloc(s, 1000);
+    free(s);
+}
+
+static void test_buf_append(void)
+{
+    bx_buf_t b = BX_BUF_INIT;
+
+    bx_buf_append(&b, "ab", 2);
+    bx_buf_puts(&b, "cd");
+    bx_buf_printf(&b, "%d-%s", 42, "x");
+    BX_CHECK_INT(b.len, 8);
+    BX_CHECK(memcmp(b.data, "abcd42-x", 8) == 0);
+    /* A long printf goes through the retry path. */
+    bx_buf_reset(&b);
+    BX_CHECK_INT(b.len, 0);
+    bx_buf_printf(&b, "%0500d", 7);
+    BX_CHECK_INT(b.len, 500);
+    BX_CHECK(b.data[499] == '7' && b.data[0] == '0');
+    bx_buf_consume(&b, 499);
+    BX_CHECK_INT(b.len, 1);
+    BX_CHECK(b.data[0] == '7');
+    bx_buf_consume(&b, 10);
+    BX_CHECK_INT(b.len, 0);
+    char *end = bx_buf_reserve(&b, 10000);
+    BX_CHECK(end == b.data && b.cap >= 10000);
+    bx_buf_free(&b);
+    BX_CHECK(b.data == NULL && b.len == 0 && b.cap == 0);
+    bx_buf_puts(&b, "again");
+    BX_CHECK_INT(b.len, 5);
+    bx_buf_free(&b);
+}
+
+static void test_chunks(void)
+{
+    bx_chunk_t *c = bx_chunk_new("abc", 3);
+    bx_buf_t b = BX_BUF_INIT;
+
+    BX_CHECK_INT(c->refs, 1);
+    BX_CHECK_INT(c->len, 3);
+    BX_CHECK(bx_chunk_ref(c) == c);
+    BX_CHECK_INT(c->refs, 2);
+    bx_chunk_unref(c);
+    BX_CHECK_INT(c->refs, 1);
+    bx_chunk_unref(c);
+    bx_chunk_unref(NULL);
+
+    bx_buf_puts(&b, "from buf");
+    c = bx_chunk_from_buf(&b);
+    BX_CHECK(b.len == 0 && b.data == NULL);
+    BX_CHECK_INT(c->len, 8);
+    BX_CHECK(memcmp(c->data, "from buf", 8) == 0);
+    bx_chunk_unref(c);
+
+    c = bx_chunk_new(NULL, 0);
+    BX_CHECK_INT(c->len, 0);
+    bx_chunk_unref(c);
+}
+
+static void test_static_chunk(void)
+{
+    BX_CHUNK_STATIC(comma, ",");
+
+    BX_CHECK_INT(comma->len, 1);
+    BX_CHECK(comma->data[0] == ',');
+    BX_CHECK(bx_chunk_ref(comma) == comma);
+    BX_CHECK_INT(comma->refs, 0);
+    bx_chunk_unref(comma);
+    bx_chunk_unref(comma);
+    BX_CHECK_INT(comma->refs, 0);
+}
+
+static void test_chunkv(void)
+{
+    BX_CHUNK_STATIC(open, "[");
+    bx_chunkv_t a = BX_CHUNKV_INIT, b = BX_CHUNKV_INIT;
+    bx_chunk_t *shared = bx_chunk_new("{}", 2);
+
+    bx_chunkv_push(&a, open);
+    for (int i = 0; i < 10; i++)
+        bx_chunkv_push(&a, shared);
+    BX_CHECK_INT(shared->refs, 11);
+    bx_chunkv_push_new(&a, bx_chunk_new("]", 1));
+    BX_CHECK_INT(a.n, 12);
+    BX_CHECK_INT(bx_chunkv_bytes(&a), 22);
+
+    /* Moving into an empty vector, then appending to a non-empty one. */
+    bx_chunkv_move(&b, &a);
+    BX_CHECK_INT(a.n, 0);
+    BX_CHECK_INT(b.n, 12);
+    bx_chunkv_push(&a, shared);
+    bx_chunkv_move(&b, &a);
+    BX_CHECK_INT(a.n, 0);
+    BX_CHECK_INT(b.n, 13);
+    BX_CHECK_INT(shared->refs, 12);
+    BX_CHECK(b.v[0] == open && b.v[12] == shared);
+
+    bx_chunkv_clear(&b);
+    BX_CHECK_INT(b.n, 0);
+    BX_CHECK_INT(shared->refs, 1);
+    bx_chunkv_push(&b, shared);
+    bx_chunkv_free(&b);
+    bx_chunkv_free(&a);
+    BX_CHECK(b.v == NULL && b.n == 0);
+    BX_CHECK_INT(shared->refs, 1);
+    bx_chunk_unref(shared);
+}
+
+int main(void)
+{
+    (void)bx_test_close_walk;   /* harness helper for async tests; none here */
+    BX_RUN(test_alloc);
+    BX_RUN(test_buf_append);
+    BX_RUN(test_chunks);
+    BX_RUN(test_static_chunk);
+    BX_RUN(test_chunkv);
+    return BX_REPORT();
+}

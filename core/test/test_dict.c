@@ -1,0 +1,249 @@
+/*
+ * test_dict.c - the string-keyed hash table.
+ */
+#include "bx_test.h"
+#include "dict.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#define V(n) ((void *)(uintptr_t)(n))
+
+static void *get(bx_dict_t *d, const char *k)
+{
+    return bx_dict_get(d, k, strlen(k));
+}
+
+static void *set(bx_dict_t *d, const char *k, void *v)
+{
+    return bx_dict_set(d, k, strlen(k), v);
+}
+
+static void *del(bx_dict_t *d, const char *k)
+{
+    return bx_dict_del(d, k, strlen(k));
+}
+
+static void test_empty(void)
+{
+    bx_dict_t d = BX_DICT_INIT;
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+
+    BX_CHECK(get(&d, "x") == NULL);
+    BX_CHECK(del(&d, "x") == NULL);
+    BX_CHECK(bx_dict_next(&d, &it) == NULL);
+    BX_CHECK_INT(d.count, 0);
+    bx_dict_free(&d);
+    bx_dict_free(&d);                   /* idempotent */
+    BX_CHECK(d.buckets == NULL && d.count == 0);
+}
+
+static void test_set_get_del(void)
+{
+    bx_dict_t d = BX_DICT_INIT;
+
+    BX_CHECK(set(&d, "a", V(1)) == NULL);
+    BX_CHECK(set(&d, "b", V(2)) == NULL);
+    BX_CHECK(set(&d, "", V(3)) == NULL);           /* the empty key is a key */
+    BX_CHECK_INT(d.count, 3);
+    BX_CHECK(get(&d, "a") == V(1));
+    BX_CHECK(get(&d, "b") == V(2));
+    BX_CHECK(get(&d, "") == V(3));
+    BX_CHECK(get(&d, "c") == NULL);
+    BX_CHECK(get(&d, "A") == NULL);                /* case-sensitive */
+
+    /* overwrite returns the previous value and keeps the count */
+    BX_CHECK(set(&d, "a", V(10)) == V(1));
+    BX_CHECK(get(&d, "a") == V(10));
+    BX_CHECK_INT(d.count, 3);
+
+    BX_CHECK(del(&d, "a") == V(10));
+    BX_CHECK(get(&d, "a") == NULL);
+    BX_CHECK(del(&d, "a") == NULL);
+    BX_CHECK_INT(d.count, 2);
+    BX_CHECK(set(&d, "a", V(11)) == NULL);         /* re-add after delete */
+    BX_CHECK(get(&d, "a") == V(11));
+    BX_CHECK_INT(d.count, 3);
+
+    /* keys are copied: the caller's buffer may change */
+    char key[8] = "temp";
+    BX_CHECK(set(&d, key, V(5)) == NULL);
+    strcpy(key, "zzzz");
+    BX_CHECK(get(&d, "temp") == V(5));
+    BX_CHECK(get(&d, "zzzz") == NULL);
+
+    /* binary keys: length, not NUL, ends a key */
+    BX_CHECK(bx_dict_set(&d, "x\0y", 3, V(6)) == NULL);
+    BX_CHECK(bx_dict_set(&d, "x\0z", 3, V(7)) == NULL);
+    BX_CHECK(bx_dict_get(&d, "x\0y", 3) == V(6));
+    BX_CHECK(bx_dict_get(&d, "x\0z", 3) == V(7));
+    BX_CHECK(get(&d, "x") == NULL);
+    bx_dict_free(&d);
+}
+
+static void test_prefix_keys(void)
+{
+    bx_dict_t d = BX_DICT_INIT;
+    static const char *const keys[] = {
+        "/a", "/a/", "/a/b", "/a/b/c", "/a/b/*", "/a/b/**", "/a/**", "/a/*", "/**", "/*",
+        "/ab", "/a/bc", "/", "a", NULL
+    };
+    int n = 0;
+
+    for (int i = 0; keys[i]; i++, n++)
+        BX_CHECK(set(&d, keys[i], V(i + 1)) == NULL);
+    BX_CHECK_INT(d.count, n);
+    for (int i = 0; keys[i]; i++)
+        BX_CHECK(get(&d, keys[i]) == V(i + 1));
+    /* prefixes of stored keys and keys with a stored key as prefix */
+    BX_CHECK(get(&d, "/a/b/c/d") == NULL);
+    BX_CHECK(get(&d, "/a/b/**/") == NULL);
+    BX_CHECK(bx_dict_get(&d, "/a/b/c", 5) == NULL);    /* "/a/b/" is absent */
+    BX_CHECK(bx_dict_get(&d, "/a/b", 3) == V(2));      /* "/a/" */
+    /* deleting one leaves the ones sharing its prefix */
+    BX_CHECK(del(&d, "/a/b") == V(3));
+    BX_CHECK(get(&d, "/a") == V(1));
+    BX_CHECK(get(&d, "/a/b/c") == V(4));
+    BX_CHECK(get(&d, "/a/bc") == V(12));
+    BX_CHECK_INT(d.count, n - 1);
+    bx_dict_free(&d);
+}
+
+static void test_growth(void)
+{
+    enum { N = 5000 };
+    bx_dict_t d = BX_DICT_INIT;
+    char k[32];
+
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof(k), "key-%d", i);
+        BX_CHECK(set(&d, k, V(i + 1)) == NULL);
+        BX_CHECK_INT(d.count, i + 1);
+        /* load at most 1 after each insert (power-of-two buckets) */
+        BX_CHECK(d.count <= d.mask + 1);
+        BX_CHECK(((d.mask + 1) & d.mask) == 0);
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof(k), "key-%d", i);
+        BX_CHECK(get(&d, k) == V(i + 1));
+    }
+    snprintf(k, sizeof(k), "key-%d", N);
+    BX_CHECK(get(&d, k) == NULL);
+
+    /* iteration visits each entry once */
+    unsigned char *seen = calloc(N, 1);
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *e;
+    size_t visits = 0;
+    while ((e = bx_dict_next(&d, &it)) != NULL) {
+        uintptr_t v = (uintptr_t)e->value;
+        if (v < 1 || v > N || seen[v - 1]++) {
+            free(seen);
+            BX_CHECK(!"bad or repeated entry");
+        }
+        if (e->klen != strlen(e->key) || e->hash != bx_dict_hash(e->key, e->klen)) {
+            free(seen);
+            BX_CHECK(!"bad entry key");
+        }
+        visits++;
+    }
+    free(seen);
+    BX_CHECK_INT(visits, N);
+    BX_CHECK(bx_dict_next(&d, &it) == NULL);        /* stays at the end */
+
+    /* delete the odd ones, check, then everything */
+    for (int i = 1; i < N; i += 2) {
+        snprintf(k, sizeof(k), "key-%d", i);
+        BX_CHECK(del(&d, k) == V(i + 1));
+    }
+    BX_CHECK_INT(d.count, N / 2);
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof(k), "key-%d", i);
+        BX_CHECK(get(&d, k) == (i % 2 ? NULL : V(i + 1)));
+    }
+    for (int i = 0; i < N; i += 2) {
+        snprintf(k, sizeof(k), "key-%d", i);
+        BX_CHECK(del(&d, k) == V(i + 1));
+    }
+    BX_CHECK_INT(d.count, 0);
+    it = (bx_dict_iter_t)BX_DICT_ITER_INIT;
+    BX_CHECK(bx_dict_next(&d, &it) == NULL);
+    bx_dict_free(&d);
+}
+
+static void test_delete_while_iterating(void)
+{
+    enum { N = 2000 };
+    bx_dict_t d = BX_DICT_INIT;
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *e;
+    char k[32];
+    size_t visits = 0, kept = 0;
+
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof(k), "/chan/%d", i);
+        set(&d, k, V(i + 1));
+    }
+    /* remove every other current entry: iteration must still see all */
+    while ((e = bx_dict_next(&d, &it)) != NULL) {
+        uintptr_t v = (uintptr_t)e->value;
+        visits++;
+        if (v % 2) {
+            BX_CHECK(bx_dict_del(&d, e->key, e->klen) == (void *)v);
+        } else {
+            kept++;
+        }
+    }
+    BX_CHECK_INT(visits, N);
+    BX_CHECK_INT(kept, N / 2);
+    BX_CHECK_INT(d.count, N / 2);
+
+    /* remove every current entry: the dict ends empty, each seen once */
+    it = (bx_dict_iter_t)BX_DICT_ITER_INIT;
+    visits = 0;
+    while ((e = bx_dict_next(&d, &it)) != NULL) {
+        BX_CHECK((uintptr_t)e->value % 2 == 0);
+        BX_CHECK(bx_dict_del(&d, e->key, e->klen) != NULL);
+        visits++;
+    }
+    BX_CHECK_INT(visits, N / 2);
+    BX_CHECK_INT(d.count, 0);
+    bx_dict_free(&d);
+}
+
+static void test_collisions_in_bucket(void)
+{
+    /* many keys in few buckets: chain deletion at head, middle and tail */
+    bx_dict_t d = BX_DICT_INIT;
+    char k[16];
+    int i;
+
+    for (i = 0; i < 8; i++) {
+        snprintf(k, sizeof(k), "k%d", i);
+        set(&d, k, V(i + 1));
+    }
+    /* 8 keys in 8 (or 16) buckets: delete in several orders */
+    BX_CHECK(del(&d, "k3") == V(4));
+    BX_CHECK(del(&d, "k0") == V(1));
+    BX_CHECK(del(&d, "k7") == V(8));
+    for (i = 0; i < 8; i++) {
+        snprintf(k, sizeof(k), "k%d", i);
+        void *want = (i == 3 || i == 0 || i == 7) ? NULL : V(i + 1);
+        BX_CHECK(get(&d, k) == want);
+    }
+    bx_dict_free(&d);
+    BX_CHECK(bx_dict_hash("", 0) == 2166136261u);     /* FNV-1a offset basis */
+    BX_CHECK(bx_dict_hash("a", 1) == 0xe40c292cu);
+}
+
+int main(void)
+{
+    (void)bx_test_close_walk;   /* harness helper for async tests; none here */
+    BX_RUN(test_empty);
+    BX_RUN(test_set_get_del);
+    BX_RUN(test_prefix_keys);
+    BX_RUN(test_growth);
+    BX_RUN(test_delete_while_iterating);
+    BX_RUN(test_collisions_in_bucket);
+    return BX_REPORT();
+}

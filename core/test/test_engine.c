@@ -1,0 +1,802 @@
+/*
+ * test_engine.c - the memory engine against its contract (engine.h), driven
+ * through a fake proxy that records every wake, delivery and event.
+ *
+ * Every test runs on its own loop, closes the engine and ends with
+ * BX_LOOP_CLOSE. Callbacks assert they never run inside the call that
+ * started them (g_inside) and count how often they run.
+ */
+#include "bx_test.h"
+#include "engine.h"
+#include "json.h"
+
+#include <stdlib.h>
+
+/* ---- The fake proxy ---- */
+
+#define MAXREC 256
+
+typedef struct {
+    bx_event_t ev;
+    char id[32];
+    char channel[64];
+    json_t *data;
+    uint64_t at;                /* uv_now when it happened */
+} ev_rec_t;
+
+typedef struct {
+    char id[32];
+    bx_chunk_t *chunk;          /* one reference */
+} dl_rec_t;
+
+typedef struct {
+    uv_loop_t *loop;
+    char connected[8][32];      /* ids with a "connection" here */
+    int nconnected;
+    char wakes[MAXREC][32];
+    int nwakes;
+    dl_rec_t dl[MAXREC];
+    int ndl;
+    int ndeliver_calls;
+    ev_rec_t ev[MAXREC];
+    int nev;
+} fake_t;
+
+static int g_inside;            /* set while an engine call is on the stack */
+static int g_reentered;         /* a callback ran while g_inside was set */
+
+static int f_has_connection(void *ud, const char *id)
+{
+    fake_t *f = ud;
+    for (int i = 0; i < f->nconnected; i++)
+        if (strcmp(f->connected[i], id) == 0)
+            return 1;
+    return 0;
+}
+
+static void f_wake(void *ud, const char *id)
+{
+    fake_t *f = ud;
+    if (f->nwakes < MAXREC)
+        snprintf(f->wakes[f->nwakes++], 32, "%s", id);
+}
+
+static void f_deliver(void *ud, const char *id, bx_chunkv_t *msgs)
+{
+    fake_t *f = ud;
+    f->ndeliver_calls++;
+    for (size_t i = 0; i < msgs->n; i++) {
+        if (f->ndl < MAXREC) {
+            snprintf(f->dl[f->ndl].id, 32, "%s", id);
+            f->dl[f->ndl++].chunk = msgs->v[i];     /* stolen */
+        } else {
+            bx_chunk_unref(msgs->v[i]);
+        }
+    }
+    msgs->n = 0;
+}
+
+static void f_trigger(void *ud, bx_event_t ev, const char *id, const char *channel,
+                      const json_t *data)
+{
+    fake_t *f = ud;
+    if (f->nev >= MAXREC)
+        return;
+    ev_rec_t *r = &f->ev[f->nev++];
+    r->ev = ev;
+    snprintf(r->id, sizeof(r->id), "%s", id ? id : "");
+    snprintf(r->channel, sizeof(r->channel), "%s", channel ? channel : "");
+    r->data = data ? json_deep_copy(data) : NULL;
+    r->at = uv_now(f->loop);
+}
+
+static void fake_init(fake_t *f, uv_loop_t *loop, bx_proxy_t *p)
+{
+    memset(f, 0, sizeof(*f));
+    f->loop = loop;
+    p->ud = f;
+    p->has_connection = f_has_connection;
+    p->wake = f_wake;
+    p->deliver = f_deliver;
+    p->trigger = f_trigger;
+}
+
+static void fake_connect(fake_t *f, const char *id)
+{
+    snprintf(f->connected[f->nconnected++], 32, "%s", id);
+}
+
+static void fake_free(fake_t *f)
+{
+    for (int i = 0; i < f->ndl; i++)
+        bx_chunk_unref(f->dl[i].chunk);
+    for (int i = 0; i < f->nev; i++)
+        if (f->ev[i].data)
+            json_decref(f->ev[i].data);
+    f->ndl = f->nev = 0;
+}
+
+/* Deliveries to `id`: count, and the i-th chunk. */
+static int dl_count(const fake_t *f, const char *id)
+{
+    int n = 0;
+    for (int i = 0; i < f->ndl; i++)
+        n += strcmp(f->dl[i].id, id) == 0;
+    return n;
+}
+
+static bx_chunk_t *dl_nth(const fake_t *f, const char *id, int nth)
+{
+    for (int i = 0; i < f->ndl; i++)
+        if (strcmp(f->dl[i].id, id) == 0 && nth-- == 0)
+            return f->dl[i].chunk;
+    return NULL;
+}
+
+static int ev_count(const fake_t *f, bx_event_t ev, const char *id)
+{
+    int n = 0;
+    for (int i = 0; i < f->nev; i++)
+        n += f->ev[i].ev == ev && (!id || strcmp(f->ev[i].id, id) == 0);
+    return n;
+}
+
+/* ---- Callback recorders ---- */
+
+typedef struct {
+    int calls;
+    int status;
+    int yes;
+    char id[32];
+} rec_t;
+
+static void id_cb(void *ud, int status, const char *id)
+{
+    rec_t *r = ud;
+    g_reentered |= g_inside;
+    r->calls++;
+    r->status = status;
+    snprintf(r->id, sizeof(r->id), "%s", id ? id : "");
+}
+
+static void bool_cb(void *ud, int status, int yes)
+{
+    rec_t *r = ud;
+    g_reentered |= g_inside;
+    r->calls++;
+    r->status = status;
+    r->yes = yes;
+}
+
+static void done_cb(void *ud, int status)
+{
+    rec_t *r = ud;
+    g_reentered |= g_inside;
+    r->calls++;
+    r->status = status;
+}
+
+static void closed_cb(void *ud)
+{
+    (*(int *)ud)++;
+}
+
+/* Engine calls wrapped so that callbacks can detect re-entry. */
+#define CALL(expr) (g_inside = 1, bx_engine_call_rc_ = (expr), g_inside = 0, bx_engine_call_rc_)
+static int bx_engine_call_rc_;
+
+static void drain(uv_loop_t *loop)
+{
+    uv_run(loop, UV_RUN_DEFAULT);   /* the idle handle runs until nothing is pending */
+}
+
+/* Creates a client and waits for its id. */
+static int make_client(bx_engine_t *e, char out[32])
+{
+    rec_t r = { 0 };
+    if (CALL(e->ops->create_client(e, id_cb, &r)) != 0 || r.calls != 0)
+        return -1;
+    drain(e->loop);
+    if (r.calls != 1 || r.status != 0)
+        return -1;
+    memcpy(out, r.id, 32);
+    return 0;
+}
+
+static int sub(bx_engine_t *e, const char *id, const char *ch)
+{
+    rec_t r = { 0 };
+    if (CALL(e->ops->subscribe(e, id, ch, bool_cb, &r)) != 0 || r.calls != 0)
+        return -1;
+    drain(e->loop);
+    return r.calls == 1 && r.status == 0 ? r.yes : -1;
+}
+
+static int publish_text(bx_engine_t *e, const char *json)
+{
+    rec_t r = { 0 };
+    json_t *m = bx_json_parse(json, strlen(json));
+    if (!m)
+        return -1;
+    int rc = CALL(e->ops->publish(e, m, done_cb, &r));
+    json_decref(m);                 /* borrowed: the engine kept its own bytes */
+    if (rc != 0 || r.calls != 0)
+        return -1;
+    drain(e->loop);
+    return r.calls == 1 ? r.status : -1;
+}
+
+static void engine_close(bx_engine_t *e)
+{
+    int done = 0;
+    uv_loop_t *loop = e->loop;
+    e->ops->close(e, closed_cb, &done);
+    uv_run(loop, UV_RUN_DEFAULT);
+    if (done != 1)
+        fprintf(stderr, "  engine close: done called %d times\n", done);
+}
+
+#define SETUP(timeout, limit)                                                 \
+    uv_loop_t loop;                                                           \
+    fake_t f;                                                                 \
+    bx_proxy_t proxy;                                                         \
+    bx_memory_opts_t mopts = { (limit) };                                     \
+    uv_loop_init(&loop);                                                      \
+    fake_init(&f, &loop, &proxy);                                             \
+    g_reentered = 0;                                                          \
+    bx_engine_t *e = bx_engine_memory_new(&loop, &proxy, (timeout), &mopts)
+
+#define TEARDOWN()                                                            \
+    do {                                                                      \
+        engine_close(e);                                                      \
+        fake_free(&f);                                                        \
+        BX_CHECK(!g_reentered);                                               \
+        BX_LOOP_CLOSE(&loop);                                                 \
+    } while (0)
+
+static int valid_id(const char *id)
+{
+    if (strlen(id) != 31)
+        return 0;
+    for (int i = 0; i < 31; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'z')))
+            return 0;
+    return 1;
+}
+
+/* ---- Tests ---- */
+
+static void test_random_id(void)
+{
+    char a[32], b[32];
+    int seen[36] = { 0 }, kinds = 0;
+
+    for (int i = 0; i < 200; i++) {
+        bx_engine_random_id(a);
+        BX_CHECK(valid_id(a));
+        for (int j = 0; j < 31; j++)
+            seen[a[j] <= '9' ? a[j] - '0' : a[j] - 'a' + 10]++;
+    }
+    for (int i = 0; i < 36; i++)
+        kinds += seen[i] > 0;
+    BX_CHECK_INT(kinds, 36);            /* 6200 draws reach every character */
+    bx_engine_random_id(b);
+    BX_CHECK(strcmp(a, b) != 0);
+    (void)bx_test_close_walk;
+}
+
+static void test_create_client(void)
+{
+    SETUP(60, 0);
+    rec_t r1 = { 0 }, r2 = { 0 };
+
+    BX_CHECK_STR(e->ops->name, "memory");
+    BX_CHECK_INT(CALL(e->ops->create_client(e, id_cb, &r1)), 0);
+    BX_CHECK_INT(CALL(e->ops->create_client(e, id_cb, &r2)), 0);
+    BX_CHECK_INT(r1.calls, 0);          /* never inside the call */
+    BX_CHECK_INT(r2.calls, 0);
+    drain(&loop);
+    BX_CHECK_INT(r1.calls, 1);
+    BX_CHECK_INT(r2.calls, 1);
+    BX_CHECK_INT(r1.status, 0);
+    BX_CHECK(valid_id(r1.id));
+    BX_CHECK(valid_id(r2.id));
+    BX_CHECK(strcmp(r1.id, r2.id) != 0);
+    /* HANDSHAKE events, one per client */
+    BX_CHECK_INT(ev_count(&f, BX_EV_HANDSHAKE, r1.id), 1);
+    BX_CHECK_INT(ev_count(&f, BX_EV_HANDSHAKE, r2.id), 1);
+    BX_CHECK_INT(f.nev, 2);
+    /* more turns: still exactly once */
+    uv_run(&loop, UV_RUN_NOWAIT);
+    BX_CHECK_INT(r1.calls, 1);
+    TEARDOWN();
+}
+
+static void test_client_exists(void)
+{
+    SETUP(60, 0);
+    char id[32];
+    rec_t yes = { 0 }, no = { 0 }, none = { 0 };
+
+    BX_CHECK_INT(make_client(e, id), 0);
+    BX_CHECK_INT(CALL(e->ops->client_exists(e, id, bool_cb, &yes)), 0);
+    BX_CHECK_INT(CALL(e->ops->client_exists(e, "0000000000000000000000000000000", bool_cb,
+                                            &no)), 0);
+    BX_CHECK_INT(CALL(e->ops->client_exists(e, "", bool_cb, &none)), 0);
+    BX_CHECK_INT(yes.calls + no.calls + none.calls, 0);
+    drain(&loop);
+    BX_CHECK_INT(yes.calls, 1);
+    BX_CHECK_INT(yes.status, 0);
+    BX_CHECK_INT(yes.yes, 1);
+    BX_CHECK_INT(no.calls, 1);
+    BX_CHECK_INT(no.yes, 0);
+    BX_CHECK_INT(none.calls, 1);
+    BX_CHECK_INT(none.yes, 0);
+    TEARDOWN();
+}
+
+static void test_subscribe(void)
+{
+    SETUP(60, 0);
+    char id[32];
+    rec_t r = { 0 };
+
+    BX_CHECK_INT(make_client(e, id), 0);
+    BX_CHECK_INT(sub(e, id, "/a/b"), 1);          /* changed */
+    BX_CHECK_INT(sub(e, id, "/a/b"), 0);          /* unchanged */
+    BX_CHECK_INT(sub(e, id, "/a/*"), 1);
+    BX_CHECK_INT(ev_count(&f, BX_EV_SUBSCRIBE, id), 2);
+    BX_CHECK_STR(f.ev[1].channel, "/a/b");
+    BX_CHECK_STR(f.ev[2].channel, "/a/*");
+
+    /* unknown client */
+    BX_CHECK_INT(CALL(e->ops->subscribe(e, "nope", "/x", bool_cb, &r)), 0);
+    BX_CHECK_INT(r.calls, 0);
+    drain(&loop);
+    BX_CHECK_INT(r.calls, 1);
+    BX_CHECK_INT(r.status, BX_EUNKNOWN);
+    BX_CHECK_INT(r.yes, 0);
+
+    /* unsubscribe: changed, then unchanged; a channel never had: unchanged */
+    memset(&r, 0, sizeof(r));
+    BX_CHECK_INT(CALL(e->ops->unsubscribe(e, id, "/a/b", bool_cb, &r)), 0);
+    BX_CHECK_INT(r.calls, 0);
+    drain(&loop);
+    BX_CHECK_INT(r.calls, 1);
+    BX_CHECK_INT(r.yes, 1);
+    BX_CHECK_INT(ev_count(&f, BX_EV_UNSUBSCRIBE, id), 1);
+    memset(&r, 0, sizeof(r));
+    BX_CHECK_INT(CALL(e->ops->unsubscribe(e, id, "/a/b", bool_cb, &r)), 0);
+    BX_CHECK_INT(CALL(e->ops->unsubscribe(e, id, "/never", NULL, NULL)), 0);  /* cb NULL */
+    drain(&loop);
+    BX_CHECK_INT(r.calls, 1);
+    BX_CHECK_INT(r.status, 0);
+    BX_CHECK_INT(r.yes, 0);
+    BX_CHECK_INT(ev_count(&f, BX_EV_UNSUBSCRIBE, id), 1);
+    /* subscribe with NULL cb is allowed */
+    BX_CHECK_INT(CALL(e->ops->subscribe(e, id, "/c", NULL, NULL)), 0);
+    drain(&loop);
+    BX_CHECK_INT(ev_count(&f, BX_EV_SUBSCRIBE, id), 3);
+    /* after unsubscribing, a publish does not reach it */
+    BX_CHECK_INT(publish_text(e, "{\"channel\":\"/a/b/c\",\"data\":1}"), 0);
+    fake_connect(&f, id);
+    e->ops->empty_queue(e, id);
+    BX_CHECK_INT(f.ndl, 0);
+    TEARDOWN();
+}
+
+static void test_publish_fanout(void)
+{
+    SETUP(60, 0);
+    char a[32], star[32], dstar[32], root[32], all[32], deep[32], other[32], pub[32];
+    int i;
+
+    BX_CHECK_INT(make_client(e, a), 0);
+    BX_CHECK_INT(make_client(e, star), 0);
+    BX_CHECK_INT(make_client(e, dstar), 0);
+    BX_CHECK_INT(make_client(e, root), 0);
+    BX_CHECK_INT(make_client(e, all), 0);
+    BX_CHECK_INT(make_client(e, deep), 0);
+    BX_CHECK_INT(make_client(e, other), 0);
+    BX_CHECK_INT(make_client(e, pub), 0);
+    BX_CHECK_INT(sub(e, a, "/a/b"), 1);
+    BX_CHECK_INT(sub(e, star, "/a/*"), 1);
+    BX_CHECK_INT(sub(e, dstar, "/a/**"), 1);
+    BX_CHECK_INT(sub(e, root, "/**"), 1);
+    static const char *const every[] = { "/a/b", "/a/*", "/a/**", "/**", "/*", NULL };
+    for (i = 0; every[i]; i++)
+        BX_CHECK_INT(sub(e, all, every[i]), 1);
+    BX_CHECK_INT(sub(e, deep, "/a/b/c"), 1);
+    BX_CHECK_INT(sub(e, deep, "/a/b/*"), 1);
+    BX_CHECK_INT(sub(e, other, "/*"), 1);
+    BX_CHECK_INT(sub(e, other, "/a/c"), 1);
+    BX_CHECK_INT(sub(e, other, "/b/**"), 1);
+
+    BX_CHECK_INT(publish_text(e, "{\"channel\":\"/a/b\",\"data\":{\"n\":1},\"clientId\":\"xyz\","
+                                 "\"id\":\"pub1\",\"ext\":{\"auth\":\"x\"},\"custom\":\"field\"}"),
+                 0);
+    /* nobody is connected: nothing woken or delivered yet */
+    BX_CHECK_INT(f.nwakes, 0);
+    BX_CHECK_INT(f.ndl, 0);
+    const char *ids[] = { a, star, dstar, root, all, deep, other, pub };
+    for (i = 0; i < 8; i++) {
+        fake_connect(&f, ids[i]);
+        e->ops->empty_queue(e, ids[i]);
+    }
+    BX_CHECK_INT(dl_count(&f, a), 1);
+    BX_CHECK_INT(dl_count(&f, star), 1);
+    BX_CHECK_INT(dl_count(&f, dstar), 1);
+    BX_CHECK_INT(dl_count(&f, root), 1);
+    BX_CHECK_INT(dl_count(&f, all), 1);         /* once, though 4 patterns match */
+    BX_CHECK_INT(dl_count(&f, deep), 0);
+    BX_CHECK_INT(dl_count(&f, other), 0);
+    BX_CHECK_INT(dl_count(&f, pub), 0);
+    BX_CHECK_INT(f.ndl, 5);
+
+    /* one serialization shared by every recipient */
+    bx_chunk_t *c = dl_nth(&f, a, 0);
+    for (i = 0; i < f.ndl; i++)
+        BX_CHECK(f.dl[i].chunk == c);
+    BX_CHECK(c->refs == 5);
+    json_t *m = bx_json_parse(c->data, c->len);
+    BX_CHECK(m != NULL);
+    int ok = json_object_get(m, "clientId") == NULL &&
+             strcmp(bx_json_str(m, "channel"), "/a/b") == 0 &&
+             strcmp(bx_json_str(m, "id"), "pub1") == 0 &&
+             strcmp(bx_json_str(m, "custom"), "field") == 0 &&
+             strcmp(bx_json_str(json_object_get(m, "ext"), "auth"), "x") == 0 &&
+             json_integer_value(json_object_get(json_object_get(m, "data"), "n")) == 1 &&
+             json_object_size(m) == 5;
+    json_decref(m);
+    BX_CHECK(ok);
+
+    /* /a/b/c: /a/** and /** and deep, not /a/* nor /a/b */
+    fake_free(&f);
+    BX_CHECK_INT(publish_text(e, "{\"channel\":\"/a/b/c\",\"data\":2}"), 0);
+    /* everyone is connected now: each recipient was woken once */
+    BX_CHECK_INT(f.nwakes, 4);
+    for (i = 0; i < 8; i++)
+        e->ops->empty_queue(e, ids[i]);
+    BX_CHECK_INT(dl_count(&f, a), 0);
+    BX_CHECK_INT(dl_count(&f, star), 0);
+    BX_CHECK_INT(dl_count(&f, dstar), 1);
+    BX_CHECK_INT(dl_count(&f, root), 1);
+    BX_CHECK_INT(dl_count(&f, all), 1);
+    BX_CHECK_INT(dl_count(&f, deep), 1);        /* /a/b/c and /a/b/* both match: once */
+    BX_CHECK_INT(dl_count(&f, other), 0);
+
+    /* /x: only /** and /* subscribers */
+    fake_free(&f);
+    BX_CHECK_INT(publish_text(e, "{\"channel\":\"/x\",\"data\":null}"), 0);
+    for (i = 0; i < 8; i++)
+        e->ops->empty_queue(e, ids[i]);
+    BX_CHECK_INT(dl_count(&f, root), 1);
+    BX_CHECK_INT(dl_count(&f, all), 1);
+    BX_CHECK_INT(dl_count(&f, other), 1);
+    BX_CHECK_INT(f.ndl, 3);
+    c = dl_nth(&f, other, 0);
+    BX_CHECK(c->len == strlen("{\"channel\":\"/x\",\"data\":null}") &&
+             memcmp(c->data, "{\"channel\":\"/x\",\"data\":null}", c->len) == 0);
+
+    /* a publish nobody hears */
+    fake_free(&f);
+    BX_CHECK_INT(publish_text(e, "{\"channel\":\"/nobody/here/x\",\"data\":1}"), 0);
+    BX_CHECK_INT(publish_text(e, "{\"channel\":\"/b/c\",\"data\":1}"), 0);
+    for (i = 0; i < 8; i++)
+        e->ops->empty_queue(e, ids[i]);
+    BX_CHECK_INT(dl_count(&f, other), 1);       /* /b/** */
+    BX_CHECK_INT(dl_count(&f, root), 2);
+    TEARDOWN();
+}
+
+static void test_queue_and_order(void)
+{
+    SETUP(60, 0);
+    char id[32];
+    char text[64];
+
+    BX_CHECK_INT(make_client(e, id), 0);
+    BX_CHECK_INT(sub(e, id, "/q"), 1);
+    for (int i = 0; i < 5; i++) {
+        snprintf(text, sizeof(text), "{\"channel\":\"/q\",\"data\":%d}", i);
+        BX_CHECK_INT(publish_text(e, text), 0);
+    }
+    /* no connection: queued, nobody woken, empty_queue hands nothing over */
+    BX_CHECK_INT(f.nwakes, 0);
+    e->ops->empty_queue(e, id);
+    BX_CHECK_INT(f.ndeliver_calls, 0);
+    /* with a connection: everything in one delivery, oldest first */
+    fake_connect(&f, id);
+    e->ops->empty_queue(e, id);
+    BX_CHECK_INT(f.ndeliver_calls, 1);
+    BX_CHECK_INT(dl_count(&f, id), 5);
+    for (int i = 0; i < 5; i++) {
+        bx_chunk_t *c = dl_nth(&f, id, i);
+        snprintf(text, sizeof(text), "{\"channel\":\"/q\",\"data\":%d}", i);
+        BX_CHECK(c->len == strlen(text) && memcmp(c->data, text, c->len) == 0);
+    }
+    /* the queue is now empty: nothing more */
+    e->ops->empty_queue(e, id);
+    BX_CHECK_INT(f.ndeliver_calls, 1);
+    /* connected: the first message wakes, the next ones ride along */
+    BX_CHECK_INT(publish_text(e, "{\"channel\":\"/q\",\"data\":5}"), 0);
+    BX_CHECK_INT(publish_text(e, "{\"channel\":\"/q\",\"data\":6}"), 0);
+    BX_CHECK_INT(f.nwakes, 1);
+    BX_CHECK_STR(f.wakes[0], id);
+    BX_CHECK_INT(f.ndeliver_calls, 1);          /* wake only; delivery on demand */
+    e->ops->empty_queue(e, id);
+    BX_CHECK_INT(f.ndeliver_calls, 2);
+    BX_CHECK_INT(dl_count(&f, id), 7);
+    BX_CHECK(memcmp(dl_nth(&f, id, 6)->data, "{\"channel\":\"/q\",\"data\":6}", 25) == 0);
+    BX_CHECK_INT(bx_engine_memory_dropped(e), 0);
+    /* empty_queue of an unknown client is harmless */
+    e->ops->empty_queue(e, "unknown");
+    TEARDOWN();
+}
+
+static void test_queue_limit(void)
+{
+    SETUP(60, 3);
+    char id[32], other[32];
+    char text[64];
+
+    BX_CHECK_INT(make_client(e, id), 0);
+    BX_CHECK_INT(make_client(e, other), 0);
+    BX_CHECK_INT(sub(e, id, "/q"), 1);
+    BX_CHECK_INT(sub(e, other, "/q"), 1);
+    fake_connect(&f, other);
+    for (int i = 0; i < 5; i++) {
+        snprintf(text, sizeof(text), "{\"channel\":\"/q\",\"data\":%d}", i);
+        BX_CHECK_INT(publish_text(e, text), 0);
+        e->ops->empty_queue(e, other);          /* `other` keeps up */
+    }
+    BX_CHECK_INT(bx_engine_memory_dropped(e), 2);
+    BX_CHECK_INT(dl_count(&f, other), 5);
+    fake_connect(&f, id);
+    e->ops->empty_queue(e, id);
+    BX_CHECK_INT(dl_count(&f, id), 3);          /* the newest three: 2, 3, 4 */
+    for (int i = 0; i < 3; i++) {
+        bx_chunk_t *c = dl_nth(&f, id, i);
+        snprintf(text, sizeof(text), "{\"channel\":\"/q\",\"data\":%d}", i + 2);
+        BX_CHECK(c->len == strlen(text) && memcmp(c->data, text, c->len) == 0);
+    }
+    TEARDOWN();
+}
+
+static void test_destroy_client(void)
+{
+    SETUP(60, 0);
+    char id[32], keep[32];
+    rec_t r = { 0 }, x = { 0 }, u = { 0 };
+
+    BX_CHECK_INT(make_client(e, id), 0);
+    BX_CHECK_INT(make_client(e, keep), 0);
+    BX_CHECK_INT(sub(e, id, "/x"), 1);
+    BX_CHECK_INT(sub(e, id, "/y/**"), 1);
+    BX_CHECK_INT(sub(e, keep, "/x"), 1);
+    BX_CHECK_INT(publish_text(e, "{\"channel\":\"/x\",\"data\":1}"), 0);   /* queued */
+    int base = f.nev;
+
+    BX_CHECK_INT(CALL(e->ops->destroy_client(e, id, done_cb, &r)), 0);
+    BX_CHECK_INT(r.calls, 0);
+    /* events: UNSUBSCRIBE for each channel, then DISCONNECT, then CLOSE */
+    BX_CHECK_INT(f.nev - base, 4);
+    BX_CHECK_INT(f.ev[base].ev, BX_EV_UNSUBSCRIBE);
+    BX_CHECK_INT(f.ev[base + 1].ev, BX_EV_UNSUBSCRIBE);
+    BX_CHECK(strcmp(f.ev[base].channel, f.ev[base + 1].channel) != 0);
+    for (int i = 0; i < 2; i++) {
+        const char *ch = f.ev[base + i].channel;
+        BX_CHECK(strcmp(ch, "/x") == 0 || strcmp(ch, "/y/**") == 0);
+        BX_CHECK_STR(f.ev[base + i].id, id);
+    }
+    BX_CHECK_INT(f.ev[base + 2].ev, BX_EV_DISCONNECT);
+    BX_CHECK_STR(f.ev[base + 2].id, id);
+    BX_CHECK_INT(f.ev[base + 3].ev, BX_EV_CLOSE);
+    BX_CHECK_STR(f.ev[base + 3].id, id);
+    drain(&loop);
+    BX_CHECK_INT(r.calls, 1);
+    BX_CHECK_INT(r.status, 0);
+
+    BX_CHECK_INT(CALL(e->ops->client_exists(e, id, bool_cb, &x)), 0);
+    BX_CHECK_INT(CALL(e->ops->destroy_client(e, id, done_cb, &u)), 0);    /* again */
+    BX_CHECK_INT(CALL(e->ops->destroy_client(e, "whoever", NULL, NULL)), 0);
+    drain(&loop);
+    BX_CHECK_INT(x.calls, 1);
+    BX_CHECK_INT(x.yes, 0);
+    BX_CHECK_INT(u.calls, 1);
+    BX_CHECK_INT(u.status, BX_EUNKNOWN);
+    BX_CHECK_INT(f.nev - base, 4);              /* no second set of events */
+
+    /* its queue is gone; the subscription index no longer routes to it */
+    fake_connect(&f, id);
+    fake_connect(&f, keep);
+    e->ops->empty_queue(e, id);
+    BX_CHECK_INT(dl_count(&f, id), 0);
+    BX_CHECK_INT(publish_text(e, "{\"channel\":\"/x\",\"data\":2}"), 0);
+    BX_CHECK_INT(publish_text(e, "{\"channel\":\"/y/z\",\"data\":3}"), 0);
+    e->ops->empty_queue(e, id);
+    e->ops->empty_queue(e, keep);
+    BX_CHECK_INT(dl_count(&f, id), 0);
+    BX_CHECK_INT(dl_count(&f, keep), 2);
+    TEARDOWN();
+}
+
+/* ---- Expiry ---- */
+
+typedef struct {
+    bx_engine_t *e;
+    const char *id;
+    uv_timer_t pinger, stop;
+    uint64_t start;
+} expiry_t;
+
+static void on_ping_timer(uv_timer_t *t)
+{
+    expiry_t *x = t->data;
+    x->e->ops->ping(x->e, x->id);
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+    expiry_t *x = t->data;
+    uv_close((uv_handle_t *)&x->pinger, NULL);
+    uv_close((uv_handle_t *)&x->stop, NULL);
+}
+
+static void test_expiry(void)
+{
+    SETUP(0.1, 0);
+    char gone[32], alive[32];
+    expiry_t x;
+    rec_t g = { 0 }, a = { 0 };
+
+    BX_CHECK_INT(make_client(e, gone), 0);
+    BX_CHECK_INT(make_client(e, alive), 0);
+    BX_CHECK_INT(sub(e, gone, "/e"), 1);
+    x.e = e;
+    x.id = alive;
+    uv_update_time(&loop);
+    x.start = uv_now(&loop);
+    uv_timer_init(&loop, &x.pinger);
+    uv_timer_init(&loop, &x.stop);
+    x.pinger.data = x.stop.data = &x;
+    uv_timer_start(&x.pinger, on_ping_timer, 40, 40);
+    uv_timer_start(&x.stop, on_stop_timer, 400, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+
+    /* `gone` was destroyed (unsubscribe, disconnect, close) ~0.2 s after
+     * its creation; `alive`, pinged every 40 ms, lives */
+    BX_CHECK_INT(ev_count(&f, BX_EV_DISCONNECT, gone), 1);
+    BX_CHECK_INT(ev_count(&f, BX_EV_CLOSE, gone), 1);
+    BX_CHECK_INT(ev_count(&f, BX_EV_UNSUBSCRIBE, gone), 1);
+    BX_CHECK_INT(ev_count(&f, BX_EV_DISCONNECT, alive), 0);
+    uint64_t at = 0;
+    for (int i = 0; i < f.nev; i++)
+        if (f.ev[i].ev == BX_EV_DISCONNECT)
+            at = f.ev[i].at - x.start;
+    BX_CHECK(at >= 190 && at <= 330);
+    BX_CHECK_INT(CALL(e->ops->client_exists(e, gone, bool_cb, &g)), 0);
+    BX_CHECK_INT(CALL(e->ops->client_exists(e, alive, bool_cb, &a)), 0);
+    drain(&loop);
+    BX_CHECK_INT(g.yes, 0);
+    BX_CHECK_INT(a.yes, 1);
+    TEARDOWN();
+}
+
+static void test_events(void)
+{
+    SETUP(60, 0);
+    char id[32];
+
+    BX_CHECK_INT(make_client(e, id), 0);
+    BX_CHECK_INT(sub(e, id, "/ev"), 1);
+    BX_CHECK_INT(publish_text(e, "{\"channel\":\"/ev\",\"data\":{\"k\":[1,2]},\"clientId\":\"pubber\"}"), 0);
+    BX_CHECK_INT(publish_text(e, "{\"channel\":\"/ev2\",\"data\":\"s\"}"), 0);
+    BX_CHECK_INT(f.nev, 4);
+    BX_CHECK_INT(f.ev[0].ev, BX_EV_HANDSHAKE);
+    BX_CHECK_STR(f.ev[0].id, id);
+    BX_CHECK(f.ev[0].data == NULL);
+    BX_CHECK_INT(f.ev[1].ev, BX_EV_SUBSCRIBE);
+    BX_CHECK_STR(f.ev[1].id, id);
+    BX_CHECK_STR(f.ev[1].channel, "/ev");
+    BX_CHECK_INT(f.ev[2].ev, BX_EV_PUBLISH);
+    BX_CHECK_STR(f.ev[2].id, "pubber");
+    BX_CHECK_STR(f.ev[2].channel, "/ev");
+    json_t *want = json_pack("{s:[i,i]}", "k", 1, 2);
+    int same = json_equal(f.ev[2].data, want);
+    json_decref(want);
+    BX_CHECK(same);
+    BX_CHECK_INT(f.ev[3].ev, BX_EV_PUBLISH);
+    BX_CHECK_STR(f.ev[3].id, "");               /* no publisher: NULL id */
+    BX_CHECK_STR(f.ev[3].channel, "/ev2");
+    BX_CHECK(json_is_string(f.ev[3].data));
+    TEARDOWN();
+}
+
+static void test_close_cancels(void)
+{
+    uv_loop_t loop;
+    fake_t f;
+    bx_proxy_t proxy;
+    int done = 0;
+    rec_t c = { 0 }, x = { 0 }, s = { 0 }, p = { 0 }, d = { 0 }, late = { 0 };
+    char id[32];
+
+    uv_loop_init(&loop);
+    fake_init(&f, &loop, &proxy);
+    g_reentered = 0;
+    bx_engine_t *e = bx_engine_memory_new(&loop, &proxy, 60, NULL);
+    BX_CHECK_INT(make_client(e, id), 0);
+    json_t *m = json_pack("{s:s,s:i}", "channel", "/c", "data", 1);
+
+    /* pending operations of every callback kind */
+    BX_CHECK_INT(CALL(e->ops->create_client(e, id_cb, &c)), 0);
+    BX_CHECK_INT(CALL(e->ops->client_exists(e, id, bool_cb, &x)), 0);
+    BX_CHECK_INT(CALL(e->ops->subscribe(e, id, "/c", bool_cb, &s)), 0);
+    BX_CHECK_INT(CALL(e->ops->publish(e, m, done_cb, &p)), 0);
+    BX_CHECK_INT(CALL(e->ops->destroy_client(e, id, done_cb, &d)), 0);
+    BX_CHECK_INT(c.calls + x.calls + s.calls + p.calls + d.calls, 0);
+
+    e->ops->close(e, closed_cb, &done);
+    /* close answers them, each once, canceled */
+    BX_CHECK_INT(c.calls, 1);
+    BX_CHECK_INT(c.status, BX_ECANCELED);
+    BX_CHECK_STR(c.id, "");                     /* no id with an error */
+    BX_CHECK_INT(x.calls, 1);
+    BX_CHECK_INT(x.status, BX_ECANCELED);
+    BX_CHECK_INT(s.calls, 1);
+    BX_CHECK_INT(s.status, BX_ECANCELED);
+    BX_CHECK_INT(p.calls, 1);
+    BX_CHECK_INT(p.status, BX_ECANCELED);
+    BX_CHECK_INT(d.calls, 1);
+    BX_CHECK_INT(d.status, BX_ECANCELED);
+    BX_CHECK_INT(done, 0);                      /* done comes on a later turn */
+    /* calls while closing fail at once and never call back */
+    BX_CHECK_INT(CALL(e->ops->create_client(e, id_cb, &late)), BX_ECANCELED);
+    BX_CHECK_INT(CALL(e->ops->client_exists(e, id, bool_cb, &late)), BX_ECANCELED);
+    BX_CHECK_INT(CALL(e->ops->subscribe(e, id, "/c", bool_cb, &late)), BX_ECANCELED);
+    BX_CHECK_INT(CALL(e->ops->unsubscribe(e, id, "/c", bool_cb, &late)), BX_ECANCELED);
+    BX_CHECK_INT(CALL(e->ops->publish(e, m, done_cb, &late)), BX_ECANCELED);
+    BX_CHECK_INT(CALL(e->ops->destroy_client(e, id, done_cb, &late)), BX_ECANCELED);
+    json_decref(m);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    BX_CHECK_INT(done, 1);
+    BX_CHECK_INT(late.calls, 0);
+    BX_CHECK_INT(c.calls + x.calls + s.calls + p.calls + d.calls, 5);
+    fake_free(&f);
+    BX_CHECK(!g_reentered);
+    BX_LOOP_CLOSE(&loop);
+}
+
+static void test_close_with_state(void)
+{
+    /* clients, subscriptions and queued messages are all freed (ASan) */
+    SETUP(60, 2);
+    char a[32], b[32];
+    BX_CHECK_INT(make_client(e, a), 0);
+    BX_CHECK_INT(make_client(e, b), 0);
+    BX_CHECK_INT(sub(e, a, "/s/**"), 1);
+    BX_CHECK_INT(sub(e, b, "/s/t"), 1);
+    BX_CHECK_INT(sub(e, b, "/**"), 1);
+    for (int i = 0; i < 4; i++)
+        BX_CHECK_INT(publish_text(e, "{\"channel\":\"/s/t\",\"data\":[1,2,3]}"), 0);
+    BX_CHECK_INT(bx_engine_memory_dropped(e), 4);
+    TEARDOWN();
+}
+
+int main(void)
+{
+    BX_RUN(test_random_id);
+    BX_RUN(test_create_client);
+    BX_RUN(test_client_exists);
+    BX_RUN(test_subscribe);
+    BX_RUN(test_publish_fanout);
+    BX_RUN(test_queue_and_order);
+    BX_RUN(test_queue_limit);
+    BX_RUN(test_destroy_client);
+    BX_RUN(test_expiry);
+    BX_RUN(test_events);
+    BX_RUN(test_close_cancels);
+    BX_RUN(test_close_with_state);
+    return BX_REPORT();
+}
