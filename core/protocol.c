@@ -370,6 +370,13 @@ static void connect_checked(op_t *op)
     advise(op, ctype);
     bx_engine_t *e = bx_server_engine(s);
     e->ops->ping(e, op->client_id);
+    if (op->batch->canceled || bx_server_closing(s)) {
+        /* the transport left (or the server is closing) while the client
+         * was looked up: holding now would swallow messages nobody reads,
+         * or outlive the server; answer at once, messages stay queued */
+        op_reply(op);
+        return;
+    }
 
     json_t *advice = json_object_get(op->msg, "advice");
     json_t *to = json_object_get(advice, "timeout");

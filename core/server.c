@@ -626,6 +626,13 @@ static void close_rest(void *ud)
 
     while ((en = bx_dict_next(&s->sessions, &it)) != NULL) {
         session_t *ss = en->value;
+        if (ss->hold) {
+            /* held after close began (a lookup was already in flight) */
+            bx_waiter_t *w = ss->hold;
+            bx_chunkv_t none = BX_CHUNKV_INIT;
+            ss->hold = NULL;
+            w->release(w, &none);
+        }
         if (ss->sink) {
             bx_sink_t *sink = ss->sink;
             ss->sink = NULL;

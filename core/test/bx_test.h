@@ -74,7 +74,7 @@ static const char *bx_test_cur;
             bx_test_failed),                                                  \
      fflush(stdout), bx_test_failed ? 1 : 0)
 
-static void bx_test_close_walk(uv_handle_t *h, void *arg)
+__attribute__((unused)) static void bx_test_close_walk(uv_handle_t *h, void *arg)
 {
     (void)arg;
     if (!uv_is_closing(h))
