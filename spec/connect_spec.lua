@@ -10,7 +10,7 @@ describe("/meta/connect", function()
   end)
 
   lazy_teardown(function()
-    if srv then srv:stop() end
+    if srv then srv:finish() end
   end)
 
   local RETRY = { reconnect = "retry", interval = 0, timeout = 2000 }

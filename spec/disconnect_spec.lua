@@ -10,7 +10,7 @@ describe("/meta/disconnect", function()
   end)
 
   lazy_teardown(function()
-    if srv then srv:stop() end
+    if srv then srv:finish() end
   end)
 
   it("succeeds with exactly id, clientId, channel, successful", function()

@@ -10,7 +10,7 @@ describe("/meta/handshake", function()
   end)
 
   lazy_teardown(function()
-    if srv then srv:stop() end
+    if srv then srv:finish() end
   end)
 
   local function hs(fields)

@@ -143,6 +143,17 @@ function Proc:stop(timeout)
   return rc
 end
 
+-- Stops a server at the end of a spec file and requires a clean exit: a
+-- sanitizer run (make check) turns a leak or memory error into a non-zero
+-- exit code, which then fails the file instead of passing unseen.
+function Proc:finish()
+  local rc = self:stop()
+  if rc ~= 0 then
+    error(("server exited %s, not 0; stderr:\n%s"):format(tostring(rc),
+      self:stderr():sub(-4000)), 2)
+  end
+end
+
 function Proc:kill()
   if self.rc then return self.rc end
   self:signal("KILL")

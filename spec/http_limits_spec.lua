@@ -14,7 +14,7 @@ describe("HTTP layer", function()
   end)
 
   lazy_teardown(function()
-    if srv then srv:stop() end
+    if srv then srv:finish() end
   end)
 
   local JSON = { ["Content-Type"] = "application/json" }

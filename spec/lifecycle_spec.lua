@@ -12,7 +12,7 @@ describe("lifecycle (--timeout 1)", function()
   end)
 
   lazy_teardown(function()
-    if srv then srv:stop() end
+    if srv then srv:finish() end
   end)
 
   -- connect with advice.timeout 0 and return only the delivered messages
@@ -286,7 +286,7 @@ describe("--queue-limit", function()
   end)
 
   lazy_teardown(function()
-    if srv then srv:stop() end
+    if srv then srv:finish() end
   end)
 
   it("drops the oldest queued messages", function()

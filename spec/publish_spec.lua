@@ -11,7 +11,7 @@ describe("publish", function()
   end)
 
   lazy_teardown(function()
-    if srv then srv:stop() end
+    if srv then srv:finish() end
   end)
 
   before_each(function()
@@ -117,7 +117,7 @@ describe("batch envelope", function()
   end)
 
   lazy_teardown(function()
-    if srv then srv:stop() end
+    if srv then srv:finish() end
   end)
 
   local function raw(body)

@@ -10,7 +10,7 @@ describe("/meta/subscribe", function()
   end)
 
   lazy_teardown(function()
-    if srv then srv:stop() end
+    if srv then srv:finish() end
   end)
 
   before_each(function()
@@ -166,7 +166,7 @@ describe("/meta/unsubscribe", function()
   end)
 
   lazy_teardown(function()
-    if srv then srv:stop() end
+    if srv then srv:finish() end
   end)
 
   before_each(function()

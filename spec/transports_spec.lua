@@ -12,7 +12,7 @@ describe("HTTP transports", function()
   end)
 
   lazy_teardown(function()
-    if srv then srv:stop() end
+    if srv then srv:finish() end
   end)
 
   local function assert_bad_request(st, h, body, what)
