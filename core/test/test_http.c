@@ -19,7 +19,7 @@
 static int (*until_pred)(void);
 static int until_ok;
 
-static void until_check_cb(uv_check_t *c)
+static void until_idle_cb(uv_idle_t *c)
 {
     if (until_pred()) {
         until_ok = 1;
@@ -35,15 +35,16 @@ static void until_timeout_cb(uv_timer_t *t)
 /* Runs the loop until pred() holds (1) or `ms` pass (0). */
 static int run_until(uv_loop_t *loop, int (*pred)(void), uint64_t ms)
 {
-    uv_check_t chk;
+    uv_idle_t chk;      /* idle, not check: the loop must not block in poll
+                         * when pred() became true in a close callback */
     uv_timer_t tm;
 
     until_pred = pred;
     until_ok = pred();
     if (until_ok)
         return 1;
-    uv_check_init(loop, &chk);
-    uv_check_start(&chk, until_check_cb);
+    uv_idle_init(loop, &chk);
+    uv_idle_start(&chk, until_idle_cb);
     uv_timer_init(loop, &tm);
     uv_timer_start(&tm, until_timeout_cb, ms, 0);
     uv_run(loop, UV_RUN_DEFAULT);
@@ -661,8 +662,29 @@ static void hj_close(bx_conn_t *c, void *ud)
     T.hj_closed++;
 }
 
+/* An EventSource-style takeover of a plain GET, later from a timer. */
+static bx_http_req_t *es_req;
+static bx_conn_t *es_conn;
+
+static void es_timer_cb(uv_timer_t *t)
+{
+    T.in_call = 1;
+    es_conn = bx_http_hijack(es_req, NULL, hj_close, NULL);
+    T.in_call = 0;
+    if (es_conn) {
+        bx_conn_write_copy(es_conn, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n",
+                           52);
+        bx_conn_write_copy(es_conn, "data: hi\n\n", 10);
+    }
+}
+
 static void h_hijack(bx_http_req_t *req)
 {
+    if (req->path.len == 7 && memcmp(req->path.base, "/events", 7) == 0) {
+        es_req = req;
+        uv_timer_start(&slow_timer, es_timer_cb, 20, 0);
+        return;
+    }
     if (!req->upgrade) {
         respond(req, 400, "no");
         return;
@@ -690,11 +712,22 @@ static int pred_hj_closed(void)
     return T.hj_closed == 1 && C1.eof;
 }
 
+static int pred_es(void)
+{
+    return strstr(cl_text(&C2), "data: hi\n\n") != NULL;
+}
+
+static int pred_es_closed(void)
+{
+    return T.hj_closed == 2;
+}
+
 static void test_hijack(void)
 {
     uv_loop_t loop;
 
     uv_loop_init(&loop);
+    uv_timer_init(&loop, &slow_timer);
     BX_CHECK(start_server(&loop, NULL, h_hijack) != NULL);
     client_open(&loop, &C1, bx_http_port(T.s));
     client_sends(&C1, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
@@ -712,8 +745,18 @@ static void test_hijack(void)
     bx_conn_close(T.hj_conn);
     BX_CHECK(run_until(&loop, pred_hj_closed, 2000));
     bx_http_hijack_done(hj_req);
+
+    client_open(&loop, &C2, bx_http_port(T.s));
+    client_sends(&C2, "GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+    BX_CHECK(run_until(&loop, pred_es, 2000));
+    BX_CHECK(es_conn != NULL);
+    BX_CHECK(strncmp(cl_text(&C2), "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream", 48) == 0);
+    client_close(&C2);          /* the new owner hears of it */
+    BX_CHECK(run_until(&loop, pred_es_closed, 2000));
+    bx_http_hijack_done(es_req);
     BX_CHECK_INT(T.naborts, 0);
-    finish(&loop, &C1, NULL, NULL);
+    uv_close((uv_handle_t *)&slow_timer, NULL);
+    finish(&loop, &C1, &C2, NULL);
 }
 
 /* ---- Coalescing ---- */
