@@ -328,8 +328,11 @@ static bx_chunk_t *response_head(int status, const char *headers, size_t body_le
     bx_buf_printf(&b, "HTTP/1.1 %d %s\r\n", status, bx_http_reason(status));
     if (headers)
         bx_buf_puts(&b, headers);
-    bx_buf_printf(&b, "Date: %s\r\nContent-Length: %zu\r\nConnection: %s\r\n\r\n", http_date(),
-                  body_len, close ? "close" : "keep-alive");
+    bx_buf_printf(&b, "Date: %s\r\n", http_date());
+    /* 1xx, 204 and 304 carry no body and no Content-Length (RFC 9110) */
+    if (status >= 200 && status != 204 && status != 304)
+        bx_buf_printf(&b, "Content-Length: %zu\r\n", body_len);
+    bx_buf_printf(&b, "Connection: %s\r\n\r\n", close ? "close" : "keep-alive");
     return bx_chunk_from_buf(&b);
 }
 

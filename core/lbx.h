@@ -42,11 +42,20 @@ json_t *lbx_check_json(lua_State *L, int idx);
  * table at the top of the stack. */
 void lbx_json_open(lua_State *L);
 
+struct bx_http_req_s;
+
+/* Pushes a table describing an HTTP request: method, path, query, remote,
+ * headers (lower-case names) and, with `with_body`, body. */
+void lbx_push_request(lua_State *L, const struct bx_http_req_s *req, int with_body);
+
 /* Registers the server type and its constructor in the module table. */
 void lbx_server_open(lua_State *L);
 
 /* Registers timers in the module table. */
 void lbx_timer_open(lua_State *L);
+
+/* Registers realpath and stat (lbx_fs.c) in the module table. */
+void lbx_fs_open(lua_State *L);
 
 /* Closes every open server (signal or bayeux.stop()); `done` runs once all
  * are closed. */

@@ -224,5 +224,6 @@ int luaopen_bayeux_core(lua_State *L)
     lbx_json_open(L);
     lbx_timer_open(L);
     lbx_server_open(L);
+    lbx_fs_open(L);
     return 1;
 }

@@ -158,30 +158,10 @@ static int cont_gc(lua_State *L)
 
 static void push_request(lua_State *L, bx_http_req_t *req)
 {
-    if (!req) {
+    if (req)
+        lbx_push_request(L, req, 0);
+    else
         lua_pushnil(L);
-        return;
-    }
-    lua_createtable(L, 0, 4);
-    lua_pushstring(L, req->method);
-    lua_setfield(L, -2, "method");
-    lua_pushlstring(L, req->path.base, req->path.len);
-    lua_setfield(L, -2, "path");
-    lua_pushstring(L, req->remote_addr ? req->remote_addr : "");
-    lua_setfield(L, -2, "remote");
-    lua_createtable(L, 0, (int)req->nheaders);
-    for (size_t i = 0; i < req->nheaders; i++) {
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        for (size_t j = 0; j < req->headers[i].name.len; j++) {
-            char ch = req->headers[i].name.base[j];
-            luaL_addchar(&b, (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch);
-        }
-        luaL_pushresult(&b);
-        lua_pushlstring(L, req->headers[i].value.base, req->headers[i].value.len);
-        lua_settable(L, -3);
-    }
-    lua_setfield(L, -2, "headers");
 }
 
 static int call_runner(lua_State *L)

@@ -528,11 +528,8 @@ static lreq_t *check_req(lua_State *L)
     return *box;
 }
 
-/* req:info() -> { method, path, query, headers = {lower-case name = value},
- * body, remote } */
-static int r_info(lua_State *L)
+void lbx_push_request(lua_State *L, const bx_http_req_t *req, int with_body)
 {
-    bx_http_req_t *req = check_req(L)->req;
     lua_createtable(L, 0, 6);
     lua_pushstring(L, req->method);
     lua_setfield(L, -2, "method");
@@ -540,10 +537,12 @@ static int r_info(lua_State *L)
     lua_setfield(L, -2, "path");
     lua_pushlstring(L, req->query.base, req->query.len);
     lua_setfield(L, -2, "query");
-    lua_pushlstring(L, req->body.data ? req->body.data : "", req->body.len);
-    lua_setfield(L, -2, "body");
     lua_pushstring(L, req->remote_addr ? req->remote_addr : "");
     lua_setfield(L, -2, "remote");
+    if (with_body) {
+        lua_pushlstring(L, req->body.data ? req->body.data : "", req->body.len);
+        lua_setfield(L, -2, "body");
+    }
     lua_createtable(L, 0, (int)req->nheaders);
     for (size_t i = 0; i < req->nheaders; i++) {
         luaL_Buffer b;
@@ -557,6 +556,13 @@ static int r_info(lua_State *L)
         lua_settable(L, -3);
     }
     lua_setfield(L, -2, "headers");
+}
+
+/* req:info() -> { method, path, query, headers = {lower-case name = value},
+ * body, remote } */
+static int r_info(lua_State *L)
+{
+    lbx_push_request(L, check_req(L)->req, 1);
     return 1;
 }
 

@@ -501,7 +501,7 @@ static void published(void *ud, int status)
     op_reply(op);
 }
 
-static void publish(op_t *op)
+static void publish_checked(op_t *op)
 {
     json_t *jch = json_object_get(op->msg, "channel");
     const char *ch = json_is_string(jch) ? json_string_value(jch) : "";
@@ -552,7 +552,11 @@ static void handle(op_t *op)
             forbidden(op, ch);
         return;
     }
-    publish(op);
+    /* A publish needs no client (Faye never checks it), but it takes the
+     * same deferred lookup as the meta channels so that a batch
+     * [subscribe, publish] reaches the engine in order: the subscription is
+     * in place before the publish is routed. */
+    lookup(op, publish_checked);
 }
 
 static void incoming_next(void *ud, json_t *msg)

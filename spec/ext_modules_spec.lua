@@ -84,7 +84,10 @@ local function start()
 end
 
 local function stop()
-  if srv then srv:stop() end
+  if srv then
+    local rc = srv:stop()
+    assert.are.equal(0, rc, "server exit: " .. srv:stderr())
+  end
   if dir then os.execute("rm -rf " .. H.q(dir)) end
   srv, dir = nil, nil
 end

@@ -280,6 +280,284 @@ function Server:remove_extension(ext)
 end
 
 -- ---------------------------------------------------------------------------
+-- Application HTTP helpers: request helpers, static files, the publish API
+-- ---------------------------------------------------------------------------
+
+local string_char, tonumber, pcall = string.char, tonumber, pcall
+local os_date, getmetatable = os.date, getmetatable
+
+local function url_decode(s, plus)
+    if plus then s = s:gsub("+", " ") end
+    return (s:gsub("%%(%x%x)", function(h) return string_char(tonumber(h, 16)) end))
+end
+
+-- "a=1&b=x+y&c" -> { a = "1", b = "x y", c = "" }; a repeated name keeps
+-- its last value.
+local function decode_query(s)
+    local out = {}
+    for pair in (s or ""):gmatch("[^&]+") do
+        local k, v = pair:match("^([^=]*)=?(.*)$")
+        if k ~= "" then out[url_decode(k, true)] = url_decode(v, true) end
+    end
+    return out
+end
+_M.decode_query = decode_query
+
+--- req:json() -> the decoded body, or nil and an error message.
+local function req_json(req)
+    local body = req.body or ""
+    if body == "" then return nil, "empty body" end
+    local ok, v, err = pcall(core.decode, body)
+    if not ok then return nil, tostring(v) end
+    if v == nil then return nil, err end
+    return v
+end
+
+--- req:form() -> the url-encoded body as a table of strings.
+local function req_form(req)
+    return decode_query(req.body)
+end
+
+-- Sets the helpers on a route's request table (called from dispatch).
+local function add_request_helpers(info)
+    info.query_params = decode_query(info.query)
+    info.json = req_json
+    info.form = req_form
+    return info
+end
+
+-- Static files ---------------------------------------------------------------
+
+local CONTENT_TYPES = {
+    html = "text/html; charset=utf-8", htm = "text/html; charset=utf-8",
+    css = "text/css; charset=utf-8", js = "text/javascript; charset=utf-8",
+    mjs = "text/javascript; charset=utf-8", json = "application/json",
+    map = "application/json", txt = "text/plain; charset=utf-8",
+    md = "text/markdown; charset=utf-8", csv = "text/csv; charset=utf-8",
+    xml = "application/xml", svg = "image/svg+xml", png = "image/png",
+    jpg = "image/jpeg", jpeg = "image/jpeg", gif = "image/gif", ico = "image/x-icon",
+    webp = "image/webp", avif = "image/avif", wasm = "application/wasm",
+    pdf = "application/pdf", woff = "font/woff", woff2 = "font/woff2", ttf = "font/ttf",
+    otf = "font/otf", mp3 = "audio/mpeg", ogg = "audio/ogg", wav = "audio/wav",
+    mp4 = "video/mp4", webm = "video/webm", zip = "application/zip",
+    gz = "application/gzip",
+}
+_M.content_types = CONTENT_TYPES
+
+local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8,
+                 Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
+
+-- "Sun, 06 Nov 1994 08:49:37 GMT" -> seconds since the epoch (UTC), or nil.
+local function parse_http_date(s)
+    local d, mon, y, hh, mm, ss = (s or ""):match(
+        "^%a+, (%d%d) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
+    local m = MONTHS[mon or ""]
+    if not m then return nil end
+    y, m, d = tonumber(y), m, tonumber(d)
+    -- days from civil (proleptic Gregorian), no dependence on the local zone
+    if m <= 2 then y = y - 1 end
+    local era = (y >= 0 and y or y - 399) // 400
+    local yoe = y - era * 400
+    local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
+    local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    local days = era * 146097 + doe - 719468
+    return days * 86400 + tonumber(hh) * 3600 + tonumber(mm) * 60 + tonumber(ss)
+end
+
+local function http_date(t)
+    return os_date("!%a, %d %b %Y %H:%M:%S GMT", t)
+end
+
+local function etag_matches(header, etag)
+    if not header then return false end
+    if header:match("^%s*%*%s*$") then return true end
+    local weak = etag:gsub("^W/", "")
+    for tag in header:gmatch("[^,]+") do
+        tag = tag:match("^%s*(.-)%s*$"):gsub("^W/", "")
+        if tag == weak then return true end
+    end
+    return false
+end
+
+local function plain(res, code, text)
+    res:status(code):header("Content-Type", "text/plain; charset=utf-8"):send(text .. "\n")
+end
+
+-- Maps the raw (still percent-encoded) rest of a URL to a file under root,
+-- or returns nil and an HTTP status. Refuses every way out of the folder.
+local function resolve_static(root, raw)
+    -- encoded separators never name a file here: %2f, %5c
+    if raw:find("%%2[fF]") or raw:find("%%5[cC]") or raw:find("\\", 1, true) then
+        return nil, 403
+    end
+    local rel = url_decode(raw)
+    if rel:find("%z") or rel:find("\\", 1, true) then return nil, 403 end
+    local parts = {}
+    for seg in rel:gmatch("[^/]+") do
+        if seg == ".." or seg == "." then return nil, 403 end
+        parts[#parts + 1] = seg
+    end
+    local path = root
+    if #parts > 0 then path = root .. "/" .. table.concat(parts, "/") end
+    local real = core.realpath(path)
+    if not real then return nil, 404 end
+    -- a symlink may still point out of the folder
+    if real ~= root and real:sub(1, #root + 1) ~= root .. "/" then return nil, 403 end
+    local st = core.stat(real)
+    if st and st.type == "directory" then
+        real = core.realpath(real .. "/index.html")
+        if not real or real:sub(1, #root + 1) ~= root .. "/" then return nil, 404 end
+        st = core.stat(real)
+    end
+    if not st or st.type ~= "file" then return nil, 404 end
+    return real, st
+end
+
+--- Serves the files under `folder` at `url_prefix` ("/static" serves
+-- folder/a.css as /static/a.css; a folder answers with its index.html).
+-- GET and HEAD; ETag/Last-Modified with 304; never a file outside folder.
+function Server:static(url_prefix, folder)
+    if type(url_prefix) ~= "string" or url_prefix:sub(1, 1) ~= "/"
+        or type(folder) ~= "string" then
+        error("server:static(url_prefix, folder)", 2)
+    end
+    local root, err = core.realpath(folder)
+    local st = root and core.stat(root)
+    if not st or st.type ~= "directory" then
+        error("server:static: '" .. folder .. "' is not a folder (" .. tostring(err or "") .. ")",
+            2)
+    end
+    local prefix = url_prefix:gsub("/+$", "")
+    local function serve(req, res)
+        local file, info = resolve_static(root, req.params.path or "")
+        if not file then
+            return plain(res, info, info == 403 and "Forbidden" or "Not found")
+        end
+        local etag = ('W/"%x-%x"'):format(info.size, info.mtime)
+        local modified = http_date(info.mtime)
+        res:header("ETag", etag):header("Last-Modified", modified)
+        res:header("Cache-Control", "no-cache")
+        local inm = req.headers["if-none-match"]
+        local ims = parse_http_date(req.headers["if-modified-since"])
+        if (inm and etag_matches(inm, etag)) or (not inm and ims and info.mtime <= ims) then
+            return res:status(304):send()
+        end
+        local ext = file:match("%.([%w]+)$")
+        res:header("Content-Type", CONTENT_TYPES[ext and ext:lower() or ""]
+            or "application/octet-stream")
+        res:header("X-Content-Type-Options", "nosniff")
+        local f = io.open(file, "rb")
+        if not f then return plain(res, 404, "Not found") end
+        local body = f:read("a")
+        f:close()
+        res:status(200):send(body)
+    end
+    self:route("GET", prefix .. "/*path", serve)
+    if prefix ~= "" then
+        self:route("GET", prefix, function(_, res)
+            res:status(301):header("Location", prefix .. "/"):send()
+        end)
+    end
+end
+
+-- HTTP publish API -----------------------------------------------------------
+
+-- Compares two strings in time that depends only on `expected`'s length.
+local function same_secret(given, expected)
+    local n, gn = #expected, #given
+    local diff = n ~ gn
+    for i = 1, n do
+        local g = i <= gn and given:byte(i) or 0
+        diff = diff | (g ~ expected:byte(i))
+    end
+    return diff == 0
+end
+_M.same_secret = same_secret
+
+local function api_error(res, code, msg)
+    res:status(code)
+    if code == 401 then res:header("WWW-Authenticate", 'Bearer realm="bayeux"') end
+    res:json { ok = false, error = msg }
+end
+
+-- The HTTP status a Bayeux error string maps to.
+local function bayeux_status(err)
+    local code = tonumber(tostring(err):match("^(%d%d%d):"))
+    if code == 403 or code == 401 then return 403 end
+    if code and code >= 500 then return 500 end
+    return 400
+end
+
+--- An opt-in HTTP endpoint that publishes: POST `path` with JSON
+-- {"channel": ..., "data": ...} or a form channel=&data= (data as JSON
+-- text, else a plain string), header `Authorization: Bearer <token>`.
+-- opts: path (default "/publish"), token (a string, or a
+-- function(token, req) -> bool).
+function Server:publish_api(opts)
+    if type(opts) ~= "table" then error("server:publish_api{ path =, token = }", 2) end
+    local path, token = opts.path or "/publish", opts.token
+    if type(path) ~= "string" or path:sub(1, 1) ~= "/" then
+        error("server:publish_api: path must start with '/'", 2)
+    end
+    if not ((type(token) == "string" and token ~= "") or type(token) == "function") then
+        error("server:publish_api: token must be a non-empty string or a function", 2)
+    end
+    local client
+    self:route("POST", path, function(req, res)
+        local given = (req.headers.authorization or ""):match("^%s*[Bb]earer%s+(%S+)%s*$")
+        local good
+        if type(token) == "function" then
+            good = given ~= nil and token(given, req) == true
+        else
+            good = same_secret(given or "", token)
+        end
+        if not good then
+            return api_error(res, 401, given and "wrong token"
+                or "missing token: send 'Authorization: Bearer <token>'")
+        end
+        local ctype = (req.headers["content-type"] or ""):lower()
+        local body = req.body or ""
+        local msg
+        if ctype:find("application/x-www-form-urlencoded", 1, true)
+            and not body:find("^%s*{") then
+            msg = req:form()
+            if msg.data ~= nil then
+                local ok, v = pcall(core.decode, msg.data)
+                if ok and v ~= nil then msg.data = v end
+            end
+        else
+            local v, err = req:json()
+            if v == nil then return api_error(res, 400, "invalid JSON body: " .. err) end
+            if type(v) ~= "table" or getmetatable(v) == core.array_mt then
+                return api_error(res, 400, 'the body must be a JSON object '
+                    .. '{"channel": "/...", "data": ...}')
+            end
+            msg = v
+        end
+        local ch, data = msg.channel, msg.data
+        if type(ch) ~= "string" or ch == "" then
+            return api_error(res, 400, 'missing "channel" (a string such as "/messages")')
+        end
+        if data == nil then return api_error(res, 400, 'missing "data"') end
+        if ch:sub(1, 6) == "/meta/" or ch == "/meta" then
+            return api_error(res, 400, "403:" .. ch .. ":Forbidden channel")
+        end
+        client = client or self:client()
+        client:publish(ch, data, function(ok, err)
+            -- the HTTP client may have gone away meanwhile: nothing to answer
+            pcall(function()
+                if ok then
+                    res:json { ok = true, channel = ch }
+                else
+                    err = err or "500::Internal server error"
+                    api_error(res, bayeux_status(err), err)
+                end
+            end)
+        end)
+    end)
+end
+
+-- ---------------------------------------------------------------------------
 -- Routes beside the mount
 -- ---------------------------------------------------------------------------
 
@@ -321,6 +599,7 @@ local function dispatch(self, req)
         if params then
             if r.method == info.method or (r.method == "GET" and info.method == "HEAD") then
                 info.params = params
+                add_request_helpers(info)
                 r.handler(info, res)
                 return
             end
