@@ -3,4 +3,4 @@ std = "lua54"
 max_line_length = 100
 codes = true
 
-files["spec/**/*.lua"] = { std = "+busted" }
+files["spec/**/*.lua"] = { std = "+busted", max_line_length = 140 }

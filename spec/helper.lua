@@ -414,7 +414,7 @@ function Conn:read_response(timeout, method)
     end
   end
   local extra = { raw_headers = table.concat(raw, "\r\n"), reason = reason, header_list = list }
-  local body = ""
+  local body
   local te = headers["transfer-encoding"]
   if method == "HEAD" or status == 204 or status == 304 or (status >= 100 and status < 200) then
     body = ""

@@ -200,7 +200,8 @@ describe("HTTP layer", function()
     local body = '[{"channel":"/exp","data":1,"id":"ex"}]'
     c:send(H.build_request(port, "POST", "/faye",
       { ["Content-Type"] = "application/json", Expect = "100-continue", ["Content-Length"] = #body }))
-    local st, _, resp = c:read_response(1)
+    local st, _, resp
+    st = c:read_response(1)
     if st == 100 then
       c:send(body)
       st, _, resp = c:read_response(3)

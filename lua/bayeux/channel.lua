@@ -19,7 +19,8 @@ function _M.matches(pattern, name)
     prefix = pattern:match("^(.*)/%*$")
     if prefix then
         local rest = name:sub(#prefix + 2)
-        return name:sub(1, #prefix + 1) == prefix .. "/" and #rest > 0 and not rest:find("/", 1, true)
+        return name:sub(1, #prefix + 1) == prefix .. "/" and #rest > 0
+            and not rest:find("/", 1, true)
     end
     return false
 end
