@@ -15,7 +15,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
            -Wno-unused-parameter -Wno-comment
 CFLAGS  += -std=c11 -D_GNU_SOURCE -fPIC $(OPT) $(WARN) -Icore \
            $(shell pkg-config --cflags $(PKG) 2>/dev/null)
-LIBS    := $(shell pkg-config --libs libuv jansson 2>/dev/null) -lhttp_parser -lcrypto -lm
+LIBS    := $(shell pkg-config --libs libuv jansson 2>/dev/null) -lhttp_parser -lwslay -lcrypto -lm
 
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
@@ -28,6 +28,10 @@ CORE_OBJ := $(CORE_SRC:core/%.c=$(B)/obj/%.o)
 LBX_OBJ  := $(LBX_SRC:core/%.c=$(B)/obj/%.o)
 TESTS    := $(TEST_SRC:core/test/%.c=$(B)/test/%)
 SCORE_OBJ:= $(CORE_SRC:core/%.c=$(B)/san/obj/%.o)
+# The browser client, client/bayeux.js, embedded as C (tools/embed.sh).
+GEN_JS   := $(B)/gen/client_js.c
+CORE_OBJ += $(B)/obj/gen/client_js.o
+SCORE_OBJ+= $(B)/san/obj/gen/client_js.o
 SLBX_OBJ := $(LBX_SRC:core/%.c=$(B)/san/obj/%.o)
 STESTS   := $(TEST_SRC:core/test/%.c=$(B)/san/test/%)
 
@@ -46,6 +50,18 @@ $(B)/obj/%.o: core/%.c
 $(B)/san/obj/%.o: core/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
+
+$(GEN_JS): client/bayeux.js tools/embed.sh
+	@mkdir -p $(@D)
+	sh tools/embed.sh client/bayeux.js $@
+
+$(B)/obj/gen/%.o: $(B)/gen/%.c core/client_js.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(B)/san/obj/gen/%.o: $(B)/gen/%.c core/client_js.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -c $< -o $@
 
 $(SO): $(CORE_OBJ) $(LBX_OBJ)
 	$(CC) -shared -o $@ $^ $(LIBS)

@@ -104,6 +104,9 @@ bx_engine_t *bx_engine_memory_new(uv_loop_t *loop, const bx_proxy_t *proxy, doub
 /* Number of messages the memory engine dropped because a queue was full. */
 unsigned long bx_engine_memory_dropped(const bx_engine_t *e);
 
+/* Number of live clients the memory engine holds. */
+size_t bx_engine_memory_clients(const bx_engine_t *e);
+
 /* Fills `out` (32 bytes) with a fresh 31-character [0-9a-z] id from the
  * kernel's CSPRNG, NUL-terminated. */
 void bx_engine_random_id(char out[32]);

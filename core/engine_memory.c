@@ -454,3 +454,8 @@ unsigned long bx_engine_memory_dropped(const bx_engine_t *e)
 {
     return ((const memory_t *)e)->dropped;
 }
+
+size_t bx_engine_memory_clients(const bx_engine_t *e)
+{
+    return ((const memory_t *)e)->clients.count;
+}

@@ -110,6 +110,8 @@ static int l_server(lua_State *L)
     o.interval = opt_number(L, 1, "interval", o.interval);
     o.ping = opt_number(L, 1, "ping", o.ping);
     o.queue_limit = (size_t)opt_number(L, 1, "queue_limit", (double)o.queue_limit);
+    o.max_frame = (size_t)opt_number(L, 1, "max_frame", (double)o.max_frame);
+    o.max_output = (size_t)opt_number(L, 1, "max_output", (double)o.max_output);
     o.http.max_body = (size_t)opt_number(L, 1, "max_body", (double)o.http.max_body);
     o.http.max_header = (size_t)opt_number(L, 1, "max_header", (double)o.http.max_header);
     o.http.idle_timeout = opt_number(L, 1, "idle_timeout", o.http.idle_timeout);
@@ -158,6 +160,23 @@ static int s_port(lua_State *L)
         lua_pushnil(L);
     else
         lua_pushinteger(L, p);
+    return 1;
+}
+
+/* server:stats() -> { clients, connected, connections, dropped } */
+static int s_stats(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    bx_engine_t *e = bx_server_engine(ls->s);
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, (lua_Integer)bx_engine_memory_clients(e));
+    lua_setfield(L, -2, "clients");
+    lua_pushinteger(L, (lua_Integer)bx_server_connected(ls->s));
+    lua_setfield(L, -2, "connected");
+    lua_pushinteger(L, (lua_Integer)bx_conn_count());
+    lua_setfield(L, -2, "connections");
+    lua_pushinteger(L, (lua_Integer)bx_engine_memory_dropped(e));
+    lua_setfield(L, -2, "dropped");
     return 1;
 }
 
@@ -623,7 +642,7 @@ void lbx_server_open(lua_State *L)
         { "listen", s_listen }, { "port", s_port }, { "close", s_close },
         { "process", s_process }, { "bind", s_bind }, { "unbind", s_unbind },
         { "on_event", s_on_event }, { "on_request", s_on_request },
-        { "set_extensions", s_set_extensions }, { NULL, NULL }
+        { "set_extensions", s_set_extensions }, { "stats", s_stats }, { NULL, NULL }
     };
     static const luaL_Reg rmeth[] = {
         { "info", r_info }, { "respond", r_respond }, { NULL, NULL }

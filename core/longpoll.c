@@ -4,10 +4,11 @@
  * Decision order for a request under the mount (reference §7.1):
  *   1. last path component ends in .js/.map  -> the client script
  *   2. OPTIONS, or Access-Control-Request-Method: POST -> CORS preflight
- *   3. GET accepting text/event-stream       -> EventSource (not yet: 400)
- *   4. GET                                   -> callback-polling (JSONP)
- *   5. POST                                  -> long-polling
- *   6. anything else                         -> 400 Bad request
+ *   3. Upgrade: websocket                    -> WebSocket (ws.c)
+ *   4. GET accepting text/event-stream       -> EventSource (sse.c)
+ *   5. GET                                   -> callback-polling (JSONP)
+ *   6. POST                                  -> long-polling
+ *   7. anything else                         -> 400 Bad request
  */
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,8 @@
 #include "longpoll.h"
 #include "protocol.h"
 #include "server.h"
+#include "sse.h"
+#include "ws.h"
 
 typedef struct {
     bx_server_t *server;
@@ -306,30 +309,66 @@ static void post(bx_server_t *s, bx_http_req_t *req)
 }
 
 /* ---- The client script ---- */
+/*
+ * <mount>/client.js, <mount>.js and <mount basename>.js (e.g. /faye/faye.js)
+ * serve bayeux's own browser client (client/bayeux.js, embedded at build
+ * time), or the file named by the client_script option. Headers: ETag = the
+ * bare SHA-1 hex of the body, as Faye sends it (If-None-Match matches it bare,
+ * quoted or weak, alone or in a list); Last-Modified = build time (or the
+ * file's mtime), with If-Modified-Since honoured when there is no
+ * If-None-Match; Cache-Control: no-cache, so browsers revalidate (a cheap
+ * 304) and never run a client older than the server they talk to.
+ */
+#include "client_js.h"
 
 typedef struct {
-    char *path;
     bx_chunk_t *body;
     char etag[41];
     char modified[64];
+    time_t mtime;
 } script_t;
 
-static script_t script;
+static script_t embedded;       /* the built-in client, made on first use */
+static script_t file_script;    /* the client_script file ... */
+static char *file_path;         /* ... and its path (cached per path) */
 
-static int load_script(const char *path)
+static void script_fill(script_t *sc, bx_buf_t *b, time_t mtime)
+{
+    unsigned char md[SHA_DIGEST_LENGTH];
+    struct tm tm;
+    SHA1((const unsigned char *)(b->data ? b->data : ""), b->len, md);
+    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+        snprintf(sc->etag + 2 * i, 3, "%02x", md[i]);
+    sc->mtime = mtime;
+    gmtime_r(&mtime, &tm);
+    strftime(sc->modified, sizeof(sc->modified), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    sc->body = bx_chunk_from_buf(b);
+}
+
+static const script_t *load_script(const char *path)
 {
     struct stat st;
-    if (script.path && strcmp(script.path, path) == 0)
-        return script.body != NULL;
-    free(script.path);
-    bx_chunk_unref(script.body);
-    memset(&script, 0, sizeof(script));
-    script.path = bx_strdup(path);
+
+    if (!path) {
+        if (!embedded.body) {
+            bx_buf_t b = BX_BUF_INIT;
+            bx_buf_append(&b, (const char *)bx_client_js, bx_client_js_len);
+            script_fill(&embedded, &b, (time_t)bx_client_js_time);
+            bx_buf_free(&b);
+        }
+        return &embedded;
+    }
+    if (file_path && strcmp(file_path, path) == 0)
+        return file_script.body ? &file_script : NULL;
+    free(file_path);
+    bx_chunk_unref(file_script.body);
+    memset(&file_script, 0, sizeof(file_script));
+    file_path = bx_strdup(path);
     FILE *f = fopen(path, "rb");
     if (!f || fstat(fileno(f), &st) != 0) {
         if (f)
             fclose(f);
-        return 0;
+        return NULL;
     }
     bx_buf_t b = BX_BUF_INIT;
     char tmp[8192];
@@ -337,46 +376,78 @@ static int load_script(const char *path)
     while ((r = fread(tmp, 1, sizeof(tmp), f)) > 0)
         bx_buf_append(&b, tmp, r);
     fclose(f);
-    unsigned char md[SHA_DIGEST_LENGTH];
-    SHA1((const unsigned char *)(b.data ? b.data : ""), b.len, md);
-    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
-        snprintf(script.etag + 2 * i, 3, "%02x", md[i]);
-    struct tm tm;
-    gmtime_r(&st.st_mtime, &tm);
-    strftime(script.modified, sizeof(script.modified), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    script.body = bx_chunk_from_buf(&b);
+    script_fill(&file_script, &b, st.st_mtime);
     bx_buf_free(&b);
-    return 1;
+    return &file_script;
+}
+
+/* Does an If-None-Match value (a list of "tag", W/"tag", bare tags or *)
+ * name `etag`? */
+static int etag_listed(const bx_str_t *v, const char *etag)
+{
+    const char *p = v->base, *end = v->base + v->len;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        const char *q = p;
+        while (q < end && *q != ',')
+            q++;
+        const char *a = p, *b = q;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+            b--;
+        if (b - a >= 2 && a[0] == 'W' && a[1] == '/')
+            a += 2;
+        if (b - a >= 2 && a[0] == '"' && b[-1] == '"')
+            a++, b--;
+        if ((b - a == 1 && *a == '*') || (b - a == 40 && memcmp(a, etag, 40) == 0))
+            return 1;
+        p = q;
+    }
+    return 0;
+}
+
+static int not_modified_since(const bx_str_t *v, time_t mtime)
+{
+    char date[64];
+    struct tm tm;
+    if (v->len >= sizeof(date))
+        return 0;
+    memcpy(date, v->base, v->len);
+    date[v->len] = '\0';
+    memset(&tm, 0, sizeof(tm));
+    const char *rest = strptime(date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    return rest && *rest == '\0' && timegm(&tm) >= mtime;
 }
 
 static void client_script(bx_server_t *s, bx_http_req_t *req, const char *name, size_t nlen)
 {
     const char *mount = bx_server_opts(s)->mount;
     const char *base = strrchr(mount, '/');
-    const char *path = bx_server_opts(s)->client_script;
     size_t blen;
 
     base = base ? base + 1 : mount;
     blen = strlen(base);
     int ours = (nlen == 9 && memcmp(name, "client.js", 9) == 0) ||
-               (nlen == blen + 3 && memcmp(name, base, blen) == 0 &&
+               (blen > 0 && nlen == blen + 3 && memcmp(name, base, blen) == 0 &&
                 memcmp(name + blen, ".js", 3) == 0);
-    if (!ours || !path || !load_script(path)) {
+    const script_t *sc = ours ? load_script(bx_server_opts(s)->client_script) : NULL;
+    if (!sc) {
         bx_http_respond(req, 404, "", NULL, 0);
         return;
     }
     bx_buf_t h = BX_BUF_INIT;
-    bx_buf_printf(&h, "ETag: %s\r\nLast-Modified: %s\r\n", script.etag, script.modified);
+    bx_buf_printf(&h, "ETag: %s\r\nLast-Modified: %s\r\nCache-Control: no-cache\r\n",
+                  sc->etag, sc->modified);
     const bx_str_t *inm = bx_http_header(req, "If-None-Match");
-    if (inm && inm->len == 40 && memcmp(inm->base, script.etag, 40) == 0) {
+    const bx_str_t *ims = bx_http_header(req, "If-Modified-Since");
+    if (inm ? etag_listed(inm, sc->etag) : (ims && not_modified_since(ims, sc->mtime))) {
         bx_buf_append(&h, "", 1);
         bx_http_respond(req, 304, h.data, NULL, 0);
     } else {
         bx_chunkv_t body = BX_CHUNKV_INIT;
-        bx_buf_puts(&h, "Content-Type: text/javascript; charset=utf-8\r\n"
-                        "Cache-Control: public, max-age=3600\r\n");
+        bx_buf_puts(&h, "Content-Type: text/javascript; charset=utf-8\r\n");
         bx_buf_append(&h, "", 1);
-        bx_chunkv_push(&body, script.body);
+        bx_chunkv_push(&body, sc->body);
         bx_http_respond(req, 200, h.data, &body, 0);
         bx_chunkv_free(&body);
     }
@@ -412,8 +483,10 @@ void bx_longpoll_handle(bx_server_t *s, bx_http_req_t *req)
     else if (strcmp(req->method, "OPTIONS") == 0 ||
              (acrm && acrm->len == 4 && memcmp(acrm->base, "POST", 4) == 0))
         preflight(req);
+    else if (bx_ws_is_upgrade(req))
+        bx_ws_handle(s, req);
     else if (strcmp(req->method, "GET") == 0 && header_has(req, "Accept", "text/event-stream"))
-        bad_request(req);       /* EventSource arrives with the streaming transports */
+        bx_sse_handle(s, req);
     else if (strcmp(req->method, "GET") == 0 && !req->upgrade)
         get(s, req);
     else if (strcmp(req->method, "POST") == 0)

@@ -13,6 +13,8 @@
 #include "json.h"
 #include "longpoll.h"
 #include "server.h"
+#include "sse.h"
+#include "ws.h"
 
 typedef struct session {
     char id[32];
@@ -75,6 +77,8 @@ void bx_server_opts_default(bx_server_opts_t *o)
     o->mount = "/bayeux";
     o->timeout = 60;
     o->queue_limit = 1000;
+    o->max_frame = 1 << 20;
+    o->max_output = 4 << 20;
     bx_http_limits_default(&o->http);
 }
 
@@ -313,7 +317,10 @@ static void deliver_pass(bx_server_t *s)
             bx_chunkv_free(&msgs);
         } else if (ss->outpasses && !ss->pending.n) {
             continue;           /* a release waits for the outgoing extensions */
-        } else if ((ss->pending.n || ss->release_empty) && ss->hold) {
+        }
+        /* with a sink the messages went there: a connect with timeout 0
+         * (eventsource) is still answered on this pass */
+        if ((ss->pending.n || ss->release_empty) && ss->hold) {
             bx_waiter_t *w = ss->hold;
             bx_chunkv_t msgs = ss->pending;
             ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
@@ -582,6 +589,18 @@ bx_ext_hook bx_server_outgoing(const bx_server_t *s, void **ud)
     return s->outgoing;
 }
 
+size_t bx_server_connected(const bx_server_t *s)
+{
+    size_t n = 0;
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *en;
+    while ((en = bx_dict_next(&s->sessions, &it)) != NULL) {
+        const session_t *ss = en->value;
+        n += ss->hold || ss->sink;
+    }
+    return n;
+}
+
 int bx_server_closing(const bx_server_t *s)
 {
     return s->closing;
@@ -616,6 +635,11 @@ static void engine_closed(void *ud)
     closed_one(ud);
 }
 
+static void streams_closed(void *ud)
+{
+    closed_one(ud);
+}
+
 /* Second stage of close: the answers to held connects have been produced
  * (first stage) and the HTTP layer has written what it could. */
 static void close_rest(void *ud)
@@ -623,6 +647,10 @@ static void close_rest(void *ud)
     bx_server_t *s = ud;
     bx_dict_iter_t it = BX_DICT_ITER_INIT;
     bx_dict_entry_t *en;
+    /* WebSocket and EventSource connections are no longer the HTTP
+     * layer's: close them (their sinks unbound) and wait for them */
+    int streams = bx_ws_server_close(s, streams_closed, s) +
+                  bx_sse_server_close(s, streams_closed, s);
 
     while ((en = bx_dict_next(&s->sessions, &it)) != NULL) {
         session_t *ss = en->value;
@@ -653,7 +681,7 @@ static void close_rest(void *ud)
         s->outpasses = p->next;
         outpass_free(p);
     }
-    s->pending_closes = 3 + (s->http != NULL);
+    s->pending_closes = 3 + (s->http != NULL) + streams;
     bx_conn_flush_all(s->loop);
     if (s->http)
         bx_http_server_close(s->http, http_closed, s);

@@ -25,6 +25,11 @@ typedef struct {
     double interval;            /* seconds advised between connects; default 0 */
     double ping;                /* seconds between socket pings; 0 = off */
     size_t queue_limit;         /* per-client queue; default 1000 */
+    size_t max_frame;           /* bytes of one incoming WebSocket message;
+                                   default 1 MiB; larger -> close 1009 */
+    size_t max_output;          /* bytes waiting to be sent to one WebSocket or
+                                   EventSource before it is dropped as a slow
+                                   reader; default 4 MiB */
     const char *client_script;  /* file served as <mount>/client.js; copied */
     bx_http_limits_t http;      /* HTTP limits (see http.h) */
 } bx_server_opts_t;
@@ -87,6 +92,9 @@ void bx_server_on_app(bx_server_t *s, bx_server_app_cb cb, bx_server_app_cb abor
  * listener and the engine shut. `done` (may be NULL) is called once, on a
  * later loop turn, after which `s` is freed. */
 void bx_server_close(bx_server_t *s, void (*done)(void *ud), void *ud);
+
+/* Number of clients with a held connect or a bound socket here. */
+size_t bx_server_connected(const bx_server_t *s);
 
 /* Whether bx_server_close has been called. */
 int bx_server_closing(const bx_server_t *s);

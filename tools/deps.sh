@@ -9,7 +9,7 @@ set -u
 PKGS="lua5.4 liblua5.4-dev lua-lpeg lua-lpeg-dev libuv1-dev libjansson-dev
 luarocks lua-busted libhiredis-dev redis-server libwslay-dev
 libhttp-parser-dev libssl-dev pkg-config lua-cjson lua-socket lua-check
-make gcc"
+make gcc chromium"
 
 # Installed packages among ours, one name per line ("ii" = installed).
 # shellcheck disable=SC2086

@@ -4,18 +4,19 @@
 #   1. C unit tests        sh tools/run-units.sh build/test/test_*
 #   2. busted specs        busted -o TAP            (.busted selects Lua 5.4)
 #   3. interop tests       node test/interop/*.test.js, one process per file
-#   4. sanitizers          sh tools/check.sh build/san/test/test_*
+#   4. browser tests       node test/browser/*.test.js (headless Chromium)
+#   5. sanitizers          sh tools/check.sh build/san/test/test_*
 #
 # Each suite's output stays visible under a header. A suite that crashes,
 # times out or prints no result line counts as 1 failed. The last line is the
 # total "N passed, N failed"; the exit status is 1 on any failure.
 #
-# Environment: BX_SUITES (default "units specs interop check") picks suites;
+# Environment: BX_SUITES (default "units specs interop browser check") picks suites;
 # BX_SUITE_TIMEOUT (default 900) bounds each suite in seconds.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 
-suites=${BX_SUITES:-units specs interop check}
+suites=${BX_SUITES:-units specs interop browser check}
 suite_timeout=${BX_SUITE_TIMEOUT:-900}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bx-test.XXXXXX") || exit 2
 trap 'rm -rf "$tmp"' EXIT
@@ -123,6 +124,21 @@ for suite in $suites; do
                 echo "---- $js"
                 run node "$js"
                 counted "$(basename "$js" .test.js)"
+            done
+        fi
+        ;;
+    browser)
+        header "browser (headless Chromium)"
+        set -- test/browser/*.test.js
+        if [ ! -e "$1" ]; then
+            missing browser "no test/browser/*.test.js"
+        elif [ ! -d test/node/node_modules/playwright-core ]; then
+            missing browser "playwright-core missing (sh tools/npm-deps.sh)"
+        else
+            for js in "$@"; do
+                echo "---- $js"
+                run node "$js"
+                counted "browser-$(basename "$js" .test.js)"
             done
         fi
         ;;

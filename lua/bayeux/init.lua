@@ -32,6 +32,10 @@ local OPTIONS = {
     max_header = { "number", function(v) return math_type(v) == "integer" and v > 0 end,
                    "a positive integer (bytes)" },
     idle_timeout = { "number", function(v) return v > 0 end, "a positive number of seconds" },
+    max_frame = { "number", function(v) return math_type(v) == "integer" and v > 0 end,
+                  "a positive integer (bytes)" },
+    max_output = { "number", function(v) return math_type(v) == "integer" and v > 0 end,
+                   "a positive integer (bytes)" },
     max_conns = { "number", function(v) return math_type(v) == "integer" and v > 0 end,
                   "a positive integer" },
     client_script = { "string", function() return true end, "a file path" },
@@ -39,19 +43,6 @@ local OPTIONS = {
                            "a positive number of seconds" },
     engine = { "string", function(v) return v == "memory" end, "\"memory\"" },
 }
-
--- Until bayeux ships its own browser client, <mount>/client.js serves
--- Faye's from the npm package when a checkout has it installed.
-local function default_client_script()
-    local src = debug.getinfo(1, "S").source
-    local root = src:match("^@(.*)/lua/bayeux/init%.lua$")
-    if not root then return nil end
-    local path = root .. "/test/node/node_modules/faye/client/faye-browser-min.js"
-    local f = io.open(path)
-    if not f then return nil end
-    f:close()
-    return path
-end
 
 local function check_options(opts)
     if opts == nil then return {} end
@@ -134,7 +125,6 @@ function _M.server(opts)
     local o = check_options(opts)
     o.mount = o.mount or "/bayeux"
     o.engine = nil
-    o.client_script = o.client_script or default_client_script()
     local deadline = o.extension_deadline
     o.extension_deadline = nil
     local self = setmetatable({
@@ -178,6 +168,13 @@ end
 --- Closes the server; fn() runs once everything is closed.
 function Server:close(fn)
     self.core:close(fn)
+end
+
+--- Counters: clients (live sessions), connected (clients with a held
+-- connect or a socket here), connections (open TCP connections), dropped
+-- (messages dropped because a client's queue was full).
+function Server:stats()
+    return self.core:stats()
 end
 
 --- Listens to an event: handshake, subscribe, unsubscribe, publish,

@@ -1,0 +1,365 @@
+#!/usr/bin/env node
+// test/interop/faye_websocket.test.js - the real npm `faye` Node client over
+// WebSocket (it handshakes over HTTP, then moves to the socket), against
+// `bin/bayeux serve` started as a child process: everything the long-polling
+// interop covers, plus a socket the server closes, the client reconnecting
+// and getting what was published while it was away.
+//
+//   node test/interop/faye_websocket.test.js
+//   BAYEUX_CMD="node test/interop/faye-ref-server.js" node test/interop/faye_websocket.test.js
+//
+// BAYEUX_CMD is the launcher prefix (default "lua5.4 bin/bayeux"), run from the
+// repository root through `sh -c "exec $BAYEUX_CMD serve ..."`. Prints
+// "ok - name" / "not ok - name" per test and ends with "N passed, N failed";
+// exits 1 on any failure. The whole file is bounded to 30 s.
+'use strict';
+const path = require('path');
+const { spawn } = require('child_process');
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const faye = require(path.join(ROOT, 'test', 'node', 'node_modules', 'faye'));
+
+const CMD = process.env.BAYEUX_CMD || 'lua5.4 bin/bayeux';
+const SERVER_TIMEOUT = 2;        // seconds a /meta/connect is held
+const START_MS = 10000;          // server start budget
+const TEST_MS = 6000;            // per test
+const FILE_MS = 30000;           // whole file
+
+let server = null;
+let serverLog = '';
+let serverExit = null;           // { code, signal } once it has exited
+let url = null;
+const clients = [];
+
+// ---------------------------------------------------------------- helpers
+
+function delay(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    Promise.resolve(promise).finally(() => clearTimeout(timer)),
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+    }),
+  ]);
+}
+
+function assert(cond, msg) {
+  if (!cond) throw new Error(`assertion failed: ${msg}`);
+}
+
+function assertEqual(actual, expected, msg) {
+  const a = JSON.stringify(actual), e = JSON.stringify(expected);
+  if (a !== e) throw new Error(`${msg}: got ${a}, expected ${e}`);
+}
+
+// Resolves when pred() holds, checking whenever notify() is called.
+function waiter() {
+  const pending = [];
+  return {
+    notify() {
+      for (let i = pending.length - 1; i >= 0; i--) {
+        if (pending[i].pred()) { pending[i].resolve(); pending.splice(i, 1); }
+      }
+    },
+    until(pred, what, ms = TEST_MS - 1000) {
+      if (pred()) return Promise.resolve();
+      return withTimeout(new Promise((resolve) => pending.push({ pred, resolve })), ms, what);
+    },
+  };
+}
+
+// A websocket faye client whose raw incoming messages (what the server
+// sent, before the client's own channel dispatch) are recorded in c.seen,
+// so a test can tell what the server delivered, not only what the client
+// chose to hand to callbacks.
+function newClient() {
+  const c = new faye.Client(url, { timeout: SERVER_TIMEOUT + 5, retry: 1 });
+  c.seen = [];
+  c.connectionTypes = new Set();
+  c.wait = waiter();
+  c.addExtension({
+    incoming(message, callback) {
+      c.seen.push(message);
+      callback(message);
+      c.wait.notify();
+    },
+    outgoing(message, callback) {
+      if (message.channel === '/meta/connect') c.connectionTypes.add(message.connectionType);
+      callback(message);
+    },
+  });
+  clients.push(c);
+  return c;
+}
+
+// The client's open WebSocket (faye-websocket Client), if any.
+function socketOf(c) {
+  const sockets = c._dispatcher.transports.websocket;
+  if (!sockets) return null;
+  for (const t of sockets.values()) if (t._socket) return t._socket;
+  return null;
+}
+
+// Deliveries (not replies) the server sent c on a channel.
+function delivered(c, channel) {
+  return c.seen.filter((m) => m.channel === channel && 'data' in m && m.successful === undefined);
+}
+
+// ------------------------------------------------------------------ server
+
+function startServer() {
+  const line = /bayeux: listening on (http:\/\/\S+)/;
+  return new Promise((resolve, reject) => {
+    server = spawn('sh', ['-c', `exec ${CMD} serve --host 127.0.0.1 --port 0 --mount /faye --timeout ${SERVER_TIMEOUT}`], {
+      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`no listening line within ${START_MS} ms`)), START_MS);
+    server.stdout.on('data', (d) => {
+      out += d;
+      serverLog += d;
+      const m = line.exec(out);
+      if (m && !url) { clearTimeout(timer); resolve(m[1]); }
+    });
+    server.stderr.on('data', (d) => { serverLog += d; });
+    server.on('error', (err) => { clearTimeout(timer); reject(err); });
+    server.on('exit', (code, signal) => {
+      serverExit = { code, signal };
+      clearTimeout(timer);
+      reject(new Error(`server exited (code ${code}, signal ${signal}) before listening`));
+    });
+  });
+}
+
+function stopServer(ms = 5000) {
+  if (!server || serverExit) return Promise.resolve(serverExit);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => { server.kill('SIGKILL'); }, ms);
+    server.once('exit', (code, signal) => { clearTimeout(timer); resolve({ code, signal }); });
+    server.kill('SIGTERM');
+  });
+}
+
+// ------------------------------------------------------------------- tests
+
+const tests = [];
+function test(name, fn) { tests.push({ name, fn }); }
+
+test('subscribe + publish delivers the data over websocket', async () => {
+  const a = newClient(), b = newClient();
+  const got = [];
+  await withTimeout(a.subscribe('/interop/basic', (data) => { got.push(data); a.wait.notify(); }), 5000, 'subscribe');
+  await withTimeout(b.publish('/interop/basic', { text: 'hello', n: 1 }), 5000, 'publish');
+  await a.wait.until(() => got.length >= 1, 'delivery on /interop/basic');
+  assertEqual(got, [{ text: 'hello', n: 1 }], 'received data');
+  assertEqual([...a.connectionTypes], ['websocket'], 'subscriber connection types');
+  assertEqual([...b.connectionTypes], ['websocket'], 'publisher connection types');
+  assert(socketOf(a) && socketOf(b), 'both clients hold an open WebSocket');
+});
+
+test('wildcards /foo/* and /foo/** match one and many segments', async () => {
+  const one = newClient(), many = newClient(), pub = newClient();
+  const gotOne = [], gotMany = [];
+  await withTimeout(Promise.all([
+    one.subscribe('/foo/*', (data) => { gotOne.push(data.n); one.wait.notify(); }),
+    many.subscribe('/foo/**', (data) => { gotMany.push(data.n); many.wait.notify(); }),
+  ]), 5000, 'subscribe');
+  await withTimeout(pub.publish('/foo/a', { n: 1 }), 5000, 'publish /foo/a');
+  await withTimeout(pub.publish('/foo/a/b', { n: 2 }), 5000, 'publish /foo/a/b');
+  await withTimeout(pub.publish('/bar/a', { n: 3 }), 5000, 'publish /bar/a');
+  await withTimeout(pub.publish('/foo/c', { n: 4 }), 5000, 'publish /foo/c');
+  await one.wait.until(() => gotOne.includes(4), '/foo/* receives /foo/c');
+  await many.wait.until(() => gotMany.includes(4), '/foo/** receives /foo/c');
+  assertEqual(gotOne, [1, 4], '/foo/* got');
+  assertEqual(gotMany, [1, 2, 4], '/foo/** got');
+  assertEqual(delivered(one, '/foo/a/b'), [], 'server delivered /foo/a/b to /foo/*');
+  assertEqual(delivered(many, '/bar/a').concat(delivered(one, '/bar/a')), [], 'server delivered /bar/a');
+});
+
+test('unsubscribe stops delivery', async () => {
+  const a = newClient(), pub = newClient();
+  const got = [];
+  const sub = a.subscribe('/unsub/x', (data) => { got.push(data.n); a.wait.notify(); });
+  await withTimeout(a.subscribe('/unsub/sentinel', () => {}), 5000, 'subscribe sentinel');
+  await withTimeout(sub, 5000, 'subscribe');
+  await withTimeout(pub.publish('/unsub/x', { n: 1 }), 5000, 'publish 1');
+  await a.wait.until(() => got.includes(1), 'first delivery');
+
+  sub.cancel();
+  await a.wait.until(() => a.seen.some((m) => m.channel === '/meta/unsubscribe' && m.successful === true),
+    'unsubscribe acknowledged');
+  await withTimeout(pub.publish('/unsub/x', { n: 2 }), 5000, 'publish 2');
+  await withTimeout(pub.publish('/unsub/sentinel', { n: 3 }), 5000, 'publish sentinel');
+  await a.wait.until(() => delivered(a, '/unsub/sentinel').length >= 1, 'sentinel delivery');
+  assertEqual(delivered(a, '/unsub/x').map((m) => m.data.n), [1], 'server delivered on /unsub/x');
+  assertEqual(got, [1], 'callback got');
+});
+
+test("a client extension's ext reaches the server and rides along with the delivery", async () => {
+  const a = newClient(), pub = newClient();
+  pub.addExtension({
+    outgoing(message, callback) {
+      if (message.channel === '/ext/x') message.ext = { token: 'secret-42', list: [1, 2] };
+      callback(message);
+    },
+  });
+  await withTimeout(a.subscribe('/ext/x', () => {}), 5000, 'subscribe');
+  await withTimeout(pub.publish('/ext/x', { n: 1 }), 5000, 'publish');
+  await a.wait.until(() => delivered(a, '/ext/x').length >= 1, 'delivery on /ext/x');
+  const m = delivered(a, '/ext/x')[0];
+  assertEqual(m.data, { n: 1 }, 'delivered data');
+  assertEqual(m.ext, { token: 'secret-42', list: [1, 2] }, 'delivered ext');
+});
+
+test('publishing to an invalid channel (/foo/*) rejects with error 405', async () => {
+  const pub = newClient();
+  let err = null;
+  try {
+    await withTimeout(pub.publish('/foo/*', { n: 1 }), 5000, 'publish');
+  } catch (e) {
+    err = e;
+  }
+  assert(err, 'publish resolved; expected a rejection');
+  assert(!/timed out/.test(err.message || ''), err.message);
+  assertEqual(err.code, 405, 'error code');
+});
+
+test('the publish thenable resolves on the server ack', async () => {
+  const pub = newClient();
+  let ackSeenFirst = null;
+  const publication = pub.publish('/ack/x', { n: 1 });
+  assert(publication && typeof publication.then === 'function', 'publish returns a thenable');
+  await withTimeout(publication.then(() => {
+    ackSeenFirst = pub.seen.some((m) => m.channel === '/ack/x' && m.successful === true);
+  }), 5000, 'publish ack');
+  assert(ackSeenFirst, 'resolved without a successful /ack/x reply from the server');
+});
+
+test('a websocket subscriber gets what a long-polling client publishes, and the reverse', async () => {
+  const w = newClient();
+  const lp = newClient();
+  lp.disable('websocket');
+  const gotW = [], gotLp = [];
+  await withTimeout(Promise.all([
+    w.subscribe('/mixed/to-ws', (d) => { gotW.push(d.n); w.wait.notify(); }),
+    lp.subscribe('/mixed/to-lp', (d) => { gotLp.push(d.n); lp.wait.notify(); }),
+  ]), 5000, 'subscribe');
+  await withTimeout(lp.publish('/mixed/to-ws', { n: 1 }), 5000, 'long-polling publish');
+  await withTimeout(w.publish('/mixed/to-lp', { n: 2 }), 5000, 'websocket publish');
+  await w.wait.until(() => gotW.includes(1), 'websocket delivery');
+  await lp.wait.until(() => gotLp.includes(2), 'long-polling delivery');
+  assertEqual([...w.connectionTypes], ['websocket'], 'websocket client connection types');
+  assertEqual([...lp.connectionTypes], ['long-polling'], 'long-polling client connection types');
+});
+
+test('the server closes the socket: the client reconnects and gets what was published meanwhile', async () => {
+  const a = newClient(), pub = newClient();
+  const got = [];
+  await withTimeout(a.subscribe('/away/x', (d) => { got.push(d.n); a.wait.notify(); }), 5000, 'subscribe');
+  await withTimeout(pub.publish('/away/x', { n: 1 }), 5000, 'publish 1');
+  await a.wait.until(() => got.includes(1), 'first delivery');
+
+  // An unmasked client frame is a protocol error: the server answers with
+  // a close frame and drops the socket, leaving the session alive.
+  const sock = socketOf(a);
+  assert(sock, 'subscriber has an open socket');
+  let code = null;
+  const closed = new Promise((resolve) => sock.on('close', (ev) => { code = ev.code; resolve(); }));
+  sock._stream.write(Buffer.from([0x81, 0x01, 0x41]));
+  await withTimeout(closed, 3000, 'server closes the socket');
+  // RFC 6455 protocol error; Faye's websocket-driver says 1003 instead
+  assert(code === 1002 || code === 1003, `close code ${code}, expected 1002 (Faye: 1003)`);
+
+  // Published while the subscriber has no socket (it retries after 1 s).
+  await withTimeout(pub.publish('/away/x', { n: 2 }), 5000, 'publish 2');
+  await withTimeout(pub.publish('/away/x', { n: 3 }), 5000, 'publish 3');
+  await a.wait.until(() => got.includes(3), 'deliveries after reconnecting', 5000);
+  assertEqual(got, [1, 2, 3], 'received');
+  assert(socketOf(a) && socketOf(a) !== sock, 'the client opened a new socket');
+  assertEqual([...a.connectionTypes], ['websocket'], 'connection types');
+});
+
+test('disconnect over websocket is acknowledged and the server closes the socket', async () => {
+  const a = newClient();
+  await withTimeout(a.subscribe('/bye/x', () => {}), 5000, 'subscribe');
+  const sock = socketOf(a);
+  assert(sock, 'open socket');
+  let code = null;
+  const closed = new Promise((resolve) => sock.on('close', (ev) => { code = ev.code; resolve(); }));
+  await withTimeout(a.disconnect(), 5000, 'disconnect');
+  await withTimeout(closed, 3000, 'socket closed');
+  assert(a.seen.some((m) => m.channel === '/meta/disconnect' && m.successful === true), 'disconnect acked');
+  assertEqual(code, 1000, 'close code');
+});
+
+// ------------------------------------------------------------------ runner
+
+async function main() {
+  let passed = 0, failed = 0;
+  const watchdog = setTimeout(() => {
+    console.log(`not ok - whole file exceeded ${FILE_MS} ms`);
+    console.log(`${passed} passed, ${failed + 1} failed`);
+    if (server && !serverExit) server.kill('SIGKILL');
+    process.exit(1);
+  }, FILE_MS);
+
+  try {
+    url = await startServer();
+    server.removeAllListeners('exit');
+    server.on('exit', (code, signal) => { serverExit = { code, signal }; });
+  } catch (e) {
+    console.log(`not ok - server starts (${CMD}): ${e.message}`);
+    if (serverLog) console.log(serverLog.replace(/^/gm, '# server: '));
+    if (server && !serverExit) server.kill('SIGKILL');
+    console.log('0 passed, 1 failed');
+    process.exit(1);
+  }
+  console.log(`# server ${url} (${CMD})`);
+
+  for (const t of tests) {
+    try {
+      await withTimeout(t.fn(), TEST_MS, t.name);
+      console.log(`ok - ${t.name}`);
+      passed++;
+    } catch (e) {
+      console.log(`not ok - ${t.name}`);
+      console.log(`# ${(e && e.stack || String(e)).replace(/\n/g, '\n# ')}`);
+      failed++;
+    }
+    if (serverExit) break;
+  }
+
+  if (serverExit) {
+    console.log(`not ok - server stays up (exited: code ${serverExit.code}, signal ${serverExit.signal})`);
+    failed++;
+  } else {
+    // Disconnect every client (bounded), then stop the server: it must exit 0.
+    await Promise.race([
+      Promise.allSettled(clients.map((c) => c.disconnect())),
+      delay(2000),
+    ]);
+    const exit = await stopServer();
+    if (exit && exit.code === 0) {
+      console.log('ok - server exits 0 on SIGTERM');
+      passed++;
+    } else {
+      console.log(`not ok - server exits 0 on SIGTERM (code ${exit && exit.code}, signal ${exit && exit.signal})`);
+      failed++;
+    }
+  }
+
+  if (failed && serverLog) console.log(serverLog.trimEnd().replace(/^/gm, '# server: '));
+  clearTimeout(watchdog);
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed ? 1 : 0);
+}
+
+process.on('unhandledRejection', (e) => {
+  console.log(`# unhandled rejection: ${e && e.stack || e}`);
+});
+
+main();
