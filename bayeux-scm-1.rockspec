@@ -11,6 +11,7 @@ external_dependencies = {
     LIBUV = { header = "uv.h", library = "uv" },
     JANSSON = { header = "jansson.h", library = "jansson" },
     HTTP_PARSER = { header = "http_parser.h", library = "http_parser" },
+    WSLAY = { header = "wslay/wslay.h", library = "wslay" },
     OPENSSL = { header = "openssl/sha.h", library = "crypto" },
 }
 build = {

@@ -732,18 +732,19 @@
       clearTimeout(request.timer);
       if (request.handle) request.handle.abort();
       this.requests.delete(request);
-      let pending = false;
+      const pending = [];
       for (const e of request.envelopes) {
         if (e.request !== request) continue;
         e.request = null;
-        if (this.envelopes.get(e.message.id) !== e) continue;
-        pending = true;
-        this.retryLater(e, immediate);
+        if (this.envelopes.get(e.message.id) === e) pending.push(e);
       }
-      if (pending && !immediate) {
+      // counted before the retries are timed: the first retry waits
+      // `retry`, each further one 1.5 times longer
+      if (pending.length && !immediate) {
         this.failures++;
         this.down();
       }
+      for (const e of pending) this.retryLater(e, immediate);
     }
 
     failRequests(transport, immediate) {
@@ -1125,12 +1126,18 @@
         this.connect();
         return;
       }
-      this._send({ channel: '/meta/subscribe', clientId: this._clientId, subscription: name }, (reply) => {
+      const clientId = this._clientId;
+      this._send({ channel: '/meta/subscribe', clientId, subscription: name }, (reply) => {
         if (this._channels.get(name) !== entry) {
           // cancelled while the subscribe was in flight
           this._settle(entry, reply.successful ? null : BayeuxError.parse(reply.error));
           return;
         }
+        // The answer for a session already left (its 401 may come after
+        // the new handshake): the handshake of the new session subscribes
+        // this channel again, and that answer settles it. Acting on this
+        // one would drop the new session and handshake once more.
+        if (clientId !== this._clientId) return;
         if (reply.successful) {
           entry.state = 'subscribed';
           this._settle(entry, null);

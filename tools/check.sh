@@ -15,8 +15,8 @@
 #    Preloading core.so as well keeps it mapped after lua_close() dlcloses it,
 #    so leak stacks name our functions instead of "<unknown module>".
 # 3. Runs test/interop/*.test.js with the same $BAYEUX_CMD (BX_CHECK_INTEROP=0
-#    skips this): real faye clients against the sanitized server, and each
-#    file checks that the server exits 0 on SIGTERM.
+#    skips this): real faye and CometD clients against the sanitized server,
+#    and each file checks that the server exits 0 on SIGTERM.
 #
 # BX_CHECK_SPECS picks the spec files or directories (default: .busted's ROOT).
 # The last line is the total "N passed, N failed"; exit status 1 on failure.
@@ -88,7 +88,7 @@ else
     passed=$((passed + p))
     failed=$((failed + f))
 
-    # ---- 3. interop tests (real faye client), server under ASan. Each file
+    # ---- 3. interop tests (real faye and CometD clients), server under ASan. Each file
     # fails its last test when the server does not exit 0 on SIGTERM, which
     # catches leaks even where a spec does not check the exit code.
     if [ "${BX_CHECK_INTEROP:-1}" = 1 ] && [ -d test/node/node_modules ]; then

@@ -4,6 +4,7 @@
 #   1. C unit tests        sh tools/run-units.sh build/test/test_*
 #   2. busted specs        busted -o TAP            (.busted selects Lua 5.4)
 #   3. interop tests       node test/interop/*.test.js, one process per file
+#                          (the npm faye client, the CometD JavaScript client)
 #   4. browser tests       node test/browser/*.test.js (headless Chromium)
 #   5. sanitizers          sh tools/check.sh build/san/test/test_*
 #

@@ -3,9 +3,12 @@
 -- Try it:
 --   make run                              (builds, then runs this file on :8000)
 --   lua5.4 bin/bayeux examples/chat/app.lua          (from the repository root)
---   PORT=8080 lua5.4 bin/bayeux examples/chat/app.lua
+--   PORT=8080 lua5.4 bin/bayeux examples/chat/app.lua   (PORT=0: any free port;
+--                                        the "listening on" line names it)
 -- then open http://127.0.0.1:8000/ (examples/chat/index.html) in two browser
--- windows: what one types appears in both. Any Faye or CometD client works:
+-- windows: what one types appears in both; /?disable=websocket,eventsource
+-- (and so on) forces a transport. test/browser/chat.test.js does exactly
+-- this in headless Chromium. Any Faye or CometD client works:
 --   node -e "const f=require('./test/node/node_modules/faye');
 --            new f.Client('http://127.0.0.1:8000/faye')
 --              .publish('/chat/messages',{user:'node',text:'hi'}).then(()=>process.exit())"

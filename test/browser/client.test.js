@@ -23,150 +23,13 @@
 // "N passed, N failed"; exits 1 on any failure. Bounded to 120 s.
 'use strict';
 const fs = require('fs');
-const http = require('http');
 const path = require('path');
-const { spawn } = require('child_process');
+const {
+  ROOT, SERVER_TIMEOUT, note, delay, assert, assertEqual, test, startServer, stopServer, startApp, get,
+  supportsWebSocket, supportsEventSource, expectedTransport, launchBrowser, openPage: open, run,
+} = require('./harness');
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const NODE_MODULES = path.join(ROOT, 'test', 'node', 'node_modules');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const SERVER_TIMEOUT = 3;        // seconds a /meta/connect is held
-const START_MS = 10000;
-const TEST_MS = 20000;
 const FILE_MS = 115000;
-
-let passed = 0, failed = 0;
-const children = new Set();
-
-function note(text) {
-  console.log('# ' + text);
-}
-
-function delay(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    Promise.resolve(promise).finally(() => clearTimeout(timer)),
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-    }),
-  ]);
-}
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(`assertion failed: ${msg}`);
-}
-
-function assertEqual(actual, expected, msg) {
-  const a = JSON.stringify(actual), e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${msg}: got ${a}, expected ${e}`);
-}
-
-async function test(name, fn) {
-  try {
-    await withTimeout(fn(), TEST_MS, name);
-    passed++;
-    console.log(`ok - ${name}`);
-  } catch (err) {
-    failed++;
-    console.log(`not ok - ${name}`);
-    for (const line of String(err && err.stack || err).split('\n').slice(0, 6)) console.log(`#   ${line}`);
-  }
-}
-
-// ---------------------------------------------------------------- servers
-
-// Starts `argv` (from the repository root) and resolves with the URL of its
-// "bayeux: listening on <url>" line; the handle can stop() it.
-function startServer(name, argv, env) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0], argv.slice(1), {
-      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: Object.assign({}, process.env, env || {}),
-    });
-    children.add(child);
-    let out = '', done = false;
-    const handle = { name, child, log: '', url: null, exited: false };
-    const timer = setTimeout(() => {
-      if (!done) { done = true; reject(new Error(`${name}: no listening line within ${START_MS} ms\n${handle.log}`)); }
-    }, START_MS);
-    child.stdout.on('data', (d) => {
-      out += d;
-      handle.log += d;
-      const m = /bayeux: listening on (http:\/\/\S+)/.exec(out);
-      if (m && !done) {
-        done = true;
-        clearTimeout(timer);
-        handle.url = m[1];
-        resolve(handle);
-      }
-    });
-    child.stderr.on('data', (d) => { handle.log += d; });
-    child.on('error', (err) => {
-      if (!done) { done = true; clearTimeout(timer); reject(err); }
-    });
-    child.on('exit', (code, signal) => {
-      handle.exited = true;
-      children.delete(child);
-      if (!done) {
-        done = true;
-        clearTimeout(timer);
-        reject(new Error(`${name} exited (code ${code}, signal ${signal}) before listening\n${handle.log}`));
-      }
-    });
-  });
-}
-
-function stopServer(handle, ms = 5000) {
-  if (!handle || handle.exited) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => handle.child.kill('SIGKILL'), ms);
-    handle.child.once('exit', () => { clearTimeout(timer); resolve(); });
-    handle.child.kill('SIGTERM');
-  });
-}
-
-function startApp(name, port) {
-  return startServer(name, ['lua5.4', 'bin/bayeux', 'test/browser/app.lua'],
-                     { PORT: String(port), TIMEOUT: String(SERVER_TIMEOUT) });
-}
-
-function get(url, headers) {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { headers: headers || {} }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    req.setTimeout(3000, () => req.destroy(new Error(`GET ${url} timed out`)));
-  });
-}
-
-// Does the server take WebSocket upgrades / EventSource streams on /faye?
-function supportsWebSocket(base) {
-  const WebSocket = require(path.join(NODE_MODULES, 'ws'));
-  return new Promise((resolve) => {
-    const ws = new WebSocket(base.replace(/^http/, 'ws'));
-    const timer = setTimeout(() => { ws.terminate(); resolve(false); }, 3000);
-    ws.on('open', () => { clearTimeout(timer); ws.close(); resolve(true); });
-    ws.on('error', () => { clearTimeout(timer); resolve(false); });
-  });
-}
-
-function supportsEventSource(base) {
-  return new Promise((resolve) => {
-    const req = http.get(base + '/probe', { headers: { Accept: 'text/event-stream' } }, (res) => {
-      resolve(res.statusCode === 200 && /^text\/event-stream/.test(res.headers['content-type'] || ''));
-      req.destroy();
-    });
-    req.on('error', () => resolve(false));
-    req.setTimeout(3000, () => { req.destroy(); resolve(false); });
-  });
-}
 
 // ------------------------------------------------------------------ pages
 
@@ -184,42 +47,9 @@ const CROSS_ORIGIN = [
   { transport: 'callback-polling', disable: ALL_OFF },
 ];
 
-// What a same-origin page settles on when `wanted` is forced and the server
-// lacks some streaming transports.
-function expectedTransport(wanted, support) {
-  if (wanted === 'websocket' && !support.websocket)
-    return support.eventsource ? 'eventsource' : 'long-polling';
-  if (wanted === 'eventsource' && !support.eventsource) return 'long-polling';
-  return wanted;
-}
-
-// Opens a page and records what it does on the network.
-async function openPage(browser, url, routes) {
-  const page = await browser.newPage();
-  const net = { websockets: [], eventsource: [], xhr: [], jsonp: [], consoleErrors: [] };
-  page.on('websocket', (ws) => net.websockets.push(ws.url()));
-  net.headers = [];
-  page.on('request', (req) => {
-    const type = req.resourceType();
-    const u = req.url();
-    if (type === 'eventsource') net.eventsource.push(u);
-    else if (type === 'xhr' || type === 'fetch') {
-      net.xhr.push(req.method() + ' ' + u);
-      net.headers.push(req.headers());
-    }
-    else if (type === 'script' && /[?&]message=/.test(u)) net.jsonp.push(u);
-  });
-  page.on('pageerror', (err) => net.consoleErrors.push(String(err)));
-  if (routes) await page.route((u) => routes[u.pathname] !== undefined, (route) => {
-    const r = routes[new URL(route.request().url()).pathname];
-    route.fulfill({ status: 200, contentType: r.type, body: r.body });
-  });
-  await page.goto(url);
-  await page.waitForFunction(() => window.testReady && (window.Faye || window.clientError), null, { timeout: 5000 });
-  const loadError = await page.evaluate(() => window.clientError || null);
-  if (loadError) throw new Error(loadError);
-  page.net = net;
-  return page;
+// Opens a page (routes: { pathname: { type, body } } served by page.route).
+function openPage(browser, url, routes) {
+  return open(browser, url, { routes });
 }
 
 // The checks every forced transport must pass.
@@ -282,15 +112,7 @@ async function main() {
     assertEqual((await get(A.url + '/nope.js')).status, 404, 'unknown script');
   });
 
-  const { chromium } = require(path.join(NODE_MODULES, 'playwright-core'));
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run',
-           '--disable-component-update', '--disable-sync', '--disable-quic',
-           // pages that page.route() serves count as "public": without this,
-           // Chromium blocks their WebSockets to 127.0.0.1
-           '--disable-features=LocalNetworkAccessChecks'],
-  });
+  const browser = await launchBrowser();
   try {
     // ---- bayeux, same origin, each transport
     const pages = [];
@@ -411,22 +233,4 @@ async function main() {
   }
 }
 
-const fileTimer = setTimeout(() => {
-  console.log(`not ok - the whole file took more than ${FILE_MS} ms`);
-  failed++;
-  finish();
-}, FILE_MS);
-
-function finish() {
-  clearTimeout(fileTimer);
-  for (const c of children) c.kill('SIGKILL');
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed ? 1 : 0);
-}
-
-main().then(finish, (err) => {
-  failed++;
-  console.log('not ok - setup');
-  for (const line of String(err && err.stack || err).split('\n').slice(0, 8)) console.log(`#   ${line}`);
-  finish();
-});
+run(main, FILE_MS);
