@@ -388,6 +388,7 @@ static void connect_checked(op_t *op)
         hold = 86400;           /* a client cannot pin a request for days */
 
     op->waiter.release = hold_release;
+    op->waiter.request = op->batch->request;
     op->next_hold = op->batch->holds;
     op->batch->holds = op;
     bx_session_hold(s, op->client_id, &op->waiter);

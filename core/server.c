@@ -253,6 +253,9 @@ static void outgoing_pass(bx_server_t *s, session_t *ss, bx_chunkv_t *msgs)
 {
     bx_chunkv_t keep = BX_CHUNKV_INIT;
     outpass_t *p = NULL;
+    /* as in Faye, a delivery shows the request of the connection carrying
+     * it (the held connect, or the socket's upgrade request) */
+    void *request = ss->sink ? ss->sink->request : ss->hold ? ss->hold->request : NULL;
 
     for (size_t i = 0; i < msgs->n; i++) {
         bx_chunk_t *c = msgs->v[i];
@@ -286,7 +289,8 @@ static void outgoing_pass(bx_server_t *s, session_t *ss, bx_chunkv_t *msgs)
             if (c->flags & PROCESSED)
                 continue;
             json_t *m = bx_json_parse(c->data, c->len);
-            s->outgoing(s->ext_ud, m ? m : json_object(), NULL, outpass_done, &p->slots[k++]);
+            s->outgoing(s->ext_ud, m ? m : json_object(), request, outpass_done,
+                        &p->slots[k++]);
         }
         outpass_done(&p->slots[0], p->msgs[0]);     /* releases the extra count */
     }

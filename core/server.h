@@ -43,6 +43,9 @@ void bx_server_opts_default(bx_server_opts_t *o);
  * ending, never from inside bx_session_hold(). */
 typedef struct bx_waiter_s {
     void (*release)(struct bx_waiter_s *w, bx_chunkv_t *msgs);
+    void *request;              /* borrowed: the HTTP request holding it, shown
+                                   to outgoing extensions on deliveries; NULL
+                                   for none; valid while held */
 } bx_waiter_t;
 
 /* A socket-like consumer bound to a session (WebSocket, EventSource, an
@@ -52,6 +55,8 @@ typedef struct bx_sink_s {
     void (*push)(struct bx_sink_s *sink, bx_chunkv_t *msgs);
     void (*close)(struct bx_sink_s *sink);
     int keepalive;              /* the server pings the client (in-process) */
+    void *request;              /* borrowed: the upgrade or stream request, as
+                                   for bx_waiter_t; valid while bound */
 } bx_sink_t;
 
 /* Event listener: called on a later loop turn than the event, in order.

@@ -204,6 +204,7 @@ void bx_sse_handle(bx_server_t *s, bx_http_req_t *req)
     e->req = req;
     e->sink.push = sink_push;
     e->sink.close = sink_close;
+    e->sink.request = req;
     memcpy(e->id, start, n);
     e->id[n] = '\0';
     e->next = r->head;

@@ -633,6 +633,7 @@ void bx_ws_handle(bx_server_t *s, bx_http_req_t *req)
     w->req = req;
     w->sink.push = sink_push;
     w->sink.close = sink_close;
+    w->sink.request = req;
     w->next = r->head;
     if (w->next)
         w->next->prev = w;

@@ -64,6 +64,7 @@ server:add_extension {
     m.ext = m.ext or {}
     m.ext.seen = (m.ext.seen or 0) + 1
     m.ext.has_request = req ~= nil
+    m.ext.path = req and req.path
     cb(m)
   end,
 }
@@ -259,6 +260,9 @@ describe("extensions", function()
     assert.are.equal(2, #r)
     assert.are.equal("/out", r[2].channel)
     assert.are.equal(1, r[2].ext.seen)       -- the delivered message
+    -- a delivery shows the request of the connect that carries it, as Faye
+    assert.is_true(r[2].ext.has_request)
+    assert.are.equal("/faye", r[2].ext.path)
   end)
 
   it("removes an extension (every occurrence) and calls added/removed", function()
