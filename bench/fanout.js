@@ -7,10 +7,12 @@
 //
 //   node bench/fanout.js            (make bench runs it)
 //   SUBS=500 MSGS=200 node bench/fanout.js
+//   ONLY=bayeux node bench/fanout.js   (skip Faye; every bench/*.js takes it)
 'use strict';
 const http = require('http');
 const path = require('path');
 const { spawn } = require('child_process');
+const { report, ratioText } = require('./lib');
 
 const SUBS = +process.env.SUBS || 500;
 const MSGS = +process.env.MSGS || 1000;
@@ -140,8 +142,11 @@ async function run(name, srv) {
   console.log('long-polling fan-out (one core each, loopback)');
   const ours = await run('bayeux', await start('lua5.4',
     ['bin/bayeux', 'serve', '--port', '0', '--mount', '/faye', '--timeout', '30']));
+  if (process.env.ONLY === 'bayeux') process.exit(0);
   const faye = await run('faye', await start('node',
     ['test/interop/faye-ref-server.js', '--port', '0', '--mount', '/faye', '--timeout', '30']));
   console.log(`bayeux / faye = ${(ours / faye).toFixed(1)}x deliveries per server CPU second`);
+  report({ measure: `long-polling fan-out, ${SUBS} subscribers`, unit: 'deliveries/server CPU s',
+    a: ['bayeux', ours], b: ['faye', faye], ratio: ratioText(ours, faye) });
   process.exit(0);
 })().catch((e) => { console.error(e); process.exit(1); });
