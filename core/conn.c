@@ -195,27 +195,50 @@ static void write_cb(uv_write_t *req, int status)
         begin_shutdown(c);
 }
 
-/* Hands everything pending to one uv_write (a writev). */
+/* Hands everything pending to the kernel in one writev: uv_try_write first,
+ * and only what it could not take goes to a uv_write. A completed uv_write
+ * costs more than the write itself: its callback runs on a later pass and
+ * libuv (1.44) then re-arms the socket's epoll watcher with one more system
+ * call (epoll_ctl), once per write. */
 static void start_write(bx_conn_t *c)
 {
     uv_buf_t small[WRITE_INLINE], *bufs;
-    size_t n = c->pending.n;
+    size_t n = c->pending.n, i = 0, total;
     int r;
 
     if (c->flags & (C_CLOSING | C_WRITING) || n == 0)
         return;
     bx_chunkv_move(&c->inflight, &c->pending);
-    c->inflight_bytes = c->pending_bytes;
+    total = c->pending_bytes;
     c->pending_bytes = 0;
-    /* uv_write copies the descriptors, so they may live on the stack. */
     bufs = n <= WRITE_INLINE ? small : bx_malloc(n * sizeof(*bufs));
-    for (size_t i = 0; i < n; i++)
+    for (i = 0; i < n; i++)
         bufs[i] = uv_buf_init(c->inflight.v[i]->data, (unsigned)c->inflight.v[i]->len);
+    write_calls++;
+    r = uv_try_write((uv_stream_t *)c->tcp, bufs, (unsigned)n);
+    if (r == UV_EAGAIN || r == UV_ENOSYS)
+        r = 0;
+    if (r < 0 || (size_t)r == total) {
+        if (bufs != small)
+            free(bufs);
+        bx_chunkv_clear(&c->inflight);
+        if (r < 0)
+            bx_conn_close(c);
+        else if (c->flags & C_DRAIN)
+            begin_shutdown(c);
+        return;
+    }
+    /* the rest: skip what was written (the chunks stay in c->inflight) */
+    size_t done = (size_t)r;
+    for (i = 0; i < n && done >= bufs[i].len; i++)
+        done -= bufs[i].len;
+    bufs[i].base += done;
+    bufs[i].len -= done;
+    c->inflight_bytes = total - (size_t)r;
     c->wreq.data = c;
-    r = uv_write(&c->wreq, (uv_stream_t *)c->tcp, bufs, (unsigned)n, write_cb);
+    r = uv_write(&c->wreq, (uv_stream_t *)c->tcp, bufs + i, (unsigned)(n - i), write_cb);
     if (bufs != small)
         free(bufs);
-    write_calls++;
     if (r < 0) {
         bx_chunkv_clear(&c->inflight);
         c->inflight_bytes = 0;

@@ -449,15 +449,31 @@ static void on_event(void *ud, bx_event_t ev, const char *id, const char *channe
         lbx_invoke("event listener", deliver_event, &e);
 }
 
-/* server:on_event(fn): fn(name, client_id, channel, data) */
+/* server:on_event(fn, names): fn(name, client_id, channel, data) for the
+ * events named in the list `names` (all of them when it is nil). */
 static int s_on_event(lua_State *L)
 {
+    static const char *const names[] = {
+        "handshake", "subscribe", "unsubscribe", "publish", "disconnect", NULL
+    };
     lserver_t *ls = check_server(L);
+    unsigned mask = 0;
+
     luaL_checktype(L, 2, LUA_TFUNCTION);
+    if (lua_isnoneornil(L, 3)) {
+        mask = ~0u;
+    } else {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        for (lua_Integer i = 1; lua_rawgeti(L, 3, i) != LUA_TNIL; i++) {
+            mask |= 1u << luaL_checkoption(L, -1, NULL, names);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
     luaL_unref(L, LUA_REGISTRYINDEX, ls->event_ref);
     lua_pushvalue(L, 2);
     ls->event_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    bx_server_on_event(ls->s, on_event, ls);
+    bx_server_on_event(ls->s, on_event, ls, mask);
     return 0;
 }
 

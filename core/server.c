@@ -56,6 +56,7 @@ struct bx_server_s {
     uv_idle_t tick;
     uv_timer_t keepalive;
     bx_server_event_cb event_cb;
+    unsigned event_mask;        /* 1 << bx_event_t for each event wanted */
     void *event_ud;
     bx_server_app_cb app_cb, app_abort;
     void *app_ud;
@@ -366,7 +367,7 @@ static void p_deliver(void *ud, const char *id, bx_chunkv_t *msgs)
 static void queue_event(bx_server_t *s, bx_event_t ev, const char *id, const char *channel,
                         const json_t *data)
 {
-    if (!s->event_cb)
+    if (!s->event_cb || !(s->event_mask & (1u << ev)))
         return;
     event_t *e = bx_calloc(1, sizeof(*e));
     e->ev = ev;
@@ -558,10 +559,11 @@ int bx_server_port(const bx_server_t *s)
     return s->http ? bx_http_port(s->http) : -1;
 }
 
-void bx_server_on_event(bx_server_t *s, bx_server_event_cb cb, void *ud)
+void bx_server_on_event(bx_server_t *s, bx_server_event_cb cb, void *ud, unsigned mask)
 {
     s->event_cb = cb;
     s->event_ud = ud;
+    s->event_mask = cb ? mask : 0;
 }
 
 void bx_server_on_app(bx_server_t *s, bx_server_app_cb cb, bx_server_app_cb abort_cb,

@@ -88,8 +88,10 @@ int bx_server_listen(bx_server_t *s, const char *host, int port);
 int bx_server_port(const bx_server_t *s);
 
 /* Sets the event listener and the application handler (either may be
- * NULL; without an application every other path answers 404). */
-void bx_server_on_event(bx_server_t *s, bx_server_event_cb cb, void *ud);
+ * NULL; without an application every other path answers 404). `mask` picks
+ * the events the listener gets, bit (1 << ev) each: the others cost nothing
+ * (a publish's data is copied only when someone listens to publishes). */
+void bx_server_on_event(bx_server_t *s, bx_server_event_cb cb, void *ud, unsigned mask);
 void bx_server_on_app(bx_server_t *s, bx_server_app_cb cb, bx_server_app_cb abort_cb,
                       void *ud);
 

@@ -135,19 +135,6 @@ function _M.server(opts)
         listeners = {},
         routes = {},
     }, Server)
-    self.core:on_event(function(name, client_id, ch, data)
-        local list = self.listeners[name]
-        if not list then return end
-        for _, fn in ipairs(list) do
-            if name == "publish" then
-                fn(client_id, ch, data)
-            elseif name == "subscribe" or name == "unsubscribe" then
-                fn(client_id, ch)
-            else
-                fn(client_id)
-            end
-        end
-    end)
     return self
 end
 
@@ -182,9 +169,27 @@ end
 function Server:on(name, fn)
     if not EVENTS[name] then error("server:on: unknown event '" .. tostring(name) .. "'", 2) end
     if type(fn) ~= "function" then error("server:on: fn must be a function", 2) end
-    local list = self.listeners[name] or {}
+    local list = self.listeners[name]
+    if not list then
+        list = {}
+        self.listeners[name] = list
+        -- the core reports only the events someone listens to: a publish's
+        -- data is not copied and converted for nobody
+        local names = {}
+        for n in pairs(self.listeners) do names[#names + 1] = n end
+        self.core:on_event(function(ev, client_id, ch, data)
+            for _, f in ipairs(self.listeners[ev] or {}) do
+                if ev == "publish" then
+                    f(client_id, ch, data)
+                elseif ev == "subscribe" or ev == "unsubscribe" then
+                    f(client_id, ch)
+                else
+                    f(client_id)
+                end
+            end
+        end, names)
+    end
     list[#list + 1] = fn
-    self.listeners[name] = list
 end
 
 -- ---------------------------------------------------------------------------
