@@ -482,6 +482,11 @@ static int on_headers_complete(http_parser *p)
         q->headers[i].value = (bx_str_t){ v, vl };
     }
     q->nheaders = r->noffs;
+    /* the offsets served their purpose: a request may wait long (a held
+     * connect, a socket's upgrade request kept for its whole life) */
+    free(r->offs);
+    r->offs = NULL;
+    r->capoffs = 0;
     q->url = (bx_str_t){ r->raw.data ? r->raw.data : "", r->url_len };
     mark = memchr(q->url.base, '?', q->url.len);
     if (mark) {

@@ -39,6 +39,10 @@ typedef struct op {
     bx_batch_t *batch;
     json_t *msg;                /* the message after incoming extensions */
     json_t *reply;
+    char *held_reply;           /* while held: the reply, serialized (a few
+                                   hundred bytes less per idle client than
+                                   the json_t tree and the message) */
+    size_t held_len;
     bx_waiter_t waiter;         /* while a connect is held */
     uv_timer_t *timer;
     struct op *next_hold;
@@ -197,6 +201,7 @@ static void op_done(op_t *op, json_t *reply)
     json_decref(op->msg);
     if (op->reply)
         json_decref(op->reply);
+    free(op->held_reply);
     free(op);
     if (--b->pending == 0)
         batch_finish(b);
@@ -215,6 +220,22 @@ static void op_reply(op_t *op)
     json_t *reply = op->reply;
 
     op->reply = NULL;
+    if (op->held_reply) {
+        bx_batch_t *b = op->batch;
+        if (!out || b->canceled) {
+            /* the common case: the text goes out as it was kept */
+            if (!b->canceled) {
+                if (b->nreplies++ > 0)
+                    bx_buf_append(&b->replies, ",", 1);
+                bx_buf_append(&b->replies, op->held_reply, op->held_len);
+            }
+            op_done(op, NULL);
+            return;
+        }
+        reply = bx_json_parse(op->held_reply, op->held_len);
+        if (!reply)
+            reply = json_object();  /* not reached: we wrote that text */
+    }
     if (out && !op->batch->canceled)
         out(eud, reply, op->batch->request, outgoing_next, op);
     else
@@ -386,6 +407,19 @@ static void connect_checked(op_t *op)
         hold = 0;
     if (hold > 86400)
         hold = 86400;           /* a client cannot pin a request for days */
+
+    /* the message is done with and the reply is final until released:
+     * keep them as the reply's text only */
+    bx_buf_t text = BX_BUF_INIT;
+    bx_json_dump(op->reply, &text);
+    json_decref(op->reply);
+    op->reply = NULL;
+    json_decref(op->msg);
+    op->msg = NULL;
+    op->held_len = text.len;
+    op->held_reply = bx_malloc(text.len + 1);   /* exact size: it may wait long */
+    memcpy(op->held_reply, text.data ? text.data : "", text.len);
+    bx_buf_free(&text);
 
     op->waiter.release = hold_release;
     op->waiter.request = op->batch->request;
