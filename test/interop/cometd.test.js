@@ -24,16 +24,13 @@
 const path = require('path');
 const net = require('net');
 const http = require('http');
-const { spawn } = require('child_process');
 const { pathToFileURL } = require('url');
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const NODE_MODULES = path.join(ROOT, 'test', 'node', 'node_modules');
+const H = require('./harness');
 
-const CMD = process.env.BAYEUX_CMD || 'lua5.4 bin/bayeux';
+const { NODE_MODULES } = H;
 const MOUNT = '/cometd';
 const SERVER_TIMEOUT = 2;        // seconds a /meta/connect is held
-const START_MS = 10000;          // server start budget
 const TEST_MS = 8000;            // per test
 const FILE_MS = 90000;           // whole file
 const TRANSPORTS = ['long-polling', 'websocket', 'callback-polling'];
@@ -49,52 +46,9 @@ const proxies = [];
 
 // ---------------------------------------------------------------- helpers
 
-function delay(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    Promise.resolve(promise).finally(() => clearTimeout(timer)),
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-    }),
-  ]);
-}
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(`assertion failed: ${msg}`);
-}
-
-function assertEqual(actual, expected, msg) {
-  const a = JSON.stringify(actual), e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${msg}: got ${a}, expected ${e}`);
-}
-
-// Resolves when pred() holds, checking every 20 ms.
-function poll(pred, what, ms = TEST_MS - 1000) {
-  return withTimeout(new Promise((resolve) => {
-    const check = () => { if (pred()) resolve(); else setTimeout(check, 20); };
-    check();
-  }), ms, what);
-}
-
-// Resolves when pred() holds, checking whenever notify() is called.
-function waiter() {
-  const pending = [];
-  return {
-    notify() {
-      for (let i = pending.length - 1; i >= 0; i--) {
-        if (pending[i].pred()) { pending[i].resolve(); pending.splice(i, 1); }
-      }
-    },
-    until(pred, what, ms = TEST_MS - 1000) {
-      if (pred()) return Promise.resolve();
-      return withTimeout(new Promise((resolve) => pending.push({ pred, resolve })), ms, what);
-    },
-  };
-}
+const { delay, withTimeout, assert, assertEqual } = H;
+const poll = (pred, what, ms = TEST_MS - 1000) => H.poll(pred, what, ms);
+const waiter = () => H.waiter(TEST_MS - 1000);
 
 // ------------------------------------------------------------ wire capture
 // Every HTTP request body / response body, JSONP request / script and
@@ -227,44 +181,12 @@ function startProxy(targetPort) {
 // ------------------------------------------------------------------ server
 
 function startServer() {
-  const line = /bayeux: listening on (http:\/\/\S+)/;
-  const srv = { proc: null, log: '', exit: null, url: null, port: null };
-  servers.push(srv);
-  return new Promise((resolve, reject) => {
-    srv.proc = spawn('sh', ['-c', `exec ${CMD} serve --host 127.0.0.1 --port 0 --mount ${MOUNT} --timeout ${SERVER_TIMEOUT}`], {
-      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`no listening line within ${START_MS} ms`)), START_MS);
-    srv.proc.stdout.on('data', (d) => {
-      out += d;
-      srv.log += d;
-      const m = line.exec(out);
-      if (m && !srv.url) {
-        clearTimeout(timer);
-        srv.url = m[1];
-        srv.port = +new URL(m[1]).port;
-        resolve(srv);
-      }
-    });
-    srv.proc.stderr.on('data', (d) => { srv.log += d; });
-    srv.proc.on('error', (err) => { clearTimeout(timer); reject(err); });
-    srv.proc.on('exit', (code, signal) => {
-      srv.exit = { code, signal };
-      clearTimeout(timer);
-      reject(new Error(`server exited (code ${code}, signal ${signal}) before listening`));
-    });
-  });
+  const p = H.startServer({ mount: MOUNT, timeout: SERVER_TIMEOUT });
+  servers.push(p.srv);
+  return p;
 }
 
-function stopServer(srv, ms = 5000) {
-  if (!srv.proc || srv.exit) return Promise.resolve(srv.exit);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => { srv.proc.kill('SIGKILL'); }, ms);
-    srv.proc.once('exit', (code, signal) => { clearTimeout(timer); resolve({ code, signal }); });
-    srv.proc.kill('SIGTERM');
-  });
-}
+const stopServer = H.stopServer;
 
 // One raw Bayeux POST (no client library), for checks on server state.
 function postBayeux(url, messages) {
@@ -729,97 +651,49 @@ test('a client offering only websocket handshakes over the socket and works [web
 
 // ------------------------------------------------------------------ runner
 
-async function main() {
-  let passed = 0, failed = 0;
-  const watchdog = setTimeout(() => {
-    console.log(`not ok - whole file exceeded ${FILE_MS} ms`);
-    console.log(`${passed} passed, ${failed + 1} failed`);
-    for (const s of servers) if (s.proc && !s.exit) s.proc.kill('SIGKILL');
-    process.exit(1);
-  }, FILE_MS);
+async function loadCometD() {
+  const adapter = await import(pathToFileURL(path.join(NODE_MODULES, 'cometd-nodejs-client', 'cometd-nodejs-client.js')).href);
+  adapter.adapt();
+  const window = global.window;
+  // CometD logs through window.console; keep its lines out of the results.
+  window.console = {
+    log: (...a) => console.log('# cometd:', ...a),
+    debug: (...a) => console.log('# cometd:', ...a),
+    info: (...a) => console.log('# cometd:', ...a),
+    warn: (...a) => console.log('# cometd warn:', ...a),
+    error: (...a) => console.log('# cometd error:', ...a),
+  };
+  installWireCapture(window);
+  installScriptLoader(window);
+  const lib = await import(pathToFileURL(path.join(NODE_MODULES, 'cometd', 'cometd.js')).href);
+  CometD = lib.CometD;
+  ({ AckExtension, TimeSyncExtension, TimeStampExtension } = lib);
+}
 
-  try {
-    const adapter = await import(pathToFileURL(path.join(NODE_MODULES, 'cometd-nodejs-client', 'cometd-nodejs-client.js')).href);
-    adapter.adapt();
-    const window = global.window;
-    // CometD logs through window.console; keep its lines out of the results.
-    window.console = {
-      log: (...a) => console.log('# cometd:', ...a),
-      debug: (...a) => console.log('# cometd:', ...a),
-      info: (...a) => console.log('# cometd:', ...a),
-      warn: (...a) => console.log('# cometd warn:', ...a),
-      error: (...a) => console.log('# cometd error:', ...a),
-    };
-    installWireCapture(window);
-    installScriptLoader(window);
-    const lib = await import(pathToFileURL(path.join(NODE_MODULES, 'cometd', 'cometd.js')).href);
-    CometD = lib.CometD;
-    ({ AckExtension, TimeSyncExtension, TimeStampExtension } = lib);
-  } catch (e) {
-    console.log(`not ok - load cometd + cometd-nodejs-client: ${e && e.stack || e}`);
-    console.log('0 passed, 1 failed');
-    process.exit(1);
-  }
-
-  try {
-    main_ = await startServer();
-  } catch (e) {
-    const s = servers[0];
-    console.log(`not ok - server starts (${CMD}): ${e.message}`);
-    if (s && s.log) console.log(s.log.replace(/^/gm, '# server: '));
-    if (s && s.proc && !s.exit) s.proc.kill('SIGKILL');
-    console.log('0 passed, 1 failed');
-    process.exit(1);
-  }
-  console.log(`# server ${main_.url} (${CMD})`);
-
-  const only = process.env.BX_ONLY ? new RegExp(process.env.BX_ONLY) : null;
-  for (const t of tests) {
-    if (only && !only.test(t.name)) continue;
-    try {
-      await withTimeout(t.fn(), t.ms, t.name);
-      console.log(`ok - ${t.name}`);
-      passed++;
-    } catch (e) {
-      console.log(`not ok - ${t.name}`);
-      console.log(`# ${(e && e.stack || String(e)).replace(/\n/g, '\n# ')}`);
-      failed++;
-    }
-    if (main_.exit) break;
-  }
-
-  if (main_.exit) {
-    console.log(`not ok - server stays up (exited: code ${main_.exit.code}, signal ${main_.exit.signal})`);
-    failed++;
-  } else {
-    // Disconnect every client (bounded), then stop the servers: each must exit 0.
-    await Promise.race([
-      Promise.allSettled(clients.filter((c) => !c.isDisconnected()).map((c) => disconnect(c))),
-      delay(2000),
-    ]);
-    for (const p of proxies) p.close();
-    let bad = [];
-    for (const s of servers) {
-      const exit = await stopServer(s);
-      if (!exit || exit.code !== 0) bad.push(`${s.url}: code ${exit && exit.code}, signal ${exit && exit.signal}`);
-    }
-    if (bad.length === 0) {
-      console.log('ok - server exits 0 on SIGTERM');
-      passed++;
-    } else {
-      console.log(`not ok - server exits 0 on SIGTERM (${bad.join('; ')})`);
-      failed++;
-    }
-  }
-
-  if (failed) {
-    for (const s of servers) {
-      if (s.log) console.log(s.log.trimEnd().replace(/^/gm, `# server ${s.port}: `));
-    }
-  }
-  clearTimeout(watchdog);
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed ? 1 : 0);
+function main() {
+  H.runFile({
+    tests,
+    fileMs: FILE_MS,
+    servers: () => servers,
+    async start() {
+      try {
+        await loadCometD();
+      } catch (e) {
+        throw new Error(`loading cometd + cometd-nodejs-client: ${e && e.stack || e}`);
+      }
+      main_ = await startServer();
+      return main_;
+    },
+    // disconnect every client, close the proxies; then each server must
+    // exit 0 on SIGTERM
+    async finish() {
+      await Promise.race([
+        Promise.allSettled(clients.filter((c) => !c.isDisconnected()).map((c) => disconnect(c))),
+        delay(2000),
+      ]);
+      for (const p of proxies) p.close();
+    },
+  });
 }
 
 process.on('unhandledRejection', (e) => {

@@ -11,63 +11,22 @@
 // exits 1 on any failure. The whole file is bounded to 30 s.
 'use strict';
 const path = require('path');
-const { spawn } = require('child_process');
+const H = require('./harness');
+const { delay, withTimeout, assert, assertEqual } = H;
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const faye = require(path.join(ROOT, 'test', 'node', 'node_modules', 'faye'));
+const faye = require(path.join(H.NODE_MODULES, 'faye'));
 
-const CMD = process.env.BAYEUX_CMD || 'lua5.4 bin/bayeux';
 const SERVER_TIMEOUT = 2;        // seconds a /meta/connect is held
-const START_MS = 10000;          // server start budget
 const TEST_MS = 6000;            // per test
 const FILE_MS = 30000;           // whole file
 
-let server = null;
-let serverLog = '';
-let serverExit = null;           // { code, signal } once it has exited
+let server = null;               // { proc, log, exit, url, port }
 let url = null;
 const clients = [];
 
 // ---------------------------------------------------------------- helpers
 
-function delay(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    Promise.resolve(promise).finally(() => clearTimeout(timer)),
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-    }),
-  ]);
-}
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(`assertion failed: ${msg}`);
-}
-
-function assertEqual(actual, expected, msg) {
-  const a = JSON.stringify(actual), e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${msg}: got ${a}, expected ${e}`);
-}
-
-// Resolves when pred() holds, checking whenever notify() is called.
-function waiter() {
-  const pending = [];
-  return {
-    notify() {
-      for (let i = pending.length - 1; i >= 0; i--) {
-        if (pending[i].pred()) { pending[i].resolve(); pending.splice(i, 1); }
-      }
-    },
-    until(pred, what, ms = TEST_MS - 1000) {
-      if (pred()) return Promise.resolve();
-      return withTimeout(new Promise((resolve) => pending.push({ pred, resolve })), ms, what);
-    },
-  };
-}
+const waiter = () => H.waiter(TEST_MS - 1000);
 
 // A long-polling faye client whose raw incoming messages (what the server
 // sent, before the client's own channel dispatch) are recorded in c.seen,
@@ -99,45 +58,10 @@ function delivered(c, channel) {
   return c.seen.filter((m) => m.channel === channel && 'data' in m && m.successful === undefined);
 }
 
-// ------------------------------------------------------------------ server
-
-function startServer() {
-  const line = /bayeux: listening on (http:\/\/\S+)/;
-  return new Promise((resolve, reject) => {
-    server = spawn('sh', ['-c', `exec ${CMD} serve --host 127.0.0.1 --port 0 --mount /faye --timeout ${SERVER_TIMEOUT}`], {
-      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`no listening line within ${START_MS} ms`)), START_MS);
-    server.stdout.on('data', (d) => {
-      out += d;
-      serverLog += d;
-      const m = line.exec(out);
-      if (m && !url) { clearTimeout(timer); resolve(m[1]); }
-    });
-    server.stderr.on('data', (d) => { serverLog += d; });
-    server.on('error', (err) => { clearTimeout(timer); reject(err); });
-    server.on('exit', (code, signal) => {
-      serverExit = { code, signal };
-      clearTimeout(timer);
-      reject(new Error(`server exited (code ${code}, signal ${signal}) before listening`));
-    });
-  });
-}
-
-function stopServer(ms = 5000) {
-  if (!server || serverExit) return Promise.resolve(serverExit);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => { server.kill('SIGKILL'); }, ms);
-    server.once('exit', (code, signal) => { clearTimeout(timer); resolve({ code, signal }); });
-    server.kill('SIGTERM');
-  });
-}
-
 // ------------------------------------------------------------------- tests
 
 const tests = [];
-function test(name, fn) { tests.push({ name, fn }); }
+function test(name, fn) { tests.push({ name, fn, ms: TEST_MS }); }
 
 test('subscribe + publish delivers the data over long-polling', async () => {
   const a = newClient(), b = newClient();
@@ -232,68 +156,17 @@ test('the publish thenable resolves on the server ack', async () => {
 
 // ------------------------------------------------------------------ runner
 
-async function main() {
-  let passed = 0, failed = 0;
-  const watchdog = setTimeout(() => {
-    console.log(`not ok - whole file exceeded ${FILE_MS} ms`);
-    console.log(`${passed} passed, ${failed + 1} failed`);
-    if (server && !serverExit) server.kill('SIGKILL');
-    process.exit(1);
-  }, FILE_MS);
-
-  try {
-    url = await startServer();
-    server.removeAllListeners('exit');
-    server.on('exit', (code, signal) => { serverExit = { code, signal }; });
-  } catch (e) {
-    console.log(`not ok - server starts (${CMD}): ${e.message}`);
-    if (serverLog) console.log(serverLog.replace(/^/gm, '# server: '));
-    if (server && !serverExit) server.kill('SIGKILL');
-    console.log('0 passed, 1 failed');
-    process.exit(1);
-  }
-  console.log(`# server ${url} (${CMD})`);
-
-  for (const t of tests) {
-    try {
-      await withTimeout(t.fn(), TEST_MS, t.name);
-      console.log(`ok - ${t.name}`);
-      passed++;
-    } catch (e) {
-      console.log(`not ok - ${t.name}`);
-      console.log(`# ${(e && e.stack || String(e)).replace(/\n/g, '\n# ')}`);
-      failed++;
-    }
-    if (serverExit) break;
-  }
-
-  if (serverExit) {
-    console.log(`not ok - server stays up (exited: code ${serverExit.code}, signal ${serverExit.signal})`);
-    failed++;
-  } else {
-    // Disconnect every client (bounded), then stop the server: it must exit 0.
-    await Promise.race([
-      Promise.allSettled(clients.map((c) => c.disconnect())),
-      delay(2000),
-    ]);
-    const exit = await stopServer();
-    if (exit && exit.code === 0) {
-      console.log('ok - server exits 0 on SIGTERM');
-      passed++;
-    } else {
-      console.log(`not ok - server exits 0 on SIGTERM (code ${exit && exit.code}, signal ${exit && exit.signal})`);
-      failed++;
-    }
-  }
-
-  if (failed && serverLog) console.log(serverLog.trimEnd().replace(/^/gm, '# server: '));
-  clearTimeout(watchdog);
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed ? 1 : 0);
-}
-
-process.on('unhandledRejection', (e) => {
-  console.log(`# unhandled rejection: ${e && e.stack || e}`);
+H.runFile({
+  tests,
+  fileMs: FILE_MS,
+  servers: () => (server ? [server] : []),
+  async start() {
+    const p = H.startServer({ mount: '/faye', timeout: SERVER_TIMEOUT });
+    server = p.srv;
+    await p;
+    url = server.url;
+    return server;
+  },
+  // disconnect every client, then the server must exit 0 on SIGTERM
+  finish: () => Promise.allSettled(clients.map((c) => c.disconnect())),
 });
-
-main();
