@@ -19,6 +19,7 @@
  * server in its close callback (or directly from the read path, which the
  * server never calls into).
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,24 +30,10 @@
 #include "json.h"
 #include "protocol.h"
 #include "server.h"
+#include "streams.h"
 #include "ws.h"
 
-#define CLOSE_GRACE_MS  2000    /* server closing: sockets that will not drain */
-
 typedef struct ws ws_t;
-typedef struct reg reg_t;
-
-/* The sockets of one server, and their ping timer. */
-struct reg {
-    reg_t *next;
-    bx_server_t *s;             /* NULL once the server closes */
-    uv_timer_t timer;           /* pings; at close, the grace period */
-    ws_t *head;
-    size_t max_frame, max_output;
-    int closing;
-    void (*done)(void *ud);
-    void *done_ud;
-};
 
 /* A frame whose replies are being computed. */
 typedef struct wsbatch {
@@ -58,9 +45,7 @@ typedef struct wsbatch {
 
 struct ws {
     bx_sink_t sink;             /* first: the server hands it back */
-    reg_t *reg;
-    ws_t *prev, *next;
-    bx_conn_t *conn;
+    bx_stream_t st;             /* in the server's set; st.conn is ours */
     bx_http_req_t *req;         /* the upgrade request, for extensions */
     wslay_event_context_ptr ctx;
     const char *in;             /* the read being fed to wslay */
@@ -79,7 +64,7 @@ struct ws {
     unsigned closing : 1;       /* close frame sent or connection dropped */
 };
 
-static reg_t *regs;
+static bx_streams_t *sets;      /* one per server with sockets */
 static size_t nsockets;
 
 size_t bx_ws_count(void)
@@ -151,42 +136,6 @@ static int valid_key(const bx_str_t *k)
     return 1;
 }
 
-/* ---- Registry ---- */
-
-static void on_ping(uv_timer_t *t);
-
-static reg_t *reg_get(bx_server_t *s)
-{
-    for (reg_t *r = regs; r; r = r->next)
-        if (r->s == s)
-            return r;
-    const bx_server_opts_t *o = bx_server_opts(s);
-    reg_t *r = bx_calloc(1, sizeof(*r));
-    r->s = s;
-    r->max_frame = o->max_frame;
-    r->max_output = o->max_output;
-    uv_timer_init(bx_server_loop(s), &r->timer);
-    r->timer.data = r;
-    if (o->ping > 0) {
-        uint64_t ms = (uint64_t)(o->ping * 1000);
-        uv_timer_start(&r->timer, on_ping, ms ? ms : 1, ms ? ms : 1);
-    }
-    uv_unref((uv_handle_t *)&r->timer);
-    r->next = regs;
-    regs = r;
-    return r;
-}
-
-static void reg_timer_closed(uv_handle_t *h)
-{
-    reg_t *r = h->data;
-    void (*done)(void *) = r->done;
-    void *ud = r->done_ud;
-    free(r);
-    if (done)
-        done(ud);
-}
-
 /* ---- Writing ---- */
 
 static bx_chunk_t *frame_header(unsigned opcode, size_t len)
@@ -216,28 +165,28 @@ static bx_chunk_t *frame_header(unsigned opcode, size_t len)
 static void drop(ws_t *w)
 {
     w->closing = 1;
-    bx_conn_close(w->conn);
+    bx_conn_close(w->st.conn);
 }
 
 /* Queues one frame holding `payload` (entries stolen). */
 static void send_frame(ws_t *w, unsigned opcode, bx_chunkv_t *payload)
 {
-    if (w->closing || bx_conn_is_closing(w->conn)) {
+    if (w->closing || bx_conn_is_closing(w->st.conn)) {
         bx_chunkv_clear(payload);
         return;
     }
-    size_t queued = bx_conn_pending_bytes(w->conn);
-    if (w->reg->max_output && queued > w->reg->max_output) {
+    size_t queued = bx_conn_pending_bytes(w->st.conn);
+    if (w->st.set->max_output && queued > w->st.set->max_output) {
         char what[64];
         snprintf(what, sizeof(what), "%zu", queued);
         logf_("closed: %s bytes not read by the client (max_output)",
-              bx_conn_peer(w->conn), what);
+              bx_conn_peer(w->st.conn), what);
         bx_chunkv_clear(payload);
         drop(w);
         return;
     }
-    bx_conn_write_chunk(w->conn, frame_header(opcode, bx_chunkv_bytes(payload)));
-    bx_conn_write(w->conn, payload);
+    bx_conn_write_chunk(w->st.conn, frame_header(opcode, bx_chunkv_bytes(payload)));
+    bx_conn_write(w->st.conn, payload);
 }
 
 /* Sends a close frame and closes once it is written. */
@@ -258,25 +207,26 @@ static void start_close(ws_t *w, unsigned code, const char *reason)
             memcpy(p + 2, reason, r);
         n = 2 + r;
     }
-    bx_conn_write_chunk(w->conn, frame_header(8, n));
+    bx_conn_write_chunk(w->st.conn, frame_header(8, n));
     if (n)
-        bx_conn_write_copy(w->conn, p, n);
+        bx_conn_write_copy(w->st.conn, p, n);
     w->closing = 1;
-    bx_conn_close_after_write(w->conn);
+    bx_conn_close_after_write(w->st.conn);
 }
 
-static void on_ping(uv_timer_t *t)
+#define WS_OF(stp) ((ws_t *)(void *)((char *)(stp) - offsetof(ws_t, st)))
+
+/* The set's timer: one ping frame (payload: a counter) per socket. */
+static void ping_one(bx_stream_t *st)
 {
-    reg_t *r = t->data;
+    ws_t *w = WS_OF(st);
     char id[16];
 
-    for (ws_t *w = r->head; w; w = w->next) {
-        if (w->closing)
-            continue;
-        int n = snprintf(id, sizeof(id), "%u", ++w->ping_id);
-        bx_conn_write_chunk(w->conn, frame_header(9, (size_t)n));
-        bx_conn_write_copy(w->conn, id, (size_t)n);
-    }
+    if (w->closing)
+        return;
+    int n = snprintf(id, sizeof(id), "%u", ++w->ping_id);
+    bx_conn_write_chunk(w->st.conn, frame_header(9, (size_t)n));
+    bx_conn_write_copy(w->st.conn, id, (size_t)n);
 }
 
 /* ---- Server side: sink and replies ---- */
@@ -370,10 +320,10 @@ static void on_reply(void *ud, bx_chunkv_t *reply, size_t nmsgs)
  * inside a server callback (see the top of the file). */
 static void detach(ws_t *w)
 {
-    reg_t *r = w->reg;
+    bx_server_t *s = w->st.set->s;
 
-    if (w->bound && r->s)
-        bx_session_unbind(r->s, w->id, &w->sink);
+    if (w->bound && s)
+        bx_session_unbind(s, w->id, &w->sink);
     w->bound = 0;
     while (w->batches) {
         wsbatch_t *wb = w->batches;
@@ -410,7 +360,7 @@ static const char *connect_id(const json_t *v, int *disconnect)
 
 static void bind_to(ws_t *w, const char *id)
 {
-    bx_server_t *s = w->reg->s;
+    bx_server_t *s = w->st.set->s;
 
     if (strlen(id) >= sizeof(w->id))
         return;                 /* not an id this server could have issued */
@@ -425,11 +375,11 @@ static void bind_to(ws_t *w, const char *id)
 
 static void handle_message(ws_t *w, const uint8_t *data, size_t len)
 {
-    bx_server_t *s = w->reg->s;
+    bx_server_t *s = w->st.set->s;
     json_t *v;
     int disconnect = 0;
 
-    if (!s || w->reg->closing || w->closing)
+    if (!s || w->st.set->closing || w->closing)
         return;
     v = bx_json_parse((const char *)data, len);
     if (!v)
@@ -471,7 +421,7 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
     ws_t *w = ud;
     (void)ctx;
     (void)flags;
-    bx_conn_write_copy(w->conn, data, len);
+    bx_conn_write_copy(w->st.conn, data, len);
     return (ssize_t)len;
 }
 
@@ -540,8 +490,8 @@ static void ws_read(bx_conn_t *c, void *ud, const char *data, size_t len, int st
             drop(w);
             return;
         }
-        if (w->reg->max_frame)
-            wslay_event_config_set_max_recv_msg_length(w->ctx, w->reg->max_frame);
+        if (w->st.set->max_frame)
+            wslay_event_config_set_max_recv_msg_length(w->ctx, w->st.set->max_frame);
     }
     track(w, (const uint8_t *)data, len);
     w->in = data;
@@ -565,7 +515,7 @@ static void ws_read(bx_conn_t *c, void *ud, const char *data, size_t len, int st
         if (!wslay_event_get_close_sent(w->ctx))
             start_close(w, 1002, NULL);
         w->closing = 1;
-        bx_conn_close_after_write(w->conn);
+        bx_conn_close_after_write(w->st.conn);
         detach(w);
         return;
     }
@@ -579,23 +529,15 @@ static void ws_read(bx_conn_t *c, void *ud, const char *data, size_t len, int st
 static void ws_closed(bx_conn_t *c, void *ud)
 {
     ws_t *w = ud;
-    reg_t *r = w->reg;
 
     (void)c;
     detach(w);
     if (w->ctx)
         wslay_event_context_free(w->ctx);
     bx_http_hijack_done(w->req);
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        r->head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
+    bx_streams_remove(&w->st);
     free(w);
     nsockets--;
-    if (r->closing && !r->head)
-        uv_close((uv_handle_t *)&r->timer, reg_timer_closed);
 }
 
 /* ---- Entry ---- */
@@ -622,22 +564,17 @@ void bx_ws_handle(bx_server_t *s, bx_http_req_t *req)
     bx_ws_accept_key(key->base, key->len, accept);
 
     ws_t *w = bx_calloc(1, sizeof(*w));
-    w->conn = bx_http_hijack(req, ws_read, ws_closed, w);
-    if (!w->conn) {
+    w->st.conn = bx_http_hijack(req, ws_read, ws_closed, w);
+    if (!w->st.conn) {
         free(w);
         bx_http_respond_text(req, 400, "text/plain; charset=utf-8", "Bad request", 0);
         return;
     }
-    reg_t *r = reg_get(s);
-    w->reg = r;
     w->req = req;
     w->sink.push = sink_push;
     w->sink.close = sink_close;
     w->sink.request = req;
-    w->next = r->head;
-    if (w->next)
-        w->next->prev = w;
-    r->head = w;
+    bx_streams_add(bx_streams_get(&sets, s, bx_server_opts(s)->ping, ping_one), &w->st);
     nsockets++;
 
     bx_buf_t h = BX_BUF_INIT;
@@ -645,42 +582,20 @@ void bx_ws_handle(bx_server_t *s, bx_http_req_t *req)
                       "Upgrade: websocket\r\n"
                       "Connection: Upgrade\r\n"
                       "Sec-WebSocket-Accept: %s\r\n\r\n", accept);
-    bx_conn_write_chunk(w->conn, bx_chunk_from_buf(&h));
+    bx_conn_write_chunk(w->st.conn, bx_chunk_from_buf(&h));
     bx_buf_free(&h);
 }
 
-static void on_grace(uv_timer_t *t)
+/* Server shutdown: a socket leaves its session and says goodbye (1001). */
+static void close_one(bx_stream_t *st)
 {
-    reg_t *r = t->data;
-    for (ws_t *w = r->head; w; w = w->next)
-        bx_conn_close(w->conn);
+    ws_t *w = WS_OF(st);
+
+    detach(w);
+    start_close(w, 1001, NULL);
 }
 
 int bx_ws_server_close(bx_server_t *s, void (*done)(void *ud), void *ud)
 {
-    reg_t **pp, *r = NULL;
-
-    for (pp = &regs; *pp; pp = &(*pp)->next)
-        if ((*pp)->s == s) {
-            r = *pp;
-            *pp = r->next;
-            break;
-        }
-    if (!r)
-        return 0;
-    for (ws_t *w = r->head; w; w = w->next) {
-        detach(w);
-        start_close(w, 1001, NULL);
-    }
-    r->s = NULL;
-    r->closing = 1;
-    uv_timer_stop(&r->timer);
-    if (!r->head) {
-        uv_close((uv_handle_t *)&r->timer, reg_timer_closed);
-        return 0;
-    }
-    r->done = done;
-    r->done_ud = ud;
-    uv_timer_start(&r->timer, on_grace, CLOSE_GRACE_MS, 0);
-    return 1;
+    return bx_streams_close(&sets, s, close_one, done, ud);
 }
