@@ -11,8 +11,7 @@ const http = require('http');
 const path = require('path');
 const { spawn } = require('child_process');
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const NODE_MODULES = path.join(ROOT, 'test', 'node', 'node_modules');
+const { ROOT, NODE_MODULES } = require('../interop/harness');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SERVER_TIMEOUT = 3;        // seconds a /meta/connect is held by the test app
 const START_MS = 10000;
@@ -25,36 +24,7 @@ function note(text) {
   console.log('# ' + text);
 }
 
-function delay(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    Promise.resolve(promise).finally(() => clearTimeout(timer)),
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-    }),
-  ]);
-}
-
-function assert(cond, msg) {
-  if (!cond) throw new Error(`assertion failed: ${msg}`);
-}
-
-// JSON text with every object's keys sorted: key order means nothing in
-// JSON (and a message that went through a server extension comes back in
-// another order).
-function canonical(value) {
-  return JSON.stringify(value, (key, v) => (v && typeof v === 'object' && !Array.isArray(v)
-    ? Object.keys(v).sort().reduce((o, k) => { o[k] = v[k]; return o; }, {}) : v));
-}
-
-function assertEqual(actual, expected, msg) {
-  const a = canonical(actual), e = canonical(expected);
-  if (a !== e) throw new Error(`${msg}: got ${a}, expected ${e}`);
-}
+const { delay, withTimeout, assert, assertEqual } = require('../interop/harness');
 
 // Runs one test; several may run at once (Promise.all).
 async function test(name, fn, ms = TEST_MS) {

@@ -1,7 +1,8 @@
 // test/interop/harness.js - what the interop test files share: small async
 // helpers, a bayeux (or Faye reference) server in a child process, and the
 // runner that prints "ok - name" / "not ok - name" and "N passed, N failed".
-// Not a test itself (tools/test.sh runs *.test.js only).
+// Not a test itself (tools/test.sh runs *.test.js only); test/browser's
+// harness builds on it.
 'use strict';
 const path = require('path');
 const { spawn } = require('child_process');
@@ -32,8 +33,16 @@ function assert(cond, msg) {
   if (!cond) throw new Error(`assertion failed: ${msg}`);
 }
 
+// JSON text with every object's keys sorted: key order means nothing in
+// JSON (and a message that went through a server extension comes back in
+// another order).
+function canonical(value) {
+  return JSON.stringify(value, (key, v) => (v && typeof v === 'object' && !Array.isArray(v)
+    ? Object.keys(v).sort().reduce((o, k) => { o[k] = v[k]; return o; }, {}) : v));
+}
+
 function assertEqual(actual, expected, msg) {
-  const a = JSON.stringify(actual), e = JSON.stringify(expected);
+  const a = canonical(actual), e = canonical(expected);
   if (a !== e) throw new Error(`${msg}: got ${a}, expected ${e}`);
 }
 
