@@ -71,11 +71,11 @@ $(SAN_SO): $(SCORE_OBJ) $(SLBX_OBJ)
 	$(CC) $(SAN) -shared -o $@ $^ $(LIBS)
 
 # A unit test #includes nothing of Lua; it links every non-Lua core object.
-$(B)/test/%: core/test/%.c $(CORE_OBJ) core/test/bx_test.h
+$(B)/test/%: core/test/%.c $(CORE_OBJ) core/test/bx_test.h core/test/bx_client.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $< $(CORE_OBJ) $(LIBS)
 
-$(B)/san/test/%: core/test/%.c $(SCORE_OBJ) core/test/bx_test.h
+$(B)/san/test/%: core/test/%.c $(SCORE_OBJ) core/test/bx_test.h core/test/bx_client.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $< $(SCORE_OBJ) $(LIBS)
 

@@ -7,6 +7,7 @@
  * run_until() bounds every wait with a timer.
  */
 #include "bx_test.h"
+#include "bx_client.h"
 #include "buf.h"
 #include "conn.h"
 #include "http.h"
@@ -54,104 +55,9 @@ static int run_until(uv_loop_t *loop, int (*pred)(void), uint64_t ms)
     return until_ok;
 }
 
-/* ---- A libuv test client ---- */
-
-typedef struct {
-    uv_tcp_t tcp;
-    uv_connect_t creq;
-    bx_buf_t in;
-    bx_buf_t unsent;            /* queued before the connect completed */
-    int connected, eof, closed;
-    uint64_t eof_at;
-} client_t;
-
-typedef struct {
-    uv_write_t req;
-    char data[];
-} cl_write_t;
-
-static void cl_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
-{
-    *buf = uv_buf_init(malloc(size), (unsigned)size);
-}
-
-static void cl_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-    client_t *cl = s->data;
-
-    if (n > 0)
-        bx_buf_append(&cl->in, buf->base, (size_t)n);
-    else if (n < 0) {
-        cl->eof = 1;
-        cl->eof_at = uv_now(s->loop);
-        uv_read_stop(s);
-    }
-    free(buf->base);
-}
-
-static void cl_write_cb(uv_write_t *req, int status)
-{
-    free(req);
-}
-
-static void client_send(client_t *cl, const char *data, size_t len)
-{
-    cl_write_t *w;
-    uv_buf_t b;
-
-    if (!cl->connected) {
-        bx_buf_append(&cl->unsent, data, len);
-        return;
-    }
-    w = malloc(sizeof(*w) + len);
-    memcpy(w->data, data, len);
-    b = uv_buf_init(w->data, (unsigned)len);
-    if (uv_write(&w->req, (uv_stream_t *)&cl->tcp, &b, 1, cl_write_cb) < 0)
-        free(w);
-}
-
 static void client_sends(client_t *cl, const char *s)
 {
     client_send(cl, s, strlen(s));
-}
-
-static void cl_connect_cb(uv_connect_t *req, int status)
-{
-    client_t *cl = req->data;
-
-    if (status < 0) {
-        cl->eof = 1;
-        return;
-    }
-    cl->connected = 1;
-    uv_read_start((uv_stream_t *)&cl->tcp, cl_alloc, cl_read);
-    if (cl->unsent.len)
-        client_send(cl, cl->unsent.data, cl->unsent.len);
-    bx_buf_free(&cl->unsent);
-}
-
-static void client_open(uv_loop_t *loop, client_t *cl, int port)
-{
-    struct sockaddr_in a;
-
-    memset(cl, 0, sizeof(*cl));
-    uv_tcp_init(loop, &cl->tcp);
-    cl->tcp.data = cl;
-    cl->creq.data = cl;
-    uv_ip4_addr("127.0.0.1", port, &a);
-    uv_tcp_connect(&cl->creq, &cl->tcp, (struct sockaddr *)&a, cl_connect_cb);
-}
-
-static void cl_closed_cb(uv_handle_t *h)
-{
-    client_t *cl = h->data;
-    cl->closed = 1;
-}
-
-static void client_close(client_t *cl)
-{
-    if (!uv_is_closing((uv_handle_t *)&cl->tcp))
-        uv_close((uv_handle_t *)&cl->tcp, cl_closed_cb);
 }
 
 /* The received bytes as a C string (they are text in these tests). */

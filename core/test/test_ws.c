@@ -8,6 +8,7 @@
  * server with sockets open. Every wait is bounded.
  */
 #include "bx_test.h"
+#include "bx_client.h"
 #include "buf.h"
 #include "conn.h"
 #include "json.h"
@@ -53,100 +54,6 @@ static int run_until(uv_loop_t *loop, int (*pred)(void), uint64_t ms)
     uv_close((uv_handle_t *)&tm, NULL);
     uv_run(loop, UV_RUN_NOWAIT);
     return until_ok;
-}
-
-/* ---- A raw client ---- */
-
-typedef struct {
-    uv_tcp_t tcp;
-    uv_connect_t creq;
-    bx_buf_t in;
-    bx_buf_t unsent;
-    size_t off;                 /* parsed up to here */
-    int connected, eof, closed, upgraded, status;
-} client_t;
-
-typedef struct {
-    uv_write_t req;
-    char data[];
-} cl_write_t;
-
-static void cl_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
-{
-    (void)h;
-    *buf = uv_buf_init(malloc(size), (unsigned)size);
-}
-
-static void cl_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-    client_t *cl = s->data;
-    if (n > 0)
-        bx_buf_append(&cl->in, buf->base, (size_t)n);
-    else if (n < 0) {
-        cl->eof = 1;
-        uv_read_stop(s);
-    }
-    free(buf->base);
-}
-
-static void cl_write_cb(uv_write_t *req, int status)
-{
-    (void)status;
-    free(req);
-}
-
-static void client_send(client_t *cl, const void *data, size_t len)
-{
-    if (!cl->connected) {
-        bx_buf_append(&cl->unsent, data, len);
-        return;
-    }
-    cl_write_t *w = malloc(sizeof(*w) + len);
-    memcpy(w->data, data, len);
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
-    if (uv_write(&w->req, (uv_stream_t *)&cl->tcp, &b, 1, cl_write_cb) < 0)
-        free(w);
-}
-
-static void cl_connect_cb(uv_connect_t *req, int status)
-{
-    client_t *cl = req->data;
-    if (status < 0) {
-        cl->eof = 1;
-        return;
-    }
-    cl->connected = 1;
-    uv_read_start((uv_stream_t *)&cl->tcp, cl_alloc, cl_read);
-    if (cl->unsent.len)
-        client_send(cl, cl->unsent.data, cl->unsent.len);
-    bx_buf_free(&cl->unsent);
-}
-
-static void client_open(uv_loop_t *loop, client_t *cl, int port)
-{
-    struct sockaddr_in a;
-    memset(cl, 0, sizeof(*cl));
-    uv_tcp_init(loop, &cl->tcp);
-    cl->tcp.data = cl;
-    cl->creq.data = cl;
-    uv_ip4_addr("127.0.0.1", port, &a);
-    uv_tcp_connect(&cl->creq, &cl->tcp, (struct sockaddr *)&a, cl_connect_cb);
-}
-
-static void cl_closed_cb(uv_handle_t *h)
-{
-    client_t *cl = h->data;
-    cl->closed = 1;
-}
-
-static void client_close(client_t *cl)
-{
-    if (!uv_is_closing((uv_handle_t *)&cl->tcp))
-        uv_close((uv_handle_t *)&cl->tcp, cl_closed_cb);
-    while (!cl->closed)         /* so the struct can be reused */
-        uv_run(cl->tcp.loop, UV_RUN_ONCE);
-    bx_buf_free(&cl->in);
-    bx_buf_free(&cl->unsent);
 }
 
 /* Sends one client frame: masked unless `unmasked`. */
@@ -369,7 +276,7 @@ static void test_upgrade(void)
     BX_CHECK_INT(wait_frame(&env, &cl, &p, 2000), 1);
     BX_CHECK_STR(p.data, "[]");
     bx_buf_free(&p);
-    client_close(&cl);
+    client_close_wait(&cl);
     ENV_CLOSE(&env);
 }
 
@@ -383,7 +290,7 @@ static void test_deflate_declined(void)
                                 "client_max_window_bits\r\n");
     BX_CHECK_INT(cl.status, 101);
     BX_CHECK(!strstr(cl.in.data, "Sec-WebSocket-Extensions"));
-    client_close(&cl);
+    client_close_wait(&cl);
     ENV_CLOSE(&env);
 }
 
@@ -395,7 +302,7 @@ static void test_bad_upgrades(void)
     ws_open(&env, &cl, "/faye", "Sec-WebSocket-Version: 8\r\n");
     BX_CHECK_INT(cl.status, 426);
     BX_CHECK(strstr(cl.in.data, "Sec-WebSocket-Version: 13\r\n"));
-    client_close(&cl);
+    client_close_wait(&cl);
 
     client_open(&env.loop, &cl, env.port);
     const char *nokey = "GET /faye HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
@@ -404,7 +311,7 @@ static void test_bad_upgrades(void)
     g_cl = &cl;
     run_until(&env.loop, pred_upgraded, 2000);
     BX_CHECK_INT(cl.status, 400);
-    client_close(&cl);
+    client_close_wait(&cl);
     BX_CHECK_INT(bx_ws_count(), 0);
     ENV_CLOSE(&env);
 }
@@ -431,7 +338,7 @@ static void test_garbage_ignored(void)
     BX_CHECK_STR(bx_json_str(json_array_get(r, 0), "id"), "9");
     json_decref(r);
     bx_buf_free(&p);
-    client_close(&cl);
+    client_close_wait(&cl);
     ENV_CLOSE(&env);
 }
 
@@ -461,7 +368,7 @@ static void test_fragments_and_ping(void)
     BX_CHECK_INT(wait_frame(&env, &cl, &p, 2000), 1);
     BX_CHECK_STR(p.data, "[]");
     bx_buf_free(&p);
-    client_close(&cl);
+    client_close_wait(&cl);
     ENV_CLOSE(&env);
 }
 
@@ -485,7 +392,7 @@ static void test_close_echo(void)
     ws_open(&env, &cl, "/faye", NULL);
     send_frame(&cl, 1, 8, "\x03\xe8" "bye", 5, 0);
     check_close(&env, &cl, 1000);
-    client_close(&cl);
+    client_close_wait(&cl);
     ENV_CLOSE(&env);
 }
 
@@ -497,7 +404,7 @@ static void test_unmasked(void)
     ws_open(&env, &cl, "/faye", NULL);
     send_frame(&cl, 1, 1, "[]", 2, 1);
     check_close(&env, &cl, 1002);
-    client_close(&cl);
+    client_close_wait(&cl);
     ENV_CLOSE(&env);
 }
 
@@ -509,7 +416,7 @@ static void test_invalid_utf8(void)
     ws_open(&env, &cl, "/faye", NULL);
     send_frame(&cl, 1, 1, "[\"\xc3\x28\"]", 5, 0);
     check_close(&env, &cl, 1007);
-    client_close(&cl);
+    client_close_wait(&cl);
     ENV_CLOSE(&env);
 }
 
@@ -530,14 +437,14 @@ static void test_oversize(void)
     big[sizeof(big) - 1] = ']';
     send_frame(&cl, 1, 1, big, sizeof(big), 0);
     check_close(&env, &cl, 1009);
-    client_close(&cl);
+    client_close_wait(&cl);
 
     /* the same limit over fragments */
     ws_open(&env, &cl, "/faye", NULL);
     send_frame(&cl, 0, 1, big, 80, 0);
     send_frame(&cl, 1, 0, big + 80, 80, 0);
     check_close(&env, &cl, 1009);
-    client_close(&cl);
+    client_close_wait(&cl);
     ENV_CLOSE(&env);
 }
 
@@ -551,13 +458,13 @@ static void test_garbage_bytes(void)
     ws_open(&env, &cl, "/faye", NULL);
     client_send(&cl, "\x8f\xff\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a", 12);
     check_close(&env, &cl, 1002);
-    client_close(&cl);
+    client_close_wait(&cl);
     /* the other socket is still served */
     send_text(&other, "[]");
     BX_CHECK_INT(wait_frame(&env, &other, &p, 2000), 1);
     BX_CHECK_STR(p.data, "[]");
     bx_buf_free(&p);
-    client_close(&other);
+    client_close_wait(&other);
     ENV_CLOSE(&env);
 }
 
@@ -644,7 +551,7 @@ static void test_bayeux_coalesced(void)
     BX_CHECK(strstr(p.data, "\"channel\":\"/meta/disconnect\""));
     bx_buf_free(&p);
     check_close(&env, &cl, 1000);
-    client_close(&cl);
+    client_close_wait(&cl);
     ENV_CLOSE(&env);
 }
 
@@ -674,7 +581,7 @@ static void test_socket_close_keeps_session(void)
     BX_CHECK_INT(wait_text(&env, &cl, &p, 2000), 1);
     BX_CHECK(strstr(p.data, "/meta/connect"));
     BX_CHECK(bx_session_has_sink(env.s, g_id));
-    client_close(&cl);
+    client_close_wait(&cl);
     g_nsockets_target = 0;
     BX_CHECK(run_until(&env.loop, pred_count, 2000));
     BX_CHECK(!bx_session_has_sink(env.s, g_id));
@@ -693,7 +600,7 @@ static void test_socket_close_keeps_session(void)
     BX_CHECK_INT(wait_text(&env, &cl, &p, 2000), 1);
     BX_CHECK(strstr(p.data, "\"id\":\"5\""));
     bx_buf_free(&p);
-    client_close(&cl);
+    client_close_wait(&cl);
     ENV_CLOSE(&env);
 }
 
@@ -714,7 +621,7 @@ static void test_ping_option(void)
     BX_CHECK_INT(wait_frame(&env, &cl, &p, 2000), 9);
     BX_CHECK_STR(p.data, "2");
     bx_buf_free(&p);
-    client_close(&cl);
+    client_close_wait(&cl);
     ENV_CLOSE(&env);
 }
 
@@ -744,7 +651,7 @@ static void test_server_close(void)
     BX_CHECK_INT(next_frame(&cl, &p), 8);
     BX_CHECK_INT(close_code(&p), 1001);
     bx_buf_free(&p);
-    client_close(&cl);
+    client_close_wait(&cl);
     bx_conn_cleanup(&env.loop);
     BX_LOOP_CLOSE(&env.loop);
 }
@@ -810,8 +717,8 @@ static void test_slow_reader(void)
     }
     BX_CHECK(got);
     bx_buf_free(&p);
-    client_close(&slow);
-    client_close(&fast);
+    client_close_wait(&slow);
+    client_close_wait(&fast);
     ENV_CLOSE(&env);
 }
 
