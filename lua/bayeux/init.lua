@@ -10,7 +10,7 @@ local channel = require "bayeux.channel"
 
 local error, type, pairs, ipairs, setmetatable, tostring = error, type, pairs, ipairs,
     setmetatable, tostring
-local table_remove, io, math_type = table.remove, io, math.type
+local table_remove, table_unpack, io, math_type = table.remove, table.unpack, io, math.type
 local xpcall, traceback, getinfo = xpcall, debug.traceback, debug.getinfo
 
 local _M = {
@@ -204,11 +204,25 @@ end
 -- Runs one message through every extension's `incoming` (stage 0) or
 -- `outgoing` (stage 1), in the order they were added, each continuing
 -- through its callback, then hands the result to `done` (C).
+-- Whether a hook takes (message, request, callback) rather than (message,
+-- callback), as Faye decides it: by the function's number of parameters.
+-- Cached, as debug.getinfo makes a table per call and this runs per message.
+local takes_request = setmetatable({}, { __mode = "k" })
+local function wants_request(fn)
+    local yes = takes_request[fn]
+    if yes == nil then
+        yes = getinfo(fn, "u").nparams >= 3
+        takes_request[fn] = yes
+    end
+    return yes
+end
+
 local function chain_runner(self)
     return function(stage, message, request, done)
         local key = stage == 0 and "incoming" or "outgoing"
-        local list = {}
-        for i, ext in ipairs(self.extensions) do list[i] = ext end  -- a snapshot
+        -- self.extensions is replaced, never changed in place, by
+        -- add/remove: a chain in progress keeps the list it started with
+        local list = self.extensions
         local i = 0
         local function step(msg)
             if msg == nil then return done(nil) end
@@ -228,7 +242,7 @@ local function chain_runner(self)
                 step(m)
             end
             local ok, err
-            if getinfo(fn, "u").nparams >= 3 then
+            if wants_request(fn) then
                 ok, err = xpcall(fn, traceback, msg, request, callback)
             else
                 ok, err = xpcall(fn, traceback, msg, callback)
@@ -262,21 +276,21 @@ end
 -- / removed(server). Extensions run in the order they were added.
 function Server:add_extension(ext)
     if type(ext) ~= "table" then error("server:add_extension(ext): ext must be a table", 2) end
-    self.extensions[#self.extensions + 1] = ext
+    local list = { table_unpack(self.extensions) }
+    list[#list + 1] = ext
+    self.extensions = list
     install_extensions(self)
     if type(ext.added) == "function" then ext.added(self) end
 end
 
 --- Removes every occurrence of `ext`.
 function Server:remove_extension(ext)
-    local found = false
-    for i = #self.extensions, 1, -1 do
-        if self.extensions[i] == ext then
-            table_remove(self.extensions, i)
-            found = true
-        end
+    local list, found = {}, false
+    for _, e in ipairs(self.extensions) do
+        if e == ext then found = true else list[#list + 1] = e end
     end
     if not found then return end
+    self.extensions = list
     install_extensions(self)
     if type(ext.removed) == "function" then ext.removed(self) end
 end
