@@ -401,7 +401,10 @@ static int on_message_begin(http_parser *p)
 {
     hconn_t *hc = p->data;
 
+    static uint64_t serial;
+
     hc->cur = bx_calloc(1, sizeof(hreq_t));
+    hc->cur->pub.serial = ++serial;
     hc->hbytes = 0;
     return 0;
 }

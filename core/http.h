@@ -43,6 +43,9 @@ struct bx_http_req_s {
     int http_minor;             /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
     int upgrade;                /* an Upgrade request (e.g. WebSocket) */
     const char *remote_addr;    /* peer IP, borrowed */
+    uint64_t serial;            /* unique per request for the process's life:
+                                   tells requests apart where a pointer may be
+                                   reused (a cache keyed by request) */
 
     /* free for the application */
     void *data;

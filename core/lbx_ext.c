@@ -156,12 +156,33 @@ static int cont_gc(lua_State *L)
 /* ---- The hooks ---- */
 
 
+/* The request as a Lua table. The messages of one HTTP request, or of one
+ * WebSocket (its upgrade request), see the same table, as in Faye, and it
+ * is built once for them: the last one is kept, keyed by the request's
+ * serial (a pointer could be reused by a later request). */
+static lua_State *cached_L;
+static uint64_t cached_serial;
+static int cached_ref = LUA_NOREF;
+
 static void push_request(lua_State *L, bx_http_req_t *req)
 {
-    if (req)
-        lbx_push_request(L, req, 0);
-    else
+    if (!req) {
         lua_pushnil(L);
+        return;
+    }
+    if (cached_L != L) {            /* another state: its refs are not ours */
+        cached_L = L;
+        cached_ref = LUA_NOREF;
+    }
+    if (cached_ref != LUA_NOREF && cached_serial == req->serial) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, cached_ref);
+        return;
+    }
+    lbx_push_request(L, req, 0);
+    luaL_unref(L, LUA_REGISTRYINDEX, cached_ref);
+    lua_pushvalue(L, -1);
+    cached_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    cached_serial = req->serial;
 }
 
 static int call_runner(lua_State *L)

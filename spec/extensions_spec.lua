@@ -239,6 +239,13 @@ describe("extensions", function()
     assert.are.equal(1, #got)
     assert.are.same({ method = "POST", path = "/faye", remote = "127.0.0.1", agent = "spec",
                       ctype = H.JSON_CT }, got[1].data)
+    -- the next request is another table (the request table is cached per
+    -- request, not per connection)
+    r = b:post({ { channel = "/req", data = 0, id = "q2" } }, { ["X-Agent"] = "spec2" })
+    assert.is_true(H.find(r, { id = "q2" }).successful)
+    got = drain(cid)
+    assert.are.equal(1, #got)
+    assert.are.equal("spec2", got[1].data.agent)
     local st, _, body = H.request(srv.port, "POST", "/local", nil, "")
     assert.are.equal(200, st)
     assert.is_true(H.decode(body).ok)
