@@ -35,6 +35,7 @@
   const MAX_URL = 2048;          // JSONP batches are cut to fit in this URL length
   const PROBE_MS = 5000;         // a WebSocket/EventSource that has not opened by then is unusable
   const MAX_BACKOFF_S = 60;      // longest wait between retries (unless `retry` is longer)
+  const STOPPED = 'Client stopped by the server (advice reconnect "none")';
 
   const UNCONNECTED = 1, CONNECTING = 2, CONNECTED = 3, DISCONNECTED = 4;
 
@@ -952,7 +953,14 @@
       for (const fn of waiting) guarded(fn, this, []);
     }
 
+    // The server said reconnect "none": this client sends nothing more.
+    // Faye's leaves such calls pending for ever; ours fail at once.
+    _stopped() {
+      return this._advice.reconnect === 'none';
+    }
+
     _whenConnected(fn) {
+      if (this._stopped()) return;
       if (this._state === CONNECTED) fn();
       else this.connect(fn);
     }
@@ -1121,6 +1129,11 @@
     // Not connected: the handshake that connect() starts subscribes every
     // channel of the map, this one included.
     _sendSubscribe(name, entry) {
+      if (this._stopped()) {
+        this._channels.delete(name);
+        this._settle(entry, new BayeuxError(null, [], STOPPED));
+        return;
+      }
       entry.state = 'pending';
       if (this._state !== CONNECTED) {
         this.connect();
@@ -1183,6 +1196,10 @@
         deadline: options.deadline === undefined ? undefined : Date.now() + 1000 * options.deadline,
         onAbort: () => pub._reject(new BayeuxError(null, [], 'Message could not be delivered')),
       };
+      if (this._stopped()) {
+        pub._reject(new BayeuxError(null, [], STOPPED));
+        return pub;
+      }
       this._whenConnected(() => {
         this._send({ channel, data, clientId: this._clientId }, (reply) => {
           if (reply.successful) pub._resolve();

@@ -15,7 +15,7 @@
 --        it away)
 --   GET  /subscriptions?client=ID
 --        { subscribe = {channels...}, unsubscribe = {channels...},
---          connects = n } as the server saw them for that client
+--          connects = n, publishes = n } as the server saw them for that client
 --   a publish to /headers/** arrives with data.authorization set to the
 --        Authorization header of the HTTP request that carried it (or false)
 --   the first /meta/subscribe to a channel /doomed/** destroys the session
@@ -46,7 +46,7 @@ local doomed = {}        -- /doomed/** channels whose first subscribe came
 local function record(id)
   local r = seen[id]
   if not r then
-    r = { subscribe = bayeux.array {}, unsubscribe = bayeux.array {}, connects = 0 }
+    r = { subscribe = bayeux.array {}, unsubscribe = bayeux.array {}, connects = 0, publishes = 0 }
     seen[id] = r
   end
   return r
@@ -55,6 +55,12 @@ end
 server:on("subscribe", function(id, channel)
   local list = record(id).subscribe
   list[#list + 1] = channel
+end)
+server:on("publish", function(id)
+  if id then
+    local r = record(id)
+    r.publishes = r.publishes + 1
+  end
 end)
 server:on("unsubscribe", function(id, channel)
   local list = record(id).unsubscribe

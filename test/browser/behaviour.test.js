@@ -145,6 +145,15 @@ async function main() {
       assertEqual(s.connectTimes.length, at, 'no connect sent after the advice');
       assertEqual(after.connects, before.connects, 'no connect reached the server after the advice');
       assertEqual(s.handshakes, 1, 'no new handshake');
+      // a stopped client sends nothing more: publish and subscribe fail at
+      // once (Faye's would stay pending for ever)
+      const pubResult = await page.evaluate(() => T.pub('/none/x', { n: 1 }));
+      const subResult = await page.evaluate(() => T.sub('/none/y'));
+      assert(pubResult.error && /reconnect "none"/.test(pubResult.error.message), `publish after "none": ${JSON.stringify(pubResult)}`);
+      assert(subResult.error && /reconnect "none"/.test(subResult.error.message), `subscribe after "none": ${JSON.stringify(subResult)}`);
+      await delay(300);
+      const last = await seen(id);
+      assertEqual([last.publishes, last.subscribe], [after.publishes, after.subscribe], 'nothing reached the server');
       assertEqual(page.net.consoleErrors, [], 'no page errors');
       await page.close();
     }, TEST_MS)));
