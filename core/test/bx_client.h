@@ -1,6 +1,7 @@
 /*
  * bx_client.h - a raw TCP client on libuv for the C unit tests that talk to
- * a server over loopback (test_http.c, test_ws.c), on the server's loop.
+ * a server over loopback (test_http.c, test_ws.c), on the server's loop,
+ * and run_until() to drive that loop with a bound.
  *
  * Functions are static inline so that a test using only some of them still
  * builds with -Werror. Received bytes accumulate in `in`; bytes sent before
@@ -13,6 +14,48 @@
 #include <string.h>
 #include <uv.h>
 #include "buf.h"
+
+/* ---- Waiting ---- */
+
+static int (*until_pred)(void);
+static int until_ok;
+
+static inline void until_idle_cb(uv_idle_t *c)
+{
+    if (until_pred()) {
+        until_ok = 1;
+        uv_stop(c->loop);
+    }
+}
+
+static inline void until_timeout_cb(uv_timer_t *t)
+{
+    uv_stop(t->loop);
+}
+
+/* Runs the loop until pred() holds (1) or `ms` pass (0). */
+static inline int run_until(uv_loop_t *loop, int (*pred)(void), uint64_t ms)
+{
+    uv_idle_t chk;      /* idle, not check: the loop must not block in poll
+                         * when pred() became true in a close callback */
+    uv_timer_t tm;
+
+    until_pred = pred;
+    until_ok = pred();
+    if (until_ok)
+        return 1;
+    uv_idle_init(loop, &chk);
+    uv_idle_start(&chk, until_idle_cb);
+    uv_timer_init(loop, &tm);
+    uv_timer_start(&tm, until_timeout_cb, ms, 0);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&chk, NULL);
+    uv_close((uv_handle_t *)&tm, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);    /* completes the two closes */
+    return until_ok;
+}
+
+/* ---- The client ---- */
 
 typedef struct {
     uv_tcp_t tcp;

@@ -15,45 +15,6 @@
 #include <signal.h>
 #include <stdlib.h>
 
-/* ---- Waiting ---- */
-
-static int (*until_pred)(void);
-static int until_ok;
-
-static void until_idle_cb(uv_idle_t *c)
-{
-    if (until_pred()) {
-        until_ok = 1;
-        uv_stop(c->loop);
-    }
-}
-
-static void until_timeout_cb(uv_timer_t *t)
-{
-    uv_stop(t->loop);
-}
-
-/* Runs the loop until pred() holds (1) or `ms` pass (0). */
-static int run_until(uv_loop_t *loop, int (*pred)(void), uint64_t ms)
-{
-    uv_idle_t chk;      /* idle, not check: the loop must not block in poll
-                         * when pred() became true in a close callback */
-    uv_timer_t tm;
-
-    until_pred = pred;
-    until_ok = pred();
-    if (until_ok)
-        return 1;
-    uv_idle_init(loop, &chk);
-    uv_idle_start(&chk, until_idle_cb);
-    uv_timer_init(loop, &tm);
-    uv_timer_start(&tm, until_timeout_cb, ms, 0);
-    uv_run(loop, UV_RUN_DEFAULT);
-    uv_close((uv_handle_t *)&chk, NULL);
-    uv_close((uv_handle_t *)&tm, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);    /* completes the two closes */
-    return until_ok;
-}
 
 static void client_sends(client_t *cl, const char *s)
 {

@@ -18,43 +18,6 @@
 
 #include <stdlib.h>
 
-/* ---- Waiting ---- */
-
-static int (*until_pred)(void);
-static int until_ok;
-
-static void until_check_cb(uv_check_t *c)
-{
-    if (until_pred()) {
-        until_ok = 1;
-        uv_stop(c->loop);
-    }
-}
-
-static void until_timeout_cb(uv_timer_t *t)
-{
-    uv_stop(t->loop);
-}
-
-static int run_until(uv_loop_t *loop, int (*pred)(void), uint64_t ms)
-{
-    uv_check_t chk;
-    uv_timer_t tm;
-
-    until_pred = pred;
-    until_ok = pred();
-    if (until_ok)
-        return 1;
-    uv_check_init(loop, &chk);
-    uv_check_start(&chk, until_check_cb);
-    uv_timer_init(loop, &tm);
-    uv_timer_start(&tm, until_timeout_cb, ms, 0);
-    uv_run(loop, UV_RUN_DEFAULT);
-    uv_close((uv_handle_t *)&chk, NULL);
-    uv_close((uv_handle_t *)&tm, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return until_ok;
-}
 
 /* Sends one client frame: masked unless `unmasked`. */
 static void send_frame(client_t *cl, int fin, unsigned op, const void *data, size_t len,
