@@ -14,6 +14,8 @@
  */
 #include "conn.h"
 
+#include <arpa/inet.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,12 +55,15 @@ struct bx_conn_s {
     bx_chunkv_t inflight;       /* handed to uv_write, held until write_cb */
     size_t pending_bytes;
     size_t inflight_bytes;
-    uv_write_t wreq;
-    uv_shutdown_t sreq;
+    /* Requests and the timer exist only while in use: most writes finish
+     * in uv_try_write, and an idle connection should cost little. */
+    uv_write_t *wreq;           /* a write the kernel did not take at once */
+    uv_shutdown_t *sreq;
     uv_timer_t *linger;         /* only while lingering; closed independently */
     bx_conn_t *dprev, *dnext;   /* dirty list links */
-    char peer[64];
-    char peer_ip[48];
+    uint8_t family;             /* the peer: AF_INET, AF_INET6, or 0 */
+    uint16_t port;
+    unsigned char addr[16];     /* formatted on demand (bx_conn_peer) */
 };
 
 static loopstate_t *loops;      /* the server is single-threaded: one list */
@@ -150,6 +155,8 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
 {
     bx_conn_t *c = req->data;
 
+    free(req);
+    c->sreq = NULL;
     if (c->flags & C_CLOSING)
         return;                 /* cancelled by bx_conn_close */
     if (status < 0 || (c->flags & C_PAUSED)) {
@@ -171,15 +178,21 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
 
 static void begin_shutdown(bx_conn_t *c)
 {
-    c->sreq.data = c;
-    if (uv_shutdown(&c->sreq, (uv_stream_t *)c->tcp, shutdown_cb) < 0)
+    c->sreq = bx_malloc(sizeof(*c->sreq));
+    c->sreq->data = c;
+    if (uv_shutdown(c->sreq, (uv_stream_t *)c->tcp, shutdown_cb) < 0) {
+        free(c->sreq);
+        c->sreq = NULL;
         bx_conn_close(c);
+    }
 }
 
 static void write_cb(uv_write_t *req, int status)
 {
     bx_conn_t *c = req->data;
 
+    free(req);
+    c->wreq = NULL;
     bx_chunkv_clear(&c->inflight);
     c->inflight_bytes = 0;
     c->flags &= ~C_WRITING;
@@ -235,11 +248,14 @@ static void start_write(bx_conn_t *c)
     bufs[i].base += done;
     bufs[i].len -= done;
     c->inflight_bytes = total - (size_t)r;
-    c->wreq.data = c;
-    r = uv_write(&c->wreq, (uv_stream_t *)c->tcp, bufs + i, (unsigned)(n - i), write_cb);
+    c->wreq = bx_malloc(sizeof(*c->wreq));
+    c->wreq->data = c;
+    r = uv_write(c->wreq, (uv_stream_t *)c->tcp, bufs + i, (unsigned)(n - i), write_cb);
     if (bufs != small)
         free(bufs);
     if (r < 0) {
+        free(c->wreq);
+        c->wreq = NULL;
         bx_chunkv_clear(&c->inflight);
         c->inflight_bytes = 0;
         bx_conn_close(c);
@@ -318,25 +334,21 @@ static void fill_peer(bx_conn_t *c)
 {
     struct sockaddr_storage ss;
     int len = sizeof(ss);
-    char ip[48] = "";
-    int port = 0;
 
-    if (uv_tcp_getpeername(c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-            uv_ip6_name(a, ip, sizeof(ip));
-            port = ntohs(a->sin6_port);
-        } else if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-            uv_ip4_name(a, ip, sizeof(ip));
-            port = ntohs(a->sin_port);
-        }
+    /* kept now: once the peer has gone, getpeername fails */
+    if (uv_tcp_getpeername(c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        c->family = AF_INET6;
+        c->port = ntohs(a->sin6_port);
+        memcpy(c->addr, &a->sin6_addr, 16);
+    } else if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        c->family = AF_INET;
+        c->port = ntohs(a->sin_port);
+        memcpy(c->addr, &a->sin_addr, 4);
     }
-    snprintf(c->peer_ip, sizeof(c->peer_ip), "%s", ip);
-    if (strchr(ip, ':'))
-        snprintf(c->peer, sizeof(c->peer), "[%s]:%d", ip, port);
-    else
-        snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
 }
 
 bx_conn_t *bx_conn_new(uv_loop_t *loop, uv_tcp_t *tcp, bx_conn_read_cb on_read,
@@ -464,14 +476,23 @@ int bx_conn_is_closing(const bx_conn_t *c)
     return (c->flags & (C_CLOSING | C_DRAIN)) != 0;
 }
 
-const char *bx_conn_peer(const bx_conn_t *c)
-{
-    return c->peer;
-}
-
 const char *bx_conn_peer_ip(const bx_conn_t *c)
 {
-    return c->peer_ip;
+    static char ip[INET6_ADDRSTRLEN];
+
+    if (!c->family || !inet_ntop(c->family, c->addr, ip, sizeof(ip)))
+        ip[0] = '\0';
+    return ip;
+}
+
+const char *bx_conn_peer(const bx_conn_t *c)
+{
+    static char peer[INET6_ADDRSTRLEN + 8];
+    const char *ip = bx_conn_peer_ip(c);
+
+    snprintf(peer, sizeof(peer), c->family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip,
+             (unsigned)c->port);
+    return peer;
 }
 
 void bx_conn_flush_all(uv_loop_t *loop)

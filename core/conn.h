@@ -65,10 +65,11 @@ void bx_conn_close(bx_conn_t *c);
 /* Whether the connection is closing or closed. */
 int bx_conn_is_closing(const bx_conn_t *c);
 
-/* The peer's address as "ip:port" (borrowed, lives as long as `c`). */
+/* The peer's address as "ip:port" ("[ip]:port" for IPv6). Borrowed: a
+ * static buffer, valid until the next call; copy it to keep it. */
 const char *bx_conn_peer(const bx_conn_t *c);
 
-/* The peer's IP address only (borrowed, lives as long as `c`). */
+/* The peer's IP address only ("" if unknown). Borrowed, as bx_conn_peer. */
 const char *bx_conn_peer_ip(const bx_conn_t *c);
 
 /* Flushes every dirty connection of `loop` now. Normally the prepare pass
