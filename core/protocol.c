@@ -44,7 +44,7 @@ typedef struct op {
                                    the json_t tree and the message) */
     size_t held_len;
     bx_waiter_t waiter;         /* while a connect is held */
-    uv_timer_t *timer;
+    bx_timeout_t timeout;       /* while held with a timeout */
     struct op *next_hold;
     char client_id[32];
     size_t outstanding;         /* engine calls not answered yet */
@@ -335,11 +335,6 @@ static void client_checks(op_t *op)
 
 /* ---- /meta/connect ---- */
 
-static void hold_timer_closed(uv_handle_t *h)
-{
-    free(h);
-}
-
 static void hold_stop(op_t *op)
 {
     bx_batch_t *b = op->batch;
@@ -348,10 +343,7 @@ static void hold_stop(op_t *op)
             *pp = op->next_hold;
             break;
         }
-    if (op->timer) {
-        uv_close((uv_handle_t *)op->timer, hold_timer_closed);
-        op->timer = NULL;
-    }
+    bx_timeouts_remove(&op->timeout);
 }
 
 static void hold_release(bx_waiter_t *w, bx_chunkv_t *msgs)
@@ -362,9 +354,9 @@ static void hold_release(bx_waiter_t *w, bx_chunkv_t *msgs)
     op_reply(op);
 }
 
-static void hold_timeout(uv_timer_t *t)
+static void hold_timeout(bx_timeout_t *t)
 {
-    op_t *op = t->data;
+    op_t *op = (op_t *)((char *)t - offsetof(op_t, timeout));
     bx_chunkv_t none = BX_CHUNKV_INIT;
     bx_session_unhold(op->batch->server, op->client_id, &op->waiter);
     hold_release(&op->waiter, &none);
@@ -432,10 +424,7 @@ static void connect_checked(op_t *op)
         bx_session_release_soon(s, op->client_id);
         return;
     }
-    op->timer = bx_malloc(sizeof(*op->timer));
-    uv_timer_init(bx_server_loop(s), op->timer);
-    op->timer->data = op;
-    uv_timer_start(op->timer, hold_timeout, (uint64_t)(hold * 1000), 0);
+    bx_timeouts_add(bx_server_timeouts(s), &op->timeout, (uint64_t)(hold * 1000), hold_timeout);
 }
 
 /* ---- /meta/subscribe and /meta/unsubscribe ---- */

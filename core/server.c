@@ -55,6 +55,7 @@ struct bx_server_s {
     event_t *ev_head, *ev_tail;
     uv_idle_t tick;
     uv_timer_t keepalive;
+    bx_timeouts_t holds;        /* deadlines of held connects (protocol.c) */
     bx_server_event_cb event_cb;
     unsigned event_mask;        /* 1 << bx_event_t for each event wanted */
     void *event_ud;
@@ -520,10 +521,16 @@ bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts)
     s->tick.data = s;
     uv_timer_init(loop, &s->keepalive);
     s->keepalive.data = s;
+    bx_timeouts_init(&s->holds, loop);
     uint64_t ka = (uint64_t)(s->opts.timeout * 500);
     uv_timer_start(&s->keepalive, on_keepalive, ka ? ka : 1, ka ? ka : 1);
     uv_unref((uv_handle_t *)&s->keepalive);
     return s;
+}
+
+bx_timeouts_t *bx_server_timeouts(bx_server_t *s)
+{
+    return &s->holds;
 }
 
 const bx_server_opts_t *bx_server_opts(const bx_server_t *s)
@@ -646,6 +653,11 @@ static void streams_closed(void *ud)
     closed_one(ud);
 }
 
+static void holds_closed(void *ud)
+{
+    closed_one(ud);
+}
+
 /* Second stage of close: the answers to held connects have been produced
  * (first stage) and the HTTP layer has written what it could. */
 static void close_rest(void *ud)
@@ -687,13 +699,14 @@ static void close_rest(void *ud)
         s->outpasses = p->next;
         outpass_free(p);
     }
-    s->pending_closes = 3 + (s->http != NULL) + streams;
+    s->pending_closes = 4 + (s->http != NULL) + streams;
     bx_conn_flush_all(s->loop);
     if (s->http)
         bx_http_server_close(s->http, http_closed, s);
     s->engine->ops->close(s->engine, engine_closed, s);
     uv_close((uv_handle_t *)&s->tick, handle_closed);
     uv_close((uv_handle_t *)&s->keepalive, handle_closed);
+    bx_timeouts_close(&s->holds, holds_closed, s);
 }
 
 void bx_server_close(bx_server_t *s, void (*done)(void *ud), void *ud)

@@ -16,6 +16,7 @@
 #include "buf.h"
 #include "engine.h"
 #include "http.h"
+#include "timeouts.h"
 
 typedef struct bx_server_s bx_server_t;
 
@@ -79,6 +80,9 @@ bx_engine_t *bx_server_engine(bx_server_t *s);
 
 /* The loop (borrowed). */
 uv_loop_t *bx_server_loop(bx_server_t *s);
+
+/* The deadlines of held connects (borrowed; closed with the server). */
+bx_timeouts_t *bx_server_timeouts(bx_server_t *s);
 
 /* Listens for HTTP on host:port (0 = ephemeral). Returns 0 or a negative
  * libuv error. May be called once. */
