@@ -347,40 +347,32 @@ static void check_close(env_t *env, client_t *cl, unsigned want)
     BX_CHECK(run_until(&env->loop, pred_eof, 3000));
 }
 
-static void test_close_echo(void)
+/* One frame on a fresh socket, answered by a close with `code`. */
+static void expect_close(unsigned op, const char *data, size_t len, int unmasked, unsigned code)
 {
     env_t env;
     client_t cl;
     env_open(&env, NULL);
     ws_open(&env, &cl, "/faye", NULL);
-    send_frame(&cl, 1, 8, "\x03\xe8" "bye", 5, 0);
-    check_close(&env, &cl, 1000);
+    send_frame(&cl, 1, op, data, len, unmasked);
+    check_close(&env, &cl, code);
     client_close_wait(&cl);
     ENV_CLOSE(&env);
+}
+
+static void test_close_echo(void)
+{
+    expect_close(8, "\x03\xe8" "bye", 5, 0, 1000);
 }
 
 static void test_unmasked(void)
 {
-    env_t env;
-    client_t cl;
-    env_open(&env, NULL);
-    ws_open(&env, &cl, "/faye", NULL);
-    send_frame(&cl, 1, 1, "[]", 2, 1);
-    check_close(&env, &cl, 1002);
-    client_close_wait(&cl);
-    ENV_CLOSE(&env);
+    expect_close(1, "[]", 2, 1, 1002);
 }
 
 static void test_invalid_utf8(void)
 {
-    env_t env;
-    client_t cl;
-    env_open(&env, NULL);
-    ws_open(&env, &cl, "/faye", NULL);
-    send_frame(&cl, 1, 1, "[\"\xc3\x28\"]", 5, 0);
-    check_close(&env, &cl, 1007);
-    client_close_wait(&cl);
-    ENV_CLOSE(&env);
+    expect_close(1, "[\"\xc3\x28\"]", 5, 0, 1007);
 }
 
 static void small_frames(bx_server_opts_t *o)
