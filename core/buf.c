@@ -221,6 +221,17 @@ void bx_chunkv_move(bx_chunkv_t *dst, bx_chunkv_t *src)
     src->n = 0;
 }
 
+void bx_chunkv_push_joined(bx_chunkv_t *cv, const bx_chunkv_t *items, int first)
+{
+    BX_CHUNK_STATIC(comma, ",");
+
+    for (size_t i = 0; i < items->n; i++) {
+        if (i > 0 || !first)
+            bx_chunkv_push(cv, comma);
+        bx_chunkv_push(cv, items->v[i]);
+    }
+}
+
 void bx_chunkv_clear(bx_chunkv_t *cv)
 {
     for (size_t i = 0; i < cv->n; i++)

@@ -108,6 +108,12 @@ void bx_chunkv_push_new(bx_chunkv_t *cv, bx_chunk_t *c);
 /* Appends `c`, taking a new reference (the caller keeps its own). */
 void bx_chunkv_push(bx_chunkv_t *cv, bx_chunk_t *c);
 
+/* Appends the entries of `items` to `cv` (new references), separated by
+ * commas, with a comma before the first too unless `first`: the members of
+ * a JSON array whose brackets the caller adds. The messages themselves are
+ * shared, never copied. */
+void bx_chunkv_push_joined(bx_chunkv_t *cv, const bx_chunkv_t *items, int first);
+
 /* Total byte length of all entries. */
 size_t bx_chunkv_bytes(const bx_chunkv_t *cv);
 

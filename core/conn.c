@@ -55,10 +55,9 @@ struct bx_conn_s {
     bx_chunkv_t inflight;       /* handed to uv_write, held until write_cb */
     size_t pending_bytes;
     size_t inflight_bytes;
-    /* Requests and the timer exist only while in use: most writes finish
-     * in uv_try_write, and an idle connection should cost little. */
-    uv_write_t *wreq;           /* a write the kernel did not take at once */
-    uv_shutdown_t *sreq;
+    /* Write and shutdown requests are allocated only when used (most writes
+     * finish in uv_try_write) and freed by their callbacks: an idle
+     * connection should cost little. */
     uv_timer_t *linger;         /* only while lingering; closed independently */
     bx_conn_t *dprev, *dnext;   /* dirty list links */
     uint8_t family;             /* the peer: AF_INET, AF_INET6, or 0 */
@@ -156,7 +155,6 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
     bx_conn_t *c = req->data;
 
     free(req);
-    c->sreq = NULL;
     if (c->flags & C_CLOSING)
         return;                 /* cancelled by bx_conn_close */
     if (status < 0 || (c->flags & C_PAUSED)) {
@@ -178,11 +176,11 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
 
 static void begin_shutdown(bx_conn_t *c)
 {
-    c->sreq = bx_malloc(sizeof(*c->sreq));
-    c->sreq->data = c;
-    if (uv_shutdown(c->sreq, (uv_stream_t *)c->tcp, shutdown_cb) < 0) {
-        free(c->sreq);
-        c->sreq = NULL;
+    uv_shutdown_t *req = bx_malloc(sizeof(*req));
+
+    req->data = c;
+    if (uv_shutdown(req, (uv_stream_t *)c->tcp, shutdown_cb) < 0) {
+        free(req);
         bx_conn_close(c);
     }
 }
@@ -192,7 +190,6 @@ static void write_cb(uv_write_t *req, int status)
     bx_conn_t *c = req->data;
 
     free(req);
-    c->wreq = NULL;
     bx_chunkv_clear(&c->inflight);
     c->inflight_bytes = 0;
     c->flags &= ~C_WRITING;
@@ -248,14 +245,13 @@ static void start_write(bx_conn_t *c)
     bufs[i].base += done;
     bufs[i].len -= done;
     c->inflight_bytes = total - (size_t)r;
-    c->wreq = bx_malloc(sizeof(*c->wreq));
-    c->wreq->data = c;
-    r = uv_write(c->wreq, (uv_stream_t *)c->tcp, bufs + i, (unsigned)(n - i), write_cb);
+    uv_write_t *req = bx_malloc(sizeof(*req));
+    req->data = c;
+    r = uv_write(req, (uv_stream_t *)c->tcp, bufs + i, (unsigned)(n - i), write_cb);
     if (bufs != small)
         free(bufs);
     if (r < 0) {
-        free(c->wreq);
-        c->wreq = NULL;
+        free(req);
         bx_chunkv_clear(&c->inflight);
         c->inflight_bytes = 0;
         bx_conn_close(c);

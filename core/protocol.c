@@ -39,10 +39,9 @@ typedef struct op {
     bx_batch_t *batch;
     json_t *msg;                /* the message after incoming extensions */
     json_t *reply;
-    char *held_reply;           /* while held: the reply, serialized (a few
+    bx_chunk_t *held_reply;     /* while held: the reply, serialized (a few
                                    hundred bytes less per idle client than
                                    the json_t tree and the message) */
-    size_t held_len;
     bx_waiter_t waiter;         /* while a connect is held */
     bx_timeout_t timeout;       /* while held with a timeout */
     struct op *next_hold;
@@ -157,9 +156,7 @@ static void batch_finish(bx_batch_t *b)
 {
     BX_CHUNK_STATIC(open_bracket, "[");
     BX_CHUNK_STATIC(close_bracket, "]");
-    BX_CHUNK_STATIC(comma, ",");
     bx_chunkv_t out = BX_CHUNKV_INIT;
-    size_t n = b->nreplies;
 
     b->finished = 1;
     if (b->canceled) {
@@ -169,13 +166,9 @@ static void batch_finish(bx_batch_t *b)
     bx_chunkv_push(&out, open_bracket);
     if (b->replies.len)
         bx_chunkv_push_new(&out, bx_chunk_from_buf(&b->replies));
-    for (size_t i = 0; i < b->deliveries.n; i++) {
-        if (n++ > 0)
-            bx_chunkv_push(&out, comma);
-        bx_chunkv_push(&out, b->deliveries.v[i]);
-    }
+    bx_chunkv_push_joined(&out, &b->deliveries, b->nreplies == 0);
     bx_chunkv_push(&out, close_bracket);
-    b->cb(b->ud, &out, n);
+    b->cb(b->ud, &out, b->nreplies + b->deliveries.n);
     bx_chunkv_free(&out);
     batch_free(b);
 }
@@ -185,6 +178,13 @@ static void deferred_finish(void *ud)
     batch_finish(ud);
 }
 
+/* Starts the next entry of the batch's comma-separated replies. */
+static void batch_next_reply(bx_batch_t *b)
+{
+    if (b->nreplies++ > 0)
+        bx_buf_append(&b->replies, ",", 1);
+}
+
 /* An op is over: its reply (if any) joins the batch. */
 static void op_done(op_t *op, json_t *reply)
 {
@@ -192,8 +192,7 @@ static void op_done(op_t *op, json_t *reply)
 
     if (reply) {
         if (!b->canceled) {
-            if (b->nreplies++ > 0)
-                bx_buf_append(&b->replies, ",", 1);
+            batch_next_reply(b);
             bx_json_dump(reply, &b->replies);
         }
         json_decref(reply);
@@ -201,7 +200,7 @@ static void op_done(op_t *op, json_t *reply)
     json_decref(op->msg);
     if (op->reply)
         json_decref(op->reply);
-    free(op->held_reply);
+    bx_chunk_unref(op->held_reply);
     free(op);
     if (--b->pending == 0)
         batch_finish(b);
@@ -222,17 +221,17 @@ static void op_reply(op_t *op)
     op->reply = NULL;
     if (op->held_reply) {
         bx_batch_t *b = op->batch;
+        bx_chunk_t *text = op->held_reply;
         if (!out || b->canceled) {
             /* the common case: the text goes out as it was kept */
             if (!b->canceled) {
-                if (b->nreplies++ > 0)
-                    bx_buf_append(&b->replies, ",", 1);
-                bx_buf_append(&b->replies, op->held_reply, op->held_len);
+                batch_next_reply(b);
+                bx_buf_append(&b->replies, text->data, text->len);
             }
             op_done(op, NULL);
             return;
         }
-        reply = bx_json_parse(op->held_reply, op->held_len);
+        reply = bx_json_parse(text->data, text->len);
         if (!reply)
             reply = json_object();  /* not reached: we wrote that text */
     }
@@ -402,16 +401,11 @@ static void connect_checked(op_t *op)
 
     /* the message is done with and the reply is final until released:
      * keep them as the reply's text only */
-    bx_buf_t text = BX_BUF_INIT;
-    bx_json_dump(op->reply, &text);
+    op->held_reply = bx_json_chunk(op->reply);  /* exact size: it may wait long */
     json_decref(op->reply);
     op->reply = NULL;
     json_decref(op->msg);
     op->msg = NULL;
-    op->held_len = text.len;
-    op->held_reply = bx_malloc(text.len + 1);   /* exact size: it may wait long */
-    memcpy(op->held_reply, text.data ? text.data : "", text.len);
-    bx_buf_free(&text);
 
     op->waiter.release = hold_release;
     op->waiter.request = op->batch->request;

@@ -619,43 +619,27 @@ int bx_server_closing(const bx_server_t *s)
     return s->closing;
 }
 
-static void closed_one(bx_server_t *s)
+/* One of the parts closed at shutdown is done (each calls this once, as
+ * its close callback); the last frees the server. */
+static void closed_one(void *ud)
 {
+    bx_server_t *s = ud;
+
     if (--s->pending_closes > 0)
         return;
     void (*done)(void *) = s->close_done;
-    void *ud = s->close_ud;
+    void *close_ud = s->close_ud;
     bx_dict_free(&s->sessions);
     free(s->mount);
     free(s->client_script);
     free(s);
     if (done)
-        done(ud);
+        done(close_ud);
 }
 
 static void handle_closed(uv_handle_t *h)
 {
     closed_one(h->data);
-}
-
-static void http_closed(void *ud)
-{
-    closed_one(ud);
-}
-
-static void engine_closed(void *ud)
-{
-    closed_one(ud);
-}
-
-static void streams_closed(void *ud)
-{
-    closed_one(ud);
-}
-
-static void holds_closed(void *ud)
-{
-    closed_one(ud);
 }
 
 /* Second stage of close: the answers to held connects have been produced
@@ -667,8 +651,8 @@ static void close_rest(void *ud)
     bx_dict_entry_t *en;
     /* WebSocket and EventSource connections are no longer the HTTP
      * layer's: close them (their sinks unbound) and wait for them */
-    int streams = bx_ws_server_close(s, streams_closed, s) +
-                  bx_sse_server_close(s, streams_closed, s);
+    int streams = bx_ws_server_close(s, closed_one, s) +
+                  bx_sse_server_close(s, closed_one, s);
 
     while ((en = bx_dict_next(&s->sessions, &it)) != NULL) {
         session_t *ss = en->value;
@@ -702,11 +686,11 @@ static void close_rest(void *ud)
     s->pending_closes = 4 + (s->http != NULL) + streams;
     bx_conn_flush_all(s->loop);
     if (s->http)
-        bx_http_server_close(s->http, http_closed, s);
-    s->engine->ops->close(s->engine, engine_closed, s);
+        bx_http_server_close(s->http, closed_one, s);
+    s->engine->ops->close(s->engine, closed_one, s);
     uv_close((uv_handle_t *)&s->tick, handle_closed);
     uv_close((uv_handle_t *)&s->keepalive, handle_closed);
-    bx_timeouts_close(&s->holds, holds_closed, s);
+    bx_timeouts_close(&s->holds, closed_one, s);
 }
 
 void bx_server_close(bx_server_t *s, void (*done)(void *ud), void *ud)

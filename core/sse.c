@@ -61,7 +61,6 @@ static void sink_push(bx_sink_t *sink, bx_chunkv_t *msgs)
 {
     BX_CHUNK_STATIC(open_event, "data: [");
     BX_CHUNK_STATIC(close_event, "]\r\n\r\n");
-    BX_CHUNK_STATIC(comma, ",");
     es_t *e = (es_t *)sink;
     bx_chunkv_t ev = BX_CHUNKV_INIT;
 
@@ -69,24 +68,15 @@ static void sink_push(bx_sink_t *sink, bx_chunkv_t *msgs)
         bx_chunkv_clear(msgs);
         return;
     }
-    size_t queued = bx_conn_pending_bytes(e->st.conn);
-    if (e->st.set->max_output && queued > e->st.set->max_output) {
-        fprintf(stderr, "bayeux: eventsource %s: closed: %zu bytes not read by the client "
-                        "(max_output)\n", bx_conn_peer(e->st.conn), queued);
-        fflush(stderr);
-        bx_chunkv_clear(msgs);
+    if (bx_stream_too_slow(&e->st, "eventsource")) {
         e->closing = 1;
-        bx_conn_close(e->st.conn);
+        bx_chunkv_clear(msgs);
         return;
     }
     bx_chunkv_push(&ev, open_event);
-    for (size_t i = 0; i < msgs->n; i++) {
-        if (i)
-            bx_chunkv_push(&ev, comma);
-        bx_chunkv_push_new(&ev, msgs->v[i]);
-    }
-    msgs->n = 0;                /* references moved to `ev` */
+    bx_chunkv_push_joined(&ev, msgs, 1);
     bx_chunkv_push(&ev, close_event);
+    bx_chunkv_clear(msgs);
     bx_conn_write(e->st.conn, &ev);
     bx_chunkv_free(&ev);
 }

@@ -2,6 +2,7 @@
  * streams.c - the long-lived sockets of one server (see streams.h).
  */
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include "server.h"
 #include "streams.h"
@@ -79,6 +80,19 @@ void bx_streams_remove(bx_stream_t *st)
     st->prev = st->next = NULL;
     if (set->closing && !set->head)
         uv_close((uv_handle_t *)&set->timer, timer_closed);
+}
+
+int bx_stream_too_slow(bx_stream_t *st, const char *kind)
+{
+    size_t queued = bx_conn_pending_bytes(st->conn);
+
+    if (!st->set->max_output || queued <= st->set->max_output)
+        return 0;
+    fprintf(stderr, "bayeux: %s %s: closed: %zu bytes not read by the client (max_output)\n",
+            kind, bx_conn_peer(st->conn), queued);
+    fflush(stderr);
+    bx_conn_close(st->conn);
+    return 1;
 }
 
 static void on_grace(uv_timer_t *t)

@@ -56,6 +56,11 @@ void bx_streams_add(bx_streams_t *set, bx_stream_t *st);
  * a closed server is freed with its last stream (then `done` runs). */
 void bx_streams_remove(bx_stream_t *st);
 
+/* Whether the reader of `st` has fallen more than the server's max_output
+ * bytes behind. If so the connection is dropped now (the others are not
+ * slowed, memory stays bounded) and the reason logged, naming `kind`. */
+int bx_stream_too_slow(bx_stream_t *st, const char *kind);
+
 /* The server `s` is closing: its set leaves `*list`, `each(st)` runs for
  * every stream (unbind it, start closing it), and connections still open
  * after a grace period are dropped. Returns 0 if nothing was open, or 1 and

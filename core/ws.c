@@ -72,14 +72,6 @@ size_t bx_ws_count(void)
     return nsockets;
 }
 
-static void logf_(const char *fmt, const char *peer, const char *what)
-{
-    fprintf(stderr, "bayeux: websocket %s: ", peer);
-    fprintf(stderr, fmt, what);
-    fputc('\n', stderr);
-    fflush(stderr);
-}
-
 /* ---- Handshake ---- */
 
 void bx_ws_accept_key(const char *key, size_t len, char out[29])
@@ -175,14 +167,9 @@ static void send_frame(ws_t *w, unsigned opcode, bx_chunkv_t *payload)
         bx_chunkv_clear(payload);
         return;
     }
-    size_t queued = bx_conn_pending_bytes(w->st.conn);
-    if (w->st.set->max_output && queued > w->st.set->max_output) {
-        char what[64];
-        snprintf(what, sizeof(what), "%zu", queued);
-        logf_("closed: %s bytes not read by the client (max_output)",
-              bx_conn_peer(w->st.conn), what);
+    if (bx_stream_too_slow(&w->st, "websocket")) {
+        w->closing = 1;
         bx_chunkv_clear(payload);
-        drop(w);
         return;
     }
     bx_conn_write_chunk(w->st.conn, frame_header(opcode, bx_chunkv_bytes(payload)));
@@ -235,24 +222,17 @@ static void sink_push(bx_sink_t *sink, bx_chunkv_t *msgs)
 {
     BX_CHUNK_STATIC(open_bracket, "[");
     BX_CHUNK_STATIC(close_bracket, "]");
-    BX_CHUNK_STATIC(comma, ",");
     ws_t *w = (ws_t *)sink;
     bx_chunkv_t frame = BX_CHUNKV_INIT;
 
-    if (w->closing || msgs->n == 0) {
-        bx_chunkv_clear(msgs);
-        return;
+    if (!w->closing && msgs->n > 0) {
+        bx_chunkv_push(&frame, open_bracket);
+        bx_chunkv_push_joined(&frame, msgs, 1);
+        bx_chunkv_push(&frame, close_bracket);
+        send_frame(w, 1, &frame);
+        bx_chunkv_free(&frame);
     }
-    bx_chunkv_push(&frame, open_bracket);
-    for (size_t i = 0; i < msgs->n; i++) {
-        if (i)
-            bx_chunkv_push(&frame, comma);
-        bx_chunkv_push_new(&frame, msgs->v[i]);
-    }
-    msgs->n = 0;                /* references moved to `frame` */
-    bx_chunkv_push(&frame, close_bracket);
-    send_frame(w, 1, &frame);
-    bx_chunkv_free(&frame);
+    bx_chunkv_clear(msgs);
 }
 
 /* The session was destroyed (or another socket took it over): close once

@@ -326,3 +326,55 @@ describe("events", function()
     }, mine)
   end)
 end)
+
+-- The core reports only the events a listener wants; one added later, for
+-- a name nobody listened to, starts receiving from then on.
+local LATE_APP = [[
+local bayeux = require "bayeux"
+local server = bayeux.server { mount = "/faye", timeout = 2 }
+local got = { subscribe = 0, publish = 0 }
+server:on("subscribe", function() got.subscribe = got.subscribe + 1 end)
+server:route("POST", "/late", function(_, res)
+  server:on("publish", function(_, _, data) got.publish = got.publish + data.n end)
+  res:send("ok")
+end)
+server:route("GET", "/got", function(_, res) res:json(got) end)
+server:listen(0, "127.0.0.1")
+]]
+
+describe("events added while serving", function()
+  local srv, dir
+
+  lazy_setup(function()
+    dir = H.tmpdir()
+    H.writefile(dir .. "/app.lua", LATE_APP)
+    srv = H.spawn{ dir .. "/app.lua" }
+    local port, err = srv:wait_listening(10)
+    if not port then srv:kill(); error(err) end
+    srv.port = port
+  end)
+
+  lazy_teardown(function()
+    if srv then srv:finish() end
+    if dir then os.execute("rm -rf " .. H.q(dir)) end
+  end)
+
+  local function got()
+    H.sleep(0.05)               -- events fire on a later loop turn
+    local st, _, body = H.request(srv.port, "GET", "/got")
+    assert.are.equal(200, st)
+    return H.decode(body)
+  end
+
+  it("start at the first listener of their name, and the others keep firing", function()
+    local b = H.bayeux(srv.port)
+    local cid = b:handshake()
+    b:subscribe(cid, "/late")
+    assert.is_true(b:publish(cid, "/late", { n = 1 }).successful)
+    assert.are.same({ subscribe = 1, publish = 0 }, got())
+    assert.are.equal(200, (H.request(srv.port, "POST", "/late", nil, "")))
+    assert.is_true(b:publish(cid, "/late", { n = 10 }).successful)
+    b:subscribe(cid, "/late2")
+    assert.are.same({ subscribe = 2, publish = 10 }, got())
+  end)
+end)

@@ -135,6 +135,18 @@ function _M.server(opts)
         listeners = {},
         routes = {},
     }, Server)
+    -- hands an event from the core to the listeners of its name
+    self.dispatch = function(ev, client_id, ch, data)
+        for _, f in ipairs(self.listeners[ev]) do
+            if ev == "publish" then
+                f(client_id, ch, data)
+            elseif ev == "subscribe" or ev == "unsubscribe" then
+                f(client_id, ch)
+            else
+                f(client_id)
+            end
+        end
+    end
     return self
 end
 
@@ -177,17 +189,7 @@ function Server:on(name, fn)
         -- data is not copied and converted for nobody
         local names = {}
         for n in pairs(self.listeners) do names[#names + 1] = n end
-        self.core:on_event(function(ev, client_id, ch, data)
-            for _, f in ipairs(self.listeners[ev] or {}) do
-                if ev == "publish" then
-                    f(client_id, ch, data)
-                elseif ev == "subscribe" or ev == "unsubscribe" then
-                    f(client_id, ch)
-                else
-                    f(client_id)
-                end
-            end
-        end, names)
+        self.core:on_event(self.dispatch, names)
     end
     list[#list + 1] = fn
 end
@@ -201,9 +203,6 @@ local function log(...)
     io.stderr:write("\n")
 end
 
--- Runs one message through every extension's `incoming` (stage 0) or
--- `outgoing` (stage 1), in the order they were added, each continuing
--- through its callback, then hands the result to `done` (C).
 -- Whether a hook takes (message, request, callback) rather than (message,
 -- callback), as Faye decides it: by the function's number of parameters.
 -- Cached, as debug.getinfo makes a table per call and this runs per message.
@@ -217,6 +216,9 @@ local function wants_request(fn)
     return yes
 end
 
+-- Runs one message through every extension's `incoming` (stage 0) or
+-- `outgoing` (stage 1), in the order they were added, each continuing
+-- through its callback, then hands the result to `done` (C).
 local function chain_runner(self)
     return function(stage, message, request, done)
         local key = stage == 0 and "incoming" or "outgoing"
