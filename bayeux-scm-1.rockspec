@@ -19,7 +19,9 @@ build = {
     makefile = "Makefile",
     build_target = "all",
     install_target = "rock-install",
-    build_variables = { LUA_INCDIR = "$(LUA_INCDIR)" },
+    build_variables = {
+        LUA_INCDIR = "$(LUA_INCDIR)", LIBFLAG = "$(LIBFLAG)", CFLAGS = "$(CFLAGS)", LUA = "$(LUA)",
+    },
     install_variables = {
         INST_LIBDIR = "$(LIBDIR)", INST_LUADIR = "$(LUADIR)", INST_BINDIR = "$(BINDIR)",
     },

@@ -1,23 +1,51 @@
 #!/bin/sh
-# tools/deps.sh - make sure the Debian packages the build and the tests need
-# are installed. Fast (one dpkg-query) when everything is already there.
+# tools/deps.sh - make sure the Debian packages one purpose needs are
+# installed. Fast (one dpkg-query) when everything is already there.
 #
-#   sh tools/deps.sh        as root: apt-get installs what is missing
-#                           otherwise: prints the sudo line and exits 1
+#   sh tools/deps.sh PURPOSE
+#
+# PURPOSE is one of
+#   build    compile the module (compiler, pkg-config, -dev packages, lua5.4
+#            for the smoke load after linking)
+#   run      build + what the server needs at run time (lpeg)
+#   test     run + the test tools (busted, cjson, socket, luacheck, Chromium,
+#            node and npm)
+#   bench    run + node and npm (the load generator and Faye's server)
+#   lint     luacheck
+#   install  build + run + luarocks; never installs anything, only checks
+#            (a non-root user with these packages can `make install`)
+#
+# As root, what is missing is installed with apt-get; otherwise the exact
+# apt-get line is printed and the exit status is 1.
 set -u
 
-PKGS="lua5.4 liblua5.4-dev lua-lpeg lua-lpeg-dev libuv1-dev libjansson-dev
-luarocks lua-busted libhiredis-dev redis-server libwslay-dev
-libhttp-parser-dev libssl-dev pkg-config lua-cjson lua-socket lua-check
-make gcc chromium"
+purpose=${1:-test}
+
+BUILD="gcc make pkg-config liblua5.4-dev libuv1-dev libjansson-dev
+libhttp-parser-dev libwslay-dev libssl-dev lua5.4"
+RUN="lua5.4 lua-lpeg"
+TEST="lua-busted lua-cjson lua-socket lua-check chromium"
+
+node=no
+install=yes
+case $purpose in
+build)   pkgs=$BUILD ;;
+run)     pkgs="$BUILD $RUN" ;;
+test)    pkgs="$BUILD $RUN $TEST"; node=yes ;;
+bench)   pkgs="$BUILD $RUN"; node=yes ;;
+lint)    pkgs="lua-check" ;;
+install) pkgs="$BUILD $RUN luarocks"; install=no ;;
+*)       echo "usage: sh tools/deps.sh build|run|test|bench|lint|install" >&2; exit 2 ;;
+esac
 
 # Installed packages among ours, one name per line ("ii" = installed).
 # shellcheck disable=SC2086
-have=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' $PKGS 2>/dev/null |
+have=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' $pkgs 2>/dev/null |
        awk '$1 == "ii" { print $2 }')
 
 missing=""
-for p in $PKGS; do
+for p in $pkgs; do
+    case " $missing " in *" $p "*) continue ;; esac
     case "
 $have
 " in
@@ -28,21 +56,27 @@ $p
     esac
 done
 
-# node and npm are preinstalled outside apt on the build machines; only fall
-# back to Debian's packages when there is no node at all.
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-    missing="$missing nodejs npm"
+# node and npm may come from outside Debian (the CI image has them in
+# /usr/bin from another source); only ask for Debian's when there are none.
+if [ $node = yes ]; then
+    command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+    command -v npm >/dev/null 2>&1 || missing="$missing npm"
 fi
 
 [ -z "$missing" ] && exit 0
 
-echo "deps: missing:$missing" >&2
-if [ "$(id -u)" = 0 ]; then
+echo "deps ($purpose): missing:$missing" >&2
+if [ "$(id -u)" = 0 ] && [ $install = yes ]; then
+    export DEBIAN_FRONTEND=noninteractive
     apt-get update || exit 1
     # shellcheck disable=SC2086
-    DEBIAN_FRONTEND=noninteractive apt-get install -y $missing || exit 1
+    apt-get install -y $missing || exit 1
 else
-    echo "deps: run this, then try again:" >&2
-    echo "sudo apt-get install -y$missing" >&2
+    echo "deps: install them, then try again:" >&2
+    if [ "$(id -u)" = 0 ]; then
+        echo "apt-get install -y$missing" >&2
+    else
+        echo "sudo apt-get install -y$missing" >&2
+    fi
     exit 1
 fi
