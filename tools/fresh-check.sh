@@ -69,6 +69,7 @@ deb $mirror bookworm-updates main
 deb http://deb.debian.org/debian-security bookworm-security main
 EOF
     rm -rf "$base/var/cache/apt/archives/"*.deb "$base/var/lib/apt/lists/"*
+    chmod 755 "$base"   # mktemp made it 0700; it is /, which every user walks
     tar -C "$base" --numeric-owner -czf "$tarball.new" . && mv "$tarball.new" "$tarball" ||
         { rm -rf --one-file-system "$base"; die "cannot write $tarball"; }
     rm -rf --one-file-system "$base"
@@ -110,6 +111,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 mkdir -p "$root" && tar -C "$root" --numeric-owner -xzf "$tarball" || die "cannot unpack $tarball"
+chmod 755 "$root"
 
 # node and npm as the CI image has them: outside Debian's packages.
 node_bin=$(readlink -f "$(command -v node)")
