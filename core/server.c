@@ -81,6 +81,7 @@ void bx_server_opts_default(bx_server_opts_t *o)
     o->queue_limit = 1000;
     o->max_frame = 1 << 20;
     o->max_output = 4 << 20;
+    o->max_reply = 1 << 20;
     bx_http_limits_default(&o->http);
 }
 
@@ -184,6 +185,14 @@ int bx_session_has_sink(bx_server_t *s, const char *id)
     return ss && ss->sink;
 }
 
+void bx_session_give_back(bx_server_t *s, const char *id, bx_chunkv_t *msgs)
+{
+    /* a closing engine keeps nothing: what it holds is dropped too */
+    if (msgs->n && !s->closing)
+        s->engine->ops->requeue(s->engine, id, msgs);
+    bx_chunkv_clear(msgs);
+}
+
 /* ---- Outgoing extensions on deliveries ----
  *
  * With an outgoing extension installed, every delivered message is handed
@@ -228,9 +237,8 @@ static void outpass_done(void *ud, json_t *msg)
         s->outpasses = p->next;
     if (p->next)
         p->next->prev = p->prev;
-    /* the hold may have ended meanwhile: the session keeps the messages for
-     * the next connect (a destroyed client's session is dropped on CLOSE) */
-    session_t *ss = s->closing ? NULL : session_make(s, p->id);
+    /* a session is kept while its passes are in flight (session_gc) */
+    session_t *ss = s->closing ? NULL : session_get(s, p->id);
     if (ss) {
         ss->outpasses--;
         /* processed messages go in front of anything that arrived since */
@@ -243,8 +251,16 @@ static void outpass_done(void *ud, json_t *msg)
             bx_chunkv_push_new(&v, c);
         }
         bx_chunkv_move(&v, &ss->pending);
+        bx_chunkv_free(&ss->pending);
         ss->pending = v;
-        mark_dirty(s, ss);
+        if (ss->hold || ss->sink) {
+            mark_dirty(s, ss);
+        } else {
+            /* the connection ended meanwhile (or the client was destroyed):
+             * the queue keeps them for the next one (or drops them) */
+            bx_session_give_back(s, ss->id, &ss->pending);
+            session_gc(s, ss);
+        }
     }
     outpass_free(p);
 }
@@ -300,14 +316,33 @@ static void outgoing_pass(bx_server_t *s, session_t *ss, bx_chunkv_t *msgs)
     *msgs = keep;
 }
 
+/* Moves the entries of `msgs` past the first max_reply bytes (but never
+ * the first entry) to the end of `rest`: an answer to a held connect stays
+ * bounded whatever the queue holds. */
+static void bound_reply(bx_server_t *s, bx_chunkv_t *msgs, bx_chunkv_t *rest)
+{
+    size_t bytes = 0, i;
+
+    for (i = 0; i < msgs->n; i++) {
+        bytes += msgs->v[i]->len + 1;       /* and its comma */
+        if (i > 0 && bytes > s->opts.max_reply)
+            break;
+    }
+    for (size_t j = i; j < msgs->n; j++)
+        bx_chunkv_push_new(rest, msgs->v[j]);
+    msgs->n = i;
+}
+
 /* The delivery pass: every dirty session hands what it has to its sink or
- * its held connect, in one piece. */
+ * its held connect, in one piece. What no connection takes goes back to the
+ * engine's queue, so a session without a connection holds no messages. */
 static void deliver_pass(bx_server_t *s)
 {
     session_t *list = s->dirty;
     s->dirty = NULL;
     while (list) {
         session_t *ss = list;
+        bx_chunkv_t back = BX_CHUNKV_INIT;  /* for the engine's queue, in order */
         list = ss->next_dirty;
         ss->dirty = 0;
         if (ss->want_queue && !s->closing) {
@@ -320,6 +355,14 @@ static void deliver_pass(bx_server_t *s)
             bx_chunkv_t msgs = ss->pending;
             ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
             ss->sink->push(ss->sink, &msgs);
+            if (msgs.n) {
+                /* refused: its socket is going away. Unbound first, so the
+                 * given-back messages wake no one; a held connect rides the
+                 * same connection and is answered empty */
+                ss->sink = NULL;
+                ss->release_empty = 1;
+                bx_chunkv_move(&back, &msgs);
+            }
             bx_chunkv_free(&msgs);
         } else if (ss->outpasses && !ss->pending.n) {
             continue;           /* a release waits for the outgoing extensions */
@@ -330,11 +373,16 @@ static void deliver_pass(bx_server_t *s)
             bx_waiter_t *w = ss->hold;
             bx_chunkv_t msgs = ss->pending;
             ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
+            bound_reply(s, &msgs, &back);
             ss->hold = NULL;
             w->release(w, &msgs);
             bx_chunkv_free(&msgs);
         }
         ss->release_empty = 0;
+        if (!ss->hold && !ss->sink)
+            bx_chunkv_move(&back, &ss->pending);
+        bx_session_give_back(s, ss->id, &back);
+        bx_chunkv_free(&back);
         session_gc(s, ss);
     }
 }
@@ -612,6 +660,11 @@ size_t bx_server_connected(const bx_server_t *s)
         n += ss->hold || ss->sink;
     }
     return n;
+}
+
+size_t bx_server_sessions(const bx_server_t *s)
+{
+    return s->sessions.count;
 }
 
 int bx_server_closing(const bx_server_t *s)
