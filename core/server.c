@@ -25,6 +25,8 @@ typedef struct session {
     int want_queue;             /* ask the engine for its queue on the pass */
     int release_empty;          /* release the hold even with nothing */
     int outpasses;              /* deliveries inside outgoing extensions */
+    struct outpass *out_first;  /* those passes, oldest first: their results */
+    struct outpass *out_last;   /* are handed on in this order */
     struct session *next_dirty;
 } session_t;
 
@@ -120,6 +122,7 @@ static void session_gc(bx_server_t *s, session_t *ss)
     if (ss->hold || ss->sink || ss->pending.n || ss->dirty || ss->outpasses)
         return;
     bx_dict_del(&s->sessions, ss->id, strlen(ss->id));
+    bx_chunkv_free(&ss->pending);
     free(ss);
 }
 
@@ -204,8 +207,10 @@ void bx_session_give_back(bx_server_t *s, const char *id, bx_chunkv_t *msgs)
 
 typedef struct outpass {
     struct outpass *prev, *next;
+    struct outpass *later;      /* the session's next pass */
     bx_server_t *s;
     char id[32];
+    int finished;
     size_t left;
     size_t n;
     json_t **msgs;              /* results, NULL when dropped */
@@ -222,6 +227,35 @@ static void outpass_free(outpass_t *p)
     free(p);
 }
 
+static void outpass_unlink(outpass_t *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        p->s->outpasses = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+}
+
+/* Puts processed messages (`v`, entries stolen) into the session's pending
+ * ones: after those of earlier passes, before anything that arrived since. */
+static void pending_insert(session_t *ss, bx_chunkv_t *v)
+{
+    bx_chunkv_t out = BX_CHUNKV_INIT;
+    size_t k = 0;
+
+    while (k < ss->pending.n && (ss->pending.v[k]->flags & PROCESSED))
+        k++;
+    for (size_t i = 0; i < ss->pending.n; i++) {
+        if (i == k)
+            bx_chunkv_move(&out, v);
+        bx_chunkv_push_new(&out, ss->pending.v[i]);
+    }
+    bx_chunkv_move(&out, v);
+    free(ss->pending.v);
+    ss->pending = out;
+}
+
 static void outpass_done(void *ud, json_t *msg)
 {
     struct outslot *slot = ud;
@@ -231,38 +265,43 @@ static void outpass_done(void *ud, json_t *msg)
     p->msgs[slot->i] = msg;
     if (--p->left > 0)
         return;
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        s->outpasses = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
+    p->finished = 1;
     /* a session is kept while its passes are in flight (session_gc) */
     session_t *ss = s->closing ? NULL : session_get(s, p->id);
-    if (ss) {
+    if (!ss) {
+        outpass_unlink(p);
+        outpass_free(p);
+        return;
+    }
+    /* passes may finish in any order; their results go on in the order the
+     * passes started, so a later one waits for those before it */
+    bx_chunkv_t v = BX_CHUNKV_INIT;
+    while (ss->out_first && ss->out_first->finished) {
+        outpass_t *q = ss->out_first;
+        ss->out_first = q->later;
+        if (!ss->out_first)
+            ss->out_last = NULL;
         ss->outpasses--;
-        /* processed messages go in front of anything that arrived since */
-        bx_chunkv_t v = BX_CHUNKV_INIT;
-        for (size_t i = 0; i < p->n; i++) {
-            if (!p->msgs[i] || json_object_get(p->msgs[i], "successful"))
+        for (size_t i = 0; i < q->n; i++) {
+            if (!q->msgs[i] || json_object_get(q->msgs[i], "successful"))
                 continue;       /* dropped (Faye would send [null]: we send nothing) */
-            bx_chunk_t *c = bx_json_chunk(p->msgs[i]);
+            bx_chunk_t *c = bx_json_chunk(q->msgs[i]);
             c->flags |= PROCESSED;
             bx_chunkv_push_new(&v, c);
         }
-        bx_chunkv_move(&v, &ss->pending);
-        bx_chunkv_free(&ss->pending);
-        ss->pending = v;
-        if (ss->hold || ss->sink) {
-            mark_dirty(s, ss);
-        } else {
-            /* the connection ended meanwhile (or the client was destroyed):
-             * the queue keeps them for the next one (or drops them) */
-            bx_session_give_back(s, ss->id, &ss->pending);
-            session_gc(s, ss);
-        }
+        outpass_unlink(q);
+        outpass_free(q);
     }
-    outpass_free(p);
+    pending_insert(ss, &v);
+    bx_chunkv_free(&v);
+    if (ss->hold || ss->sink) {
+        mark_dirty(s, ss);
+    } else {
+        /* the connection ended meanwhile (or the client was destroyed):
+         * the queue keeps them for the next one (or drops them) */
+        bx_session_give_back(s, ss->id, &ss->pending);
+        session_gc(s, ss);
+    }
 }
 
 /* Runs the unprocessed chunks of `msgs` through the outgoing extensions;
@@ -295,6 +334,11 @@ static void outgoing_pass(bx_server_t *s, session_t *ss, bx_chunkv_t *msgs)
     }
     if (p) {
         ss->outpasses++;
+        if (ss->out_last)
+            ss->out_last->later = p;
+        else
+            ss->out_first = p;
+        ss->out_last = p;
         /* count first: a hook may answer on this very turn's deferral */
         p->left = p->n + 1;
         p->next = s->outpasses;
