@@ -169,7 +169,9 @@ describe("a slow reader dropped at max_output", function()
   lazy_setup(function()
     -- any unsent byte makes a socket slow; a 16 MiB message fills what
     -- the kernel buffers for a reader that does not read
-    srv = H.start_server{ "--max-output", "1", "--max-body", tostring(32 << 20) }
+    -- (a long timeout: the clients must not expire while 16 MiB go by)
+    srv = H.start_server{ "--max-output", "1", "--max-body", tostring(32 << 20),
+                          "--timeout", "60" }
     b = H.bayeux(srv.port)
   end)
 
@@ -189,7 +191,7 @@ describe("a slow reader dropped at max_output", function()
     while select(2, srv:stderr():gsub("%(max_output%)", "")) == drops and H.now() < deadline do
       H.sleep(0.01)
     end
-    assert.are.equal(drops + 1, select(2, srv:stderr():gsub("%(max_output%)", "")))
+    assert.are.equal(drops + 1, select(2, srv:stderr():gsub("%(max_output%)", "")), srv:stderr())
     close()
     -- the same client comes back over long-polling
     local r = b:post{ H.connect_msg(cid, "back", 0) }
