@@ -14,7 +14,9 @@
  * refcounted chunk serialized once per publish). When a recipient has a
  * connection on this node (proxy->has_connection), the engine tells the
  * proxy with proxy->wake(); the proxy later calls empty_queue(), and the
- * engine hands the queued chunks over with proxy->deliver().
+ * engine hands the queued chunks over with proxy->deliver(). What the
+ * server took but no connection carried comes back with requeue(), in
+ * front of the queue, so the client's next connection gets it in order.
  */
 #ifndef BX_ENGINE_H
 #define BX_ENGINE_H
