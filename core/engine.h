@@ -14,7 +14,9 @@
  * refcounted chunk serialized once per publish). When a recipient has a
  * connection on this node (proxy->has_connection), the engine tells the
  * proxy with proxy->wake(); the proxy later calls empty_queue(), and the
- * engine hands the queued chunks over with proxy->deliver().
+ * engine hands the queued chunks over with proxy->deliver(). What the
+ * server took but no connection carried comes back with requeue(), in
+ * front of the queue, so the client's next connection gets it in order.
  */
 #ifndef BX_ENGINE_H
 #define BX_ENGINE_H
@@ -76,6 +78,14 @@ typedef struct {
     int (*publish)(bx_engine_t *e, const json_t *message, bx_engine_done_cb cb, void *ud);
     /* Hands the queue of `id` to proxy->deliver, if it has a connection. */
     void (*empty_queue)(bx_engine_t *e, const char *id);
+    /* Puts back messages that empty_queue handed over but no connection
+     * sent (a reply's byte bound, a socket that went away): `msgs` (entries
+     * stolen; the vector is left empty) go in front of the queue of `id`, in
+     * order, ahead of anything queued since. The queue limit holds as for a
+     * publish (the oldest are dropped and counted). Nothing happens for an
+     * unknown client. Like a publish it calls proxy->wake when `id` has a
+     * connection here. No callback. */
+    void (*requeue)(bx_engine_t *e, const char *id, bx_chunkv_t *msgs);
     /* Frees the engine; pending callbacks are called with status
      * BX_ECANCELED first. `done` is called once everything is closed. */
     void (*close)(bx_engine_t *e, void (*done)(void *ud), void *ud);

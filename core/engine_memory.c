@@ -342,6 +342,37 @@ static void m_empty_queue(bx_engine_t *e, const char *id)
     bx_chunkv_free(&msgs);
 }
 
+/* ---- Put-back ---- */
+
+static void m_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs)
+{
+    memory_t *m = (memory_t *)e;
+    client_t *c = m->closing ? NULL : find(m, id);
+    bx_chunkv_t q = BX_CHUNKV_INIT;
+    size_t total, skip, i;
+
+    if (!c || msgs->n == 0) {
+        bx_chunkv_clear(msgs);
+        return;
+    }
+    /* the given-back messages are the oldest: over the limit, they go first */
+    total = msgs->n + c->queue.n;
+    skip = total > m->queue_limit ? total - m->queue_limit : 0;
+    m->dropped += skip;
+    for (i = 0; i < total; i++) {
+        bx_chunk_t *ch = i < msgs->n ? msgs->v[i] : c->queue.v[i - msgs->n];
+        if (i < skip)
+            bx_chunk_unref(ch);
+        else
+            bx_chunkv_push_new(&q, ch);
+    }
+    msgs->n = 0;
+    free(c->queue.v);
+    c->queue = q;
+    if (c->queue.n && m->base.proxy.has_connection(m->base.proxy.ud, c->id))
+        m->base.proxy.wake(m->base.proxy.ud, c->id);
+}
+
 /* ---- Liveness ---- */
 
 static void on_gc(uv_timer_t *t)
@@ -420,6 +451,7 @@ static const bx_engine_ops_t memory_ops = {
     m_unsubscribe,
     m_publish,
     m_empty_queue,
+    m_requeue,
     m_close,
 };
 

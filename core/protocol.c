@@ -31,9 +31,18 @@ struct bx_batch_s {
     int finished;               /* cb called (or canceled and drained) */
     bx_buf_t replies;           /* serialized replies, comma separated */
     size_t nreplies;
-    bx_chunkv_t deliveries;
+    struct given *given;        /* deliveries of released connects, in order */
+    struct given **given_tail;
     struct op *holds;           /* connect ops currently held */
 };
+
+/* The messages a released connect took from its client's queue: the batch
+ * answers with them, or gives them back if it is canceled first. */
+typedef struct given {
+    struct given *next;
+    char client_id[32];
+    bx_chunkv_t msgs;
+} given_t;
 
 typedef struct op {
     bx_batch_t *batch;
@@ -148,7 +157,12 @@ static json_t *connection_types(void)
 static void batch_free(bx_batch_t *b)
 {
     bx_buf_free(&b->replies);
-    bx_chunkv_free(&b->deliveries);
+    while (b->given) {
+        given_t *g = b->given;
+        b->given = g->next;
+        bx_chunkv_free(&g->msgs);
+        free(g);
+    }
     free(b);
 }
 
@@ -157,18 +171,27 @@ static void batch_finish(bx_batch_t *b)
     BX_CHUNK_STATIC(open_bracket, "[");
     BX_CHUNK_STATIC(close_bracket, "]");
     bx_chunkv_t out = BX_CHUNKV_INIT;
+    size_t ndelivered = 0;
 
     b->finished = 1;
     if (b->canceled) {
+        /* the transport left after a connect was released (an outgoing
+         * extension was still at work on the replies): its messages were
+         * never sent, so they go back to the client's queue */
+        for (given_t *g = b->given; g; g = g->next)
+            bx_session_give_back(b->server, g->client_id, &g->msgs);
         batch_free(b);
         return;
     }
     bx_chunkv_push(&out, open_bracket);
     if (b->replies.len)
         bx_chunkv_push_new(&out, bx_chunk_from_buf(&b->replies));
-    bx_chunkv_push_joined(&out, &b->deliveries, b->nreplies == 0);
+    for (given_t *g = b->given; g; g = g->next) {
+        bx_chunkv_push_joined(&out, &g->msgs, b->nreplies + ndelivered == 0);
+        ndelivered += g->msgs.n;
+    }
     bx_chunkv_push(&out, close_bracket);
-    b->cb(b->ud, &out, b->nreplies + b->deliveries.n);
+    b->cb(b->ud, &out, b->nreplies + ndelivered);
     bx_chunkv_free(&out);
     batch_free(b);
 }
@@ -348,8 +371,17 @@ static void hold_stop(op_t *op)
 static void hold_release(bx_waiter_t *w, bx_chunkv_t *msgs)
 {
     op_t *op = (op_t *)((char *)w - offsetof(op_t, waiter));
+    bx_batch_t *b = op->batch;
     hold_stop(op);
-    bx_chunkv_move(&op->batch->deliveries, msgs);
+    if (msgs->n) {
+        given_t *g = bx_calloc(1, sizeof(*g));
+        memcpy(g->client_id, op->client_id, sizeof(g->client_id));
+        bx_chunkv_move(&g->msgs, msgs);
+        if (!b->given_tail)
+            b->given_tail = &b->given;
+        *b->given_tail = g;
+        b->given_tail = &g->next;
+    }
     op_reply(op);
 }
 

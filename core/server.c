@@ -25,6 +25,8 @@ typedef struct session {
     int want_queue;             /* ask the engine for its queue on the pass */
     int release_empty;          /* release the hold even with nothing */
     int outpasses;              /* deliveries inside outgoing extensions */
+    struct outpass *out_first;  /* those passes, oldest first: their results */
+    struct outpass *out_last;   /* are handed on in this order */
     struct session *next_dirty;
 } session_t;
 
@@ -81,6 +83,7 @@ void bx_server_opts_default(bx_server_opts_t *o)
     o->queue_limit = 1000;
     o->max_frame = 1 << 20;
     o->max_output = 4 << 20;
+    o->max_reply = 1 << 20;
     bx_http_limits_default(&o->http);
 }
 
@@ -119,6 +122,7 @@ static void session_gc(bx_server_t *s, session_t *ss)
     if (ss->hold || ss->sink || ss->pending.n || ss->dirty || ss->outpasses)
         return;
     bx_dict_del(&s->sessions, ss->id, strlen(ss->id));
+    bx_chunkv_free(&ss->pending);
     free(ss);
 }
 
@@ -184,6 +188,14 @@ int bx_session_has_sink(bx_server_t *s, const char *id)
     return ss && ss->sink;
 }
 
+void bx_session_give_back(bx_server_t *s, const char *id, bx_chunkv_t *msgs)
+{
+    /* a closing engine keeps nothing: what it holds is dropped too */
+    if (msgs->n && !s->closing)
+        s->engine->ops->requeue(s->engine, id, msgs);
+    bx_chunkv_clear(msgs);
+}
+
 /* ---- Outgoing extensions on deliveries ----
  *
  * With an outgoing extension installed, every delivered message is handed
@@ -195,8 +207,10 @@ int bx_session_has_sink(bx_server_t *s, const char *id)
 
 typedef struct outpass {
     struct outpass *prev, *next;
+    struct outpass *later;      /* the session's next pass */
     bx_server_t *s;
     char id[32];
+    int finished;
     size_t left;
     size_t n;
     json_t **msgs;              /* results, NULL when dropped */
@@ -213,6 +227,35 @@ static void outpass_free(outpass_t *p)
     free(p);
 }
 
+static void outpass_unlink(outpass_t *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        p->s->outpasses = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+}
+
+/* Puts processed messages (`v`, entries stolen) into the session's pending
+ * ones: after those of earlier passes, before anything that arrived since. */
+static void pending_insert(session_t *ss, bx_chunkv_t *v)
+{
+    bx_chunkv_t out = BX_CHUNKV_INIT;
+    size_t k = 0;
+
+    while (k < ss->pending.n && (ss->pending.v[k]->flags & PROCESSED))
+        k++;
+    for (size_t i = 0; i < ss->pending.n; i++) {
+        if (i == k)
+            bx_chunkv_move(&out, v);
+        bx_chunkv_push_new(&out, ss->pending.v[i]);
+    }
+    bx_chunkv_move(&out, v);
+    free(ss->pending.v);
+    ss->pending = out;
+}
+
 static void outpass_done(void *ud, json_t *msg)
 {
     struct outslot *slot = ud;
@@ -222,31 +265,43 @@ static void outpass_done(void *ud, json_t *msg)
     p->msgs[slot->i] = msg;
     if (--p->left > 0)
         return;
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        s->outpasses = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    /* the hold may have ended meanwhile: the session keeps the messages for
-     * the next connect (a destroyed client's session is dropped on CLOSE) */
-    session_t *ss = s->closing ? NULL : session_make(s, p->id);
-    if (ss) {
+    p->finished = 1;
+    /* a session is kept while its passes are in flight (session_gc) */
+    session_t *ss = s->closing ? NULL : session_get(s, p->id);
+    if (!ss) {
+        outpass_unlink(p);
+        outpass_free(p);
+        return;
+    }
+    /* passes may finish in any order; their results go on in the order the
+     * passes started, so a later one waits for those before it */
+    bx_chunkv_t v = BX_CHUNKV_INIT;
+    while (ss->out_first && ss->out_first->finished) {
+        outpass_t *q = ss->out_first;
+        ss->out_first = q->later;
+        if (!ss->out_first)
+            ss->out_last = NULL;
         ss->outpasses--;
-        /* processed messages go in front of anything that arrived since */
-        bx_chunkv_t v = BX_CHUNKV_INIT;
-        for (size_t i = 0; i < p->n; i++) {
-            if (!p->msgs[i] || json_object_get(p->msgs[i], "successful"))
+        for (size_t i = 0; i < q->n; i++) {
+            if (!q->msgs[i] || json_object_get(q->msgs[i], "successful"))
                 continue;       /* dropped (Faye would send [null]: we send nothing) */
-            bx_chunk_t *c = bx_json_chunk(p->msgs[i]);
+            bx_chunk_t *c = bx_json_chunk(q->msgs[i]);
             c->flags |= PROCESSED;
             bx_chunkv_push_new(&v, c);
         }
-        bx_chunkv_move(&v, &ss->pending);
-        ss->pending = v;
-        mark_dirty(s, ss);
+        outpass_unlink(q);
+        outpass_free(q);
     }
-    outpass_free(p);
+    pending_insert(ss, &v);
+    bx_chunkv_free(&v);
+    if (ss->hold || ss->sink) {
+        mark_dirty(s, ss);
+    } else {
+        /* the connection ended meanwhile (or the client was destroyed):
+         * the queue keeps them for the next one (or drops them) */
+        bx_session_give_back(s, ss->id, &ss->pending);
+        session_gc(s, ss);
+    }
 }
 
 /* Runs the unprocessed chunks of `msgs` through the outgoing extensions;
@@ -279,6 +334,11 @@ static void outgoing_pass(bx_server_t *s, session_t *ss, bx_chunkv_t *msgs)
     }
     if (p) {
         ss->outpasses++;
+        if (ss->out_last)
+            ss->out_last->later = p;
+        else
+            ss->out_first = p;
+        ss->out_last = p;
         /* count first: a hook may answer on this very turn's deferral */
         p->left = p->n + 1;
         p->next = s->outpasses;
@@ -300,14 +360,33 @@ static void outgoing_pass(bx_server_t *s, session_t *ss, bx_chunkv_t *msgs)
     *msgs = keep;
 }
 
+/* Moves the entries of `msgs` past the first max_reply bytes (but never
+ * the first entry) to the end of `rest`: an answer to a held connect stays
+ * bounded whatever the queue holds. */
+static void bound_reply(bx_server_t *s, bx_chunkv_t *msgs, bx_chunkv_t *rest)
+{
+    size_t bytes = 0, i;
+
+    for (i = 0; i < msgs->n; i++) {
+        bytes += msgs->v[i]->len + 1;       /* and its comma */
+        if (i > 0 && bytes > s->opts.max_reply)
+            break;
+    }
+    for (size_t j = i; j < msgs->n; j++)
+        bx_chunkv_push_new(rest, msgs->v[j]);
+    msgs->n = i;
+}
+
 /* The delivery pass: every dirty session hands what it has to its sink or
- * its held connect, in one piece. */
+ * its held connect, in one piece. What no connection takes goes back to the
+ * engine's queue, so a session without a connection holds no messages. */
 static void deliver_pass(bx_server_t *s)
 {
     session_t *list = s->dirty;
     s->dirty = NULL;
     while (list) {
         session_t *ss = list;
+        bx_chunkv_t back = BX_CHUNKV_INIT;  /* for the engine's queue, in order */
         list = ss->next_dirty;
         ss->dirty = 0;
         if (ss->want_queue && !s->closing) {
@@ -320,6 +399,14 @@ static void deliver_pass(bx_server_t *s)
             bx_chunkv_t msgs = ss->pending;
             ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
             ss->sink->push(ss->sink, &msgs);
+            if (msgs.n) {
+                /* refused: its socket is going away. Unbound first, so the
+                 * given-back messages wake no one; a held connect rides the
+                 * same connection and is answered empty */
+                ss->sink = NULL;
+                ss->release_empty = 1;
+                bx_chunkv_move(&back, &msgs);
+            }
             bx_chunkv_free(&msgs);
         } else if (ss->outpasses && !ss->pending.n) {
             continue;           /* a release waits for the outgoing extensions */
@@ -330,11 +417,16 @@ static void deliver_pass(bx_server_t *s)
             bx_waiter_t *w = ss->hold;
             bx_chunkv_t msgs = ss->pending;
             ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
+            bound_reply(s, &msgs, &back);
             ss->hold = NULL;
             w->release(w, &msgs);
             bx_chunkv_free(&msgs);
         }
         ss->release_empty = 0;
+        if (!ss->hold && !ss->sink)
+            bx_chunkv_move(&back, &ss->pending);
+        bx_session_give_back(s, ss->id, &back);
+        bx_chunkv_free(&back);
         session_gc(s, ss);
     }
 }
@@ -612,6 +704,11 @@ size_t bx_server_connected(const bx_server_t *s)
         n += ss->hold || ss->sink;
     }
     return n;
+}
+
+size_t bx_server_sessions(const bx_server_t *s)
+{
+    return s->sessions.count;
 }
 
 int bx_server_closing(const bx_server_t *s)

@@ -31,6 +31,10 @@ typedef struct {
     size_t max_output;          /* bytes waiting to be sent to one WebSocket or
                                    EventSource before it is dropped as a slow
                                    reader; default 4 MiB */
+    size_t max_reply;           /* bytes of messages in one answer to a held
+                                   /meta/connect; the rest wait for the next
+                                   connect (one message always goes, whatever
+                                   its size); default 1 MiB */
     const char *client_script;  /* file served as <mount>/client.js; copied */
     bx_http_limits_t http;      /* HTTP limits (see http.h) */
 } bx_server_opts_t;
@@ -50,8 +54,12 @@ typedef struct bx_waiter_s {
 } bx_waiter_t;
 
 /* A socket-like consumer bound to a session (WebSocket, EventSource, an
- * in-process client). `push` gets every delivery batch (entries stolen);
- * `close` is called once when the session is destroyed. */
+ * in-process client). `push` gets every delivery batch and takes its
+ * entries (stolen); a sink that can no longer write them (its socket is
+ * closing, or too slow and dropped just now) leaves them all in `msgs`:
+ * the server then unbinds it at once, answers the client's held connect
+ * (empty) and gives the messages back to the client's queue for its next
+ * connection. `close` is called once when the session is destroyed. */
 typedef struct bx_sink_s {
     void (*push)(struct bx_sink_s *sink, bx_chunkv_t *msgs);
     void (*close)(struct bx_sink_s *sink);
@@ -150,5 +158,15 @@ void bx_session_unbind(bx_server_t *s, const char *id, bx_sink_t *sink);
 
 /* Whether `id` currently has a sink bound here. */
 int bx_session_has_sink(bx_server_t *s, const char *id);
+
+/* Gives back messages a held connect was answered with but its connection
+ * never sent (it went away first): `msgs` (entries stolen) go in front of
+ * the queue of `id`, in order, ahead of newer ones (engine requeue). Dropped
+ * once the server is closing. */
+void bx_session_give_back(bx_server_t *s, const char *id, bx_chunkv_t *msgs);
+
+/* Number of sessions: clients this server holds a connection or messages
+ * for. */
+size_t bx_server_sessions(const bx_server_t *s);
 
 #endif

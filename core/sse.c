@@ -64,13 +64,12 @@ static void sink_push(bx_sink_t *sink, bx_chunkv_t *msgs)
     es_t *e = (es_t *)sink;
     bx_chunkv_t ev = BX_CHUNKV_INIT;
 
-    if (e->closing || bx_conn_is_closing(e->st.conn) || msgs->n == 0) {
-        bx_chunkv_clear(msgs);
+    /* refused (left in msgs) when the stream is going away: the server
+     * gives them back to the client's queue */
+    if (e->closing || bx_conn_is_closing(e->st.conn) || msgs->n == 0)
         return;
-    }
     if (bx_stream_too_slow(&e->st, "eventsource")) {
         e->closing = 1;
-        bx_chunkv_clear(msgs);
         return;
     }
     bx_chunkv_push(&ev, open_event);

@@ -225,13 +225,19 @@ static void sink_push(bx_sink_t *sink, bx_chunkv_t *msgs)
     ws_t *w = (ws_t *)sink;
     bx_chunkv_t frame = BX_CHUNKV_INIT;
 
-    if (!w->closing && msgs->n > 0) {
-        bx_chunkv_push(&frame, open_bracket);
-        bx_chunkv_push_joined(&frame, msgs, 1);
-        bx_chunkv_push(&frame, close_bracket);
-        send_frame(w, 1, &frame);
-        bx_chunkv_free(&frame);
+    if (msgs->n == 0)
+        return;
+    if (w->closing || bx_conn_is_closing(w->st.conn))
+        return;                 /* refused: the server gives them back */
+    if (bx_stream_too_slow(&w->st, "websocket")) {
+        w->closing = 1;
+        return;                 /* likewise */
     }
+    bx_chunkv_push(&frame, open_bracket);
+    bx_chunkv_push_joined(&frame, msgs, 1);
+    bx_chunkv_push(&frame, close_bracket);
+    send_frame(w, 1, &frame);
+    bx_chunkv_free(&frame);
     bx_chunkv_clear(msgs);
 }
 

@@ -36,6 +36,8 @@ local OPTIONS = {
                   "a positive integer (bytes)" },
     max_output = { "number", function(v) return math_type(v) == "integer" and v > 0 end,
                    "a positive integer (bytes)" },
+    max_reply = { "number", function(v) return math_type(v) == "integer" and v > 0 end,
+                  "a positive integer (bytes)" },
     max_conns = { "number", function(v) return math_type(v) == "integer" and v > 0 end,
                   "a positive integer" },
     client_script = { "string", function() return true end, "a file path" },

@@ -1,0 +1,343 @@
+/*
+ * test_session.c - what the server does with messages it took from a
+ * client's queue and could not hand on: the engine's requeue (put back in
+ * front, in order), and the outgoing-extension passes of a session (their
+ * results joining the session's messages, a client destroyed meanwhile).
+ *
+ * The server runs without a listener; deliveries go to a recording sink and
+ * the outgoing extension is a C hook that keeps each `next` for the test to
+ * call later. Run under ASan (make check), LeakSanitizer checks that nothing
+ * leaks when the passes finish.
+ */
+#include "bx_test.h"
+#include "engine.h"
+#include "json.h"
+#include "server.h"
+
+#include <stdlib.h>
+
+/* ---- A proxy for the engine alone ---- */
+
+typedef struct {
+    int connected;
+    int wakes;
+    bx_chunkv_t got;
+} proxy_rec_t;
+
+static int r_has_connection(void *ud, const char *id)
+{
+    (void)id;
+    return ((proxy_rec_t *)ud)->connected;
+}
+
+static void r_wake(void *ud, const char *id)
+{
+    (void)id;
+    ((proxy_rec_t *)ud)->wakes++;
+}
+
+static void r_deliver(void *ud, const char *id, bx_chunkv_t *msgs)
+{
+    (void)id;
+    bx_chunkv_move(&((proxy_rec_t *)ud)->got, msgs);
+}
+
+static void r_trigger(void *ud, bx_event_t ev, const char *id, const char *ch,
+                      const json_t *data)
+{
+    (void)ud, (void)ev, (void)id, (void)ch, (void)data;
+}
+
+static void id_cb(void *ud, int status, const char *id)
+{
+    if (status == 0)
+        snprintf(ud, 32, "%s", id);
+}
+
+static void closed_cb(void *ud)
+{
+    (*(int *)ud)++;
+}
+
+static bx_chunk_t *text_chunk(const char *s)
+{
+    return bx_chunk_new(s, strlen(s));
+}
+
+/* The data of chunk i of `v`, as a C string (tests use short ones). */
+static const char *nth(const bx_chunkv_t *v, size_t i, char buf[64])
+{
+    size_t n = i < v->n ? v->v[i]->len : 0;
+    if (n > 63)
+        n = 63;
+    if (n)
+        memcpy(buf, v->v[i]->data, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+static void test_requeue_goes_in_front_in_order(void)
+{
+    uv_loop_t loop;
+    proxy_rec_t rec = { 0 };
+    bx_proxy_t proxy = { &rec, r_has_connection, r_wake, r_deliver, r_trigger };
+    bx_memory_opts_t mo = { 4 };
+    char id[32] = "", buf[64];
+    int closed = 0;
+
+    uv_loop_init(&loop);
+    bx_engine_t *e = bx_engine_memory_new(&loop, &proxy, 60, &mo);
+    BX_CHECK_INT(e->ops->create_client(e, id_cb, id), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    BX_CHECK_INT(strlen(id), 31);
+    BX_CHECK_INT(e->ops->subscribe(e, id, "/q", NULL, NULL), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+
+    /* one newer message queued, then two older ones given back */
+    json_t *m = json_pack("{s:s, s:s}", "channel", "/q", "data", "new");
+    BX_CHECK_INT(e->ops->publish(e, m, NULL, NULL), 0);
+    json_decref(m);
+    bx_chunkv_t back = BX_CHUNKV_INIT;
+    bx_chunkv_push_new(&back, text_chunk("old1"));
+    bx_chunkv_push_new(&back, text_chunk("old2"));
+    e->ops->requeue(e, id, &back);
+    BX_CHECK_INT(back.n, 0);
+    BX_CHECK_INT(rec.wakes, 0);             /* no connection: nobody to wake */
+
+    /* over the limit (4), the oldest go first, counted as dropped */
+    bx_chunkv_push_new(&back, text_chunk("older1"));
+    bx_chunkv_push_new(&back, text_chunk("older2"));
+    e->ops->requeue(e, id, &back);
+    BX_CHECK_INT(bx_engine_memory_dropped(e), 1);
+
+    /* an unknown client: dropped silently */
+    bx_chunkv_push_new(&back, text_chunk("x"));
+    e->ops->requeue(e, "nosuchclient", &back);
+    BX_CHECK_INT(back.n, 0);
+
+    rec.connected = 1;
+    e->ops->empty_queue(e, id);
+    BX_CHECK_INT(rec.got.n, 4);
+    BX_CHECK_STR(nth(&rec.got, 0, buf), "older2");
+    BX_CHECK_STR(nth(&rec.got, 1, buf), "old1");
+    BX_CHECK_STR(nth(&rec.got, 2, buf), "old2");
+    BX_CHECK(strstr(nth(&rec.got, 3, buf), "\"new\"") != NULL);
+
+    /* with a connection, a give-back wakes it, as a publish does */
+    bx_chunkv_push_new(&back, text_chunk("again"));
+    e->ops->requeue(e, id, &back);
+    BX_CHECK_INT(rec.wakes, 1);
+
+    bx_chunkv_free(&back);
+    bx_chunkv_free(&rec.got);
+    e->ops->close(e, closed_cb, &closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    BX_CHECK_INT(closed, 1);
+    BX_LOOP_CLOSE(&loop);
+}
+
+/* ---- The server with a held outgoing extension ---- */
+
+#define MAXNEXT 16
+
+typedef struct {
+    bx_ext_next_cb next[MAXNEXT];
+    void *next_ud[MAXNEXT];
+    json_t *msg[MAXNEXT];
+    int n;
+} held_t;
+
+static void hold_outgoing(void *ud, json_t *msg, void *request, bx_ext_next_cb next,
+                          void *next_ud)
+{
+    held_t *h = ud;
+    (void)request;
+    if (h->n == MAXNEXT) {
+        json_decref(msg);       /* not reached: the tests publish a few */
+        return;
+    }
+    h->next[h->n] = next;
+    h->next_ud[h->n] = next_ud;
+    h->msg[h->n++] = msg;
+}
+
+/* Lets every held message go on, all in this one turn. */
+static void release_all(held_t *h)
+{
+    for (int i = 0; i < h->n; i++)
+        h->next[i](h->next_ud[i], h->msg[i]);
+    h->n = 0;
+}
+
+typedef struct {
+    bx_sink_t base;
+    bx_chunkv_t got;
+    int closed;
+} rec_sink_t;
+
+static void rs_push(bx_sink_t *sink, bx_chunkv_t *msgs)
+{
+    bx_chunkv_move(&((rec_sink_t *)sink)->got, msgs);
+}
+
+static void rs_close(bx_sink_t *sink)
+{
+    ((rec_sink_t *)sink)->closed = 1;
+}
+
+typedef struct {
+    uv_loop_t loop;
+    bx_server_t *s;
+    bx_engine_t *e;
+    held_t held;
+    rec_sink_t sink;
+    char id[32];
+    int closed;
+} fixture_t;
+
+static int setup(fixture_t *f)
+{
+    bx_server_opts_t o;
+
+    memset(f, 0, sizeof(*f));
+    uv_loop_init(&f->loop);
+    bx_server_opts_default(&o);
+    f->s = bx_server_new(&f->loop, &o);
+    f->e = bx_server_engine(f->s);
+    bx_server_set_extensions(f->s, NULL, hold_outgoing, NULL, &f->held);
+    if (f->e->ops->create_client(f->e, id_cb, f->id) != 0)
+        return -1;
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    if (strlen(f->id) != 31 || f->e->ops->subscribe(f->e, f->id, "/q", NULL, NULL) != 0)
+        return -1;
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    f->sink.base.push = rs_push;
+    f->sink.base.close = rs_close;
+    bx_session_bind(f->s, f->id, &f->sink.base);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    return 0;
+}
+
+static void publish(fixture_t *f, const char *data)
+{
+    json_t *m = json_pack("{s:s, s:s}", "channel", "/q", "data", data);
+    f->e->ops->publish(f->e, m, NULL, NULL);
+    json_decref(m);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+}
+
+static void teardown(fixture_t *f)
+{
+    bx_chunkv_free(&f->sink.got);
+    bx_server_close(f->s, closed_cb, &f->closed);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+}
+
+/* Two passes of the outgoing extension finish in the same turn: both
+ * results reach the sink, in order, and nothing leaks (ASan). */
+static void test_two_passes_finish_together(void)
+{
+    fixture_t f;
+    BX_CHECK_INT(setup(&f), 0);
+
+    publish(&f, "one");         /* each delivery pass starts its own pass */
+    publish(&f, "two");
+    BX_CHECK_INT(f.held.n, 2);
+    BX_CHECK_INT(f.sink.got.n, 0);
+    release_all(&f.held);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    BX_CHECK_INT(f.sink.got.n, 2);
+    BX_CHECK(memmem(f.sink.got.v[0]->data, f.sink.got.v[0]->len, "\"one\"", 5) != NULL);
+    BX_CHECK(memmem(f.sink.got.v[1]->data, f.sink.got.v[1]->len, "\"two\"", 5) != NULL);
+
+    teardown(&f);
+    BX_CHECK_INT(f.closed, 1);
+    BX_LOOP_CLOSE(&f.loop);
+}
+
+/* The later pass finishes first: it waits for the earlier one. */
+static void test_passes_finishing_out_of_order_keep_order(void)
+{
+    fixture_t f;
+    BX_CHECK_INT(setup(&f), 0);
+
+    publish(&f, "one");
+    publish(&f, "two");
+    BX_CHECK_INT(f.held.n, 2);
+    f.held.next[1](f.held.next_ud[1], f.held.msg[1]);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    BX_CHECK_INT(f.sink.got.n, 0);
+    f.held.next[0](f.held.next_ud[0], f.held.msg[0]);
+    f.held.n = 0;
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    BX_CHECK_INT(f.sink.got.n, 2);
+    BX_CHECK(memmem(f.sink.got.v[0]->data, f.sink.got.v[0]->len, "\"one\"", 5) != NULL);
+    BX_CHECK(memmem(f.sink.got.v[1]->data, f.sink.got.v[1]->len, "\"two\"", 5) != NULL);
+
+    teardown(&f);
+    BX_CHECK_INT(f.closed, 1);
+    BX_LOOP_CLOSE(&f.loop);
+}
+
+/* A client destroyed while its outgoing pass is in flight: when the pass
+ * ends, its session goes (nothing left to hand anything to). */
+static void test_destroyed_during_pass_leaves_no_session(void)
+{
+    fixture_t f;
+    BX_CHECK_INT(setup(&f), 0);
+    BX_CHECK_INT(bx_server_sessions(f.s), 1);
+
+    publish(&f, "one");
+    BX_CHECK_INT(f.held.n, 1);
+    BX_CHECK_INT(f.e->ops->destroy_client(f.e, f.id, NULL, NULL), 0);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    BX_CHECK_INT(f.sink.closed, 1);
+    release_all(&f.held);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    BX_CHECK_INT(f.sink.got.n, 0);
+    BX_CHECK_INT(bx_server_sessions(f.s), 0);
+
+    teardown(&f);
+    BX_CHECK_INT(f.closed, 1);
+    BX_LOOP_CLOSE(&f.loop);
+}
+
+/* The sink went away (unbound) while the pass was in flight: the results
+ * go back to the client's queue, ahead of what was published since, and
+ * the next sink gets them all in order. */
+static void test_pass_results_wait_for_the_next_connection(void)
+{
+    fixture_t f;
+    BX_CHECK_INT(setup(&f), 0);
+
+    publish(&f, "one");
+    BX_CHECK_INT(f.held.n, 1);
+    bx_session_unbind(f.s, f.id, &f.sink.base);
+    publish(&f, "two");         /* queued: no connection now */
+    release_all(&f.held);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    BX_CHECK_INT(bx_server_sessions(f.s), 0);
+
+    bx_session_bind(f.s, f.id, &f.sink.base);
+    uv_run(&f.loop, UV_RUN_DEFAULT);    /* "two" is now in the extension */
+    BX_CHECK_INT(f.held.n, 1);
+    release_all(&f.held);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    BX_CHECK_INT(f.sink.got.n, 2);
+    BX_CHECK(memmem(f.sink.got.v[0]->data, f.sink.got.v[0]->len, "\"one\"", 5) != NULL);
+    BX_CHECK(memmem(f.sink.got.v[1]->data, f.sink.got.v[1]->len, "\"two\"", 5) != NULL);
+
+    teardown(&f);
+    BX_CHECK_INT(f.closed, 1);
+    BX_LOOP_CLOSE(&f.loop);
+}
+
+int main(void)
+{
+    BX_RUN(test_requeue_goes_in_front_in_order);
+    BX_RUN(test_two_passes_finish_together);
+    BX_RUN(test_passes_finishing_out_of_order_keep_order);
+    BX_RUN(test_destroyed_during_pass_leaves_no_session);
+    BX_RUN(test_pass_results_wait_for_the_next_connection);
+    return BX_REPORT();
+}
