@@ -287,10 +287,10 @@ static void enqueue(memory_t *m, client_t *c, bx_chunk_t *chunk)
         m->base.proxy.wake(m->base.proxy.ud, c->id);
 }
 
-static void publish_to(void *ud, const char *pattern, size_t len)
+static void publish_to(void *ud, const char *pattern, size_t len, uint32_t hash)
 {
     publish_ctx_t *p = ud;
-    bx_dict_t *subs = bx_dict_get(&p->m->index, pattern, len);
+    bx_dict_t *subs = bx_dict_get_hashed(&p->m->index, pattern, len, hash);
     bx_dict_iter_t it = BX_DICT_ITER_INIT;
     bx_dict_entry_t *e;
 
@@ -320,9 +320,12 @@ static int m_publish(bx_engine_t *e, const json_t *message, bx_engine_done_cb cb
     if (m->closing)
         return BX_ECANCELED;
     if (json_is_string(jch)) {
-        m->generation++;
-        bx_channel_expand(json_string_value(jch), json_string_length(jch), publish_to, &p);
-        bx_chunk_unref(p.chunk);
+        /* with no subscription at all there is nobody to find */
+        if (m->index.count) {
+            m->generation++;
+            bx_channel_expand(json_string_value(jch), json_string_length(jch), publish_to, &p);
+            bx_chunk_unref(p.chunk);
+        }
         trigger(m, BX_EV_PUBLISH, bx_json_str(message, "clientId"), json_string_value(jch),
                 json_object_get(message, "data"));
     }

@@ -81,6 +81,10 @@ void bx_server_opts_default(bx_server_opts_t *o)
     o->queue_limit = 1000;
     o->max_frame = 1 << 20;
     o->max_output = 4 << 20;
+    /* far beyond any real channel name, low enough that a publish to one
+     * costs the loop next to nothing */
+    o->max_channel_length = 4096;
+    o->max_channel_depth = 128;
     bx_http_limits_default(&o->http);
 }
 

@@ -31,6 +31,9 @@ typedef struct {
     size_t max_output;          /* bytes waiting to be sent to one WebSocket or
                                    EventSource before it is dropped as a slow
                                    reader; default 4 MiB */
+    size_t max_channel_length;  /* bytes of a channel name or pattern; default
+                                   4096; longer -> 405 Invalid channel */
+    size_t max_channel_depth;   /* segments of one; default 128; more -> 405 */
     const char *client_script;  /* file served as <mount>/client.js; copied */
     bx_http_limits_t http;      /* HTTP limits (see http.h) */
 } bx_server_opts_t;
