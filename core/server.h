@@ -58,7 +58,8 @@ typedef struct bx_waiter_s {
 typedef struct bx_sink_s {
     void (*push)(struct bx_sink_s *sink, bx_chunkv_t *msgs);
     void (*close)(struct bx_sink_s *sink);
-    int keepalive;              /* the server pings the client (in-process) */
+    int keepalive;              /* the server pings the client (in-process);
+                                   read when the sink is bound */
     void *request;              /* borrowed: the upgrade or stream request, as
                                    for bx_waiter_t; valid while bound */
 } bx_sink_t;
@@ -107,7 +108,8 @@ void bx_server_on_app(bx_server_t *s, bx_server_app_cb cb, bx_server_app_cb abor
  * later loop turn, after which `s` is freed. */
 void bx_server_close(bx_server_t *s, void (*done)(void *ud), void *ud);
 
-/* Number of clients with a held connect or a bound socket here. */
+/* Number of clients with a held connect or a bound socket here (kept as
+ * a count: O(1)). */
 size_t bx_server_connected(const bx_server_t *s);
 
 /* Whether bx_server_close has been called. */
