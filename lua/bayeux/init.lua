@@ -704,11 +704,14 @@ function Client:_send(msg, cb)
     end)
 end
 
+-- Looks up only the few patterns a message's channel expands to, never
+-- every subscription the client holds.
 function Client:_deliver(msgs)
     for _, m in ipairs(msgs) do
-        if m.channel and m.data ~= nil then
-            for pattern, fns in pairs(self.subs) do
-                if channel.matches(pattern, m.channel) then
+        if type(m.channel) == "string" and m.data ~= nil then
+            for _, pattern in ipairs(channel.expand(m.channel)) do
+                local fns = self.subs[pattern]
+                if fns then
                     for _, fn in ipairs(fns) do fn(m.data, m.channel) end
                 end
             end
