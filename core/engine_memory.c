@@ -25,7 +25,8 @@
  * It grows by doubling up to queue_limit. */
 typedef struct {
     bx_chunk_t **v;
-    size_t head, n, cap;        /* oldest at v[head] */
+    uint32_t head, n, cap;      /* oldest at v[head]; 32 bits keep it as
+                                   small as the vector it replaced */
 } ring_t;
 
 typedef struct client {
@@ -141,7 +142,7 @@ static void on_idle(uv_idle_t *h)
 
 static void ring_free(ring_t *r)
 {
-    for (size_t i = 0; i < r->n; i++)
+    for (uint32_t i = 0; i < r->n; i++)
         bx_chunk_unref(r->v[(r->head + i) % r->cap]);
     free(r->v);
     memset(r, 0, sizeof(*r));
@@ -149,7 +150,7 @@ static void ring_free(ring_t *r)
 
 /* Appends `chunk` (a new reference is taken). A full ring of `limit`
  * drops its oldest entry and returns 1. */
-static int ring_push(ring_t *r, bx_chunk_t *chunk, size_t limit)
+static int ring_push(ring_t *r, bx_chunk_t *chunk, uint32_t limit)
 {
     int dropped = 0;
 
@@ -161,11 +162,11 @@ static int ring_push(ring_t *r, bx_chunk_t *chunk, size_t limit)
     }
     if (r->n == r->cap) {
         /* grow, straightening the ring into the new array */
-        size_t cap = r->cap ? 2 * r->cap : 4;
+        uint32_t cap = r->cap ? (r->cap > limit / 2 ? limit : 2 * r->cap) : 4;
         if (cap > limit)
             cap = limit;
         bx_chunk_t **v = bx_malloc(cap * sizeof(*v));
-        for (size_t i = 0; i < r->n; i++)
+        for (uint32_t i = 0; i < r->n; i++)
             v[i] = r->v[(r->head + i) % r->cap];
         free(r->v);
         r->v = v;
@@ -188,7 +189,7 @@ static void ring_take(ring_t *r, bx_chunkv_t *out)
     } else {
         out->v = bx_malloc(r->n * sizeof(*out->v));
         out->n = out->cap = r->n;
-        for (size_t i = 0; i < r->n; i++)
+        for (uint32_t i = 0; i < r->n; i++)
             out->v[i] = r->v[(r->head + i) % r->cap];
         free(r->v);
     }
@@ -380,7 +381,7 @@ static void enqueue(memory_t *m, client_t *c, bx_chunk_t *chunk)
 {
     /* a full queue drops the oldest: a client that stopped reading must not
      * hold unbounded memory; the count is reported by bx_engine_memory_dropped */
-    m->dropped += ring_push(&c->queue, chunk, m->queue_limit);
+    m->dropped += ring_push(&c->queue, chunk, (uint32_t)m->queue_limit);
     if (c->queue.n == 1 && m->base.proxy.has_connection(m->base.proxy.ud, c->id))
         m->base.proxy.wake(m->base.proxy.ud, c->id);
 }
@@ -531,6 +532,8 @@ bx_engine_t *bx_engine_memory_new(uv_loop_t *loop, const bx_proxy_t *proxy, doub
     m->base.loop = loop;
     m->base.timeout = timeout;
     m->queue_limit = opts && opts->queue_limit ? opts->queue_limit : DEFAULT_QUEUE_LIMIT;
+    if (m->queue_limit > UINT32_MAX / 2)
+        m->queue_limit = UINT32_MAX / 2;    /* the ring counts in 32 bits */
     uv_idle_init(loop, &m->idle);
     m->idle.data = m;
     uv_timer_init(loop, &m->gc);
