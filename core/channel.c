@@ -5,6 +5,7 @@
 #include <string.h>
 #include "buf.h"
 #include "channel.h"
+#include "dict.h"
 
 static int segchar(unsigned char c)
 {
@@ -69,28 +70,58 @@ size_t bx_channel_expand(const char *s, size_t n, bx_channel_expand_cb fn, void 
 {
     char stackbuf[256];
     char *tmp = n + 4 <= sizeof(stackbuf) ? stackbuf : bx_malloc(n + 4);
-    size_t calls = 0, last = 0;
+    bx_siphash_t st, cand, star;
+    size_t calls = 0, last = 0, done = 0;
 
-    memcpy(tmp, s, n);
-    tmp[n] = '\0';
-    fn(ud, tmp, n), calls++;
-    fn(ud, "/**", 3), calls++;
-    /* every '/' that starts a segment after the first marks a proper prefix */
+    /* One pass: `st` has absorbed s[0, done) and tmp holds the same bytes,
+     * so each prefix costs only its new bytes plus a short suffix, never
+     * a copy or a hash of the whole prefix (which made a deep name cost
+     * O(depth^2)). */
+    bx_dict_hash_start(&st);
+    star = st;
     for (size_t i = 1; i < n; i++) {
         if (s[i] != '/')
             continue;
-        last = i;
-        memcpy(tmp, s, i);
+        /* every '/' that starts a segment after the first marks a proper
+         * prefix: prefix + "/**" */
+        bx_siphash_update(&st, s + done, i - done);
+        memcpy(tmp + done, s + done, i - done);
+        done = last = i;
+        star = st;
+        cand = st;
+        bx_siphash_update(&cand, "/**", 3);
         memcpy(tmp + i, "/**", 4);
-        fn(ud, tmp, i + 3), calls++;
+        fn(ud, tmp, i + 3, bx_dict_hash_end(&cand)), calls++;
     }
     /* parent + "/*"; for a one-segment name the parent is the root */
-    memcpy(tmp, s, last);
+    cand = star;
+    bx_siphash_update(&cand, "/*", 2);
     memcpy(tmp + last, "/*", 3);
-    fn(ud, tmp, last + 2), calls++;
+    fn(ud, tmp, last + 2, bx_dict_hash_end(&cand)), calls++;
+    /* the name itself */
+    bx_siphash_update(&st, s + done, n - done);
+    memcpy(tmp + done, s + done, n - done);
+    tmp[n] = '\0';
+    fn(ud, tmp, n, bx_dict_hash_end(&st)), calls++;
+    fn(ud, "/**", 3, bx_dict_hash("/**", 3)), calls++;
     if (tmp != stackbuf)
         free(tmp);
     return calls;
+}
+
+int bx_channel_within(const char *s, size_t n, size_t max_len, size_t max_depth)
+{
+    size_t depth = 0;
+    const char *p = s, *end = s + n;
+
+    if (n > max_len)
+        return 0;
+    while ((p = memchr(p, '/', (size_t)(end - p))) != NULL) {
+        if (++depth > max_depth)
+            return 0;
+        p++;
+    }
+    return 1;
 }
 
 int bx_channel_matches(const char *p, size_t plen, const char *name, size_t nlen)

@@ -6,14 +6,22 @@
 #include "buf.h"
 #include "dict.h"
 
+void bx_dict_hash_start(bx_siphash_t *st)
+{
+    bx_siphash_init_process(st);
+}
+
+uint32_t bx_dict_hash_end(const bx_siphash_t *st)
+{
+    return (uint32_t)bx_siphash_final(st);
+}
+
 uint32_t bx_dict_hash(const char *key, size_t len)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 16777619u;
-    }
-    return h;
+    bx_siphash_t st;
+    bx_dict_hash_start(&st);
+    bx_siphash_update(&st, key, len);
+    return bx_dict_hash_end(&st);
 }
 
 static bx_dict_entry_t **find(const bx_dict_t *d, const char *key, size_t len, uint32_t h)
@@ -25,12 +33,19 @@ static bx_dict_entry_t **find(const bx_dict_t *d, const char *key, size_t len, u
     return pp;
 }
 
+void *bx_dict_get_hashed(const bx_dict_t *d, const char *key, size_t len, uint32_t hash)
+{
+    if (!d->buckets)
+        return NULL;
+    bx_dict_entry_t *e = *find(d, key, len, hash);
+    return e ? e->value : NULL;
+}
+
 void *bx_dict_get(const bx_dict_t *d, const char *key, size_t len)
 {
     if (!d->buckets)
         return NULL;
-    bx_dict_entry_t *e = *find(d, key, len, bx_dict_hash(key, len));
-    return e ? e->value : NULL;
+    return bx_dict_get_hashed(d, key, len, bx_dict_hash(key, len));
 }
 
 static void grow(bx_dict_t *d)

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "siphash.h"
 
 typedef struct bx_dict_entry_s {
     struct bx_dict_entry_s *next;
@@ -34,13 +35,23 @@ typedef struct {
 #define BX_DICT_INIT { NULL, 0, 0 }
 #define BX_DICT_ITER_INIT { 0, NULL }
 
-/* Hash of a byte string (FNV-1a; keys are server-generated ids or channel
- * names, the table is not exposed to adversarial collision floods beyond
- * what its chaining tolerates). */
+/* Hash of a byte string: SipHash-2-4 under the per-process random key
+ * (keys are client-chosen: channel names, ids sent by socket binds; a
+ * keyed hash keeps a client from choosing keys that share a bucket). */
 uint32_t bx_dict_hash(const char *key, size_t len);
+
+/* The same hash in steps: bx_dict_hash_start, bx_siphash_update with the
+ * key's bytes (in any pieces), bx_dict_hash_end (which leaves `st` as it
+ * is, so prefixes of a key can be finished from snapshots). */
+void bx_dict_hash_start(bx_siphash_t *st);
+uint32_t bx_dict_hash_end(const bx_siphash_t *st);
 
 /* Returns the value for `key`, or NULL. */
 void *bx_dict_get(const bx_dict_t *d, const char *key, size_t len);
+
+/* bx_dict_get with the key's hash already known (`hash` must be
+ * bx_dict_hash(key, len)). */
+void *bx_dict_get_hashed(const bx_dict_t *d, const char *key, size_t len, uint32_t hash);
 
 /* Sets `key` to `value` (non-NULL). Returns the previous value or NULL. */
 void *bx_dict_set(bx_dict_t *d, const char *key, size_t len, void *value);

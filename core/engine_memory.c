@@ -20,12 +20,22 @@
 
 #define DEFAULT_QUEUE_LIMIT 1000
 
+/* A client's queue: a ring, so that a full queue drops its oldest
+ * message in O(1) (not a memmove of queue_limit pointers per message).
+ * It grows by doubling up to queue_limit. */
+typedef struct {
+    bx_chunk_t **v;
+    uint32_t head, n, cap;      /* oldest at v[head]; 32 bits keep it as
+                                   small as the vector it replaced */
+} ring_t;
+
 typedef struct client {
     char id[32];
     bx_dict_t channels;         /* channel -> (void *)1 */
-    bx_chunkv_t queue;          /* oldest first */
+    ring_t queue;
     uint64_t last_ping;         /* uv_now() ms */
     uint64_t mark;              /* last publish that reached this client */
+    struct client *older, *newer;   /* the liveness list, by last_ping */
 } client_t;
 
 typedef enum { OP_ID, OP_BOOL, OP_DONE } op_kind_t;
@@ -46,6 +56,8 @@ typedef struct {
     unsigned long dropped;
     bx_dict_t clients;          /* id -> client_t */
     bx_dict_t index;            /* channel -> bx_dict_t of id -> client_t */
+    client_t *oldest, *newest;  /* every client, least recently pinged first:
+                                   expiry looks only at those that are due */
     uint64_t generation;
     op_t *head, *tail;          /* pending completions */
     uv_idle_t idle;
@@ -126,6 +138,98 @@ static void on_idle(uv_idle_t *h)
     }
 }
 
+/* ---- Queues ---- */
+
+static void ring_free(ring_t *r)
+{
+    for (uint32_t i = 0; i < r->n; i++)
+        bx_chunk_unref(r->v[(r->head + i) % r->cap]);
+    free(r->v);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Appends `chunk` (a new reference is taken). A full ring of `limit`
+ * drops its oldest entry and returns 1. */
+static int ring_push(ring_t *r, bx_chunk_t *chunk, uint32_t limit)
+{
+    int dropped = 0;
+
+    if (r->n >= limit) {
+        bx_chunk_unref(r->v[r->head]);
+        r->head = (r->head + 1) % r->cap;
+        r->n--;
+        dropped = 1;
+    }
+    if (r->n == r->cap) {
+        /* grow, straightening the ring into the new array */
+        uint32_t cap = r->cap ? (r->cap > limit / 2 ? limit : 2 * r->cap) : 4;
+        if (cap > limit)
+            cap = limit;
+        bx_chunk_t **v = bx_malloc(cap * sizeof(*v));
+        for (uint32_t i = 0; i < r->n; i++)
+            v[i] = r->v[(r->head + i) % r->cap];
+        free(r->v);
+        r->v = v;
+        r->head = 0;
+        r->cap = cap;
+    }
+    r->v[(r->head + r->n) % r->cap] = bx_chunk_ref(chunk);
+    r->n++;
+    return dropped;
+}
+
+/* Moves the ring's entries, oldest first, into an empty `out`. */
+static void ring_take(ring_t *r, bx_chunkv_t *out)
+{
+    if (r->head == 0) {
+        /* already in order: hand the array over as it is */
+        out->v = r->v;
+        out->n = r->n;
+        out->cap = r->cap;
+    } else {
+        out->v = bx_malloc(r->n * sizeof(*out->v));
+        out->n = out->cap = r->n;
+        for (uint32_t i = 0; i < r->n; i++)
+            out->v[i] = r->v[(r->head + i) % r->cap];
+        free(r->v);
+    }
+    memset(r, 0, sizeof(*r));
+}
+
+/* ---- Liveness order ---- */
+
+static void unlink_client(memory_t *m, client_t *c)
+{
+    if (c->older)
+        c->older->newer = c->newer;
+    else
+        m->oldest = c->newer;
+    if (c->newer)
+        c->newer->older = c->older;
+    else
+        m->newest = c->older;
+    c->older = c->newer = NULL;
+}
+
+/* Stamps `c` as pinged now; it becomes the newest (uv_now never goes
+ * back, so the list stays ordered by last_ping). */
+static void touch(memory_t *m, client_t *c)
+{
+    if (m->newest == c) {
+        c->last_ping = uv_now(m->base.loop);
+        return;
+    }
+    if (c->older || c->newer || m->oldest == c)
+        unlink_client(m, c);
+    c->last_ping = uv_now(m->base.loop);
+    c->older = m->newest;
+    if (m->newest)
+        m->newest->newer = c;
+    else
+        m->oldest = c;
+    m->newest = c;
+}
+
 /* ---- Clients ---- */
 
 static client_t *find(memory_t *m, const char *id)
@@ -166,10 +270,11 @@ static void destroy(memory_t *m, client_t *c)
     bx_dict_entry_t *e;
 
     bx_dict_del(&m->clients, c->id, 31);
+    unlink_client(m, c);
     while ((e = bx_dict_next(&c->channels, &it)) != NULL)
         unsubscribe_one(m, c, e->key);
     bx_dict_free(&c->channels);
-    bx_chunkv_free(&c->queue);
+    ring_free(&c->queue);
     trigger(m, BX_EV_DISCONNECT, c->id, NULL, NULL);
     trigger(m, BX_EV_CLOSE, c->id, NULL, NULL);
     free(c);
@@ -187,7 +292,7 @@ static int m_create_client(bx_engine_t *e, bx_engine_id_cb cb, void *ud)
     do
         bx_engine_random_id(c->id);
     while (find(m, c->id));
-    c->last_ping = uv_now(e->loop);
+    touch(m, c);
     bx_dict_set(&m->clients, c->id, 31, c);
     trigger(m, BX_EV_HANDSHAKE, c->id, NULL, NULL);
     op_t *op = defer(m, OP_ID, (void (*)(void))cb, ud);
@@ -220,7 +325,7 @@ static void m_ping(bx_engine_t *e, const char *id)
 {
     client_t *c = find((memory_t *)e, id);
     if (c)
-        c->last_ping = uv_now(e->loop);
+        touch((memory_t *)e, c);
 }
 
 static int m_subscribe(bx_engine_t *e, const char *id, const char *ch, bx_engine_bool_cb cb,
@@ -274,23 +379,17 @@ typedef struct {
 
 static void enqueue(memory_t *m, client_t *c, bx_chunk_t *chunk)
 {
-    if (c->queue.n >= m->queue_limit) {
-        /* drop the oldest: a client that stopped reading must not hold
-         * unbounded memory; the count is reported by bx_engine_memory_dropped */
-        bx_chunk_unref(c->queue.v[0]);
-        memmove(c->queue.v, c->queue.v + 1, (c->queue.n - 1) * sizeof(*c->queue.v));
-        c->queue.n--;
-        m->dropped++;
-    }
-    bx_chunkv_push(&c->queue, chunk);
+    /* a full queue drops the oldest: a client that stopped reading must not
+     * hold unbounded memory; the count is reported by bx_engine_memory_dropped */
+    m->dropped += ring_push(&c->queue, chunk, (uint32_t)m->queue_limit);
     if (c->queue.n == 1 && m->base.proxy.has_connection(m->base.proxy.ud, c->id))
         m->base.proxy.wake(m->base.proxy.ud, c->id);
 }
 
-static void publish_to(void *ud, const char *pattern, size_t len)
+static void publish_to(void *ud, const char *pattern, size_t len, uint32_t hash)
 {
     publish_ctx_t *p = ud;
-    bx_dict_t *subs = bx_dict_get(&p->m->index, pattern, len);
+    bx_dict_t *subs = bx_dict_get_hashed(&p->m->index, pattern, len, hash);
     bx_dict_iter_t it = BX_DICT_ITER_INIT;
     bx_dict_entry_t *e;
 
@@ -320,9 +419,12 @@ static int m_publish(bx_engine_t *e, const json_t *message, bx_engine_done_cb cb
     if (m->closing)
         return BX_ECANCELED;
     if (json_is_string(jch)) {
-        m->generation++;
-        bx_channel_expand(json_string_value(jch), json_string_length(jch), publish_to, &p);
-        bx_chunk_unref(p.chunk);
+        /* with no subscription at all there is nobody to find */
+        if (m->index.count) {
+            m->generation++;
+            bx_channel_expand(json_string_value(jch), json_string_length(jch), publish_to, &p);
+            bx_chunk_unref(p.chunk);
+        }
         trigger(m, BX_EV_PUBLISH, bx_json_str(message, "clientId"), json_string_value(jch),
                 json_object_get(message, "data"));
     }
@@ -336,8 +438,8 @@ static void m_empty_queue(bx_engine_t *e, const char *id)
     client_t *c = find(m, id);
     if (!c || c->queue.n == 0 || !m->base.proxy.has_connection(m->base.proxy.ud, id))
         return;
-    bx_chunkv_t msgs = c->queue;
-    c->queue = (bx_chunkv_t)BX_CHUNKV_INIT;
+    bx_chunkv_t msgs = BX_CHUNKV_INIT;
+    ring_take(&c->queue, &msgs);
     m->base.proxy.deliver(m->base.proxy.ud, id, &msgs);
     bx_chunkv_free(&msgs);
 }
@@ -348,27 +450,27 @@ static void m_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs)
 {
     memory_t *m = (memory_t *)e;
     client_t *c = m->closing ? NULL : find(m, id);
-    bx_chunkv_t q = BX_CHUNKV_INIT;
-    size_t total, skip, i;
+    bx_chunkv_t newer = BX_CHUNKV_INIT;
+    uint32_t limit = (uint32_t)m->queue_limit;
 
     if (!c || msgs->n == 0) {
         bx_chunkv_clear(msgs);
         return;
     }
-    /* the given-back messages are the oldest: over the limit, they go first */
-    total = msgs->n + c->queue.n;
-    skip = total > m->queue_limit ? total - m->queue_limit : 0;
-    m->dropped += skip;
-    for (i = 0; i < total; i++) {
-        bx_chunk_t *ch = i < msgs->n ? msgs->v[i] : c->queue.v[i - msgs->n];
-        if (i < skip)
-            bx_chunk_unref(ch);
-        else
-            bx_chunkv_push_new(&q, ch);
+    /* the given-back messages are the oldest: refill the ring with them
+     * first, so that over the limit they are the ones dropped */
+    ring_take(&c->queue, &newer);
+    for (size_t i = 0; i < msgs->n; i++) {
+        m->dropped += ring_push(&c->queue, msgs->v[i], limit);
+        bx_chunk_unref(msgs->v[i]);
+    }
+    for (size_t i = 0; i < newer.n; i++) {
+        m->dropped += ring_push(&c->queue, newer.v[i], limit);
+        bx_chunk_unref(newer.v[i]);
     }
     msgs->n = 0;
-    free(c->queue.v);
-    c->queue = q;
+    newer.n = 0;
+    bx_chunkv_free(&newer);
     if (c->queue.n && m->base.proxy.has_connection(m->base.proxy.ud, c->id))
         m->base.proxy.wake(m->base.proxy.ud, c->id);
 }
@@ -380,14 +482,10 @@ static void on_gc(uv_timer_t *t)
     memory_t *m = t->data;
     uint64_t now = uv_now(m->base.loop);
     uint64_t ttl = (uint64_t)(2 * m->base.timeout * 1000);
-    bx_dict_iter_t it = BX_DICT_ITER_INIT;
-    bx_dict_entry_t *e;
 
-    while ((e = bx_dict_next(&m->clients, &it)) != NULL) {
-        client_t *c = e->value;
-        if (now - c->last_ping >= ttl)
-            destroy(m, c);
-    }
+    /* only the clients that are due, the least recently pinged first */
+    while (m->oldest && now - m->oldest->last_ping >= ttl)
+        destroy(m, m->oldest);
 }
 
 /* ---- Life cycle ---- */
@@ -426,7 +524,7 @@ static void m_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
     while ((en = bx_dict_next(&m->clients, &it)) != NULL) {
         client_t *c = en->value;
         bx_dict_free(&c->channels);
-        bx_chunkv_free(&c->queue);
+        ring_free(&c->queue);
         free(c);
     }
     bx_dict_free(&m->clients);
@@ -466,6 +564,8 @@ bx_engine_t *bx_engine_memory_new(uv_loop_t *loop, const bx_proxy_t *proxy, doub
     m->base.loop = loop;
     m->base.timeout = timeout;
     m->queue_limit = opts && opts->queue_limit ? opts->queue_limit : DEFAULT_QUEUE_LIMIT;
+    if (m->queue_limit > UINT32_MAX / 2)
+        m->queue_limit = UINT32_MAX / 2;    /* the ring counts in 32 bits */
     uv_idle_init(loop, &m->idle);
     m->idle.data = m;
     uv_timer_init(loop, &m->gc);

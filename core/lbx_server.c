@@ -113,6 +113,10 @@ static int l_server(lua_State *L)
     o.max_frame = (size_t)opt_number(L, 1, "max_frame", (double)o.max_frame);
     o.max_output = (size_t)opt_number(L, 1, "max_output", (double)o.max_output);
     o.max_reply = (size_t)opt_number(L, 1, "max_reply", (double)o.max_reply);
+    o.max_channel_length = (size_t)opt_number(L, 1, "max_channel_length",
+                                              (double)o.max_channel_length);
+    o.max_channel_depth = (size_t)opt_number(L, 1, "max_channel_depth",
+                                             (double)o.max_channel_depth);
     o.http.max_body = (size_t)opt_number(L, 1, "max_body", (double)o.http.max_body);
     o.http.max_header = (size_t)opt_number(L, 1, "max_header", (double)o.http.max_header);
     o.http.idle_timeout = opt_number(L, 1, "idle_timeout", o.http.idle_timeout);

@@ -462,6 +462,15 @@ static void subscribed(void *ud, int status, int changed)
         op_reply(op);
 }
 
+/* Whether `ch` is within the server's channel caps. A name past them is
+ * "invalid" (405), as Faye's grammar would have it if it had caps: the
+ * caps keep one message from costing the loop O(length x depth). */
+static int within_caps(op_t *op, const char *ch, size_t n)
+{
+    const bx_server_opts_t *o = bx_server_opts(op->batch->server);
+    return bx_channel_within(ch, n, o->max_channel_length, o->max_channel_depth);
+}
+
 static int check_channel(op_t *op, const json_t *jch)
 {
     const char *ch = json_is_string(jch) ? json_string_value(jch) : "";
@@ -471,7 +480,7 @@ static int check_channel(op_t *op, const json_t *jch)
 
     if (!(op->batch->flags & BX_PROTO_LOCAL) && !bx_channel_subscribable(ch, n))
         err = 403;
-    if (!kind || strlen(ch) != n)
+    if (!kind || strlen(ch) != n || !within_caps(op, ch, n))
         err = 405;
     if (err)
         set_error(op->reply, err, ch);
@@ -558,7 +567,8 @@ static void publish_checked(op_t *op)
     size_t n = json_is_string(jch) ? json_string_length(jch) : 0;
 
     op->reply = skeleton(op->msg);
-    if (!(bx_channel_parse(ch, n) & BX_CHANNEL_NAME) || strlen(ch) != n)
+    if (!(bx_channel_parse(ch, n) & BX_CHANNEL_NAME) || strlen(ch) != n ||
+        !within_caps(op, ch, n))
         set_error(op->reply, 405, ch);
     if (!json_object_get(op->msg, "data"))
         set_error(op->reply, 402, "data");

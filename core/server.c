@@ -28,6 +28,7 @@ typedef struct session {
     struct outpass *out_first;  /* those passes, oldest first: their results */
     struct outpass *out_last;   /* are handed on in this order */
     struct session *next_dirty;
+    struct session *ka_prev, *ka_next;  /* while its sink wants keep-alive */
 } session_t;
 
 typedef struct deferred {
@@ -52,6 +53,8 @@ struct bx_server_s {
     bx_engine_t *engine;
     bx_http_server_t *http;
     bx_dict_t sessions;
+    size_t connected;           /* sessions with a hold or a sink */
+    session_t *keepalives;      /* sessions whose sink wants keep-alive */
     session_t *dirty;
     deferred_t *defer_head, *defer_tail;
     event_t *ev_head, *ev_tail;
@@ -84,6 +87,10 @@ void bx_server_opts_default(bx_server_opts_t *o)
     o->max_frame = 1 << 20;
     o->max_output = 4 << 20;
     o->max_reply = 1 << 20;
+    /* far beyond any real channel name, low enough that a publish to one
+     * costs the loop next to nothing */
+    o->max_channel_length = 4096;
+    o->max_channel_depth = 128;
     bx_http_limits_default(&o->http);
 }
 
@@ -103,6 +110,48 @@ static session_t *session_make(bx_server_t *s, const char *id)
         bx_dict_set(&s->sessions, ss->id, strlen(ss->id), ss);
     }
     return ss;
+}
+
+/* Every change of a session's hold or sink goes through set_hold or
+ * set_sink, so the count of connected sessions and the list of keep-alive
+ * sinks stay exact without walking every session. */
+static void count_connected(bx_server_t *s, session_t *ss, int was)
+{
+    int now = ss->hold || ss->sink;
+    if (now && !was)
+        s->connected++;
+    else if (!now && was)
+        s->connected--;
+}
+
+static void set_hold(bx_server_t *s, session_t *ss, bx_waiter_t *w)
+{
+    int was = ss->hold || ss->sink;
+    ss->hold = w;
+    count_connected(s, ss, was);
+}
+
+static void set_sink(bx_server_t *s, session_t *ss, bx_sink_t *sink)
+{
+    int was = ss->hold || ss->sink;
+    if (ss->sink && ss->sink->keepalive) {
+        if (ss->ka_prev)
+            ss->ka_prev->ka_next = ss->ka_next;
+        else
+            s->keepalives = ss->ka_next;
+        if (ss->ka_next)
+            ss->ka_next->ka_prev = ss->ka_prev;
+        ss->ka_prev = ss->ka_next = NULL;
+    }
+    ss->sink = sink;
+    if (sink && sink->keepalive) {
+        ss->ka_prev = NULL;
+        ss->ka_next = s->keepalives;
+        if (ss->ka_next)
+            ss->ka_next->ka_prev = ss;
+        s->keepalives = ss;
+    }
+    count_connected(s, ss, was);
 }
 
 static void mark_dirty(bx_server_t *s, session_t *ss)
@@ -134,10 +183,10 @@ void bx_session_hold(bx_server_t *s, const char *id, bx_waiter_t *w)
          * hanging forever, reference §6.3) */
         bx_waiter_t *old = ss->hold;
         bx_chunkv_t none = BX_CHUNKV_INIT;
-        ss->hold = NULL;
+        set_hold(s, ss, NULL);
         old->release(old, &none);
     }
-    ss->hold = w;
+    set_hold(s, ss, w);
     ss->want_queue = 1;
     mark_dirty(s, ss);
 }
@@ -155,7 +204,7 @@ void bx_session_unhold(bx_server_t *s, const char *id, bx_waiter_t *w)
 {
     session_t *ss = session_get(s, id);
     if (ss && ss->hold == w) {
-        ss->hold = NULL;
+        set_hold(s, ss, NULL);
         session_gc(s, ss);
     }
 }
@@ -165,10 +214,10 @@ void bx_session_bind(bx_server_t *s, const char *id, bx_sink_t *sink)
     session_t *ss = session_make(s, id);
     if (ss->sink && ss->sink != sink) {
         bx_sink_t *old = ss->sink;
-        ss->sink = NULL;
+        set_sink(s, ss, NULL);
         old->close(old);
     }
-    ss->sink = sink;
+    set_sink(s, ss, sink);
     ss->want_queue = 1;
     mark_dirty(s, ss);
 }
@@ -177,7 +226,7 @@ void bx_session_unbind(bx_server_t *s, const char *id, bx_sink_t *sink)
 {
     session_t *ss = session_get(s, id);
     if (ss && ss->sink == sink) {
-        ss->sink = NULL;
+        set_sink(s, ss, NULL);
         session_gc(s, ss);
     }
 }
@@ -403,7 +452,7 @@ static void deliver_pass(bx_server_t *s)
                 /* refused: its socket is going away. Unbound first, so the
                  * given-back messages wake no one; a held connect rides the
                  * same connection and is answered empty */
-                ss->sink = NULL;
+                set_sink(s, ss, NULL);
                 ss->release_empty = 1;
                 bx_chunkv_move(&back, &msgs);
             }
@@ -418,7 +467,7 @@ static void deliver_pass(bx_server_t *s)
             bx_chunkv_t msgs = ss->pending;
             ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
             bound_reply(s, &msgs, &back);
-            ss->hold = NULL;
+            set_hold(s, ss, NULL);
             w->release(w, &msgs);
             bx_chunkv_free(&msgs);
         }
@@ -493,7 +542,7 @@ static void p_trigger(void *ud, bx_event_t ev, const char *id, const char *chann
         }
         if (ss->sink) {
             bx_sink_t *sink = ss->sink;
-            ss->sink = NULL;
+            set_sink(s, ss, NULL);
             sink->close(sink);
         }
         session_gc(s, ss);
@@ -554,13 +603,8 @@ void bx_server_defer(bx_server_t *s, void (*fn)(void *ud), void *ud)
 static void on_keepalive(uv_timer_t *t)
 {
     bx_server_t *s = t->data;
-    bx_dict_iter_t it = BX_DICT_ITER_INIT;
-    bx_dict_entry_t *en;
-    while ((en = bx_dict_next(&s->sessions, &it)) != NULL) {
-        session_t *ss = en->value;
-        if (ss->sink && ss->sink->keepalive)
-            s->engine->ops->ping(s->engine, ss->id);
-    }
+    for (session_t *ss = s->keepalives; ss; ss = ss->ka_next)
+        s->engine->ops->ping(s->engine, ss->id);
 }
 
 /* ---- HTTP routing ---- */
@@ -696,14 +740,7 @@ bx_ext_hook bx_server_outgoing(const bx_server_t *s, void **ud)
 
 size_t bx_server_connected(const bx_server_t *s)
 {
-    size_t n = 0;
-    bx_dict_iter_t it = BX_DICT_ITER_INIT;
-    bx_dict_entry_t *en;
-    while ((en = bx_dict_next(&s->sessions, &it)) != NULL) {
-        const session_t *ss = en->value;
-        n += ss->hold || ss->sink;
-    }
-    return n;
+    return s->connected;
 }
 
 size_t bx_server_sessions(const bx_server_t *s)
@@ -757,12 +794,12 @@ static void close_rest(void *ud)
             /* held after close began (a lookup was already in flight) */
             bx_waiter_t *w = ss->hold;
             bx_chunkv_t none = BX_CHUNKV_INIT;
-            ss->hold = NULL;
+            set_hold(s, ss, NULL);
             w->release(w, &none);
         }
         if (ss->sink) {
             bx_sink_t *sink = ss->sink;
-            ss->sink = NULL;
+            set_sink(s, ss, NULL);
             sink->close(sink);
         }
         bx_chunkv_free(&ss->pending);
@@ -811,7 +848,7 @@ void bx_server_close(bx_server_t *s, void (*done)(void *ud), void *ud)
             bx_waiter_t *w = ss->hold;
             bx_chunkv_t msgs = ss->pending;
             ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
-            ss->hold = NULL;
+            set_hold(s, ss, NULL);
             w->release(w, &msgs);
             bx_chunkv_free(&msgs);
         }

@@ -35,6 +35,9 @@ typedef struct {
                                    /meta/connect; the rest wait for the next
                                    connect (one message always goes, whatever
                                    its size); default 1 MiB */
+    size_t max_channel_length;  /* bytes of a channel name or pattern; default
+                                   4096; longer -> 405 Invalid channel */
+    size_t max_channel_depth;   /* segments of one; default 128; more -> 405 */
     const char *client_script;  /* file served as <mount>/client.js; copied */
     bx_http_limits_t http;      /* HTTP limits (see http.h) */
 } bx_server_opts_t;
@@ -63,7 +66,8 @@ typedef struct bx_waiter_s {
 typedef struct bx_sink_s {
     void (*push)(struct bx_sink_s *sink, bx_chunkv_t *msgs);
     void (*close)(struct bx_sink_s *sink);
-    int keepalive;              /* the server pings the client (in-process) */
+    int keepalive;              /* the server pings the client (in-process);
+                                   read when the sink is bound */
     void *request;              /* borrowed: the upgrade or stream request, as
                                    for bx_waiter_t; valid while bound */
 } bx_sink_t;
@@ -112,7 +116,8 @@ void bx_server_on_app(bx_server_t *s, bx_server_app_cb cb, bx_server_app_cb abor
  * later loop turn, after which `s` is freed. */
 void bx_server_close(bx_server_t *s, void (*done)(void *ud), void *ud);
 
-/* Number of clients with a held connect or a bound socket here. */
+/* Number of clients with a held connect or a bound socket here (kept as
+ * a count: O(1)). */
 size_t bx_server_connected(const bx_server_t *s);
 
 /* Whether bx_server_close has been called. */

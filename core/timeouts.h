@@ -3,9 +3,11 @@
  *
  * Each held /meta/connect needs a deadline. A uv_timer_t per hold costs
  * ~170 bytes for every idle client; here a deadline is a small struct
- * embedded in its owner, kept in a list sorted by due time (deadlines
- * mostly arrive in order, so inserting from the tail is O(1)), and one
- * timer per set is armed for the earliest.
+ * embedded in its owner, kept in a binary min-heap by due time (a client
+ * chooses its connect's timeout, so deadlines may arrive in any order:
+ * adding and removing are O(log n) whatever the order), and one timer per
+ * set is armed for the earliest. Equal deadlines fire in the order they
+ * were added.
  */
 #ifndef BX_TIMEOUTS_H
 #define BX_TIMEOUTS_H
@@ -21,15 +23,18 @@ typedef void (*bx_timeout_cb)(bx_timeout_t *t);
 
 /* Embedded in its owner; zero it before first use. */
 struct bx_timeout_s {
-    bx_timeout_t *prev, *next;
     bx_timeouts_t *set;         /* NULL when not pending */
+    size_t slot;                /* its index in set->heap while pending */
     uint64_t due;               /* loop time, ms */
+    uint64_t seq;               /* order of adding: ties fire first-in first */
     bx_timeout_cb cb;
 };
 
 struct bx_timeouts_s {
     uv_timer_t timer;
-    bx_timeout_t *head, *tail;
+    bx_timeout_t **heap;        /* heap[0] is the earliest */
+    size_t n, cap;
+    uint64_t seq;
     void (*closed)(void *ud);
     void *closed_ud;
 };

@@ -4,6 +4,7 @@
  */
 #include "bx_test.h"
 #include "channel.h"
+#include "dict.h"
 
 #include <stdlib.h>
 
@@ -106,17 +107,18 @@ static void test_invalid(void)
 /* ---- Expansion ---- */
 
 typedef struct {
-    char *items[64];
+    char *items[128];
     size_t n;
 } set_t;
 
-static void collect(void *ud, const char *p, size_t len)
+static void collect(void *ud, const char *p, size_t len, uint32_t hash)
 {
     set_t *s = ud;
-    /* the callback's string is NUL-terminated and `len` long */
-    if (s->n < 64 && strlen(p) == len)
+    /* the callback's string is NUL-terminated and `len` long, and comes
+     * with the dict's hash of it */
+    if (s->n < 128 && strlen(p) == len && hash == bx_dict_hash(p, len))
         s->items[s->n++] = strdup(p);
-    else if (s->n < 64)
+    else if (s->n < 128)
         s->items[s->n++] = strdup("<bad length>");
 }
 
@@ -195,13 +197,72 @@ static void test_expand_long(void)
     set_t s = { { 0 }, 0 };
     size_t calls = bx_channel_expand(name, n, collect, &s);
     BX_CHECK_INT(calls, 1 + 1 + 99 + 1);        /* name, /**, 99 prefixes, parent/* */
-    BX_CHECK_INT(s.n, 64);                      /* collector capped; lengths were right */
+    BX_CHECK_INT(s.n, calls);
     for (size_t i = 0; i < s.n; i++)
         BX_CHECK(strcmp(s.items[i], "<bad length>") != 0);
     BX_CHECK_INT(set_has(&s, name), 1);
     BX_CHECK_INT(set_has(&s, "/**"), 1);
     BX_CHECK_INT(set_has(&s, "/seg000/**"), 1);
     set_free(&s);
+}
+
+/* Checks each candidate of a deep name by its shape alone (O(1) a call),
+ * so the check itself does not walk the name again. */
+typedef struct {
+    const char *name;
+    size_t n, calls, prefixes, bad;
+    int parent, self, all;
+} deep_t;
+
+static void check_deep(void *ud, const char *p, size_t len, uint32_t hash)
+{
+    deep_t *d = ud;
+    d->calls++;
+    if (len == d->n && p[len] == '\0' && memcmp(p + len - 2, "/a", 2) == 0)
+        d->self++;
+    else if (len == 3 && memcmp(p, "/**", 4) == 0)
+        d->all++;
+    else if (len == d->n && memcmp(p + len - 2, "/*", 3) == 0)
+        d->parent++;                    /* "/a/.../a" minus one segment, + "/*" */
+    else if (len % 2 == 1 && len >= 5 && memcmp(p + len - 3, "/**", 4) == 0 &&
+             p[len - 5] == '/' && p[len - 4] == 'a')
+        d->prefixes++;
+    else
+        d->bad++;
+    (void)hash;
+}
+
+static void test_expand_deep(void)
+{
+    /* "/a" x 100000: one candidate per segment, built without copying
+     * every prefix; spot-check the hashes of a few */
+    size_t depth = 100000, n = 2 * depth;
+    char *name = malloc(n + 1);
+    for (size_t i = 0; i < depth; i++)
+        memcpy(name + 2 * i, "/a", 2);
+    name[n] = '\0';
+    deep_t d = { name, n, 0, 0, 0, 0, 0, 0 };
+    size_t calls = bx_channel_expand(name, n, check_deep, &d);
+    BX_CHECK_INT(calls, depth + 2);         /* depth - 1 prefixes, parent, self, /** */
+    BX_CHECK_INT(d.calls, calls);
+    BX_CHECK_INT(d.self, 1);
+    BX_CHECK_INT(d.all, 1);
+    BX_CHECK_INT(d.parent, 1);
+    BX_CHECK_INT(d.prefixes, depth - 1);
+    BX_CHECK_INT(d.bad, 0);
+    free(name);
+}
+
+static void test_within(void)
+{
+    BX_CHECK(bx_channel_within("/a/b/c", 6, 6, 3));
+    BX_CHECK(!bx_channel_within("/a/b/c", 6, 5, 3));       /* one byte too long */
+    BX_CHECK(!bx_channel_within("/a/b/c", 6, 6, 2));       /* one segment too deep */
+    BX_CHECK(bx_channel_within("/a/**", 5, 5, 2));         /* the wildcard counts */
+    BX_CHECK(!bx_channel_within("/a/**", 5, 5, 1));
+    BX_CHECK(bx_channel_within("", 0, 0, 0));
+    /* only the length is looked at past the cap */
+    BX_CHECK(!bx_channel_within("/a/b", 1000000, 4, 2));
 }
 
 static void test_matches(void)
@@ -242,6 +303,8 @@ int main(void)
     BX_RUN(test_invalid);
     BX_RUN(test_expand);
     BX_RUN(test_expand_long);
+    BX_RUN(test_expand_deep);
+    BX_RUN(test_within);
     BX_RUN(test_matches);
     return BX_REPORT();
 }

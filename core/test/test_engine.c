@@ -563,6 +563,79 @@ static void test_queue_limit(void)
     TEARDOWN();
 }
 
+/* Publishes data from..to-1 on /q. */
+static int publish_range(bx_engine_t *e, int from, int to)
+{
+    char text[64];
+    for (int i = from; i < to; i++) {
+        snprintf(text, sizeof(text), "{\"channel\":\"/q\",\"data\":%d}", i);
+        if (publish_text(e, text) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Whether the deliveries to `id` from the `skip`-th on carry data from,
+ * from+1, ... to-1, and nothing more. */
+static int delivered_range(const fake_t *f, const char *id, int skip, int from, int to)
+{
+    char text[64];
+    if (dl_count(f, id) != skip + (to - from))
+        return 0;
+    for (int i = from; i < to; i++) {
+        bx_chunk_t *c = dl_nth(f, id, skip + i - from);
+        snprintf(text, sizeof(text), "{\"channel\":\"/q\",\"data\":%d}", i);
+        if (c->len != strlen(text) || memcmp(c->data, text, c->len) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* The queue is a ring: dropping the oldest moves its start, growing
+ * straightens it, handing it over keeps the order; the drop policy is the
+ * same as ever (the oldest goes, and is counted). */
+static void test_queue_ring(void)
+{
+    SETUP(60, 5);
+    char id[32];
+
+    BX_CHECK_INT(make_client(e, id), 0);
+    BX_CHECK_INT(sub(e, id, "/q"), 1);
+    /* 4 fill the first array, the 5th grows it to the limit, 5 and 6
+     * wrap around over 0 and 1 */
+    BX_CHECK_INT(publish_range(e, 0, 7), 0);
+    BX_CHECK_INT(bx_engine_memory_dropped(e), 2);
+    fake_connect(&f, id);
+    e->ops->empty_queue(e, id);
+    BX_CHECK(delivered_range(&f, id, 0, 2, 7));
+    /* a fresh ring after the hand-over: exactly full, no drop, in order */
+    BX_CHECK_INT(publish_range(e, 7, 12), 0);
+    BX_CHECK_INT(bx_engine_memory_dropped(e), 2);
+    e->ops->empty_queue(e, id);
+    BX_CHECK(delivered_range(&f, id, 5, 7, 12));
+    /* wrapping around several times over */
+    BX_CHECK_INT(publish_range(e, 12, 35), 0);
+    BX_CHECK_INT(bx_engine_memory_dropped(e), 2 + 18);
+    e->ops->empty_queue(e, id);
+    BX_CHECK(delivered_range(&f, id, 10, 30, 35));
+    TEARDOWN();
+}
+
+static void test_queue_of_one(void)
+{
+    SETUP(60, 1);
+    char id[32];
+
+    BX_CHECK_INT(make_client(e, id), 0);
+    BX_CHECK_INT(sub(e, id, "/q"), 1);
+    BX_CHECK_INT(publish_range(e, 0, 3), 0);
+    BX_CHECK_INT(bx_engine_memory_dropped(e), 2);
+    fake_connect(&f, id);
+    e->ops->empty_queue(e, id);
+    BX_CHECK(delivered_range(&f, id, 0, 2, 3));
+    TEARDOWN();
+}
+
 static void test_destroy_client(void)
 {
     SETUP(60, 0);
@@ -625,7 +698,7 @@ static void test_destroy_client(void)
 
 typedef struct {
     bx_engine_t *e;
-    const char *id;
+    const char *id, *id2;       /* pinged (id2 may be NULL) */
     uv_timer_t pinger, stop;
     uint64_t start;
 } expiry_t;
@@ -634,6 +707,8 @@ static void on_ping_timer(uv_timer_t *t)
 {
     expiry_t *x = t->data;
     x->e->ops->ping(x->e, x->id);
+    if (x->id2)
+        x->e->ops->ping(x->e, x->id2);
 }
 
 static void on_stop_timer(uv_timer_t *t)
@@ -655,6 +730,7 @@ static void test_expiry(void)
     BX_CHECK_INT(sub(e, gone, "/e"), 1);
     x.e = e;
     x.id = alive;
+    x.id2 = NULL;
     uv_update_time(&loop);
     x.start = uv_now(&loop);
     uv_timer_init(&loop, &x.pinger);
@@ -680,6 +756,38 @@ static void test_expiry(void)
     drain(&loop);
     BX_CHECK_INT(g.yes, 0);
     BX_CHECK_INT(a.yes, 1);
+    TEARDOWN();
+}
+
+/* Clients expire by their last ping, not by when they were made: the
+ * oldest client, pinged, outlives younger ones that were not. */
+static void test_expiry_order(void)
+{
+    SETUP(0.1, 0);
+    char first[32], gone1[32], gone2[32], last[32];
+    expiry_t x;
+
+    BX_CHECK_INT(make_client(e, first), 0);
+    BX_CHECK_INT(make_client(e, gone1), 0);
+    BX_CHECK_INT(make_client(e, gone2), 0);
+    BX_CHECK_INT(make_client(e, last), 0);
+    x.e = e;
+    x.id = first;
+    x.id2 = last;
+    uv_update_time(&loop);
+    x.start = uv_now(&loop);
+    uv_timer_init(&loop, &x.pinger);
+    uv_timer_init(&loop, &x.stop);
+    x.pinger.data = x.stop.data = &x;
+    uv_timer_start(&x.pinger, on_ping_timer, 40, 40);
+    uv_timer_start(&x.stop, on_stop_timer, 400, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+
+    BX_CHECK_INT(ev_count(&f, BX_EV_CLOSE, gone1), 1);
+    BX_CHECK_INT(ev_count(&f, BX_EV_CLOSE, gone2), 1);
+    BX_CHECK_INT(ev_count(&f, BX_EV_CLOSE, first), 0);
+    BX_CHECK_INT(ev_count(&f, BX_EV_CLOSE, last), 0);
+    BX_CHECK_INT(bx_engine_memory_clients(e), 2);
     TEARDOWN();
 }
 
@@ -793,8 +901,11 @@ int main(void)
     BX_RUN(test_publish_fanout);
     BX_RUN(test_queue_and_order);
     BX_RUN(test_queue_limit);
+    BX_RUN(test_queue_ring);
+    BX_RUN(test_queue_of_one);
     BX_RUN(test_destroy_client);
     BX_RUN(test_expiry);
+    BX_RUN(test_expiry_order);
     BX_RUN(test_events);
     BX_RUN(test_close_cancels);
     BX_RUN(test_close_with_state);

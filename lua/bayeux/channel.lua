@@ -5,6 +5,7 @@ local lpeg = require "lpeg"
 local P, C, Cg, Ct, Cc = lpeg.P, lpeg.C, lpeg.Cg, lpeg.Ct, lpeg.Cc
 local R, S = lpeg.R, lpeg.S
 local type, error, ipairs = type, error, ipairs
+local find, sub = string.find, string.sub
 
 local _M = {}
 
@@ -23,6 +24,22 @@ function _M.matches(pattern, name)
             and not rest:find("/", 1, true)
     end
     return false
+end
+
+--- The subscriptions that match the plain name `name`, as a list: the
+-- name, "/**", the parent .. "/*" and every proper prefix .. "/**" (the
+-- C engine's expansion). "/a/b" -> "/a/b", "/**", "/a/**", "/a/*".
+function _M.expand(name)
+    local out = { name, "/**" }
+    local last = 1
+    local pos = find(name, "/", 2, true)
+    while pos do
+        out[#out + 1] = sub(name, 1, pos - 1) .. "/**"
+        last = pos
+        pos = find(name, "/", pos + 1, true)
+    end
+    out[#out + 1] = sub(name, 1, last - 1) .. "/*"
+    return out
 end
 
 -- Route patterns: "/users/:id" captures one segment as params.id,

@@ -38,6 +38,10 @@ local OPTIONS = {
                    "a positive integer (bytes)" },
     max_reply = { "number", function(v) return math_type(v) == "integer" and v > 0 end,
                   "a positive integer (bytes)" },
+    max_channel_length = { "number", function(v) return math_type(v) == "integer" and v > 0 end,
+                           "a positive integer (bytes)" },
+    max_channel_depth = { "number", function(v) return math_type(v) == "integer" and v > 0 end,
+                          "a positive integer (segments)" },
     max_conns = { "number", function(v) return math_type(v) == "integer" and v > 0 end,
                   "a positive integer" },
     client_script = { "string", function() return true end, "a file path" },
@@ -702,11 +706,14 @@ function Client:_send(msg, cb)
     end)
 end
 
+-- Looks up only the few patterns a message's channel expands to, never
+-- every subscription the client holds.
 function Client:_deliver(msgs)
     for _, m in ipairs(msgs) do
-        if m.channel and m.data ~= nil then
-            for pattern, fns in pairs(self.subs) do
-                if channel.matches(pattern, m.channel) then
+        if type(m.channel) == "string" and m.data ~= nil then
+            for _, pattern in ipairs(channel.expand(m.channel)) do
+                local fns = self.subs[pattern]
+                if fns then
                     for _, fn in ipairs(fns) do fn(m.data, m.channel) end
                 end
             end
