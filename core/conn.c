@@ -63,6 +63,8 @@ struct bx_conn_s {
     /* Write and shutdown requests are allocated only when used (most writes
      * finish in uv_try_write) and freed by their callbacks: an idle
      * connection should cost little. */
+    bx_conn_drain_cb on_drain;  /* bx_conn_when_drained, until it fires */
+    void *drain_ud;
     uv_timer_t *linger;         /* only while lingering; closed independently */
     uint64_t linger_end;        /* loop time at which lingering stops */
     bx_conn_t *dprev, *dnext;   /* dirty list links */
@@ -207,6 +209,17 @@ static void begin_shutdown(bx_conn_t *c)
     }
 }
 
+/* Runs the drain callback if nothing is left to write. */
+static void check_drained(bx_conn_t *c)
+{
+    bx_conn_drain_cb cb = c->on_drain;
+
+    if (!cb || c->pending.n || (c->flags & (C_WRITING | C_CLOSING)))
+        return;
+    c->on_drain = NULL;
+    cb(c, c->drain_ud);
+}
+
 static void write_cb(uv_write_t *req, int status)
 {
     bx_conn_t *c = req->data;
@@ -225,6 +238,8 @@ static void write_cb(uv_write_t *req, int status)
         mark_dirty(c);
     else if (c->flags & C_DRAIN)
         begin_shutdown(c);
+    else
+        check_drained(c);
 }
 
 /* Hands everything pending to the kernel in one writev: uv_try_write first,
@@ -238,8 +253,12 @@ static void start_write(bx_conn_t *c)
     size_t n = c->pending.n, i = 0, total;
     int r;
 
-    if (c->flags & (C_CLOSING | C_WRITING) || n == 0)
+    if (c->flags & (C_CLOSING | C_WRITING))
         return;
+    if (n == 0) {
+        check_drained(c);
+        return;
+    }
     bx_chunkv_move(&c->inflight, &c->pending);
     total = c->pending_bytes;
     c->pending_bytes = 0;
@@ -258,6 +277,8 @@ static void start_write(bx_conn_t *c)
             bx_conn_close(c);
         else if (c->flags & C_DRAIN)
             begin_shutdown(c);
+        else
+            check_drained(c);
         return;
     }
     /* the rest: skip what was written (the chunks stay in c->inflight) */
@@ -434,6 +455,15 @@ void bx_conn_write_copy(bx_conn_t *c, const void *data, size_t len)
 size_t bx_conn_pending_bytes(const bx_conn_t *c)
 {
     return c->pending_bytes + c->inflight_bytes;
+}
+
+void bx_conn_when_drained(bx_conn_t *c, bx_conn_drain_cb cb, void *ud)
+{
+    c->on_drain = cb;
+    c->drain_ud = ud;
+    /* the flush pass reports it, so never inside this call */
+    if (cb && !(c->flags & C_WRITING))
+        mark_dirty(c);
 }
 
 void bx_conn_pause(bx_conn_t *c)
