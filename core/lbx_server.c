@@ -143,7 +143,7 @@ static int s_listen(lua_State *L)
 {
     lserver_t *ls = check_server(L);
     lua_Integer port = luaL_checkinteger(L, 2);
-    const char *host = luaL_optstring(L, 3, "0.0.0.0");
+    const char *host = luaL_optstring(L, 3, "127.0.0.1");
     luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
     int rc = bx_server_listen(ls->s, host, (int)port);
     if (rc != 0) {
