@@ -11,6 +11,7 @@ local channel = require "bayeux.channel"
 local error, type, pairs, ipairs, setmetatable, tostring = error, type, pairs, ipairs,
     setmetatable, tostring
 local table_remove, table_unpack, io, math_type = table.remove, table.unpack, io, math.type
+local math_tointeger = math.tointeger
 local xpcall, traceback, getinfo = xpcall, debug.traceback, debug.getinfo
 
 local _M = {
@@ -580,7 +581,7 @@ local LAYER_HEADERS = { ["content-length"] = true, ["transfer-encoding"] = true,
 
 --- Sets the status: an HTTP status from 200 to 999 (1xx are the layer's).
 function Response:status(code)
-    local n = math_type(code) == "integer" and code or nil
+    local n = type(code) == "number" and math_tointeger(code) or nil
     if not n or n < 200 or n > 999 then
         error("res:status(code): code must be an integer from 200 to 999, not "
             .. tostring(code), 2)
@@ -605,8 +606,8 @@ end
 function Response:file(path)
     if self.sent then error("response already sent", 2) end
     if type(path) ~= "string" then error("res:file(path): path must be a string", 2) end
-    self.sent = true
     self.req:send_file(self.code or 200, self.headers, path)
+    self.sent = true
 end
 
 function Response:send(body)
