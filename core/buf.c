@@ -144,6 +144,16 @@ bx_chunk_t *bx_chunk_new(const void *data, size_t len)
     return c;
 }
 
+bx_chunk_t *bx_chunk_alloc(size_t cap)
+{
+    bx_chunk_t *c = bx_malloc(sizeof(*c) + cap + 1);
+    c->refs = 1;
+    c->flags = 0;
+    c->len = cap;
+    c->data[cap] = '\0';
+    return c;
+}
+
 bx_chunk_t *bx_chunk_from_buf(bx_buf_t *b)
 {
     /* The chunk header must precede the bytes, so a copy is unavoidable;

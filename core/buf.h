@@ -74,6 +74,11 @@ typedef struct bx_chunk_s {
 /* Returns a new chunk (one reference) holding a copy of `data`. */
 bx_chunk_t *bx_chunk_new(const void *data, size_t len);
 
+/* Returns a new chunk (one reference) with room for `cap` bytes, len = cap
+ * and the bytes undefined: the owner fills them (and may lower len) before
+ * anyone else sees the chunk. */
+bx_chunk_t *bx_chunk_alloc(size_t cap);
+
 /* Returns a new chunk (one reference) that takes over the bytes of `b`,
  * leaving `b` empty. */
 bx_chunk_t *bx_chunk_from_buf(bx_buf_t *b);

@@ -21,7 +21,11 @@
 
 #define READ_BUF_SIZE   65536
 #define WRITE_INLINE    16      /* uv_buf_t on the stack before we malloc */
-#define LINGER_MS       2000    /* draining the peer's input after a final response */
+/* After a final response the peer's input is drained until it closes, for
+ * at most LINGER_IDLE_MS without a byte and LINGER_MAX_MS in all (nginx's
+ * lingering_timeout and lingering_time). */
+#define LINGER_IDLE_MS  2000
+#define LINGER_MAX_MS   30000
 
 enum {
     C_CLOSING   = 1 << 0,       /* uv_close() was called */
@@ -30,6 +34,7 @@ enum {
     C_DIRTY     = 1 << 3,       /* on the loop's dirty list */
     C_WRITING   = 1 << 4,       /* a uv_write is in flight */
     C_LINGER    = 1 << 5,       /* FIN sent; discarding input until EOF or timeout */
+    C_EOF       = 1 << 6,       /* the peer closed its side */
 };
 
 /* Per-loop state: the prepare pass, its dirty list and the read buffer. */
@@ -58,7 +63,10 @@ struct bx_conn_s {
     /* Write and shutdown requests are allocated only when used (most writes
      * finish in uv_try_write) and freed by their callbacks: an idle
      * connection should cost little. */
+    bx_conn_drain_cb on_drain;  /* bx_conn_when_drained, until it fires */
+    void *drain_ud;
     uv_timer_t *linger;         /* only while lingering; closed independently */
+    uint64_t linger_end;        /* loop time at which lingering stops */
     bx_conn_t *dprev, *dnext;   /* dirty list links */
     uint8_t family;             /* the peer: AF_INET, AF_INET6, or 0 */
     uint16_t port;
@@ -157,21 +165,37 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
     free(req);
     if (c->flags & C_CLOSING)
         return;                 /* cancelled by bx_conn_close */
-    if (status < 0 || (c->flags & C_PAUSED)) {
+    if (status < 0 || (c->flags & C_EOF)) {
         bx_conn_close(c);
         return;
     }
     /* Closing a socket with unread input makes the kernel send RST, which
-     * can destroy the response we just sent before the peer reads it (e.g.
-     * a 413 while the client is still uploading). So read and discard until
-     * the peer closes, for a bounded time (nginx's lingering close). */
+     * can destroy the response we just sent before the peer reads it, and
+     * fails the peer's writes (e.g. a 413 while the client is still
+     * uploading). So read and discard until the peer closes, for a bounded
+     * time (nginx's lingering close). Reading may be on already (the
+     * request was refused while its body arrived) or paused by the owner. */
     c->flags |= C_LINGER;
+    c->linger_end = uv_now(c->ls->loop) + LINGER_MAX_MS;
     c->linger = bx_malloc(sizeof(*c->linger));
     uv_timer_init(c->ls->loop, c->linger);
     c->linger->data = c;
-    uv_timer_start(c->linger, linger_timer_cb, LINGER_MS, 0);
-    if (uv_read_start((uv_stream_t *)c->tcp, alloc_cb, read_cb) < 0)
-        bx_conn_close(c);
+    uv_timer_start(c->linger, linger_timer_cb, LINGER_IDLE_MS, 0);
+    if (c->flags & C_PAUSED) {
+        c->flags &= ~C_PAUSED;
+        if (uv_read_start((uv_stream_t *)c->tcp, alloc_cb, read_cb) < 0)
+            bx_conn_close(c);
+    }
+}
+
+/* Input arrived while lingering: wait again, up to the overall bound. */
+static void linger_touch(bx_conn_t *c)
+{
+    uint64_t now = uv_now(c->ls->loop);
+    uint64_t left = c->linger_end > now ? c->linger_end - now : 0;
+
+    uv_timer_start(c->linger, linger_timer_cb, left < LINGER_IDLE_MS ? left : LINGER_IDLE_MS,
+                   0);
 }
 
 static void begin_shutdown(bx_conn_t *c)
@@ -183,6 +207,17 @@ static void begin_shutdown(bx_conn_t *c)
         free(req);
         bx_conn_close(c);
     }
+}
+
+/* Runs the drain callback if nothing is left to write. */
+static void check_drained(bx_conn_t *c)
+{
+    bx_conn_drain_cb cb = c->on_drain;
+
+    if (!cb || c->pending.n || (c->flags & (C_WRITING | C_CLOSING)))
+        return;
+    c->on_drain = NULL;
+    cb(c, c->drain_ud);
 }
 
 static void write_cb(uv_write_t *req, int status)
@@ -203,6 +238,8 @@ static void write_cb(uv_write_t *req, int status)
         mark_dirty(c);
     else if (c->flags & C_DRAIN)
         begin_shutdown(c);
+    else
+        check_drained(c);
 }
 
 /* Hands everything pending to the kernel in one writev: uv_try_write first,
@@ -216,8 +253,12 @@ static void start_write(bx_conn_t *c)
     size_t n = c->pending.n, i = 0, total;
     int r;
 
-    if (c->flags & (C_CLOSING | C_WRITING) || n == 0)
+    if (c->flags & (C_CLOSING | C_WRITING))
         return;
+    if (n == 0) {
+        check_drained(c);
+        return;
+    }
     bx_chunkv_move(&c->inflight, &c->pending);
     total = c->pending_bytes;
     c->pending_bytes = 0;
@@ -236,6 +277,8 @@ static void start_write(bx_conn_t *c)
             bx_conn_close(c);
         else if (c->flags & C_DRAIN)
             begin_shutdown(c);
+        else
+            check_drained(c);
         return;
     }
     /* the rest: skip what was written (the chunks stay in c->inflight) */
@@ -306,11 +349,15 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         /* After close_after_write the owner considers us gone: discard. */
         if (!(c->flags & (C_CLOSING | C_DRAIN)) && c->on_read)
             c->on_read(c, c->ud, buf->base, (size_t)nread, 0);
+        else if (c->linger && !(c->flags & C_CLOSING))
+            linger_touch(c);
     } else if (nread < 0 && !(c->flags & C_CLOSING)) {
         if (c->flags & C_LINGER) {
             bx_conn_close(c);
         } else if (c->flags & C_DRAIN) {
-            /* The peer half-closed; still deliver what we owe it. */
+            /* The peer half-closed; still deliver what we owe it, then
+             * close without lingering. */
+            c->flags |= C_EOF;
             uv_read_stop(s);
         } else {
             bx_conn_close(c);
@@ -408,6 +455,15 @@ void bx_conn_write_copy(bx_conn_t *c, const void *data, size_t len)
 size_t bx_conn_pending_bytes(const bx_conn_t *c)
 {
     return c->pending_bytes + c->inflight_bytes;
+}
+
+void bx_conn_when_drained(bx_conn_t *c, bx_conn_drain_cb cb, void *ud)
+{
+    c->on_drain = cb;
+    c->drain_ud = ud;
+    /* the flush pass reports it, so never inside this call */
+    if (cb && !(c->flags & C_WRITING))
+        mark_dirty(c);
 }
 
 void bx_conn_pause(bx_conn_t *c)

@@ -51,6 +51,16 @@ void bx_conn_write_copy(bx_conn_t *c, const void *data, size_t len);
 /* Bytes queued or in flight and not yet acknowledged by the kernel. */
 size_t bx_conn_pending_bytes(const bx_conn_t *c);
 
+/* Everything queued on the connection has been handed to the kernel. */
+typedef void (*bx_conn_drain_cb)(bx_conn_t *c, void *ud);
+
+/* Calls cb(c, ud) once, on a later loop turn, when no queued output is left
+ * unwritten (the next flush pass if nothing is queued now). Replaces an
+ * earlier request; cb == NULL cancels it. Never called once the connection
+ * is closing: its close callback comes instead. Used to stream a body no
+ * faster than the peer reads it. */
+void bx_conn_when_drained(bx_conn_t *c, bx_conn_drain_cb cb, void *ud);
+
 /* Stops / resumes reading (backpressure while a request is processed). */
 void bx_conn_pause(bx_conn_t *c);
 void bx_conn_resume(bx_conn_t *c);

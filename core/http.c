@@ -15,12 +15,15 @@
  */
 #include "http.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <http_parser.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /* Unanswered requests per connection before we stop parsing its input:
@@ -77,6 +80,7 @@ typedef struct hreq {
     hoff_t *offs;
     size_t noffs, capoffs;
     bx_chunkv_t out;            /* the answer, waiting for earlier answers */
+    struct filebody *file;      /* a file still to send after `out` */
     char ip[48];                /* copy: the request may outlive its conn */
     unsigned in_value : 1;      /* last header callback was a value */
     unsigned headers_done : 1;  /* trailers must not move raw */
@@ -142,6 +146,7 @@ struct bx_http_server_s {
 
 static void feed(hconn_t *hc, const char *data, size_t len);
 static void flush_queue(hconn_t *hc);
+static void file_detach(struct filebody *fb);
 
 /* ---- Small helpers ---- */
 
@@ -194,23 +199,96 @@ const char *bx_http_reason(int status)
     }
 }
 
-/* RFC 7231 IMF-fixdate, cached per second; built by hand so the C locale
- * set by an embedding program cannot change it. */
+static const char day_names[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+static const char month_names[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+
+/* Writes v as `n` decimal digits at p. */
+static void put_digits(char *p, int v, int n)
+{
+    while (n-- > 0) {
+        p[n] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
+void bx_http_date_format(time_t t, char out[BX_HTTP_DATE_SIZE])
+{
+    struct tm tm;
+    int year;
+
+    if (!gmtime_r(&t, &tm))
+        memset(&tm, 0, sizeof(tm));
+    /* clamped so the text always has its fixed length */
+    year = tm.tm_year + 1900 < 0 ? 0 : tm.tm_year + 1900 > 9999 ? 9999 : tm.tm_year + 1900;
+    memcpy(out, "Sun, 00 Jan 0000 00:00:00 GMT", BX_HTTP_DATE_SIZE);
+    memcpy(out, day_names[(unsigned)tm.tm_wday % 7], 3);
+    put_digits(out + 5, tm.tm_mday, 2);
+    memcpy(out + 8, month_names[(unsigned)tm.tm_mon % 12], 3);
+    put_digits(out + 12, year, 4);
+    put_digits(out + 17, tm.tm_hour, 2);
+    put_digits(out + 20, tm.tm_min, 2);
+    put_digits(out + 23, tm.tm_sec, 2);
+}
+
+/* Reads `n` decimal digits at s; -1 if any is not one. */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+int bx_http_date_parse(const char *s, size_t len, time_t *t)
+{
+    /* "Sun, 06 Nov 1994 08:49:37 GMT" */
+    int day, mon = -1, year, hh, mm, ss, wday = -1;
+
+    if (len != BX_HTTP_DATE_SIZE - 1 || memcmp(s + 3, ", ", 2) != 0 || s[7] != ' ' ||
+        s[11] != ' ' || s[16] != ' ' || s[19] != ':' || s[22] != ':' ||
+        memcmp(s + 25, " GMT", 4) != 0)
+        return -1;
+    for (int i = 0; i < 7; i++)
+        if (memcmp(s, day_names[i], 3) == 0)
+            wday = i;
+    for (int i = 0; i < 12; i++)
+        if (memcmp(s + 8, month_names[i], 3) == 0)
+            mon = i + 1;
+    day = digits(s + 5, 2);
+    year = digits(s + 12, 4);
+    hh = digits(s + 17, 2);
+    mm = digits(s + 20, 2);
+    ss = digits(s + 23, 2);
+    if (wday < 0 || mon < 0 || day < 1 || day > 31 || year < 0 || hh < 0 || hh > 23 ||
+        mm < 0 || mm > 59 || ss < 0 || ss > 60)
+        return -1;
+    /* days from the civil date (proleptic Gregorian), no time zone involved */
+    int y = mon <= 2 ? year - 1 : year;
+    long era = y / 400;     /* y >= -1: only y == -1 rounds the wrong way */
+    if (y < 0)
+        era = -1;
+    long yoe = y - era * 400;
+    long doy = (153L * (mon > 2 ? mon - 3 : mon + 9) + 2) / 5 + day - 1;
+    long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    long long days = (long long)era * 146097 + doe - 719468;
+    *t = (time_t)(days * 86400 + hh * 3600 + mm * 60 + ss);
+    return 0;
+}
+
+/* The Date header's value, made once per second. */
 static const char *http_date(void)
 {
-    static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-    static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-    static char buf[40];
+    static char buf[BX_HTTP_DATE_SIZE];
     static time_t last = -1;
     time_t now = time(NULL);
-    struct tm tm;
 
     if (now != last) {
-        gmtime_r(&now, &tm);
-        snprintf(buf, sizeof(buf), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
-                 tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                 tm.tm_sec);
+        bx_http_date_format(now, buf);
         last = now;
     }
     return buf;
@@ -218,6 +296,8 @@ static const char *http_date(void)
 
 static void req_free(hreq_t *r)
 {
+    if (r->file)
+        file_detach(r->file);
     bx_buf_free(&r->raw);
     bx_buf_free(&r->pub.body);
     bx_chunkv_free(&r->out);
@@ -336,12 +416,263 @@ static bx_chunk_t *response_head(int status, const char *headers, size_t body_le
     return bx_chunk_from_buf(&b);
 }
 
+/* ---- File bodies ---- */
+/*
+ * bx_http_respond_file(): the file is opened and stat'ed with uv_fs_*, the
+ * head is built from its size, and once the request is at the head of its
+ * connection's queue the body is read FILE_CHUNK bytes at a time, each
+ * chunk queued on the connection; past FILE_AHEAD queued bytes the next
+ * read waits until the connection has drained. The request stays at the
+ * head of the queue meanwhile, so later answers follow the file's bytes.
+ *
+ * A filebody lives apart from its request: a request freed while an fs
+ * operation is in flight (its connection closed) only detaches it, and the
+ * operation's callback closes the file and frees it.
+ */
+
+#define FILE_CHUNK  (64 * 1024)
+#define FILE_AHEAD  (256 * 1024)
+
+typedef enum { FB_OPENING, FB_READY, FB_STREAMING } fb_state_t;
+
+typedef struct filebody {
+    uv_fs_t fs;
+    uv_loop_t *loop;
+    hreq_t *r;                  /* NULL once the request is gone */
+    uv_file fd;                 /* -1 until opened */
+    fb_state_t state;
+    int status;
+    char *headers;              /* until the head is built */
+    uint64_t size, off;
+    bx_chunk_t *chunk;          /* being read into */
+    unsigned busy : 1;          /* fs is in flight */
+} filebody_t;
+
+static void file_closed_cb(uv_fs_t *fs)
+{
+    filebody_t *fb = fs->data;
+
+    uv_fs_req_cleanup(fs);
+    free(fb);
+}
+
+/* Closes the file and frees fb; only when no fs operation is in flight. */
+static void file_free(filebody_t *fb)
+{
+    free(fb->headers);
+    bx_chunk_unref(fb->chunk);
+    fb->headers = NULL;
+    fb->chunk = NULL;
+    if (fb->fd >= 0 &&
+        uv_fs_close(fb->loop, &fb->fs, fb->fd, file_closed_cb) == 0)
+        return;
+    free(fb);
+}
+
+/* The request is done with the file (sent, failed or gone). */
+static void file_detach(filebody_t *fb)
+{
+    hreq_t *r = fb->r;
+
+    if (r) {
+        r->file = NULL;
+        fb->r = NULL;
+        if (r->hc && fb->state == FB_STREAMING)
+            bx_conn_when_drained(r->hc->conn, NULL, NULL);
+    }
+    if (!fb->busy)
+        file_free(fb);
+}
+
+/* The file cannot be sent: a plain-text answer replaces it. */
+static void file_fail(filebody_t *fb, int err)
+{
+    hreq_t *r = fb->r;
+    int status = err == UV_ENOENT || err == UV_ENOTDIR || err == UV_EISDIR ? 404
+               : err == UV_EACCES || err == UV_EPERM ? 403 : 500;
+    const char *text = status == 404 ? "Not found\n" : status == 403 ? "Forbidden\n"
+                                                                    : "Internal server error\n";
+
+    bx_chunkv_push_new(&r->out, response_head(status, "Content-Type: text/plain; charset=utf-8\r\n",
+                                              strlen(text), r->close));
+    if (!r->head)
+        bx_chunkv_push_new(&r->out, bx_chunk_new(text, strlen(text)));
+    file_detach(fb);
+    if (r->hc)
+        flush_queue(r->hc);
+}
+
+static void file_read(filebody_t *fb);
+
+static void file_drained(bx_conn_t *c, void *ud)
+{
+    file_read(ud);
+}
+
+static void file_read_cb(uv_fs_t *fs)
+{
+    filebody_t *fb = fs->data;
+    hreq_t *r = fb->r;
+    ssize_t n = fs->result;
+    bx_chunk_t *chunk = fb->chunk;
+
+    uv_fs_req_cleanup(fs);
+    fb->busy = 0;
+    fb->chunk = NULL;
+    if (!r || !r->hc) {
+        bx_chunk_unref(chunk);
+        if (!r)
+            file_free(fb);
+        return;                 /* r's free detaches fb */
+    }
+    hconn_t *hc = r->hc;
+    if (n <= 0) {
+        /* an error, or the file shrank: the promised length cannot be kept */
+        bx_chunk_unref(chunk);
+        bx_conn_close(hc->conn);
+        return;
+    }
+    chunk->len = (size_t)n;
+    fb->off += (uint64_t)n;
+    bx_conn_write_chunk(hc->conn, chunk);
+    if (fb->off >= fb->size) {
+        file_detach(fb);        /* done: r is an ordinary answer again */
+        flush_queue(hc);
+    } else if (bx_conn_pending_bytes(hc->conn) < FILE_AHEAD) {
+        file_read(fb);
+    } else {
+        bx_conn_when_drained(hc->conn, file_drained, fb);
+    }
+}
+
+static void file_read(filebody_t *fb)
+{
+    uint64_t left = fb->size - fb->off;
+    size_t n = left < FILE_CHUNK ? (size_t)left : FILE_CHUNK;
+    uv_buf_t buf;
+
+    fb->chunk = bx_chunk_alloc(n);
+    buf = uv_buf_init(fb->chunk->data, (unsigned)n);
+    fb->fs.data = fb;
+    if (uv_fs_read(fb->loop, &fb->fs, fb->fd, &buf, 1, (int64_t)fb->off, file_read_cb) < 0) {
+        bx_chunk_unref(fb->chunk);
+        fb->chunk = NULL;
+        bx_conn_close(fb->r->hc->conn);
+        return;
+    }
+    fb->busy = 1;
+}
+
+static void file_stat_cb(uv_fs_t *fs)
+{
+    filebody_t *fb = fs->data;
+    hreq_t *r = fb->r;
+    int err = fs->result < 0 ? (int)fs->result : 0;
+
+    if (!err && !S_ISREG(fs->statbuf.st_mode))
+        err = S_ISDIR(fs->statbuf.st_mode) ? UV_EISDIR : UV_EINVAL;
+    fb->size = fs->statbuf.st_size;
+    uv_fs_req_cleanup(fs);
+    fb->busy = 0;
+    if (!r) {
+        file_free(fb);
+        return;
+    }
+    if (err) {
+        file_fail(fb, err);
+        return;
+    }
+    bx_chunkv_push_new(&r->out, response_head(fb->status, fb->headers, fb->size, r->close));
+    free(fb->headers);
+    fb->headers = NULL;
+    fb->state = FB_READY;
+    if (r->hc)
+        flush_queue(r->hc);
+}
+
+static void file_open_cb(uv_fs_t *fs)
+{
+    filebody_t *fb = fs->data;
+    ssize_t result = fs->result;
+
+    uv_fs_req_cleanup(fs);
+    fb->busy = 0;
+    if (result >= 0)
+        fb->fd = (uv_file)result;
+    if (!fb->r) {
+        file_free(fb);
+        return;
+    }
+    if (result < 0) {
+        file_fail(fb, (int)result);
+        return;
+    }
+    fb->fs.data = fb;
+    if (uv_fs_fstat(fb->loop, &fb->fs, fb->fd, file_stat_cb) < 0) {
+        file_fail(fb, UV_EIO);
+        return;
+    }
+    fb->busy = 1;
+}
+
+/* flush_queue has reached r, which has a file: writes its head and starts
+ * the body. Returns 1 if r is now an ordinary answer (nothing to stream),
+ * 0 to stop flushing for now. */
+static int file_next(hreq_t *r)
+{
+    filebody_t *fb = r->file;
+
+    if (fb->state != FB_READY)
+        return 0;
+    bx_conn_write(r->hc->conn, &r->out);
+    if (r->head || fb->size == 0) {
+        file_detach(fb);
+        return 1;
+    }
+    fb->state = FB_STREAMING;
+    file_read(fb);
+    return 0;
+}
+
+void bx_http_respond_file(bx_http_req_t *req, int status, const char *headers,
+                          const char *path, int flags)
+{
+    hreq_t *r = (hreq_t *)req;
+    hconn_t *hc = r->hc;
+    filebody_t *fb;
+
+    if (r->answered || r->hijacked || !hc) {
+        r->answered = 1;
+        return;
+    }
+    r->answered = 1;
+    r->close = (flags & BX_HTTP_CLOSE) || !r->keep_alive || r->pub.upgrade || hc->s->closing;
+    fb = bx_calloc(1, sizeof(*fb));
+    fb->loop = hc->s->loop;
+    fb->r = r;
+    fb->fd = -1;
+    fb->state = FB_OPENING;
+    fb->status = status;
+    fb->headers = bx_strdup(headers ? headers : "");
+    fb->fs.data = fb;
+    r->file = fb;
+    /* O_NONBLOCK: a FIFO put in place of the file must not hold a worker
+     * thread waiting for a writer; it changes nothing for a regular file */
+    if (uv_fs_open(fb->loop, &fb->fs, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0, file_open_cb) < 0) {
+        file_fail(fb, UV_EIO);
+        return;
+    }
+    fb->busy = 1;
+}
+
 /* Writes the answered requests at the head of the queue, in order. */
 static void flush_queue(hconn_t *hc)
 {
     hreq_t *r;
 
     while ((r = hc->qhead) != NULL && r->answered) {
+        if (r->file && !file_next(r))
+            break;              /* being opened, or its body is streaming */
         int close = r->close;
         hc->qhead = r->next;
         if (!hc->qhead)
@@ -921,6 +1252,40 @@ const bx_str_t *bx_http_header(const bx_http_req_t *req, const char *name)
             return &h->value;
     }
     return NULL;
+}
+
+/* Whether the comma-separated list `v` has the element `token`. */
+static int list_has(const bx_str_t *v, const char *token)
+{
+    size_t t = strlen(token), i = 0;
+
+    while (i < v->len) {
+        while (i < v->len && (v->base[i] == ' ' || v->base[i] == '\t' || v->base[i] == ','))
+            i++;
+        size_t j = i;
+        while (j < v->len && v->base[j] != ',')
+            j++;
+        size_t e = j;
+        while (e > i && (v->base[e - 1] == ' ' || v->base[e - 1] == '\t'))
+            e--;
+        if (e - i == t && strncasecmp(v->base + i, token, t) == 0)
+            return 1;
+        i = j;
+    }
+    return 0;
+}
+
+int bx_http_header_has(const bx_http_req_t *req, const char *name, const char *token)
+{
+    size_t len = strlen(name);
+
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const bx_http_header_t *h = &req->headers[i];
+        if (h->name.len == len && strncasecmp(h->name.base, name, len) == 0 &&
+            list_has(&h->value, token))
+            return 1;
+    }
+    return 0;
 }
 
 void bx_http_respond(bx_http_req_t *req, int status, const char *headers, bx_chunkv_t *body,

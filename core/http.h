@@ -19,6 +19,7 @@
 #ifndef BX_HTTP_H
 #define BX_HTTP_H
 
+#include <time.h>
 #include <uv.h>
 #include "buf.h"
 #include "conn.h"
@@ -104,6 +105,18 @@ const bx_str_t *bx_http_header(const bx_http_req_t *req, const char *name);
 void bx_http_respond(bx_http_req_t *req, int status, const char *headers, bx_chunkv_t *body,
                      int flags);
 
+/* Answers `req` with the contents of the regular file at `path` (copied),
+ * read with uv_fs_* in chunks no faster than the connection drains, so the
+ * loop never waits for the disk and memory stays bounded whatever the
+ * file's size. Content-Length is the file's size once opened; a HEAD request
+ * opens and stats the file but reads nothing. `status` and `headers` as for
+ * bx_http_respond; when the file cannot be opened they are dropped and the
+ * answer is 404 (missing), 403 (not readable) or 500, in plain text. A file
+ * that shrinks while it is sent cuts the connection (the length was
+ * promised). After this call `req` belongs to the layer again. */
+void bx_http_respond_file(bx_http_req_t *req, int status, const char *headers,
+                          const char *path, int flags);
+
 /* Convenience: answers with a plain-text body (copied). */
 void bx_http_respond_text(bx_http_req_t *req, int status, const char *content_type,
                           const char *text, int flags);
@@ -119,6 +132,26 @@ bx_conn_t *bx_http_hijack(bx_http_req_t *req, bx_conn_read_cb on_read,
 
 /* Frees a hijacked request. */
 void bx_http_hijack_done(bx_http_req_t *req);
+
+/* Whether a header `name` of `req` (every occurrence) lists `token` among
+ * its comma-separated elements, compared whole and case-insensitively:
+ * "Connection: keep-alive, Upgrade" has "upgrade"; "Accept:
+ * text/event-streaming" does not have "text/event-stream". */
+int bx_http_header_has(const bx_http_req_t *req, const char *name, const char *token);
+
+/* An IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT", RFC 9110 5.6.7) is
+ * this long, its NUL included. */
+#define BX_HTTP_DATE_SIZE 30
+
+/* Writes `t` (seconds since the epoch, UTC) as an IMF-fixdate into `out`.
+ * Built by hand: the C locale an embedding program sets (LC_TIME) cannot
+ * change the day and month names, as it does for strftime. */
+void bx_http_date_format(time_t t, char out[BX_HTTP_DATE_SIZE]);
+
+/* Parses an IMF-fixdate of `len` bytes (nothing else is accepted, as the
+ * obsolete forms are not used by clients that matter). Returns 0 and sets
+ * *t, or -1. */
+int bx_http_date_parse(const char *s, size_t len, time_t *t);
 
 /* The standard reason phrase for a status ("OK", "Not Found", ...). */
 const char *bx_http_reason(int status);

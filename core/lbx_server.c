@@ -6,6 +6,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "dict.h"
 #include "json.h"
 #include "lbx.h"
@@ -125,10 +126,14 @@ static int l_server(lua_State *L)
     lserver_t **box = lua_newuserdatauv(L, sizeof(lserver_t *), 0);
     *box = NULL;
     luaL_setmetatable(L, SERVER_MT);
+    char err[512];
+    bx_server_t *s = bx_server_new(lbx_loop(), &o, err, sizeof(err));  /* copies the strings */
+    if (!s)
+        return luaL_error(L, "%s", err);
     lserver_t *ls = bx_calloc(1, sizeof(*ls));
     ls->box = box;
     ls->event_ref = ls->request_ref = ls->close_ref = LUA_NOREF;
-    ls->s = bx_server_new(lbx_loop(), &o);   /* copies the option strings */
+    ls->s = s;
     *box = ls;
     lua_pushvalue(L, -1);
     ls->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -143,7 +148,7 @@ static int s_listen(lua_State *L)
 {
     lserver_t *ls = check_server(L);
     lua_Integer port = luaL_checkinteger(L, 2);
-    const char *host = luaL_optstring(L, 3, "0.0.0.0");
+    const char *host = luaL_optstring(L, 3, "127.0.0.1");
     luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
     int rc = bx_server_listen(ls->s, host, (int)port);
     if (rc != 0) {
@@ -606,44 +611,70 @@ static int r_info(lua_State *L)
     return 1;
 }
 
-/* req:respond(status, headers, body): headers is { name = value }. */
-static int r_respond(lua_State *L)
-{
-    lreq_t *r = check_req(L);
-    lua_Integer status = luaL_checkinteger(L, 2);
-    size_t blen = 0;
-    const char *body = luaL_optlstring(L, 4, "", &blen);
-    luaL_argcheck(L, status >= 100 && status <= 999, 2, "not an HTTP status");
+/* Headers the HTTP layer writes itself (http.c response_head): one from a
+ * route would frame the body wrongly or contradict the layer's. */
+static const char *const layer_headers[] = { "Content-Length", "Transfer-Encoding", "Date",
+                                             "Connection", NULL };
 
-    if (lua_istable(L, 3)) {
-        /* check everything first: nothing below may raise once C memory
-         * is held */
-        lua_pushnil(L);
-        while (lua_next(L, 3)) {
-            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-                return luaL_error(L, "response headers must be strings");
-            size_t vl;
-            const char *k = lua_tostring(L, -2), *v = lua_tolstring(L, -1, &vl);
-            /* a header must not smuggle a line break into the response */
-            if (!*k || strpbrk(k, "\r\n: ") || memchr(v, '\r', vl) || memchr(v, '\n', vl))
-                return luaL_error(L, "invalid response header '%s'", k);
-            lua_pop(L, 1);
-        }
+/* Checks the status (argument 2) and the headers table (argument 3, may be
+ * nil) of `fn`, raising a clear error on misuse: this runs before any C
+ * memory is held, as nothing after it may raise. */
+static lua_Integer check_response(lua_State *L, const char *fn, int with_file)
+{
+    lua_Integer status = luaL_checkinteger(L, 2);
+
+    /* 1xx answers are the layer's (100 Continue); a file needs a body */
+    if (status < 200 || status > 999 || (with_file && (status == 204 || status == 304)))
+        return luaL_error(L, "%s: status %d is not allowed (200-999%s)", fn, (int)status,
+                          with_file ? ", not 204 or 304" : "");
+    if (!lua_istable(L, 3))
+        return status;
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "response headers must be strings");
+        size_t vl;
+        const char *k = lua_tostring(L, -2), *v = lua_tolstring(L, -1, &vl);
+        /* a header must not smuggle a line break into the response */
+        if (!*k || strpbrk(k, "\r\n: ") || memchr(v, '\r', vl) || memchr(v, '\n', vl))
+            return luaL_error(L, "invalid response header '%s'", k);
+        for (int i = 0; layer_headers[i]; i++)
+            if (strcasecmp(k, layer_headers[i]) == 0)
+                return luaL_error(L, "%s: header '%s' is set by the HTTP layer", fn, k);
+        lua_pop(L, 1);
     }
-    bx_buf_t hb = BX_BUF_INIT;
+    return status;
+}
+
+/* The checked headers table at index 3 as "Name: value\r\n" lines, NUL
+ * terminated, into hb. */
+static void build_headers(lua_State *L, bx_buf_t *hb)
+{
     if (lua_istable(L, 3)) {
         lua_pushnil(L);
         while (lua_next(L, 3)) {
             size_t vl;
             const char *v = lua_tolstring(L, -1, &vl);
-            bx_buf_puts(&hb, lua_tostring(L, -2));
-            bx_buf_puts(&hb, ": ");
-            bx_buf_append(&hb, v, vl);
-            bx_buf_puts(&hb, "\r\n");
+            bx_buf_puts(hb, lua_tostring(L, -2));
+            bx_buf_puts(hb, ": ");
+            bx_buf_append(hb, v, vl);
+            bx_buf_puts(hb, "\r\n");
             lua_pop(L, 1);
         }
     }
-    bx_buf_append(&hb, "", 1);
+    bx_buf_append(hb, "", 1);
+}
+
+/* req:respond(status, headers, body): headers is { name = value }. */
+static int r_respond(lua_State *L)
+{
+    lreq_t *r = check_req(L);
+    size_t blen = 0;
+    const char *body = luaL_optlstring(L, 4, "", &blen);
+    lua_Integer status = check_response(L, "req:respond", 0);
+
+    bx_buf_t hb = BX_BUF_INIT;
+    build_headers(L, &hb);
     bx_chunkv_t cv = BX_CHUNKV_INIT;
     if (blen)
         bx_chunkv_push_new(&cv, bx_chunk_new(body, blen));
@@ -651,6 +682,26 @@ static int r_respond(lua_State *L)
     req_release(r);
     bx_http_respond(req, (int)status, hb.data, &cv, 0);
     bx_chunkv_free(&cv);
+    bx_buf_free(&hb);
+    return 0;
+}
+
+/* req:send_file(status, headers, path): answers with the file's contents,
+ * read from disk in chunks as the client takes them (bx_http_respond_file);
+ * HEAD gets the length only. */
+static int r_send_file(lua_State *L)
+{
+    lreq_t *r = check_req(L);
+    size_t plen;
+    const char *path = luaL_checklstring(L, 4, &plen);
+    lua_Integer status = check_response(L, "req:send_file", 1);
+
+    luaL_argcheck(L, plen > 0 && !memchr(path, '\0', plen), 4, "not a file path");
+    bx_buf_t hb = BX_BUF_INIT;
+    build_headers(L, &hb);
+    bx_http_req_t *req = r->req;
+    req_release(r);
+    bx_http_respond_file(req, (int)status, hb.data, path, 0);
     bx_buf_free(&hb);
     return 0;
 }
@@ -666,7 +717,8 @@ void lbx_server_open(lua_State *L)
         { "set_extensions", s_set_extensions }, { "stats", s_stats }, { NULL, NULL }
     };
     static const luaL_Reg rmeth[] = {
-        { "info", r_info }, { "respond", r_respond }, { NULL, NULL }
+        { "info", r_info }, { "respond", r_respond }, { "send_file", r_send_file },
+        { NULL, NULL }
     };
     luaL_newmetatable(L, SERVER_MT);
     lua_pushcfunction(L, s_gc);

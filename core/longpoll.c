@@ -10,11 +10,14 @@
  *   6. POST                                  -> long-polling
  *   7. anything else                         -> 400 Bad request
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <openssl/sha.h>
 #include "json.h"
 #include "longpoll.h"
@@ -312,7 +315,8 @@ static void post(bx_server_t *s, bx_http_req_t *req)
 /*
  * <mount>/client.js, <mount>.js and <mount basename>.js (e.g. /faye/faye.js)
  * serve bayeux's own browser client (client/bayeux.js, embedded at build
- * time), or the file named by the client_script option. Headers: ETag = the
+ * time), or the file named by the client_script option, read once when the
+ * server is made (server.c), so each server has its own. Headers: ETag = the
  * bare SHA-1 hex of the body, as Faye sends it (If-None-Match matches it bare,
  * quoted or weak, alone or in a list); Last-Modified = build time (or the
  * file's mtime), with If-Modified-Since honoured when there is no
@@ -321,64 +325,77 @@ static void post(bx_server_t *s, bx_http_req_t *req)
  */
 #include "client_js.h"
 
-typedef struct {
+struct bx_script_s {
     bx_chunk_t *body;
     char etag[41];
-    char modified[64];
+    char modified[BX_HTTP_DATE_SIZE];
     time_t mtime;
-} script_t;
+};
 
-static script_t embedded;       /* the built-in client, made on first use */
-static script_t file_script;    /* the client_script file ... */
-static char *file_path;         /* ... and its path (cached per path) */
-
-static void script_fill(script_t *sc, bx_buf_t *b, time_t mtime)
+static bx_script_t *script_new(const char *data, size_t len, time_t mtime)
 {
+    bx_script_t *sc = bx_calloc(1, sizeof(*sc));
     unsigned char md[SHA_DIGEST_LENGTH];
-    struct tm tm;
-    SHA1((const unsigned char *)(b->data ? b->data : ""), b->len, md);
+
+    SHA1((const unsigned char *)data, len, md);
     for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
         snprintf(sc->etag + 2 * i, 3, "%02x", md[i]);
     sc->mtime = mtime;
-    gmtime_r(&mtime, &tm);
-    strftime(sc->modified, sizeof(sc->modified), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    sc->body = bx_chunk_from_buf(b);
+    bx_http_date_format(mtime, sc->modified);
+    sc->body = bx_chunk_new(data, len);
+    return sc;
 }
 
-static const script_t *load_script(const char *path)
+bx_script_t *bx_longpoll_script_load(const char *path, char *err, size_t errlen)
 {
     struct stat st;
+    bx_buf_t b = BX_BUF_INIT;
+    bx_script_t *sc;
+    int fd;
 
-    if (!path) {
-        if (!embedded.body) {
-            bx_buf_t b = BX_BUF_INIT;
-            bx_buf_append(&b, (const char *)bx_client_js, bx_client_js_len);
-            script_fill(&embedded, &b, (time_t)bx_client_js_time);
-            bx_buf_free(&b);
-        }
-        return &embedded;
-    }
-    if (file_path && strcmp(file_path, path) == 0)
-        return file_script.body ? &file_script : NULL;
-    free(file_path);
-    bx_chunk_unref(file_script.body);
-    memset(&file_script, 0, sizeof(file_script));
-    file_path = bx_strdup(path);
-    FILE *f = fopen(path, "rb");
-    if (!f || fstat(fileno(f), &st) != 0) {
-        if (f)
-            fclose(f);
+    if (!path)
+        return script_new((const char *)bx_client_js, bx_client_js_len,
+                          (time_t)bx_client_js_time);
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "cannot read client_script '%s': %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return NULL;
     }
-    bx_buf_t b = BX_BUF_INIT;
-    char tmp[8192];
-    size_t r;
-    while ((r = fread(tmp, 1, sizeof(tmp), f)) > 0)
-        bx_buf_append(&b, tmp, r);
-    fclose(f);
-    script_fill(&file_script, &b, st.st_mtime);
+    if (!S_ISREG(st.st_mode) || st.st_size > BX_SCRIPT_MAX) {
+        snprintf(err, errlen, "client_script '%s' is %s", path,
+                 S_ISREG(st.st_mode) ? "larger than 16 MiB" : "not a regular file");
+        close(fd);
+        return NULL;
+    }
+    for (;;) {
+        char tmp[65536];
+        ssize_t r = read(fd, tmp, sizeof(tmp));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            snprintf(err, errlen, "cannot read client_script '%s': %s", path, strerror(errno));
+            close(fd);
+            bx_buf_free(&b);
+            return NULL;
+        }
+        if (r == 0 || b.len + (size_t)r > BX_SCRIPT_MAX)
+            break;              /* a file that grows is cut at the cap */
+        bx_buf_append(&b, tmp, (size_t)r);
+    }
+    close(fd);
+    sc = script_new(b.data ? b.data : "", b.len, st.st_mtime);
     bx_buf_free(&b);
-    return &file_script;
+    return sc;
+}
+
+void bx_longpoll_script_free(bx_script_t *sc)
+{
+    if (!sc)
+        return;
+    bx_chunk_unref(sc->body);
+    free(sc);
 }
 
 /* Does an If-None-Match value (a list of "tag", W/"tag", bare tags or *)
@@ -408,15 +425,8 @@ static int etag_listed(const bx_str_t *v, const char *etag)
 
 static int not_modified_since(const bx_str_t *v, time_t mtime)
 {
-    char date[64];
-    struct tm tm;
-    if (v->len >= sizeof(date))
-        return 0;
-    memcpy(date, v->base, v->len);
-    date[v->len] = '\0';
-    memset(&tm, 0, sizeof(tm));
-    const char *rest = strptime(date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    return rest && *rest == '\0' && timegm(&tm) >= mtime;
+    time_t t;
+    return bx_http_date_parse(v->base, v->len, &t) == 0 && t >= mtime;
 }
 
 static void client_script(bx_server_t *s, bx_http_req_t *req, const char *name, size_t nlen)
@@ -430,7 +440,7 @@ static void client_script(bx_server_t *s, bx_http_req_t *req, const char *name, 
     int ours = (nlen == 9 && memcmp(name, "client.js", 9) == 0) ||
                (blen > 0 && nlen == blen + 3 && memcmp(name, base, blen) == 0 &&
                 memcmp(name + blen, ".js", 3) == 0);
-    const script_t *sc = ours ? load_script(bx_server_opts(s)->client_script) : NULL;
+    const bx_script_t *sc = ours ? bx_server_script(s) : NULL;
     if (!sc) {
         bx_http_respond(req, 404, "", NULL, 0);
         return;
@@ -456,18 +466,6 @@ static void client_script(bx_server_t *s, bx_http_req_t *req, const char *name, 
 
 /* ---- Entry ---- */
 
-static int header_has(const bx_http_req_t *req, const char *name, const char *token)
-{
-    const bx_str_t *v = bx_http_header(req, name);
-    size_t t = strlen(token);
-    if (!v)
-        return 0;
-    for (size_t i = 0; i + t <= v->len; i++)
-        if (strncasecmp(v->base + i, token, t) == 0)
-            return 1;
-    return 0;
-}
-
 void bx_longpoll_handle(bx_server_t *s, bx_http_req_t *req)
 {
     const char *last = req->path.base, *end = req->path.base + req->path.len;
@@ -485,7 +483,8 @@ void bx_longpoll_handle(bx_server_t *s, bx_http_req_t *req)
         preflight(req);
     else if (bx_ws_is_upgrade(req))
         bx_ws_handle(s, req);
-    else if (strcmp(req->method, "GET") == 0 && header_has(req, "Accept", "text/event-stream"))
+    else if (strcmp(req->method, "GET") == 0 &&
+             bx_http_header_has(req, "Accept", "text/event-stream"))
         bx_sse_handle(s, req);
     else if (strcmp(req->method, "GET") == 0 && !req->upgrade)
         get(s, req);

@@ -50,6 +50,7 @@ struct bx_server_s {
     bx_server_opts_t opts;
     char *mount;
     char *client_script;
+    bx_script_t *script;        /* loaded from client_script, or built in */
     bx_engine_t *engine;
     bx_http_server_t *http;
     bx_dict_t sessions;
@@ -633,13 +634,18 @@ static void on_abort(void *ud, bx_http_req_t *req)
 
 /* ---- Life cycle ---- */
 
-bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts)
+bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts, char *err,
+                           size_t errlen)
 {
+    bx_script_t *script = bx_longpoll_script_load(opts->client_script, err, errlen);
+    if (!script)
+        return NULL;
     bx_server_t *s = bx_calloc(1, sizeof(*s));
     bx_proxy_t proxy = { s, p_has_connection, p_wake, p_deliver, p_trigger };
     bx_memory_opts_t mopts = { opts->queue_limit };
     size_t mlen;
 
+    s->script = script;
     s->loop = loop;
     s->opts = *opts;
     if (s->opts.timeout <= 0)
@@ -662,6 +668,11 @@ bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts)
     uv_timer_start(&s->keepalive, on_keepalive, ka ? ka : 1, ka ? ka : 1);
     uv_unref((uv_handle_t *)&s->keepalive);
     return s;
+}
+
+const bx_script_t *bx_server_script(const bx_server_t *s)
+{
+    return s->script;
 }
 
 bx_timeouts_t *bx_server_timeouts(bx_server_t *s)
@@ -766,6 +777,7 @@ static void closed_one(void *ud)
     bx_dict_free(&s->sessions);
     free(s->mount);
     free(s->client_script);
+    bx_longpoll_script_free(s->script);
     free(s);
     if (done)
         done(close_ud);

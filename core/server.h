@@ -81,8 +81,15 @@ typedef void (*bx_server_event_cb)(void *ud, bx_event_t ev, const char *client_i
  * callback runs instead if its connection closes first. */
 typedef void (*bx_server_app_cb)(void *ud, bx_http_req_t *req);
 
-/* Creates a server on `loop` with the memory engine. `opts` is copied. */
-bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts);
+/* Creates a server on `loop` with the memory engine. `opts` is copied; the
+ * client script (opts->client_script, else the built-in one) is loaded now.
+ * Returns NULL with a message in `err` (`errlen` bytes) if it cannot be. */
+bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts, char *err,
+                           size_t errlen);
+
+struct bx_script_s;
+/* The client script served at <mount>/client.js (borrowed). */
+const struct bx_script_s *bx_server_script(const bx_server_t *s);
 
 /* The options in force (borrowed). */
 const bx_server_opts_t *bx_server_opts(const bx_server_t *s);

@@ -88,30 +88,9 @@ void bx_ws_accept_key(const char *key, size_t len, char out[29])
     out[28] = '\0';
 }
 
-static int has_token(const bx_str_t *v, const char *token)
-{
-    size_t t = strlen(token), i = 0;
-    if (!v)
-        return 0;
-    while (i < v->len) {
-        while (i < v->len && (v->base[i] == ' ' || v->base[i] == '\t' || v->base[i] == ','))
-            i++;
-        size_t j = i;
-        while (j < v->len && v->base[j] != ',')
-            j++;
-        size_t e = j;
-        while (e > i && (v->base[e - 1] == ' ' || v->base[e - 1] == '\t'))
-            e--;
-        if (e - i == t && strncasecmp(v->base + i, token, t) == 0)
-            return 1;
-        i = j;
-    }
-    return 0;
-}
-
 int bx_ws_is_upgrade(const bx_http_req_t *req)
 {
-    return req->upgrade && has_token(bx_http_header(req, "Upgrade"), "websocket");
+    return req->upgrade && bx_http_header_has(req, "Upgrade", "websocket");
 }
 
 static int valid_key(const bx_str_t *k)
@@ -539,7 +518,7 @@ void bx_ws_handle(bx_server_t *s, bx_http_req_t *req)
         return;
     }
     if (strcmp(req->method, "GET") != 0 || !bx_ws_is_upgrade(req) ||
-        !has_token(bx_http_header(req, "Connection"), "upgrade") || !valid_key(key) || !ver) {
+        !bx_http_header_has(req, "Connection", "upgrade") || !valid_key(key) || !ver) {
         bx_http_respond_text(req, 400, "text/plain; charset=utf-8", "Bad request", 0);
         return;
     }

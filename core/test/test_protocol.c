@@ -194,7 +194,7 @@ static void env_open(env_t *env)
     bx_server_opts_t o;
     uv_loop_init(&env->loop);
     bx_server_opts_default(&o);
-    env->s = bx_server_new(&env->loop, &o);
+    env->s = bx_server_new(&env->loop, &o, NULL, 0);
     g_reentered = 0;
 }
 

@@ -202,7 +202,7 @@ static int setup(fixture_t *f)
     memset(f, 0, sizeof(*f));
     uv_loop_init(&f->loop);
     bx_server_opts_default(&o);
-    f->s = bx_server_new(&f->loop, &o);
+    f->s = bx_server_new(&f->loop, &o, NULL, 0);
     f->e = bx_server_engine(f->s);
     bx_server_set_extensions(f->s, NULL, hold_outgoing, NULL, &f->held);
     if (f->e->ops->create_client(f->e, id_cb, f->id) != 0)

@@ -131,7 +131,7 @@ static void env_open(env_t *env, void (*tweak)(bx_server_opts_t *o))
     o.timeout = 2;
     if (tweak)
         tweak(&o);
-    env->s = bx_server_new(&env->loop, &o);
+    env->s = bx_server_new(&env->loop, &o, NULL, 0);
     bx_server_listen(env->s, "127.0.0.1", 0);
     env->port = bx_server_port(env->s);
     g_env = env;

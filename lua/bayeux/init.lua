@@ -11,6 +11,7 @@ local channel = require "bayeux.channel"
 local error, type, pairs, ipairs, setmetatable, tostring = error, type, pairs, ipairs,
     setmetatable, tostring
 local table_remove, table_unpack, io, math_type = table.remove, table.unpack, io, math.type
+local math_tointeger = math.tointeger
 local xpcall, traceback, getinfo = xpcall, debug.traceback, debug.getinfo
 
 local _M = {
@@ -133,10 +134,13 @@ function _M.server(opts)
     o.engine = nil
     local deadline = o.extension_deadline
     o.extension_deadline = nil
+    -- the client script is read here, once: a missing file is the caller's error
+    local ok, srv = pcall(core.server, o)
+    if not ok then error("bayeux.server: " .. tostring(srv), 2) end
     local self = setmetatable({
         extensions = {},
         extension_deadline = deadline or 30,
-        core = core.server(o),
+        core = srv,
         mount = o.mount:gsub("(.)/+$", "%1"),
         listeners = {},
         routes = {},
@@ -156,9 +160,10 @@ function _M.server(opts)
     return self
 end
 
---- Starts listening. Returns the bound port, or nil and an error.
+--- Starts listening on host (default "127.0.0.1", this machine only; "0.0.0.0"
+-- for every IPv4 interface). Returns the bound port, or nil and an error.
 function Server:listen(port, host)
-    host = host or "0.0.0.0"
+    host = host or "127.0.0.1"
     if type(port) ~= "number" or math_type(port) ~= "integer" then
         error("server:listen(port, host): port must be an integer", 2)
     end
@@ -308,7 +313,7 @@ end
 -- ---------------------------------------------------------------------------
 
 local string_char, tonumber, pcall = string.char, tonumber, pcall
-local os_date, getmetatable = os.date, getmetatable
+local getmetatable = getmetatable
 
 local function url_decode(s, plus)
     if plus then s = s:gsub("+", " ") end
@@ -368,29 +373,12 @@ local CONTENT_TYPES = {
 }
 _M.content_types = CONTENT_TYPES
 
-local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8,
-                 Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
+-- HTTP dates come from the C helper the HTTP layer uses: os.date's day and
+-- month names follow the C locale (LC_TIME) an application may set.
+local http_date, parse_http_date = core.http_date, core.parse_http_date
 
--- "Sun, 06 Nov 1994 08:49:37 GMT" -> seconds since the epoch (UTC), or nil.
-local function parse_http_date(s)
-    local d, mon, y, hh, mm, ss = (s or ""):match(
-        "^%a+, (%d%d) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
-    local m = MONTHS[mon or ""]
-    if not m then return nil end
-    y, m, d = tonumber(y), m, tonumber(d)
-    -- days from civil (proleptic Gregorian), no dependence on the local zone
-    if m <= 2 then y = y - 1 end
-    local era = (y >= 0 and y or y - 399) // 400
-    local yoe = y - era * 400
-    local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
-    local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    local days = era * 146097 + doe - 719468
-    return days * 86400 + tonumber(hh) * 3600 + tonumber(mm) * 60 + tonumber(ss)
-end
-
-local function http_date(t)
-    return os_date("!%a, %d %b %Y %H:%M:%S GMT", t)
-end
+-- Largest file server:static sends unless told otherwise.
+local STATIC_MAX_SIZE = 256 * 1024 * 1024
 
 local function etag_matches(header, etag)
     if not header then return false end
@@ -440,10 +428,16 @@ end
 --- Serves the files under `folder` at `url_prefix` ("/static" serves
 -- folder/a.css as /static/a.css; a folder answers with its index.html).
 -- GET and HEAD; ETag/Last-Modified with 304; never a file outside folder.
-function Server:static(url_prefix, folder)
+-- Files are read from disk in chunks while they are sent. opts.max_size
+-- (bytes, default 256 MiB): a larger file is answered 403 "File too large".
+function Server:static(url_prefix, folder, opts)
     if type(url_prefix) ~= "string" or url_prefix:sub(1, 1) ~= "/"
-        or type(folder) ~= "string" then
-        error("server:static(url_prefix, folder)", 2)
+        or type(folder) ~= "string" or (opts ~= nil and type(opts) ~= "table") then
+        error("server:static(url_prefix, folder, [opts])", 2)
+    end
+    local max_size = opts and opts.max_size or STATIC_MAX_SIZE
+    if math_type(max_size) ~= "integer" or max_size < 0 then
+        error("server:static: max_size must be a number of bytes", 2)
     end
     local root, err = core.realpath(folder)
     local st = root and core.stat(root)
@@ -457,12 +451,14 @@ function Server:static(url_prefix, folder)
         if not file then
             return plain(res, info, info == 403 and "Forbidden" or "Not found")
         end
+        if info.size > max_size then return plain(res, 403, "File too large") end
         local etag = ('W/"%x-%x"'):format(info.size, info.mtime)
         local modified = http_date(info.mtime)
         res:header("ETag", etag):header("Last-Modified", modified)
         res:header("Cache-Control", "no-cache")
         local inm = req.headers["if-none-match"]
-        local ims = parse_http_date(req.headers["if-modified-since"])
+        local ims = req.headers["if-modified-since"]
+        ims = ims and parse_http_date(ims)
         if (inm and etag_matches(inm, etag)) or (not inm and ims and info.mtime <= ims) then
             return res:status(304):send()
         end
@@ -470,11 +466,7 @@ function Server:static(url_prefix, folder)
         res:header("Content-Type", CONTENT_TYPES[ext and ext:lower() or ""]
             or "application/octet-stream")
         res:header("X-Content-Type-Options", "nosniff")
-        local f = io.open(file, "rb")
-        if not f then return plain(res, 404, "Not found") end
-        local body = f:read("a")
-        f:close()
-        res:status(200):send(body)
+        res:status(200):file(file)
     end
     self:route("GET", prefix .. "/*path", serve)
     if prefix ~= "" then
@@ -588,14 +580,40 @@ end
 local Response = {}
 Response.__index = Response
 
+-- Headers the HTTP layer writes itself; one from a route would frame the
+-- body wrongly or contradict the layer's.
+local LAYER_HEADERS = { ["content-length"] = true, ["transfer-encoding"] = true, date = true,
+                        connection = true }
+
+--- Sets the status: an HTTP status from 200 to 999 (1xx are the layer's).
 function Response:status(code)
-    self.code = code
+    local n = type(code) == "number" and math_tointeger(code) or nil
+    if not n or n < 200 or n > 999 then
+        error("res:status(code): code must be an integer from 200 to 999, not "
+            .. tostring(code), 2)
+    end
+    self.code = n
     return self
 end
 
+--- Sets a response header. Content-Length, Transfer-Encoding, Date and
+-- Connection are the HTTP layer's and refused.
 function Response:header(name, value)
+    if type(name) ~= "string" then error("res:header(name, value): name must be a string", 2) end
+    if LAYER_HEADERS[name:lower()] then
+        error("res:header: '" .. name .. "' is set by the HTTP layer", 2)
+    end
     self.headers[name] = tostring(value)
     return self
+end
+
+--- Sends the file at `path` as the body, read from disk in chunks while it
+-- is sent (HEAD: its length only). Set Content-Type yourself.
+function Response:file(path)
+    if self.sent then error("response already sent", 2) end
+    if type(path) ~= "string" then error("res:file(path): path must be a string", 2) end
+    self.req:send_file(self.code or 200, self.headers, path)
+    self.sent = true
 end
 
 function Response:send(body)
@@ -711,12 +729,16 @@ end
 function Client:_deliver(msgs)
     for _, m in ipairs(msgs) do
         if type(m.channel) == "string" and m.data ~= nil then
+            -- the callbacks are collected before any runs: one may subscribe
+            -- (a new key) or cancel (a removal during ipairs)
+            local calls = {}
             for _, pattern in ipairs(channel.expand(m.channel)) do
                 local fns = self.subs[pattern]
                 if fns then
-                    for _, fn in ipairs(fns) do fn(m.data, m.channel) end
+                    for _, fn in ipairs(fns) do calls[#calls + 1] = fn end
                 end
             end
+            for _, fn in ipairs(calls) do fn(m.data, m.channel) end
         end
     end
 end
