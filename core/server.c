@@ -25,6 +25,9 @@ typedef struct session {
     int want_queue;             /* ask the engine for its queue on the pass */
     int release_empty;          /* release the hold even with nothing */
     int outpasses;              /* deliveries inside outgoing extensions */
+    int pinned;                 /* inside a push or a release: a sink or a
+                                   waiter may unbind (even rebind) meanwhile,
+                                   the pass still uses the session after */
     struct session *next_dirty;
 } session_t;
 
@@ -116,7 +119,7 @@ static void mark_dirty(bx_server_t *s, session_t *ss)
  * list, whose pass frees it instead). */
 static void session_gc(bx_server_t *s, session_t *ss)
 {
-    if (ss->hold || ss->sink || ss->pending.n || ss->dirty || ss->outpasses)
+    if (ss->hold || ss->sink || ss->pending.n || ss->dirty || ss->outpasses || ss->pinned)
         return;
     bx_dict_del(&s->sessions, ss->id, strlen(ss->id));
     free(ss);
@@ -319,7 +322,11 @@ static void deliver_pass(bx_server_t *s)
         if (ss->pending.n && ss->sink) {
             bx_chunkv_t msgs = ss->pending;
             ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
+            /* an in-process client's push runs Lua, which may unbind or
+             * disconnect this very client */
+            ss->pinned++;
             ss->sink->push(ss->sink, &msgs);
+            ss->pinned--;
             bx_chunkv_free(&msgs);
         } else if (ss->outpasses && !ss->pending.n) {
             continue;           /* a release waits for the outgoing extensions */
@@ -331,7 +338,9 @@ static void deliver_pass(bx_server_t *s)
             bx_chunkv_t msgs = ss->pending;
             ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
             ss->hold = NULL;
+            ss->pinned++;
             w->release(w, &msgs);
+            ss->pinned--;
             bx_chunkv_free(&msgs);
         }
         ss->release_empty = 0;

@@ -520,7 +520,6 @@ function Server:publish_api(opts)
     if not ((type(token) == "string" and token ~= "") or type(token) == "function") then
         error("server:publish_api: token must be a non-empty string or a function", 2)
     end
-    local client
     self:route("POST", path, function(req, res)
         local given = (req.headers.authorization or ""):match("^%s*[Bb]earer%s+(%S+)%s*$")
         local good
@@ -560,8 +559,8 @@ function Server:publish_api(opts)
         if ch:sub(1, 6) == "/meta/" or ch == "/meta" then
             return api_error(res, 400, "403:" .. ch .. ":Forbidden channel")
         end
-        client = client or self:client()
-        client:publish(ch, data, function(ok, err)
+        -- the server's shared client, made again if the app disconnected it
+        self:client():publish(ch, data, function(ok, err)
             -- the HTTP client may have gone away meanwhile: nothing to answer
             pcall(function()
                 if ok then
@@ -655,9 +654,8 @@ end
 local Client = {}
 Client.__index = Client
 
---- An in-process client: subscribes and publishes without HTTP. Its
--- messages pass the server's extensions with request = nil.
-function Server:client()
+-- A new in-process client, its handshake under way.
+local function new_client(self)
     local c = setmetatable({ server = self, subs = {}, waiting = {}, id = nil }, Client)
     self.core:process({ { channel = "/meta/handshake", version = "1.0",
                           supportedConnectionTypes = _M.array { "in-process" } } },
@@ -673,11 +671,27 @@ function Server:client()
             self.core:bind(c.id, function(msgs) c:_deliver(msgs) end)
             local waiting = c.waiting
             c.waiting = {}
-            for _, fn in ipairs(waiting) do fn(true) end
+            for _, fn in ipairs(waiting) do fn(true, nil, true) end
         end)
     return c
 end
 
+--- The server's in-process client: it subscribes and publishes without
+-- HTTP, and its messages pass the server's extensions with request = nil.
+-- As Faye's getClient(), every call returns the same client (one session
+-- per server, kept alive while the server runs), until it is disconnected:
+-- the next call then makes a new one.
+function Server:client()
+    local c = self.shared_client
+    if not c or c.closed or c.failed then
+        c = new_client(self)
+        self.shared_client = c
+    end
+    return c
+end
+
+-- fn(ok, err, queued): at once when the handshake is over, else after it
+-- (queued = true).
 function Client:_when_ready(fn)
     if self.id then fn(true)
     elseif self.failed then fn(false, self.failed)
@@ -685,23 +699,34 @@ function Client:_when_ready(fn)
 end
 
 function Client:_send(msg, cb)
-    self:_when_ready(function(ok, err)
+    self:_when_ready(function(ok, err, queued)
         if not ok then
             if cb then cb(false, err) end
             return
         end
         msg.clientId = self.id
-        self.server.core:process({ msg }, function(replies)
+        local function on_reply(replies)
             local r = replies and replies[1]
             if cb then
                 if r and r.successful then cb(true, r) else cb(false, r and r.error, r) end
             end
-        end)
+        end
+        if not queued then
+            -- data JSON cannot hold is the caller's mistake: raised here
+            return self.server.core:process({ msg }, on_reply)
+        end
+        -- after the handshake the caller is gone: the error goes to cb
+        local sent, perr = pcall(self.server.core.process, self.server.core, { msg }, on_reply)
+        if not sent then
+            if cb then cb(false, tostring(perr)) else log("in-process client: ", tostring(perr)) end
+        end
     end)
 end
 
 function Client:_deliver(msgs)
     for _, m in ipairs(msgs) do
+        -- a callback may have disconnected the client: the rest is not its
+        if self.closed then return end
         if m.channel and m.data ~= nil then
             for pattern, fns in pairs(self.subs) do
                 if channel.matches(pattern, m.channel) then
@@ -771,8 +796,15 @@ function Client:publish(ch, data, cb)
     self:_send({ channel = ch, data = data }, cb)
 end
 
---- Ends the client's session.
+--- Ends the client's session (callbacks stop at once; server:client()
+-- then makes a new client).
 function Client:disconnect(cb)
+    if self.closed then
+        if cb then _M.timer(0, cb) end
+        return
+    end
+    self.closed = true
+    if self.server.shared_client == self then self.server.shared_client = nil end
     self:_when_ready(function(ok)
         if not ok then return end
         local id = self.id
