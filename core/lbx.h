@@ -26,6 +26,13 @@ extern int lbx_closing;
  * with its traceback prefixed by `what`. */
 int lbx_invoke(const char *what, lua_CFunction marshal, void *ud);
 
+/* Calls fn(ud) once on a later loop turn (before the next poll), or when
+ * the Lua state closes if the loop never turns again (lbx_closing is then
+ * set: fn must not call Lua). The one way the Lua layer frees an object
+ * whose destruction was asked for inside a call into Lua that still uses
+ * it (an in-process client's sink unbound from its own message callback). */
+void lbx_later(void (*fn)(void *ud), void *ud);
+
 /* Logs a line to stderr as "bayeux: <msg>". */
 void lbx_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -37,6 +44,11 @@ void lbx_push_json(lua_State *L, const json_t *j);
 /* Converts the value at `idx` to a new JSON reference; raises a Lua error
  * on values JSON cannot hold (functions, cycles, too deep). */
 json_t *lbx_check_json(lua_State *L, int idx);
+
+/* Like lbx_check_json, for callers that may still raise afterwards: the
+ * new value is left in a box pushed on the stack, whose __gc frees it
+ * unless the caller has taken it out (read *box, then set it to NULL). */
+json_t **lbx_check_json_boxed(lua_State *L, int idx);
 
 /* Registers the JSON helpers (null, array, object marks) in the module
  * table at the top of the stack. */

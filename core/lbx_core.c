@@ -20,6 +20,15 @@ static int budget = DEFAULT_BUDGET;
 static char gc_key;
 int lbx_closing;
 
+typedef struct later {
+    struct later *next;
+    void (*fn)(void *ud);
+    void *ud;
+} later_t;
+
+static uv_idle_t later_idle;
+static later_t *later_head, **later_tail = &later_head;
+
 uv_loop_t *lbx_loop(void)
 {
     return loop;
@@ -39,6 +48,39 @@ void lbx_log(const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     fflush(stderr);
+}
+
+/* ---- Deferred frees ---- */
+
+/* Runs everything queued so far; what those calls queue waits for the next
+ * turn. */
+static void run_later(void)
+{
+    later_t *l = later_head;
+    later_head = NULL;
+    later_tail = &later_head;
+    while (l) {
+        later_t *next = l->next;
+        l->fn(l->ud);
+        free(l);
+        l = next;
+    }
+}
+
+static void on_later(uv_idle_t *h)
+{
+    uv_idle_stop(h);
+    run_later();
+}
+
+void lbx_later(void (*fn)(void *ud), void *ud)
+{
+    later_t *l = bx_calloc(1, sizeof(*l));
+    l->fn = fn;
+    l->ud = ud;
+    *later_tail = l;
+    later_tail = &l->next;
+    uv_idle_start(&later_idle, on_later);
 }
 
 /* ---- The trampoline ---- */
@@ -177,6 +219,8 @@ static int l_gc(lua_State *L)
         lbx_server_close_all(all_closed);
         uv_run(loop, UV_RUN_DEFAULT);
     }
+    while (later_head)
+        run_later();
     bx_conn_cleanup(loop);
     uv_walk(loop, close_walk, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
@@ -207,6 +251,7 @@ int luaopen_bayeux_core(lua_State *L)
             return luaL_error(L, "cannot create the event loop");
         uv_signal_init(loop, &sigint);
         uv_signal_init(loop, &sigterm);
+        uv_idle_init(loop, &later_idle);
         signal(SIGPIPE, SIG_IGN);
         /* tie the loop's life to the state's: a sentinel whose __gc shuts
          * everything down when lua_close runs */

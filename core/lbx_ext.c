@@ -64,11 +64,24 @@ static json_t *failed(cont_t *c, const char *error)
     return m;
 }
 
+typedef struct call {
+    lext_t *x;
+    cont_t *c;
+    json_t *msg;
+    bx_http_req_t *req;
+    int stage;
+    bx_ext_next_cb next;
+    void *next_ud;
+    int finished;               /* the continuation ran during the call */
+} call_t;
+
 /* Ends the continuation: it is no longer pending nor pinned. */
 static void cont_finish(cont_t *c)
 {
     lua_State *L = lbx_state();
     c->done = 1;
+    if (c->call)
+        c->call->finished = 1;  /* its hook call must not finish it again */
     cont_unlink(c);
     if (c->orig)
         json_decref(c->orig);
@@ -109,16 +122,12 @@ static void cont_deliver(cont_t *c, json_t *msg, int later)
     }
 }
 
-typedef struct call {
-    lext_t *x;
-    cont_t *c;
-    json_t *msg;
-    bx_http_req_t *req;
-    int stage;
-    bx_ext_next_cb next;
-    void *next_ud;
-    int finished;               /* the continuation ran during the call */
-} call_t;
+static int convert(lua_State *L)
+{
+    json_t **out = lua_touserdata(L, 2);
+    *out = lbx_check_json(L, 1);
+    return 0;
+}
 
 /* The continuation Lua calls: cont(message) or cont(nil) to drop. */
 static int l_continue(lua_State *L)
@@ -130,14 +139,22 @@ static int l_continue(lua_State *L)
         lbx_log("an extension called its callback twice; the second call is ignored");
         return 0;
     }
-    if (c->in_call && c->call)
-        c->call->finished = 1;
     if (!lua_isnoneornil(L, 1)) {
         if (!lua_istable(L, 1)) {
             lbx_log("an extension passed a %s to its callback", luaL_typename(L, 1));
             msg = failed(c, "500::Internal server error");
         } else {
-            msg = lbx_check_json(L, 1);
+            /* a message JSON cannot hold fails like a raising extension:
+             * the continuation still ends, now */
+            lua_pushcfunction(L, convert);
+            lua_pushvalue(L, 1);
+            lua_pushlightuserdata(L, &msg);
+            if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+                lbx_log("an extension passed a message that is not JSON to its callback: %s",
+                        lua_tostring(L, -1));
+                lua_pop(L, 1);
+                msg = failed(c, "500::Internal server error");
+            }
         }
     }
     cont_deliver(c, msg, c->in_call);
@@ -179,9 +196,10 @@ static void push_request(lua_State *L, bx_http_req_t *req)
         return;
     }
     lbx_push_request(L, req, 0);
-    luaL_unref(L, LUA_REGISTRYINDEX, cached_ref);
     lua_pushvalue(L, -1);
-    cached_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* may raise: the old one stays */
+    luaL_unref(L, LUA_REGISTRYINDEX, cached_ref);
+    cached_ref = ref;
     cached_serial = req->serial;
 }
 
@@ -298,9 +316,10 @@ lext_t *lbx_ext_new(bx_server_t *s)
 void lbx_ext_configure(lua_State *L, lext_t *x, int runner_idx, int incoming, int outgoing,
                        double deadline)
 {
-    luaL_unref(L, LUA_REGISTRYINDEX, x->runner_ref);
     lua_pushvalue(L, runner_idx);
-    x->runner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* may raise: the old one stays */
+    luaL_unref(L, LUA_REGISTRYINDEX, x->runner_ref);
+    x->runner_ref = ref;
     x->incoming = incoming;
     x->outgoing = outgoing;
     if (deadline > 0)
@@ -320,18 +339,12 @@ void lbx_ext_configure(lua_State *L, lext_t *x, int runner_idx, int incoming, in
 void lbx_ext_abandon(void *ud)
 {
     lext_t *x = ud;
-    lua_State *L = lbx_state();
-    /* the server is closing: pending continuations are abandoned, so a late
-     * callback from Lua finds them done and touches nothing else */
-    while (x->pending) {
-        cont_t *c = x->pending;
-        cont_unlink(c);
-        c->done = 1;
-        c->x = NULL;
-        if (L && !lbx_closing && c->ref != LUA_NOREF)
-            luaL_unref(L, LUA_REGISTRYINDEX, c->ref);
-        c->ref = LUA_NOREF;
-    }
+    /* the server is closing: every message still inside an extension is
+     * dropped, on the next turn (before the server's own close steps), so
+     * that its op and batch complete and are freed; a late callback from
+     * Lua finds its continuation done and touches nothing else */
+    while (x->pending)
+        cont_deliver(x->pending, NULL, 1);
 }
 
 void lbx_ext_free(lext_t *x)

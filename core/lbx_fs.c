@@ -17,21 +17,19 @@ static int l_realpath(lua_State *L)
 {
     size_t len;
     const char *path = luaL_checklstring(L, 1, &len);
-    char *out;
+    char out[PATH_MAX];         /* not malloc'd: pushing it may raise */
 
     if (memchr(path, '\0', len)) {
         lua_pushnil(L);
         lua_pushliteral(L, "path contains a NUL byte");
         return 2;
     }
-    out = realpath(path, NULL);
-    if (!out) {
+    if (!realpath(path, out)) {
         lua_pushnil(L);
         lua_pushstring(L, strerror(errno));
         return 2;
     }
-    lua_pushstring(L, out);     /* may raise on OOM: copy first, then free */
-    free(out);
+    lua_pushstring(L, out);
     return 1;
 }
 

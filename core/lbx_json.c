@@ -6,6 +6,7 @@
  * null is bayeux.null, a light userdata NULL (lua-cjson's convention).
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include "lbx.h"
 
@@ -139,7 +140,55 @@ static json_t *scalar(lua_State *L, int idx)
 
 static json_t *empty_for(lua_State *L, int idx)
 {
-    return is_array(L, idx) ? json_array() : json_object();
+    json_t *j = is_array(L, idx) ? json_array() : json_object();
+    if (!j)
+        luaL_error(L, "not enough memory");
+    return j;
+}
+
+/* Whether s[0..n) is UTF-8 as jansson accepts it: no overlong forms, no
+ * surrogates, nothing above U+10FFFF. */
+static int utf8_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i], len, min;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            len = 2, min = 0x80, cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            len = 3, min = 0x800, cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            len = 4, min = 0x10000, cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (n - i < len)
+            return 0;
+        for (unsigned k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+/* Adds `v` (new) to `into`. jansson frees `v` when it refuses it, so the
+ * caller must not touch `v` after a failure: this raises instead of
+ * returning one. The key is checked before anything is made for it. */
+static void add(lua_State *L, json_t *into, const char *key, size_t klen, json_t *v)
+{
+    int rc = key ? json_object_setn_new_nocheck(into, key, klen, v)
+                 : json_array_append_new(into, v);
+    if (rc != 0)
+        luaL_error(L, "not enough memory");
 }
 
 /* Fills `into` (already owned by a reachable parent, so nothing leaks if a
@@ -155,10 +204,10 @@ static void fill(lua_State *L, int idx, json_t *into, int depth)
             lua_rawgeti(L, idx, i);
             if (lua_istable(L, -1)) {
                 json_t *c = empty_for(L, lua_gettop(L));
-                json_array_append_new(into, c);
+                add(L, into, NULL, 0, c);       /* c is into's from here on */
                 fill(L, lua_gettop(L), c, depth + 1);
             } else {
-                json_array_append_new(into, scalar(L, -1));
+                add(L, into, NULL, 0, scalar(L, -1));
             }
             lua_pop(L, 1);
         }
@@ -168,24 +217,43 @@ static void fill(lua_State *L, int idx, json_t *into, int depth)
     while (lua_next(L, idx)) {
         int vt = lua_gettop(L);
         const char *key;
+        size_t klen;
         if (lua_type(L, -2) == LUA_TSTRING) {
-            key = lua_tostring(L, -2);
+            key = lua_tolstring(L, -2, &klen);
         } else if (lua_type(L, -2) == LUA_TNUMBER) {
             lua_pushvalue(L, -2);
-            key = lua_tostring(L, -1);      /* converts the copy, not the key */
+            key = lua_tolstring(L, -1, &klen);  /* converts the copy, not the key */
         } else {
             lua_pop(L, 1);
             continue;
         }
+        if (!utf8_valid((const unsigned char *)key, klen))
+            luaL_error(L, "object key is not valid UTF-8");
         if (lua_istable(L, vt)) {
             json_t *c = empty_for(L, vt);
-            json_object_set_new(into, key, c);
+            add(L, into, key, klen, c);         /* c is into's from here on */
             fill(L, vt, c, depth + 1);
         } else {
-            json_object_set_new(into, key, scalar(L, vt));
+            add(L, into, key, klen, scalar(L, vt));
         }
         lua_settop(L, vt - 1);
     }
+}
+
+json_t **lbx_check_json_boxed(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    /* the root sits in a box whose __gc frees it should a conversion raise */
+    json_t **box = lua_newuserdatauv(L, sizeof(json_t *), 0);
+    *box = NULL;
+    luaL_setmetatable(L, "bayeux.jsonbox");
+    if (!lua_istable(L, idx)) {
+        *box = scalar(L, idx);
+        return box;
+    }
+    *box = empty_for(L, idx);
+    fill(L, idx, *box, 0);
+    return box;
 }
 
 json_t *lbx_check_json(lua_State *L, int idx)
@@ -193,12 +261,7 @@ json_t *lbx_check_json(lua_State *L, int idx)
     idx = lua_absindex(L, idx);
     if (!lua_istable(L, idx))
         return scalar(L, idx);
-    /* the root sits in a box whose __gc frees it should a conversion raise */
-    json_t **box = lua_newuserdatauv(L, sizeof(json_t *), 0);
-    *box = NULL;
-    luaL_setmetatable(L, "bayeux.jsonbox");
-    *box = empty_for(L, idx);
-    fill(L, idx, *box, 0);
+    json_t **box = lbx_check_json_boxed(L, idx);
     json_t *j = *box;
     *box = NULL;
     lua_pop(L, 1);
@@ -217,11 +280,14 @@ static int box_gc(lua_State *L)
 /* bayeux.core.encode(v): the JSON text of a Lua value. */
 static int l_encode(lua_State *L)
 {
-    json_t *j = lbx_check_json(L, 1);
-    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
-    json_decref(j);
-    lua_pushstring(L, s ? s : "null");
-    free(s);
+    json_t **box = lbx_check_json_boxed(L, 1);
+    size_t n = json_dumpb(*box, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+    luaL_Buffer b;
+    /* dumped straight into Lua memory: a raise leaks nothing (the box
+     * frees the value) */
+    char *p = luaL_buffinitsize(L, &b, n);
+    json_dumpb(*box, p, n, JSON_COMPACT | JSON_ENCODE_ANY);
+    luaL_pushresultsize(&b, n);
     return 1;
 }
 
@@ -231,17 +297,17 @@ static int l_decode(lua_State *L)
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     json_error_t err;
-    json_t *j = json_loadb(s, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
-    if (!j) {
+    /* pushing can raise (depth): the box frees the value either way */
+    json_t **box = lua_newuserdatauv(L, sizeof(json_t *), 0);
+    *box = NULL;
+    luaL_setmetatable(L, "bayeux.jsonbox");
+    *box = json_loadb(s, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+    if (!*box) {
         lua_pushnil(L);
         lua_pushfstring(L, "invalid JSON: %s at position %d", err.text, err.position);
         return 2;
     }
-    /* decoding can raise (depth): box it so the json is freed either way */
-    json_t **box = lua_newuserdatauv(L, sizeof(json_t *), 0);
-    *box = j;
-    luaL_setmetatable(L, "bayeux.jsonbox");
-    lbx_push_json(L, j);
+    lbx_push_json(L, *box);
     return 1;
 }
 

@@ -32,6 +32,8 @@ typedef struct {
     lserver_t *ls;
     char id[32];
     int fn_ref;
+    int pushing;                /* its function is running */
+    int closed;                 /* unbound while pushing: freed on a later turn */
     bx_chunkv_t msgs;           /* handed to Lua by the marshal */
 } lsink_t;
 
@@ -41,10 +43,22 @@ typedef struct {
     size_t len;
 } lreply_t;
 
+struct lreq;
+
+/* One call of the request handler, on on_app's stack: the handler may
+ * answer the request (which frees it) and then raise. */
+typedef struct {
+    lserver_t *ls;
+    bx_http_req_t *req;
+    struct lreq *r;             /* the Lua handle, while unanswered */
+    int gone;                   /* answered or aborted: not ours any more */
+} app_call_t;
+
 typedef struct lreq {
     bx_http_req_t *req;
     struct lreq **box;
     int self_ref;
+    app_call_t *call;           /* while inside the handler call */
 } lreq_t;
 
 static lserver_t *servers;
@@ -83,12 +97,12 @@ static char *join_chunks(const bx_chunkv_t *cv, size_t *len)
 /* Pushes the JSON text as a Lua value (decoded under protection). */
 static void push_text(lua_State *L, const char *text, size_t len)
 {
-    json_t *j = bx_json_parse(text, len);
     json_t **box = lua_newuserdatauv(L, sizeof(json_t *), 0);
-    *box = j;                   /* freed by the box's __gc even if pushing raises */
+    *box = NULL;
     luaL_setmetatable(L, "bayeux.jsonbox");
-    if (j)
-        lbx_push_json(L, j);
+    *box = bx_json_parse(text, len);    /* freed by the box's __gc even if pushing raises */
+    if (*box)
+        lbx_push_json(L, *box);
     else
         lua_pushnil(L);
     lua_remove(L, -2);
@@ -126,17 +140,21 @@ static int l_server(lua_State *L)
     lserver_t **box = lua_newuserdatauv(L, sizeof(lserver_t *), 0);
     *box = NULL;
     luaL_setmetatable(L, SERVER_MT);
+    lua_pushvalue(L, -1);
+    /* may raise: nothing is held yet, and the empty box's __gc does nothing */
+    int self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     char err[512];
     bx_server_t *s = bx_server_new(lbx_loop(), &o, err, sizeof(err));  /* copies the strings */
-    if (!s)
+    if (!s) {
+        luaL_unref(L, LUA_REGISTRYINDEX, self_ref);
         return luaL_error(L, "%s", err);
+    }
     lserver_t *ls = bx_calloc(1, sizeof(*ls));
     ls->box = box;
+    ls->self_ref = self_ref;
     ls->event_ref = ls->request_ref = ls->close_ref = LUA_NOREF;
     ls->s = s;
     *box = ls;
-    lua_pushvalue(L, -1);
-    ls->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     ls->next = servers;
     servers = ls;
     nservers++;
@@ -321,10 +339,13 @@ static int s_process(lua_State *L)
 {
     lserver_t *ls = check_server(L);
     luaL_checktype(L, 3, LUA_TFUNCTION);
-    json_t *msgs = lbx_check_json(L, 2);
-    lreply_t *r = bx_calloc(1, sizeof(*r));
+    json_t **box = lbx_check_json_boxed(L, 2);
     lua_pushvalue(L, 3);
-    r->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* may raise: the box frees msgs */
+    json_t *msgs = *box;
+    *box = NULL;
+    lreply_t *r = bx_calloc(1, sizeof(*r));
+    r->fn_ref = fn_ref;
     bx_protocol_process(ls->s, msgs, NULL, BX_PROTO_LOCAL, on_local_reply, r);
     json_decref(msgs);
     return 0;
@@ -335,20 +356,18 @@ static int s_process(lua_State *L)
 static int deliver_sink(lua_State *L)
 {
     lsink_t *k = lua_touserdata(L, 1);
-    size_t len;
-    bx_buf_t b = BX_BUF_INIT;
-    bx_buf_append(&b, "[", 1);
+    luaL_Buffer b;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, k->fn_ref);
+    /* the text is built in Lua memory, so a raise leaks nothing */
+    luaL_buffinit(L, &b);
+    luaL_addchar(&b, '[');
     for (size_t i = 0; i < k->msgs.n; i++) {
         if (i)
-            bx_buf_append(&b, ",", 1);
-        bx_buf_append(&b, k->msgs.v[i]->data, k->msgs.v[i]->len);
+            luaL_addchar(&b, ',');
+        luaL_addlstring(&b, k->msgs.v[i]->data, k->msgs.v[i]->len);
     }
-    bx_buf_append(&b, "]", 1);
-    len = b.len;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, k->fn_ref);
-    /* the text is copied into a Lua string first so a raise cannot leak b */
-    lua_pushlstring(L, b.data, len);
-    bx_buf_free(&b);
+    luaL_addchar(&b, ']');
+    luaL_pushresult(&b);
     size_t tl;
     const char *t = lua_tolstring(L, -1, &tl);
     push_text(L, t, tl);
@@ -357,27 +376,50 @@ static int deliver_sink(lua_State *L)
     return 0;
 }
 
-static void sink_push(bx_sink_t *sink, bx_chunkv_t *msgs)
+static void sink_destroy(void *ud)
 {
-    lsink_t *k = (lsink_t *)sink;
-    bx_chunkv_move(&k->msgs, msgs);
-    lbx_invoke("in-process delivery", deliver_sink, k);
-    bx_chunkv_clear(&k->msgs);
+    lsink_t *k = ud;
+    bx_chunkv_free(&k->msgs);
+    free(k);
 }
 
+/* The function that an unbound sink called is let go at once (a running
+ * one stays on the Lua stack); the sink itself waits for the end of a push
+ * in progress, and then for a later turn. */
 static void sink_free(lsink_t *k)
 {
     lua_State *L = lbx_state();
-    if (L && !lbx_closing)
+    if (L && !lbx_closing && k->fn_ref != LUA_NOREF)
         luaL_unref(L, LUA_REGISTRYINDEX, k->fn_ref);
-    bx_chunkv_free(&k->msgs);
-    free(k);
+    k->fn_ref = LUA_NOREF;
+    if (k->pushing)
+        k->closed = 1;
+    else
+        sink_destroy(k);
+}
+
+static void sink_push(bx_sink_t *sink, bx_chunkv_t *msgs)
+{
+    lsink_t *k = (lsink_t *)sink;
+    if (k->closed)
+        return;
+    bx_chunkv_move(&k->msgs, msgs);
+    /* the function may unbind this sink (a client that disconnects when it
+     * gets a message, or binds its id again): k stays valid until after */
+    k->pushing = 1;
+    lbx_invoke("in-process delivery", deliver_sink, k);
+    k->pushing = 0;
+    bx_chunkv_clear(&k->msgs);
+    if (k->closed)
+        lbx_later(sink_destroy, k);
 }
 
 static void sink_close(bx_sink_t *sink)
 {
     lsink_t *k = (lsink_t *)sink;
-    bx_dict_del(&k->ls->sinks, k->id, strlen(k->id));
+    /* a newer sink of the same id may own the entry already */
+    if (bx_dict_get(&k->ls->sinks, k->id, strlen(k->id)) == k)
+        bx_dict_del(&k->ls->sinks, k->id, strlen(k->id));
     sink_free(k);
 }
 
@@ -389,15 +431,15 @@ static int s_bind(lua_State *L)
     const char *id = luaL_checklstring(L, 2, &n);
     luaL_checktype(L, 3, LUA_TFUNCTION);
     luaL_argcheck(L, n > 0 && n < 32, 2, "not a client id");
+    lua_pushvalue(L, 3);
+    int fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* may raise: nothing held yet */
     lsink_t *k = bx_calloc(1, sizeof(*k));
     k->base.push = sink_push;
     k->base.close = sink_close;
     k->base.keepalive = 1;
     k->ls = ls;
+    k->fn_ref = fn_ref;
     memcpy(k->id, id, n);
-    lua_pushvalue(L, 3);
-    k->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    bx_dict_set(&ls->sinks, k->id, n, k);
     bx_session_bind(ls->s, k->id, &k->base);    /* closes an older sink */
     bx_dict_set(&ls->sinks, k->id, n, k);
     return 0;
@@ -480,9 +522,10 @@ static int s_on_event(lua_State *L)
         }
         lua_pop(L, 1);
     }
-    luaL_unref(L, LUA_REGISTRYINDEX, ls->event_ref);
     lua_pushvalue(L, 2);
-    ls->event_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* may raise: the old one stays */
+    luaL_unref(L, LUA_REGISTRYINDEX, ls->event_ref);
+    ls->event_ref = ref;
     bx_server_on_event(ls->s, on_event, ls, mask);
     return 0;
 }
@@ -502,6 +545,7 @@ static int s_set_extensions(lua_State *L)
 
 /* ---- Application requests ---- */
 
+/* The request is answered or gone: the Lua handle no longer reaches it. */
 static void req_release(lreq_t *r)
 {
     lua_State *L = lbx_state();
@@ -509,24 +553,31 @@ static void req_release(lreq_t *r)
         *r->box = NULL;
     if (L && !lbx_closing)
         luaL_unref(L, LUA_REGISTRYINDEX, r->self_ref);
+    if (r->call) {
+        r->call->r = NULL;
+        r->call->gone = 1;
+    }
     r->req->data = NULL;
     free(r);
 }
 
 static int deliver_request(lua_State *L)
 {
-    bx_http_req_t *req = lua_touserdata(L, 1);
-    lserver_t *ls = req->data;
-    lreq_t *r = bx_calloc(1, sizeof(*r));
-    r->req = req;
-    req->data = r;
+    app_call_t *call = lua_touserdata(L, 1);
     lreq_t **box = lua_newuserdatauv(L, sizeof(lreq_t *), 0);
-    *box = r;
-    r->box = box;
+    *box = NULL;
     luaL_setmetatable(L, REQUEST_MT);
     lua_pushvalue(L, -1);
-    r->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, ls->request_ref);
+    int self_ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* may raise: nothing held yet */
+    lreq_t *r = bx_calloc(1, sizeof(*r));
+    r->req = call->req;
+    r->box = box;
+    r->self_ref = self_ref;
+    r->call = call;
+    *box = r;
+    call->req->data = r;
+    call->r = r;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, call->ls->request_ref);
     lua_insert(L, -2);
     lua_call(L, 1, 0);
     return 0;
@@ -534,13 +585,16 @@ static int deliver_request(lua_State *L)
 
 static void on_app(void *ud, bx_http_req_t *req)
 {
-    lserver_t *ls = ud;
-    req->data = ls;
-    if (lbx_invoke("request handler", deliver_request, req) != 0) {
-        lreq_t *r = req->data != ls ? req->data : NULL;
-        if (r)
-            req_release(r);
-        req->data = NULL;
+    app_call_t call = { ud, req, NULL, 0 };
+    req->data = NULL;
+    int rc = lbx_invoke("request handler", deliver_request, &call);
+    if (call.r)
+        call.r->call = NULL;
+    /* a handler that answered and then raised has nothing left to answer:
+     * the request may be freed already */
+    if (rc != 0 && !call.gone) {
+        if (call.r)
+            req_release(call.r);
         bx_http_respond_text(req, 500, "text/plain; charset=utf-8",
                              "Internal server error\n", 0);
     }
@@ -549,7 +603,8 @@ static void on_app(void *ud, bx_http_req_t *req)
 static void on_app_abort(void *ud, bx_http_req_t *req)
 {
     lreq_t *r = req->data;
-    if (r && (void *)r != ud)
+    (void)ud;
+    if (r)
         req_release(r);
 }
 
@@ -558,9 +613,10 @@ static int s_on_request(lua_State *L)
 {
     lserver_t *ls = check_server(L);
     luaL_checktype(L, 2, LUA_TFUNCTION);
-    luaL_unref(L, LUA_REGISTRYINDEX, ls->request_ref);
     lua_pushvalue(L, 2);
-    ls->request_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* may raise: the old one stays */
+    luaL_unref(L, LUA_REGISTRYINDEX, ls->request_ref);
+    ls->request_ref = ref;
     bx_server_on_app(ls->s, on_app, on_app_abort, ls);
     return 0;
 }

@@ -3,17 +3,18 @@
  *
  * The userdata holds a pointer to a C struct, so the uv handle can outlive
  * the userdata until its close callback (luv's boxed-pointer design). While
- * active, a registry self-reference keeps the userdata alive.
+ * active, a registry self-reference keeps the userdata alive; the function
+ * is the userdata's user value, so one reference is all a timer takes.
  */
 #include <stdlib.h>
+#include "buf.h"
 #include "lbx.h"
 
 #define TIMER_MT "bayeux.timer"
 
 typedef struct ltimer {
     uv_timer_t handle;
-    int fn_ref;
-    int self_ref;
+    int self_ref;               /* LUA_NOREF once released */
     int repeat;
     struct ltimer **box;        /* the userdata's pointer, cleared on release */
 } ltimer_t;
@@ -26,13 +27,11 @@ static void timer_closed(uv_handle_t *h)
 /* Releases the Lua references and closes the handle. Idempotent. */
 static void timer_release(lua_State *L, ltimer_t *t)
 {
-    if (t->fn_ref == LUA_NOREF)
+    if (t->self_ref == LUA_NOREF)
         return;
-    if (L && !lbx_closing) {
-        luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
+    if (L && !lbx_closing)
         luaL_unref(L, LUA_REGISTRYINDEX, t->self_ref);
-    }
-    t->fn_ref = t->self_ref = LUA_NOREF;
+    t->self_ref = LUA_NOREF;
     if (t->box)
         *t->box = NULL;
     t->box = NULL;
@@ -42,8 +41,9 @@ static void timer_release(lua_State *L, ltimer_t *t)
 static int fire(lua_State *L)
 {
     ltimer_t *t = lua_touserdata(L, 1);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->self_ref);
+    lua_getiuservalue(L, -1, 1);
+    lua_insert(L, -2);
     lua_call(L, 1, 0);
     return 0;
 }
@@ -66,21 +66,21 @@ static int l_timer(lua_State *L)
     if (repeat)
         luaL_argcheck(L, secs > 0, 1, "an interval must be positive");
 
-    ltimer_t **box = lua_newuserdatauv(L, sizeof(ltimer_t *), 0);
+    ltimer_t **box = lua_newuserdatauv(L, sizeof(ltimer_t *), 1);
     *box = NULL;
     luaL_setmetatable(L, TIMER_MT);
-    ltimer_t *t = calloc(1, sizeof(*t));
-    if (!t)
-        return luaL_error(L, "out of memory");
+    lua_pushvalue(L, 3);
+    lua_setiuservalue(L, -2, 1);
+    lua_pushvalue(L, -1);
+    /* may raise: nothing is held yet, and the empty box's __gc does nothing */
+    int self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    ltimer_t *t = bx_calloc(1, sizeof(*t));
     *box = t;
     t->box = box;
     t->repeat = repeat;
+    t->self_ref = self_ref;
     uv_timer_init(lbx_loop(), &t->handle);
     t->handle.data = t;
-    lua_pushvalue(L, 3);
-    t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_pushvalue(L, -1);
-    t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     uint64_t ms = (uint64_t)(secs * 1000);
     uv_timer_start(&t->handle, on_timer, ms, repeat ? (ms ? ms : 1) : 0);
     return 1;
@@ -99,7 +99,7 @@ static int t_cancel(lua_State *L)
 static int t_active(lua_State *L)
 {
     ltimer_t **box = luaL_checkudata(L, 1, TIMER_MT);
-    lua_pushboolean(L, *box && (*box)->fn_ref != LUA_NOREF);
+    lua_pushboolean(L, *box && (*box)->self_ref != LUA_NOREF);
     return 1;
 }
 

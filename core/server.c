@@ -27,6 +27,9 @@ typedef struct session {
     int outpasses;              /* deliveries inside outgoing extensions */
     struct outpass *out_first;  /* those passes, oldest first: their results */
     struct outpass *out_last;   /* are handed on in this order */
+    int pinned;                 /* inside a push or a release: a sink or a
+                                   waiter may unbind (even rebind) meanwhile,
+                                   the pass still uses the session after */
     struct session *next_dirty;
     struct session *ka_prev, *ka_next;  /* while its sink wants keep-alive */
 } session_t;
@@ -169,7 +172,7 @@ static void mark_dirty(bx_server_t *s, session_t *ss)
  * list, whose pass frees it instead). */
 static void session_gc(bx_server_t *s, session_t *ss)
 {
-    if (ss->hold || ss->sink || ss->pending.n || ss->dirty || ss->outpasses)
+    if (ss->hold || ss->sink || ss->pending.n || ss->dirty || ss->outpasses || ss->pinned)
         return;
     bx_dict_del(&s->sessions, ss->id, strlen(ss->id));
     bx_chunkv_free(&ss->pending);
@@ -448,12 +451,18 @@ static void deliver_pass(bx_server_t *s)
         if (ss->pending.n && ss->sink) {
             bx_chunkv_t msgs = ss->pending;
             ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
-            ss->sink->push(ss->sink, &msgs);
+            /* an in-process client's push runs Lua, which may unbind or
+             * disconnect this very client */
+            bx_sink_t *sink = ss->sink;
+            ss->pinned++;
+            sink->push(sink, &msgs);
+            ss->pinned--;
             if (msgs.n) {
                 /* refused: its socket is going away. Unbound first, so the
                  * given-back messages wake no one; a held connect rides the
                  * same connection and is answered empty */
-                set_sink(s, ss, NULL);
+                if (ss->sink == sink)
+                    set_sink(s, ss, NULL);
                 ss->release_empty = 1;
                 bx_chunkv_move(&back, &msgs);
             }
@@ -469,7 +478,9 @@ static void deliver_pass(bx_server_t *s)
             ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
             bound_reply(s, &msgs, &back);
             set_hold(s, ss, NULL);
+            ss->pinned++;
             w->release(w, &msgs);
+            ss->pinned--;
             bx_chunkv_free(&msgs);
         }
         ss->release_empty = 0;

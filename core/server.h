@@ -138,7 +138,11 @@ void bx_server_defer(bx_server_t *s, void (*fn)(void *ud), void *ud);
  * inside the hook call itself, with the message to continue with (stolen)
  * or NULL to drop it. `request` is the transport's bx_http_req_t or NULL
  * (in-process clients, deliveries). `abandon` is called when the server
- * starts closing: from then on `next` must not be called. */
+ * starts closing, after which no hook is called: inside it, the extension
+ * layer queues with bx_server_defer the `next(next_ud, NULL)` of every
+ * message it still holds (such calls run before the server's own close
+ * steps, so ops and batches complete and are freed); a hook's later
+ * callbacks are ignored. */
 typedef void (*bx_ext_next_cb)(void *next_ud, json_t *msg);
 typedef void (*bx_ext_hook)(void *ud, json_t *msg, void *request, bx_ext_next_cb next,
                             void *next_ud);

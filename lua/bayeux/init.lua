@@ -518,7 +518,6 @@ function Server:publish_api(opts)
     if not ((type(token) == "string" and token ~= "") or type(token) == "function") then
         error("server:publish_api: token must be a non-empty string or a function", 2)
     end
-    local client
     self:route("POST", path, function(req, res)
         local given = (req.headers.authorization or ""):match("^%s*[Bb]earer%s+(%S+)%s*$")
         local good
@@ -558,8 +557,8 @@ function Server:publish_api(opts)
         if ch:sub(1, 6) == "/meta/" or ch == "/meta" then
             return api_error(res, 400, "403:" .. ch .. ":Forbidden channel")
         end
-        client = client or self:client()
-        client:publish(ch, data, function(ok, err)
+        -- the server's shared client, made again if the app disconnected it
+        self:client():publish(ch, data, function(ok, err)
             -- the HTTP client may have gone away meanwhile: nothing to answer
             pcall(function()
                 if ok then
@@ -679,9 +678,8 @@ end
 local Client = {}
 Client.__index = Client
 
---- An in-process client: subscribes and publishes without HTTP. Its
--- messages pass the server's extensions with request = nil.
-function Server:client()
+-- A new in-process client, its handshake under way.
+local function new_client(self)
     local c = setmetatable({ server = self, subs = {}, waiting = {}, id = nil }, Client)
     self.core:process({ { channel = "/meta/handshake", version = "1.0",
                           supportedConnectionTypes = _M.array { "in-process" } } },
@@ -697,11 +695,27 @@ function Server:client()
             self.core:bind(c.id, function(msgs) c:_deliver(msgs) end)
             local waiting = c.waiting
             c.waiting = {}
-            for _, fn in ipairs(waiting) do fn(true) end
+            for _, fn in ipairs(waiting) do fn(true, nil, true) end
         end)
     return c
 end
 
+--- The server's in-process client: it subscribes and publishes without
+-- HTTP, and its messages pass the server's extensions with request = nil.
+-- As Faye's getClient(), every call returns the same client (one session
+-- per server, kept alive while the server runs), until it is disconnected:
+-- the next call then makes a new one.
+function Server:client()
+    local c = self.shared_client
+    if not c or c.closed or c.failed then
+        c = new_client(self)
+        self.shared_client = c
+    end
+    return c
+end
+
+-- fn(ok, err, queued): at once when the handshake is over, else after it
+-- (queued = true).
 function Client:_when_ready(fn)
     if self.id then fn(true)
     elseif self.failed then fn(false, self.failed)
@@ -709,18 +723,27 @@ function Client:_when_ready(fn)
 end
 
 function Client:_send(msg, cb)
-    self:_when_ready(function(ok, err)
+    self:_when_ready(function(ok, err, queued)
         if not ok then
             if cb then cb(false, err) end
             return
         end
         msg.clientId = self.id
-        self.server.core:process({ msg }, function(replies)
+        local function on_reply(replies)
             local r = replies and replies[1]
             if cb then
                 if r and r.successful then cb(true, r) else cb(false, r and r.error, r) end
             end
-        end)
+        end
+        if not queued then
+            -- data JSON cannot hold is the caller's mistake: raised here
+            return self.server.core:process({ msg }, on_reply)
+        end
+        -- after the handshake the caller is gone: the error goes to cb
+        local sent, perr = pcall(self.server.core.process, self.server.core, { msg }, on_reply)
+        if not sent then
+            if cb then cb(false, tostring(perr)) else log("in-process client: ", tostring(perr)) end
+        end
     end)
 end
 
@@ -728,6 +751,8 @@ end
 -- every subscription the client holds.
 function Client:_deliver(msgs)
     for _, m in ipairs(msgs) do
+        -- a callback may have disconnected the client: the rest is not its
+        if self.closed then return end
         if type(m.channel) == "string" and m.data ~= nil then
             -- the callbacks are collected before any runs: one may subscribe
             -- (a new key) or cancel (a removal during ipairs)
@@ -738,7 +763,10 @@ function Client:_deliver(msgs)
                     for _, fn in ipairs(fns) do calls[#calls + 1] = fn end
                 end
             end
-            for _, fn in ipairs(calls) do fn(m.data, m.channel) end
+            for _, fn in ipairs(calls) do
+                if self.closed then return end
+                fn(m.data, m.channel)
+            end
         end
     end
 end
@@ -802,8 +830,15 @@ function Client:publish(ch, data, cb)
     self:_send({ channel = ch, data = data }, cb)
 end
 
---- Ends the client's session.
+--- Ends the client's session (callbacks stop at once; server:client()
+-- then makes a new client).
 function Client:disconnect(cb)
+    if self.closed then
+        if cb then _M.timer(0, cb) end
+        return
+    end
+    self.closed = true
+    if self.server.shared_client == self then self.server.shared_client = nil end
     self:_when_ready(function(ok)
         if not ok then return end
         local id = self.id
