@@ -431,8 +431,10 @@ static void test_idle_timeout(void)
     client_open(&loop, &C3, bx_http_port(T.s));     /* held request: kept */
     client_sends(&C3, "GET /held HTTP/1.1\r\nHost: x\r\n\r\n");
     BX_CHECK(run_until(&loop, pred_idle_all, 3000));
-    BX_CHECK(C1.eof_at - t0 >= 150 && C1.eof_at - t0 < 420);
-    BX_CHECK(C2.eof_at - t0 >= 150 && C2.eof_at - t0 < 420);
+    /* not before the idle timeout; no upper bound (a loaded machine is
+     * slow): without the idle close run_until() above times out */
+    BX_CHECK(C1.eof_at - t0 >= 150);
+    BX_CHECK(C2.eof_at - t0 >= 150);
     BX_CHECK_INT(C1.in.len, 0);
     BX_CHECK_INT(C2.in.len, 0);
     /* The held one survived past the timeout, got its answer, then idled. */
