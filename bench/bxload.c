@@ -138,7 +138,8 @@ static double hist_pct(double p)
         if (acc >= want) {
             if (b < 64) return b;
             int e = (b - 64) / 32 + 6, m = (b - 64) % 32 + 32;
-            return ((double)m + 0.5) * (double)(1ull << (e - 5));
+            double mid = ((double)m + 0.5) * (double)(1ull << (e - 5));
+            return mid < (double)hist_max ? mid : (double)hist_max;
         }
     }
     return (double)hist_max;
@@ -1018,6 +1019,13 @@ static void report(void)
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
+    {   /* as many sockets as the hard limit allows */
+        struct rlimit rl;
+        if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
     signal(SIGPIPE, SIG_IGN);
     loop = uv_default_loop();
     pad = xrealloc(NULL, (size_t)opt.size + 1);

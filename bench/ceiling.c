@@ -31,6 +31,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <sys/resource.h>
+
 #include <uv.h>
 
 enum { K_HEAD, K_WS, K_PUB, K_HTTP };
@@ -449,6 +451,13 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--host")) host = argv[i + 1];
     }
     signal(SIGPIPE, SIG_IGN);
+    {   /* as many sockets as the hard limit allows */
+        struct rlimit rl;
+        if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
     loop = uv_default_loop();
     uv_tcp_init(loop, &server);
     uv_ip4_addr(host, port, &addr);
