@@ -8,12 +8,14 @@
 //                                   seconds-long smoke run; ends "N passed,
 //                                   N failed", one check per run: it ran and
 //                                   its completeness checks held)
-//   ROUNDS=5 ONLY=ws50,lat node bench/run.js
+//   ROUNDS=5 ONLY=ws50,lat SERVERS=bayeux,ceiling node bench/run.js
+//                                  (ONLY: scenario keys, see SCENARIOS)
 //
 // Each server runs pinned to core 0 and the generator to core 1 (taskset,
 // when there are two cores); each measure is repeated ROUNDS times (3), the
 // servers' order alternating from round to round, and the median is kept.
-// Every server is started afresh for every run. The table is also written
+// Every server is started afresh for every run. PIN=0 leaves the scheduler
+// free to place them. The table is also written
 // to build/bench/results.md.
 'use strict';
 const fs = require('fs');
@@ -25,6 +27,9 @@ const { root, start, stop, sleep, fmt, median } = require('./lib');
 const QUICK = process.argv.includes('--quick') || process.env.BENCH_QUICK === '1';
 const ROUNDS = +process.env.ROUNDS || (QUICK ? 1 : 3);
 const ONLY = process.env.ONLY ? process.env.ONLY.split(',') : null;
+// SERVERS=bayeux,ceiling keeps those (and their +ext/-ext variants)
+const PICK = process.env.SERVERS ? process.env.SERVERS.split(',') : null;
+const picked = (name) => !PICK || PICK.includes(name.replace(/[-+]ext$/, ''));
 const BXLOAD = path.join(root, 'build', 'bench', 'bxload');
 const CEILING = path.join(root, 'build', 'bench', 'ceiling');
 
@@ -102,7 +107,7 @@ const ROWS = [
 ];
 
 function haveTwoCores() {
-  if (os.cpus().length < 2) return false;
+  if (process.env.PIN === '0' || os.cpus().length < 2) return false;
   return spawnSync('taskset', ['-c', '0', 'true']).status === 0;
 }
 const PIN = haveTwoCores();
@@ -204,7 +209,8 @@ async function main() {
     results[sc.key] = {};
     const rounds = sc.rounds || ROUNDS;
     for (let round = 0; round < rounds; round++) {
-      const order = round % 2 ? [...sc.servers].reverse() : sc.servers;
+      const servers = sc.servers.filter(picked);
+      const order = round % 2 ? [...servers].reverse() : servers;
       for (const name of order) {
         const r = await runOne(sc, name);
         (results[sc.key][name] = results[sc.key][name] || []).push(r);
