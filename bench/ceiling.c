@@ -11,10 +11,10 @@
  *
  * WebSocket: any upgrade is accepted (the 101 is prebuilt for the fixed key
  * bxload sends). A connection that sends a data frame is a publisher; the
- * frames read in one loop turn are unmasked into one buffer of server
- * frames, written to every other WebSocket in one write each (bayeux also
- * writes once per connection per turn), and each publish frame is answered
- * with a prebuilt ack frame.
+ * messages of the frames read in one loop turn (JSON arrays: their
+ * brackets dropped, commas between) become one text frame, written to every
+ * other WebSocket in one write each, as bayeux writes once per connection
+ * per turn; each publish frame is answered with a prebuilt ack frame.
  *
  * HTTP: a POST to /hold... is held until something is published (what was
  * published while it was not held waits for the next one), then answered
@@ -253,28 +253,15 @@ static size_t ws_parse(cconn *c, char *p, size_t n)
             return n;
         }
         if (op <= 2) {
-            uint8_t sh[10];
-            size_t shl = 2;
             if (c->kind == K_WS) {
                 list_del(ws_subs, &n_ws, c);
                 c->kind = K_PUB;
             }
-            sh[0] = 0x81;
-            if (len < 126) {
-                sh[1] = (uint8_t)len;
-            } else if (len < 65536) {
-                sh[1] = 126;
-                sh[2] = (uint8_t)(len >> 8);
-                sh[3] = (uint8_t)len;
-                shl = 4;
-            } else {
-                sh[1] = 127;
-                for (int i = 0; i < 8; i++) sh[2 + i] = (uint8_t)(len >> (56 - 8 * i));
-                shl = 10;
-            }
-            if (n_ws) {
-                append(&ws_acc, &ws_len, &ws_cap, sh, shl);
-                append(&ws_acc, &ws_len, &ws_cap, pl, (size_t)len);
+            /* the messages of a turn go out as one JSON array, as bayeux
+             * sends them: the publisher's arrays lose their brackets */
+            if (n_ws && len >= 2 && pl[0] == '[' && pl[len - 1] == ']') {
+                if (ws_len) append(&ws_acc, &ws_len, &ws_cap, ",", 1);
+                append(&ws_acc, &ws_len, &ws_cap, pl + 1, (size_t)len - 2);
             }
             if (n_lp) append(&lp_acc, &lp_len, &lp_cap, pl, (size_t)len);
             c->acks++;
@@ -370,7 +357,29 @@ static chunk *chunk_of(const char *p, size_t n)
 static void on_check(uv_check_t *h)
 {
     if (ws_len) {
-        chunk *k = chunk_of(ws_acc, ws_len);
+        /* one text frame: [ + the turn's messages + ] */
+        uint8_t sh[10];
+        size_t shl = 2, len = ws_len + 2;
+        sh[0] = 0x81;
+        if (len < 126) {
+            sh[1] = (uint8_t)len;
+        } else if (len < 65536) {
+            sh[1] = 126;
+            sh[2] = (uint8_t)(len >> 8);
+            sh[3] = (uint8_t)len;
+            shl = 4;
+        } else {
+            sh[1] = 127;
+            for (int i = 0; i < 8; i++) sh[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+            shl = 10;
+        }
+        chunk *k = xrealloc(NULL, sizeof *k + shl + len);
+        k->ref = 1;
+        k->len = shl + len;
+        memcpy(k->data, sh, shl);
+        k->data[shl] = '[';
+        memcpy(k->data + shl + 1, ws_acc, ws_len);
+        k->data[shl + 1 + ws_len] = ']';
         uv_buf_t b = uv_buf_init(k->data, (unsigned)k->len);
         ws_len = 0;
         for (int i = 0; i < n_ws; i++) {
