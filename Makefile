@@ -5,7 +5,9 @@
 #   make test     install what is missing, build, run every suite (C units,
 #                 busted specs, interop, browser, sanitizers); ends "N passed, N failed"
 #   make check    C units, specs and interop under ASan + UBSan, with -Werror
-#   make bench    side-by-side benchmark against Node faye
+#   make bench    bayeux beside Node faye and a do-nothing C server, driven
+#                 by the C load generator in bench/ (several minutes)
+#   make bench-quick   the same, seconds long, checking only that it works
 #   make install  luarocks make (module, Lua files, command); as root system-wide,
 #                 otherwise into ~/.luarocks
 #   make fresh-check   `make test` and `make run` inside a fresh Debian 12 root
@@ -36,7 +38,7 @@ SO       := lua/bayeux/core.so
 SAN_SO   := $(B)/san/lua/bayeux/core.so
 
 # Goals that only set up, run scripts or recurse: they need no build flags.
-SETUP_GOALS := run test check bench lint install deps clean fresh-check help rock-install
+SETUP_GOALS := run test check bench bench-quick lint install deps clean fresh-check help rock-install
 BUILD_GOALS := $(filter-out $(SETUP_GOALS),$(or $(MAKECMDGOALS),all))
 
 # ---- Build flags, per package, only when something is built ----
@@ -99,7 +101,7 @@ SFLAGS   := $(B)/san/.flags
 stamp = @mkdir -p $(@D); printf '%s\n' '$(1)' >$@.new; \
         if cmp -s $@.new $@; then rm -f $@.new; else mv $@.new $@; fi
 
-.PHONY: all units build-tests build-check $(SETUP_GOALS) rock-install FORCE
+.PHONY: all units build-tests build-check build-bench $(SETUP_GOALS) rock-install FORCE
 all: $(SO)
 
 # ---- Build ----
@@ -159,10 +161,19 @@ $(B)/san/test/%: core/test/%.c $(SCORE_OBJ) core/test/bx_test.h core/test/bx_cli
 
 -include $(CORE_OBJ:.o=.d) $(LBX_OBJ:.o=.d) $(SCORE_OBJ:.o=.d) $(SLBX_OBJ:.o=.d)
 
+# The benchmark's C programs (bench/bxload.c, bench/ceiling.c): one file each.
+BENCH_BIN := $(B)/bench/bxload $(B)/bench/ceiling
+
+$(B)/bench/%: bench/%.c $(FLAGS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBS)
+
 units: $(TESTS)
 	@sh tools/run-units.sh $(TESTS)
 
-build-tests: $(SO) $(TESTS) $(STESTS) $(SAN_SO)
+build-tests: $(SO) $(TESTS) $(STESTS) $(SAN_SO) $(BENCH_BIN)
+
+build-bench: $(SO) $(BENCH_BIN)
 
 build-check: $(STESTS) $(SAN_SO)
 
@@ -193,8 +204,14 @@ check:
 bench:
 	@sh tools/deps.sh bench
 	@sh tools/npm-deps.sh
-	@$(SUB) all
-	@sh bench/run.sh
+	@$(SUB) build-bench
+	node bench/run.js
+
+bench-quick:
+	@sh tools/deps.sh bench
+	@sh tools/npm-deps.sh
+	@$(SUB) build-bench
+	node bench/run.js --quick
 
 lint:
 	@sh tools/deps.sh lint
@@ -213,7 +230,7 @@ clean:
 	rm -rf $(B) $(SO) $(SO).tmp
 
 help:
-	@sed -n '2,22s/^# \{0,1\}//p' Makefile
+	@sed -n '2,24s/^# \{0,1\}//p' Makefile
 
 # Called by luarocks (rockspec build.install_target) with the rock's dirs,
 # after its build: it copies, and never rebuilds with other variables.

@@ -1,4 +1,4 @@
--- bench/ext_app.lua - the server bench/ext_overhead.js measures: a plain
+-- bench/ext_app.lua - the server of bench/run.js's extension scenario: a plain
 -- Bayeux server on /faye plus one trivial Lua incoming extension that every
 -- message passes through (`--no-ext` leaves it out, so the two runs differ
 -- by the extension alone).

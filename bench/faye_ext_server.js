@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // bench/faye_ext_server.js - Node faye 1.4.3 on /faye with one trivial
 // incoming extension that every message passes through: the peer of
-// bench/ext_app.lua for bench/ext_overhead.js (`--no-ext` leaves it out).
+// bench/ext_app.lua in the extension scenario of bench/run.js (`--no-ext`
+// leaves it out).
 //
 //   node bench/faye_ext_server.js [--no-ext] [--port P]
 //

@@ -6,18 +6,22 @@
 #   3. interop tests       node test/interop/*.test.js, one process per file
 #                          (the npm faye client, the CometD JavaScript client)
 #   4. browser tests       node test/browser/*.test.js (headless Chromium)
-#   5. sanitizers          sh tools/check.sh build/san/test/test_*
+#   5. bench-quick         node bench/run.js --quick (make bench-quick: every
+#                          benchmark scenario, seconds long, against bayeux,
+#                          Faye and bench/ceiling; checks that each ran and its
+#                          completeness checks held, no timing thresholds)
+#   6. sanitizers          sh tools/check.sh build/san/test/test_*
 #
 # Each suite's output stays visible under a header. A suite that crashes,
 # times out or prints no result line counts as 1 failed. The last line is the
 # total "N passed, N failed"; the exit status is 1 on any failure.
 #
-# Environment: BX_SUITES (default "units specs interop browser check") picks suites;
-# BX_SUITE_TIMEOUT (default 900) bounds each suite in seconds.
+# Environment: BX_SUITES (default "units specs interop browser bench-quick
+# check") picks suites; BX_SUITE_TIMEOUT (default 900) bounds each suite in seconds.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 
-suites=${BX_SUITES:-units specs interop browser check}
+suites=${BX_SUITES:-units specs interop browser bench-quick check}
 suite_timeout=${BX_SUITE_TIMEOUT:-900}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bx-test.XXXXXX") || exit 2
 trap 'rm -rf "$tmp"' EXIT
@@ -141,6 +145,17 @@ for suite in $suites; do
                 run node "$js"
                 counted "browser-$(basename "$js" .test.js)"
             done
+        fi
+        ;;
+    bench-quick)
+        header "bench-quick (bench/run.js --quick)"
+        if [ ! -x build/bench/bxload ] || [ ! -x build/bench/ceiling ]; then
+            missing bench-quick "no build/bench/bxload, build/bench/ceiling (make build-bench)"
+        elif [ ! -d test/node/node_modules/faye ]; then
+            missing bench-quick "test/node/node_modules/faye missing (sh tools/npm-deps.sh)"
+        else
+            run node bench/run.js --quick
+            counted bench-quick
         fi
         ;;
     check)
