@@ -3,7 +3,8 @@
 #   make          build lua/bayeux/core.so in place (bin/bayeux runs from here)
 #   make run      install what is missing, build, serve the chat example on :8000
 #   make test     install what is missing, build, run every suite (C units,
-#                 busted specs, interop, browser, sanitizers); ends "N passed, N failed"
+#                 busted specs, interop, browser, bench-quick, sanitizers);
+#                 ends "N passed, N failed"
 #   make check    C units, specs and interop under ASan + UBSan, with -Werror
 #   make bench    bayeux beside Node faye and a do-nothing C server, driven
 #                 by the C load generator in bench/ (several minutes)
@@ -230,7 +231,7 @@ clean:
 	rm -rf $(B) $(SO) $(SO).tmp
 
 help:
-	@sed -n '2,24s/^# \{0,1\}//p' Makefile
+	@sed -n '2,25s/^# \{0,1\}//p' Makefile
 
 # Called by luarocks (rockspec build.install_target) with the rock's dirs,
 # after its build: it copies, and never rebuilds with other variables.
