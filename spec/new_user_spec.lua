@@ -315,3 +315,49 @@ server:listen(0, "127.0.0.1")
     srv = nil
   end)
 end)
+
+describe("an extension that misses its deadline", function()
+  local srv
+
+  local APP = [[
+local bayeux = require "bayeux"
+local server = bayeux.server { mount = "/faye", timeout = 2, extension_deadline = 0.3 }
+server:add_extension { incoming = function(message, callback) callback(message) end }
+server:add_extension {
+  name = "slow-auth",
+  incoming = function(message, callback)
+    if message.channel ~= "/stuck/in" then callback(message) end
+  end,
+}
+server:add_extension {
+  outgoing = function(message, callback)
+    if message.channel ~= "/stuck/out" then callback(message) end
+  end,
+}
+local client = server:client()
+client:publish("/stuck/in", { n = 1 }, function(ok, err)
+  print("IN", tostring(ok), tostring(err))
+  client:publish("/stuck/out", { n = 2 }, function(ok2, err2)
+    print("OUT", tostring(ok2), tostring(err2))
+  end)
+end)
+server:listen(0, "127.0.0.1")
+]]
+
+  lazy_setup(function() srv = spawn_app(APP) end)
+  lazy_teardown(function() finish(srv) end)
+
+  it("is logged with the extension, its stage and the message's channel", function()
+    assert.are.equal("\tfalse\t500::Internal server error", line(srv, "IN"))
+    stderr_shows(srv, "incoming extension #2 'slow%-auth' did not call its callback within 0%.3 s "
+      .. "%(extension_deadline%) for a message on /stuck/in; message failed")
+    assert.are.equal("\tfalse\t500::Internal server error", line(srv, "OUT"))
+    stderr_shows(srv, "outgoing extension #3 did not call its callback within 0%.3 s "
+      .. "%(extension_deadline%) for a message on /stuck/out; message failed")
+  end)
+
+  it("the server exits cleanly", function()
+    finish(srv)
+    srv = nil
+  end)
+end)

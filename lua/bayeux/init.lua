@@ -241,13 +241,15 @@ end
 
 -- Runs one message through every extension's `incoming` (stage 0) or
 -- `outgoing` (stage 1), in the order they were added, each continuing
--- through its callback, then hands the result to `done` (C).
+-- through its callback, then hands the result to `done` (C). Each
+-- extension's label goes to `cont` (C) before it runs: a missed deadline's
+-- log line names it.
 local function chain_runner(self)
-    return function(stage, message, request, done)
+    return function(stage, message, request, done, cont)
         local key = stage == 0 and "incoming" or "outgoing"
         -- self.extensions is replaced, never changed in place, by
         -- add/remove: a chain in progress keeps the list it started with
-        local list = self.extensions
+        local list, labels = self.extensions, self.extension_labels
         local i = 0
         local function step(msg)
             if msg == nil then return done(nil) end
@@ -258,6 +260,7 @@ local function chain_runner(self)
             until not ext or type(ext[key]) == "function"
             if not ext then return done(msg) end
             local fn, called = ext[key], false
+            cont:label(labels[i])
             local function callback(m)
                 if called then
                     log("extension ", key, ": callback called twice; ignored")
@@ -286,12 +289,22 @@ local function chain_runner(self)
     end
 end
 
+-- "#2 'token'": an extension's place in the list and its optional name.
+local function extension_label(i, ext)
+    local name = ext.name
+    if type(name) == "string" and name ~= "" then return ("#%d '%s'"):format(i, name) end
+    return "#" .. i
+end
+
 local function install_extensions(self)
     local incoming, outgoing = false, false
-    for _, ext in ipairs(self.extensions) do
+    local labels = {}
+    for i, ext in ipairs(self.extensions) do
         incoming = incoming or type(ext.incoming) == "function"
         outgoing = outgoing or type(ext.outgoing) == "function"
+        labels[i] = extension_label(i, ext)
     end
+    self.extension_labels = labels
     self.runner = self.runner or chain_runner(self)
     self.core:set_extensions(self.runner, incoming, outgoing, self.extension_deadline)
 end
