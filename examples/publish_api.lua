@@ -45,8 +45,11 @@ local PAGE = [[<!doctype html>
     var li = document.createElement('li');
     li.textContent = (m && m.text !== undefined) ? m.text : JSON.stringify(m);
     document.getElementById('log').appendChild(li);
-  }).then(function () { statusLine.textContent = 'subscribed to /messages: now run the curl line'; },
-          function (e) { statusLine.textContent = 'subscribe failed: ' + e.message; });
+  }).then(function () {
+    statusLine.textContent = 'subscribed to /messages: now run the curl line';
+  }, function (e) {
+    statusLine.textContent = 'subscribe failed: ' + e.message;
+  });
 })();
 </script>
 </body></html>
