@@ -194,6 +194,9 @@ server:route("GET", "/in-time", function(_, res)
   bayeux.timer(0.1, function() res:send("in time") end)
 end)
 server:route("GET", "/fine", function(_, res) res:send("fine") end)
+server:route("GET", "/held", function(_, res)
+  bayeux.timer(1, function() res:send("held") end)
+end, { deadline = 0 })
 server:listen(0, "127.0.0.1")
 ]]
 
@@ -229,6 +232,11 @@ server:listen(0, "127.0.0.1")
     -- a route answering within the deadline is untouched
     st, _, body = H.request(srv.port, "GET", "/in-time")
     assert.are.same({ 200, "in time" }, { st, body })
+  end)
+
+  it("a route's own deadline = 0 holds its request as long as it likes", function()
+    local st, _, body = H.request(srv.port, "GET", "/held", nil, nil, 10)
+    assert.are.same({ 200, "held" }, { st, body })
   end)
 
   it("an answer after the deadline raises and says why", function()

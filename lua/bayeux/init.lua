@@ -702,7 +702,7 @@ local function run_route(self, r, info, res)
         end
         return
     end
-    local seconds = self.route_deadline
+    local seconds = r.deadline or self.route_deadline
     if res.sent or seconds <= 0 then return end
     res.deadline = core.timer(seconds, false, function()
         res.deadline = nil
@@ -739,10 +739,17 @@ local function dispatch(self, req)
 end
 
 --- Adds a route: method ("GET", "POST", ...), a path pattern ("/users/:id",
--- "/files/*path") and handler(req, res).
-function Server:route(method, pattern, handler)
+-- "/files/*path", "/d/:id.json") and handler(req, res). opts.deadline
+-- (seconds, 0 for none) overrides the server's route_deadline. A pattern
+-- that could never match a request raises.
+function Server:route(method, pattern, handler, opts)
     if type(method) ~= "string" or type(pattern) ~= "string" or type(handler) ~= "function" then
         error("server:route(method, pattern, handler)", 2)
+    end
+    local deadline = opts and opts.deadline
+    if opts ~= nil and (type(opts) ~= "table"
+            or (deadline ~= nil and (type(deadline) ~= "number" or deadline < 0))) then
+        error("server:route(method, pattern, handler, { deadline = seconds (0: none) })", 2)
     end
     -- the paths the mount owns (the core's rule): the mount itself, below
     -- it, and "<mount>.ext" with one extension; a route there never runs
@@ -756,6 +763,7 @@ function Server:route(method, pattern, handler)
     local match = channel.route_matcher(pattern)
     self.routes[#self.routes + 1] = {
         method = method:upper(), pattern = pattern, match = match, handler = handler,
+        deadline = deadline,
     }
     if not self.routing then
         self.routing = true
