@@ -1154,16 +1154,11 @@
         if (reply.successful) {
           entry.state = 'subscribed';
           this._settle(entry, null);
-        } else if (/^401:/.test(String(reply.error))) {
-          // unknown client (the server restarted): handshake again, which
-          // subscribes every channel anew
-          if (this._state === CONNECTED) {
-            this._forgetClient();
-            if (!this._connecting) this._cycle();
-          } else {
-            entry.state = 'new';
-          }
         } else {
+          // every refusal rejects, a 401 too (an auth extension's, or a
+          // session the server forgot), as Faye's client does: a new
+          // session comes only from advice reconnect "handshake", which a
+          // forgotten session's next connect brings
           this._channels.delete(name);
           this._settle(entry, BayeuxError.parse(reply.error));
         }

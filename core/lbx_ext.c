@@ -32,11 +32,12 @@ typedef struct cont {
     int in_call;
     int done;
     struct call *call;          /* the hook call it was made in, while in it */
+    char label[96];             /* the extension holding it, named by Lua (logs) */
 } cont_t;
 
 typedef struct lext {
     bx_server_t *s;
-    int runner_ref;             /* function(stage, message, request, cont) */
+    int runner_ref;             /* function(stage, message, request, done, cont) */
     int incoming, outgoing;
     double deadline;            /* seconds */
     cont_t *pending;
@@ -161,6 +162,20 @@ static int l_continue(lua_State *L)
     return 0;
 }
 
+/* cont:label(text): which extension holds the message now, for the log
+ * line of a missed deadline. */
+static int cont_label(lua_State *L)
+{
+    cont_t *c = luaL_checkudata(L, 1, CONT_MT);
+    size_t n;
+    const char *text = luaL_checklstring(L, 2, &n);
+    if (n >= sizeof(c->label))
+        n = sizeof(c->label) - 1;
+    memcpy(c->label, text, n);
+    c->label[n] = '\0';
+    return 0;
+}
+
 static int cont_gc(lua_State *L)
 {
     cont_t *c = luaL_checkudata(L, 1, CONT_MT);
@@ -231,8 +246,9 @@ static int call_runner(lua_State *L)
     push_request(L, k->req);
     lua_pushvalue(L, -5);                   /* the continuation's state */
     lua_pushcclosure(L, l_continue, 1);
+    lua_pushvalue(L, -6);                   /* ... and itself, for cont:label() */
     c->in_call = 1;
-    lua_call(L, 4, 0);
+    lua_call(L, 5, 0);
     /* c stays valid here: still pinned, or referenced from this stack */
     c->in_call = 0;
     c->call = NULL;
@@ -291,8 +307,11 @@ static void on_sweep(uv_timer_t *t)
         next = c->next;
         if (now - c->started < limit)
             continue;
-        lbx_log("an extension did not call its callback within %g s; message failed",
-                x->deadline);
+        json_t *ch = json_object_get(c->orig, "channel");
+        lbx_log("%s extension %s did not call its callback within %g s (extension_deadline) "
+                "for a message on %s; message failed", c->stage ? "outgoing" : "incoming",
+                c->label[0] ? c->label : "?", x->deadline,
+                json_is_string(ch) ? json_string_value(ch) : "(no channel)");
         cont_deliver(c, failed(c, "500::Internal server error"), 0);
     }
 }
@@ -363,5 +382,9 @@ void lbx_ext_open(lua_State *L)
     luaL_newmetatable(L, CONT_MT);
     lua_pushcfunction(L, cont_gc);
     lua_setfield(L, -2, "__gc");
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, cont_label);
+    lua_setfield(L, -2, "label");
+    lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 }

@@ -56,19 +56,23 @@ local PAGE = [[<!doctype html>
 <ul id="log"></ul>
 <script src="/faye/client.js"></script>
 <script>
+(function () {
+  'use strict';
+  // (a global named `status` would be the browser's window.status)
+  var statusLine = document.getElementById('status');
   var token = new URLSearchParams(location.search).get('token') || '';
   document.getElementById('token').textContent = token || '(none)';
   var client = new Faye.Client('/faye');
   client.addExtension({ outgoing: function (m, cb) {
     m.ext = m.ext || {}; m.ext.token = token; cb(m);
   } });
-  var status = document.getElementById('status');
   client.subscribe('/secret', function (m) {
     var li = document.createElement('li');
     li.textContent = 'tick ' + m.n;
     document.getElementById('log').appendChild(li);
-  }).then(function () { status.textContent = 'subscribed to /secret'; },
-          function (e) { status.textContent = 'refused: ' + e.message; });
+  }).then(function () { statusLine.textContent = 'subscribed to /secret'; },
+          function (e) { statusLine.textContent = 'refused: ' + e.message; });
+})();
 </script>
 </body></html>
 ]]

@@ -36,14 +36,21 @@ local PAGE = [[<!doctype html>
 <ul id="log"></ul>
 <script src="/faye/client.js"></script>
 <script>
+(function () {
+  'use strict';
+  // (a global named `status` would be the browser's window.status)
+  var statusLine = document.getElementById('status');
   var client = new Faye.Client('/faye');
-  var status = document.getElementById('status');
   client.subscribe('/messages', function (m) {
     var li = document.createElement('li');
     li.textContent = (m && m.text !== undefined) ? m.text : JSON.stringify(m);
     document.getElementById('log').appendChild(li);
-  }).then(function () { status.textContent = 'subscribed to /messages: now run the curl line'; },
-          function (e) { status.textContent = 'subscribe failed: ' + e.message; });
+  }).then(function () {
+    statusLine.textContent = 'subscribed to /messages: now run the curl line';
+  }, function (e) {
+    statusLine.textContent = 'subscribe failed: ' + e.message;
+  });
+})();
 </script>
 </body></html>
 ]]

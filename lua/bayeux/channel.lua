@@ -2,9 +2,9 @@
 
 local lpeg = require "lpeg"
 
-local P, C, Cg, Ct, Cc = lpeg.P, lpeg.C, lpeg.Cg, lpeg.Ct, lpeg.Cc
+local P, C, Ct, Cc = lpeg.P, lpeg.C, lpeg.Ct, lpeg.Cc
 local R, S = lpeg.R, lpeg.S
-local type, error, ipairs = type, error, ipairs
+local type, error, ipairs, concat = type, error, ipairs, table.concat
 local find, sub = string.find, string.sub
 
 local _M = {}
@@ -43,35 +43,74 @@ function _M.expand(name)
 end
 
 -- Route patterns: "/users/:id" captures one segment as params.id,
--- "/files/*path" captures the rest (possibly with slashes) as params.path.
+-- "/files/*path" captures the rest (possibly with slashes) as params.path,
+-- "/d/:id.json" a segment's start before a literal suffix. The parts are
+-- parsed with lpeg; the path is matched with a Lua pattern, which
+-- backtracks: a parameter gives back what the literal after it needs.
 local name_char = R("az", "AZ", "09") + S("_")
-local seg_char = 1 - P("/")
 local param = P(":") * C(name_char ^ 1)
 local splat = P("*") * C(name_char ^ 0)
 local literal = C((1 - S(":*")) ^ 1)
 local route_grammar = Ct((Ct(Cc("param") * param) + Ct(Cc("splat") * splat)
     + Ct(Cc("lit") * literal)) ^ 0) * -1
 
+-- Lua patterns hold at most 32 captures.
+local MAX_CAPTURES = 32
+
+local function bad_route(pattern, why)
+    error("server:route: pattern '" .. pattern .. "' " .. why, 4)
+end
+
 --- Compiles a route pattern into a function(path) -> params table or nil.
+-- Raises for a pattern that could never match a request's path.
 function _M.route_matcher(pattern)
-    if type(pattern) ~= "string" or pattern:sub(1, 1) ~= "/" then
+    if type(pattern) ~= "string" or sub(pattern, 1, 1) ~= "/" then
         error("a route pattern must start with '/'", 3)
     end
+    local brace = find(pattern, "[{}]")
+    if brace then
+        bad_route(pattern, "has a brace: a parameter is written ':name', not '{name}'")
+    end
+    if find(pattern, "[%s?#]") then
+        bad_route(pattern, "has a space, '?' or '#': a request path (without its query) never does")
+    end
     local parts = route_grammar:match(pattern)
-    if not parts then error("bad route pattern '" .. pattern .. "'", 3) end
-    local patt = P(true)
-    for _, part in ipairs(parts) do
+    if not parts then
+        bad_route(pattern, "is not valid: ':' must be followed by a name (letters, digits, _)")
+    end
+    local lua_patt, names, seen = { "^" }, {}, {}
+    for i, part in ipairs(parts) do
         local kind, value = part[1], part[2]
         if kind == "lit" then
-            patt = patt * P(value)
-        elseif kind == "param" then
-            patt = patt * Cg(C(seg_char ^ 1), value)
+            lua_patt[#lua_patt + 1] = value:gsub("%p", "%%%0")
         else
-            patt = patt * Cg(C(P(1) ^ 0), value ~= "" and value or "splat")
+            local prev = parts[i - 1]
+            if prev and prev[1] ~= "lit" then
+                bad_route(pattern, "has two parameters with nothing between them")
+            end
+            if kind == "splat" and value == "" then value = "splat" end
+            if seen[value] then bad_route(pattern, "uses the name '" .. value .. "' twice") end
+            seen[value] = true
+            names[#names + 1] = value
+            lua_patt[#lua_patt + 1] = kind == "param" and "([^/]+)" or "(.*)"
         end
     end
-    patt = Ct(patt) * -1
-    return function(path) return patt:match(path) end
+    if #names > MAX_CAPTURES then
+        bad_route(pattern, "has more than " .. MAX_CAPTURES .. " parameters")
+    end
+    lua_patt[#lua_patt + 1] = "$"
+    local lp = concat(lua_patt)
+    local n = #names
+    if n == 0 then
+        return function(path) return path == pattern and {} or nil end
+    end
+    return function(path)
+        local caps = { path:match(lp) }
+        if caps[1] == nil then return nil end
+        local params = {}
+        for i = 1, n do params[names[i]] = caps[i] end
+        return params
+    end
 end
 
 return _M

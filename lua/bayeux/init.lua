@@ -48,6 +48,8 @@ local OPTIONS = {
     client_script = { "string", function() return true end, "a file path" },
     extension_deadline = { "number", function(v) return v > 0 end,
                            "a positive number of seconds" },
+    route_deadline = { "number", function(v) return v >= 0 end,
+                       "seconds, 0 or more (0: no deadline)" },
     engine = { "string", function(v) return v == "memory" end, "\"memory\"" },
 }
 
@@ -132,14 +134,15 @@ function _M.server(opts)
     local o = check_options(opts)
     o.mount = o.mount or "/bayeux"
     o.engine = nil
-    local deadline = o.extension_deadline
-    o.extension_deadline = nil
+    local deadline, route_deadline = o.extension_deadline, o.route_deadline
+    o.extension_deadline, o.route_deadline = nil, nil
     -- the client script is read here, once: a missing file is the caller's error
     local ok, srv = pcall(core.server, o)
     if not ok then error("bayeux.server: " .. tostring(srv), 2) end
     local self = setmetatable({
         extensions = {},
         extension_deadline = deadline or 30,
+        route_deadline = route_deadline or 30,
         core = srv,
         mount = o.mount:gsub("(.)/+$", "%1"),
         listeners = {},
@@ -161,14 +164,23 @@ function _M.server(opts)
 end
 
 --- Starts listening on host (default "127.0.0.1", this machine only; "0.0.0.0"
--- for every IPv4 interface). Returns the bound port, or nil and an error.
-function Server:listen(port, host)
+-- for every IPv4 interface). Returns the bound port. A port that cannot be
+-- bound (in use, no permission) raises at the caller's line, so an app
+-- script stops instead of running on without a listener; with
+-- opts.raise == false it returns nil and the error instead.
+function Server:listen(port, host, opts)
     host = host or "127.0.0.1"
     if type(port) ~= "number" or math_type(port) ~= "integer" then
         error("server:listen(port, host): port must be an integer", 2)
     end
+    if opts ~= nil and type(opts) ~= "table" then
+        error("server:listen(port, host, opts): opts must be a table", 2)
+    end
     local bound, err = self.core:listen(port, host)
-    if not bound then return nil, err end
+    if not bound then
+        if opts and opts.raise == false then return nil, err end
+        error("server:listen: " .. tostring(err), 2)
+    end
     self.port = bound
     io.stdout:write(("bayeux: listening on http://%s:%d%s\n"):format(host, bound, self.mount))
     io.stdout:flush()
@@ -229,13 +241,15 @@ end
 
 -- Runs one message through every extension's `incoming` (stage 0) or
 -- `outgoing` (stage 1), in the order they were added, each continuing
--- through its callback, then hands the result to `done` (C).
+-- through its callback, then hands the result to `done` (C). Each
+-- extension's label goes to `cont` (C) before it runs: a missed deadline's
+-- log line names it.
 local function chain_runner(self)
-    return function(stage, message, request, done)
+    return function(stage, message, request, done, cont)
         local key = stage == 0 and "incoming" or "outgoing"
         -- self.extensions is replaced, never changed in place, by
         -- add/remove: a chain in progress keeps the list it started with
-        local list = self.extensions
+        local list, labels = self.extensions, self.extension_labels
         local i = 0
         local function step(msg)
             if msg == nil then return done(nil) end
@@ -246,6 +260,7 @@ local function chain_runner(self)
             until not ext or type(ext[key]) == "function"
             if not ext then return done(msg) end
             local fn, called = ext[key], false
+            cont:label(labels[i])
             local function callback(m)
                 if called then
                     log("extension ", key, ": callback called twice; ignored")
@@ -274,12 +289,22 @@ local function chain_runner(self)
     end
 end
 
+-- "#2 'token'": an extension's place in the list and its optional name.
+local function extension_label(i, ext)
+    local name = ext.name
+    if type(name) == "string" and name ~= "" then return ("#%d '%s'"):format(i, name) end
+    return "#" .. i
+end
+
 local function install_extensions(self)
     local incoming, outgoing = false, false
-    for _, ext in ipairs(self.extensions) do
+    local labels = {}
+    for i, ext in ipairs(self.extensions) do
         incoming = incoming or type(ext.incoming) == "function"
         outgoing = outgoing or type(ext.outgoing) == "function"
+        labels[i] = extension_label(i, ext)
     end
+    self.extension_labels = labels
     self.runner = self.runner or chain_runner(self)
     self.core:set_extensions(self.runner, incoming, outgoing, self.extension_deadline)
 end
@@ -609,26 +634,84 @@ end
 --- Sends the file at `path` as the body, read from disk in chunks while it
 -- is sent (HEAD: its length only). Set Content-Type yourself.
 function Response:file(path)
-    if self.sent then error("response already sent", 2) end
+    if self.sent then error(self:_sent_error(), 2) end
     if type(path) ~= "string" then error("res:file(path): path must be a string", 2) end
     self.req:send_file(self.code or 200, self.headers, path)
+    self:_done()
+end
+
+-- The error of an answer after the first: why the response is gone.
+function Response:_sent_error()
+    if self.expired then
+        return ("response already sent (the route's deadline of %g s passed: it was answered 500)")
+            :format(self.expired)
+    end
+    return "response already sent"
+end
+
+-- The response is sent: no deadline any more.
+function Response:_done()
     self.sent = true
+    if self.deadline then
+        self.deadline:cancel()
+        self.deadline = nil
+    end
 end
 
 function Response:send(body)
-    if self.sent then error("response already sent", 2) end
-    self.sent = true
+    if self.sent then error(self:_sent_error(), 2) end
+    self:_done()
     self.req:respond(self.code or 200, self.headers, body or "")
 end
 
 function Response:json(value)
+    if self.sent then error(self:_sent_error(), 2) end
     self.headers["Content-Type"] = "application/json; charset=utf-8"
     self:send(core.encode(value))
 end
 
 function Response:html(text)
+    if self.sent then error(self:_sent_error(), 2) end
     self.headers["Content-Type"] = "text/html; charset=utf-8"
     self:send(text)
+end
+
+local TEXT_PLAIN = "text/plain; charset=utf-8"
+
+-- Answers 500 for a route that failed or never answered; the client may
+-- have gone away meanwhile (then there is nothing to answer).
+local function answer_500(res)
+    res:_done()
+    pcall(res.req.respond, res.req, 500, { ["Content-Type"] = TEXT_PLAIN },
+          "Internal server error\n")
+end
+
+-- Runs a route's handler: an error is logged with the route and its
+-- traceback (and answers 500 if nothing was answered yet); a handler that
+-- returns without answering has `route_deadline` seconds to do it.
+local function run_route(self, r, info, res)
+    local ok, err = xpcall(r.handler, traceback, info, res)
+    if not ok then
+        if res.sent then
+            log("route ", r.method, " ", r.pattern, " raised after answering ", info.path,
+                ": ", tostring(err))
+        else
+            log("route ", r.method, " ", r.pattern, " failed on ", info.path,
+                " (answered 500): ", tostring(err))
+            answer_500(res)
+        end
+        return
+    end
+    local seconds = r.deadline or self.route_deadline
+    if res.sent or seconds <= 0 then return end
+    res.deadline = core.timer(seconds, false, function()
+        res.deadline = nil
+        if res.sent then return end
+        log(("route %s %s did not answer %s %s within %g s (route_deadline): answered 500")
+            :format(r.method, r.pattern, info.method, info.path, seconds))
+        res.expired = seconds
+        answer_500(res)
+    end)
 end
 
 local function dispatch(self, req)
@@ -641,29 +724,46 @@ local function dispatch(self, req)
             if r.method == info.method or (r.method == "GET" and info.method == "HEAD") then
                 info.params = params
                 add_request_helpers(info)
-                r.handler(info, res)
-                return
+                return run_route(self, r, info, res)
             end
             allowed = true
         end
     end
     if allowed then
-        res:status(405):header("Content-Type", "text/plain; charset=utf-8")
+        res:status(405):header("Content-Type", TEXT_PLAIN)
         res:send("Method not allowed\n")
     else
-        res:status(404):header("Content-Type", "text/plain; charset=utf-8")
+        res:status(404):header("Content-Type", TEXT_PLAIN)
         res:send("Not found\n")
     end
 end
 
 --- Adds a route: method ("GET", "POST", ...), a path pattern ("/users/:id",
--- "/files/*path") and handler(req, res).
-function Server:route(method, pattern, handler)
+-- "/files/*path", "/d/:id.json") and handler(req, res). opts.deadline
+-- (seconds, 0 for none) overrides the server's route_deadline. A pattern
+-- that could never match a request raises.
+function Server:route(method, pattern, handler, opts)
     if type(method) ~= "string" or type(pattern) ~= "string" or type(handler) ~= "function" then
         error("server:route(method, pattern, handler)", 2)
     end
+    local deadline = opts and opts.deadline
+    if opts ~= nil and (type(opts) ~= "table"
+            or (deadline ~= nil and (type(deadline) ~= "number" or deadline < 0))) then
+        error("server:route(method, pattern, handler, { deadline = seconds (0: none) })", 2)
+    end
+    -- the paths the mount owns (the core's rule): the mount itself, below
+    -- it, and "<mount>.ext" with one extension; a route there never runs
+    local mount, rest = self.mount, nil
+    if pattern:sub(1, #mount) == mount then rest = pattern:sub(#mount + 1) end
+    if rest and (rest == "" or rest:sub(1, 1) == "/"
+            or rest:match("^%.[^.:*]+$")) then
+        error("server:route: pattern '" .. pattern .. "' is under the Bayeux mount '" .. mount
+            .. "', which answers every request there itself", 2)
+    end
+    local match = channel.route_matcher(pattern)
     self.routes[#self.routes + 1] = {
-        method = method:upper(), match = channel.route_matcher(pattern), handler = handler,
+        method = method:upper(), pattern = pattern, match = match, handler = handler,
+        deadline = deadline,
     }
     if not self.routing then
         self.routing = true
@@ -714,16 +814,20 @@ function Server:client()
     return c
 end
 
--- fn(ok, err, queued): at once when the handshake is over, else after it
--- (queued = true).
+-- fn(ok, err, queued): at once when the handshake is over (returning what
+-- fn returns), else after it (queued = true).
 function Client:_when_ready(fn)
-    if self.id then fn(true)
-    elseif self.failed then fn(false, self.failed)
+    if self.id then return fn(true)
+    elseif self.failed then return fn(false, self.failed)
     else self.waiting[#self.waiting + 1] = fn end
 end
 
+-- Sends `msg`; cb(ok, err, reply) gets the answer. Returns an error message
+-- when the client is ready and `msg` cannot be sent (data JSON cannot
+-- hold): the caller raises it at its own caller's line. Once queued behind
+-- the handshake the caller is gone, and such an error goes to cb.
 function Client:_send(msg, cb)
-    self:_when_ready(function(ok, err, queued)
+    return self:_when_ready(function(ok, err, queued)
         if not ok then
             if cb then cb(false, err) end
             return
@@ -735,15 +839,11 @@ function Client:_send(msg, cb)
                 if r and r.successful then cb(true, r) else cb(false, r and r.error, r) end
             end
         end
-        if not queued then
-            -- data JSON cannot hold is the caller's mistake: raised here
-            return self.server.core:process({ msg }, on_reply)
-        end
-        -- after the handshake the caller is gone: the error goes to cb
+        -- called through pcall, the core's message carries no position
         local sent, perr = pcall(self.server.core.process, self.server.core, { msg }, on_reply)
-        if not sent then
-            if cb then cb(false, tostring(perr)) else log("in-process client: ", tostring(perr)) end
-        end
+        if sent then return end
+        if not queued then return tostring(perr) end
+        if cb then cb(false, tostring(perr)) else log("in-process client: ", tostring(perr)) end
     end)
 end
 
@@ -827,7 +927,8 @@ end
 function Client:publish(ch, data, cb)
     if type(ch) ~= "string" then error("client:publish(channel, data, cb)", 2) end
     if data == nil then data = core.null end
-    self:_send({ channel = ch, data = data }, cb)
+    local err = self:_send({ channel = ch, data = data }, cb)
+    if err then error("client:publish: " .. err, 2) end
 end
 
 --- Ends the client's session (callbacks stop at once; server:client()

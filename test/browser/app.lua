@@ -22,6 +22,9 @@
 --        that sent it (as its own /meta/disconnect would: a held connect is
 --        answered, the next is answered 401 with advice "handshake"), and
 --        is itself answered 1 s later (401 then)
+--   a /meta/subscribe to a channel /refused401/** is refused with
+--        "401::Unauthorized", as an auth extension may refuse it (the
+--        session stays alive)
 local bayeux = require "bayeux"
 
 local port = tonumber(os.getenv("PORT")) or 0
@@ -75,6 +78,9 @@ server:add_extension {
       r.connects = r.connects + 1
     elseif type(ch) == "string" and ch:match("^/headers/") and type(message.data) == "table" then
       message.data.authorization = request and request.headers.authorization or false
+    elseif ch == "/meta/subscribe" and type(message.subscription) == "string"
+        and message.subscription:match("^/refused401/") then
+      message.error = "401::Unauthorized"
     elseif ch == "/meta/subscribe" and type(message.subscription) == "string"
         and message.subscription:match("^/doomed/") and not doomed[message.subscription] then
       doomed[message.subscription] = true

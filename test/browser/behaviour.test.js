@@ -15,6 +15,10 @@
 //     server-side: one new handshake, every subscription restored exactly
 //     once, even the one whose subscribe killed the session and was
 //     answered 401 after the new handshake (per transport)
+//   - a subscribe an extension refuses with "401::..." (as an auth
+//     extension may) rejects with code 401, as Faye's client does: no new
+//     handshake, the session and its other subscriptions go on (per
+//     transport)
 //   - the network goes away (Chromium offline) and comes back: the client
 //     reconnects, its subscription neither lost nor duplicated (per
 //     transport)
@@ -188,6 +192,32 @@ async function main() {
       const after = s.connects.filter(([hs]) => hs >= 2).map(([, type]) => type);
       assert(after.length >= 1 && after.every((type) => type === expected),
              `connects of the new session over ${expected}: ${JSON.stringify(s.connects)}`);
+      assertEqual(page.net.consoleErrors, [], 'no page errors');
+      await page.close();
+    }, TEST_MS)));
+
+    // ---- a subscribe refused with 401 by an extension
+    tests.push(...TRANSPORTS.map((t) => () => test(`subscribe refused with 401 by an extension: rejects, no re-handshake (${t.transport})`, async () => {
+      const page = await started(browser, base, t);
+      const ok = `/fine401/${t.transport}`, refused = `/refused401/${t.transport}`;
+      assertEqual(await page.evaluate((c) => T.sub(c), ok), { ok: true }, 'subscribed');
+      const id1 = await page.evaluate(() => T.client.getClientId());
+      const r = await h.withTimeout(page.evaluate((c) => T.sub(c), refused), 10000,
+                                    'the refused subscribe never settled');
+      assertEqual(r, { error: { code: 401, message: 'Unauthorized' } }, 'the subscribe rejects with the 401');
+      await delay(500);                    // a re-handshake would have started by now
+      const s = await page.evaluate(() => T.snapshot());
+      assertEqual(s.handshakes, 1, 'no new handshake');
+      assertEqual(await page.evaluate(() => T.client.getClientId()), id1, 'the same session');
+      assertEqual(s.subErrors[refused], ['401::Unauthorized'], 'refused once, not retried');
+      const after = await page.evaluate(async (c) => {
+        const ack = await T.pub(c, { n: 1 });
+        return { ack, got: await T.received(c, 1, 0) };
+      }, ok);
+      assertEqual(after, { ack: { ok: true }, got: [{ n: 1 }] }, 'the session goes on');
+      // the refused channel is not kept: subscribing again asks the server again
+      assertEqual(await page.evaluate((c) => T.sub(c), refused), { error: { code: 401, message: 'Unauthorized' } },
+                  'a second subscribe is refused again');
       assertEqual(page.net.consoleErrors, [], 'no page errors');
       await page.close();
     }, TEST_MS)));

@@ -103,6 +103,7 @@ local function new(opts)
         compile(opts.publish, "publish")
     local trust_local = opts.trust_local ~= false
     return {
+        name = "acl",
         incoming = function(message, request, callback)
             local ch = message.channel
             if type(ch) ~= "string" or (trust_local and request == nil) then

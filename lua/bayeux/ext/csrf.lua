@@ -87,7 +87,7 @@ local function new(opts)
         end
     end
 
-    local ext = {}
+    local ext = { name = "csrf" }
 
     --- ext.issue(req, res) -> the token: keeps the browser's cookie if it
     -- has one, else sets a new one (SameSite=Strict, Path=/).

@@ -27,6 +27,7 @@ return function(opts)
     local sink, filter = opts.sink or default_sink, opts.filter
     if type(sink) ~= "function" then error("bayeux.ext.logger: sink must be a function", 2) end
     return {
+        name = "logger",
         incoming = function(message, request, callback)
             if not filter or filter(message, request) then
                 local sub = message.subscription

@@ -58,6 +58,7 @@ return function(opts)
     end
 
     return {
+        name = "token",
         incoming = function(message, request, callback)
             local ch = message.channel
             local checked = ch == "/meta/subscribe"
