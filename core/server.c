@@ -9,12 +9,12 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include "dict.h"
-#include "json.h"
-#include "longpoll.h"
+#include "base/dict.h"
+#include "base/json.h"
+#include "transport/longpoll.h"
 #include "server.h"
-#include "sse.h"
-#include "ws.h"
+#include "transport/sse.h"
+#include "transport/ws.h"
 
 typedef struct session {
     char id[32];

@@ -13,10 +13,10 @@
 
 #include <uv.h>
 #include <jansson.h>
-#include "buf.h"
-#include "engine.h"
-#include "http.h"
-#include "timeouts.h"
+#include "base/buf.h"
+#include "engine/engine.h"
+#include "net/http.h"
+#include "base/timeouts.h"
 
 typedef struct bx_server_s bx_server_t;
 

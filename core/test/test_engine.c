@@ -7,8 +7,8 @@
  * started them (g_inside) and count how often they run.
  */
 #include "bx_test.h"
-#include "engine.h"
-#include "json.h"
+#include "engine/engine.h"
+#include "base/json.h"
 
 #include <stdlib.h>
 

@@ -8,8 +8,8 @@
  * BX_LOOP_CLOSE.
  */
 #include "bx_test.h"
-#include "json.h"
-#include "protocol.h"
+#include "base/json.h"
+#include "bayeux/protocol.h"
 #include "server.h"
 
 #include <stdlib.h>

@@ -10,8 +10,8 @@
  * leaks when the passes finish.
  */
 #include "bx_test.h"
-#include "engine.h"
-#include "json.h"
+#include "engine/engine.h"
+#include "base/json.h"
 #include "server.h"
 
 #include <stdlib.h>

@@ -9,12 +9,12 @@
  */
 #include "bx_test.h"
 #include "bx_client.h"
-#include "buf.h"
-#include "conn.h"
-#include "json.h"
-#include "protocol.h"
+#include "base/buf.h"
+#include "net/conn.h"
+#include "base/json.h"
+#include "bayeux/protocol.h"
 #include "server.h"
-#include "ws.h"
+#include "transport/ws.h"
 
 #include <stdlib.h>
 
