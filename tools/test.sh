@@ -7,17 +7,18 @@
 #                          (the npm faye client, the CometD JavaScript client)
 #   4. browser tests       node test/browser/*.test.js (headless Chromium)
 #   5. sanitizers          sh tools/check.sh build/san/test/test_*
+#   6. layers              sh tools/layers.sh (the include check of core/)
 #
 # Each suite's output stays visible under a header. A suite that crashes,
 # times out or prints no result line counts as 1 failed. The last line is the
 # total "N passed, N failed"; the exit status is 1 on any failure.
 #
-# Environment: BX_SUITES (default "units specs interop browser check") picks suites;
+# Environment: BX_SUITES (default "units specs interop browser check layers") picks suites;
 # BX_SUITE_TIMEOUT (default 900) bounds each suite in seconds.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 
-suites=${BX_SUITES:-units specs interop browser check}
+suites=${BX_SUITES:-units specs interop browser check layers}
 suite_timeout=${BX_SUITE_TIMEOUT:-900}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bx-test.XXXXXX") || exit 2
 trap 'rm -rf "$tmp"' EXIT
@@ -152,6 +153,11 @@ for suite in $suites; do
         else
             missing check "no build/san/test/test_* (make check builds them)"
         fi
+        ;;
+    layers)
+        header "layers (include check of core/)"
+        run sh tools/layers.sh
+        counted layers
         ;;
     *)
         missing "$suite" "unknown suite"

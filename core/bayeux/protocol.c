@@ -21,7 +21,7 @@ const char *const bx_connection_types[] = {
 };
 
 struct bx_batch_s {
-    bx_server_t *server;
+    bx_hub_t *hub;
     void *request;
     int flags;
     bx_protocol_reply_cb cb;
@@ -118,7 +118,7 @@ static int has_error(const json_t *reply)
 
 static void advise(op_t *op, const char *ctype)
 {
-    const bx_server_opts_t *o = bx_server_opts(op->batch->server);
+    const bx_hub_opts_t *o = bx_hub_opts(op->batch->hub);
     json_t *advice = json_object();
 
     if (has_error(op->reply)) {
@@ -179,7 +179,7 @@ static void batch_finish(bx_batch_t *b)
          * extension was still at work on the replies): its messages were
          * never sent, so they go back to the client's queue */
         for (given_t *g = b->given; g; g = g->next)
-            bx_session_give_back(b->server, g->client_id, &g->msgs);
+            bx_session_give_back(b->hub, g->client_id, &g->msgs);
         batch_free(b);
         return;
     }
@@ -238,7 +238,7 @@ static void outgoing_next(void *ud, json_t *reply)
 static void op_reply(op_t *op)
 {
     void *eud;
-    bx_ext_hook out = bx_server_outgoing(op->batch->server, &eud);
+    bx_ext_hook out = bx_hub_outgoing(op->batch->hub, &eud);
     json_t *reply = op->reply;
 
     op->reply = NULL;
@@ -315,7 +315,7 @@ static void handshake(op_t *op)
         op_reply(op);
         return;
     }
-    bx_engine_t *e = bx_server_engine(op->batch->server);
+    bx_engine_t *e = bx_hub_engine(op->batch->hub);
     if (e->ops->create_client(e, handshake_created, op) != 0)
         handshake_created(op, BX_ECANCELED, NULL);
 }
@@ -334,7 +334,7 @@ static void exists_cb(void *ud, int status, int yes)
 static void lookup(op_t *op, after_exists_fn next)
 {
     const char *id = bx_json_str(op->msg, "clientId");
-    bx_engine_t *e = bx_server_engine(op->batch->server);
+    bx_engine_t *e = bx_hub_engine(op->batch->hub);
 
     if (id && strlen(id) < sizeof(op->client_id))
         strcpy(op->client_id, id);
@@ -389,7 +389,7 @@ static void hold_timeout(bx_timeout_t *t)
 {
     op_t *op = (op_t *)((char *)t - offsetof(op_t, timeout));
     bx_chunkv_t none = BX_CHUNKV_INIT;
-    bx_session_unhold(op->batch->server, op->client_id, &op->waiter);
+    bx_session_unhold(op->batch->hub, op->client_id, &op->waiter);
     hold_release(&op->waiter, &none);
 }
 
@@ -397,8 +397,8 @@ static void connect_checked(op_t *op)
 {
     const char *ctype = bx_json_str(op->msg, "connectionType");
     json_t *jtype = json_object_get(op->msg, "connectionType");
-    bx_server_t *s = op->batch->server;
-    double hold = bx_server_opts(s)->timeout;
+    bx_hub_t *s = op->batch->hub;
+    double hold = bx_hub_opts(s)->timeout;
 
     client_checks(op);
     if (bx_json_truthy(jtype) && !known_type(ctype))
@@ -412,9 +412,9 @@ static void connect_checked(op_t *op)
         return;
     }
     advise(op, ctype);
-    bx_engine_t *e = bx_server_engine(s);
+    bx_engine_t *e = bx_hub_engine(s);
     e->ops->ping(e, op->client_id);
-    if (op->batch->canceled || bx_server_closing(s)) {
+    if (op->batch->canceled || bx_hub_closing(s)) {
         /* the transport left (or the server is closing) while the client
          * was looked up: holding now would swallow messages nobody reads,
          * or outlive the server; answer at once, messages stay queued */
@@ -450,7 +450,7 @@ static void connect_checked(op_t *op)
         bx_session_release_soon(s, op->client_id);
         return;
     }
-    bx_timeouts_add(bx_server_timeouts(s), &op->timeout, (uint64_t)(hold * 1000), hold_timeout);
+    bx_timeouts_add(bx_hub_timeouts(s), &op->timeout, (uint64_t)(hold * 1000), hold_timeout);
 }
 
 /* ---- /meta/subscribe and /meta/unsubscribe ---- */
@@ -467,7 +467,7 @@ static void subscribed(void *ud, int status, int changed)
  * caps keep one message from costing the loop O(length x depth). */
 static int within_caps(op_t *op, const char *ch, size_t n)
 {
-    const bx_server_opts_t *o = bx_server_opts(op->batch->server);
+    const bx_hub_opts_t *o = bx_hub_opts(op->batch->hub);
     return bx_channel_within(ch, n, o->max_channel_length, o->max_channel_depth);
 }
 
@@ -490,7 +490,7 @@ static int check_channel(op_t *op, const json_t *jch)
 static void subscription_checked(op_t *op, int subscribe)
 {
     json_t *sub = json_object_get(op->msg, "subscription");
-    bx_engine_t *e = bx_server_engine(op->batch->server);
+    bx_engine_t *e = bx_hub_engine(op->batch->hub);
 
     client_checks(op);
     if (!bx_json_truthy(sub))
@@ -545,7 +545,7 @@ static void disconnect_checked(op_t *op)
         op_reply(op);
         return;
     }
-    bx_engine_t *e = bx_server_engine(op->batch->server);
+    bx_engine_t *e = bx_hub_engine(op->batch->hub);
     if (e->ops->destroy_client(e, op->client_id, destroyed, op) != 0)
         op_reply(op);
 }
@@ -576,7 +576,7 @@ static void publish_checked(op_t *op)
         op_reply(op);
         return;
     }
-    bx_engine_t *e = bx_server_engine(op->batch->server);
+    bx_engine_t *e = bx_hub_engine(op->batch->hub);
     if (e->ops->publish(e, op->msg, published, op) != 0)
         published(op, BX_ECANCELED);
 }
@@ -639,7 +639,7 @@ static void start(bx_batch_t *b, json_t *msg)
 {
     op_t *op = bx_calloc(1, sizeof(*op));
     void *eud;
-    bx_ext_hook in = bx_server_incoming(b->server, &eud);
+    bx_ext_hook in = bx_hub_incoming(b->hub, &eud);
 
     op->batch = b;
     /* a non-object element behaves like {} (Faye reads fields of it) */
@@ -650,14 +650,14 @@ static void start(bx_batch_t *b, json_t *msg)
         handle(op);
 }
 
-bx_batch_t *bx_protocol_process(bx_server_t *s, const json_t *msgs, void *request, int flags,
+bx_batch_t *bx_protocol_process(bx_hub_t *s, const json_t *msgs, void *request, int flags,
                                 bx_protocol_reply_cb cb, void *ud)
 {
     bx_batch_t *b = bx_calloc(1, sizeof(*b));
     size_t i, n;
     json_t *m;
 
-    b->server = s;
+    b->hub = s;
     b->request = request;
     b->flags = flags;
     b->cb = cb;
@@ -681,7 +681,7 @@ bx_batch_t *bx_protocol_process(bx_server_t *s, const json_t *msgs, void *reques
         start(b, (json_t *)msgs);
     }
     if (--b->pending == 0)
-        bx_server_defer(s, deferred_finish, b);     /* never answer inside the call */
+        bx_hub_defer(s, deferred_finish, b);     /* never answer inside the call */
     return b;
 }
 
@@ -694,7 +694,7 @@ void bx_batch_cancel(bx_batch_t *b)
     while (b->holds) {
         op_t *op = b->holds;
         bx_chunkv_t none = BX_CHUNKV_INIT;
-        bx_session_unhold(b->server, op->client_id, &op->waiter);
+        bx_session_unhold(b->hub, op->client_id, &op->waiter);
         hold_release(&op->waiter, &none);
     }
     if (--b->pending == 0)

@@ -12,7 +12,7 @@
 
 #include <jansson.h>
 #include "base/buf.h"
-#include "server.h"
+#include "bayeux/hub.h"
 
 typedef struct bx_batch_s bx_batch_t;
 
@@ -25,7 +25,7 @@ typedef void (*bx_protocol_reply_cb)(void *ud, bx_chunkv_t *reply, size_t nmsgs)
 /* Processes `msgs` (borrowed). `request` is passed to extensions (NULL for
  * in-process). `cb` is called exactly once, on a later loop turn, unless
  * the batch is canceled first. Returns the batch handle. */
-bx_batch_t *bx_protocol_process(bx_server_t *s, const json_t *msgs, void *request, int flags,
+bx_batch_t *bx_protocol_process(bx_hub_t *h, const json_t *msgs, void *request, int flags,
                                 bx_protocol_reply_cb cb, void *ud);
 
 /* The transport went away: `cb` will not be called. A held connect is let

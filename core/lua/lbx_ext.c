@@ -1,20 +1,23 @@
 /*
  * lbx_ext.c - server extensions written in Lua (Faye's incoming/outgoing).
  *
- * The C hooks of server.h hand each message to one Lua function, the chain
+ * The C hooks of bayeux/hub.h hand each message to one Lua function, the chain
  * runner installed by the façade, together with a continuation. The
  * continuation is a closure over a small userdata that is pinned in the
  * registry while the message is in the chain, so that:
  *   - calling it twice is noticed (logged, ignored) without touching freed
  *     memory;
  *   - a continuation called synchronously, inside the hook call, finishes
- *     on a later turn (the callback contract of server.h);
+ *     on a later turn (the callback contract of bayeux/hub.h);
  *   - a continuation never called is answered after a deadline.
  */
 #include <stdlib.h>
 #include <string.h>
-#include "lua/lbx.h"
+#include "lua/lbx_runtime.h"
 #include "lua/lbx_ext.h"
+#include "lua/lbx_json.h"
+#include "lua/lbx_request.h"
+#include "net/http.h"
 #include "base/json.h"
 
 #define CONT_MT "bayeux.continuation"
@@ -35,7 +38,7 @@ typedef struct cont {
 } cont_t;
 
 typedef struct lext {
-    bx_server_t *s;
+    bx_hub_t *s;
     int runner_ref;             /* function(stage, message, request, cont) */
     int incoming, outgoing;
     double deadline;            /* seconds */
@@ -109,14 +112,14 @@ static void cont_deliver(cont_t *c, json_t *msg, int later)
 {
     bx_ext_next_cb cb = c->next_cb;
     void *ud = c->next_ud;
-    bx_server_t *s = c->x->s;
+    bx_hub_t *s = c->x->s;
     cont_finish(c);
     if (later) {
         later_t *l = bx_calloc(1, sizeof(*l));
         l->cb = cb;
         l->ud = ud;
         l->msg = msg;
-        bx_server_defer(s, run_later, l);
+        bx_hub_defer(s, run_later, l);
     } else {
         cb(ud, msg);
     }
@@ -255,7 +258,7 @@ static void hook(lext_t *x, int stage, json_t *msg, void *request, bx_ext_next_c
         l->cb = next;
         l->ud = next_ud;
         l->msg = failed(&tmp, "500::Internal server error");
-        bx_server_defer(x->s, run_later, l);
+        bx_hub_defer(x->s, run_later, l);
     } else if (rc != 0 && !k.finished) {
         /* the runner raised before calling back: k.c is still pinned */
         k.c->in_call = 0;
@@ -304,7 +307,7 @@ static void sweep_closed(uv_handle_t *h)
 
 /* ---- API used by lbx_server.c ---- */
 
-lext_t *lbx_ext_new(bx_server_t *s)
+lext_t *lbx_ext_new(bx_hub_t *s)
 {
     lext_t *x = bx_calloc(1, sizeof(*x));
     x->s = s;
@@ -324,7 +327,7 @@ void lbx_ext_configure(lua_State *L, lext_t *x, int runner_idx, int incoming, in
     x->outgoing = outgoing;
     if (deadline > 0)
         x->deadline = deadline;
-    bx_server_set_extensions(x->s, incoming ? hook_in : NULL, outgoing ? hook_out : NULL,
+    bx_hub_set_extensions(x->s, incoming ? hook_in : NULL, outgoing ? hook_out : NULL,
                              lbx_ext_abandon, x);
     if ((incoming || outgoing) && !x->sweep) {
         uint64_t every = (uint64_t)(x->deadline * 250);

@@ -5,12 +5,12 @@
 #define LBX_EXT_H
 
 #include <lua.h>
-#include "server.h"
+#include "bayeux/hub.h"
 
 typedef struct lext lext_t;
 
 /* Creates the extension state of a server (no hooks installed yet). */
-lext_t *lbx_ext_new(bx_server_t *s);
+lext_t *lbx_ext_new(bx_hub_t *s);
 
 /* Installs the Lua chain runner at `runner_idx` and the hooks wanted: a
  * stage with no extension keeps the C fast path. `deadline` (seconds, 0 =

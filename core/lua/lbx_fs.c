@@ -8,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <lauxlib.h>
 #include "net/http.h"
-#include "lua/lbx.h"
+#include "lua/lbx_fs.h"
 
 /* core.realpath(path) -> the canonical absolute path (symlinks resolved),
  * or nil, error message. A path holding a NUL byte is refused. */

@@ -8,7 +8,8 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include "lua/lbx.h"
+#include <lauxlib.h>
+#include "lua/lbx_json.h"
 
 #define MAX_DEPTH 128
 

@@ -9,8 +9,11 @@
 #include <strings.h>
 #include "base/dict.h"
 #include "base/json.h"
-#include "lua/lbx.h"
+#include "lua/lbx_runtime.h"
 #include "lua/lbx_ext.h"
+#include "lua/lbx_json.h"
+#include "lua/lbx_request.h"
+#include "lua/lbx_server.h"
 #include "bayeux/protocol.h"
 #include "server.h"
 
@@ -199,7 +202,7 @@ static int s_stats(lua_State *L)
     lua_createtable(L, 0, 4);
     lua_pushinteger(L, (lua_Integer)bx_engine_memory_clients(e));
     lua_setfield(L, -2, "clients");
-    lua_pushinteger(L, (lua_Integer)bx_server_connected(ls->s));
+    lua_pushinteger(L, (lua_Integer)bx_hub_connected(bx_server_hub(ls->s)));
     lua_setfield(L, -2, "connected");
     lua_pushinteger(L, (lua_Integer)bx_conn_count());
     lua_setfield(L, -2, "connections");
@@ -346,7 +349,7 @@ static int s_process(lua_State *L)
     *box = NULL;
     lreply_t *r = bx_calloc(1, sizeof(*r));
     r->fn_ref = fn_ref;
-    bx_protocol_process(ls->s, msgs, NULL, BX_PROTO_LOCAL, on_local_reply, r);
+    bx_protocol_process(bx_server_hub(ls->s), msgs, NULL, BX_PROTO_LOCAL, on_local_reply, r);
     json_decref(msgs);
     return 0;
 }
@@ -440,7 +443,7 @@ static int s_bind(lua_State *L)
     k->ls = ls;
     k->fn_ref = fn_ref;
     memcpy(k->id, id, n);
-    bx_session_bind(ls->s, k->id, &k->base);    /* closes an older sink */
+    bx_session_bind(bx_server_hub(ls->s), k->id, &k->base);    /* closes an older sink */
     bx_dict_set(&ls->sinks, k->id, n, k);
     return 0;
 }
@@ -453,7 +456,7 @@ static int s_unbind(lua_State *L)
     const char *id = luaL_checklstring(L, 2, &n);
     lsink_t *k = bx_dict_del(&ls->sinks, id, n);
     if (k) {
-        bx_session_unbind(ls->s, k->id, &k->base);
+        bx_session_unbind(bx_server_hub(ls->s), k->id, &k->base);
         sink_free(k);
     }
     return 0;
@@ -526,7 +529,7 @@ static int s_on_event(lua_State *L)
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* may raise: the old one stays */
     luaL_unref(L, LUA_REGISTRYINDEX, ls->event_ref);
     ls->event_ref = ref;
-    bx_server_on_event(ls->s, on_event, ls, mask);
+    bx_hub_on_event(bx_server_hub(ls->s), on_event, ls, mask);
     return 0;
 }
 
@@ -538,7 +541,7 @@ static int s_set_extensions(lua_State *L)
     luaL_checktype(L, 2, LUA_TFUNCTION);
     double deadline = luaL_optnumber(L, 5, 0);
     if (!ls->ext)
-        ls->ext = lbx_ext_new(ls->s);
+        ls->ext = lbx_ext_new(bx_server_hub(ls->s));
     lbx_ext_configure(L, ls->ext, 2, lua_toboolean(L, 3), lua_toboolean(L, 4), deadline);
     return 0;
 }
@@ -627,36 +630,6 @@ static lreq_t *check_req(lua_State *L)
     if (!*box)
         luaL_error(L, "the request was already answered or its client went away");
     return *box;
-}
-
-void lbx_push_request(lua_State *L, const bx_http_req_t *req, int with_body)
-{
-    lua_createtable(L, 0, 6);
-    lua_pushstring(L, req->method);
-    lua_setfield(L, -2, "method");
-    lua_pushlstring(L, req->path.base, req->path.len);
-    lua_setfield(L, -2, "path");
-    lua_pushlstring(L, req->query.base, req->query.len);
-    lua_setfield(L, -2, "query");
-    lua_pushstring(L, req->remote_addr ? req->remote_addr : "");
-    lua_setfield(L, -2, "remote");
-    if (with_body) {
-        lua_pushlstring(L, req->body.data ? req->body.data : "", req->body.len);
-        lua_setfield(L, -2, "body");
-    }
-    lua_createtable(L, 0, (int)req->nheaders);
-    for (size_t i = 0; i < req->nheaders; i++) {
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        for (size_t j = 0; j < req->headers[i].name.len; j++) {
-            char c = req->headers[i].name.base[j];
-            luaL_addchar(&b, (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c);
-        }
-        luaL_pushresult(&b);
-        lua_pushlstring(L, req->headers[i].value.base, req->headers[i].value.len);
-        lua_settable(L, -3);
-    }
-    lua_setfield(L, -2, "headers");
 }
 
 /* req:info() -> { method, path, query, headers = {lower-case name = value},

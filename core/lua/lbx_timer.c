@@ -8,7 +8,8 @@
  */
 #include <stdlib.h>
 #include "base/buf.h"
-#include "lua/lbx.h"
+#include "lua/lbx_runtime.h"
+#include "lua/lbx_timer.h"
 
 #define TIMER_MT "bayeux.timer"
 

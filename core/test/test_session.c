@@ -204,7 +204,7 @@ static int setup(fixture_t *f)
     bx_server_opts_default(&o);
     f->s = bx_server_new(&f->loop, &o, NULL, 0);
     f->e = bx_server_engine(f->s);
-    bx_server_set_extensions(f->s, NULL, hold_outgoing, NULL, &f->held);
+    bx_hub_set_extensions(bx_server_hub(f->s), NULL, hold_outgoing, NULL, &f->held);
     if (f->e->ops->create_client(f->e, id_cb, f->id) != 0)
         return -1;
     uv_run(&f->loop, UV_RUN_DEFAULT);
@@ -213,7 +213,7 @@ static int setup(fixture_t *f)
     uv_run(&f->loop, UV_RUN_DEFAULT);
     f->sink.base.push = rs_push;
     f->sink.base.close = rs_close;
-    bx_session_bind(f->s, f->id, &f->sink.base);
+    bx_session_bind(bx_server_hub(f->s), f->id, &f->sink.base);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     return 0;
 }
@@ -285,7 +285,7 @@ static void test_destroyed_during_pass_leaves_no_session(void)
 {
     fixture_t f;
     BX_CHECK_INT(setup(&f), 0);
-    BX_CHECK_INT(bx_server_sessions(f.s), 1);
+    BX_CHECK_INT(bx_hub_sessions(bx_server_hub(f.s)), 1);
 
     publish(&f, "one");
     BX_CHECK_INT(f.held.n, 1);
@@ -295,7 +295,7 @@ static void test_destroyed_during_pass_leaves_no_session(void)
     release_all(&f.held);
     uv_run(&f.loop, UV_RUN_DEFAULT);
     BX_CHECK_INT(f.sink.got.n, 0);
-    BX_CHECK_INT(bx_server_sessions(f.s), 0);
+    BX_CHECK_INT(bx_hub_sessions(bx_server_hub(f.s)), 0);
 
     teardown(&f);
     BX_CHECK_INT(f.closed, 1);
@@ -312,13 +312,13 @@ static void test_pass_results_wait_for_the_next_connection(void)
 
     publish(&f, "one");
     BX_CHECK_INT(f.held.n, 1);
-    bx_session_unbind(f.s, f.id, &f.sink.base);
+    bx_session_unbind(bx_server_hub(f.s), f.id, &f.sink.base);
     publish(&f, "two");         /* queued: no connection now */
     release_all(&f.held);
     uv_run(&f.loop, UV_RUN_DEFAULT);
-    BX_CHECK_INT(bx_server_sessions(f.s), 0);
+    BX_CHECK_INT(bx_hub_sessions(bx_server_hub(f.s)), 0);
 
-    bx_session_bind(f.s, f.id, &f.sink.base);
+    bx_session_bind(bx_server_hub(f.s), f.id, &f.sink.base);
     uv_run(&f.loop, UV_RUN_DEFAULT);    /* "two" is now in the extension */
     BX_CHECK_INT(f.held.n, 1);
     release_all(&f.held);

@@ -1,14 +1,6 @@
 /*
- * longpoll.c - Bayeux over HTTP requests (see longpoll.h).
- *
- * Decision order for a request under the mount (reference §7.1):
- *   1. last path component ends in .js/.map  -> the client script
- *   2. OPTIONS, or Access-Control-Request-Method: POST -> CORS preflight
- *   3. Upgrade: websocket                    -> WebSocket (ws.c)
- *   4. GET accepting text/event-stream       -> EventSource (sse.c)
- *   5. GET                                   -> callback-polling (JSONP)
- *   6. POST                                  -> long-polling
- *   7. anything else                         -> 400 Bad request
+ * longpoll.c - Bayeux over HTTP requests (see longpoll.h). The router
+ * (router.c) decides which requests come here.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,12 +14,10 @@
 #include "base/json.h"
 #include "transport/longpoll.h"
 #include "bayeux/protocol.h"
-#include "server.h"
-#include "transport/sse.h"
-#include "transport/ws.h"
+#include "transport/endpoint.h"
 
 typedef struct {
-    bx_server_t *server;
+    bx_endpoint_t *server;
     bx_http_req_t *req;
     bx_batch_t *batch;
     char *jsonp;                /* callback name, or NULL for JSON */
@@ -215,7 +205,7 @@ static void on_reply(void *ud, bx_chunkv_t *reply, size_t nmsgs)
     poll_free(p);
 }
 
-static void process(bx_server_t *s, bx_http_req_t *req, const char *text, size_t len,
+static void process(bx_endpoint_t *s, bx_http_req_t *req, const char *text, size_t len,
                     const char *jsonp)
 {
     json_t *msgs = bx_json_parse(text, len);
@@ -230,11 +220,11 @@ static void process(bx_server_t *s, bx_http_req_t *req, const char *text, size_t
     p->req = req;
     p->jsonp = jsonp ? bx_strdup(jsonp) : NULL;
     req->data = p;
-    p->batch = bx_protocol_process(s, msgs, req, 0, on_reply, p);
+    p->batch = bx_protocol_process(s->hub, msgs, req, 0, on_reply, p);
     json_decref(msgs);
 }
 
-void bx_longpoll_abort(bx_server_t *s, bx_http_req_t *req)
+void bx_longpoll_abort(bx_endpoint_t *s, bx_http_req_t *req)
 {
     poll_t *p = req->data;
     if (!p)
@@ -268,7 +258,7 @@ static void preflight(bx_http_req_t *req)
     bx_buf_free(&h);
 }
 
-static void get(bx_server_t *s, bx_http_req_t *req)
+static void get(bx_endpoint_t *s, bx_http_req_t *req)
 {
     size_t mlen, clen = 0;
     char *message = form_get(req->query.base, req->query.len, "message", &mlen);
@@ -283,7 +273,7 @@ static void get(bx_server_t *s, bx_http_req_t *req)
     free(cb);
 }
 
-static void post(bx_server_t *s, bx_http_req_t *req)
+static void post(bx_endpoint_t *s, bx_http_req_t *req)
 {
     const bx_str_t *ct = bx_http_header(req, "Content-Type");
     size_t n = 0;
@@ -316,7 +306,7 @@ static void post(bx_server_t *s, bx_http_req_t *req)
  * <mount>/client.js, <mount>.js and <mount basename>.js (e.g. /faye/faye.js)
  * serve bayeux's own browser client (client/bayeux.js, embedded at build
  * time), or the file named by the client_script option, read once when the
- * server is made (server.c), so each server has its own. Headers: ETag = the
+ * endpoint is made (router.c), so each server has its own. Headers: ETag = the
  * bare SHA-1 hex of the body, as Faye sends it (If-None-Match matches it bare,
  * quoted or weak, alone or in a list); Last-Modified = build time (or the
  * file's mtime), with If-Modified-Since honoured when there is no
@@ -429,9 +419,9 @@ static int not_modified_since(const bx_str_t *v, time_t mtime)
     return bx_http_date_parse(v->base, v->len, &t) == 0 && t >= mtime;
 }
 
-static void client_script(bx_server_t *s, bx_http_req_t *req, const char *name, size_t nlen)
+static void client_script(bx_endpoint_t *s, bx_http_req_t *req, const char *name, size_t nlen)
 {
-    const char *mount = bx_server_opts(s)->mount;
+    const char *mount = (&s->opts)->mount;
     const char *base = strrchr(mount, '/');
     size_t blen;
 
@@ -440,7 +430,7 @@ static void client_script(bx_server_t *s, bx_http_req_t *req, const char *name, 
     int ours = (nlen == 9 && memcmp(name, "client.js", 9) == 0) ||
                (blen > 0 && nlen == blen + 3 && memcmp(name, base, blen) == 0 &&
                 memcmp(name + blen, ".js", 3) == 0);
-    const bx_script_t *sc = ours ? bx_server_script(s) : NULL;
+    const bx_script_t *sc = ours ? s->script : NULL;
     if (!sc) {
         bx_http_respond(req, 404, "", NULL, 0);
         return;
@@ -466,26 +456,48 @@ static void client_script(bx_server_t *s, bx_http_req_t *req, const char *name, 
 
 /* ---- Entry ---- */
 
-void bx_longpoll_handle(bx_server_t *s, bx_http_req_t *req)
+/* The name after the last '/' of the path, in *name / *nlen. */
+static void last_name(const bx_http_req_t *req, const char **name, size_t *nlen)
 {
     const char *last = req->path.base, *end = req->path.base + req->path.len;
     for (const char *p = req->path.base; p < end; p++)
         if (*p == '/')
             last = p + 1;
-    size_t nlen = (size_t)(end - last);
-    const bx_str_t *acrm = bx_http_header(req, "Access-Control-Request-Method");
+    *name = last;
+    *nlen = (size_t)(end - last);
+}
 
-    if ((nlen > 3 && memcmp(end - 3, ".js", 3) == 0) ||
-        (nlen > 4 && memcmp(end - 4, ".map", 4) == 0))
-        client_script(s, req, last, nlen);
-    else if (strcmp(req->method, "OPTIONS") == 0 ||
-             (acrm && acrm->len == 4 && memcmp(acrm->base, "POST", 4) == 0))
+static int is_script(const char *name, size_t nlen)
+{
+    return (nlen > 3 && memcmp(name + nlen - 3, ".js", 3) == 0) ||
+           (nlen > 4 && memcmp(name + nlen - 4, ".map", 4) == 0);
+}
+
+static int is_preflight(const bx_http_req_t *req)
+{
+    const bx_str_t *acrm = bx_http_header(req, "Access-Control-Request-Method");
+    return strcmp(req->method, "OPTIONS") == 0 ||
+           (acrm && acrm->len == 4 && memcmp(acrm->base, "POST", 4) == 0);
+}
+
+int bx_longpoll_claims(const bx_http_req_t *req)
+{
+    const char *name;
+    size_t nlen;
+    last_name(req, &name, &nlen);
+    return is_script(name, nlen) || is_preflight(req);
+}
+
+void bx_longpoll_handle(bx_endpoint_t *s, bx_http_req_t *req)
+{
+    const char *name;
+    size_t nlen;
+
+    last_name(req, &name, &nlen);
+    if (is_script(name, nlen))
+        client_script(s, req, name, nlen);
+    else if (is_preflight(req))
         preflight(req);
-    else if (bx_ws_is_upgrade(req))
-        bx_ws_handle(s, req);
-    else if (strcmp(req->method, "GET") == 0 &&
-             bx_http_header_has(req, "Accept", "text/event-stream"))
-        bx_sse_handle(s, req);
     else if (strcmp(req->method, "GET") == 0 && !req->upgrade)
         get(s, req);
     else if (strcmp(req->method, "POST") == 0)

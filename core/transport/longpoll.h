@@ -10,19 +10,25 @@
 #include <stddef.h>
 #include "net/http.h"
 
-struct bx_server_s;
+struct bx_endpoint_s;
 
 /* Whether `path` belongs to the Bayeux endpoint at `mount`: the mount
  * itself, anything below it, or the mount with an extension (".js"). */
 int bx_longpoll_owns(const char *mount, const char *path, size_t len);
 
-/* Handles a request under the mount. */
-void bx_longpoll_handle(struct bx_server_s *s, bx_http_req_t *req);
+/* Whether longpoll answers `req` before any other transport looks at it:
+ * the client script, a CORS preflight (router.c). */
+int bx_longpoll_claims(const bx_http_req_t *req);
+
+/* Handles a request the router gives it: the client script, a preflight,
+ * callback-polling (GET), long-polling (POST); anything else is a 400. */
+void bx_longpoll_handle(struct bx_endpoint_s *s, bx_http_req_t *req);
 
 /* The connection of an unanswered request under the mount closed. */
-void bx_longpoll_abort(struct bx_server_s *s, bx_http_req_t *req);
+void bx_longpoll_abort(struct bx_endpoint_s *s, bx_http_req_t *req);
 
-/* The client script served at <mount>/client.js, loaded once per server. */
+/* The client script served at <mount>/client.js, loaded once per endpoint
+ * (ep->script). */
 typedef struct bx_script_s bx_script_t;
 
 /* Largest client_script file accepted (it is kept in memory). */

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "server.h"
+#include "transport/endpoint.h"
 #include "transport/sse.h"
 #include "transport/streams.h"
 
@@ -107,18 +107,18 @@ static void es_closed(bx_conn_t *c, void *ud)
 
     (void)c;
     if (e->bound && e->st.set->s)
-        bx_session_unbind(e->st.set->s, e->id, &e->sink);
+        bx_session_unbind(e->st.set->s->hub, e->id, &e->sink);
     bx_http_hijack_done(e->req);
     bx_streams_remove(&e->st);
     free(e);
     nstreams--;
 }
 
-void bx_sse_handle(bx_server_t *s, bx_http_req_t *req)
+void bx_sse_handle(bx_endpoint_t *s, bx_http_req_t *req)
 {
     const char *start = req->url.base, *end = req->url.base + req->url.len;
 
-    if (bx_server_closing(s)) {
+    if (bx_hub_closing(s->hub)) {
         bx_http_respond_text(req, 503, "text/plain; charset=utf-8", "Server closing", 0);
         return;
     }
@@ -140,7 +140,7 @@ void bx_sse_handle(bx_server_t *s, bx_http_req_t *req)
         bx_http_respond_text(req, 400, "text/plain; charset=utf-8", "Bad request", 0);
         return;
     }
-    const bx_server_opts_t *o = bx_server_opts(s);
+    const bx_endpoint_opts_t *o = (&s->opts);
     e->req = req;
     e->sink.push = sink_push;
     e->sink.close = sink_close;
@@ -152,7 +152,7 @@ void bx_sse_handle(bx_server_t *s, bx_http_req_t *req)
     nstreams++;
     bx_conn_write_copy(e->st.conn, head, sizeof(head) - 1);
     e->bound = 1;
-    bx_session_bind(s, e->id, &e->sink);
+    bx_session_bind(s->hub, e->id, &e->sink);
 }
 
 /* Server shutdown: a stream leaves its session and ends once written. */
@@ -161,13 +161,13 @@ static void close_one(bx_stream_t *st)
     es_t *e = ES_OF(st);
 
     if (e->bound)
-        bx_session_unbind(e->st.set->s, e->id, &e->sink);
+        bx_session_unbind(e->st.set->s->hub, e->id, &e->sink);
     e->bound = 0;
     e->closing = 1;
     bx_conn_close_after_write(e->st.conn);
 }
 
-int bx_sse_server_close(bx_server_t *s, void (*done)(void *ud), void *ud)
+int bx_sse_server_close(bx_endpoint_t *s, void (*done)(void *ud), void *ud)
 {
     return bx_streams_close(&sets, s, close_one, done, ud);
 }

@@ -28,15 +28,15 @@
 #include <stddef.h>
 #include "net/http.h"
 
-struct bx_server_s;
+struct bx_endpoint_s;
 
 /* Handles an EventSource request under the mount. */
-void bx_sse_handle(struct bx_server_s *s, bx_http_req_t *req);
+void bx_sse_handle(struct bx_endpoint_s *s, bx_http_req_t *req);
 
 /* The server is closing: every stream of `s` is unbound and ended.
  * Returns 0 if there was nothing to close, or 1 and then calls done(ud)
  * once, on a later loop turn, when every stream has been freed. */
-int bx_sse_server_close(struct bx_server_s *s, void (*done)(void *ud), void *ud);
+int bx_sse_server_close(struct bx_endpoint_s *s, void (*done)(void *ud), void *ud);
 
 /* Number of open streams (for tests and stats). */
 size_t bx_sse_count(void);

@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include "server.h"
+#include "transport/endpoint.h"
 #include "transport/streams.h"
 
 #define CLOSE_GRACE_MS  2000    /* server closing: sockets that will not drain */
@@ -21,19 +21,19 @@ static void on_tick(uv_timer_t *t)
     }
 }
 
-bx_streams_t *bx_streams_get(bx_streams_t **list, bx_server_t *s, double period,
+bx_streams_t *bx_streams_get(bx_streams_t **list, bx_endpoint_t *s, double period,
                              bx_stream_fn tick)
 {
     for (bx_streams_t *set = *list; set; set = set->next)
         if (set->s == s)
             return set;
-    const bx_server_opts_t *o = bx_server_opts(s);
+    const bx_endpoint_opts_t *o = (&s->opts);
     bx_streams_t *set = bx_calloc(1, sizeof(*set));
     set->s = s;
     set->tick = tick;
     set->max_frame = o->max_frame;
     set->max_output = o->max_output;
-    uv_timer_init(bx_server_loop(s), &set->timer);
+    uv_timer_init(s->loop, &set->timer);
     set->timer.data = set;
     if (period > 0 && tick) {
         uint64_t ms = (uint64_t)(period * 1000);
@@ -103,7 +103,7 @@ static void on_grace(uv_timer_t *t)
         bx_conn_close(st->conn);
 }
 
-int bx_streams_close(bx_streams_t **list, bx_server_t *s, bx_stream_fn each,
+int bx_streams_close(bx_streams_t **list, bx_endpoint_t *s, bx_stream_fn each,
                      void (*done)(void *ud), void *ud)
 {
     bx_streams_t **pp, *set = NULL;

@@ -15,7 +15,7 @@
 #include <uv.h>
 #include "net/conn.h"
 
-struct bx_server_s;
+struct bx_endpoint_s;
 typedef struct bx_streams_s bx_streams_t;
 typedef struct bx_stream_s bx_stream_t;
 
@@ -32,7 +32,7 @@ typedef void (*bx_stream_fn)(bx_stream_t *st);
 /* The sockets of one server. */
 struct bx_streams_s {
     bx_streams_t *next;         /* the transport's list of sets */
-    struct bx_server_s *s;      /* NULL once the server closes */
+    struct bx_endpoint_s *s;      /* NULL once the server closes */
     uv_timer_t timer;           /* `tick`; at close, the grace period */
     bx_stream_t *head;
     bx_stream_fn tick;
@@ -46,7 +46,7 @@ struct bx_streams_s {
 /* The set of `s` in `*list`, made on first use with a timer calling
  * tick(st) for every stream each `period` seconds (none when period <= 0).
  * Borrowed: it lives until the server closes and its last stream goes. */
-bx_streams_t *bx_streams_get(bx_streams_t **list, struct bx_server_s *s, double period,
+bx_streams_t *bx_streams_get(bx_streams_t **list, struct bx_endpoint_s *s, double period,
                              bx_stream_fn tick);
 
 /* Adds `st` (its conn set by the caller) to `set`. */
@@ -65,7 +65,7 @@ int bx_stream_too_slow(bx_stream_t *st, const char *kind);
  * every stream (unbind it, start closing it), and connections still open
  * after a grace period are dropped. Returns 0 if nothing was open, or 1 and
  * then calls done(ud) once, on a later loop turn, when all are freed. */
-int bx_streams_close(bx_streams_t **list, struct bx_server_s *s, bx_stream_fn each,
+int bx_streams_close(bx_streams_t **list, struct bx_endpoint_s *s, bx_stream_fn each,
                      void (*done)(void *ud), void *ud);
 
 #endif

@@ -29,7 +29,7 @@
 #include <wslay/wslay.h>
 #include "base/json.h"
 #include "bayeux/protocol.h"
-#include "server.h"
+#include "transport/endpoint.h"
 #include "transport/streams.h"
 #include "transport/ws.h"
 
@@ -285,10 +285,10 @@ static void on_reply(void *ud, bx_chunkv_t *reply, size_t nmsgs)
  * inside a server callback (see the top of the file). */
 static void detach(ws_t *w)
 {
-    bx_server_t *s = w->st.set->s;
+    bx_endpoint_t *s = w->st.set->s;
 
     if (w->bound && s)
-        bx_session_unbind(s, w->id, &w->sink);
+        bx_session_unbind(s->hub, w->id, &w->sink);
     w->bound = 0;
     while (w->batches) {
         wsbatch_t *wb = w->batches;
@@ -325,22 +325,22 @@ static const char *connect_id(const json_t *v, int *disconnect)
 
 static void bind_to(ws_t *w, const char *id)
 {
-    bx_server_t *s = w->st.set->s;
+    bx_endpoint_t *s = w->st.set->s;
 
     if (strlen(id) >= sizeof(w->id))
         return;                 /* not an id this server could have issued */
     if (w->bound && strcmp(w->id, id) == 0)
         return;
     if (w->bound)
-        bx_session_unbind(s, w->id, &w->sink);
+        bx_session_unbind(s->hub, w->id, &w->sink);
     snprintf(w->id, sizeof(w->id), "%s", id);
     w->bound = 1;
-    bx_session_bind(s, w->id, &w->sink);
+    bx_session_bind(s->hub, w->id, &w->sink);
 }
 
 static void handle_message(ws_t *w, const uint8_t *data, size_t len)
 {
-    bx_server_t *s = w->st.set->s;
+    bx_endpoint_t *s = w->st.set->s;
     json_t *v;
     int disconnect = 0;
 
@@ -359,7 +359,7 @@ static void handle_message(ws_t *w, const uint8_t *data, size_t len)
     if (wb->next)
         wb->next->prev = wb;
     w->batches = wb;
-    wb->b = bx_protocol_process(s, v, w->req, 0, on_reply, wb);
+    wb->b = bx_protocol_process(s->hub, v, w->req, 0, on_reply, wb);
     json_decref(v);
 }
 
@@ -507,13 +507,13 @@ static void ws_closed(bx_conn_t *c, void *ud)
 
 /* ---- Entry ---- */
 
-void bx_ws_handle(bx_server_t *s, bx_http_req_t *req)
+void bx_ws_handle(bx_endpoint_t *s, bx_http_req_t *req)
 {
     const bx_str_t *key = bx_http_header(req, "Sec-WebSocket-Key");
     const bx_str_t *ver = bx_http_header(req, "Sec-WebSocket-Version");
     char accept[29];
 
-    if (bx_server_closing(s)) {
+    if (bx_hub_closing(s->hub)) {
         bx_http_respond_text(req, 503, "text/plain; charset=utf-8", "Server closing", 0);
         return;
     }
@@ -539,7 +539,7 @@ void bx_ws_handle(bx_server_t *s, bx_http_req_t *req)
     w->sink.push = sink_push;
     w->sink.close = sink_close;
     w->sink.request = req;
-    bx_streams_add(bx_streams_get(&sets, s, bx_server_opts(s)->ping, ping_one), &w->st);
+    bx_streams_add(bx_streams_get(&sets, s, (&s->opts)->ping, ping_one), &w->st);
     nsockets++;
 
     bx_buf_t h = BX_BUF_INIT;
@@ -560,7 +560,7 @@ static void close_one(bx_stream_t *st)
     start_close(w, 1001, NULL);
 }
 
-int bx_ws_server_close(bx_server_t *s, void (*done)(void *ud), void *ud)
+int bx_ws_server_close(bx_endpoint_t *s, void (*done)(void *ud), void *ud)
 {
     return bx_streams_close(&sets, s, close_one, done, ud);
 }

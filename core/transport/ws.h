@@ -32,7 +32,7 @@
 #include <stddef.h>
 #include "net/http.h"
 
-struct bx_server_s;
+struct bx_endpoint_s;
 
 /* Whether `req` asks for a WebSocket upgrade (Upgrade: websocket). */
 int bx_ws_is_upgrade(const bx_http_req_t *req);
@@ -40,7 +40,7 @@ int bx_ws_is_upgrade(const bx_http_req_t *req);
 /* Handles an upgrade request under the mount: validates it (400 if it is
  * not a usable RFC 6455 handshake), answers 101 and takes the connection
  * over. */
-void bx_ws_handle(struct bx_server_s *s, bx_http_req_t *req);
+void bx_ws_handle(struct bx_endpoint_s *s, bx_http_req_t *req);
 
 /* Computes Sec-WebSocket-Accept for `key` into `out` (29 bytes: 28 + NUL). */
 void bx_ws_accept_key(const char *key, size_t len, char out[29]);
@@ -48,7 +48,7 @@ void bx_ws_accept_key(const char *key, size_t len, char out[29]);
 /* The server is closing: every socket of `s` is unbound and closed (1001).
  * Returns 0 if there was nothing to close, or 1 and then calls done(ud)
  * once, on a later loop turn, when every socket has been freed. */
-int bx_ws_server_close(struct bx_server_s *s, void (*done)(void *ud), void *ud);
+int bx_ws_server_close(struct bx_endpoint_s *s, void (*done)(void *ud), void *ud);
 
 /* Number of live WebSocket connections (for tests and stats). */
 size_t bx_ws_count(void);

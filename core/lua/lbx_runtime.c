@@ -1,23 +1,20 @@
 /*
- * lbx_core.c - luaopen_bayeux_core: the loop, run/stop, signals, and the
- * one trampoline through which C calls Lua.
+ * lbx_runtime.c - the Lua runtime of the module: its loop and main state,
+ * logging, the later-turn queue, and lbx_invoke(), the one trampoline
+ * through which C calls Lua (see lbx_runtime.h).
  */
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "net/conn.h"
-#include "lua/lbx.h"
+#include "lua/lbx_runtime.h"
 
 #define DEFAULT_BUDGET 200000000    /* instructions per Lua hook call */
 
 static uv_loop_t *loop;
 static lua_State *mainL;
-static uv_signal_t sigint, sigterm;
-static int stopping;
 static int budget = DEFAULT_BUDGET;
-static char gc_key;
 int lbx_closing;
 
 typedef struct later {
@@ -135,69 +132,31 @@ int lbx_invoke(const char *what, lua_CFunction marshal, void *ud)
     return 0;
 }
 
-/* ---- run / stop ---- */
+/* ---- Life ---- */
 
-static void all_closed(void)
+int lbx_runtime_open(lua_State *L)
 {
-    uv_stop(loop);
+    int made = 0;
+
+    if (!loop) {
+        loop = malloc(sizeof(*loop));
+        if (!loop || uv_loop_init(loop) != 0) {
+            free(loop);
+            loop = NULL;
+            return -1;
+        }
+        uv_idle_init(loop, &later_idle);
+        made = 1;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    mainL = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    return made;
 }
 
-static void begin_stop(void)
+void lbx_set_budget(int n)
 {
-    if (stopping)
-        return;
-    stopping = 1;
-    if (lbx_server_count() == 0)
-        uv_stop(loop);
-    else
-        lbx_server_close_all(all_closed);
-}
-
-static void on_signal(uv_signal_t *h, int signum)
-{
-    (void)h;
-    (void)signum;
-    begin_stop();
-}
-
-/* bayeux.core.run(): runs the loop until stop() or a signal. */
-static int l_run(lua_State *L)
-{
-    stopping = 0;
-    uv_signal_start(&sigint, on_signal, SIGINT);
-    uv_signal_start(&sigterm, on_signal, SIGTERM);
-    uv_unref((uv_handle_t *)&sigint);
-    uv_unref((uv_handle_t *)&sigterm);
-    uv_run(loop, UV_RUN_DEFAULT);
-    uv_signal_stop(&sigint);
-    uv_signal_stop(&sigterm);
-    (void)L;
-    return 0;
-}
-
-/* bayeux.core.stop(): closes the servers (held connects answered), then
- * makes run() return. */
-static int l_stop(lua_State *L)
-{
-    (void)L;
-    begin_stop();
-    return 0;
-}
-
-/* bayeux.core.now(): the loop's clock in seconds. */
-static int l_now(lua_State *L)
-{
-    lua_pushnumber(L, (lua_Number)uv_now(loop) / 1000.0);
-    return 1;
-}
-
-/* bayeux.core.budget(n): instructions a Lua hook may run per call. */
-static int l_budget(lua_State *L)
-{
-    lua_Integer n = luaL_checkinteger(L, 1);
-    luaL_argcheck(L, n > 0 && n <= 0x7fffffff, 1, "out of range");
-    budget = (int)n;
-    return 0;
+    budget = n;
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -207,18 +166,11 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-/* Runs when the Lua state closes: everything is shut and the loop closed,
- * so a sanitizer run ends with no leak. */
-static int l_gc(lua_State *L)
+void lbx_runtime_close(void)
 {
-    (void)L;
     if (!loop)
-        return 0;
+        return;
     lbx_closing = 1;
-    if (lbx_server_count() > 0) {
-        lbx_server_close_all(all_closed);
-        uv_run(loop, UV_RUN_DEFAULT);
-    }
     while (later_head)
         run_later();
     bx_conn_cleanup(loop);
@@ -230,45 +182,4 @@ static int l_gc(lua_State *L)
         free(loop);
     loop = NULL;
     mainL = NULL;
-    return 0;
-}
-
-static const luaL_Reg funcs[] = {
-    { "run", l_run },
-    { "stop", l_stop },
-    { "now", l_now },
-    { "budget", l_budget },
-    { NULL, NULL }
-};
-
-int luaopen_bayeux_core(lua_State *L);
-
-int luaopen_bayeux_core(lua_State *L)
-{
-    if (!loop) {
-        loop = malloc(sizeof(*loop));
-        if (!loop || uv_loop_init(loop) != 0)
-            return luaL_error(L, "cannot create the event loop");
-        uv_signal_init(loop, &sigint);
-        uv_signal_init(loop, &sigterm);
-        uv_idle_init(loop, &later_idle);
-        signal(SIGPIPE, SIG_IGN);
-        /* tie the loop's life to the state's: a sentinel whose __gc shuts
-         * everything down when lua_close runs */
-        lua_newuserdatauv(L, 0, 0);
-        lua_newtable(L);
-        lua_pushcfunction(L, l_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_setmetatable(L, -2);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &gc_key);
-    }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-    mainL = lua_tothread(L, -1);
-    lua_pop(L, 1);
-    luaL_newlib(L, funcs);
-    lbx_json_open(L);
-    lbx_timer_open(L);
-    lbx_server_open(L);
-    lbx_fs_open(L);
-    return 1;
 }
