@@ -105,6 +105,12 @@ static int close_engine(void *ud, void (*done)(void *ud), void *done_ud)
 
 /* ---- Life cycle ---- */
 
+/* A hub whose server could not be made is freed once its handles close. */
+static void hub_orphan_closed(void *ud)
+{
+    bx_hub_free(ud);
+}
+
 bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts, char *err,
                            size_t errlen)
 {
@@ -116,7 +122,7 @@ bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts, char *
     bx_endpoint_opts_t eopts = {
         opts->mount, opts->ping, opts->max_frame, opts->max_output, opts->client_script
     };
-    bx_memory_opts_t mopts = { opts->queue_limit };
+    bx_engine_opts_t engine_opts = { hopts.timeout, opts->queue_limit };
 
     s->loop = loop;
     /* the endpoint first: it may fail (the client script), and the hub,
@@ -129,7 +135,13 @@ bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts, char *
     s->hub = bx_hub_new(loop, &hopts);
     s->ep->hub = s->hub;
     bx_proxy_t proxy = bx_hub_proxy(s->hub);
-    s->engine = bx_engine_memory_new(loop, &proxy, hopts.timeout, &mopts);
+    s->engine = bx_engine_new("memory", loop, &proxy, &engine_opts, err, errlen);
+    if (!s->engine) {
+        bx_hub_close(s->hub, hub_orphan_closed, s->hub);
+        bx_router_free(s->ep);
+        free(s);
+        return NULL;
+    }
     bx_hub_attach(s->hub, s->engine);
     s->opts = *opts;
     s->opts.timeout = hopts.timeout;

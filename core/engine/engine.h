@@ -52,6 +52,12 @@ typedef struct {
                     const json_t *data);
 } bx_proxy_t;
 
+/* What an engine counts, as this node knows it now. */
+typedef struct {
+    size_t clients;             /* live clients */
+    unsigned long dropped;      /* messages dropped because a queue was full */
+} bx_engine_stats_t;
+
 typedef void (*bx_engine_id_cb)(void *ud, int status, const char *client_id);
 typedef void (*bx_engine_bool_cb)(void *ud, int status, int yes);
 typedef void (*bx_engine_done_cb)(void *ud, int status);
@@ -86,6 +92,8 @@ typedef struct {
      * unknown client. Like a publish it calls proxy->wake when `id` has a
      * connection here. No callback. */
     void (*requeue)(bx_engine_t *e, const char *id, bx_chunkv_t *msgs);
+    /* Fills `out` with the engine's counts. No callback. */
+    void (*stats)(bx_engine_t *e, bx_engine_stats_t *out);
     /* Frees the engine; pending callbacks are called with status
      * BX_ECANCELED first. `done` is called once everything is closed. */
     void (*close)(bx_engine_t *e, void (*done)(void *ud), void *ud);
@@ -102,20 +110,18 @@ struct bx_engine_s {
 #define BX_ECANCELED  (-1)      /* the engine closed before answering */
 #define BX_EUNKNOWN   (-2)      /* no such client */
 
-/* Options of the memory engine. */
+/* Options every engine reads (an engine ignores what it does not use). */
 typedef struct {
+    double timeout;             /* seconds; a client is gone after 2 x timeout
+                                   without a connect; default 60 */
     size_t queue_limit;         /* messages kept per client; 0 = default 1000 */
-} bx_memory_opts_t;
+} bx_engine_opts_t;
 
-/* Creates the memory engine. `proxy` is copied. */
-bx_engine_t *bx_engine_memory_new(uv_loop_t *loop, const bx_proxy_t *proxy, double timeout,
-                                  const bx_memory_opts_t *opts);
-
-/* Number of messages the memory engine dropped because a queue was full. */
-unsigned long bx_engine_memory_dropped(const bx_engine_t *e);
-
-/* Number of live clients the memory engine holds. */
-size_t bx_engine_memory_clients(const bx_engine_t *e);
+/* The factory: makes an engine of `type` ("memory") on `loop`. `proxy` and
+ * `opts` are copied. Returns NULL with a message in `err` (`errlen` bytes)
+ * for an unknown type or an engine that cannot be made. */
+bx_engine_t *bx_engine_new(const char *type, uv_loop_t *loop, const bx_proxy_t *proxy,
+                           const bx_engine_opts_t *opts, char *err, size_t errlen);
 
 /* Fills `out` (32 bytes) with a fresh 31-character [0-9a-z] id from the
  * kernel's CSPRNG, NUL-terminated. */

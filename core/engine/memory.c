@@ -1,5 +1,5 @@
 /*
- * engine_memory.c - the embedded engine: all state in this process.
+ * memory.c - the embedded engine: all state in this process (memory.h).
  *
  * Clients live in a dict by id; subscriptions in two indexes, client ->
  * channels and channel -> clients, so a publish looks up only the few
@@ -12,10 +12,9 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include "base/channel.h"
 #include "base/dict.h"
-#include "engine/engine.h"
+#include "engine/memory.h"
 #include "base/json.h"
 
 #define DEFAULT_QUEUE_LIMIT 1000
@@ -67,24 +66,6 @@ typedef struct {
     void (*close_done)(void *ud);
     void *close_ud;
 } memory_t;
-
-/* ---- Ids ---- */
-
-void bx_engine_random_id(char out[32])
-{
-    static const char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
-    unsigned char rnd[64];
-    size_t n = 0;
-
-    while (n < 31) {
-        if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-            abort();            /* the kernel CSPRNG never fails for 64 bytes */
-        for (size_t i = 0; i < sizeof(rnd) && n < 31; i++)
-            if (rnd[i] < 252)   /* 252 = 7 * 36: keeps the draw uniform */
-                out[n++] = alphabet[rnd[i] % 36];
-    }
-    out[31] = '\0';
-}
 
 /* ---- Deferred completions ---- */
 
@@ -380,7 +361,7 @@ typedef struct {
 static void enqueue(memory_t *m, client_t *c, bx_chunk_t *chunk)
 {
     /* a full queue drops the oldest: a client that stopped reading must not
-     * hold unbounded memory; the count is reported by bx_engine_memory_dropped */
+     * hold unbounded memory; the count is reported by ops->stats */
     m->dropped += ring_push(&c->queue, chunk, (uint32_t)m->queue_limit);
     if (c->queue.n == 1 && m->base.proxy.has_connection(m->base.proxy.ud, c->id))
         m->base.proxy.wake(m->base.proxy.ud, c->id);
@@ -539,6 +520,13 @@ static void m_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
     uv_close((uv_handle_t *)&m->gc, on_handle_closed);
 }
 
+static void m_stats(bx_engine_t *e, bx_engine_stats_t *out)
+{
+    memory_t *m = (memory_t *)e;
+    out->clients = m->clients.count;
+    out->dropped = m->dropped;
+}
+
 static const bx_engine_ops_t memory_ops = {
     "memory",
     m_create_client,
@@ -550,13 +538,15 @@ static const bx_engine_ops_t memory_ops = {
     m_publish,
     m_empty_queue,
     m_requeue,
+    m_stats,
     m_close,
 };
 
-bx_engine_t *bx_engine_memory_new(uv_loop_t *loop, const bx_proxy_t *proxy, double timeout,
-                                  const bx_memory_opts_t *opts)
+bx_engine_t *bx_engine_memory_new(uv_loop_t *loop, const bx_proxy_t *proxy,
+                                  const bx_engine_opts_t *opts)
 {
     memory_t *m = bx_calloc(1, sizeof(*m));
+    double timeout = opts && opts->timeout > 0 ? opts->timeout : 60;
     double sweep;
 
     m->base.ops = &memory_ops;
@@ -580,14 +570,4 @@ bx_engine_t *bx_engine_memory_new(uv_loop_t *loop, const bx_proxy_t *proxy, doub
     uv_timer_start(&m->gc, on_gc, (uint64_t)(sweep * 1000), (uint64_t)(sweep * 1000));
     uv_unref((uv_handle_t *)&m->gc);    /* liveness alone keeps no loop running */
     return &m->base;
-}
-
-unsigned long bx_engine_memory_dropped(const bx_engine_t *e)
-{
-    return ((const memory_t *)e)->dropped;
-}
-
-size_t bx_engine_memory_clients(const bx_engine_t *e)
-{
-    return ((const memory_t *)e)->clients.count;
 }

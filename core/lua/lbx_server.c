@@ -199,14 +199,16 @@ static int s_stats(lua_State *L)
 {
     lserver_t *ls = check_server(L);
     bx_engine_t *e = bx_server_engine(ls->s);
+    bx_engine_stats_t st;
+    e->ops->stats(e, &st);
     lua_createtable(L, 0, 4);
-    lua_pushinteger(L, (lua_Integer)bx_engine_memory_clients(e));
+    lua_pushinteger(L, (lua_Integer)st.clients);
     lua_setfield(L, -2, "clients");
     lua_pushinteger(L, (lua_Integer)bx_hub_connected(bx_server_hub(ls->s)));
     lua_setfield(L, -2, "connected");
     lua_pushinteger(L, (lua_Integer)bx_conn_count());
     lua_setfield(L, -2, "connections");
-    lua_pushinteger(L, (lua_Integer)bx_engine_memory_dropped(e));
+    lua_pushinteger(L, (lua_Integer)st.dropped);
     lua_setfield(L, -2, "dropped");
     return 1;
 }

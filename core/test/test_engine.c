@@ -1,6 +1,8 @@
 /*
- * test_engine.c - the memory engine against its contract (engine.h), driven
- * through a fake proxy that records every wake, delivery and event.
+ * test_engine.c - the engine contract (engine.h), driven through a fake
+ * proxy that records every wake, delivery and event. Written against
+ * engine.h alone: the engine comes from the factory, of the type named by
+ * BX_ENGINE (default "memory"), so any engine can be run through it.
  *
  * Every test runs on its own loop, closes the engine and ends with
  * BX_LOOP_CLOSE. Callbacks assert they never run inside the call that
@@ -236,15 +238,44 @@ static void engine_close(bx_engine_t *e)
         fprintf(stderr, "  engine close: done called %d times\n", done);
 }
 
+/* The engine under test, from the factory. */
+static bx_engine_t *engine_new(uv_loop_t *loop, const bx_proxy_t *proxy, double timeout,
+                               size_t limit)
+{
+    const char *type = getenv("BX_ENGINE");
+    bx_engine_opts_t opts = { timeout, limit };
+    char err[256];
+    bx_engine_t *e = bx_engine_new(type && *type ? type : "memory", loop, proxy, &opts, err,
+                                   sizeof(err));
+    if (!e) {
+        fprintf(stderr, "engine: %s\n", err);
+        exit(1);
+    }
+    return e;
+}
+
+static unsigned long dropped(bx_engine_t *e)
+{
+    bx_engine_stats_t st;
+    e->ops->stats(e, &st);
+    return st.dropped;
+}
+
+static size_t clients(bx_engine_t *e)
+{
+    bx_engine_stats_t st;
+    e->ops->stats(e, &st);
+    return st.clients;
+}
+
 #define SETUP(timeout, limit)                                                 \
     uv_loop_t loop;                                                           \
     fake_t f;                                                                 \
     bx_proxy_t proxy;                                                         \
-    bx_memory_opts_t mopts = { (limit) };                                     \
     uv_loop_init(&loop);                                                      \
     fake_init(&f, &loop, &proxy);                                             \
     g_reentered = 0;                                                          \
-    bx_engine_t *e = bx_engine_memory_new(&loop, &proxy, (timeout), &mopts)
+    bx_engine_t *e = engine_new(&loop, &proxy, (timeout), (limit))
 
 #define TEARDOWN()                                                            \
     do {                                                                      \
@@ -283,6 +314,22 @@ static void test_random_id(void)
     bx_engine_random_id(b);
     BX_CHECK(strcmp(a, b) != 0);
     (void)bx_test_close_walk;
+}
+
+static void test_factory_unknown_type(void)
+{
+    uv_loop_t loop;
+    fake_t f;
+    bx_proxy_t proxy;
+    bx_engine_opts_t opts = { 60, 0 };
+    char err[128] = "";
+
+    uv_loop_init(&loop);
+    fake_init(&f, &loop, &proxy);
+    BX_CHECK(bx_engine_new("nosuch", &loop, &proxy, &opts, err, sizeof(err)) == NULL);
+    BX_CHECK_STR(err, "unknown engine 'nosuch'");
+    fake_free(&f);
+    BX_LOOP_CLOSE(&loop);
 }
 
 static void test_create_client(void)
@@ -528,7 +575,7 @@ static void test_queue_and_order(void)
     BX_CHECK_INT(f.ndeliver_calls, 2);
     BX_CHECK_INT(dl_count(&f, id), 7);
     BX_CHECK(memcmp(dl_nth(&f, id, 6)->data, "{\"channel\":\"/q\",\"data\":6}", 25) == 0);
-    BX_CHECK_INT(bx_engine_memory_dropped(e), 0);
+    BX_CHECK_INT(dropped(e), 0);
     /* empty_queue of an unknown client is harmless */
     e->ops->empty_queue(e, "unknown");
     TEARDOWN();
@@ -550,7 +597,7 @@ static void test_queue_limit(void)
         BX_CHECK_INT(publish_text(e, text), 0);
         e->ops->empty_queue(e, other);          /* `other` keeps up */
     }
-    BX_CHECK_INT(bx_engine_memory_dropped(e), 2);
+    BX_CHECK_INT(dropped(e), 2);
     BX_CHECK_INT(dl_count(&f, other), 5);
     fake_connect(&f, id);
     e->ops->empty_queue(e, id);
@@ -604,18 +651,18 @@ static void test_queue_ring(void)
     /* 4 fill the first array, the 5th grows it to the limit, 5 and 6
      * wrap around over 0 and 1 */
     BX_CHECK_INT(publish_range(e, 0, 7), 0);
-    BX_CHECK_INT(bx_engine_memory_dropped(e), 2);
+    BX_CHECK_INT(dropped(e), 2);
     fake_connect(&f, id);
     e->ops->empty_queue(e, id);
     BX_CHECK(delivered_range(&f, id, 0, 2, 7));
     /* a fresh ring after the hand-over: exactly full, no drop, in order */
     BX_CHECK_INT(publish_range(e, 7, 12), 0);
-    BX_CHECK_INT(bx_engine_memory_dropped(e), 2);
+    BX_CHECK_INT(dropped(e), 2);
     e->ops->empty_queue(e, id);
     BX_CHECK(delivered_range(&f, id, 5, 7, 12));
     /* wrapping around several times over */
     BX_CHECK_INT(publish_range(e, 12, 35), 0);
-    BX_CHECK_INT(bx_engine_memory_dropped(e), 2 + 18);
+    BX_CHECK_INT(dropped(e), 2 + 18);
     e->ops->empty_queue(e, id);
     BX_CHECK(delivered_range(&f, id, 10, 30, 35));
     TEARDOWN();
@@ -629,7 +676,7 @@ static void test_queue_of_one(void)
     BX_CHECK_INT(make_client(e, id), 0);
     BX_CHECK_INT(sub(e, id, "/q"), 1);
     BX_CHECK_INT(publish_range(e, 0, 3), 0);
-    BX_CHECK_INT(bx_engine_memory_dropped(e), 2);
+    BX_CHECK_INT(dropped(e), 2);
     fake_connect(&f, id);
     e->ops->empty_queue(e, id);
     BX_CHECK(delivered_range(&f, id, 0, 2, 3));
@@ -787,7 +834,7 @@ static void test_expiry_order(void)
     BX_CHECK_INT(ev_count(&f, BX_EV_CLOSE, gone2), 1);
     BX_CHECK_INT(ev_count(&f, BX_EV_CLOSE, first), 0);
     BX_CHECK_INT(ev_count(&f, BX_EV_CLOSE, last), 0);
-    BX_CHECK_INT(bx_engine_memory_clients(e), 2);
+    BX_CHECK_INT(clients(e), 2);
     TEARDOWN();
 }
 
@@ -833,7 +880,7 @@ static void test_close_cancels(void)
     uv_loop_init(&loop);
     fake_init(&f, &loop, &proxy);
     g_reentered = 0;
-    bx_engine_t *e = bx_engine_memory_new(&loop, &proxy, 60, NULL);
+    bx_engine_t *e = engine_new(&loop, &proxy, 60, 0);
     BX_CHECK_INT(make_client(e, id), 0);
     json_t *m = json_pack("{s:s,s:i}", "channel", "/c", "data", 1);
 
@@ -888,13 +935,14 @@ static void test_close_with_state(void)
     BX_CHECK_INT(sub(e, b, "/**"), 1);
     for (int i = 0; i < 4; i++)
         BX_CHECK_INT(publish_text(e, "{\"channel\":\"/s/t\",\"data\":[1,2,3]}"), 0);
-    BX_CHECK_INT(bx_engine_memory_dropped(e), 4);
+    BX_CHECK_INT(dropped(e), 4);
     TEARDOWN();
 }
 
 int main(void)
 {
     BX_RUN(test_random_id);
+    BX_RUN(test_factory_unknown_type);
     BX_RUN(test_create_client);
     BX_RUN(test_client_exists);
     BX_RUN(test_subscribe);

@@ -81,12 +81,14 @@ static void test_requeue_goes_in_front_in_order(void)
     uv_loop_t loop;
     proxy_rec_t rec = { 0 };
     bx_proxy_t proxy = { &rec, r_has_connection, r_wake, r_deliver, r_trigger };
-    bx_memory_opts_t mo = { 4 };
+    bx_engine_opts_t eo = { 60, 4 };
+    bx_engine_stats_t st;
+    char err[128];
     char id[32] = "", buf[64];
     int closed = 0;
 
     uv_loop_init(&loop);
-    bx_engine_t *e = bx_engine_memory_new(&loop, &proxy, 60, &mo);
+    bx_engine_t *e = bx_engine_new("memory", &loop, &proxy, &eo, err, sizeof(err));
     BX_CHECK_INT(e->ops->create_client(e, id_cb, id), 0);
     uv_run(&loop, UV_RUN_DEFAULT);
     BX_CHECK_INT(strlen(id), 31);
@@ -108,7 +110,8 @@ static void test_requeue_goes_in_front_in_order(void)
     bx_chunkv_push_new(&back, text_chunk("older1"));
     bx_chunkv_push_new(&back, text_chunk("older2"));
     e->ops->requeue(e, id, &back);
-    BX_CHECK_INT(bx_engine_memory_dropped(e), 1);
+    e->ops->stats(e, &st);
+    BX_CHECK_INT(st.dropped, 1);
 
     /* an unknown client: dropped silently */
     bx_chunkv_push_new(&back, text_chunk("x"));
