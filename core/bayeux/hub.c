@@ -22,6 +22,9 @@ typedef struct session {
     bx_chunkv_t pending;        /* delivered by the engine, not yet handed on */
     int dirty;
     int want_queue;             /* ask the engine for its queue on the pass */
+    int taking;                 /* a take() is in flight: the pass waits for
+                                   it (its messages are older than any wake
+                                   since) */
     int release_empty;          /* release the hold even with nothing */
     int outpasses;              /* deliveries inside outgoing extensions */
     struct outpass *out_first;  /* those passes, oldest first: their results */
@@ -149,7 +152,8 @@ static void mark_dirty(bx_hub_t *s, session_t *ss)
  * list, whose pass frees it instead). */
 static void session_gc(bx_hub_t *s, session_t *ss)
 {
-    if (ss->hold || ss->sink || ss->pending.n || ss->dirty || ss->outpasses || ss->pinned)
+    if (ss->hold || ss->sink || ss->pending.n || ss->dirty || ss->outpasses || ss->pinned ||
+        ss->taking)
         return;
     bx_dict_del(&s->sessions, ss->id, strlen(ss->id));
     bx_chunkv_free(&ss->pending);
@@ -407,65 +411,78 @@ static void bound_reply(bx_hub_t *s, bx_chunkv_t *msgs, bx_chunkv_t *rest)
     msgs->n = i;
 }
 
-/* The delivery pass: every dirty session hands what it has to its sink or
- * its held connect, in one piece. What no connection takes goes back to the
- * engine's queue, so a session without a connection holds no messages. */
+static void p_took(void *ud, int status, const char *id, bx_chunkv_t *msgs);
+
+/* Hands what session `ss` (not on the dirty list) has to its sink or its
+ * held connect, in one piece; asks the engine for its queue when told to.
+ * What no connection takes goes back to the engine's queue, so a session
+ * without a connection holds no messages. */
+static void deliver_session(bx_hub_t *s, session_t *ss)
+{
+    bx_chunkv_t back = BX_CHUNKV_INIT;  /* for the engine's queue, in order */
+
+    if (ss->want_queue && !ss->taking && !s->closing && (ss->hold || ss->sink)) {
+        ss->want_queue = 0;
+        if (s->engine->ops->take(s->engine, ss->id, p_took, s) == 0)
+            ss->taking = 1;
+    }
+    if (ss->taking && !ss->pending.n)
+        return;                 /* p_took answers (an empty release waits) */
+    if (s->outgoing && ss->pending.n && (ss->sink || ss->hold))
+        outgoing_pass(s, ss, &ss->pending);
+    if (ss->pending.n && ss->sink) {
+        bx_chunkv_t msgs = ss->pending;
+        ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
+        /* an in-process client's push runs Lua, which may unbind or
+         * disconnect this very client */
+        bx_sink_t *sink = ss->sink;
+        ss->pinned++;
+        sink->push(sink, &msgs);
+        ss->pinned--;
+        if (msgs.n) {
+            /* refused: its socket is going away. Unbound first, so the
+             * given-back messages wake no one; a held connect rides the
+             * same connection and is answered empty */
+            if (ss->sink == sink)
+                set_sink(s, ss, NULL);
+            ss->release_empty = 1;
+            bx_chunkv_move(&back, &msgs);
+        }
+        bx_chunkv_free(&msgs);
+    } else if (ss->outpasses && !ss->pending.n) {
+        return;                 /* a release waits for the outgoing extensions */
+    }
+    /* with a sink the messages went there: a connect with timeout 0
+     * (eventsource) is still answered on this pass */
+    if ((ss->pending.n || ss->release_empty) && ss->hold) {
+        bx_waiter_t *w = ss->hold;
+        bx_chunkv_t msgs = ss->pending;
+        ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
+        bound_reply(s, &msgs, &back);
+        set_hold(s, ss, NULL);
+        ss->pinned++;
+        w->release(w, &msgs);
+        ss->pinned--;
+        bx_chunkv_free(&msgs);
+    }
+    ss->release_empty = 0;
+    if (!ss->hold && !ss->sink)
+        bx_chunkv_move(&back, &ss->pending);
+    bx_session_give_back(s, ss->id, &back);
+    bx_chunkv_free(&back);
+    session_gc(s, ss);
+}
+
+/* The delivery pass, once per loop iteration: every dirty session. */
 static void deliver_pass(bx_hub_t *s)
 {
     session_t *list = s->dirty;
     s->dirty = NULL;
     while (list) {
         session_t *ss = list;
-        bx_chunkv_t back = BX_CHUNKV_INIT;  /* for the engine's queue, in order */
         list = ss->next_dirty;
         ss->dirty = 0;
-        if (ss->want_queue && !s->closing) {
-            ss->want_queue = 0;
-            s->engine->ops->empty_queue(s->engine, ss->id);   /* may fill pending */
-        }
-        if (s->outgoing && ss->pending.n && (ss->sink || ss->hold))
-            outgoing_pass(s, ss, &ss->pending);
-        if (ss->pending.n && ss->sink) {
-            bx_chunkv_t msgs = ss->pending;
-            ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
-            /* an in-process client's push runs Lua, which may unbind or
-             * disconnect this very client */
-            bx_sink_t *sink = ss->sink;
-            ss->pinned++;
-            sink->push(sink, &msgs);
-            ss->pinned--;
-            if (msgs.n) {
-                /* refused: its socket is going away. Unbound first, so the
-                 * given-back messages wake no one; a held connect rides the
-                 * same connection and is answered empty */
-                if (ss->sink == sink)
-                    set_sink(s, ss, NULL);
-                ss->release_empty = 1;
-                bx_chunkv_move(&back, &msgs);
-            }
-            bx_chunkv_free(&msgs);
-        } else if (ss->outpasses && !ss->pending.n) {
-            continue;           /* a release waits for the outgoing extensions */
-        }
-        /* with a sink the messages went there: a connect with timeout 0
-         * (eventsource) is still answered on this pass */
-        if ((ss->pending.n || ss->release_empty) && ss->hold) {
-            bx_waiter_t *w = ss->hold;
-            bx_chunkv_t msgs = ss->pending;
-            ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
-            bound_reply(s, &msgs, &back);
-            set_hold(s, ss, NULL);
-            ss->pinned++;
-            w->release(w, &msgs);
-            ss->pinned--;
-            bx_chunkv_free(&msgs);
-        }
-        ss->release_empty = 0;
-        if (!ss->hold && !ss->sink)
-            bx_chunkv_move(&back, &ss->pending);
-        bx_session_give_back(s, ss->id, &back);
-        bx_chunkv_free(&back);
-        session_gc(s, ss);
+        deliver_session(s, ss);
     }
 }
 
@@ -487,12 +504,49 @@ static void p_wake(void *ud, const char *id)
     }
 }
 
-static void p_deliver(void *ud, const char *id, bx_chunkv_t *msgs)
+/* The engine's answer to a take: the messages join what the session has
+ * for its connection and go on now (this is a later turn than the take),
+ * or back to the queue if the connection went away meanwhile. A session
+ * already on the dirty list waits for its pass, which comes before the
+ * next poll. */
+static void p_took(void *ud, int status, const char *id, bx_chunkv_t *msgs)
 {
     bx_hub_t *s = ud;
-    session_t *ss = session_make(s, id);
-    bx_chunkv_move(&ss->pending, msgs);
-    mark_dirty(s, ss);
+    session_t *ss = s->closing ? NULL : session_get(s, id);
+
+    if (!ss)
+        return;                 /* closing: the engine frees what is left */
+    ss->taking = 0;
+    if (status == 0)
+        bx_chunkv_move(&ss->pending, msgs);
+    if (ss->dirty)
+        return;
+    ss->pinned++;               /* kept across the delivery's callbacks */
+    deliver_session(s, ss);
+    ss->pinned--;
+    session_gc(s, ss);
+}
+
+/* The client is gone: a held connect is answered (successfully, as Faye
+ * does after a disconnect) and a bound socket closed. */
+static void p_closed(void *ud, const char *id)
+{
+    bx_hub_t *s = ud;
+    session_t *ss = session_get(s, id);
+
+    if (!ss)
+        return;
+    bx_chunkv_clear(&ss->pending);
+    if (ss->hold) {
+        ss->release_empty = 1;
+        mark_dirty(s, ss);
+    }
+    if (ss->sink) {
+        bx_sink_t *sink = ss->sink;
+        set_sink(s, ss, NULL);
+        sink->close(sink);
+    }
+    session_gc(s, ss);
 }
 
 static void queue_event(bx_hub_t *s, bx_event_t ev, const char *id, const char *channel,
@@ -516,28 +570,7 @@ static void queue_event(bx_hub_t *s, bx_event_t ev, const char *id, const char *
 static void p_trigger(void *ud, bx_event_t ev, const char *id, const char *channel,
                       const json_t *data)
 {
-    bx_hub_t *s = ud;
-
-    if (ev == BX_EV_CLOSE) {
-        /* the client is gone: a held connect is answered (successfully, as
-         * Faye does after a disconnect) and a bound socket closed */
-        session_t *ss = session_get(s, id);
-        if (!ss)
-            return;
-        bx_chunkv_clear(&ss->pending);
-        if (ss->hold) {
-            ss->release_empty = 1;
-            mark_dirty(s, ss);
-        }
-        if (ss->sink) {
-            bx_sink_t *sink = ss->sink;
-            set_sink(s, ss, NULL);
-            sink->close(sink);
-        }
-        session_gc(s, ss);
-        return;
-    }
-    queue_event(s, ev, id, channel, data);
+    queue_event(ud, ev, id, channel, data);
 }
 
 /* ---- Tick ---- */
@@ -619,7 +652,7 @@ bx_hub_t *bx_hub_new(uv_loop_t *loop, const bx_hub_opts_t *opts)
 
 bx_proxy_t bx_hub_proxy(bx_hub_t *s)
 {
-    bx_proxy_t proxy = { s, p_has_connection, p_wake, p_deliver, p_trigger };
+    bx_proxy_t proxy = { s, p_has_connection, p_wake, p_closed, p_trigger };
     return proxy;
 }
 

@@ -13,10 +13,19 @@
  * Deliveries: the engine queues each message for each recipient once (a
  * refcounted chunk serialized once per publish). When a recipient has a
  * connection on this node (proxy->has_connection), the engine tells the
- * proxy with proxy->wake(); the proxy later calls empty_queue(), and the
- * engine hands the queued chunks over with proxy->deliver(). What the
- * server took but no connection carried comes back with requeue(), in
+ * proxy with proxy->wake(); the proxy then asks with take(), whose
+ * callback, on a later turn, hands over everything queued by then. What
+ * the proxy took but no connection carried comes back with requeue(), in
  * front of the queue, so the client's next connection gets it in order.
+ *
+ * The proxy's functions may be called from inside an engine call or from
+ * the engine's own callbacks (a networked engine's I/O: a publish made on
+ * another node wakes a client here); none of them calls the engine back
+ * synchronously except has_connection's answer.
+ *
+ * Status codes: 0, or BX_ECANCELED (closing), BX_EUNKNOWN (no such
+ * client), BX_EUNAVAILABLE (the engine cannot answer now: its store is out
+ * of reach; the caller may retry later, nothing is known about the client).
  */
 #ifndef BX_ENGINE_H
 #define BX_ENGINE_H
@@ -33,8 +42,7 @@ typedef enum {
     BX_EV_SUBSCRIBE,    /* client_id, channel */
     BX_EV_UNSUBSCRIBE,  /* client_id, channel */
     BX_EV_PUBLISH,      /* client_id (may be NULL), channel, data */
-    BX_EV_DISCONNECT,   /* client_id */
-    BX_EV_CLOSE         /* client_id: destroyed; drop its connection (internal) */
+    BX_EV_DISCONNECT    /* client_id */
 } bx_event_t;
 
 /* What the engine needs from the server above it. All borrowed. */
@@ -42,11 +50,12 @@ typedef struct {
     void *ud;
     /* Whether `id` has a connection (held connect or socket) on this node. */
     int (*has_connection)(void *ud, const char *id);
-    /* Messages are waiting for `id`: call empty_queue soon. */
+    /* Messages are waiting for `id`: call take() soon. */
     void (*wake)(void *ud, const char *id);
-    /* Hands queued messages to the connection of `id`. Steals the entries
-     * of `msgs`. */
-    void (*deliver)(void *ud, const char *id, bx_chunkv_t *msgs);
+    /* The client `id` was destroyed (disconnect, expiry, on any node): the
+     * node holding its connection answers a held connect and closes a
+     * bound socket. */
+    void (*closed)(void *ud, const char *id);
     /* An event happened. `channel` and `data` may be NULL. */
     void (*trigger)(void *ud, bx_event_t ev, const char *id, const char *channel,
                     const json_t *data);
@@ -61,6 +70,11 @@ typedef struct {
 typedef void (*bx_engine_id_cb)(void *ud, int status, const char *client_id);
 typedef void (*bx_engine_bool_cb)(void *ud, int status, int yes);
 typedef void (*bx_engine_done_cb)(void *ud, int status);
+/* The answer of take(): `msgs` holds the messages of `client_id`, oldest
+ * first; the callback takes the entries it keeps (bx_chunkv_move), the
+ * engine frees the rest after it returns. Empty on an error status. */
+typedef void (*bx_engine_take_cb)(void *ud, int status, const char *client_id,
+                                  bx_chunkv_t *msgs);
 
 typedef struct {
     const char *name;
@@ -69,7 +83,7 @@ typedef struct {
     /* Whether `id` names a live client. */
     int (*client_exists)(bx_engine_t *e, const char *id, bx_engine_bool_cb cb, void *ud);
     /* Destroys a client: unsubscribes all, drops its queue, emits
-     * DISCONNECT then CLOSE. cb may be NULL. */
+     * DISCONNECT, then calls proxy->closed. cb may be NULL. */
     int (*destroy_client)(bx_engine_t *e, const char *id, bx_engine_done_cb cb, void *ud);
     /* Marks `id` alive now (every connect). No callback. */
     void (*ping)(bx_engine_t *e, const char *id);
@@ -82,9 +96,12 @@ typedef struct {
     /* Publishes `message` (borrowed; the engine serializes what it keeps)
      * on its "channel", minus "clientId", to every matching client once. */
     int (*publish)(bx_engine_t *e, const json_t *message, bx_engine_done_cb cb, void *ud);
-    /* Hands the queue of `id` to proxy->deliver, if it has a connection. */
-    void (*empty_queue)(bx_engine_t *e, const char *id);
-    /* Puts back messages that empty_queue handed over but no connection
+    /* Takes the queue of `id`: cb gets, on a later turn, everything queued
+     * for it by then, and the queue is left empty. The proxy asks for the
+     * clients it holds a connection of (after a wake, or when a connection
+     * arrives); BX_EUNKNOWN for an unknown client. */
+    int (*take)(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud);
+    /* Puts back messages that take handed over but no connection
      * sent (a reply's byte bound, a socket that went away): `msgs` (entries
      * stolen; the vector is left empty) go in front of the queue of `id`, in
      * order, ahead of anything queued since. The queue limit holds as for a
@@ -109,6 +126,8 @@ struct bx_engine_s {
 /* Status codes shared by the engines. */
 #define BX_ECANCELED  (-1)      /* the engine closed before answering */
 #define BX_EUNKNOWN   (-2)      /* no such client */
+#define BX_EUNAVAILABLE (-3)    /* the engine cannot answer now (its store is
+                                   out of reach): retry later */
 
 /* Options every engine reads (an engine ignores what it does not use). */
 typedef struct {

@@ -11,6 +11,7 @@
  * also keeps the next poll from blocking while completions are pending).
  */
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include "base/channel.h"
 #include "base/dict.h"
@@ -37,7 +38,7 @@ typedef struct client {
     struct client *older, *newer;   /* the liveness list, by last_ping */
 } client_t;
 
-typedef enum { OP_ID, OP_BOOL, OP_DONE } op_kind_t;
+typedef enum { OP_ID, OP_BOOL, OP_DONE, OP_TAKE } op_kind_t;
 
 typedef struct op {
     struct op *next;
@@ -59,6 +60,9 @@ typedef struct {
                                    expiry looks only at those that are due */
     uint64_t generation;
     op_t *head, *tail;          /* pending completions */
+    op_t *spare;                /* freed ops kept for reuse: a take per
+                                   delivery costs no malloc */
+    int nspare;
     uv_idle_t idle;
     uv_timer_t gc;
     int closing;
@@ -71,9 +75,18 @@ typedef struct {
 
 static void on_idle(uv_idle_t *h);
 
+#define MAX_SPARE 64
+
 static op_t *defer(memory_t *m, op_kind_t kind, void (*cb)(void), void *ud)
 {
-    op_t *op = bx_calloc(1, sizeof(*op));
+    op_t *op = m->spare;
+    if (op) {
+        m->spare = op->next;
+        m->nspare--;
+        memset(op, 0, sizeof(*op));
+    } else {
+        op = bx_calloc(1, sizeof(*op));
+    }
     op->kind = kind;
     op->cb = cb;
     op->ud = ud;
@@ -86,9 +99,34 @@ static op_t *defer(memory_t *m, op_kind_t kind, void (*cb)(void), void *ud)
     return op;
 }
 
-static void run_op(op_t *op)
+static void op_free(memory_t *m, op_t *op)
+{
+    if (m->nspare < MAX_SPARE && !m->closing) {
+        op->next = m->spare;
+        m->spare = op;
+        m->nspare++;
+    } else {
+        free(op);
+    }
+}
+
+static client_t *find(memory_t *m, const char *id);
+static void ring_take(ring_t *r, bx_chunkv_t *out);
+
+static void run_op(memory_t *m, op_t *op)
 {
     switch (op->kind) {
+    case OP_TAKE: {
+        /* the queue as it is now, not as it was when asked */
+        client_t *c = op->status ? NULL : find(m, op->id);
+        bx_chunkv_t msgs = BX_CHUNKV_INIT;
+        if (c && c->queue.n)
+            ring_take(&c->queue, &msgs);
+        ((bx_engine_take_cb)(void (*)(void))op->cb)(op->ud, op->status ? op->status
+                                                    : c ? 0 : BX_EUNKNOWN, op->id, &msgs);
+        bx_chunkv_free(&msgs);
+        break;
+    }
     case OP_ID:
         ((bx_engine_id_cb)(void (*)(void))op->cb)(op->ud, op->status,
                                                   op->status ? NULL : op->id);
@@ -113,8 +151,8 @@ static void on_idle(uv_idle_t *h)
     while (op) {
         op_t *next = op->next;
         if (op->cb)
-            run_op(op);
-        free(op);
+            run_op(m, op);
+        op_free(m, op);
         op = next;
     }
 }
@@ -257,7 +295,8 @@ static void destroy(memory_t *m, client_t *c)
     bx_dict_free(&c->channels);
     ring_free(&c->queue);
     trigger(m, BX_EV_DISCONNECT, c->id, NULL, NULL);
-    trigger(m, BX_EV_CLOSE, c->id, NULL, NULL);
+    if (m->base.proxy.closed)
+        m->base.proxy.closed(m->base.proxy.ud, c->id);
     free(c);
 }
 
@@ -413,16 +452,14 @@ static int m_publish(bx_engine_t *e, const json_t *message, bx_engine_done_cb cb
     return 0;
 }
 
-static void m_empty_queue(bx_engine_t *e, const char *id)
+static int m_take(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud)
 {
     memory_t *m = (memory_t *)e;
-    client_t *c = find(m, id);
-    if (!c || c->queue.n == 0 || !m->base.proxy.has_connection(m->base.proxy.ud, id))
-        return;
-    bx_chunkv_t msgs = BX_CHUNKV_INIT;
-    ring_take(&c->queue, &msgs);
-    m->base.proxy.deliver(m->base.proxy.ud, id, &msgs);
-    bx_chunkv_free(&msgs);
+    if (m->closing)
+        return BX_ECANCELED;
+    op_t *op = defer(m, OP_TAKE, (void (*)(void))cb, ud);
+    snprintf(op->id, sizeof(op->id), "%s", id);
+    return 0;
 }
 
 /* ---- Put-back ---- */
@@ -498,10 +535,16 @@ static void m_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
         next = op->next;
         op->status = BX_ECANCELED;
         if (op->cb)
-            run_op(op);
+            run_op(m, op);
         free(op);
     }
     m->head = m->tail = NULL;
+    while (m->spare) {
+        op_t *op = m->spare;
+        m->spare = op->next;
+        free(op);
+    }
+    m->nspare = 0;
     while ((en = bx_dict_next(&m->clients, &it)) != NULL) {
         client_t *c = en->value;
         bx_dict_free(&c->channels);
@@ -536,7 +579,7 @@ static const bx_engine_ops_t memory_ops = {
     m_subscribe,
     m_unsubscribe,
     m_publish,
-    m_empty_queue,
+    m_take,
     m_requeue,
     m_stats,
     m_close,
