@@ -81,8 +81,12 @@ LIBS      = $(PKG_LIBS) -lhttp_parser -lwslay -lcrypto -lm
 BX_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(WERROR) -Icore $(PKG_CFLAGS)
 ALL_CFLAGS = $(BX_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 
-CORE_SRC := $(sort $(filter-out core/lbx_%.c,$(wildcard core/*.c)))
-LBX_SRC  := $(sort $(wildcard core/lbx_*.c))
+# The levels of core/, lowest first (docs/ARCHITECTURE.md; tools/layers.sh
+# checks that each includes only its own level or below). core/lua/ is the
+# only one that touches Lua: the unit tests link everything but it.
+LEVELS   := base net engine bayeux transport
+CORE_SRC := $(sort $(wildcard $(LEVELS:%=core/%/*.c) core/*.c))
+LBX_SRC  := $(sort $(wildcard core/lua/*.c))
 TEST_SRC := $(sort $(wildcard core/test/test_*.c))
 
 CORE_OBJ := $(CORE_SRC:core/%.c=$(B)/obj/%.o) $(B)/obj/gen/client_js.o
@@ -125,13 +129,13 @@ $(GEN_JS): client/bayeux.js tools/embed.sh
 	@mkdir -p $(@D)
 	sh tools/embed.sh client/bayeux.js $@
 
-$(B)/obj/gen/%.o: $(B)/gen/%.c core/client_js.h $(FLAGS)
+$(B)/obj/gen/%.o: $(B)/gen/%.c core/transport/client_js.h $(FLAGS)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -Icore/transport -c $< -o $@
 
-$(B)/san/obj/gen/%.o: $(B)/gen/%.c core/client_js.h $(SFLAGS)
+$(B)/san/obj/gen/%.o: $(B)/gen/%.c core/transport/client_js.h $(SFLAGS)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(SAN) -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(SAN) -Icore/transport -c $< -o $@
 
 # The module is linked to a temporary name and loaded once by the Lua
 # interpreter before it takes its place: a module with unresolved symbols

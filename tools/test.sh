@@ -11,17 +11,19 @@
 #                          Faye and bench/ceiling; checks that each ran and its
 #                          completeness checks held, no timing thresholds)
 #   6. sanitizers          sh tools/check.sh build/san/test/test_*
+#   7. layers              sh tools/layers.sh (the include check of core/)
 #
 # Each suite's output stays visible under a header. A suite that crashes,
 # times out or prints no result line counts as 1 failed. The last line is the
 # total "N passed, N failed"; the exit status is 1 on any failure.
 #
 # Environment: BX_SUITES (default "units specs interop browser bench-quick
-# check") picks suites; BX_SUITE_TIMEOUT (default 900) bounds each suite in seconds.
+# check layers") picks suites; BX_SUITE_TIMEOUT (default 900) bounds each
+# suite in seconds.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 
-suites=${BX_SUITES:-units specs interop browser bench-quick check}
+suites=${BX_SUITES:-units specs interop browser bench-quick check layers}
 suite_timeout=${BX_SUITE_TIMEOUT:-900}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bx-test.XXXXXX") || exit 2
 trap 'rm -rf "$tmp"' EXIT
@@ -167,6 +169,11 @@ for suite in $suites; do
         else
             missing check "no build/san/test/test_* (make check builds them)"
         fi
+        ;;
+    layers)
+        header "layers (include check of core/)"
+        run sh tools/layers.sh
+        counted layers
         ;;
     *)
         missing "$suite" "unknown suite"

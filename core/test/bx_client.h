@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
-#include "buf.h"
+#include "base/buf.h"
 
 /* ---- Waiting ---- */
 

@@ -2,7 +2,7 @@
  * test_buf.c - byte buffers, refcounted chunks and chunk vectors.
  */
 #include "bx_test.h"
-#include "buf.h"
+#include "base/buf.h"
 
 #include <stdlib.h>
 

@@ -3,8 +3,8 @@
  * matching (reference/bayeux-faye.md §5.1, §5.3).
  */
 #include "bx_test.h"
-#include "channel.h"
-#include "dict.h"
+#include "base/channel.h"
+#include "base/dict.h"
 
 #include <stdlib.h>
 

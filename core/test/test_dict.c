@@ -2,7 +2,7 @@
  * test_dict.c - the string-keyed hash table.
  */
 #include "bx_test.h"
-#include "dict.h"
+#include "base/dict.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,14 +1,16 @@
 /*
- * test_engine.c - the memory engine against its contract (engine.h), driven
- * through a fake proxy that records every wake, delivery and event.
+ * test_engine.c - the engine contract (engine.h), driven through a fake
+ * proxy that records every wake, delivery and event. Written against
+ * engine.h alone: the engine comes from the factory, of the type named by
+ * BX_ENGINE (default "memory"), so any engine can be run through it.
  *
  * Every test runs on its own loop, closes the engine and ends with
  * BX_LOOP_CLOSE. Callbacks assert they never run inside the call that
  * started them (g_inside) and count how often they run.
  */
 #include "bx_test.h"
-#include "engine.h"
-#include "json.h"
+#include "engine/engine.h"
+#include "base/json.h"
 
 #include <stdlib.h>
 
@@ -37,7 +39,9 @@ typedef struct {
     int nwakes;
     dl_rec_t dl[MAXREC];
     int ndl;
-    int ndeliver_calls;
+    int ndeliver_calls;         /* takes that brought messages */
+    int ntakes;
+    int take_status;            /* of the last take */
     ev_rec_t ev[MAXREC];
     int nev;
 } fake_t;
@@ -61,9 +65,21 @@ static void f_wake(void *ud, const char *id)
         snprintf(f->wakes[f->nwakes++], 32, "%s", id);
 }
 
-static void f_deliver(void *ud, const char *id, bx_chunkv_t *msgs)
+/* Fake events: what the proxy hears besides bx_event_t. */
+#define EV_CLOSED ((bx_event_t)100)
+
+static void f_closed(void *ud, const char *id);
+
+/* The answer of take(): recorded like a delivery when it holds messages. */
+static void f_took(void *ud, int status, const char *id, bx_chunkv_t *msgs)
 {
     fake_t *f = ud;
+    if (g_inside)
+        g_reentered = 1;
+    f->ntakes++;
+    f->take_status = status;
+    if (msgs->n == 0)
+        return;
     f->ndeliver_calls++;
     for (size_t i = 0; i < msgs->n; i++) {
         if (f->ndl < MAXREC) {
@@ -97,8 +113,13 @@ static void fake_init(fake_t *f, uv_loop_t *loop, bx_proxy_t *p)
     p->ud = f;
     p->has_connection = f_has_connection;
     p->wake = f_wake;
-    p->deliver = f_deliver;
+    p->closed = f_closed;
     p->trigger = f_trigger;
+}
+
+static void f_closed(void *ud, const char *id)
+{
+    f_trigger(ud, EV_CLOSED, id, NULL, NULL);
 }
 
 static void fake_connect(fake_t *f, const char *id)
@@ -190,6 +211,20 @@ static void drain(uv_loop_t *loop)
     uv_run(loop, UV_RUN_DEFAULT);   /* the idle handle runs until nothing is pending */
 }
 
+/* Takes the queue of `id` into the fake's deliveries; returns the status
+ * (the callback must come on a later turn, exactly once). */
+static int take_queue(fake_t *f, bx_engine_t *e, const char *id)
+{
+    int before = f->ntakes;
+    int rc = CALL(e->ops->take(e, id, f_took, f));
+    if (rc != 0)
+        return rc;
+    if (f->ntakes != before)
+        return -100;            /* called back inside the call */
+    drain(e->loop);
+    return f->ntakes == before + 1 ? f->take_status : -101;
+}
+
 /* Creates a client and waits for its id. */
 static int make_client(bx_engine_t *e, char out[32])
 {
@@ -236,15 +271,44 @@ static void engine_close(bx_engine_t *e)
         fprintf(stderr, "  engine close: done called %d times\n", done);
 }
 
+/* The engine under test, from the factory. */
+static bx_engine_t *engine_new(uv_loop_t *loop, const bx_proxy_t *proxy, double timeout,
+                               size_t limit)
+{
+    const char *type = getenv("BX_ENGINE");
+    bx_engine_opts_t opts = { timeout, limit };
+    char err[256];
+    bx_engine_t *e = bx_engine_new(type && *type ? type : "memory", loop, proxy, &opts, err,
+                                   sizeof(err));
+    if (!e) {
+        fprintf(stderr, "engine: %s\n", err);
+        exit(1);
+    }
+    return e;
+}
+
+static unsigned long dropped(bx_engine_t *e)
+{
+    bx_engine_stats_t st;
+    e->ops->stats(e, &st);
+    return st.dropped;
+}
+
+static size_t clients(bx_engine_t *e)
+{
+    bx_engine_stats_t st;
+    e->ops->stats(e, &st);
+    return st.clients;
+}
+
 #define SETUP(timeout, limit)                                                 \
     uv_loop_t loop;                                                           \
     fake_t f;                                                                 \
     bx_proxy_t proxy;                                                         \
-    bx_memory_opts_t mopts = { (limit) };                                     \
     uv_loop_init(&loop);                                                      \
     fake_init(&f, &loop, &proxy);                                             \
     g_reentered = 0;                                                          \
-    bx_engine_t *e = bx_engine_memory_new(&loop, &proxy, (timeout), &mopts)
+    bx_engine_t *e = engine_new(&loop, &proxy, (timeout), (limit))
 
 #define TEARDOWN()                                                            \
     do {                                                                      \
@@ -283,6 +347,22 @@ static void test_random_id(void)
     bx_engine_random_id(b);
     BX_CHECK(strcmp(a, b) != 0);
     (void)bx_test_close_walk;
+}
+
+static void test_factory_unknown_type(void)
+{
+    uv_loop_t loop;
+    fake_t f;
+    bx_proxy_t proxy;
+    bx_engine_opts_t opts = { 60, 0 };
+    char err[128] = "";
+
+    uv_loop_init(&loop);
+    fake_init(&f, &loop, &proxy);
+    BX_CHECK(bx_engine_new("nosuch", &loop, &proxy, &opts, err, sizeof(err)) == NULL);
+    BX_CHECK_STR(err, "unknown engine 'nosuch'");
+    fake_free(&f);
+    BX_LOOP_CLOSE(&loop);
 }
 
 static void test_create_client(void)
@@ -380,7 +460,7 @@ static void test_subscribe(void)
     /* after unsubscribing, a publish does not reach it */
     BX_CHECK_INT(publish_text(e, "{\"channel\":\"/a/b/c\",\"data\":1}"), 0);
     fake_connect(&f, id);
-    e->ops->empty_queue(e, id);
+    take_queue(&f, e, id);
     BX_CHECK_INT(f.ndl, 0);
     TEARDOWN();
 }
@@ -421,7 +501,7 @@ static void test_publish_fanout(void)
     const char *ids[] = { a, star, dstar, root, all, deep, other, pub };
     for (i = 0; i < 8; i++) {
         fake_connect(&f, ids[i]);
-        e->ops->empty_queue(e, ids[i]);
+        take_queue(&f, e, ids[i]);
     }
     BX_CHECK_INT(dl_count(&f, a), 1);
     BX_CHECK_INT(dl_count(&f, star), 1);
@@ -456,7 +536,7 @@ static void test_publish_fanout(void)
     /* everyone is connected now: each recipient was woken once */
     BX_CHECK_INT(f.nwakes, 4);
     for (i = 0; i < 8; i++)
-        e->ops->empty_queue(e, ids[i]);
+        take_queue(&f, e, ids[i]);
     BX_CHECK_INT(dl_count(&f, a), 0);
     BX_CHECK_INT(dl_count(&f, star), 0);
     BX_CHECK_INT(dl_count(&f, dstar), 1);
@@ -469,7 +549,7 @@ static void test_publish_fanout(void)
     fake_free(&f);
     BX_CHECK_INT(publish_text(e, "{\"channel\":\"/x\",\"data\":null}"), 0);
     for (i = 0; i < 8; i++)
-        e->ops->empty_queue(e, ids[i]);
+        take_queue(&f, e, ids[i]);
     BX_CHECK_INT(dl_count(&f, root), 1);
     BX_CHECK_INT(dl_count(&f, all), 1);
     BX_CHECK_INT(dl_count(&f, other), 1);
@@ -483,7 +563,7 @@ static void test_publish_fanout(void)
     BX_CHECK_INT(publish_text(e, "{\"channel\":\"/nobody/here/x\",\"data\":1}"), 0);
     BX_CHECK_INT(publish_text(e, "{\"channel\":\"/b/c\",\"data\":1}"), 0);
     for (i = 0; i < 8; i++)
-        e->ops->empty_queue(e, ids[i]);
+        take_queue(&f, e, ids[i]);
     BX_CHECK_INT(dl_count(&f, other), 1);       /* /b/** */
     BX_CHECK_INT(dl_count(&f, root), 2);
     TEARDOWN();
@@ -501,13 +581,12 @@ static void test_queue_and_order(void)
         snprintf(text, sizeof(text), "{\"channel\":\"/q\",\"data\":%d}", i);
         BX_CHECK_INT(publish_text(e, text), 0);
     }
-    /* no connection: queued, nobody woken, empty_queue hands nothing over */
+    /* no connection: queued, nobody woken */
     BX_CHECK_INT(f.nwakes, 0);
-    e->ops->empty_queue(e, id);
     BX_CHECK_INT(f.ndeliver_calls, 0);
-    /* with a connection: everything in one delivery, oldest first */
+    /* taken: everything in one answer, oldest first */
     fake_connect(&f, id);
-    e->ops->empty_queue(e, id);
+    BX_CHECK_INT(take_queue(&f, e, id), 0);
     BX_CHECK_INT(f.ndeliver_calls, 1);
     BX_CHECK_INT(dl_count(&f, id), 5);
     for (int i = 0; i < 5; i++) {
@@ -516,7 +595,7 @@ static void test_queue_and_order(void)
         BX_CHECK(c->len == strlen(text) && memcmp(c->data, text, c->len) == 0);
     }
     /* the queue is now empty: nothing more */
-    e->ops->empty_queue(e, id);
+    take_queue(&f, e, id);
     BX_CHECK_INT(f.ndeliver_calls, 1);
     /* connected: the first message wakes, the next ones ride along */
     BX_CHECK_INT(publish_text(e, "{\"channel\":\"/q\",\"data\":5}"), 0);
@@ -524,13 +603,14 @@ static void test_queue_and_order(void)
     BX_CHECK_INT(f.nwakes, 1);
     BX_CHECK_STR(f.wakes[0], id);
     BX_CHECK_INT(f.ndeliver_calls, 1);          /* wake only; delivery on demand */
-    e->ops->empty_queue(e, id);
+    take_queue(&f, e, id);
     BX_CHECK_INT(f.ndeliver_calls, 2);
     BX_CHECK_INT(dl_count(&f, id), 7);
     BX_CHECK(memcmp(dl_nth(&f, id, 6)->data, "{\"channel\":\"/q\",\"data\":6}", 25) == 0);
-    BX_CHECK_INT(bx_engine_memory_dropped(e), 0);
-    /* empty_queue of an unknown client is harmless */
-    e->ops->empty_queue(e, "unknown");
+    BX_CHECK_INT(dropped(e), 0);
+    /* the take of an unknown client answers so, with nothing */
+    BX_CHECK_INT(take_queue(&f, e, "unknown"), BX_EUNKNOWN);
+    BX_CHECK_INT(f.ndeliver_calls, 2);
     TEARDOWN();
 }
 
@@ -548,12 +628,12 @@ static void test_queue_limit(void)
     for (int i = 0; i < 5; i++) {
         snprintf(text, sizeof(text), "{\"channel\":\"/q\",\"data\":%d}", i);
         BX_CHECK_INT(publish_text(e, text), 0);
-        e->ops->empty_queue(e, other);          /* `other` keeps up */
+        take_queue(&f, e, other);          /* `other` keeps up */
     }
-    BX_CHECK_INT(bx_engine_memory_dropped(e), 2);
+    BX_CHECK_INT(dropped(e), 2);
     BX_CHECK_INT(dl_count(&f, other), 5);
     fake_connect(&f, id);
-    e->ops->empty_queue(e, id);
+    take_queue(&f, e, id);
     BX_CHECK_INT(dl_count(&f, id), 3);          /* the newest three: 2, 3, 4 */
     for (int i = 0; i < 3; i++) {
         bx_chunk_t *c = dl_nth(&f, id, i);
@@ -604,19 +684,19 @@ static void test_queue_ring(void)
     /* 4 fill the first array, the 5th grows it to the limit, 5 and 6
      * wrap around over 0 and 1 */
     BX_CHECK_INT(publish_range(e, 0, 7), 0);
-    BX_CHECK_INT(bx_engine_memory_dropped(e), 2);
+    BX_CHECK_INT(dropped(e), 2);
     fake_connect(&f, id);
-    e->ops->empty_queue(e, id);
+    take_queue(&f, e, id);
     BX_CHECK(delivered_range(&f, id, 0, 2, 7));
     /* a fresh ring after the hand-over: exactly full, no drop, in order */
     BX_CHECK_INT(publish_range(e, 7, 12), 0);
-    BX_CHECK_INT(bx_engine_memory_dropped(e), 2);
-    e->ops->empty_queue(e, id);
+    BX_CHECK_INT(dropped(e), 2);
+    take_queue(&f, e, id);
     BX_CHECK(delivered_range(&f, id, 5, 7, 12));
     /* wrapping around several times over */
     BX_CHECK_INT(publish_range(e, 12, 35), 0);
-    BX_CHECK_INT(bx_engine_memory_dropped(e), 2 + 18);
-    e->ops->empty_queue(e, id);
+    BX_CHECK_INT(dropped(e), 2 + 18);
+    take_queue(&f, e, id);
     BX_CHECK(delivered_range(&f, id, 10, 30, 35));
     TEARDOWN();
 }
@@ -629,9 +709,9 @@ static void test_queue_of_one(void)
     BX_CHECK_INT(make_client(e, id), 0);
     BX_CHECK_INT(sub(e, id, "/q"), 1);
     BX_CHECK_INT(publish_range(e, 0, 3), 0);
-    BX_CHECK_INT(bx_engine_memory_dropped(e), 2);
+    BX_CHECK_INT(dropped(e), 2);
     fake_connect(&f, id);
-    e->ops->empty_queue(e, id);
+    take_queue(&f, e, id);
     BX_CHECK(delivered_range(&f, id, 0, 2, 3));
     TEARDOWN();
 }
@@ -664,7 +744,7 @@ static void test_destroy_client(void)
     }
     BX_CHECK_INT(f.ev[base + 2].ev, BX_EV_DISCONNECT);
     BX_CHECK_STR(f.ev[base + 2].id, id);
-    BX_CHECK_INT(f.ev[base + 3].ev, BX_EV_CLOSE);
+    BX_CHECK_INT(f.ev[base + 3].ev, EV_CLOSED);
     BX_CHECK_STR(f.ev[base + 3].id, id);
     drain(&loop);
     BX_CHECK_INT(r.calls, 1);
@@ -683,12 +763,12 @@ static void test_destroy_client(void)
     /* its queue is gone; the subscription index no longer routes to it */
     fake_connect(&f, id);
     fake_connect(&f, keep);
-    e->ops->empty_queue(e, id);
+    take_queue(&f, e, id);
     BX_CHECK_INT(dl_count(&f, id), 0);
     BX_CHECK_INT(publish_text(e, "{\"channel\":\"/x\",\"data\":2}"), 0);
     BX_CHECK_INT(publish_text(e, "{\"channel\":\"/y/z\",\"data\":3}"), 0);
-    e->ops->empty_queue(e, id);
-    e->ops->empty_queue(e, keep);
+    take_queue(&f, e, id);
+    take_queue(&f, e, keep);
     BX_CHECK_INT(dl_count(&f, id), 0);
     BX_CHECK_INT(dl_count(&f, keep), 2);
     TEARDOWN();
@@ -743,7 +823,7 @@ static void test_expiry(void)
     /* `gone` was destroyed (unsubscribe, disconnect, close) ~0.2 s after
      * its creation; `alive`, pinged every 40 ms, lives */
     BX_CHECK_INT(ev_count(&f, BX_EV_DISCONNECT, gone), 1);
-    BX_CHECK_INT(ev_count(&f, BX_EV_CLOSE, gone), 1);
+    BX_CHECK_INT(ev_count(&f, EV_CLOSED, gone), 1);
     BX_CHECK_INT(ev_count(&f, BX_EV_UNSUBSCRIBE, gone), 1);
     BX_CHECK_INT(ev_count(&f, BX_EV_DISCONNECT, alive), 0);
     uint64_t at = 0;
@@ -783,11 +863,11 @@ static void test_expiry_order(void)
     uv_timer_start(&x.stop, on_stop_timer, 400, 0);
     uv_run(&loop, UV_RUN_DEFAULT);
 
-    BX_CHECK_INT(ev_count(&f, BX_EV_CLOSE, gone1), 1);
-    BX_CHECK_INT(ev_count(&f, BX_EV_CLOSE, gone2), 1);
-    BX_CHECK_INT(ev_count(&f, BX_EV_CLOSE, first), 0);
-    BX_CHECK_INT(ev_count(&f, BX_EV_CLOSE, last), 0);
-    BX_CHECK_INT(bx_engine_memory_clients(e), 2);
+    BX_CHECK_INT(ev_count(&f, EV_CLOSED, gone1), 1);
+    BX_CHECK_INT(ev_count(&f, EV_CLOSED, gone2), 1);
+    BX_CHECK_INT(ev_count(&f, EV_CLOSED, first), 0);
+    BX_CHECK_INT(ev_count(&f, EV_CLOSED, last), 0);
+    BX_CHECK_INT(clients(e), 2);
     TEARDOWN();
 }
 
@@ -833,7 +913,7 @@ static void test_close_cancels(void)
     uv_loop_init(&loop);
     fake_init(&f, &loop, &proxy);
     g_reentered = 0;
-    bx_engine_t *e = bx_engine_memory_new(&loop, &proxy, 60, NULL);
+    bx_engine_t *e = engine_new(&loop, &proxy, 60, 0);
     BX_CHECK_INT(make_client(e, id), 0);
     json_t *m = json_pack("{s:s,s:i}", "channel", "/c", "data", 1);
 
@@ -843,7 +923,8 @@ static void test_close_cancels(void)
     BX_CHECK_INT(CALL(e->ops->subscribe(e, id, "/c", bool_cb, &s)), 0);
     BX_CHECK_INT(CALL(e->ops->publish(e, m, done_cb, &p)), 0);
     BX_CHECK_INT(CALL(e->ops->destroy_client(e, id, done_cb, &d)), 0);
-    BX_CHECK_INT(c.calls + x.calls + s.calls + p.calls + d.calls, 0);
+    BX_CHECK_INT(CALL(e->ops->take(e, id, f_took, &f)), 0);
+    BX_CHECK_INT(c.calls + x.calls + s.calls + p.calls + d.calls + f.ntakes, 0);
 
     e->ops->close(e, closed_cb, &done);
     /* close answers them, each once, canceled */
@@ -858,6 +939,8 @@ static void test_close_cancels(void)
     BX_CHECK_INT(p.status, BX_ECANCELED);
     BX_CHECK_INT(d.calls, 1);
     BX_CHECK_INT(d.status, BX_ECANCELED);
+    BX_CHECK_INT(f.ntakes, 1);
+    BX_CHECK_INT(f.take_status, BX_ECANCELED);
     BX_CHECK_INT(done, 0);                      /* done comes on a later turn */
     /* calls while closing fail at once and never call back */
     BX_CHECK_INT(CALL(e->ops->create_client(e, id_cb, &late)), BX_ECANCELED);
@@ -866,6 +949,7 @@ static void test_close_cancels(void)
     BX_CHECK_INT(CALL(e->ops->unsubscribe(e, id, "/c", bool_cb, &late)), BX_ECANCELED);
     BX_CHECK_INT(CALL(e->ops->publish(e, m, done_cb, &late)), BX_ECANCELED);
     BX_CHECK_INT(CALL(e->ops->destroy_client(e, id, done_cb, &late)), BX_ECANCELED);
+    BX_CHECK_INT(CALL(e->ops->take(e, id, f_took, &f)), BX_ECANCELED);
     json_decref(m);
     uv_run(&loop, UV_RUN_DEFAULT);
     BX_CHECK_INT(done, 1);
@@ -888,13 +972,14 @@ static void test_close_with_state(void)
     BX_CHECK_INT(sub(e, b, "/**"), 1);
     for (int i = 0; i < 4; i++)
         BX_CHECK_INT(publish_text(e, "{\"channel\":\"/s/t\",\"data\":[1,2,3]}"), 0);
-    BX_CHECK_INT(bx_engine_memory_dropped(e), 4);
+    BX_CHECK_INT(dropped(e), 4);
     TEARDOWN();
 }
 
 int main(void)
 {
     BX_RUN(test_random_id);
+    BX_RUN(test_factory_unknown_type);
     BX_RUN(test_create_client);
     BX_RUN(test_client_exists);
     BX_RUN(test_subscribe);

@@ -8,9 +8,9 @@
  */
 #include "bx_test.h"
 #include "bx_client.h"
-#include "buf.h"
-#include "conn.h"
-#include "http.h"
+#include "base/buf.h"
+#include "net/conn.h"
+#include "net/http.h"
 
 #include <signal.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
 #include <locale.h>
 #include <stdlib.h>
 #include "bx_test.h"
-#include "http.h"
+#include "net/http.h"
 
 static void test_date_known(void)
 {

@@ -8,8 +8,8 @@
  * BX_LOOP_CLOSE.
  */
 #include "bx_test.h"
-#include "json.h"
-#include "protocol.h"
+#include "base/json.h"
+#include "bayeux/protocol.h"
 #include "server.h"
 
 #include <stdlib.h>
@@ -107,7 +107,7 @@ static bx_batch_t *send_flags(env_t *env, const char *text, int flags, cap_t *c)
         abort();
     }
     g_inside = 1;
-    bx_batch_t *b = bx_protocol_process(env->s, m, NULL, flags, on_reply, c);
+    bx_batch_t *b = bx_protocol_process(bx_server_hub(env->s), m, NULL, flags, on_reply, c);
     g_inside = 0;
     if (m)
         json_decref(m);         /* borrowed by the protocol */

@@ -10,8 +10,8 @@
  * leaks when the passes finish.
  */
 #include "bx_test.h"
-#include "engine.h"
-#include "json.h"
+#include "engine/engine.h"
+#include "base/json.h"
 #include "server.h"
 
 #include <stdlib.h>
@@ -36,9 +36,14 @@ static void r_wake(void *ud, const char *id)
     ((proxy_rec_t *)ud)->wakes++;
 }
 
-static void r_deliver(void *ud, const char *id, bx_chunkv_t *msgs)
+static void r_closed(void *ud, const char *id)
 {
-    (void)id;
+    (void)ud, (void)id;
+}
+
+static void r_took(void *ud, int status, const char *id, bx_chunkv_t *msgs)
+{
+    (void)status, (void)id;
     bx_chunkv_move(&((proxy_rec_t *)ud)->got, msgs);
 }
 
@@ -80,13 +85,15 @@ static void test_requeue_goes_in_front_in_order(void)
 {
     uv_loop_t loop;
     proxy_rec_t rec = { 0 };
-    bx_proxy_t proxy = { &rec, r_has_connection, r_wake, r_deliver, r_trigger };
-    bx_memory_opts_t mo = { 4 };
+    bx_proxy_t proxy = { &rec, r_has_connection, r_wake, r_closed, r_trigger };
+    bx_engine_opts_t eo = { 60, 4 };
+    bx_engine_stats_t st;
+    char err[128];
     char id[32] = "", buf[64];
     int closed = 0;
 
     uv_loop_init(&loop);
-    bx_engine_t *e = bx_engine_memory_new(&loop, &proxy, 60, &mo);
+    bx_engine_t *e = bx_engine_new("memory", &loop, &proxy, &eo, err, sizeof(err));
     BX_CHECK_INT(e->ops->create_client(e, id_cb, id), 0);
     uv_run(&loop, UV_RUN_DEFAULT);
     BX_CHECK_INT(strlen(id), 31);
@@ -108,7 +115,8 @@ static void test_requeue_goes_in_front_in_order(void)
     bx_chunkv_push_new(&back, text_chunk("older1"));
     bx_chunkv_push_new(&back, text_chunk("older2"));
     e->ops->requeue(e, id, &back);
-    BX_CHECK_INT(bx_engine_memory_dropped(e), 1);
+    e->ops->stats(e, &st);
+    BX_CHECK_INT(st.dropped, 1);
 
     /* an unknown client: dropped silently */
     bx_chunkv_push_new(&back, text_chunk("x"));
@@ -116,7 +124,8 @@ static void test_requeue_goes_in_front_in_order(void)
     BX_CHECK_INT(back.n, 0);
 
     rec.connected = 1;
-    e->ops->empty_queue(e, id);
+    BX_CHECK_INT(e->ops->take(e, id, r_took, &rec), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
     BX_CHECK_INT(rec.got.n, 4);
     BX_CHECK_STR(nth(&rec.got, 0, buf), "older2");
     BX_CHECK_STR(nth(&rec.got, 1, buf), "old1");
@@ -204,7 +213,7 @@ static int setup(fixture_t *f)
     bx_server_opts_default(&o);
     f->s = bx_server_new(&f->loop, &o, NULL, 0);
     f->e = bx_server_engine(f->s);
-    bx_server_set_extensions(f->s, NULL, hold_outgoing, NULL, &f->held);
+    bx_hub_set_extensions(bx_server_hub(f->s), NULL, hold_outgoing, NULL, &f->held);
     if (f->e->ops->create_client(f->e, id_cb, f->id) != 0)
         return -1;
     uv_run(&f->loop, UV_RUN_DEFAULT);
@@ -213,7 +222,7 @@ static int setup(fixture_t *f)
     uv_run(&f->loop, UV_RUN_DEFAULT);
     f->sink.base.push = rs_push;
     f->sink.base.close = rs_close;
-    bx_session_bind(f->s, f->id, &f->sink.base);
+    bx_session_bind(bx_server_hub(f->s), f->id, &f->sink.base);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     return 0;
 }
@@ -285,7 +294,7 @@ static void test_destroyed_during_pass_leaves_no_session(void)
 {
     fixture_t f;
     BX_CHECK_INT(setup(&f), 0);
-    BX_CHECK_INT(bx_server_sessions(f.s), 1);
+    BX_CHECK_INT(bx_hub_sessions(bx_server_hub(f.s)), 1);
 
     publish(&f, "one");
     BX_CHECK_INT(f.held.n, 1);
@@ -295,7 +304,7 @@ static void test_destroyed_during_pass_leaves_no_session(void)
     release_all(&f.held);
     uv_run(&f.loop, UV_RUN_DEFAULT);
     BX_CHECK_INT(f.sink.got.n, 0);
-    BX_CHECK_INT(bx_server_sessions(f.s), 0);
+    BX_CHECK_INT(bx_hub_sessions(bx_server_hub(f.s)), 0);
 
     teardown(&f);
     BX_CHECK_INT(f.closed, 1);
@@ -312,13 +321,13 @@ static void test_pass_results_wait_for_the_next_connection(void)
 
     publish(&f, "one");
     BX_CHECK_INT(f.held.n, 1);
-    bx_session_unbind(f.s, f.id, &f.sink.base);
+    bx_session_unbind(bx_server_hub(f.s), f.id, &f.sink.base);
     publish(&f, "two");         /* queued: no connection now */
     release_all(&f.held);
     uv_run(&f.loop, UV_RUN_DEFAULT);
-    BX_CHECK_INT(bx_server_sessions(f.s), 0);
+    BX_CHECK_INT(bx_hub_sessions(bx_server_hub(f.s)), 0);
 
-    bx_session_bind(f.s, f.id, &f.sink.base);
+    bx_session_bind(bx_server_hub(f.s), f.id, &f.sink.base);
     uv_run(&f.loop, UV_RUN_DEFAULT);    /* "two" is now in the extension */
     BX_CHECK_INT(f.held.n, 1);
     release_all(&f.held);
@@ -332,6 +341,57 @@ static void test_pass_results_wait_for_the_next_connection(void)
     BX_LOOP_CLOSE(&f.loop);
 }
 
+/* An engine whose take answers only when the test says so. */
+static const bx_engine_ops_t *g_real_ops;
+static bx_engine_ops_t g_slow_ops;
+static struct { char id[32]; bx_engine_take_cb cb; void *ud; int n; } g_take;
+
+static int slow_take(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud)
+{
+    snprintf(g_take.id, sizeof(g_take.id), "%s", id);
+    g_take.cb = cb;
+    g_take.ud = ud;
+    g_take.n++;
+    return 0;
+}
+
+/* The connection went away while the engine was answering its take: the
+ * messages go back to the queue, and the next connection gets them. */
+static void test_take_answered_after_the_connection_left(void)
+{
+    fixture_t f;
+    bx_hub_t *hub;
+    BX_CHECK_INT(setup(&f), 0);
+    hub = bx_server_hub(f.s);
+    bx_hub_set_extensions(hub, NULL, NULL, NULL, NULL);
+    g_real_ops = f.e->ops;
+    g_slow_ops = *g_real_ops;
+    g_slow_ops.take = slow_take;
+    f.e->ops = &g_slow_ops;
+    memset(&g_take, 0, sizeof(g_take));
+
+    publish(&f, "one");
+    BX_CHECK_INT(g_take.n, 1);              /* asked, not answered */
+    BX_CHECK_STR(g_take.id, f.id);
+    bx_session_unbind(hub, f.id, &f.sink.base);
+    /* the answer comes now, through the real engine */
+    BX_CHECK_INT(g_real_ops->take(f.e, g_take.id, g_take.cb, g_take.ud), 0);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    BX_CHECK_INT(f.sink.got.n, 0);
+    BX_CHECK_INT(bx_hub_sessions(hub), 0);  /* nothing kept without a connection */
+
+    f.e->ops = g_real_ops;
+    bx_session_bind(hub, f.id, &f.sink.base);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    BX_CHECK_INT(f.sink.got.n, 1);
+    BX_CHECK(f.sink.got.n == 1 &&
+             memmem(f.sink.got.v[0]->data, f.sink.got.v[0]->len, "\"one\"", 5) != NULL);
+
+    teardown(&f);
+    BX_CHECK_INT(f.closed, 1);
+    BX_LOOP_CLOSE(&f.loop);
+}
+
 int main(void)
 {
     BX_RUN(test_requeue_goes_in_front_in_order);
@@ -339,5 +399,6 @@ int main(void)
     BX_RUN(test_passes_finishing_out_of_order_keep_order);
     BX_RUN(test_destroyed_during_pass_leaves_no_session);
     BX_RUN(test_pass_results_wait_for_the_next_connection);
+    BX_RUN(test_take_answered_after_the_connection_left);
     return BX_REPORT();
 }

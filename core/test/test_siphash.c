@@ -3,8 +3,8 @@
  * streaming form against the one-shot one, and the dict's keyed hash.
  */
 #include "bx_test.h"
-#include "dict.h"
-#include "siphash.h"
+#include "base/dict.h"
+#include "base/siphash.h"
 
 #include <stdint.h>
 

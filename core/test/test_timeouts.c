@@ -4,7 +4,7 @@
  * Each test ends with a loop that closes clean.
  */
 #include "bx_test.h"
-#include "timeouts.h"
+#include "base/timeouts.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -9,12 +9,12 @@
  */
 #include "bx_test.h"
 #include "bx_client.h"
-#include "buf.h"
-#include "conn.h"
-#include "json.h"
-#include "protocol.h"
+#include "base/buf.h"
+#include "net/conn.h"
+#include "base/json.h"
+#include "bayeux/protocol.h"
 #include "server.h"
-#include "ws.h"
+#include "transport/ws.h"
 
 #include <stdlib.h>
 
@@ -453,7 +453,7 @@ static void ignore_reply(void *ud, bx_chunkv_t *reply, size_t n)
 static void publish_local(env_t *env, const char *channel, int n, int *acks)
 {
     json_t *m = json_pack("{s:s,s:i}", "channel", channel, "data", n);
-    bx_protocol_process(env->s, m, NULL, BX_PROTO_LOCAL, ignore_reply, acks);
+    bx_protocol_process(bx_server_hub(env->s), m, NULL, BX_PROTO_LOCAL, ignore_reply, acks);
     json_decref(m);
 }
 
@@ -480,7 +480,7 @@ static void test_bayeux_coalesced(void)
     g_cl = &cl;
     for (int i = 0; i < 5; i++)
         uv_run(&env.loop, UV_RUN_NOWAIT);
-    BX_CHECK(bx_session_has_sink(env.s, g_id));
+    BX_CHECK(bx_session_has_sink(bx_server_hub(env.s), g_id));
 
     /* three publishes in one loop iteration -> one frame */
     uint64_t writes = bx_conn_write_calls();
@@ -535,11 +535,11 @@ static void test_socket_close_keeps_session(void)
     send_text(&cl, text);
     BX_CHECK_INT(wait_text(&env, &cl, &p, 2000), 1);
     BX_CHECK(strstr(p.data, "/meta/connect"));
-    BX_CHECK(bx_session_has_sink(env.s, g_id));
+    BX_CHECK(bx_session_has_sink(bx_server_hub(env.s), g_id));
     client_close_wait(&cl);
     g_nsockets_target = 0;
     BX_CHECK(run_until(&env.loop, pred_count, 2000));
-    BX_CHECK(!bx_session_has_sink(env.s, g_id));
+    BX_CHECK(!bx_session_has_sink(bx_server_hub(env.s), g_id));
 
     /* published while away: waits in the queue for the next socket */
     publish_local(&env, "/k", 7, &acks);
@@ -651,7 +651,7 @@ static void test_slow_reader(void)
     int sent = 0;
     while (bx_ws_count() > 1 && sent < 2000) {
         json_t *m = json_pack("{s:s,s:s}", "channel", "/s", "data", big.data);
-        bx_protocol_process(env.s, m, NULL, BX_PROTO_LOCAL, ignore_reply, &acks);
+        bx_protocol_process(bx_server_hub(env.s), m, NULL, BX_PROTO_LOCAL, ignore_reply, &acks);
         json_decref(m);
         sent++;
         /* the fast one reads each delivery before the next publish, so it

@@ -1,0 +1,137 @@
+/*
+ * dict.c - string-keyed hash table (see dict.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "base/buf.h"
+#include "base/dict.h"
+
+void bx_dict_hash_start(bx_siphash_t *st)
+{
+    bx_siphash_init_process(st);
+}
+
+uint32_t bx_dict_hash_end(const bx_siphash_t *st)
+{
+    return (uint32_t)bx_siphash_final(st);
+}
+
+uint32_t bx_dict_hash(const char *key, size_t len)
+{
+    bx_siphash_t st;
+    bx_dict_hash_start(&st);
+    bx_siphash_update(&st, key, len);
+    return bx_dict_hash_end(&st);
+}
+
+static bx_dict_entry_t **find(const bx_dict_t *d, const char *key, size_t len, uint32_t h)
+{
+    bx_dict_entry_t **pp = &d->buckets[h & d->mask];
+    for (; *pp; pp = &(*pp)->next)
+        if ((*pp)->hash == h && (*pp)->klen == len && memcmp((*pp)->key, key, len) == 0)
+            return pp;
+    return pp;
+}
+
+void *bx_dict_get_hashed(const bx_dict_t *d, const char *key, size_t len, uint32_t hash)
+{
+    if (!d->buckets)
+        return NULL;
+    bx_dict_entry_t *e = *find(d, key, len, hash);
+    return e ? e->value : NULL;
+}
+
+void *bx_dict_get(const bx_dict_t *d, const char *key, size_t len)
+{
+    if (!d->buckets)
+        return NULL;
+    return bx_dict_get_hashed(d, key, len, bx_dict_hash(key, len));
+}
+
+static void grow(bx_dict_t *d)
+{
+    size_t n = d->buckets ? (d->mask + 1) * 2 : 8;
+    bx_dict_entry_t **nb = bx_calloc(n, sizeof(*nb));
+    if (d->buckets) {
+        for (size_t i = 0; i <= d->mask; i++) {
+            bx_dict_entry_t *e = d->buckets[i], *next;
+            for (; e; e = next) {
+                next = e->next;
+                e->next = nb[e->hash & (n - 1)];
+                nb[e->hash & (n - 1)] = e;
+            }
+        }
+        free(d->buckets);
+    }
+    d->buckets = nb;
+    d->mask = n - 1;
+}
+
+void *bx_dict_set(bx_dict_t *d, const char *key, size_t len, void *value)
+{
+    if (!d->buckets || d->count > d->mask)
+        grow(d);
+    uint32_t h = bx_dict_hash(key, len);
+    bx_dict_entry_t **pp = find(d, key, len, h);
+    if (*pp) {
+        void *old = (*pp)->value;
+        (*pp)->value = value;
+        return old;
+    }
+    bx_dict_entry_t *e = bx_malloc(sizeof(*e) + len + 1);
+    e->next = NULL;
+    e->value = value;
+    e->hash = h;
+    e->klen = (uint32_t)len;
+    memcpy(e->key, key, len);
+    e->key[len] = '\0';
+    *pp = e;
+    d->count++;
+    return NULL;
+}
+
+void *bx_dict_del(bx_dict_t *d, const char *key, size_t len)
+{
+    if (!d->buckets)
+        return NULL;
+    bx_dict_entry_t **pp = find(d, key, len, bx_dict_hash(key, len));
+    bx_dict_entry_t *e = *pp;
+    if (!e)
+        return NULL;
+    void *v = e->value;
+    *pp = e->next;
+    free(e);
+    d->count--;
+    return v;
+}
+
+bx_dict_entry_t *bx_dict_next(const bx_dict_t *d, bx_dict_iter_t *it)
+{
+    if (!d->buckets)
+        return NULL;
+    bx_dict_entry_t *e = it->next;
+    while (!e) {
+        if (it->bucket > d->mask)
+            return NULL;
+        e = d->buckets[it->bucket++];
+    }
+    it->next = e->next;
+    return e;
+}
+
+void bx_dict_free(bx_dict_t *d)
+{
+    if (d->buckets) {
+        for (size_t i = 0; i <= d->mask; i++) {
+            bx_dict_entry_t *e = d->buckets[i], *next;
+            for (; e; e = next) {
+                next = e->next;
+                free(e);
+            }
+        }
+        free(d->buckets);
+    }
+    d->buckets = NULL;
+    d->mask = 0;
+    d->count = 0;
+}

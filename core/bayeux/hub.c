@@ -1,0 +1,819 @@
+/*
+ * hub.c - the session hub between transports, protocol and engine (see
+ * hub.h).
+ *
+ * One uv_idle "tick" handle runs, before the next poll, everything that was
+ * made pending during the previous iteration: deferred calls, the delivery
+ * pass over dirty sessions, and queued events. Idle (not check) is used so
+ * that the loop never blocks in poll while something is pending; the
+ * connections' prepare pass then writes everything in one writev each.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "base/dict.h"
+#include "base/json.h"
+#include "bayeux/hub.h"
+#include "net/conn.h"
+
+typedef struct session {
+    char id[32];
+    bx_waiter_t *hold;
+    bx_sink_t *sink;
+    bx_chunkv_t pending;        /* delivered by the engine, not yet handed on */
+    int dirty;
+    int want_queue;             /* ask the engine for its queue on the pass */
+    int taking;                 /* a take() is in flight: the pass waits for
+                                   it (its messages are older than any wake
+                                   since) */
+    int release_empty;          /* release the hold even with nothing */
+    int outpasses;              /* deliveries inside outgoing extensions */
+    struct outpass *out_first;  /* those passes, oldest first: their results */
+    struct outpass *out_last;   /* are handed on in this order */
+    int pinned;                 /* inside a push or a release: a sink or a
+                                   waiter may unbind (even rebind) meanwhile,
+                                   the pass still uses the session after */
+    struct session *next_dirty;
+    struct session *ka_prev, *ka_next;  /* while its sink wants keep-alive */
+} session_t;
+
+typedef struct deferred {
+    struct deferred *next;
+    void (*fn)(void *ud);
+    void *ud;
+} deferred_t;
+
+typedef struct event {
+    struct event *next;
+    bx_event_t ev;
+    char id[32];
+    char *channel;
+    json_t *data;
+} event_t;
+
+struct bx_hub_s {
+    uv_loop_t *loop;
+    bx_hub_opts_t opts;
+    bx_engine_t *engine;        /* borrowed (bx_hub_attach) */
+    bx_dict_t sessions;
+    size_t connected;           /* sessions with a hold or a sink */
+    session_t *keepalives;      /* sessions whose sink wants keep-alive */
+    session_t *dirty;
+    deferred_t *defer_head, *defer_tail;
+    event_t *ev_head, *ev_tail;
+    uv_idle_t tick;
+    uv_timer_t keepalive;
+    bx_timeouts_t holds;        /* deadlines of held connects (protocol.c) */
+    bx_hub_event_cb event_cb;
+    unsigned event_mask;        /* 1 << bx_event_t for each event wanted */
+    void *event_ud;
+    bx_ext_hook incoming, outgoing;
+    struct outpass *outpasses;  /* deliveries inside outgoing extensions */
+    void (*ext_abandon)(void *ud);
+    void *ext_ud;
+    int closing;
+    int pending_closes;         /* of the hub's own handles */
+    void (*close_done)(void *ud);
+    void *close_ud;
+};
+
+static void on_tick(uv_idle_t *h);
+
+/* ---- Sessions ---- */
+
+static session_t *session_get(bx_hub_t *s, const char *id)
+{
+    return bx_dict_get(&s->sessions, id, strlen(id));
+}
+
+static session_t *session_make(bx_hub_t *s, const char *id)
+{
+    session_t *ss = session_get(s, id);
+    if (!ss) {
+        ss = bx_calloc(1, sizeof(*ss));
+        snprintf(ss->id, sizeof(ss->id), "%s", id);
+        bx_dict_set(&s->sessions, ss->id, strlen(ss->id), ss);
+    }
+    return ss;
+}
+
+/* Every change of a session's hold or sink goes through set_hold or
+ * set_sink, so the count of connected sessions and the list of keep-alive
+ * sinks stay exact without walking every session. */
+static void count_connected(bx_hub_t *s, session_t *ss, int was)
+{
+    int now = ss->hold || ss->sink;
+    if (now && !was)
+        s->connected++;
+    else if (!now && was)
+        s->connected--;
+}
+
+static void set_hold(bx_hub_t *s, session_t *ss, bx_waiter_t *w)
+{
+    int was = ss->hold || ss->sink;
+    ss->hold = w;
+    count_connected(s, ss, was);
+}
+
+static void set_sink(bx_hub_t *s, session_t *ss, bx_sink_t *sink)
+{
+    int was = ss->hold || ss->sink;
+    if (ss->sink && ss->sink->keepalive) {
+        if (ss->ka_prev)
+            ss->ka_prev->ka_next = ss->ka_next;
+        else
+            s->keepalives = ss->ka_next;
+        if (ss->ka_next)
+            ss->ka_next->ka_prev = ss->ka_prev;
+        ss->ka_prev = ss->ka_next = NULL;
+    }
+    ss->sink = sink;
+    if (sink && sink->keepalive) {
+        ss->ka_prev = NULL;
+        ss->ka_next = s->keepalives;
+        if (ss->ka_next)
+            ss->ka_next->ka_prev = ss;
+        s->keepalives = ss;
+    }
+    count_connected(s, ss, was);
+}
+
+static void mark_dirty(bx_hub_t *s, session_t *ss)
+{
+    if (ss->dirty)
+        return;
+    ss->dirty = 1;
+    ss->next_dirty = s->dirty;
+    s->dirty = ss;
+    uv_idle_start(&s->tick, on_tick);
+}
+
+/* Frees a session that has nothing left to do (and is not on the dirty
+ * list, whose pass frees it instead). */
+static void session_gc(bx_hub_t *s, session_t *ss)
+{
+    if (ss->hold || ss->sink || ss->pending.n || ss->dirty || ss->outpasses || ss->pinned ||
+        ss->taking)
+        return;
+    bx_dict_del(&s->sessions, ss->id, strlen(ss->id));
+    bx_chunkv_free(&ss->pending);
+    free(ss);
+}
+
+void bx_session_hold(bx_hub_t *s, const char *id, bx_waiter_t *w)
+{
+    session_t *ss = session_make(s, id);
+    if (ss->hold && ss->hold != w) {
+        /* a second connect answers the first at once (Faye would leave it
+         * hanging forever, reference §6.3) */
+        bx_waiter_t *old = ss->hold;
+        bx_chunkv_t none = BX_CHUNKV_INIT;
+        set_hold(s, ss, NULL);
+        old->release(old, &none);
+    }
+    set_hold(s, ss, w);
+    ss->want_queue = 1;
+    mark_dirty(s, ss);
+}
+
+void bx_session_release_soon(bx_hub_t *s, const char *id)
+{
+    session_t *ss = session_get(s, id);
+    if (ss && ss->hold) {
+        ss->release_empty = 1;
+        mark_dirty(s, ss);
+    }
+}
+
+void bx_session_unhold(bx_hub_t *s, const char *id, bx_waiter_t *w)
+{
+    session_t *ss = session_get(s, id);
+    if (ss && ss->hold == w) {
+        set_hold(s, ss, NULL);
+        session_gc(s, ss);
+    }
+}
+
+void bx_session_bind(bx_hub_t *s, const char *id, bx_sink_t *sink)
+{
+    session_t *ss = session_make(s, id);
+    if (ss->sink && ss->sink != sink) {
+        bx_sink_t *old = ss->sink;
+        set_sink(s, ss, NULL);
+        old->close(old);
+    }
+    set_sink(s, ss, sink);
+    ss->want_queue = 1;
+    mark_dirty(s, ss);
+}
+
+void bx_session_unbind(bx_hub_t *s, const char *id, bx_sink_t *sink)
+{
+    session_t *ss = session_get(s, id);
+    if (ss && ss->sink == sink) {
+        set_sink(s, ss, NULL);
+        session_gc(s, ss);
+    }
+}
+
+int bx_session_has_sink(bx_hub_t *s, const char *id)
+{
+    session_t *ss = session_get(s, id);
+    return ss && ss->sink;
+}
+
+void bx_session_give_back(bx_hub_t *s, const char *id, bx_chunkv_t *msgs)
+{
+    /* a closing engine keeps nothing: what it holds is dropped too */
+    if (msgs->n && !s->closing)
+        s->engine->ops->requeue(s->engine, id, msgs);
+    bx_chunkv_clear(msgs);
+}
+
+/* ---- Outgoing extensions on deliveries ----
+ *
+ * With an outgoing extension installed, every delivered message is handed
+ * to it per recipient (as in Faye) before it reaches the connection; the
+ * result is serialized again into a private chunk flagged PROCESSED so it
+ * is not run twice. Without one, the shared chunk goes out untouched. */
+
+#define PROCESSED 1
+
+typedef struct outpass {
+    struct outpass *prev, *next;
+    struct outpass *later;      /* the session's next pass */
+    bx_hub_t *s;
+    char id[32];
+    int finished;
+    size_t left;
+    size_t n;
+    json_t **msgs;              /* results, NULL when dropped */
+    struct outslot { struct outpass *p; size_t i; } *slots;
+} outpass_t;
+
+static void outpass_free(outpass_t *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (p->msgs[i])
+            json_decref(p->msgs[i]);
+    free(p->msgs);
+    free(p->slots);
+    free(p);
+}
+
+static void outpass_unlink(outpass_t *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        p->s->outpasses = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+}
+
+/* Puts processed messages (`v`, entries stolen) into the session's pending
+ * ones: after those of earlier passes, before anything that arrived since. */
+static void pending_insert(session_t *ss, bx_chunkv_t *v)
+{
+    bx_chunkv_t out = BX_CHUNKV_INIT;
+    size_t k = 0;
+
+    while (k < ss->pending.n && (ss->pending.v[k]->flags & PROCESSED))
+        k++;
+    for (size_t i = 0; i < ss->pending.n; i++) {
+        if (i == k)
+            bx_chunkv_move(&out, v);
+        bx_chunkv_push_new(&out, ss->pending.v[i]);
+    }
+    bx_chunkv_move(&out, v);
+    free(ss->pending.v);
+    ss->pending = out;
+}
+
+static void outpass_done(void *ud, json_t *msg)
+{
+    struct outslot *slot = ud;
+    outpass_t *p = slot->p;
+    bx_hub_t *s = p->s;
+
+    p->msgs[slot->i] = msg;
+    if (--p->left > 0)
+        return;
+    p->finished = 1;
+    /* a session is kept while its passes are in flight (session_gc) */
+    session_t *ss = s->closing ? NULL : session_get(s, p->id);
+    if (!ss) {
+        outpass_unlink(p);
+        outpass_free(p);
+        return;
+    }
+    /* passes may finish in any order; their results go on in the order the
+     * passes started, so a later one waits for those before it */
+    bx_chunkv_t v = BX_CHUNKV_INIT;
+    while (ss->out_first && ss->out_first->finished) {
+        outpass_t *q = ss->out_first;
+        ss->out_first = q->later;
+        if (!ss->out_first)
+            ss->out_last = NULL;
+        ss->outpasses--;
+        for (size_t i = 0; i < q->n; i++) {
+            if (!q->msgs[i] || json_object_get(q->msgs[i], "successful"))
+                continue;       /* dropped (Faye would send [null]: we send nothing) */
+            bx_chunk_t *c = bx_json_chunk(q->msgs[i]);
+            c->flags |= PROCESSED;
+            bx_chunkv_push_new(&v, c);
+        }
+        outpass_unlink(q);
+        outpass_free(q);
+    }
+    pending_insert(ss, &v);
+    bx_chunkv_free(&v);
+    if (ss->hold || ss->sink) {
+        mark_dirty(s, ss);
+    } else {
+        /* the connection ended meanwhile (or the client was destroyed):
+         * the queue keeps them for the next one (or drops them) */
+        bx_session_give_back(s, ss->id, &ss->pending);
+        session_gc(s, ss);
+    }
+}
+
+/* Runs the unprocessed chunks of `msgs` through the outgoing extensions;
+ * keeps the processed ones in `msgs`. */
+static void outgoing_pass(bx_hub_t *s, session_t *ss, bx_chunkv_t *msgs)
+{
+    bx_chunkv_t keep = BX_CHUNKV_INIT;
+    outpass_t *p = NULL;
+    /* as in Faye, a delivery shows the request of the connection carrying
+     * it (the held connect, or the socket's upgrade request) */
+    void *request = ss->sink ? ss->sink->request : ss->hold ? ss->hold->request : NULL;
+
+    for (size_t i = 0; i < msgs->n; i++) {
+        bx_chunk_t *c = msgs->v[i];
+        if (c->flags & PROCESSED) {
+            bx_chunkv_push(&keep, c);
+            continue;
+        }
+        if (!p) {
+            p = bx_calloc(1, sizeof(*p));
+            p->s = s;
+            memcpy(p->id, ss->id, sizeof(p->id));
+            p->msgs = bx_calloc(msgs->n, sizeof(*p->msgs));
+            p->slots = bx_calloc(msgs->n, sizeof(*p->slots));
+        }
+        p->msgs[p->n] = NULL;
+        p->slots[p->n].p = p;
+        p->slots[p->n].i = p->n;
+        p->n++;
+    }
+    if (p) {
+        ss->outpasses++;
+        if (ss->out_last)
+            ss->out_last->later = p;
+        else
+            ss->out_first = p;
+        ss->out_last = p;
+        /* count first: a hook may answer on this very turn's deferral */
+        p->left = p->n + 1;
+        p->next = s->outpasses;
+        if (p->next)
+            p->next->prev = p;
+        s->outpasses = p;
+        size_t k = 0;
+        for (size_t i = 0; i < msgs->n; i++) {
+            bx_chunk_t *c = msgs->v[i];
+            if (c->flags & PROCESSED)
+                continue;
+            json_t *m = bx_json_parse(c->data, c->len);
+            s->outgoing(s->ext_ud, m ? m : json_object(), request, outpass_done,
+                        &p->slots[k++]);
+        }
+        outpass_done(&p->slots[0], p->msgs[0]);     /* releases the extra count */
+    }
+    bx_chunkv_free(msgs);
+    *msgs = keep;
+}
+
+/* Moves the entries of `msgs` past the first max_reply bytes (but never
+ * the first entry) to the end of `rest`: an answer to a held connect stays
+ * bounded whatever the queue holds. */
+static void bound_reply(bx_hub_t *s, bx_chunkv_t *msgs, bx_chunkv_t *rest)
+{
+    size_t bytes = 0, i;
+
+    for (i = 0; i < msgs->n; i++) {
+        bytes += msgs->v[i]->len + 1;       /* and its comma */
+        if (i > 0 && bytes > s->opts.max_reply)
+            break;
+    }
+    for (size_t j = i; j < msgs->n; j++)
+        bx_chunkv_push_new(rest, msgs->v[j]);
+    msgs->n = i;
+}
+
+static void p_took(void *ud, int status, const char *id, bx_chunkv_t *msgs);
+
+/* Hands what session `ss` (not on the dirty list) has to its sink or its
+ * held connect, in one piece; asks the engine for its queue when told to.
+ * What no connection takes goes back to the engine's queue, so a session
+ * without a connection holds no messages. */
+static void deliver_session(bx_hub_t *s, session_t *ss)
+{
+    bx_chunkv_t back = BX_CHUNKV_INIT;  /* for the engine's queue, in order */
+
+    if (ss->want_queue && !ss->taking && !s->closing && (ss->hold || ss->sink)) {
+        ss->want_queue = 0;
+        if (s->engine->ops->take(s->engine, ss->id, p_took, s) == 0)
+            ss->taking = 1;
+    }
+    if (ss->taking && !ss->pending.n)
+        return;                 /* p_took answers (an empty release waits) */
+    if (s->outgoing && ss->pending.n && (ss->sink || ss->hold))
+        outgoing_pass(s, ss, &ss->pending);
+    if (ss->pending.n && ss->sink) {
+        bx_chunkv_t msgs = ss->pending;
+        ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
+        /* an in-process client's push runs Lua, which may unbind or
+         * disconnect this very client */
+        bx_sink_t *sink = ss->sink;
+        ss->pinned++;
+        sink->push(sink, &msgs);
+        ss->pinned--;
+        if (msgs.n) {
+            /* refused: its socket is going away. Unbound first, so the
+             * given-back messages wake no one; a held connect rides the
+             * same connection and is answered empty */
+            if (ss->sink == sink)
+                set_sink(s, ss, NULL);
+            ss->release_empty = 1;
+            bx_chunkv_move(&back, &msgs);
+        }
+        bx_chunkv_free(&msgs);
+    } else if (ss->outpasses && !ss->pending.n) {
+        return;                 /* a release waits for the outgoing extensions */
+    }
+    /* with a sink the messages went there: a connect with timeout 0
+     * (eventsource) is still answered on this pass */
+    if ((ss->pending.n || ss->release_empty) && ss->hold) {
+        bx_waiter_t *w = ss->hold;
+        bx_chunkv_t msgs = ss->pending;
+        ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
+        bound_reply(s, &msgs, &back);
+        set_hold(s, ss, NULL);
+        ss->pinned++;
+        w->release(w, &msgs);
+        ss->pinned--;
+        bx_chunkv_free(&msgs);
+    }
+    ss->release_empty = 0;
+    if (!ss->hold && !ss->sink)
+        bx_chunkv_move(&back, &ss->pending);
+    bx_session_give_back(s, ss->id, &back);
+    bx_chunkv_free(&back);
+    session_gc(s, ss);
+}
+
+/* The delivery pass, once per loop iteration: every dirty session. */
+static void deliver_pass(bx_hub_t *s)
+{
+    session_t *list = s->dirty;
+    s->dirty = NULL;
+    while (list) {
+        session_t *ss = list;
+        list = ss->next_dirty;
+        ss->dirty = 0;
+        deliver_session(s, ss);
+    }
+}
+
+/* ---- Engine proxy ---- */
+
+static int p_has_connection(void *ud, const char *id)
+{
+    session_t *ss = session_get(ud, id);
+    return ss && (ss->hold || ss->sink);
+}
+
+static void p_wake(void *ud, const char *id)
+{
+    bx_hub_t *s = ud;
+    session_t *ss = session_get(s, id);
+    if (ss) {
+        ss->want_queue = 1;
+        mark_dirty(s, ss);
+    }
+}
+
+/* The engine's answer to a take: the messages join what the session has
+ * for its connection and go on now (this is a later turn than the take),
+ * or back to the queue if the connection went away meanwhile. A session
+ * already on the dirty list waits for its pass, which comes before the
+ * next poll. */
+static void p_took(void *ud, int status, const char *id, bx_chunkv_t *msgs)
+{
+    bx_hub_t *s = ud;
+    session_t *ss = s->closing ? NULL : session_get(s, id);
+
+    if (!ss)
+        return;                 /* closing: the engine frees what is left */
+    ss->taking = 0;
+    if (status == 0)
+        bx_chunkv_move(&ss->pending, msgs);
+    if (ss->dirty)
+        return;
+    ss->pinned++;               /* kept across the delivery's callbacks */
+    deliver_session(s, ss);
+    ss->pinned--;
+    session_gc(s, ss);
+}
+
+/* The client is gone: a held connect is answered (successfully, as Faye
+ * does after a disconnect) and a bound socket closed. */
+static void p_closed(void *ud, const char *id)
+{
+    bx_hub_t *s = ud;
+    session_t *ss = session_get(s, id);
+
+    if (!ss)
+        return;
+    bx_chunkv_clear(&ss->pending);
+    if (ss->hold) {
+        ss->release_empty = 1;
+        mark_dirty(s, ss);
+    }
+    if (ss->sink) {
+        bx_sink_t *sink = ss->sink;
+        set_sink(s, ss, NULL);
+        sink->close(sink);
+    }
+    session_gc(s, ss);
+}
+
+static void queue_event(bx_hub_t *s, bx_event_t ev, const char *id, const char *channel,
+                        const json_t *data)
+{
+    if (!s->event_cb || !(s->event_mask & (1u << ev)))
+        return;
+    event_t *e = bx_calloc(1, sizeof(*e));
+    e->ev = ev;
+    snprintf(e->id, sizeof(e->id), "%s", id ? id : "");
+    e->channel = channel ? bx_strdup(channel) : NULL;
+    e->data = data ? json_deep_copy(data) : NULL;
+    if (s->ev_tail)
+        s->ev_tail->next = e;
+    else
+        s->ev_head = e;
+    s->ev_tail = e;
+    uv_idle_start(&s->tick, on_tick);
+}
+
+static void p_trigger(void *ud, bx_event_t ev, const char *id, const char *channel,
+                      const json_t *data)
+{
+    queue_event(ud, ev, id, channel, data);
+}
+
+/* ---- Tick ---- */
+
+static void free_event(event_t *e)
+{
+    free(e->channel);
+    if (e->data)
+        json_decref(e->data);
+    free(e);
+}
+
+static void on_tick(uv_idle_t *h)
+{
+    bx_hub_t *s = h->data;
+    deferred_t *d = s->defer_head;
+    event_t *e = s->ev_head;
+
+    s->defer_head = s->defer_tail = NULL;
+    s->ev_head = s->ev_tail = NULL;
+    uv_idle_stop(&s->tick);
+    while (d) {
+        deferred_t *next = d->next;
+        d->fn(d->ud);
+        free(d);
+        d = next;
+    }
+    deliver_pass(s);
+    while (e) {
+        event_t *next = e->next;
+        if (s->event_cb && !s->closing)
+            s->event_cb(s->event_ud, e->ev, e->id, e->channel, e->data);
+        free_event(e);
+        e = next;
+    }
+}
+
+void bx_hub_defer(bx_hub_t *s, void (*fn)(void *ud), void *ud)
+{
+    deferred_t *d = bx_calloc(1, sizeof(*d));
+    d->fn = fn;
+    d->ud = ud;
+    if (s->defer_tail)
+        s->defer_tail->next = d;
+    else
+        s->defer_head = d;
+    s->defer_tail = d;
+    uv_idle_start(&s->tick, on_tick);
+}
+
+/* In-process clients never poll: keep them alive while their sink is bound. */
+static void on_keepalive(uv_timer_t *t)
+{
+    bx_hub_t *s = t->data;
+    for (session_t *ss = s->keepalives; ss; ss = ss->ka_next)
+        s->engine->ops->ping(s->engine, ss->id);
+}
+
+/* ---- Life cycle ---- */
+
+bx_hub_t *bx_hub_new(uv_loop_t *loop, const bx_hub_opts_t *opts)
+{
+    bx_hub_t *s = bx_calloc(1, sizeof(*s));
+
+    s->loop = loop;
+    s->opts = *opts;
+    if (s->opts.timeout <= 0)
+        s->opts.timeout = 60;
+    uv_idle_init(loop, &s->tick);
+    s->tick.data = s;
+    uv_timer_init(loop, &s->keepalive);
+    s->keepalive.data = s;
+    bx_timeouts_init(&s->holds, loop);
+    uint64_t ka = (uint64_t)(s->opts.timeout * 500);
+    uv_timer_start(&s->keepalive, on_keepalive, ka ? ka : 1, ka ? ka : 1);
+    uv_unref((uv_handle_t *)&s->keepalive);
+    return s;
+}
+
+bx_proxy_t bx_hub_proxy(bx_hub_t *s)
+{
+    bx_proxy_t proxy = { s, p_has_connection, p_wake, p_closed, p_trigger };
+    return proxy;
+}
+
+void bx_hub_attach(bx_hub_t *s, bx_engine_t *engine)
+{
+    s->engine = engine;
+}
+
+bx_timeouts_t *bx_hub_timeouts(bx_hub_t *s)
+{
+    return &s->holds;
+}
+
+const bx_hub_opts_t *bx_hub_opts(const bx_hub_t *s)
+{
+    return &s->opts;
+}
+
+bx_engine_t *bx_hub_engine(bx_hub_t *s)
+{
+    return s->engine;
+}
+
+uv_loop_t *bx_hub_loop(bx_hub_t *s)
+{
+    return s->loop;
+}
+
+void bx_hub_on_event(bx_hub_t *s, bx_hub_event_cb cb, void *ud, unsigned mask)
+{
+    s->event_cb = cb;
+    s->event_ud = ud;
+    s->event_mask = cb ? mask : 0;
+}
+
+void bx_hub_set_extensions(bx_hub_t *s, bx_ext_hook incoming, bx_ext_hook outgoing,
+                           void (*abandon)(void *ud), void *ud)
+{
+    s->incoming = incoming;
+    s->outgoing = outgoing;
+    s->ext_abandon = abandon;
+    s->ext_ud = ud;
+}
+
+bx_ext_hook bx_hub_incoming(const bx_hub_t *s, void **ud)
+{
+    *ud = s->ext_ud;
+    return s->incoming;
+}
+
+bx_ext_hook bx_hub_outgoing(const bx_hub_t *s, void **ud)
+{
+    *ud = s->ext_ud;
+    return s->outgoing;
+}
+
+size_t bx_hub_connected(const bx_hub_t *s)
+{
+    return s->connected;
+}
+
+size_t bx_hub_sessions(const bx_hub_t *s)
+{
+    return s->sessions.count;
+}
+
+int bx_hub_closing(const bx_hub_t *s)
+{
+    return s->closing;
+}
+
+void bx_hub_close_begin(bx_hub_t *s)
+{
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *en;
+
+    if (s->closing)
+        return;
+    s->closing = 1;
+    if (s->ext_abandon)
+        s->ext_abandon(s->ext_ud);
+    s->incoming = s->outgoing = NULL;
+    /* answer every held connect now, so that the answers reach the sockets
+     * before the listener closes them */
+    while ((en = bx_dict_next(&s->sessions, &it)) != NULL) {
+        session_t *ss = en->value;
+        if (ss->hold) {
+            bx_waiter_t *w = ss->hold;
+            bx_chunkv_t msgs = ss->pending;
+            ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
+            set_hold(s, ss, NULL);
+            w->release(w, &msgs);
+            bx_chunkv_free(&msgs);
+        }
+    }
+}
+
+/* One of the hub's handles is closed; the last reports. */
+static void handle_closed(uv_handle_t *h)
+{
+    bx_hub_t *s = h->data;
+    if (--s->pending_closes == 0 && s->close_done)
+        s->close_done(s->close_ud);
+}
+
+static void holds_closed(void *ud)
+{
+    bx_hub_t *s = ud;
+    if (--s->pending_closes == 0 && s->close_done)
+        s->close_done(s->close_ud);
+}
+
+int bx_hub_close(bx_hub_t *s, void (*done)(void *ud), void *ud)
+{
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *en;
+
+    bx_hub_close_begin(s);
+    while ((en = bx_dict_next(&s->sessions, &it)) != NULL) {
+        session_t *ss = en->value;
+        if (ss->hold) {
+            /* held after close began (a lookup was already in flight) */
+            bx_waiter_t *w = ss->hold;
+            bx_chunkv_t none = BX_CHUNKV_INIT;
+            set_hold(s, ss, NULL);
+            w->release(w, &none);
+        }
+        if (ss->sink) {
+            bx_sink_t *sink = ss->sink;
+            set_sink(s, ss, NULL);
+            sink->close(sink);
+        }
+        bx_chunkv_free(&ss->pending);
+        free(ss);
+    }
+    bx_dict_free(&s->sessions);
+    s->dirty = NULL;
+    for (event_t *e = s->ev_head, *next; e; e = next) {
+        next = e->next;
+        free_event(e);
+    }
+    s->ev_head = s->ev_tail = NULL;
+    while (s->outpasses) {
+        struct outpass *p = s->outpasses;
+        s->outpasses = p->next;
+        outpass_free(p);
+    }
+    s->close_done = done;
+    s->close_ud = ud;
+    s->pending_closes = 3;
+    bx_conn_flush_all(s->loop);
+    uv_close((uv_handle_t *)&s->tick, handle_closed);
+    uv_close((uv_handle_t *)&s->keepalive, handle_closed);
+    bx_timeouts_close(&s->holds, holds_closed, s);
+    return 1;
+}
+
+void bx_hub_free(bx_hub_t *s)
+{
+    if (!s)
+        return;
+    bx_dict_free(&s->sessions);
+    free(s);
+}

@@ -1,0 +1,176 @@
+/*
+ * hub.h - the session hub: the "proxy" between the protocol and the engine
+ * (Faye's engines/proxy.js), and the per-iteration delivery pass.
+ *
+ * The engine says which client has messages; the hub knows which clients
+ * have a connection here (a held /meta/connect or a bound socket, both
+ * registered by the transports above) and, once per loop iteration (a
+ * uv_idle pass before the next poll), hands each of them everything pending
+ * in one go. It also runs the later-turn deferrals of this level, the
+ * event queue and the extension hooks installed from above.
+ *
+ * The hub knows nothing of HTTP or of the transports: they reach it through
+ * bx_session_*() and it reaches them only through the function pointers of
+ * bx_waiter_t and bx_sink_t.
+ */
+#ifndef BX_HUB_H
+#define BX_HUB_H
+
+#include <uv.h>
+#include <jansson.h>
+#include "base/buf.h"
+#include "base/timeouts.h"
+#include "engine/engine.h"
+
+typedef struct bx_hub_s bx_hub_t;
+
+/* The Bayeux options of a hub (the server's options pick them). */
+typedef struct {
+    double timeout;             /* seconds; default 60 */
+    double interval;            /* seconds advised between connects; default 0 */
+    size_t max_reply;           /* bytes of messages in one answer to a held
+                                   /meta/connect; the rest wait for the next
+                                   connect (one message always goes, whatever
+                                   its size) */
+    size_t max_channel_length;  /* bytes of a channel name or pattern; longer
+                                   -> 405 Invalid channel */
+    size_t max_channel_depth;   /* segments of one; more -> 405 */
+} bx_hub_opts_t;
+
+/* A held /meta/connect waiting for messages. `release` ends the hold:
+ * `msgs` holds the messages to answer with (entries stolen; may be empty).
+ * Called at most once per hold, from the delivery pass or from a session
+ * ending, never from inside bx_session_hold(). */
+typedef struct bx_waiter_s {
+    void (*release)(struct bx_waiter_s *w, bx_chunkv_t *msgs);
+    void *request;              /* borrowed: the HTTP request holding it, shown
+                                   to outgoing extensions on deliveries; NULL
+                                   for none; valid while held */
+} bx_waiter_t;
+
+/* A socket-like consumer bound to a session (WebSocket, EventSource, an
+ * in-process client). `push` gets every delivery batch and takes its
+ * entries (stolen); a sink that can no longer write them (its socket is
+ * closing, or too slow and dropped just now) leaves them all in `msgs`:
+ * the hub then unbinds it at once, answers the client's held connect
+ * (empty) and gives the messages back to the client's queue for its next
+ * connection. `close` is called once when the session is destroyed. */
+typedef struct bx_sink_s {
+    void (*push)(struct bx_sink_s *sink, bx_chunkv_t *msgs);
+    void (*close)(struct bx_sink_s *sink);
+    int keepalive;              /* the hub pings the client (in-process);
+                                   read when the sink is bound */
+    void *request;              /* borrowed: the upgrade or stream request, as
+                                   for bx_waiter_t; valid while bound */
+} bx_sink_t;
+
+/* Event listener: called on a later loop turn than the event, in order.
+ * Arguments are borrowed for the duration of the call. */
+typedef void (*bx_hub_event_cb)(void *ud, bx_event_t ev, const char *client_id,
+                                const char *channel, const json_t *data);
+
+/* Creates a hub on `loop` (`opts` copied). It has no engine until
+ * bx_hub_attach(): the engine is made with bx_hub_proxy() first. */
+bx_hub_t *bx_hub_new(uv_loop_t *loop, const bx_hub_opts_t *opts);
+
+/* What the engine calls back (ud is the hub). */
+bx_proxy_t bx_hub_proxy(bx_hub_t *h);
+
+/* Sets the engine (borrowed: its owner closes it after the hub). */
+void bx_hub_attach(bx_hub_t *h, bx_engine_t *engine);
+
+/* The options in force (borrowed). */
+const bx_hub_opts_t *bx_hub_opts(const bx_hub_t *h);
+
+/* The engine (borrowed). */
+bx_engine_t *bx_hub_engine(bx_hub_t *h);
+
+/* The loop (borrowed). */
+uv_loop_t *bx_hub_loop(bx_hub_t *h);
+
+/* The deadlines of held connects (borrowed; closed with the hub). */
+bx_timeouts_t *bx_hub_timeouts(bx_hub_t *h);
+
+/* Sets the event listener (NULL for none). `mask` picks the events it gets,
+ * bit (1 << ev) each: the others cost nothing (a publish's data is copied
+ * only when someone listens to publishes). */
+void bx_hub_on_event(bx_hub_t *h, bx_hub_event_cb cb, void *ud, unsigned mask);
+
+/* Number of clients with a held connect or a bound socket here (kept as
+ * a count: O(1)). */
+size_t bx_hub_connected(const bx_hub_t *h);
+
+/* Number of sessions: clients this hub holds a connection or messages
+ * for. */
+size_t bx_hub_sessions(const bx_hub_t *h);
+
+/* Whether the hub is closing (bx_hub_close_begin was called). */
+int bx_hub_closing(const bx_hub_t *h);
+
+/* Calls fn(ud) once on a later loop turn (before the next poll). The one
+ * deferral queue of the levels from bayeux/ up. */
+void bx_hub_defer(bx_hub_t *h, void (*fn)(void *ud), void *ud);
+
+/* First stage of closing: extensions abandoned, every held connect
+ * answered now with what it has (so the answers reach the sockets before
+ * they close); no new hold or delivery after it. */
+void bx_hub_close_begin(bx_hub_t *h);
+
+/* Second stage (a closer of the server): held connects still there are
+ * answered, sinks closed, sessions freed, the hub's handles closed. Returns
+ * 1 and calls done(ud) once, on a later loop turn, when they are. The hub
+ * is then inert until bx_hub_free. */
+int bx_hub_close(bx_hub_t *h, void (*done)(void *ud), void *ud);
+
+/* Frees a closed hub (NULL is ok). */
+void bx_hub_free(bx_hub_t *h);
+
+/* Extension hooks (the Lua layer installs them). Each gets a message (a new
+ * reference it must pass on or drop) and calls `next` exactly once, never
+ * inside the hook call itself, with the message to continue with (stolen)
+ * or NULL to drop it. `request` is the transport's bx_http_req_t or NULL
+ * (in-process clients, deliveries). `abandon` is called when the hub
+ * starts closing, after which no hook is called: inside it, the extension
+ * layer queues with bx_hub_defer the `next(next_ud, NULL)` of every
+ * message it still holds (such calls run before the hub's own close
+ * steps, so ops and batches complete and are freed); a hook's later
+ * callbacks are ignored. */
+typedef void (*bx_ext_next_cb)(void *next_ud, json_t *msg);
+typedef void (*bx_ext_hook)(void *ud, json_t *msg, void *request, bx_ext_next_cb next,
+                            void *next_ud);
+void bx_hub_set_extensions(bx_hub_t *h, bx_ext_hook incoming, bx_ext_hook outgoing,
+                           void (*abandon)(void *ud), void *ud);
+/* The installed hooks (NULL when none: the fast path). */
+bx_ext_hook bx_hub_incoming(const bx_hub_t *h, void **ud);
+bx_ext_hook bx_hub_outgoing(const bx_hub_t *h, void **ud);
+
+/* ---- Sessions (the protocol and the transports register here) ---- */
+
+/* Registers `w` as the held connect of `id`, pulling queued messages. An
+ * older held connect of the same client is released at once (empty), on
+ * this call's delivery pass. */
+void bx_session_hold(bx_hub_t *s, const char *id, bx_waiter_t *w);
+
+/* Releases the held connect of `id` on the next delivery pass, with
+ * whatever is queued by then (a connect with timeout 0). */
+void bx_session_release_soon(bx_hub_t *s, const char *id);
+
+/* Forgets `w` without releasing it (its transport went away or it timed
+ * out and will answer by itself). Undelivered messages stay queued. */
+void bx_session_unhold(bx_hub_t *s, const char *id, bx_waiter_t *w);
+
+/* Binds / unbinds a sink to `id`. Binding replaces (and closes) any
+ * earlier sink of that client. */
+void bx_session_bind(bx_hub_t *s, const char *id, bx_sink_t *sink);
+void bx_session_unbind(bx_hub_t *s, const char *id, bx_sink_t *sink);
+
+/* Whether `id` currently has a sink bound here. */
+int bx_session_has_sink(bx_hub_t *s, const char *id);
+
+/* Gives back messages a held connect was answered with but its connection
+ * never sent (it went away first): `msgs` (entries stolen) go in front of
+ * the queue of `id`, in order, ahead of newer ones (engine requeue). Dropped
+ * once the hub is closing. */
+void bx_session_give_back(bx_hub_t *s, const char *id, bx_chunkv_t *msgs);
+
+#endif

@@ -1,0 +1,702 @@
+/*
+ * protocol.c - Bayeux semantics (see protocol.h).
+ *
+ * Every message of a batch becomes an op that moves through:
+ *   incoming extensions -> handler (engine calls, possibly a held connect)
+ *   -> outgoing extensions -> done.
+ * The batch answers when its last op is done, replies in order of
+ * completion (as Faye does), the deliveries of its connects last.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "base/channel.h"
+#include "base/json.h"
+#include "bayeux/protocol.h"
+
+const char *const bx_connection_types[] = {
+    "long-polling", "cross-origin-long-polling", "callback-polling",
+    "websocket", "eventsource", "in-process", NULL
+};
+
+struct bx_batch_s {
+    bx_hub_t *hub;
+    void *request;
+    int flags;
+    bx_protocol_reply_cb cb;
+    void *ud;
+    size_t pending;             /* ops not done yet */
+    int canceled;
+    int finished;               /* cb called (or canceled and drained) */
+    bx_buf_t replies;           /* serialized replies, comma separated */
+    size_t nreplies;
+    struct given *given;        /* deliveries of released connects, in order */
+    struct given **given_tail;
+    struct op *holds;           /* connect ops currently held */
+};
+
+/* The messages a released connect took from its client's queue: the batch
+ * answers with them, or gives them back if it is canceled first. */
+typedef struct given {
+    struct given *next;
+    char client_id[32];
+    bx_chunkv_t msgs;
+} given_t;
+
+typedef struct op {
+    bx_batch_t *batch;
+    json_t *msg;                /* the message after incoming extensions */
+    json_t *reply;
+    bx_chunk_t *held_reply;     /* while held: the reply, serialized (a few
+                                   hundred bytes less per idle client than
+                                   the json_t tree and the message) */
+    bx_waiter_t waiter;         /* while a connect is held */
+    bx_timeout_t timeout;       /* while held with a timeout */
+    struct op *next_hold;
+    char client_id[32];
+    size_t outstanding;         /* engine calls not answered yet */
+    int exists;
+    void (*after_lookup)(struct op *op);
+} op_t;
+
+static void op_reply(op_t *op);
+
+/* ---- Errors and skeletons ---- */
+
+static const char *error_text(int code)
+{
+    switch (code) {
+    case 301: return "Connection types not supported";
+    case 401: return "Unknown client";
+    case 402: return "Missing required parameter";
+    case 403: return "Forbidden channel";
+    case 405: return "Invalid channel";
+    case 500: return "Internal server error";
+    default: return "Bad request";
+    }
+}
+
+void bx_protocol_error(char *out, size_t n, int code, const char *args)
+{
+    snprintf(out, n, "%d:%s:%s", code, args ? args : "", error_text(code));
+}
+
+static void set_error(json_t *reply, int code, const char *args)
+{
+    size_t n = (args ? strlen(args) : 0) + 64;
+    char *buf = bx_malloc(n);
+    bx_protocol_error(buf, n, code, args);
+    json_object_set_new(reply, "error", json_string(buf));
+    json_object_set_new(reply, "successful", json_false());
+    free(buf);
+}
+
+/* Faye's _makeResponse: id, clientId, channel and error copied when truthy;
+ * successful = !error. */
+static json_t *skeleton(const json_t *msg)
+{
+    static const char *const keys[] = { "id", "clientId", "channel", NULL };
+    json_t *r = json_object();
+    json_t *err = json_object_get(msg, "error");
+
+    for (int i = 0; keys[i]; i++) {
+        json_t *v = json_object_get(msg, keys[i]);
+        if (bx_json_truthy(v))
+            json_object_set(r, keys[i], v);
+    }
+    json_object_set_new(r, "successful", json_boolean(!bx_json_truthy(err)));
+    if (bx_json_truthy(err))
+        json_object_set(r, "error", err);
+    return r;
+}
+
+static int has_error(const json_t *reply)
+{
+    return json_object_get(reply, "error") != NULL;
+}
+
+static void advise(op_t *op, const char *ctype)
+{
+    const bx_hub_opts_t *o = bx_hub_opts(op->batch->hub);
+    json_t *advice = json_object();
+
+    if (has_error(op->reply)) {
+        json_object_set_new(advice, "reconnect", json_string("handshake"));
+    } else {
+        double interval = floor(o->interval * 1000), timeout = floor(o->timeout * 1000);
+        if (ctype && strcmp(ctype, "eventsource") == 0) {
+            interval = timeout;
+            timeout = 0;
+        }
+        json_object_set_new(advice, "reconnect", json_string("retry"));
+        json_object_set_new(advice, "interval", json_integer((json_int_t)interval));
+        json_object_set_new(advice, "timeout", json_integer((json_int_t)timeout));
+    }
+    json_object_set_new(op->reply, "advice", advice);
+}
+
+static int known_type(const char *t)
+{
+    for (int i = 0; t && bx_connection_types[i]; i++)
+        if (strcmp(t, bx_connection_types[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static json_t *connection_types(void)
+{
+    json_t *a = json_array();
+    for (int i = 0; bx_connection_types[i]; i++)
+        json_array_append_new(a, json_string(bx_connection_types[i]));
+    return a;
+}
+
+/* ---- Batch completion ---- */
+
+static void batch_free(bx_batch_t *b)
+{
+    bx_buf_free(&b->replies);
+    while (b->given) {
+        given_t *g = b->given;
+        b->given = g->next;
+        bx_chunkv_free(&g->msgs);
+        free(g);
+    }
+    free(b);
+}
+
+static void batch_finish(bx_batch_t *b)
+{
+    BX_CHUNK_STATIC(open_bracket, "[");
+    BX_CHUNK_STATIC(close_bracket, "]");
+    bx_chunkv_t out = BX_CHUNKV_INIT;
+    size_t ndelivered = 0;
+
+    b->finished = 1;
+    if (b->canceled) {
+        /* the transport left after a connect was released (an outgoing
+         * extension was still at work on the replies): its messages were
+         * never sent, so they go back to the client's queue */
+        for (given_t *g = b->given; g; g = g->next)
+            bx_session_give_back(b->hub, g->client_id, &g->msgs);
+        batch_free(b);
+        return;
+    }
+    bx_chunkv_push(&out, open_bracket);
+    if (b->replies.len)
+        bx_chunkv_push_new(&out, bx_chunk_from_buf(&b->replies));
+    for (given_t *g = b->given; g; g = g->next) {
+        bx_chunkv_push_joined(&out, &g->msgs, b->nreplies + ndelivered == 0);
+        ndelivered += g->msgs.n;
+    }
+    bx_chunkv_push(&out, close_bracket);
+    b->cb(b->ud, &out, b->nreplies + ndelivered);
+    bx_chunkv_free(&out);
+    batch_free(b);
+}
+
+static void deferred_finish(void *ud)
+{
+    batch_finish(ud);
+}
+
+/* Starts the next entry of the batch's comma-separated replies. */
+static void batch_next_reply(bx_batch_t *b)
+{
+    if (b->nreplies++ > 0)
+        bx_buf_append(&b->replies, ",", 1);
+}
+
+/* An op is over: its reply (if any) joins the batch. */
+static void op_done(op_t *op, json_t *reply)
+{
+    bx_batch_t *b = op->batch;
+
+    if (reply) {
+        if (!b->canceled) {
+            batch_next_reply(b);
+            bx_json_dump(reply, &b->replies);
+        }
+        json_decref(reply);
+    }
+    json_decref(op->msg);
+    if (op->reply)
+        json_decref(op->reply);
+    bx_chunk_unref(op->held_reply);
+    free(op);
+    if (--b->pending == 0)
+        batch_finish(b);
+}
+
+static void outgoing_next(void *ud, json_t *reply)
+{
+    op_done(ud, reply);
+}
+
+/* The handler produced op->reply: run it through outgoing extensions. */
+static void op_reply(op_t *op)
+{
+    void *eud;
+    bx_ext_hook out = bx_hub_outgoing(op->batch->hub, &eud);
+    json_t *reply = op->reply;
+
+    op->reply = NULL;
+    if (op->held_reply) {
+        bx_batch_t *b = op->batch;
+        bx_chunk_t *text = op->held_reply;
+        if (!out || b->canceled) {
+            /* the common case: the text goes out as it was kept */
+            if (!b->canceled) {
+                batch_next_reply(b);
+                bx_buf_append(&b->replies, text->data, text->len);
+            }
+            op_done(op, NULL);
+            return;
+        }
+        reply = bx_json_parse(text->data, text->len);
+        if (!reply)
+            reply = json_object();  /* not reached: we wrote that text */
+    }
+    if (out && !op->batch->canceled)
+        out(eud, reply, op->batch->request, outgoing_next, op);
+    else
+        op_done(op, reply);
+}
+
+/* ---- /meta/handshake ---- */
+
+static void handshake_created(void *ud, int status, const char *id)
+{
+    op_t *op = ud;
+    if (status == 0) {
+        json_object_set_new(op->reply, "clientId", json_string(id));
+    } else {
+        set_error(op->reply, 500, NULL);
+    }
+    advise(op, NULL);
+    op_reply(op);
+}
+
+static void handshake(op_t *op)
+{
+    json_t *msg = op->msg, *types = json_object_get(msg, "supportedConnectionTypes");
+
+    op->reply = skeleton(msg);
+    json_object_set_new(op->reply, "version", json_string("1.0"));
+    json_object_set_new(op->reply, "supportedConnectionTypes", connection_types());
+    if (!bx_json_truthy(json_object_get(msg, "version")))
+        set_error(op->reply, 402, "version");
+    if (types) {
+        int common = 0;
+        bx_buf_t list = BX_BUF_INIT;
+        size_t i;
+        json_t *t;
+        if (json_is_array(types)) {
+            json_array_foreach(types, i, t) {
+                const char *s = json_is_string(t) ? json_string_value(t) : "";
+                common |= known_type(s);
+                if (i)
+                    bx_buf_append(&list, ",", 1);
+                bx_buf_puts(&list, s);
+            }
+        } else if (json_is_string(types)) {
+            bx_buf_puts(&list, json_string_value(types));
+        }
+        bx_buf_append(&list, "", 1);
+        if (!common)
+            set_error(op->reply, 301, list.data);
+        bx_buf_free(&list);
+    } else {
+        set_error(op->reply, 402, "supportedConnectionTypes");
+    }
+    if (has_error(op->reply)) {
+        advise(op, NULL);
+        op_reply(op);
+        return;
+    }
+    bx_engine_t *e = bx_hub_engine(op->batch->hub);
+    if (e->ops->create_client(e, handshake_created, op) != 0)
+        handshake_created(op, BX_ECANCELED, NULL);
+}
+
+/* ---- Client lookup shared by connect, (un)subscribe, disconnect ---- */
+
+typedef void (*after_exists_fn)(op_t *op);
+
+static void exists_cb(void *ud, int status, int yes)
+{
+    op_t *op = ud;
+    op->exists = status == 0 && yes;
+    op->after_lookup(op);
+}
+
+static void lookup(op_t *op, after_exists_fn next)
+{
+    const char *id = bx_json_str(op->msg, "clientId");
+    bx_engine_t *e = bx_hub_engine(op->batch->hub);
+
+    if (id && strlen(id) < sizeof(op->client_id))
+        strcpy(op->client_id, id);
+    op->after_lookup = next;
+    if (e->ops->client_exists(e, op->client_id, exists_cb, op) != 0)
+        exists_cb(op, BX_ECANCELED, 0);
+}
+
+/* Checks common to the meta channels that need a client: an error from an
+ * extension, then 401, then 402 clientId (later checks overwrite). */
+static void client_checks(op_t *op)
+{
+    json_t *cid = json_object_get(op->msg, "clientId");
+    op->reply = skeleton(op->msg);
+    if (!op->exists)
+        set_error(op->reply, 401, json_is_string(cid) ? json_string_value(cid) : "");
+    if (!bx_json_truthy(cid))
+        set_error(op->reply, 402, "clientId");
+}
+
+/* ---- /meta/connect ---- */
+
+static void hold_stop(op_t *op)
+{
+    bx_batch_t *b = op->batch;
+    for (op_t **pp = &b->holds; *pp; pp = &(*pp)->next_hold)
+        if (*pp == op) {
+            *pp = op->next_hold;
+            break;
+        }
+    bx_timeouts_remove(&op->timeout);
+}
+
+static void hold_release(bx_waiter_t *w, bx_chunkv_t *msgs)
+{
+    op_t *op = (op_t *)((char *)w - offsetof(op_t, waiter));
+    bx_batch_t *b = op->batch;
+    hold_stop(op);
+    if (msgs->n) {
+        given_t *g = bx_calloc(1, sizeof(*g));
+        memcpy(g->client_id, op->client_id, sizeof(g->client_id));
+        bx_chunkv_move(&g->msgs, msgs);
+        if (!b->given_tail)
+            b->given_tail = &b->given;
+        *b->given_tail = g;
+        b->given_tail = &g->next;
+    }
+    op_reply(op);
+}
+
+static void hold_timeout(bx_timeout_t *t)
+{
+    op_t *op = (op_t *)((char *)t - offsetof(op_t, timeout));
+    bx_chunkv_t none = BX_CHUNKV_INIT;
+    bx_session_unhold(op->batch->hub, op->client_id, &op->waiter);
+    hold_release(&op->waiter, &none);
+}
+
+static void connect_checked(op_t *op)
+{
+    const char *ctype = bx_json_str(op->msg, "connectionType");
+    json_t *jtype = json_object_get(op->msg, "connectionType");
+    bx_hub_t *s = op->batch->hub;
+    double hold = bx_hub_opts(s)->timeout;
+
+    client_checks(op);
+    if (bx_json_truthy(jtype) && !known_type(ctype))
+        set_error(op->reply, 301, ctype ? ctype : "");
+    if (!bx_json_truthy(jtype))
+        set_error(op->reply, 402, "connectionType");
+    if (has_error(op->reply)) {
+        json_object_del(op->reply, "clientId");
+        advise(op, NULL);
+        op_reply(op);
+        return;
+    }
+    advise(op, ctype);
+    bx_engine_t *e = bx_hub_engine(s);
+    e->ops->ping(e, op->client_id);
+    if (op->batch->canceled || bx_hub_closing(s)) {
+        /* the transport left (or the server is closing) while the client
+         * was looked up: holding now would swallow messages nobody reads,
+         * or outlive the server; answer at once, messages stay queued */
+        op_reply(op);
+        return;
+    }
+
+    json_t *advice = json_object_get(op->msg, "advice");
+    json_t *to = json_object_get(advice, "timeout");
+    if (json_is_number(to))
+        hold = json_number_value(to) / 1000.0;
+    if (strcmp(ctype, "eventsource") == 0 || hold < 0)
+        hold = 0;
+    if (hold > 86400)
+        hold = 86400;           /* a client cannot pin a request for days */
+
+    /* the message is done with and the reply is final until released:
+     * keep them as the reply's text only */
+    op->held_reply = bx_json_chunk(op->reply);  /* exact size: it may wait long */
+    json_decref(op->reply);
+    op->reply = NULL;
+    json_decref(op->msg);
+    op->msg = NULL;
+
+    op->waiter.release = hold_release;
+    op->waiter.request = op->batch->request;
+    op->next_hold = op->batch->holds;
+    op->batch->holds = op;
+    bx_session_hold(s, op->client_id, &op->waiter);
+    if (hold == 0) {
+        /* answered by the next delivery pass, with what is queued: a timer
+         * could fire before that pass and miss the queue */
+        bx_session_release_soon(s, op->client_id);
+        return;
+    }
+    bx_timeouts_add(bx_hub_timeouts(s), &op->timeout, (uint64_t)(hold * 1000), hold_timeout);
+}
+
+/* ---- /meta/subscribe and /meta/unsubscribe ---- */
+
+static void subscribed(void *ud, int status, int changed)
+{
+    op_t *op = ud;
+    if (--op->outstanding == 0)
+        op_reply(op);
+}
+
+/* Whether `ch` is within the server's channel caps. A name past them is
+ * "invalid" (405), as Faye's grammar would have it if it had caps: the
+ * caps keep one message from costing the loop O(length x depth). */
+static int within_caps(op_t *op, const char *ch, size_t n)
+{
+    const bx_hub_opts_t *o = bx_hub_opts(op->batch->hub);
+    return bx_channel_within(ch, n, o->max_channel_length, o->max_channel_depth);
+}
+
+static int check_channel(op_t *op, const json_t *jch)
+{
+    const char *ch = json_is_string(jch) ? json_string_value(jch) : "";
+    size_t n = json_is_string(jch) ? json_string_length(jch) : 0;
+    int kind = bx_channel_parse(ch, n);
+    int err = 0;
+
+    if (!(op->batch->flags & BX_PROTO_LOCAL) && !bx_channel_subscribable(ch, n))
+        err = 403;
+    if (!kind || strlen(ch) != n || !within_caps(op, ch, n))
+        err = 405;
+    if (err)
+        set_error(op->reply, err, ch);
+    return err;
+}
+
+static void subscription_checked(op_t *op, int subscribe)
+{
+    json_t *sub = json_object_get(op->msg, "subscription");
+    bx_engine_t *e = bx_hub_engine(op->batch->hub);
+
+    client_checks(op);
+    if (!bx_json_truthy(sub))
+        set_error(op->reply, 402, "subscription");
+    json_object_set_new(op->reply, "subscription", sub ? json_incref(sub) : json_array());
+    if (has_error(op->reply)) {
+        op_reply(op);
+        return;
+    }
+
+    /* one engine call per channel; stop at the first bad one, leaving the
+     * earlier ones subscribed, exactly as Faye does */
+    size_t n = json_is_array(sub) ? json_array_size(sub) : 1;
+    op->outstanding = 1;        /* held by this loop until it ends */
+    for (size_t i = 0; i < n; i++) {
+        json_t *jch = json_is_array(sub) ? json_array_get(sub, i) : sub;
+        if (check_channel(op, jch))
+            break;
+        op->outstanding++;
+        int rc = subscribe
+            ? e->ops->subscribe(e, op->client_id, json_string_value(jch), subscribed, op)
+            : e->ops->unsubscribe(e, op->client_id, json_string_value(jch), subscribed, op);
+        if (rc != 0)
+            op->outstanding--;
+    }
+    if (--op->outstanding == 0)
+        op_reply(op);
+}
+
+static void subscribe_checked(op_t *op)
+{
+    subscription_checked(op, 1);
+}
+
+static void unsubscribe_checked(op_t *op)
+{
+    subscription_checked(op, 0);
+}
+
+/* ---- /meta/disconnect ---- */
+
+static void destroyed(void *ud, int status)
+{
+    op_reply(ud);
+}
+
+static void disconnect_checked(op_t *op)
+{
+    client_checks(op);
+    if (has_error(op->reply)) {
+        json_object_del(op->reply, "clientId");
+        op_reply(op);
+        return;
+    }
+    bx_engine_t *e = bx_hub_engine(op->batch->hub);
+    if (e->ops->destroy_client(e, op->client_id, destroyed, op) != 0)
+        op_reply(op);
+}
+
+/* ---- Publish ---- */
+
+static void published(void *ud, int status)
+{
+    op_t *op = ud;
+    if (status != 0 && status != BX_ECANCELED)
+        set_error(op->reply, 407, bx_json_str(op->msg, "channel"));
+    op_reply(op);
+}
+
+static void publish_checked(op_t *op)
+{
+    json_t *jch = json_object_get(op->msg, "channel");
+    const char *ch = json_is_string(jch) ? json_string_value(jch) : "";
+    size_t n = json_is_string(jch) ? json_string_length(jch) : 0;
+
+    op->reply = skeleton(op->msg);
+    if (!(bx_channel_parse(ch, n) & BX_CHANNEL_NAME) || strlen(ch) != n ||
+        !within_caps(op, ch, n))
+        set_error(op->reply, 405, ch);
+    if (!json_object_get(op->msg, "data"))
+        set_error(op->reply, 402, "data");
+    if (has_error(op->reply)) {
+        op_reply(op);
+        return;
+    }
+    bx_engine_t *e = bx_hub_engine(op->batch->hub);
+    if (e->ops->publish(e, op->msg, published, op) != 0)
+        published(op, BX_ECANCELED);
+}
+
+/* ---- Dispatch ---- */
+
+static void forbidden(op_t *op, const char *ch)
+{
+    op->reply = skeleton(op->msg);
+    set_error(op->reply, 403, ch);
+    op_reply(op);
+}
+
+static void handle(op_t *op)
+{
+    const char *ch = bx_json_str(op->msg, "channel");
+
+    /* An error set by an incoming extension rides in the skeleton; the
+     * handlers still run their checks (which may overwrite it, as in Faye)
+     * and skip the operation when an error remains. */
+    if (ch && strncmp(ch, "/meta", 5) == 0 && (ch[5] == '\0' || ch[5] == '/')) {
+        if (strcmp(ch, "/meta/handshake") == 0)
+            handshake(op);
+        else if (strcmp(ch, "/meta/connect") == 0)
+            lookup(op, connect_checked);
+        else if (strcmp(ch, "/meta/subscribe") == 0)
+            lookup(op, subscribe_checked);
+        else if (strcmp(ch, "/meta/unsubscribe") == 0)
+            lookup(op, unsubscribe_checked);
+        else if (strcmp(ch, "/meta/disconnect") == 0)
+            lookup(op, disconnect_checked);
+        else
+            forbidden(op, ch);
+        return;
+    }
+    /* A publish needs no client (Faye never checks it), but it takes the
+     * same deferred lookup as the meta channels so that a batch
+     * [subscribe, publish] reaches the engine in order: the subscription is
+     * in place before the publish is routed. */
+    lookup(op, publish_checked);
+}
+
+static void incoming_next(void *ud, json_t *msg)
+{
+    op_t *op = ud;
+    if (!msg) {
+        op_done(op, NULL);      /* dropped: no reply at all */
+        return;
+    }
+    json_decref(op->msg);
+    op->msg = msg;
+    if (!json_is_object(msg)) {
+        op->msg = json_object();
+        json_decref(msg);
+    }
+    handle(op);
+}
+
+static void start(bx_batch_t *b, json_t *msg)
+{
+    op_t *op = bx_calloc(1, sizeof(*op));
+    void *eud;
+    bx_ext_hook in = bx_hub_incoming(b->hub, &eud);
+
+    op->batch = b;
+    /* a non-object element behaves like {} (Faye reads fields of it) */
+    op->msg = json_is_object(msg) ? json_deep_copy(msg) : json_object();
+    if (in)
+        in(eud, json_incref(op->msg), b->request, incoming_next, op);
+    else
+        handle(op);
+}
+
+bx_batch_t *bx_protocol_process(bx_hub_t *s, const json_t *msgs, void *request, int flags,
+                                bx_protocol_reply_cb cb, void *ud)
+{
+    bx_batch_t *b = bx_calloc(1, sizeof(*b));
+    size_t i, n;
+    json_t *m;
+
+    b->hub = s;
+    b->request = request;
+    b->flags = flags;
+    b->cb = cb;
+    b->ud = ud;
+    if (json_is_array(msgs)) {
+        n = 0;
+        json_array_foreach(msgs, i, m)
+            if (!json_is_null(m))
+                n++;
+    } else {
+        n = json_is_null(msgs) || !msgs ? 0 : 1;
+    }
+    /* one extra count, released below, so no op can finish the batch while
+     * others are still being started */
+    b->pending = n + 1;
+    if (json_is_array(msgs)) {
+        json_array_foreach(msgs, i, m)
+            if (!json_is_null(m))
+                start(b, m);
+    } else if (n) {
+        start(b, (json_t *)msgs);
+    }
+    if (--b->pending == 0)
+        bx_hub_defer(s, deferred_finish, b);     /* never answer inside the call */
+    return b;
+}
+
+void bx_batch_cancel(bx_batch_t *b)
+{
+    b->canceled = 1;
+    if (b->pending == 0)
+        return;                 /* a deferred finish is queued; it frees b */
+    b->pending++;               /* keep b alive while its holds let go */
+    while (b->holds) {
+        op_t *op = b->holds;
+        bx_chunkv_t none = BX_CHUNKV_INIT;
+        bx_session_unhold(b->hub, op->client_id, &op->waiter);
+        hold_release(&op->waiter, &none);
+    }
+    if (--b->pending == 0)
+        batch_finish(b);
+}

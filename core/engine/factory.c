@@ -1,0 +1,17 @@
+/*
+ * factory.c - bx_engine_new(): an engine by the name of its type. The one
+ * place that knows every engine; the levels above see engine.h only.
+ */
+#include <stdio.h>
+#include <string.h>
+#include "engine/engine.h"
+#include "engine/memory.h"
+
+bx_engine_t *bx_engine_new(const char *type, uv_loop_t *loop, const bx_proxy_t *proxy,
+                           const bx_engine_opts_t *opts, char *err, size_t errlen)
+{
+    if (type && strcmp(type, "memory") == 0)
+        return bx_engine_memory_new(loop, proxy, opts);
+    snprintf(err, errlen, "unknown engine '%s'", type ? type : "(null)");
+    return NULL;
+}

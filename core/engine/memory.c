@@ -1,0 +1,616 @@
+/*
+ * memory.c - the embedded engine: all state in this process (memory.h).
+ *
+ * Clients live in a dict by id; subscriptions in two indexes, client ->
+ * channels and channel -> clients, so a publish looks up only the few
+ * patterns its channel expands to (O(depth), never O(subscriptions)). An
+ * index entry is deleted when its last subscriber leaves, so clients cannot
+ * grow the index by subscribing and leaving.
+ *
+ * Callbacks are deferred through a queue drained by a uv_idle handle (idle
+ * also keeps the next poll from blocking while completions are pending).
+ */
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include "base/channel.h"
+#include "base/dict.h"
+#include "engine/memory.h"
+#include "base/json.h"
+
+#define DEFAULT_QUEUE_LIMIT 1000
+
+/* A client's queue: a ring, so that a full queue drops its oldest
+ * message in O(1) (not a memmove of queue_limit pointers per message).
+ * It grows by doubling up to queue_limit. */
+typedef struct {
+    bx_chunk_t **v;
+    uint32_t head, n, cap;      /* oldest at v[head]; 32 bits keep it as
+                                   small as the vector it replaced */
+} ring_t;
+
+typedef struct client {
+    char id[32];
+    bx_dict_t channels;         /* channel -> (void *)1 */
+    ring_t queue;
+    uint64_t last_ping;         /* uv_now() ms */
+    uint64_t mark;              /* last publish that reached this client */
+    struct client *older, *newer;   /* the liveness list, by last_ping */
+} client_t;
+
+typedef enum { OP_ID, OP_BOOL, OP_DONE, OP_TAKE } op_kind_t;
+
+typedef struct op {
+    struct op *next;
+    op_kind_t kind;
+    void (*cb)(void);
+    void *ud;
+    int status;
+    int yes;
+    char id[32];
+} op_t;
+
+typedef struct {
+    bx_engine_t base;
+    size_t queue_limit;
+    unsigned long dropped;
+    bx_dict_t clients;          /* id -> client_t */
+    bx_dict_t index;            /* channel -> bx_dict_t of id -> client_t */
+    client_t *oldest, *newest;  /* every client, least recently pinged first:
+                                   expiry looks only at those that are due */
+    uint64_t generation;
+    op_t *head, *tail;          /* pending completions */
+    op_t *spare;                /* freed ops kept for reuse: a take per
+                                   delivery costs no malloc */
+    int nspare;
+    uv_idle_t idle;
+    uv_timer_t gc;
+    int closing;
+    int handles_open;
+    void (*close_done)(void *ud);
+    void *close_ud;
+} memory_t;
+
+/* ---- Deferred completions ---- */
+
+static void on_idle(uv_idle_t *h);
+
+#define MAX_SPARE 64
+
+static op_t *defer(memory_t *m, op_kind_t kind, void (*cb)(void), void *ud)
+{
+    op_t *op = m->spare;
+    if (op) {
+        m->spare = op->next;
+        m->nspare--;
+        memset(op, 0, sizeof(*op));
+    } else {
+        op = bx_calloc(1, sizeof(*op));
+    }
+    op->kind = kind;
+    op->cb = cb;
+    op->ud = ud;
+    if (m->tail)
+        m->tail->next = op;
+    else
+        m->head = op;
+    m->tail = op;
+    uv_idle_start(&m->idle, on_idle);
+    return op;
+}
+
+static void op_free(memory_t *m, op_t *op)
+{
+    if (m->nspare < MAX_SPARE && !m->closing) {
+        op->next = m->spare;
+        m->spare = op;
+        m->nspare++;
+    } else {
+        free(op);
+    }
+}
+
+static client_t *find(memory_t *m, const char *id);
+static void ring_take(ring_t *r, bx_chunkv_t *out);
+
+static void run_op(memory_t *m, op_t *op)
+{
+    switch (op->kind) {
+    case OP_TAKE: {
+        /* the queue as it is now, not as it was when asked */
+        client_t *c = op->status ? NULL : find(m, op->id);
+        bx_chunkv_t msgs = BX_CHUNKV_INIT;
+        if (c && c->queue.n)
+            ring_take(&c->queue, &msgs);
+        ((bx_engine_take_cb)(void (*)(void))op->cb)(op->ud, op->status ? op->status
+                                                    : c ? 0 : BX_EUNKNOWN, op->id, &msgs);
+        bx_chunkv_free(&msgs);
+        break;
+    }
+    case OP_ID:
+        ((bx_engine_id_cb)(void (*)(void))op->cb)(op->ud, op->status,
+                                                  op->status ? NULL : op->id);
+        break;
+    case OP_BOOL:
+        ((bx_engine_bool_cb)(void (*)(void))op->cb)(op->ud, op->status, op->yes);
+        break;
+    case OP_DONE:
+        ((bx_engine_done_cb)(void (*)(void))op->cb)(op->ud, op->status);
+        break;
+    }
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    memory_t *m = h->data;
+    /* only what is queued now: completions queued by these callbacks wait
+     * for the next turn, so a chain of operations cannot starve the loop */
+    op_t *op = m->head;
+    m->head = m->tail = NULL;
+    uv_idle_stop(&m->idle);
+    while (op) {
+        op_t *next = op->next;
+        if (op->cb)
+            run_op(m, op);
+        op_free(m, op);
+        op = next;
+    }
+}
+
+/* ---- Queues ---- */
+
+static void ring_free(ring_t *r)
+{
+    for (uint32_t i = 0; i < r->n; i++)
+        bx_chunk_unref(r->v[(r->head + i) % r->cap]);
+    free(r->v);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Appends `chunk` (a new reference is taken). A full ring of `limit`
+ * drops its oldest entry and returns 1. */
+static int ring_push(ring_t *r, bx_chunk_t *chunk, uint32_t limit)
+{
+    int dropped = 0;
+
+    if (r->n >= limit) {
+        bx_chunk_unref(r->v[r->head]);
+        r->head = (r->head + 1) % r->cap;
+        r->n--;
+        dropped = 1;
+    }
+    if (r->n == r->cap) {
+        /* grow, straightening the ring into the new array */
+        uint32_t cap = r->cap ? (r->cap > limit / 2 ? limit : 2 * r->cap) : 4;
+        if (cap > limit)
+            cap = limit;
+        bx_chunk_t **v = bx_malloc(cap * sizeof(*v));
+        for (uint32_t i = 0; i < r->n; i++)
+            v[i] = r->v[(r->head + i) % r->cap];
+        free(r->v);
+        r->v = v;
+        r->head = 0;
+        r->cap = cap;
+    }
+    r->v[(r->head + r->n) % r->cap] = bx_chunk_ref(chunk);
+    r->n++;
+    return dropped;
+}
+
+/* Moves the ring's entries, oldest first, into an empty `out`. */
+static void ring_take(ring_t *r, bx_chunkv_t *out)
+{
+    if (r->head == 0) {
+        /* already in order: hand the array over as it is */
+        out->v = r->v;
+        out->n = r->n;
+        out->cap = r->cap;
+    } else {
+        out->v = bx_malloc(r->n * sizeof(*out->v));
+        out->n = out->cap = r->n;
+        for (uint32_t i = 0; i < r->n; i++)
+            out->v[i] = r->v[(r->head + i) % r->cap];
+        free(r->v);
+    }
+    memset(r, 0, sizeof(*r));
+}
+
+/* ---- Liveness order ---- */
+
+static void unlink_client(memory_t *m, client_t *c)
+{
+    if (c->older)
+        c->older->newer = c->newer;
+    else
+        m->oldest = c->newer;
+    if (c->newer)
+        c->newer->older = c->older;
+    else
+        m->newest = c->older;
+    c->older = c->newer = NULL;
+}
+
+/* Stamps `c` as pinged now; it becomes the newest (uv_now never goes
+ * back, so the list stays ordered by last_ping). */
+static void touch(memory_t *m, client_t *c)
+{
+    if (m->newest == c) {
+        c->last_ping = uv_now(m->base.loop);
+        return;
+    }
+    if (c->older || c->newer || m->oldest == c)
+        unlink_client(m, c);
+    c->last_ping = uv_now(m->base.loop);
+    c->older = m->newest;
+    if (m->newest)
+        m->newest->newer = c;
+    else
+        m->oldest = c;
+    m->newest = c;
+}
+
+/* ---- Clients ---- */
+
+static client_t *find(memory_t *m, const char *id)
+{
+    return id ? bx_dict_get(&m->clients, id, strlen(id)) : NULL;
+}
+
+static void trigger(memory_t *m, bx_event_t ev, const char *id, const char *ch,
+                    const json_t *data)
+{
+    if (m->base.proxy.trigger)
+        m->base.proxy.trigger(m->base.proxy.ud, ev, id, ch, data);
+}
+
+static int unsubscribe_one(memory_t *m, client_t *c, const char *ch)
+{
+    size_t len = strlen(ch);
+    if (!bx_dict_get(&c->channels, ch, len))
+        return 0;
+    bx_dict_t *subs = bx_dict_get(&m->index, ch, len);
+    if (subs) {
+        bx_dict_del(subs, c->id, 31);
+        if (subs->count == 0) {
+            bx_dict_del(&m->index, ch, len);
+            bx_dict_free(subs);
+            free(subs);
+        }
+    }
+    trigger(m, BX_EV_UNSUBSCRIBE, c->id, ch, NULL);
+    /* last: `ch` may be the key stored in this very entry */
+    bx_dict_del(&c->channels, ch, len);
+    return 1;
+}
+
+static void destroy(memory_t *m, client_t *c)
+{
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *e;
+
+    bx_dict_del(&m->clients, c->id, 31);
+    unlink_client(m, c);
+    while ((e = bx_dict_next(&c->channels, &it)) != NULL)
+        unsubscribe_one(m, c, e->key);
+    bx_dict_free(&c->channels);
+    ring_free(&c->queue);
+    trigger(m, BX_EV_DISCONNECT, c->id, NULL, NULL);
+    if (m->base.proxy.closed)
+        m->base.proxy.closed(m->base.proxy.ud, c->id);
+    free(c);
+}
+
+static int m_create_client(bx_engine_t *e, bx_engine_id_cb cb, void *ud)
+{
+    memory_t *m = (memory_t *)e;
+    client_t *c = bx_calloc(1, sizeof(*c));
+
+    if (m->closing) {
+        free(c);
+        return BX_ECANCELED;
+    }
+    do
+        bx_engine_random_id(c->id);
+    while (find(m, c->id));
+    touch(m, c);
+    bx_dict_set(&m->clients, c->id, 31, c);
+    trigger(m, BX_EV_HANDSHAKE, c->id, NULL, NULL);
+    op_t *op = defer(m, OP_ID, (void (*)(void))cb, ud);
+    memcpy(op->id, c->id, 32);
+    return 0;
+}
+
+static int m_client_exists(bx_engine_t *e, const char *id, bx_engine_bool_cb cb, void *ud)
+{
+    memory_t *m = (memory_t *)e;
+    if (m->closing)
+        return BX_ECANCELED;
+    defer(m, OP_BOOL, (void (*)(void))cb, ud)->yes = find(m, id) != NULL;
+    return 0;
+}
+
+static int m_destroy_client(bx_engine_t *e, const char *id, bx_engine_done_cb cb, void *ud)
+{
+    memory_t *m = (memory_t *)e;
+    client_t *c = find(m, id);
+    if (m->closing)
+        return BX_ECANCELED;
+    if (c)
+        destroy(m, c);
+    defer(m, OP_DONE, (void (*)(void))cb, ud)->status = c ? 0 : BX_EUNKNOWN;
+    return 0;
+}
+
+static void m_ping(bx_engine_t *e, const char *id)
+{
+    client_t *c = find((memory_t *)e, id);
+    if (c)
+        touch((memory_t *)e, c);
+}
+
+static int m_subscribe(bx_engine_t *e, const char *id, const char *ch, bx_engine_bool_cb cb,
+                       void *ud)
+{
+    memory_t *m = (memory_t *)e;
+    client_t *c = find(m, id);
+    size_t len = strlen(ch);
+    int changed = 0;
+
+    if (m->closing)
+        return BX_ECANCELED;
+    if (c && !bx_dict_get(&c->channels, ch, len)) {
+        bx_dict_set(&c->channels, ch, len, (void *)1);
+        bx_dict_t *subs = bx_dict_get(&m->index, ch, len);
+        if (!subs) {
+            subs = bx_calloc(1, sizeof(*subs));
+            bx_dict_set(&m->index, ch, len, subs);
+        }
+        bx_dict_set(subs, c->id, 31, c);
+        trigger(m, BX_EV_SUBSCRIBE, c->id, ch, NULL);
+        changed = 1;
+    }
+    op_t *op = defer(m, OP_BOOL, (void (*)(void))cb, ud);
+    op->status = c ? 0 : BX_EUNKNOWN;
+    op->yes = changed;
+    return 0;
+}
+
+static int m_unsubscribe(bx_engine_t *e, const char *id, const char *ch,
+                         bx_engine_bool_cb cb, void *ud)
+{
+    memory_t *m = (memory_t *)e;
+    client_t *c = find(m, id);
+    if (m->closing)
+        return BX_ECANCELED;
+    int changed = c ? unsubscribe_one(m, c, ch) : 0;
+    op_t *op = defer(m, OP_BOOL, (void (*)(void))cb, ud);
+    op->status = c ? 0 : BX_EUNKNOWN;
+    op->yes = changed;
+    return 0;
+}
+
+/* ---- Publish ---- */
+
+typedef struct {
+    memory_t *m;
+    const json_t *message;
+    bx_chunk_t *chunk;          /* serialized lazily, once */
+} publish_ctx_t;
+
+static void enqueue(memory_t *m, client_t *c, bx_chunk_t *chunk)
+{
+    /* a full queue drops the oldest: a client that stopped reading must not
+     * hold unbounded memory; the count is reported by ops->stats */
+    m->dropped += ring_push(&c->queue, chunk, (uint32_t)m->queue_limit);
+    if (c->queue.n == 1 && m->base.proxy.has_connection(m->base.proxy.ud, c->id))
+        m->base.proxy.wake(m->base.proxy.ud, c->id);
+}
+
+static void publish_to(void *ud, const char *pattern, size_t len, uint32_t hash)
+{
+    publish_ctx_t *p = ud;
+    bx_dict_t *subs = bx_dict_get_hashed(&p->m->index, pattern, len, hash);
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *e;
+
+    if (!subs)
+        return;
+    while ((e = bx_dict_next(subs, &it)) != NULL) {
+        client_t *c = e->value;
+        if (c->mark == p->m->generation)
+            continue;           /* matched through another pattern already */
+        c->mark = p->m->generation;
+        if (!p->chunk) {
+            json_t *copy = json_copy((json_t *)p->message);
+            json_object_del(copy, "clientId");
+            p->chunk = bx_json_chunk(copy);
+            json_decref(copy);
+        }
+        enqueue(p->m, c, p->chunk);
+    }
+}
+
+static int m_publish(bx_engine_t *e, const json_t *message, bx_engine_done_cb cb, void *ud)
+{
+    memory_t *m = (memory_t *)e;
+    json_t *jch = json_object_get(message, "channel");
+    publish_ctx_t p = { m, message, NULL };
+
+    if (m->closing)
+        return BX_ECANCELED;
+    if (json_is_string(jch)) {
+        /* with no subscription at all there is nobody to find */
+        if (m->index.count) {
+            m->generation++;
+            bx_channel_expand(json_string_value(jch), json_string_length(jch), publish_to, &p);
+            bx_chunk_unref(p.chunk);
+        }
+        trigger(m, BX_EV_PUBLISH, bx_json_str(message, "clientId"), json_string_value(jch),
+                json_object_get(message, "data"));
+    }
+    defer(m, OP_DONE, (void (*)(void))cb, ud);
+    return 0;
+}
+
+static int m_take(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud)
+{
+    memory_t *m = (memory_t *)e;
+    if (m->closing)
+        return BX_ECANCELED;
+    op_t *op = defer(m, OP_TAKE, (void (*)(void))cb, ud);
+    snprintf(op->id, sizeof(op->id), "%s", id);
+    return 0;
+}
+
+/* ---- Put-back ---- */
+
+static void m_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs)
+{
+    memory_t *m = (memory_t *)e;
+    client_t *c = m->closing ? NULL : find(m, id);
+    bx_chunkv_t newer = BX_CHUNKV_INIT;
+    uint32_t limit = (uint32_t)m->queue_limit;
+
+    if (!c || msgs->n == 0) {
+        bx_chunkv_clear(msgs);
+        return;
+    }
+    /* the given-back messages are the oldest: refill the ring with them
+     * first, so that over the limit they are the ones dropped */
+    ring_take(&c->queue, &newer);
+    for (size_t i = 0; i < msgs->n; i++) {
+        m->dropped += ring_push(&c->queue, msgs->v[i], limit);
+        bx_chunk_unref(msgs->v[i]);
+    }
+    for (size_t i = 0; i < newer.n; i++) {
+        m->dropped += ring_push(&c->queue, newer.v[i], limit);
+        bx_chunk_unref(newer.v[i]);
+    }
+    msgs->n = 0;
+    newer.n = 0;
+    bx_chunkv_free(&newer);
+    if (c->queue.n && m->base.proxy.has_connection(m->base.proxy.ud, c->id))
+        m->base.proxy.wake(m->base.proxy.ud, c->id);
+}
+
+/* ---- Liveness ---- */
+
+static void on_gc(uv_timer_t *t)
+{
+    memory_t *m = t->data;
+    uint64_t now = uv_now(m->base.loop);
+    uint64_t ttl = (uint64_t)(2 * m->base.timeout * 1000);
+
+    /* only the clients that are due, the least recently pinged first */
+    while (m->oldest && now - m->oldest->last_ping >= ttl)
+        destroy(m, m->oldest);
+}
+
+/* ---- Life cycle ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    memory_t *m = h->data;
+    if (--m->handles_open > 0)
+        return;
+    void (*done)(void *) = m->close_done;
+    void *ud = m->close_ud;
+    free(m);
+    if (done)
+        done(ud);
+}
+
+static void m_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
+{
+    memory_t *m = (memory_t *)e;
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *en;
+
+    m->closing = 1;
+    m->close_done = done;
+    m->close_ud = ud;
+    /* pending completions are answered "canceled" now: close is the one
+     * call allowed to finish them, and their owners are shutting down too */
+    for (op_t *op = m->head, *next; op; op = next) {
+        next = op->next;
+        op->status = BX_ECANCELED;
+        if (op->cb)
+            run_op(m, op);
+        free(op);
+    }
+    m->head = m->tail = NULL;
+    while (m->spare) {
+        op_t *op = m->spare;
+        m->spare = op->next;
+        free(op);
+    }
+    m->nspare = 0;
+    while ((en = bx_dict_next(&m->clients, &it)) != NULL) {
+        client_t *c = en->value;
+        bx_dict_free(&c->channels);
+        ring_free(&c->queue);
+        free(c);
+    }
+    bx_dict_free(&m->clients);
+    it = (bx_dict_iter_t)BX_DICT_ITER_INIT;
+    while ((en = bx_dict_next(&m->index, &it)) != NULL) {
+        bx_dict_free(en->value);
+        free(en->value);
+    }
+    bx_dict_free(&m->index);
+    m->handles_open = 2;
+    uv_close((uv_handle_t *)&m->idle, on_handle_closed);
+    uv_close((uv_handle_t *)&m->gc, on_handle_closed);
+}
+
+static void m_stats(bx_engine_t *e, bx_engine_stats_t *out)
+{
+    memory_t *m = (memory_t *)e;
+    out->clients = m->clients.count;
+    out->dropped = m->dropped;
+}
+
+static const bx_engine_ops_t memory_ops = {
+    "memory",
+    m_create_client,
+    m_client_exists,
+    m_destroy_client,
+    m_ping,
+    m_subscribe,
+    m_unsubscribe,
+    m_publish,
+    m_take,
+    m_requeue,
+    m_stats,
+    m_close,
+};
+
+bx_engine_t *bx_engine_memory_new(uv_loop_t *loop, const bx_proxy_t *proxy,
+                                  const bx_engine_opts_t *opts)
+{
+    memory_t *m = bx_calloc(1, sizeof(*m));
+    double timeout = opts && opts->timeout > 0 ? opts->timeout : 60;
+    double sweep;
+
+    m->base.ops = &memory_ops;
+    m->base.proxy = *proxy;
+    m->base.loop = loop;
+    m->base.timeout = timeout;
+    m->queue_limit = opts && opts->queue_limit ? opts->queue_limit : DEFAULT_QUEUE_LIMIT;
+    if (m->queue_limit > UINT32_MAX / 2)
+        m->queue_limit = UINT32_MAX / 2;    /* the ring counts in 32 bits */
+    uv_idle_init(loop, &m->idle);
+    m->idle.data = m;
+    uv_timer_init(loop, &m->gc);
+    m->gc.data = m;
+    /* sweep often enough that expiry is within a quarter timeout of 2 x
+     * timeout, at most once a second */
+    sweep = timeout / 4;
+    if (sweep > 1)
+        sweep = 1;
+    if (sweep < 0.05)
+        sweep = 0.05;
+    uv_timer_start(&m->gc, on_gc, (uint64_t)(sweep * 1000), (uint64_t)(sweep * 1000));
+    uv_unref((uv_handle_t *)&m->gc);    /* liveness alone keeps no loop running */
+    return &m->base;
+}

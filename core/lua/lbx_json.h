@@ -1,0 +1,28 @@
+/*
+ * lbx_json.h - JSON <-> Lua (lbx_json.c): the null sentinel, the array and object marks.
+ */
+#ifndef LBX_JSON_H
+#define LBX_JSON_H
+
+#include <lua.h>
+#include <jansson.h>
+
+/* Pushes the Lua value of `j` (borrowed): objects and arrays become tables
+ * marked with the object/array metatables, null becomes bayeux.null. Raises
+ * on excessive depth. */
+void lbx_push_json(lua_State *L, const json_t *j);
+
+/* Converts the value at `idx` to a new JSON reference; raises a Lua error
+ * on values JSON cannot hold (functions, cycles, too deep). */
+json_t *lbx_check_json(lua_State *L, int idx);
+
+/* Like lbx_check_json, for callers that may still raise afterwards: the
+ * new value is left in a box pushed on the stack, whose __gc frees it
+ * unless the caller has taken it out (read *box, then set it to NULL). */
+json_t **lbx_check_json_boxed(lua_State *L, int idx);
+
+/* Registers the JSON helpers (null, array, object marks) in the module
+ * table at the top of the stack. */
+void lbx_json_open(lua_State *L);
+
+#endif

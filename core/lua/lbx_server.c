@@ -1,0 +1,767 @@
+/*
+ * lbx_server.c - the bayeux.server userdata: listen, close, in-process
+ * messages and sinks, events, and application requests.
+ *
+ * Every C -> Lua call goes through lbx_invoke (protected, budgeted).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "base/dict.h"
+#include "base/json.h"
+#include "lua/lbx_runtime.h"
+#include "lua/lbx_ext.h"
+#include "lua/lbx_json.h"
+#include "lua/lbx_request.h"
+#include "lua/lbx_server.h"
+#include "bayeux/protocol.h"
+#include "server.h"
+
+#define SERVER_MT "bayeux.server"
+#define REQUEST_MT "bayeux.request"
+
+typedef struct lserver {
+    bx_server_t *s;
+    struct lserver **box;
+    struct lserver *next;       /* in the list of servers not fully closed */
+    int self_ref, event_ref, request_ref, close_ref;
+    int closing;
+    bx_dict_t sinks;            /* client id -> lsink_t */
+    lext_t *ext;                /* Lua extensions, created on first use */
+} lserver_t;
+
+typedef struct {
+    bx_sink_t base;
+    lserver_t *ls;
+    char id[32];
+    int fn_ref;
+    int pushing;                /* its function is running */
+    int closed;                 /* unbound while pushing: freed on a later turn */
+    bx_chunkv_t msgs;           /* handed to Lua by the marshal */
+} lsink_t;
+
+typedef struct {
+    int fn_ref;
+    char *text;
+    size_t len;
+} lreply_t;
+
+struct lreq;
+
+/* One call of the request handler, on on_app's stack: the handler may
+ * answer the request (which frees it) and then raise. */
+typedef struct {
+    lserver_t *ls;
+    bx_http_req_t *req;
+    struct lreq *r;             /* the Lua handle, while unanswered */
+    int gone;                   /* answered or aborted: not ours any more */
+} app_call_t;
+
+typedef struct lreq {
+    bx_http_req_t *req;
+    struct lreq **box;
+    int self_ref;
+    app_call_t *call;           /* while inside the handler call */
+} lreq_t;
+
+static lserver_t *servers;
+static int nservers;
+static void (*all_done)(void);
+
+/* ---- Helpers ---- */
+
+static lserver_t *check_server(lua_State *L)
+{
+    lserver_t **box = luaL_checkudata(L, 1, SERVER_MT);
+    if (!*box || (*box)->closing)
+        luaL_error(L, "attempt to use a closed server");
+    return *box;
+}
+
+static double opt_number(lua_State *L, int t, const char *k, double def)
+{
+    double v = def;
+    if (lua_getfield(L, t, k) != LUA_TNIL)
+        v = luaL_checknumber(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static char *join_chunks(const bx_chunkv_t *cv, size_t *len)
+{
+    bx_buf_t b = BX_BUF_INIT;
+    for (size_t i = 0; i < cv->n; i++)
+        bx_buf_append(&b, cv->v[i]->data, cv->v[i]->len);
+    bx_buf_append(&b, "", 1);
+    *len = b.len - 1;
+    return b.data;
+}
+
+/* Pushes the JSON text as a Lua value (decoded under protection). */
+static void push_text(lua_State *L, const char *text, size_t len)
+{
+    json_t **box = lua_newuserdatauv(L, sizeof(json_t *), 0);
+    *box = NULL;
+    luaL_setmetatable(L, "bayeux.jsonbox");
+    *box = bx_json_parse(text, len);    /* freed by the box's __gc even if pushing raises */
+    if (*box)
+        lbx_push_json(L, *box);
+    else
+        lua_pushnil(L);
+    lua_remove(L, -2);
+}
+
+/* ---- core.server(opts) ---- */
+
+static int l_server(lua_State *L)
+{
+    bx_server_opts_t o;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    bx_server_opts_default(&o);
+    lua_getfield(L, 1, "mount");
+    if (!lua_isnil(L, -1))
+        o.mount = luaL_checkstring(L, -1);
+    lua_getfield(L, 1, "client_script");
+    if (!lua_isnil(L, -1))
+        o.client_script = luaL_checkstring(L, -1);
+    o.timeout = opt_number(L, 1, "timeout", o.timeout);
+    o.interval = opt_number(L, 1, "interval", o.interval);
+    o.ping = opt_number(L, 1, "ping", o.ping);
+    o.queue_limit = (size_t)opt_number(L, 1, "queue_limit", (double)o.queue_limit);
+    o.max_frame = (size_t)opt_number(L, 1, "max_frame", (double)o.max_frame);
+    o.max_output = (size_t)opt_number(L, 1, "max_output", (double)o.max_output);
+    o.max_reply = (size_t)opt_number(L, 1, "max_reply", (double)o.max_reply);
+    o.max_channel_length = (size_t)opt_number(L, 1, "max_channel_length",
+                                              (double)o.max_channel_length);
+    o.max_channel_depth = (size_t)opt_number(L, 1, "max_channel_depth",
+                                             (double)o.max_channel_depth);
+    o.http.max_body = (size_t)opt_number(L, 1, "max_body", (double)o.http.max_body);
+    o.http.max_header = (size_t)opt_number(L, 1, "max_header", (double)o.http.max_header);
+    o.http.idle_timeout = opt_number(L, 1, "idle_timeout", o.http.idle_timeout);
+    o.http.max_conns = (unsigned)opt_number(L, 1, "max_conns", (double)o.http.max_conns);
+
+    lserver_t **box = lua_newuserdatauv(L, sizeof(lserver_t *), 0);
+    *box = NULL;
+    luaL_setmetatable(L, SERVER_MT);
+    lua_pushvalue(L, -1);
+    /* may raise: nothing is held yet, and the empty box's __gc does nothing */
+    int self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    char err[512];
+    bx_server_t *s = bx_server_new(lbx_loop(), &o, err, sizeof(err));  /* copies the strings */
+    if (!s) {
+        luaL_unref(L, LUA_REGISTRYINDEX, self_ref);
+        return luaL_error(L, "%s", err);
+    }
+    lserver_t *ls = bx_calloc(1, sizeof(*ls));
+    ls->box = box;
+    ls->self_ref = self_ref;
+    ls->event_ref = ls->request_ref = ls->close_ref = LUA_NOREF;
+    ls->s = s;
+    *box = ls;
+    ls->next = servers;
+    servers = ls;
+    nservers++;
+    return 1;
+}
+
+/* server:listen(port, host) -> port | nil, err */
+static int s_listen(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    lua_Integer port = luaL_checkinteger(L, 2);
+    const char *host = luaL_optstring(L, 3, "127.0.0.1");
+    luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
+    int rc = bx_server_listen(ls->s, host, (int)port);
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot listen on %s:%d: %s", host, (int)port, uv_strerror(rc));
+        lua_pushstring(L, uv_err_name(rc));
+        return 3;
+    }
+    lua_pushinteger(L, bx_server_port(ls->s));
+    return 1;
+}
+
+/* server:port() -> the bound port or nil */
+static int s_port(lua_State *L)
+{
+    lserver_t **box = luaL_checkudata(L, 1, SERVER_MT);
+    int p = *box ? bx_server_port((*box)->s) : -1;
+    if (p < 0)
+        lua_pushnil(L);
+    else
+        lua_pushinteger(L, p);
+    return 1;
+}
+
+/* server:stats() -> { clients, connected, connections, dropped } */
+static int s_stats(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    bx_engine_t *e = bx_server_engine(ls->s);
+    bx_engine_stats_t st;
+    e->ops->stats(e, &st);
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, (lua_Integer)st.clients);
+    lua_setfield(L, -2, "clients");
+    lua_pushinteger(L, (lua_Integer)bx_hub_connected(bx_server_hub(ls->s)));
+    lua_setfield(L, -2, "connected");
+    lua_pushinteger(L, (lua_Integer)bx_conn_count());
+    lua_setfield(L, -2, "connections");
+    lua_pushinteger(L, (lua_Integer)st.dropped);
+    lua_setfield(L, -2, "dropped");
+    return 1;
+}
+
+/* ---- Close ---- */
+
+static int call_close_fn(lua_State *L)
+{
+    int *ref = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, *ref);
+    lua_call(L, 0, 0);
+    return 0;
+}
+
+static void unlink_server(lserver_t *ls)
+{
+    for (lserver_t **pp = &servers; *pp; pp = &(*pp)->next)
+        if (*pp == ls) {
+            *pp = ls->next;
+            break;
+        }
+    nservers--;
+}
+
+static void server_closed(void *ud)
+{
+    lserver_t *ls = ud;
+    lua_State *L = lbx_state();
+    int close_ref = ls->close_ref;
+
+    unlink_server(ls);
+    bx_dict_free(&ls->sinks);
+    if (ls->ext)
+        lbx_ext_free(ls->ext);
+    if (L && !lbx_closing) {
+        if (close_ref != LUA_NOREF) {
+            lbx_invoke("close callback", call_close_fn, &close_ref);
+            luaL_unref(L, LUA_REGISTRYINDEX, close_ref);
+        }
+        luaL_unref(L, LUA_REGISTRYINDEX, ls->event_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, ls->request_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, ls->self_ref);
+    }
+    free(ls);
+    if (nservers == 0 && all_done) {
+        void (*done)(void) = all_done;
+        all_done = NULL;
+        done();
+    }
+}
+
+static void begin_close(lserver_t *ls)
+{
+    if (ls->closing)
+        return;
+    ls->closing = 1;
+    if (ls->box)
+        *ls->box = NULL;
+    ls->box = NULL;
+    bx_server_close(ls->s, server_closed, ls);
+}
+
+/* server:close([fn]): answers held connects, closes sockets; fn() runs once
+ * everything is closed. */
+static int s_close(lua_State *L)
+{
+    lserver_t **box = luaL_checkudata(L, 1, SERVER_MT);
+    lserver_t *ls = *box;
+    if (!ls)
+        return 0;
+    if (lua_isfunction(L, 2)) {
+        lua_pushvalue(L, 2);
+        ls->close_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    begin_close(ls);
+    return 0;
+}
+
+void lbx_server_close_all(void (*done)(void))
+{
+    all_done = done;
+    for (lserver_t *ls = servers; ls; ls = ls->next)
+        begin_close(ls);
+    if (nservers == 0 && all_done) {
+        all_done = NULL;
+        done();
+    }
+}
+
+int lbx_server_count(void)
+{
+    return nservers;
+}
+
+static int s_gc(lua_State *L)
+{
+    /* a server is pinned by its self reference until closed, so a __gc on
+     * an open server means the Lua state itself is closing */
+    lserver_t **box = luaL_checkudata(L, 1, SERVER_MT);
+    if (*box) {
+        lbx_closing = 1;
+        begin_close(*box);
+    }
+    return 0;
+}
+
+/* ---- In-process messages ---- */
+
+static int deliver_reply(lua_State *L)
+{
+    lreply_t *r = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
+    push_text(L, r->text, r->len);
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+static void on_local_reply(void *ud, bx_chunkv_t *reply, size_t nmsgs)
+{
+    lreply_t *r = ud;
+    lua_State *L = lbx_state();
+    r->text = join_chunks(reply, &r->len);
+    lbx_invoke("in-process reply", deliver_reply, r);
+    if (L && !lbx_closing)
+        luaL_unref(L, LUA_REGISTRYINDEX, r->fn_ref);
+    free(r->text);
+    free(r);
+}
+
+/* server:process(messages, fn): runs messages as an in-process client;
+ * fn(replies) gets the reply array. */
+static int s_process(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    json_t **box = lbx_check_json_boxed(L, 2);
+    lua_pushvalue(L, 3);
+    int fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* may raise: the box frees msgs */
+    json_t *msgs = *box;
+    *box = NULL;
+    lreply_t *r = bx_calloc(1, sizeof(*r));
+    r->fn_ref = fn_ref;
+    bx_protocol_process(bx_server_hub(ls->s), msgs, NULL, BX_PROTO_LOCAL, on_local_reply, r);
+    json_decref(msgs);
+    return 0;
+}
+
+/* ---- Sinks: deliveries to in-process clients ---- */
+
+static int deliver_sink(lua_State *L)
+{
+    lsink_t *k = lua_touserdata(L, 1);
+    luaL_Buffer b;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, k->fn_ref);
+    /* the text is built in Lua memory, so a raise leaks nothing */
+    luaL_buffinit(L, &b);
+    luaL_addchar(&b, '[');
+    for (size_t i = 0; i < k->msgs.n; i++) {
+        if (i)
+            luaL_addchar(&b, ',');
+        luaL_addlstring(&b, k->msgs.v[i]->data, k->msgs.v[i]->len);
+    }
+    luaL_addchar(&b, ']');
+    luaL_pushresult(&b);
+    size_t tl;
+    const char *t = lua_tolstring(L, -1, &tl);
+    push_text(L, t, tl);
+    lua_remove(L, -2);
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+static void sink_destroy(void *ud)
+{
+    lsink_t *k = ud;
+    bx_chunkv_free(&k->msgs);
+    free(k);
+}
+
+/* The function that an unbound sink called is let go at once (a running
+ * one stays on the Lua stack); the sink itself waits for the end of a push
+ * in progress, and then for a later turn. */
+static void sink_free(lsink_t *k)
+{
+    lua_State *L = lbx_state();
+    if (L && !lbx_closing && k->fn_ref != LUA_NOREF)
+        luaL_unref(L, LUA_REGISTRYINDEX, k->fn_ref);
+    k->fn_ref = LUA_NOREF;
+    if (k->pushing)
+        k->closed = 1;
+    else
+        sink_destroy(k);
+}
+
+static void sink_push(bx_sink_t *sink, bx_chunkv_t *msgs)
+{
+    lsink_t *k = (lsink_t *)sink;
+    if (k->closed)
+        return;
+    bx_chunkv_move(&k->msgs, msgs);
+    /* the function may unbind this sink (a client that disconnects when it
+     * gets a message, or binds its id again): k stays valid until after */
+    k->pushing = 1;
+    lbx_invoke("in-process delivery", deliver_sink, k);
+    k->pushing = 0;
+    bx_chunkv_clear(&k->msgs);
+    if (k->closed)
+        lbx_later(sink_destroy, k);
+}
+
+static void sink_close(bx_sink_t *sink)
+{
+    lsink_t *k = (lsink_t *)sink;
+    /* a newer sink of the same id may own the entry already */
+    if (bx_dict_get(&k->ls->sinks, k->id, strlen(k->id)) == k)
+        bx_dict_del(&k->ls->sinks, k->id, strlen(k->id));
+    sink_free(k);
+}
+
+/* server:bind(client_id, fn): deliveries for client_id go to fn(messages). */
+static int s_bind(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    size_t n;
+    const char *id = luaL_checklstring(L, 2, &n);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    luaL_argcheck(L, n > 0 && n < 32, 2, "not a client id");
+    lua_pushvalue(L, 3);
+    int fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* may raise: nothing held yet */
+    lsink_t *k = bx_calloc(1, sizeof(*k));
+    k->base.push = sink_push;
+    k->base.close = sink_close;
+    k->base.keepalive = 1;
+    k->ls = ls;
+    k->fn_ref = fn_ref;
+    memcpy(k->id, id, n);
+    bx_session_bind(bx_server_hub(ls->s), k->id, &k->base);    /* closes an older sink */
+    bx_dict_set(&ls->sinks, k->id, n, k);
+    return 0;
+}
+
+/* server:unbind(client_id) */
+static int s_unbind(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    size_t n;
+    const char *id = luaL_checklstring(L, 2, &n);
+    lsink_t *k = bx_dict_del(&ls->sinks, id, n);
+    if (k) {
+        bx_session_unbind(bx_server_hub(ls->s), k->id, &k->base);
+        sink_free(k);
+    }
+    return 0;
+}
+
+/* ---- Events ---- */
+
+typedef struct {
+    lserver_t *ls;
+    bx_event_t ev;
+    const char *id, *channel;
+    const json_t *data;
+} levent_t;
+
+static int deliver_event(lua_State *L)
+{
+    static const char *const names[] = {
+        "handshake", "subscribe", "unsubscribe", "publish", "disconnect", "close"
+    };
+    levent_t *e = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->ls->event_ref);
+    lua_pushstring(L, names[e->ev]);
+    if (e->id && *e->id)
+        lua_pushstring(L, e->id);
+    else
+        lua_pushnil(L);
+    if (e->channel)
+        lua_pushstring(L, e->channel);
+    else
+        lua_pushnil(L);
+    if (e->data)
+        lbx_push_json(L, e->data);
+    else
+        lua_pushnil(L);
+    lua_call(L, 4, 0);
+    return 0;
+}
+
+static void on_event(void *ud, bx_event_t ev, const char *id, const char *channel,
+                     const json_t *data)
+{
+    lserver_t *ls = ud;
+    levent_t e = { ls, ev, id, channel, data };
+    if (ls->event_ref != LUA_NOREF)
+        lbx_invoke("event listener", deliver_event, &e);
+}
+
+/* server:on_event(fn, names): fn(name, client_id, channel, data) for the
+ * events named in the list `names` (all of them when it is nil). */
+static int s_on_event(lua_State *L)
+{
+    static const char *const names[] = {
+        "handshake", "subscribe", "unsubscribe", "publish", "disconnect", NULL
+    };
+    lserver_t *ls = check_server(L);
+    unsigned mask = 0;
+
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    if (lua_isnoneornil(L, 3)) {
+        mask = ~0u;
+    } else {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        for (lua_Integer i = 1; lua_rawgeti(L, 3, i) != LUA_TNIL; i++) {
+            mask |= 1u << luaL_checkoption(L, -1, NULL, names);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, 2);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* may raise: the old one stays */
+    luaL_unref(L, LUA_REGISTRYINDEX, ls->event_ref);
+    ls->event_ref = ref;
+    bx_hub_on_event(bx_server_hub(ls->s), on_event, ls, mask);
+    return 0;
+}
+
+/* server:set_extensions(runner, incoming, outgoing, deadline): installs the
+ * Lua chain runner; a stage without extensions keeps the C fast path. */
+static int s_set_extensions(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    double deadline = luaL_optnumber(L, 5, 0);
+    if (!ls->ext)
+        ls->ext = lbx_ext_new(bx_server_hub(ls->s));
+    lbx_ext_configure(L, ls->ext, 2, lua_toboolean(L, 3), lua_toboolean(L, 4), deadline);
+    return 0;
+}
+
+/* ---- Application requests ---- */
+
+/* The request is answered or gone: the Lua handle no longer reaches it. */
+static void req_release(lreq_t *r)
+{
+    lua_State *L = lbx_state();
+    if (r->box)
+        *r->box = NULL;
+    if (L && !lbx_closing)
+        luaL_unref(L, LUA_REGISTRYINDEX, r->self_ref);
+    if (r->call) {
+        r->call->r = NULL;
+        r->call->gone = 1;
+    }
+    r->req->data = NULL;
+    free(r);
+}
+
+static int deliver_request(lua_State *L)
+{
+    app_call_t *call = lua_touserdata(L, 1);
+    lreq_t **box = lua_newuserdatauv(L, sizeof(lreq_t *), 0);
+    *box = NULL;
+    luaL_setmetatable(L, REQUEST_MT);
+    lua_pushvalue(L, -1);
+    int self_ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* may raise: nothing held yet */
+    lreq_t *r = bx_calloc(1, sizeof(*r));
+    r->req = call->req;
+    r->box = box;
+    r->self_ref = self_ref;
+    r->call = call;
+    *box = r;
+    call->req->data = r;
+    call->r = r;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, call->ls->request_ref);
+    lua_insert(L, -2);
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+static void on_app(void *ud, bx_http_req_t *req)
+{
+    app_call_t call = { ud, req, NULL, 0 };
+    req->data = NULL;
+    int rc = lbx_invoke("request handler", deliver_request, &call);
+    if (call.r)
+        call.r->call = NULL;
+    /* a handler that answered and then raised has nothing left to answer:
+     * the request may be freed already */
+    if (rc != 0 && !call.gone) {
+        if (call.r)
+            req_release(call.r);
+        bx_http_respond_text(req, 500, "text/plain; charset=utf-8",
+                             "Internal server error\n", 0);
+    }
+}
+
+static void on_app_abort(void *ud, bx_http_req_t *req)
+{
+    lreq_t *r = req->data;
+    (void)ud;
+    if (r)
+        req_release(r);
+}
+
+/* server:on_request(fn): fn(req) for every request outside the mount. */
+static int s_on_request(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* may raise: the old one stays */
+    luaL_unref(L, LUA_REGISTRYINDEX, ls->request_ref);
+    ls->request_ref = ref;
+    bx_server_on_app(ls->s, on_app, on_app_abort, ls);
+    return 0;
+}
+
+static lreq_t *check_req(lua_State *L)
+{
+    lreq_t **box = luaL_checkudata(L, 1, REQUEST_MT);
+    if (!*box)
+        luaL_error(L, "the request was already answered or its client went away");
+    return *box;
+}
+
+/* req:info() -> { method, path, query, headers = {lower-case name = value},
+ * body, remote } */
+static int r_info(lua_State *L)
+{
+    lbx_push_request(L, check_req(L)->req, 1);
+    return 1;
+}
+
+/* Headers the HTTP layer writes itself (http.c response_head): one from a
+ * route would frame the body wrongly or contradict the layer's. */
+static const char *const layer_headers[] = { "Content-Length", "Transfer-Encoding", "Date",
+                                             "Connection", NULL };
+
+/* Checks the status (argument 2) and the headers table (argument 3, may be
+ * nil) of `fn`, raising a clear error on misuse: this runs before any C
+ * memory is held, as nothing after it may raise. */
+static lua_Integer check_response(lua_State *L, const char *fn, int with_file)
+{
+    lua_Integer status = luaL_checkinteger(L, 2);
+
+    /* 1xx answers are the layer's (100 Continue); a file needs a body */
+    if (status < 200 || status > 999 || (with_file && (status == 204 || status == 304)))
+        return luaL_error(L, "%s: status %d is not allowed (200-999%s)", fn, (int)status,
+                          with_file ? ", not 204 or 304" : "");
+    if (!lua_istable(L, 3))
+        return status;
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "response headers must be strings");
+        size_t vl;
+        const char *k = lua_tostring(L, -2), *v = lua_tolstring(L, -1, &vl);
+        /* a header must not smuggle a line break into the response */
+        if (!*k || strpbrk(k, "\r\n: ") || memchr(v, '\r', vl) || memchr(v, '\n', vl))
+            return luaL_error(L, "invalid response header '%s'", k);
+        for (int i = 0; layer_headers[i]; i++)
+            if (strcasecmp(k, layer_headers[i]) == 0)
+                return luaL_error(L, "%s: header '%s' is set by the HTTP layer", fn, k);
+        lua_pop(L, 1);
+    }
+    return status;
+}
+
+/* The checked headers table at index 3 as "Name: value\r\n" lines, NUL
+ * terminated, into hb. */
+static void build_headers(lua_State *L, bx_buf_t *hb)
+{
+    if (lua_istable(L, 3)) {
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            size_t vl;
+            const char *v = lua_tolstring(L, -1, &vl);
+            bx_buf_puts(hb, lua_tostring(L, -2));
+            bx_buf_puts(hb, ": ");
+            bx_buf_append(hb, v, vl);
+            bx_buf_puts(hb, "\r\n");
+            lua_pop(L, 1);
+        }
+    }
+    bx_buf_append(hb, "", 1);
+}
+
+/* req:respond(status, headers, body): headers is { name = value }. */
+static int r_respond(lua_State *L)
+{
+    lreq_t *r = check_req(L);
+    size_t blen = 0;
+    const char *body = luaL_optlstring(L, 4, "", &blen);
+    lua_Integer status = check_response(L, "req:respond", 0);
+
+    bx_buf_t hb = BX_BUF_INIT;
+    build_headers(L, &hb);
+    bx_chunkv_t cv = BX_CHUNKV_INIT;
+    if (blen)
+        bx_chunkv_push_new(&cv, bx_chunk_new(body, blen));
+    bx_http_req_t *req = r->req;
+    req_release(r);
+    bx_http_respond(req, (int)status, hb.data, &cv, 0);
+    bx_chunkv_free(&cv);
+    bx_buf_free(&hb);
+    return 0;
+}
+
+/* req:send_file(status, headers, path): answers with the file's contents,
+ * read from disk in chunks as the client takes them (bx_http_respond_file);
+ * HEAD gets the length only. */
+static int r_send_file(lua_State *L)
+{
+    lreq_t *r = check_req(L);
+    size_t plen;
+    const char *path = luaL_checklstring(L, 4, &plen);
+    lua_Integer status = check_response(L, "req:send_file", 1);
+
+    luaL_argcheck(L, plen > 0 && !memchr(path, '\0', plen), 4, "not a file path");
+    bx_buf_t hb = BX_BUF_INIT;
+    build_headers(L, &hb);
+    bx_http_req_t *req = r->req;
+    req_release(r);
+    bx_http_respond_file(req, (int)status, hb.data, path, 0);
+    bx_buf_free(&hb);
+    return 0;
+}
+
+/* ---- Registration ---- */
+
+void lbx_server_open(lua_State *L)
+{
+    static const luaL_Reg smeth[] = {
+        { "listen", s_listen }, { "port", s_port }, { "close", s_close },
+        { "process", s_process }, { "bind", s_bind }, { "unbind", s_unbind },
+        { "on_event", s_on_event }, { "on_request", s_on_request },
+        { "set_extensions", s_set_extensions }, { "stats", s_stats }, { NULL, NULL }
+    };
+    static const luaL_Reg rmeth[] = {
+        { "info", r_info }, { "respond", r_respond }, { "send_file", r_send_file },
+        { NULL, NULL }
+    };
+    luaL_newmetatable(L, SERVER_MT);
+    lua_pushcfunction(L, s_gc);
+    lua_setfield(L, -2, "__gc");
+    luaL_newlib(L, smeth);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, REQUEST_MT);
+    luaL_newlib(L, rmeth);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    lbx_ext_open(L);
+    lua_pushcfunction(L, l_server);
+    lua_setfield(L, -2, "server");
+}

@@ -1,0 +1,583 @@
+/*
+ * conn.c - one TCP connection on libuv: reading, coalesced output, close.
+ *
+ * Output is collected in c->pending and written by a per-loop uv_prepare
+ * pass, right before the loop blocks for I/O, with one uv_write of all
+ * pending chunks. Only one uv_write per connection is in flight at a time:
+ * whatever is queued meanwhile leaves in the next single write, so a slow
+ * reader gets fewer, larger writes. The chunks being written are held in
+ * c->inflight until write_cb, as libuv requires the bytes to stay valid.
+ *
+ * Reads use one buffer per loop: libuv calls alloc_cb and read_cb back to
+ * back, and read_cb consumes the bytes synchronously, so an idle connection
+ * costs no read memory at all.
+ */
+#include "net/conn.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define READ_BUF_SIZE   65536
+#define WRITE_INLINE    16      /* uv_buf_t on the stack before we malloc */
+/* After a final response the peer's input is drained until it closes, for
+ * at most LINGER_IDLE_MS without a byte and LINGER_MAX_MS in all (nginx's
+ * lingering_timeout and lingering_time). */
+#define LINGER_IDLE_MS  2000
+#define LINGER_MAX_MS   30000
+
+enum {
+    C_CLOSING   = 1 << 0,       /* uv_close() was called */
+    C_DRAIN     = 1 << 1,       /* close_after_write: flush, shut down, then close */
+    C_PAUSED    = 1 << 2,       /* the owner stopped reading */
+    C_DIRTY     = 1 << 3,       /* on the loop's dirty list */
+    C_WRITING   = 1 << 4,       /* a uv_write is in flight */
+    C_LINGER    = 1 << 5,       /* FIN sent; discarding input until EOF or timeout */
+    C_EOF       = 1 << 6,       /* the peer closed its side */
+};
+
+/* Per-loop state: the prepare pass, its dirty list and the read buffer. */
+typedef struct loopstate {
+    uv_loop_t *loop;
+    uv_prepare_t prepare;
+    bx_conn_t *dirty;           /* head of the doubly linked dirty list */
+    char *rbuf;
+    int rbuf_busy;
+    size_t nconns;
+    int zombie;                 /* cleanup asked while connections still lived */
+    struct loopstate *next;
+} loopstate_t;
+
+struct bx_conn_s {
+    uv_tcp_t *tcp;              /* owned; freed in close_cb */
+    loopstate_t *ls;
+    bx_conn_read_cb on_read;
+    bx_conn_close_cb on_close;
+    void *ud;
+    unsigned flags;
+    bx_chunkv_t pending;        /* queued, not yet handed to uv_write */
+    bx_chunkv_t inflight;       /* handed to uv_write, held until write_cb */
+    size_t pending_bytes;
+    size_t inflight_bytes;
+    /* Write and shutdown requests are allocated only when used (most writes
+     * finish in uv_try_write) and freed by their callbacks: an idle
+     * connection should cost little. */
+    bx_conn_drain_cb on_drain;  /* bx_conn_when_drained, until it fires */
+    void *drain_ud;
+    uv_timer_t *linger;         /* only while lingering; closed independently */
+    uint64_t linger_end;        /* loop time at which lingering stops */
+    bx_conn_t *dprev, *dnext;   /* dirty list links */
+    uint8_t family;             /* the peer: AF_INET, AF_INET6, or 0 */
+    uint16_t port;
+    unsigned char addr[16];     /* formatted on demand (bx_conn_peer) */
+};
+
+static loopstate_t *loops;      /* the server is single-threaded: one list */
+static size_t conn_count;
+static uint64_t write_calls;
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+/* ---- Per-loop state ---- */
+
+static void prepare_cb(uv_prepare_t *p);
+
+static loopstate_t *ls_get(uv_loop_t *loop, int create)
+{
+    loopstate_t *ls;
+
+    for (ls = loops; ls; ls = ls->next)
+        if (ls->loop == loop)
+            return ls;
+    if (!create)
+        return NULL;
+    ls = bx_calloc(1, sizeof(*ls));
+    ls->loop = loop;
+    uv_prepare_init(loop, &ls->prepare);
+    ls->prepare.data = ls;
+    ls->next = loops;
+    loops = ls;
+    return ls;
+}
+
+static void ls_closed_cb(uv_handle_t *h)
+{
+    loopstate_t *ls = h->data;
+    free(ls->rbuf);
+    free(ls);
+}
+
+static void ls_close(loopstate_t *ls)
+{
+    uv_close((uv_handle_t *)&ls->prepare, ls_closed_cb);
+}
+
+/* ---- Dirty list and flushing ---- */
+
+static void dirty_remove(bx_conn_t *c)
+{
+    if (!(c->flags & C_DIRTY))
+        return;
+    if (c->dprev)
+        c->dprev->dnext = c->dnext;
+    else
+        c->ls->dirty = c->dnext;
+    if (c->dnext)
+        c->dnext->dprev = c->dprev;
+    c->dprev = c->dnext = NULL;
+    c->flags &= ~C_DIRTY;
+}
+
+static void mark_dirty(bx_conn_t *c)
+{
+    loopstate_t *ls = c->ls;
+
+    if (c->flags & (C_DIRTY | C_CLOSING))
+        return;
+    c->flags |= C_DIRTY;
+    c->dprev = NULL;
+    c->dnext = ls->dirty;
+    if (ls->dirty)
+        ls->dirty->dprev = c;
+    ls->dirty = c;
+    /* An active prepare handle keeps the loop alive, so it runs only while
+     * there is something to flush. */
+    if (!uv_is_active((uv_handle_t *)&ls->prepare))
+        uv_prepare_start(&ls->prepare, prepare_cb);
+}
+
+static void linger_timer_cb(uv_timer_t *t)
+{
+    bx_conn_close(t->data);
+}
+
+static void free_handle_cb(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status)
+{
+    bx_conn_t *c = req->data;
+
+    free(req);
+    if (c->flags & C_CLOSING)
+        return;                 /* cancelled by bx_conn_close */
+    if (status < 0 || (c->flags & C_EOF)) {
+        bx_conn_close(c);
+        return;
+    }
+    /* Closing a socket with unread input makes the kernel send RST, which
+     * can destroy the response we just sent before the peer reads it, and
+     * fails the peer's writes (e.g. a 413 while the client is still
+     * uploading). So read and discard until the peer closes, for a bounded
+     * time (nginx's lingering close). Reading may be on already (the
+     * request was refused while its body arrived) or paused by the owner. */
+    c->flags |= C_LINGER;
+    c->linger_end = uv_now(c->ls->loop) + LINGER_MAX_MS;
+    c->linger = bx_malloc(sizeof(*c->linger));
+    uv_timer_init(c->ls->loop, c->linger);
+    c->linger->data = c;
+    uv_timer_start(c->linger, linger_timer_cb, LINGER_IDLE_MS, 0);
+    if (c->flags & C_PAUSED) {
+        c->flags &= ~C_PAUSED;
+        if (uv_read_start((uv_stream_t *)c->tcp, alloc_cb, read_cb) < 0)
+            bx_conn_close(c);
+    }
+}
+
+/* Input arrived while lingering: wait again, up to the overall bound. */
+static void linger_touch(bx_conn_t *c)
+{
+    uint64_t now = uv_now(c->ls->loop);
+    uint64_t left = c->linger_end > now ? c->linger_end - now : 0;
+
+    uv_timer_start(c->linger, linger_timer_cb, left < LINGER_IDLE_MS ? left : LINGER_IDLE_MS,
+                   0);
+}
+
+static void begin_shutdown(bx_conn_t *c)
+{
+    uv_shutdown_t *req = bx_malloc(sizeof(*req));
+
+    req->data = c;
+    if (uv_shutdown(req, (uv_stream_t *)c->tcp, shutdown_cb) < 0) {
+        free(req);
+        bx_conn_close(c);
+    }
+}
+
+/* Runs the drain callback if nothing is left to write. */
+static void check_drained(bx_conn_t *c)
+{
+    bx_conn_drain_cb cb = c->on_drain;
+
+    if (!cb || c->pending.n || (c->flags & (C_WRITING | C_CLOSING)))
+        return;
+    c->on_drain = NULL;
+    cb(c, c->drain_ud);
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+    bx_conn_t *c = req->data;
+
+    free(req);
+    bx_chunkv_clear(&c->inflight);
+    c->inflight_bytes = 0;
+    c->flags &= ~C_WRITING;
+    if (c->flags & C_CLOSING)
+        return;
+    if (status < 0) {
+        bx_conn_close(c);
+        return;
+    }
+    if (c->pending.n)
+        mark_dirty(c);
+    else if (c->flags & C_DRAIN)
+        begin_shutdown(c);
+    else
+        check_drained(c);
+}
+
+/* Hands everything pending to the kernel in one writev: uv_try_write first,
+ * and only what it could not take goes to a uv_write. A completed uv_write
+ * costs more than the write itself: its callback runs on a later pass and
+ * libuv (1.44) then re-arms the socket's epoll watcher with one more system
+ * call (epoll_ctl), once per write. */
+static void start_write(bx_conn_t *c)
+{
+    uv_buf_t small[WRITE_INLINE], *bufs;
+    size_t n = c->pending.n, i = 0, total;
+    int r;
+
+    if (c->flags & (C_CLOSING | C_WRITING))
+        return;
+    if (n == 0) {
+        check_drained(c);
+        return;
+    }
+    bx_chunkv_move(&c->inflight, &c->pending);
+    total = c->pending_bytes;
+    c->pending_bytes = 0;
+    bufs = n <= WRITE_INLINE ? small : bx_malloc(n * sizeof(*bufs));
+    for (i = 0; i < n; i++)
+        bufs[i] = uv_buf_init(c->inflight.v[i]->data, (unsigned)c->inflight.v[i]->len);
+    write_calls++;
+    r = uv_try_write((uv_stream_t *)c->tcp, bufs, (unsigned)n);
+    if (r == UV_EAGAIN || r == UV_ENOSYS)
+        r = 0;
+    if (r < 0 || (size_t)r == total) {
+        if (bufs != small)
+            free(bufs);
+        bx_chunkv_clear(&c->inflight);
+        if (r < 0)
+            bx_conn_close(c);
+        else if (c->flags & C_DRAIN)
+            begin_shutdown(c);
+        else
+            check_drained(c);
+        return;
+    }
+    /* the rest: skip what was written (the chunks stay in c->inflight) */
+    size_t done = (size_t)r;
+    for (i = 0; i < n && done >= bufs[i].len; i++)
+        done -= bufs[i].len;
+    bufs[i].base += done;
+    bufs[i].len -= done;
+    c->inflight_bytes = total - (size_t)r;
+    uv_write_t *req = bx_malloc(sizeof(*req));
+    req->data = c;
+    r = uv_write(req, (uv_stream_t *)c->tcp, bufs + i, (unsigned)(n - i), write_cb);
+    if (bufs != small)
+        free(bufs);
+    if (r < 0) {
+        free(req);
+        bx_chunkv_clear(&c->inflight);
+        c->inflight_bytes = 0;
+        bx_conn_close(c);
+        return;
+    }
+    c->flags |= C_WRITING;
+}
+
+static void flush_loop(loopstate_t *ls)
+{
+    while (ls->dirty) {
+        bx_conn_t *c = ls->dirty;
+        dirty_remove(c);
+        start_write(c);
+    }
+}
+
+static void prepare_cb(uv_prepare_t *p)
+{
+    loopstate_t *ls = p->data;
+
+    flush_loop(ls);
+    if (!ls->dirty)
+        uv_prepare_stop(p);
+}
+
+/* ---- Reading ---- */
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    bx_conn_t *c = h->data;
+    loopstate_t *ls = c->ls;
+
+    (void)suggested;
+    if (!ls->rbuf_busy) {
+        if (!ls->rbuf)
+            ls->rbuf = bx_malloc(READ_BUF_SIZE);
+        ls->rbuf_busy = 1;
+        *buf = uv_buf_init(ls->rbuf, READ_BUF_SIZE);
+    } else {
+        /* Not expected (reads are not nested), but never share a buffer. */
+        *buf = uv_buf_init(bx_malloc(READ_BUF_SIZE), READ_BUF_SIZE);
+    }
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    bx_conn_t *c = s->data;
+    loopstate_t *ls = c->ls;
+
+    if (nread > 0) {
+        /* After close_after_write the owner considers us gone: discard. */
+        if (!(c->flags & (C_CLOSING | C_DRAIN)) && c->on_read)
+            c->on_read(c, c->ud, buf->base, (size_t)nread, 0);
+        else if (c->linger && !(c->flags & C_CLOSING))
+            linger_touch(c);
+    } else if (nread < 0 && !(c->flags & C_CLOSING)) {
+        if (c->flags & C_LINGER) {
+            bx_conn_close(c);
+        } else if (c->flags & C_DRAIN) {
+            /* The peer half-closed; still deliver what we owe it, then
+             * close without lingering. */
+            c->flags |= C_EOF;
+            uv_read_stop(s);
+        } else {
+            bx_conn_close(c);
+            if (c->on_read)
+                c->on_read(c, c->ud, NULL, 0, (int)nread);
+        }
+    }
+    if (buf->base == ls->rbuf)
+        ls->rbuf_busy = 0;
+    else
+        free(buf->base);
+}
+
+/* ---- Public API ---- */
+
+static void fill_peer(bx_conn_t *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+
+    /* kept now: once the peer has gone, getpeername fails */
+    if (uv_tcp_getpeername(c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        c->family = AF_INET6;
+        c->port = ntohs(a->sin6_port);
+        memcpy(c->addr, &a->sin6_addr, 16);
+    } else if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        c->family = AF_INET;
+        c->port = ntohs(a->sin_port);
+        memcpy(c->addr, &a->sin_addr, 4);
+    }
+}
+
+bx_conn_t *bx_conn_new(uv_loop_t *loop, uv_tcp_t *tcp, bx_conn_read_cb on_read,
+                       bx_conn_close_cb on_close, void *ud)
+{
+    bx_conn_t *c = bx_calloc(1, sizeof(*c));
+
+    c->tcp = tcp;
+    c->ls = ls_get(loop, 1);
+    c->on_read = on_read;
+    c->on_close = on_close;
+    c->ud = ud;
+    tcp->data = c;
+    c->ls->nconns++;
+    conn_count++;
+    fill_peer(c);
+    if (uv_read_start((uv_stream_t *)tcp, alloc_cb, read_cb) < 0)
+        bx_conn_close(c);       /* on_close follows on a later turn */
+    return c;
+}
+
+void bx_conn_set_callbacks(bx_conn_t *c, bx_conn_read_cb on_read, bx_conn_close_cb on_close,
+                           void *ud)
+{
+    c->on_read = on_read;
+    c->on_close = on_close;
+    c->ud = ud;
+}
+
+void bx_conn_write(bx_conn_t *c, bx_chunkv_t *cv)
+{
+    if (c->flags & (C_CLOSING | C_DRAIN)) {
+        bx_chunkv_free(cv);
+        return;
+    }
+    if (cv->n == 0)
+        return;
+    c->pending_bytes += bx_chunkv_bytes(cv);
+    bx_chunkv_move(&c->pending, cv);
+    mark_dirty(c);
+}
+
+void bx_conn_write_chunk(bx_conn_t *c, bx_chunk_t *chunk)
+{
+    if (c->flags & (C_CLOSING | C_DRAIN)) {
+        bx_chunk_unref(chunk);
+        return;
+    }
+    c->pending_bytes += chunk->len;
+    bx_chunkv_push_new(&c->pending, chunk);
+    mark_dirty(c);
+}
+
+void bx_conn_write_copy(bx_conn_t *c, const void *data, size_t len)
+{
+    if (c->flags & (C_CLOSING | C_DRAIN))
+        return;
+    bx_conn_write_chunk(c, bx_chunk_new(data, len));
+}
+
+size_t bx_conn_pending_bytes(const bx_conn_t *c)
+{
+    return c->pending_bytes + c->inflight_bytes;
+}
+
+void bx_conn_when_drained(bx_conn_t *c, bx_conn_drain_cb cb, void *ud)
+{
+    c->on_drain = cb;
+    c->drain_ud = ud;
+    /* the flush pass reports it, so never inside this call */
+    if (cb && !(c->flags & C_WRITING))
+        mark_dirty(c);
+}
+
+void bx_conn_pause(bx_conn_t *c)
+{
+    if (c->flags & (C_CLOSING | C_DRAIN | C_PAUSED))
+        return;
+    c->flags |= C_PAUSED;
+    uv_read_stop((uv_stream_t *)c->tcp);
+}
+
+void bx_conn_resume(bx_conn_t *c)
+{
+    if (c->flags & (C_CLOSING | C_DRAIN) || !(c->flags & C_PAUSED))
+        return;
+    c->flags &= ~C_PAUSED;
+    if (uv_read_start((uv_stream_t *)c->tcp, alloc_cb, read_cb) < 0)
+        bx_conn_close(c);
+}
+
+void bx_conn_close_after_write(bx_conn_t *c)
+{
+    if (c->flags & (C_CLOSING | C_DRAIN))
+        return;
+    c->flags |= C_DRAIN;
+    if (!(c->flags & C_WRITING) && c->pending.n == 0)
+        begin_shutdown(c);
+    /* otherwise write_cb starts the shutdown once the queue is empty */
+}
+
+static void close_cb(uv_handle_t *h)
+{
+    bx_conn_t *c = h->data;
+    loopstate_t *ls = c->ls;
+
+    if (c->on_close)
+        c->on_close(c, c->ud);
+    bx_chunkv_free(&c->pending);
+    bx_chunkv_free(&c->inflight);
+    free(c->tcp);
+    free(c);
+    conn_count--;
+    if (--ls->nconns == 0 && ls->zombie)
+        ls_close(ls);
+}
+
+void bx_conn_close(bx_conn_t *c)
+{
+    if (c->flags & C_CLOSING)
+        return;
+    c->flags |= C_CLOSING;
+    dirty_remove(c);
+    bx_chunkv_clear(&c->pending);
+    c->pending_bytes = 0;
+    if (c->linger)
+        uv_close((uv_handle_t *)c->linger, free_handle_cb);
+    c->linger = NULL;
+    uv_close((uv_handle_t *)c->tcp, close_cb);
+}
+
+int bx_conn_is_closing(const bx_conn_t *c)
+{
+    return (c->flags & (C_CLOSING | C_DRAIN)) != 0;
+}
+
+const char *bx_conn_peer_ip(const bx_conn_t *c)
+{
+    static char ip[INET6_ADDRSTRLEN];
+
+    if (!c->family || !inet_ntop(c->family, c->addr, ip, sizeof(ip)))
+        ip[0] = '\0';
+    return ip;
+}
+
+const char *bx_conn_peer(const bx_conn_t *c)
+{
+    static char peer[INET6_ADDRSTRLEN + 8];
+    const char *ip = bx_conn_peer_ip(c);
+
+    snprintf(peer, sizeof(peer), c->family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip,
+             (unsigned)c->port);
+    return peer;
+}
+
+void bx_conn_flush_all(uv_loop_t *loop)
+{
+    loopstate_t *ls = ls_get(loop, 0);
+
+    if (ls)
+        flush_loop(ls);
+}
+
+size_t bx_conn_count(void)
+{
+    return conn_count;
+}
+
+uint64_t bx_conn_write_calls(void)
+{
+    return write_calls;
+}
+
+void bx_conn_cleanup(uv_loop_t *loop)
+{
+    loopstate_t **pp, *ls;
+
+    for (pp = &loops; (ls = *pp) != NULL; pp = &ls->next) {
+        if (ls->loop == loop) {
+            /* Unlink now so a new connection gets fresh state. */
+            *pp = ls->next;
+            if (ls->nconns == 0)
+                ls_close(ls);
+            else
+                ls->zombie = 1;     /* the last close_cb closes it */
+            return;
+        }
+    }
+}

@@ -1,0 +1,1405 @@
+/*
+ * http.c - HTTP/1.1 server on libuv and http-parser.
+ *
+ * Each connection (hconn) parses its input with http-parser. A complete
+ * request joins the connection's queue and is handed to the application at
+ * once, even if earlier requests are still unanswered (pipelining); the
+ * answers are buffered in the request and written strictly from the head of
+ * the queue. The parser is paused after every message so that the
+ * application runs outside http_parser_execute() and may hijack or close.
+ *
+ * Work that must not run inside a bx_http_* call (abort callbacks, handing
+ * leftover bytes to a hijacker, resuming a suspended parser) goes through
+ * the server's zero-delay "defer" timer. Idle connections sit on one list
+ * ordered by last activity, watched by one timer for the whole server.
+ */
+#include "net/http.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <http_parser.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+
+/* Unanswered requests per connection before we stop parsing its input:
+ * bounds the memory a client can pin by pipelining behind a held request. */
+#define MAX_PIPELINE    16
+
+/* ---- Intrusive circular lists ---- */
+
+typedef struct link {
+    struct link *prev, *next;
+} link_t;
+
+#define CONTAINER(p, type, field) ((type *)((char *)(p) - offsetof(type, field)))
+
+static void link_init(link_t *l)
+{
+    l->prev = l->next = l;
+}
+
+static int link_empty(const link_t *l)
+{
+    return l->next == l;
+}
+
+static void link_remove(link_t *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    link_init(l);
+}
+
+static void link_push(link_t *head, link_t *l)
+{
+    l->prev = head->prev;
+    l->next = head;
+    head->prev->next = l;
+    head->prev = l;
+}
+
+/* ---- Types ---- */
+
+typedef struct hconn hconn_t;
+
+typedef struct {
+    size_t name, name_len, value, value_len;    /* offsets into raw */
+} hoff_t;
+
+typedef struct hreq {
+    bx_http_req_t pub;
+    hconn_t *hc;                /* NULL once detached from its connection */
+    struct hreq *next;          /* connection queue, or the server's abort list */
+    bx_buf_t raw;               /* url then header bytes; pub points into it */
+    size_t url_len;
+    hoff_t *offs;
+    size_t noffs, capoffs;
+    bx_chunkv_t out;            /* the answer, waiting for earlier answers */
+    struct filebody *file;      /* a file still to send after `out` */
+    char ip[48];                /* copy: the request may outlive its conn */
+    unsigned in_value : 1;      /* last header callback was a value */
+    unsigned headers_done : 1;  /* trailers must not move raw */
+    unsigned delivered : 1;     /* the application has seen it */
+    unsigned answered : 1;
+    unsigned close : 1;         /* close the connection after the answer */
+    unsigned keep_alive : 1;
+    unsigned head : 1;          /* HEAD: no body in the answer */
+    unsigned hijacked : 1;
+} hreq_t;
+
+/* Bytes read past a hijacked request, delivered on a later turn. */
+typedef struct handoff {
+    bx_conn_t *conn;
+    bx_conn_read_cb on_read;
+    bx_conn_close_cb on_close;
+    void *ud;
+    bx_buf_t buf;
+    int closed;
+    struct handoff *next;
+} handoff_t;
+
+struct hconn {
+    bx_http_server_t *s;
+    bx_conn_t *conn;
+    http_parser parser;
+    hreq_t *cur;                /* being parsed */
+    hreq_t *ready;              /* just completed, to deliver */
+    hreq_t *qhead, *qtail;      /* delivered or answered, oldest first */
+    size_t qlen;
+    size_t hbytes;              /* request line + header bytes so far */
+    int err_status;             /* set by a parser callback that failed */
+    bx_buf_t inbuf;             /* input kept while parsing is suspended */
+    uint64_t idle_since;
+    link_t all, idle, resume;
+    handoff_t *handoff;
+    unsigned stop : 1;          /* parse nothing more; input is discarded */
+    unsigned suspended : 1;     /* parsing and reading paused */
+    unsigned upgraded : 1;      /* suspended for good after an Upgrade request */
+    unsigned feeding : 1;       /* inside feed(): hijack must not free us */
+    unsigned hijacked : 1;
+};
+
+struct bx_http_server_s {
+    uv_loop_t *loop;
+    bx_http_limits_t lim;
+    uint64_t idle_ms;           /* 0: no idle timeout */
+    bx_http_request_cb on_request;
+    bx_http_abort_cb on_abort;
+    void *ud;
+    uv_tcp_t listener;
+    int port;
+    uv_timer_t defer;
+    uv_timer_t idle;
+    link_t conns, idle_list, resume_list;
+    unsigned nconns;
+    hreq_t *aborts, *aborts_tail;
+    handoff_t *handoffs, *handoffs_tail;
+    int closing, listener_closed, finishing, timers_closed;
+    void (*done)(void *ud);
+    void *done_ud;
+};
+
+static void feed(hconn_t *hc, const char *data, size_t len);
+static void flush_queue(hconn_t *hc);
+static void file_detach(struct filebody *fb);
+
+/* ---- Small helpers ---- */
+
+void bx_http_limits_default(bx_http_limits_t *l)
+{
+    l->max_body = 1024 * 1024;
+    l->max_header = 16 * 1024;
+    l->idle_timeout = 120;
+    l->max_conns = 10000;
+}
+
+const char *bx_http_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+static const char day_names[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+static const char month_names[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+
+/* Writes v as `n` decimal digits at p. */
+static void put_digits(char *p, int v, int n)
+{
+    while (n-- > 0) {
+        p[n] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
+void bx_http_date_format(time_t t, char out[BX_HTTP_DATE_SIZE])
+{
+    struct tm tm;
+    int year;
+
+    if (!gmtime_r(&t, &tm))
+        memset(&tm, 0, sizeof(tm));
+    /* clamped so the text always has its fixed length */
+    year = tm.tm_year + 1900 < 0 ? 0 : tm.tm_year + 1900 > 9999 ? 9999 : tm.tm_year + 1900;
+    memcpy(out, "Sun, 00 Jan 0000 00:00:00 GMT", BX_HTTP_DATE_SIZE);
+    memcpy(out, day_names[(unsigned)tm.tm_wday % 7], 3);
+    put_digits(out + 5, tm.tm_mday, 2);
+    memcpy(out + 8, month_names[(unsigned)tm.tm_mon % 12], 3);
+    put_digits(out + 12, year, 4);
+    put_digits(out + 17, tm.tm_hour, 2);
+    put_digits(out + 20, tm.tm_min, 2);
+    put_digits(out + 23, tm.tm_sec, 2);
+}
+
+/* Reads `n` decimal digits at s; -1 if any is not one. */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+int bx_http_date_parse(const char *s, size_t len, time_t *t)
+{
+    /* "Sun, 06 Nov 1994 08:49:37 GMT" */
+    int day, mon = -1, year, hh, mm, ss, wday = -1;
+
+    if (len != BX_HTTP_DATE_SIZE - 1 || memcmp(s + 3, ", ", 2) != 0 || s[7] != ' ' ||
+        s[11] != ' ' || s[16] != ' ' || s[19] != ':' || s[22] != ':' ||
+        memcmp(s + 25, " GMT", 4) != 0)
+        return -1;
+    for (int i = 0; i < 7; i++)
+        if (memcmp(s, day_names[i], 3) == 0)
+            wday = i;
+    for (int i = 0; i < 12; i++)
+        if (memcmp(s + 8, month_names[i], 3) == 0)
+            mon = i + 1;
+    day = digits(s + 5, 2);
+    year = digits(s + 12, 4);
+    hh = digits(s + 17, 2);
+    mm = digits(s + 20, 2);
+    ss = digits(s + 23, 2);
+    if (wday < 0 || mon < 0 || day < 1 || day > 31 || year < 0 || hh < 0 || hh > 23 ||
+        mm < 0 || mm > 59 || ss < 0 || ss > 60)
+        return -1;
+    /* days from the civil date (proleptic Gregorian), no time zone involved */
+    int y = mon <= 2 ? year - 1 : year;
+    long era = y / 400;     /* y >= -1: only y == -1 rounds the wrong way */
+    if (y < 0)
+        era = -1;
+    long yoe = y - era * 400;
+    long doy = (153L * (mon > 2 ? mon - 3 : mon + 9) + 2) / 5 + day - 1;
+    long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    long long days = (long long)era * 146097 + doe - 719468;
+    *t = (time_t)(days * 86400 + hh * 3600 + mm * 60 + ss);
+    return 0;
+}
+
+/* The Date header's value, made once per second. */
+static const char *http_date(void)
+{
+    static char buf[BX_HTTP_DATE_SIZE];
+    static time_t last = -1;
+    time_t now = time(NULL);
+
+    if (now != last) {
+        bx_http_date_format(now, buf);
+        last = now;
+    }
+    return buf;
+}
+
+static void req_free(hreq_t *r)
+{
+    if (r->file)
+        file_detach(r->file);
+    bx_buf_free(&r->raw);
+    bx_buf_free(&r->pub.body);
+    bx_chunkv_free(&r->out);
+    free(r->pub.headers);
+    free(r->offs);
+    free(r);
+}
+
+static void defer_cb(uv_timer_t *t);
+
+static void schedule(bx_http_server_t *s)
+{
+    /* A 0 ms timer runs on the next loop turn (never inside the caller);
+     * starting it while closing fails harmlessly and finish() drains. */
+    if (!uv_is_active((uv_handle_t *)&s->defer))
+        uv_timer_start(&s->defer, defer_cb, 0, 0);
+}
+
+/* ---- Idle timeout ---- */
+
+static void idle_cb(uv_timer_t *t);
+
+static void idle_remove(hconn_t *hc)
+{
+    link_remove(&hc->idle);
+}
+
+static void idle_insert(hconn_t *hc)
+{
+    bx_http_server_t *s = hc->s;
+
+    if (!s->idle_ms || !link_empty(&hc->idle))
+        return;
+    hc->idle_since = uv_now(s->loop);
+    link_push(&s->idle_list, &hc->idle);
+    /* The list is ordered by idle_since, so the head's deadline is the
+     * earliest; an already running timer fires no later than ours. */
+    if (!uv_is_active((uv_handle_t *)&s->idle))
+        uv_timer_start(&s->idle, idle_cb, s->idle_ms, 0);
+}
+
+static void idle_touch(hconn_t *hc)
+{
+    if (link_empty(&hc->idle))
+        return;
+    link_remove(&hc->idle);
+    hc->idle_since = uv_now(hc->s->loop);
+    link_push(&hc->s->idle_list, &hc->idle);
+}
+
+static void idle_cb(uv_timer_t *t)
+{
+    bx_http_server_t *s = t->data;
+    uint64_t now = uv_now(s->loop);
+
+    while (!link_empty(&s->idle_list)) {
+        hconn_t *hc = CONTAINER(s->idle_list.next, hconn_t, idle);
+        if (hc->idle_since + s->idle_ms > now) {
+            uv_timer_start(&s->idle, idle_cb, hc->idle_since + s->idle_ms - now, 0);
+            break;
+        }
+        idle_remove(hc);
+        hc->stop = 1;
+        bx_conn_close(hc->conn);    /* silently: no request to answer */
+    }
+}
+
+/* ---- Request queue ---- */
+
+static void enqueue(hconn_t *hc, hreq_t *r)
+{
+    r->hc = hc;
+    r->next = NULL;
+    if (hc->qtail)
+        hc->qtail->next = r;
+    else
+        hc->qhead = r;
+    hc->qtail = r;
+    hc->qlen++;
+    idle_remove(hc);            /* we owe an answer: not idle */
+}
+
+/* Moves every queued request to the server's abort list. */
+static void abort_queue(hconn_t *hc)
+{
+    bx_http_server_t *s = hc->s;
+    hreq_t *r;
+
+    if (!hc->qhead)
+        return;
+    for (r = hc->qhead; r; r = r->next)
+        r->hc = NULL;
+    if (s->aborts_tail)
+        s->aborts_tail->next = hc->qhead;
+    else
+        s->aborts = hc->qhead;
+    s->aborts_tail = hc->qtail;
+    hc->qhead = hc->qtail = NULL;
+    hc->qlen = 0;
+    schedule(s);
+}
+
+/* Builds the status line and the headers the layer owns. */
+static bx_chunk_t *response_head(int status, const char *headers, size_t body_len, int close)
+{
+    bx_buf_t b = BX_BUF_INIT;
+
+    bx_buf_printf(&b, "HTTP/1.1 %d %s\r\n", status, bx_http_reason(status));
+    if (headers)
+        bx_buf_puts(&b, headers);
+    bx_buf_printf(&b, "Date: %s\r\n", http_date());
+    /* 1xx, 204 and 304 carry no body and no Content-Length (RFC 9110) */
+    if (status >= 200 && status != 204 && status != 304)
+        bx_buf_printf(&b, "Content-Length: %zu\r\n", body_len);
+    bx_buf_printf(&b, "Connection: %s\r\n\r\n", close ? "close" : "keep-alive");
+    return bx_chunk_from_buf(&b);
+}
+
+/* ---- File bodies ---- */
+/*
+ * bx_http_respond_file(): the file is opened and stat'ed with uv_fs_*, the
+ * head is built from its size, and once the request is at the head of its
+ * connection's queue the body is read FILE_CHUNK bytes at a time, each
+ * chunk queued on the connection; past FILE_AHEAD queued bytes the next
+ * read waits until the connection has drained. The request stays at the
+ * head of the queue meanwhile, so later answers follow the file's bytes.
+ *
+ * A filebody lives apart from its request: a request freed while an fs
+ * operation is in flight (its connection closed) only detaches it, and the
+ * operation's callback closes the file and frees it.
+ */
+
+#define FILE_CHUNK  (64 * 1024)
+#define FILE_AHEAD  (256 * 1024)
+
+typedef enum { FB_OPENING, FB_READY, FB_STREAMING } fb_state_t;
+
+typedef struct filebody {
+    uv_fs_t fs;
+    uv_loop_t *loop;
+    hreq_t *r;                  /* NULL once the request is gone */
+    uv_file fd;                 /* -1 until opened */
+    fb_state_t state;
+    int status;
+    char *headers;              /* until the head is built */
+    uint64_t size, off;
+    bx_chunk_t *chunk;          /* being read into */
+    unsigned busy : 1;          /* fs is in flight */
+} filebody_t;
+
+static void file_closed_cb(uv_fs_t *fs)
+{
+    filebody_t *fb = fs->data;
+
+    uv_fs_req_cleanup(fs);
+    free(fb);
+}
+
+/* Closes the file and frees fb; only when no fs operation is in flight. */
+static void file_free(filebody_t *fb)
+{
+    free(fb->headers);
+    bx_chunk_unref(fb->chunk);
+    fb->headers = NULL;
+    fb->chunk = NULL;
+    if (fb->fd >= 0 &&
+        uv_fs_close(fb->loop, &fb->fs, fb->fd, file_closed_cb) == 0)
+        return;
+    free(fb);
+}
+
+/* The request is done with the file (sent, failed or gone). */
+static void file_detach(filebody_t *fb)
+{
+    hreq_t *r = fb->r;
+
+    if (r) {
+        r->file = NULL;
+        fb->r = NULL;
+        if (r->hc && fb->state == FB_STREAMING)
+            bx_conn_when_drained(r->hc->conn, NULL, NULL);
+    }
+    if (!fb->busy)
+        file_free(fb);
+}
+
+/* The file cannot be sent: a plain-text answer replaces it. */
+static void file_fail(filebody_t *fb, int err)
+{
+    hreq_t *r = fb->r;
+    int status = err == UV_ENOENT || err == UV_ENOTDIR || err == UV_EISDIR ? 404
+               : err == UV_EACCES || err == UV_EPERM ? 403 : 500;
+    const char *text = status == 404 ? "Not found\n" : status == 403 ? "Forbidden\n"
+                                                                    : "Internal server error\n";
+
+    bx_chunkv_push_new(&r->out, response_head(status, "Content-Type: text/plain; charset=utf-8\r\n",
+                                              strlen(text), r->close));
+    if (!r->head)
+        bx_chunkv_push_new(&r->out, bx_chunk_new(text, strlen(text)));
+    file_detach(fb);
+    if (r->hc)
+        flush_queue(r->hc);
+}
+
+static void file_read(filebody_t *fb);
+
+static void file_drained(bx_conn_t *c, void *ud)
+{
+    file_read(ud);
+}
+
+static void file_read_cb(uv_fs_t *fs)
+{
+    filebody_t *fb = fs->data;
+    hreq_t *r = fb->r;
+    ssize_t n = fs->result;
+    bx_chunk_t *chunk = fb->chunk;
+
+    uv_fs_req_cleanup(fs);
+    fb->busy = 0;
+    fb->chunk = NULL;
+    if (!r || !r->hc) {
+        bx_chunk_unref(chunk);
+        if (!r)
+            file_free(fb);
+        return;                 /* r's free detaches fb */
+    }
+    hconn_t *hc = r->hc;
+    if (n <= 0) {
+        /* an error, or the file shrank: the promised length cannot be kept */
+        bx_chunk_unref(chunk);
+        bx_conn_close(hc->conn);
+        return;
+    }
+    chunk->len = (size_t)n;
+    fb->off += (uint64_t)n;
+    bx_conn_write_chunk(hc->conn, chunk);
+    if (fb->off >= fb->size) {
+        file_detach(fb);        /* done: r is an ordinary answer again */
+        flush_queue(hc);
+    } else if (bx_conn_pending_bytes(hc->conn) < FILE_AHEAD) {
+        file_read(fb);
+    } else {
+        bx_conn_when_drained(hc->conn, file_drained, fb);
+    }
+}
+
+static void file_read(filebody_t *fb)
+{
+    uint64_t left = fb->size - fb->off;
+    size_t n = left < FILE_CHUNK ? (size_t)left : FILE_CHUNK;
+    uv_buf_t buf;
+
+    fb->chunk = bx_chunk_alloc(n);
+    buf = uv_buf_init(fb->chunk->data, (unsigned)n);
+    fb->fs.data = fb;
+    if (uv_fs_read(fb->loop, &fb->fs, fb->fd, &buf, 1, (int64_t)fb->off, file_read_cb) < 0) {
+        bx_chunk_unref(fb->chunk);
+        fb->chunk = NULL;
+        bx_conn_close(fb->r->hc->conn);
+        return;
+    }
+    fb->busy = 1;
+}
+
+static void file_stat_cb(uv_fs_t *fs)
+{
+    filebody_t *fb = fs->data;
+    hreq_t *r = fb->r;
+    int err = fs->result < 0 ? (int)fs->result : 0;
+
+    if (!err && !S_ISREG(fs->statbuf.st_mode))
+        err = S_ISDIR(fs->statbuf.st_mode) ? UV_EISDIR : UV_EINVAL;
+    fb->size = fs->statbuf.st_size;
+    uv_fs_req_cleanup(fs);
+    fb->busy = 0;
+    if (!r) {
+        file_free(fb);
+        return;
+    }
+    if (err) {
+        file_fail(fb, err);
+        return;
+    }
+    bx_chunkv_push_new(&r->out, response_head(fb->status, fb->headers, fb->size, r->close));
+    free(fb->headers);
+    fb->headers = NULL;
+    fb->state = FB_READY;
+    if (r->hc)
+        flush_queue(r->hc);
+}
+
+static void file_open_cb(uv_fs_t *fs)
+{
+    filebody_t *fb = fs->data;
+    ssize_t result = fs->result;
+
+    uv_fs_req_cleanup(fs);
+    fb->busy = 0;
+    if (result >= 0)
+        fb->fd = (uv_file)result;
+    if (!fb->r) {
+        file_free(fb);
+        return;
+    }
+    if (result < 0) {
+        file_fail(fb, (int)result);
+        return;
+    }
+    fb->fs.data = fb;
+    if (uv_fs_fstat(fb->loop, &fb->fs, fb->fd, file_stat_cb) < 0) {
+        file_fail(fb, UV_EIO);
+        return;
+    }
+    fb->busy = 1;
+}
+
+/* flush_queue has reached r, which has a file: writes its head and starts
+ * the body. Returns 1 if r is now an ordinary answer (nothing to stream),
+ * 0 to stop flushing for now. */
+static int file_next(hreq_t *r)
+{
+    filebody_t *fb = r->file;
+
+    if (fb->state != FB_READY)
+        return 0;
+    bx_conn_write(r->hc->conn, &r->out);
+    if (r->head || fb->size == 0) {
+        file_detach(fb);
+        return 1;
+    }
+    fb->state = FB_STREAMING;
+    file_read(fb);
+    return 0;
+}
+
+void bx_http_respond_file(bx_http_req_t *req, int status, const char *headers,
+                          const char *path, int flags)
+{
+    hreq_t *r = (hreq_t *)req;
+    hconn_t *hc = r->hc;
+    filebody_t *fb;
+
+    if (r->answered || r->hijacked || !hc) {
+        r->answered = 1;
+        return;
+    }
+    r->answered = 1;
+    r->close = (flags & BX_HTTP_CLOSE) || !r->keep_alive || r->pub.upgrade || hc->s->closing;
+    fb = bx_calloc(1, sizeof(*fb));
+    fb->loop = hc->s->loop;
+    fb->r = r;
+    fb->fd = -1;
+    fb->state = FB_OPENING;
+    fb->status = status;
+    fb->headers = bx_strdup(headers ? headers : "");
+    fb->fs.data = fb;
+    r->file = fb;
+    /* O_NONBLOCK: a FIFO put in place of the file must not hold a worker
+     * thread waiting for a writer; it changes nothing for a regular file */
+    if (uv_fs_open(fb->loop, &fb->fs, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0, file_open_cb) < 0) {
+        file_fail(fb, UV_EIO);
+        return;
+    }
+    fb->busy = 1;
+}
+
+/* Writes the answered requests at the head of the queue, in order. */
+static void flush_queue(hconn_t *hc)
+{
+    hreq_t *r;
+
+    while ((r = hc->qhead) != NULL && r->answered) {
+        if (r->file && !file_next(r))
+            break;              /* being opened, or its body is streaming */
+        int close = r->close;
+        hc->qhead = r->next;
+        if (!hc->qhead)
+            hc->qtail = NULL;
+        hc->qlen--;
+        bx_conn_write(hc->conn, &r->out);
+        req_free(r);
+        if (close) {
+            hc->stop = 1;
+            bx_conn_close_after_write(hc->conn);
+            abort_queue(hc);
+            return;
+        }
+    }
+    if (!hc->qhead && !hc->stop)
+        idle_insert(hc);
+    if (hc->suspended && !hc->upgraded && !hc->stop && hc->qlen < MAX_PIPELINE &&
+        link_empty(&hc->resume)) {
+        link_push(&hc->s->resume_list, &hc->resume);
+        schedule(hc->s);
+    }
+}
+
+/* Answers a request the parser rejected, after the earlier answers. */
+static void fail(hconn_t *hc, int status)
+{
+    const char *text = status == 400 ? "Bad request" : bx_http_reason(status);
+    size_t len = strlen(text);
+    hreq_t *r = bx_calloc(1, sizeof(*r));
+
+    hc->stop = 1;
+    if (hc->cur) {
+        req_free(hc->cur);
+        hc->cur = NULL;
+    }
+    r->answered = 1;
+    r->close = 1;
+    bx_chunkv_push_new(&r->out, response_head(status, "Content-Type: text/plain\r\n", len, 1));
+    bx_chunkv_push_new(&r->out, bx_chunk_new(text, len));
+    enqueue(hc, r);
+    flush_queue(hc);
+}
+
+/* ---- Parser callbacks ---- */
+
+static int count_header(hconn_t *hc, size_t len)
+{
+    hc->hbytes += len;
+    if (hc->hbytes > hc->s->lim.max_header) {
+        hc->err_status = 431;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    hconn_t *hc = p->data;
+
+    static uint64_t serial;
+
+    hc->cur = bx_calloc(1, sizeof(hreq_t));
+    hc->cur->pub.serial = ++serial;
+    hc->hbytes = 0;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    hconn_t *hc = p->data;
+
+    if (count_header(hc, len))
+        return -1;
+    bx_buf_append(&hc->cur->raw, at, len);
+    hc->cur->url_len += len;
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    hconn_t *hc = p->data;
+    hreq_t *r = hc->cur;
+
+    if (r->headers_done)
+        return 0;               /* chunked trailers: ignored */
+    if (r->noffs == 0 || r->in_value) {
+        if (count_header(hc, len + 4))  /* ": " and CRLF */
+            return -1;
+        if (r->noffs == r->capoffs) {
+            r->capoffs = r->capoffs ? r->capoffs * 2 : 8;
+            r->offs = bx_realloc(r->offs, r->capoffs * sizeof(*r->offs));
+        }
+        r->offs[r->noffs++] = (hoff_t){ r->raw.len, 0, r->raw.len, 0 };
+        r->in_value = 0;
+    } else if (count_header(hc, len)) {
+        return -1;
+    }
+    bx_buf_append(&r->raw, at, len);
+    r->offs[r->noffs - 1].name_len += len;
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    hconn_t *hc = p->data;
+    hreq_t *r = hc->cur;
+    hoff_t *o;
+
+    if (r->headers_done || r->noffs == 0)
+        return 0;
+    if (count_header(hc, len))
+        return -1;
+    o = &r->offs[r->noffs - 1];
+    if (!r->in_value) {
+        o->value = r->raw.len;
+        r->in_value = 1;
+    }
+    bx_buf_append(&r->raw, at, len);
+    o->value_len += len;
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    hconn_t *hc = p->data;
+    hreq_t *r = hc->cur;
+    bx_http_req_t *q = &r->pub;
+    const char *mark;
+
+    /* raw will not grow any more, so pointers into it stay valid. */
+    r->headers_done = 1;
+    q->headers = bx_calloc(r->noffs ? r->noffs : 1, sizeof(*q->headers));
+    for (size_t i = 0; i < r->noffs; i++) {
+        const char *v = r->raw.data + r->offs[i].value;
+        size_t vl = r->offs[i].value_len;
+        while (vl && (*v == ' ' || *v == '\t'))
+            v++, vl--;
+        while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+            vl--;
+        q->headers[i].name = (bx_str_t){ r->raw.data + r->offs[i].name, r->offs[i].name_len };
+        q->headers[i].value = (bx_str_t){ v, vl };
+    }
+    q->nheaders = r->noffs;
+    /* the offsets served their purpose: a request may wait long (a held
+     * connect, a socket's upgrade request kept for its whole life) */
+    free(r->offs);
+    r->offs = NULL;
+    r->capoffs = 0;
+    q->url = (bx_str_t){ r->raw.data ? r->raw.data : "", r->url_len };
+    mark = memchr(q->url.base, '?', q->url.len);
+    if (mark) {
+        q->path = (bx_str_t){ q->url.base, (size_t)(mark - q->url.base) };
+        q->query = (bx_str_t){ mark + 1, q->url.len - q->path.len - 1 };
+    } else {
+        q->path = q->url;
+        q->query = (bx_str_t){ q->url.base + q->url.len, 0 };
+    }
+    q->method = http_method_str((enum http_method)p->method);
+    q->http_minor = p->http_minor;
+    r->head = p->method == HTTP_HEAD;
+    /* Refuse a declared oversize body before the client sends it. */
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > hc->s->lim.max_body) {
+        hc->err_status = 413;
+        return -1;
+    }
+    /* curl and others wait for this before a large upload. Only when no
+     * answer is owed, or it would jump ahead of an earlier response. */
+    if (p->http_major == 1 && p->http_minor >= 1 && !hc->qhead) {
+        const bx_str_t *e = bx_http_header(q, "Expect");
+        if (e && e->len == 12 && strncasecmp(e->base, "100-continue", 12) == 0)
+            bx_conn_write_copy(hc->conn, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    }
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    hconn_t *hc = p->data;
+    bx_buf_t *body = &hc->cur->pub.body;
+
+    if (body->len + len > hc->s->lim.max_body) {
+        hc->err_status = 413;
+        return -1;
+    }
+    bx_buf_append(body, at, len);
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    hconn_t *hc = p->data;
+    hreq_t *r = hc->cur;
+
+    hc->cur = NULL;
+    r->keep_alive = http_should_keep_alive(p) != 0;
+    r->pub.upgrade = p->upgrade;
+    snprintf(r->ip, sizeof(r->ip), "%s", bx_conn_peer_ip(hc->conn));
+    r->pub.remote_addr = r->ip;
+    hc->ready = r;
+    /* Return to feed() so the application runs outside the parser. */
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---- Input ---- */
+
+static void suspend(hconn_t *hc, const char *data, size_t len)
+{
+    hc->suspended = 1;
+    bx_conn_pause(hc->conn);
+    bx_buf_append(&hc->inbuf, data, len);
+}
+
+/* Parses input, delivering each complete request. Runs with hc->feeding
+ * set; the caller frees hc afterwards if it was hijacked meanwhile. */
+static void feed(hconn_t *hc, const char *data, size_t len)
+{
+    while (len > 0) {
+        size_t n;
+        enum http_errno e;
+        hreq_t *r;
+        int upgrade, keep_alive;
+
+        if (hc->hijacked) {
+            bx_buf_append(&hc->handoff->buf, data, len);
+            return;
+        }
+        if (hc->stop || bx_conn_is_closing(hc->conn))
+            return;
+        if (hc->suspended) {
+            bx_buf_append(&hc->inbuf, data, len);
+            return;
+        }
+        n = http_parser_execute(&hc->parser, &settings, data, len);
+        e = HTTP_PARSER_ERRNO(&hc->parser);
+        if (n > len)
+            n = len;
+        data += n;
+        len -= n;
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&hc->parser, 0);
+        } else if (e != HPE_OK) {
+            fail(hc, hc->err_status ? hc->err_status
+                                    : e == HPE_HEADER_OVERFLOW ? 431 : 400);
+            return;
+        }
+        r = hc->ready;
+        if (!r) {
+            if (n == 0)
+                return;         /* defensive: the parser made no progress */
+            continue;
+        }
+        hc->ready = NULL;
+        enqueue(hc, r);
+        r->delivered = 1;
+        /* r may be answered and freed by the callback: read it first. */
+        upgrade = r->pub.upgrade;
+        keep_alive = r->keep_alive;
+        hc->s->on_request(hc->s->ud, &r->pub);
+        if (hc->hijacked) {
+            bx_buf_append(&hc->handoff->buf, data, len);
+            return;
+        }
+        if (hc->stop || bx_conn_is_closing(hc->conn))
+            return;
+        if (upgrade) {
+            /* The rest is another protocol: keep it for a hijacker. */
+            hc->upgraded = 1;
+            suspend(hc, data, len);
+            return;
+        }
+        if (!keep_alive) {
+            hc->stop = 1;       /* the answer closes; ignore the rest */
+            return;
+        }
+        if (hc->qlen >= MAX_PIPELINE) {
+            suspend(hc, data, len);
+            return;
+        }
+    }
+}
+
+static void hc_free(hconn_t *hc)
+{
+    if (hc->cur)
+        req_free(hc->cur);
+    if (hc->ready)
+        req_free(hc->ready);
+    bx_buf_free(&hc->inbuf);
+    free(hc);
+}
+
+/* Takes hc out of the server: lists, count, queue (to the abort list). */
+static void hc_detach(hconn_t *hc)
+{
+    link_remove(&hc->all);
+    link_remove(&hc->idle);
+    link_remove(&hc->resume);
+    hc->s->nconns--;
+    abort_queue(hc);
+}
+
+static void hc_read(bx_conn_t *c, void *ud, const char *data, size_t len, int status)
+{
+    hconn_t *hc = ud;
+
+    if (status < 0 || len == 0) {
+        hc->stop = 1;           /* the connection is closing; hc_close follows */
+        return;
+    }
+    idle_touch(hc);
+    hc->feeding = 1;
+    feed(hc, data, len);
+    hc->feeding = 0;
+    if (hc->hijacked)
+        hc_free(hc);
+}
+
+static void maybe_finish(bx_http_server_t *s);
+
+static void hc_close(bx_conn_t *c, void *ud)
+{
+    hconn_t *hc = ud;
+    bx_http_server_t *s = hc->s;
+
+    hc_detach(hc);
+    hc_free(hc);
+    maybe_finish(s);
+}
+
+/* Parses input kept while suspended, then reads again. */
+static void hc_resume(hconn_t *hc)
+{
+    bx_buf_t in = hc->inbuf;
+
+    hc->inbuf = (bx_buf_t)BX_BUF_INIT;
+    hc->suspended = 0;
+    hc->feeding = 1;
+    feed(hc, in.data, in.len);
+    hc->feeding = 0;
+    bx_buf_free(&in);
+    if (hc->hijacked) {
+        hc_free(hc);
+        return;
+    }
+    if (!hc->suspended)
+        bx_conn_resume(hc->conn);
+}
+
+/* ---- Deferred work ---- */
+
+static void handoff_finish(handoff_t *h)
+{
+    if (!h->closed) {
+        bx_conn_set_callbacks(h->conn, h->on_read, h->on_close, h->ud);
+        if (h->buf.len && h->on_read)
+            h->on_read(h->conn, h->ud, h->buf.data, h->buf.len, 0);
+        bx_conn_resume(h->conn);
+    }
+    bx_buf_free(&h->buf);
+    free(h);
+}
+
+static void run_deferred(bx_http_server_t *s)
+{
+    for (;;) {
+        if (s->aborts) {
+            hreq_t *r = s->aborts;
+            s->aborts = r->next;
+            if (!s->aborts)
+                s->aborts_tail = NULL;
+            if (r->delivered && !r->answered && s->on_abort)
+                s->on_abort(s->ud, &r->pub);
+            req_free(r);
+        } else if (s->handoffs) {
+            handoff_t *h = s->handoffs;
+            s->handoffs = h->next;
+            if (!s->handoffs)
+                s->handoffs_tail = NULL;
+            handoff_finish(h);
+        } else if (!link_empty(&s->resume_list)) {
+            hconn_t *hc = CONTAINER(s->resume_list.next, hconn_t, resume);
+            link_remove(&hc->resume);
+            hc_resume(hc);
+        } else {
+            break;
+        }
+    }
+}
+
+static void defer_cb(uv_timer_t *t)
+{
+    run_deferred(t->data);
+}
+
+/* ---- Accepting ---- */
+
+static void free_handle_cb(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    bx_http_server_t *s = server->data;
+    uv_tcp_t *tcp;
+    hconn_t *hc;
+
+    if (status < 0)
+        return;
+    tcp = bx_malloc(sizeof(*tcp));
+    uv_tcp_init(s->loop, tcp);
+    if (uv_accept(server, (uv_stream_t *)tcp) < 0 || s->closing ||
+        s->nconns >= s->lim.max_conns) {
+        uv_close((uv_handle_t *)tcp, free_handle_cb);
+        return;
+    }
+    uv_tcp_nodelay(tcp, 1);
+    hc = bx_calloc(1, sizeof(*hc));
+    hc->s = s;
+    link_init(&hc->all);
+    link_init(&hc->idle);
+    link_init(&hc->resume);
+    http_parser_init(&hc->parser, HTTP_REQUEST);
+    hc->parser.data = hc;
+    link_push(&s->conns, &hc->all);
+    s->nconns++;
+    hc->conn = bx_conn_new(s->loop, tcp, hc_read, hc_close, hc);
+    idle_insert(hc);
+}
+
+/* ---- Public API ---- */
+
+bx_http_server_t *bx_http_server_new(uv_loop_t *loop, const bx_http_limits_t *limits,
+                                     bx_http_request_cb on_request, bx_http_abort_cb on_abort,
+                                     void *ud)
+{
+    bx_http_server_t *s = bx_calloc(1, sizeof(*s));
+    bx_http_limits_t def;
+
+    bx_http_limits_default(&def);
+    s->lim = limits ? *limits : def;
+    /* Zero means "default", so callers may fill in only what they change. */
+    if (!s->lim.max_body)
+        s->lim.max_body = def.max_body;
+    if (!s->lim.max_header)
+        s->lim.max_header = def.max_header;
+    if (s->lim.idle_timeout == 0)
+        s->lim.idle_timeout = def.idle_timeout;
+    if (!s->lim.max_conns)
+        s->lim.max_conns = def.max_conns;
+    s->idle_ms = s->lim.idle_timeout > 0 ? (uint64_t)(s->lim.idle_timeout * 1000.0 + 0.5) : 0;
+    if (s->lim.idle_timeout > 0 && s->idle_ms == 0)
+        s->idle_ms = 1;
+    s->loop = loop;
+    s->on_request = on_request;
+    s->on_abort = on_abort;
+    s->ud = ud;
+    s->port = -1;
+    uv_tcp_init(loop, &s->listener);    /* no socket until bind */
+    s->listener.data = s;
+    uv_timer_init(loop, &s->defer);
+    s->defer.data = s;
+    uv_timer_init(loop, &s->idle);
+    s->idle.data = s;
+    link_init(&s->conns);
+    link_init(&s->idle_list);
+    link_init(&s->resume_list);
+    return s;
+}
+
+int bx_http_listen(bx_http_server_t *s, const char *host, int port)
+{
+    struct sockaddr_storage ss;
+    char name[64];
+    int r, len;
+
+    if (s->closing)
+        return UV_EINVAL;
+    if (!host || !*host || !strcmp(host, "*"))
+        host = "0.0.0.0";
+    else if (!strcmp(host, "localhost"))
+        host = "127.0.0.1";
+    snprintf(name, sizeof(name), "%s", host);
+    if (name[0] == '[') {       /* "[::1]" */
+        memmove(name, name + 1, strlen(name));
+        name[strcspn(name, "]")] = '\0';
+    }
+    if (strchr(name, ':'))
+        r = uv_ip6_addr(name, port, (struct sockaddr_in6 *)&ss);
+    else
+        r = uv_ip4_addr(name, port, (struct sockaddr_in *)&ss);
+    if (r < 0)
+        return r;
+    if ((r = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0)) < 0)
+        return r;
+    if ((r = uv_listen((uv_stream_t *)&s->listener, 511, on_connection)) < 0)
+        return r;
+    len = sizeof(ss);
+    if (uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len) == 0)
+        s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                 : ((struct sockaddr_in *)&ss)->sin_port);
+    return 0;
+}
+
+int bx_http_port(const bx_http_server_t *s)
+{
+    return s->port;
+}
+
+static void timer_closed_cb(uv_handle_t *h)
+{
+    bx_http_server_t *s = h->data;
+
+    if (++s->timers_closed < 2)
+        return;
+    run_deferred(s);            /* anything the last callbacks queued */
+    if (s->done)
+        s->done(s->done_ud);
+    free(s);
+}
+
+static void maybe_finish(bx_http_server_t *s)
+{
+    if (!s->closing || !s->listener_closed || s->nconns || s->finishing)
+        return;
+    s->finishing = 1;
+    run_deferred(s);
+    uv_close((uv_handle_t *)&s->defer, timer_closed_cb);
+    uv_close((uv_handle_t *)&s->idle, timer_closed_cb);
+}
+
+static void listener_closed_cb(uv_handle_t *h)
+{
+    bx_http_server_t *s = h->data;
+
+    s->listener_closed = 1;
+    maybe_finish(s);
+}
+
+void bx_http_server_close(bx_http_server_t *s, void (*done)(void *ud), void *ud)
+{
+    link_t *l;
+
+    if (s->closing)
+        return;
+    s->closing = 1;
+    s->done = done;
+    s->done_ud = ud;
+    s->port = -1;
+    uv_close((uv_handle_t *)&s->listener, listener_closed_cb);
+    for (l = s->conns.next; l != &s->conns; l = l->next) {
+        hconn_t *hc = CONTAINER(l, hconn_t, all);
+        hc->stop = 1;
+        bx_conn_close(hc->conn);    /* hc_close runs on a later turn */
+    }
+    uv_timer_stop(&s->idle);
+}
+
+const bx_str_t *bx_http_header(const bx_http_req_t *req, const char *name)
+{
+    size_t len = strlen(name);
+
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const bx_http_header_t *h = &req->headers[i];
+        if (h->name.len == len && strncasecmp(h->name.base, name, len) == 0)
+            return &h->value;
+    }
+    return NULL;
+}
+
+/* Whether the comma-separated list `v` has the element `token`. */
+static int list_has(const bx_str_t *v, const char *token)
+{
+    size_t t = strlen(token), i = 0;
+
+    while (i < v->len) {
+        while (i < v->len && (v->base[i] == ' ' || v->base[i] == '\t' || v->base[i] == ','))
+            i++;
+        size_t j = i;
+        while (j < v->len && v->base[j] != ',')
+            j++;
+        size_t e = j;
+        while (e > i && (v->base[e - 1] == ' ' || v->base[e - 1] == '\t'))
+            e--;
+        if (e - i == t && strncasecmp(v->base + i, token, t) == 0)
+            return 1;
+        i = j;
+    }
+    return 0;
+}
+
+int bx_http_header_has(const bx_http_req_t *req, const char *name, const char *token)
+{
+    size_t len = strlen(name);
+
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const bx_http_header_t *h = &req->headers[i];
+        if (h->name.len == len && strncasecmp(h->name.base, name, len) == 0 &&
+            list_has(&h->value, token))
+            return 1;
+    }
+    return 0;
+}
+
+void bx_http_respond(bx_http_req_t *req, int status, const char *headers, bx_chunkv_t *body,
+                     int flags)
+{
+    hreq_t *r = (hreq_t *)req;
+    hconn_t *hc = r->hc;
+    size_t body_len = body ? bx_chunkv_bytes(body) : 0;
+    int close;
+
+    if (r->answered || r->hijacked || !hc) {
+        /* Detached (its abort is pending) or misuse: drop the answer. */
+        r->answered = 1;
+        if (body)
+            bx_chunkv_free(body);
+        return;
+    }
+    r->answered = 1;
+    close = (flags & BX_HTTP_CLOSE) || !r->keep_alive || r->pub.upgrade || hc->s->closing;
+    r->close = close;
+    bx_chunkv_push_new(&r->out, response_head(status, headers, body_len, close));
+    if (body) {
+        if (r->head)
+            bx_chunkv_clear(body);
+        else
+            bx_chunkv_move(&r->out, body);
+        bx_chunkv_free(body);
+    }
+    flush_queue(hc);
+}
+
+void bx_http_respond_text(bx_http_req_t *req, int status, const char *content_type,
+                          const char *text, int flags)
+{
+    bx_chunkv_t body = BX_CHUNKV_INIT;
+    bx_buf_t h = BX_BUF_INIT;
+
+    bx_buf_printf(&h, "Content-Type: %s\r\n", content_type ? content_type : "text/plain");
+    bx_buf_append(&h, "", 1);
+    if (text && *text)
+        bx_chunkv_push_new(&body, bx_chunk_new(text, strlen(text)));
+    bx_http_respond(req, status, h.data, &body, flags);
+    bx_buf_free(&h);
+}
+
+static void shim_read(bx_conn_t *c, void *ud, const char *data, size_t len, int status)
+{
+    handoff_t *h = ud;
+
+    /* Reading is paused until the handoff, so this is only a safety net. */
+    if (len)
+        bx_buf_append(&h->buf, data, len);
+}
+
+static void shim_close(bx_conn_t *c, void *ud)
+{
+    handoff_t *h = ud;
+
+    h->closed = 1;
+    if (h->on_close)
+        h->on_close(c, h->ud);
+}
+
+bx_conn_t *bx_http_hijack(bx_http_req_t *req, bx_conn_read_cb on_read,
+                          bx_conn_close_cb on_close, void *ud)
+{
+    hreq_t *r = (hreq_t *)req;
+    hconn_t *hc = r->hc;
+    bx_http_server_t *s;
+    handoff_t *h;
+    bx_conn_t *conn;
+
+    if (!hc || hc->qhead != r || r->answered || bx_conn_is_closing(hc->conn))
+        return NULL;
+    s = hc->s;
+    conn = hc->conn;
+    hc->qhead = r->next;
+    if (!hc->qhead)
+        hc->qtail = NULL;
+    hc->qlen--;
+    r->hc = NULL;
+    r->next = NULL;
+    r->hijacked = 1;
+
+    h = bx_calloc(1, sizeof(*h));
+    h->conn = conn;
+    h->on_read = on_read;
+    h->on_close = on_close;
+    h->ud = ud;
+    h->buf = hc->inbuf;         /* unparsed bytes kept while suspended */
+    hc->inbuf = (bx_buf_t)BX_BUF_INIT;
+    /* Paused until the leftover is delivered, so the new owner sees the
+     * bytes in order; a shim reports a close that comes first. */
+    bx_conn_pause(conn);
+    bx_conn_set_callbacks(conn, shim_read, shim_close, h);
+    if (s->handoffs_tail)
+        s->handoffs_tail->next = h;
+    else
+        s->handoffs = h;
+    s->handoffs_tail = h;
+    schedule(s);
+
+    hc->hijacked = 1;
+    hc->handoff = h;
+    hc_detach(hc);              /* later pipelined requests are aborted */
+    if (!hc->feeding)
+        hc_free(hc);            /* else feed()'s caller frees it */
+    return conn;
+}
+
+void bx_http_hijack_done(bx_http_req_t *req)
+{
+    hreq_t *r = (hreq_t *)req;
+
+    if (r && r->hijacked)
+        req_free(r);
+}

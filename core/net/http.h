@@ -1,0 +1,159 @@
+/*
+ * http.h - HTTP/1.1 server on libuv and http-parser.
+ *
+ * Keep-alive, pipelined requests answered strictly in order (a request whose
+ * response is not ready holds back the responses of the requests after it),
+ * chunked request bodies, and limits:
+ *   - a body larger than max_body       -> 413, connection closed
+ *   - headers larger than max_header    -> 431, connection closed
+ *   - a malformed request               -> 400, connection closed
+ *   - no byte received for idle_timeout while no request is in progress
+ *     -> the connection is closed silently
+ *   - more than max_conns connections   -> new ones are closed at once
+ *
+ * A request is handed to the application once it is complete (headers and
+ * the whole body). The application answers with bx_http_respond(), now or
+ * later (a held long-poll). If the connection dies before that, the abort
+ * callback runs once and the request is freed afterwards.
+ */
+#ifndef BX_HTTP_H
+#define BX_HTTP_H
+
+#include <time.h>
+#include <uv.h>
+#include "base/buf.h"
+#include "net/conn.h"
+
+typedef struct bx_http_server_s bx_http_server_t;
+typedef struct bx_http_req_s bx_http_req_t;
+
+typedef struct {
+    bx_str_t name;      /* as received (compare case-insensitively) */
+    bx_str_t value;     /* leading/trailing blanks trimmed */
+} bx_http_header_t;
+
+struct bx_http_req_s {
+    /* read-only, valid until the request is answered or aborted */
+    const char *method;         /* "GET", "POST", ... */
+    bx_str_t url;               /* raw request target, e.g. "/faye/x?a=1" */
+    bx_str_t path;              /* target up to '?', not percent-decoded */
+    bx_str_t query;             /* after '?', empty if none */
+    bx_http_header_t *headers;
+    size_t nheaders;
+    bx_buf_t body;              /* decoded (de-chunked) body */
+    int http_minor;             /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
+    int upgrade;                /* an Upgrade request (e.g. WebSocket) */
+    const char *remote_addr;    /* peer IP, borrowed */
+    uint64_t serial;            /* unique per request for the process's life:
+                                   tells requests apart where a pointer may be
+                                   reused (a cache keyed by request) */
+
+    /* free for the application */
+    void *data;
+};
+
+typedef struct {
+    size_t max_body;            /* bytes; default 1 MiB */
+    size_t max_header;          /* bytes of request line + headers; default 16 KiB */
+    double idle_timeout;        /* seconds; default 120 */
+    unsigned max_conns;         /* default 10000 */
+} bx_http_limits_t;
+
+/* Fills `l` with the documented defaults. */
+void bx_http_limits_default(bx_http_limits_t *l);
+
+/* A complete request arrived. The request is borrowed; answer it with
+ * bx_http_respond() (now or later) or take the connection over with
+ * bx_http_hijack(). */
+typedef void (*bx_http_request_cb)(void *ud, bx_http_req_t *req);
+
+/* The connection of an unanswered request closed. After this returns the
+ * request is freed; it must not be answered. Called at most once per
+ * request, never from inside a bx_http_* call. */
+typedef void (*bx_http_abort_cb)(void *ud, bx_http_req_t *req);
+
+/* Creates a server. Nothing listens until bx_http_listen(). `limits` is
+ * copied; NULL means defaults. */
+bx_http_server_t *bx_http_server_new(uv_loop_t *loop, const bx_http_limits_t *limits,
+                                     bx_http_request_cb on_request, bx_http_abort_cb on_abort,
+                                     void *ud);
+
+/* Binds and listens on host:port (port 0 = ephemeral). Returns 0 or a
+ * negative libuv error (e.g. UV_EADDRINUSE). */
+int bx_http_listen(bx_http_server_t *s, const char *host, int port);
+
+/* The port actually bound (useful with port 0), or -1 if not listening. */
+int bx_http_port(const bx_http_server_t *s);
+
+/* Stops listening and closes every connection; unanswered requests get
+ * their abort callback. The server is freed once all handles are closed;
+ * `done` (may be NULL) is then called exactly once, on a later loop turn. */
+void bx_http_server_close(bx_http_server_t *s, void (*done)(void *ud), void *ud);
+
+/* Looks up a header by name, case-insensitively. Returns NULL if absent;
+ * the value is borrowed from `req`. */
+const bx_str_t *bx_http_header(const bx_http_req_t *req, const char *name);
+
+/* Response flags. */
+#define BX_HTTP_CLOSE   1   /* close the connection after this response */
+
+/* Answers `req`. `status` is the HTTP status; `headers` is zero or more
+ * "Name: value\r\n" lines (borrowed, copied); `body` entries are stolen (the
+ * vector is left empty; NULL means no body). The layer adds the status line,
+ * Content-Length, Date and Connection headers. After this call `req` belongs
+ * to the layer again and must not be used. */
+void bx_http_respond(bx_http_req_t *req, int status, const char *headers, bx_chunkv_t *body,
+                     int flags);
+
+/* Answers `req` with the contents of the regular file at `path` (copied),
+ * read with uv_fs_* in chunks no faster than the connection drains, so the
+ * loop never waits for the disk and memory stays bounded whatever the
+ * file's size. Content-Length is the file's size once opened; a HEAD request
+ * opens and stats the file but reads nothing. `status` and `headers` as for
+ * bx_http_respond; when the file cannot be opened they are dropped and the
+ * answer is 404 (missing), 403 (not readable) or 500, in plain text. A file
+ * that shrinks while it is sent cuts the connection (the length was
+ * promised). After this call `req` belongs to the layer again. */
+void bx_http_respond_file(bx_http_req_t *req, int status, const char *headers,
+                          const char *path, int flags);
+
+/* Convenience: answers with a plain-text body (copied). */
+void bx_http_respond_text(bx_http_req_t *req, int status, const char *content_type,
+                          const char *text, int flags);
+
+/* Takes the connection over from HTTP (WebSocket upgrade, EventSource).
+ * Only valid on the oldest unanswered request of its connection. The
+ * request stays valid until bx_http_hijack_done(); from now on the caller
+ * owns the connection: its callbacks are replaced by the given ones and any
+ * bytes already read past the request are handed to `on_read` on a later
+ * loop turn. */
+bx_conn_t *bx_http_hijack(bx_http_req_t *req, bx_conn_read_cb on_read,
+                          bx_conn_close_cb on_close, void *ud);
+
+/* Frees a hijacked request. */
+void bx_http_hijack_done(bx_http_req_t *req);
+
+/* Whether a header `name` of `req` (every occurrence) lists `token` among
+ * its comma-separated elements, compared whole and case-insensitively:
+ * "Connection: keep-alive, Upgrade" has "upgrade"; "Accept:
+ * text/event-streaming" does not have "text/event-stream". */
+int bx_http_header_has(const bx_http_req_t *req, const char *name, const char *token);
+
+/* An IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT", RFC 9110 5.6.7) is
+ * this long, its NUL included. */
+#define BX_HTTP_DATE_SIZE 30
+
+/* Writes `t` (seconds since the epoch, UTC) as an IMF-fixdate into `out`.
+ * Built by hand: the C locale an embedding program sets (LC_TIME) cannot
+ * change the day and month names, as it does for strftime. */
+void bx_http_date_format(time_t t, char out[BX_HTTP_DATE_SIZE]);
+
+/* Parses an IMF-fixdate of `len` bytes (nothing else is accepted, as the
+ * obsolete forms are not used by clients that matter). Returns 0 and sets
+ * *t, or -1. */
+int bx_http_date_parse(const char *s, size_t len, time_t *t);
+
+/* The standard reason phrase for a status ("OK", "Not Found", ...). */
+const char *bx_http_reason(int status);
+
+#endif

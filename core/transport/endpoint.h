@@ -1,0 +1,39 @@
+/*
+ * endpoint.h - the Bayeux endpoint at one mount: what every transport of it
+ * shares (the hub below, the options of the transports, the client script).
+ *
+ * Made and freed by the router (router.h); the transports read it and reach
+ * the Bayeux level through ep->hub. Keeping it apart from router.h lets
+ * the router include the transports without the transports including it.
+ */
+#ifndef BX_ENDPOINT_H
+#define BX_ENDPOINT_H
+
+#include <stddef.h>
+#include <uv.h>
+#include "bayeux/hub.h"
+
+/* The options of the transports (the server's options pick them). */
+typedef struct {
+    const char *mount;          /* matched without its trailing slash */
+    double ping;                /* seconds between socket pings; 0 = off */
+    size_t max_frame;           /* bytes of one incoming WebSocket message */
+    size_t max_output;          /* bytes waiting for one socket or stream
+                                   before it is dropped as a slow reader */
+    const char *client_script;  /* file served as <mount>/client.js, or NULL
+                                   for the built-in client */
+} bx_endpoint_opts_t;
+
+struct bx_script_s;
+
+typedef struct bx_endpoint_s {
+    uv_loop_t *loop;
+    bx_hub_t *hub;              /* borrowed: outlives the endpoint */
+    bx_endpoint_opts_t opts;    /* the strings owned */
+    struct bx_script_s *script; /* owned: loaded when the endpoint is made */
+    int closes;                 /* router.c: socket kinds still closing */
+    void (*close_done)(void *ud);
+    void *close_ud;
+} bx_endpoint_t;
+
+#endif

@@ -1,0 +1,132 @@
+/*
+ * streams.c - the long-lived sockets of one server (see streams.h).
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "transport/endpoint.h"
+#include "transport/streams.h"
+
+#define CLOSE_GRACE_MS  2000    /* server closing: sockets that will not drain */
+
+static void on_tick(uv_timer_t *t)
+{
+    bx_streams_t *set = t->data;
+    bx_stream_t *st = set->head;
+
+    while (st) {
+        bx_stream_t *next = st->next;   /* tick may close, never free */
+        set->tick(st);
+        st = next;
+    }
+}
+
+bx_streams_t *bx_streams_get(bx_streams_t **list, bx_endpoint_t *s, double period,
+                             bx_stream_fn tick)
+{
+    for (bx_streams_t *set = *list; set; set = set->next)
+        if (set->s == s)
+            return set;
+    const bx_endpoint_opts_t *o = (&s->opts);
+    bx_streams_t *set = bx_calloc(1, sizeof(*set));
+    set->s = s;
+    set->tick = tick;
+    set->max_frame = o->max_frame;
+    set->max_output = o->max_output;
+    uv_timer_init(s->loop, &set->timer);
+    set->timer.data = set;
+    if (period > 0 && tick) {
+        uint64_t ms = (uint64_t)(period * 1000);
+        uv_timer_start(&set->timer, on_tick, ms ? ms : 1, ms ? ms : 1);
+    }
+    /* the timer alone must not keep the loop alive */
+    uv_unref((uv_handle_t *)&set->timer);
+    set->next = *list;
+    *list = set;
+    return set;
+}
+
+void bx_streams_add(bx_streams_t *set, bx_stream_t *st)
+{
+    st->set = set;
+    st->prev = NULL;
+    st->next = set->head;
+    if (st->next)
+        st->next->prev = st;
+    set->head = st;
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    bx_streams_t *set = h->data;
+    void (*done)(void *) = set->done;
+    void *ud = set->done_ud;
+
+    free(set);
+    if (done)
+        done(ud);
+}
+
+void bx_streams_remove(bx_stream_t *st)
+{
+    bx_streams_t *set = st->set;
+
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        set->head = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    st->prev = st->next = NULL;
+    if (set->closing && !set->head)
+        uv_close((uv_handle_t *)&set->timer, timer_closed);
+}
+
+int bx_stream_too_slow(bx_stream_t *st, const char *kind)
+{
+    size_t queued = bx_conn_pending_bytes(st->conn);
+
+    if (!st->set->max_output || queued <= st->set->max_output)
+        return 0;
+    fprintf(stderr, "bayeux: %s %s: closed: %zu bytes not read by the client (max_output)\n",
+            kind, bx_conn_peer(st->conn), queued);
+    fflush(stderr);
+    bx_conn_close(st->conn);
+    return 1;
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    bx_streams_t *set = t->data;
+
+    for (bx_stream_t *st = set->head; st; st = st->next)
+        bx_conn_close(st->conn);
+}
+
+int bx_streams_close(bx_streams_t **list, bx_endpoint_t *s, bx_stream_fn each,
+                     void (*done)(void *ud), void *ud)
+{
+    bx_streams_t **pp, *set = NULL;
+
+    for (pp = list; *pp; pp = &(*pp)->next)
+        if ((*pp)->s == s) {
+            set = *pp;
+            *pp = set->next;
+            break;
+        }
+    if (!set)
+        return 0;
+    for (bx_stream_t *st = set->head; st; st = st->next)
+        each(st);
+    set->s = NULL;
+    set->closing = 1;
+    uv_timer_stop(&set->timer);
+    if (!set->head) {
+        uv_close((uv_handle_t *)&set->timer, timer_closed);
+        return 0;
+    }
+    set->done = done;
+    set->done_ud = ud;
+    uv_timer_start(&set->timer, on_grace, CLOSE_GRACE_MS, 0);
+    return 1;
+}
