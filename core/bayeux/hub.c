@@ -22,9 +22,6 @@ typedef struct session {
     bx_chunkv_t pending;        /* delivered by the engine, not yet handed on */
     int dirty;
     int want_queue;             /* ask the engine for its queue on the pass */
-    int taking;                 /* a take() is in flight: the pass waits for
-                                   it (its messages are older than any wake
-                                   since) */
     int release_empty;          /* release the hold even with nothing */
     int outpasses;              /* deliveries inside outgoing extensions */
     struct outpass *out_first;  /* those passes, oldest first: their results */
@@ -32,6 +29,7 @@ typedef struct session {
     int pinned;                 /* inside a push or a release: a sink or a
                                    waiter may unbind (even rebind) meanwhile,
                                    the pass still uses the session after */
+    int taking;                 /* a take() is in flight (one at a time) */
     struct session *next_dirty;
     struct session *ka_prev, *ka_next;  /* while its sink wants keep-alive */
 } session_t;

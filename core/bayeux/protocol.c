@@ -24,27 +24,31 @@ struct bx_batch_s {
     bx_hub_t *hub;
     void *request;
     int flags;
+    uint32_t nops;              /* messages in the batch */
     bx_protocol_reply_cb cb;
     void *ud;
-    size_t pending;             /* ops not done yet */
-    int canceled;
-    int finished;               /* cb called (or canceled and drained) */
+    uint32_t pending;           /* ops not done yet */
+    uint32_t nreplies;
+    uint32_t turn;              /* the first message not past the gate */
+    uint8_t canceled;
+    uint8_t finished;           /* cb called (or canceled and drained) */
+    uint8_t advancing;          /* gate_advance is running */
     bx_buf_t replies;           /* serialized replies, comma separated */
-    size_t nreplies;
     struct given *given;        /* deliveries of released connects, in order */
-    struct given **given_tail;
     struct op *holds;           /* connect ops currently held */
     /* The engine work of the batch's messages is chained in their order:
      * a message reaches the engine once every earlier one is answered (a
      * [subscribe, publish] batch finds the subscription in place, whatever
      * order an engine completes different calls in); a publish lets the
      * next go as soon as it is made (engine.h: calls are applied in the
-     * order they are made). */
-    size_t nops;                /* messages started */
-    size_t turn;                /* the first message not past the gate */
-    unsigned char *passed;      /* per message: its engine work is over */
+     * order they are made). A batch lives as long as its held connect:
+     * its fields are packed so that the chain costs an idle client no
+     * bytes (the batch stays within the allocator's 128-byte class). */
+    union {
+        uint64_t bits;          /* up to 64 messages: bit i, message i */
+        unsigned char *bytes;   /* more: one byte each */
+    } passed;                   /* the message's engine work is over */
     struct op *parked;          /* ops waiting for their turn, by seq */
-    int advancing;
 };
 
 /* The messages a released connect took from its client's queue: the batch
@@ -64,15 +68,16 @@ typedef struct op {
                                    the json_t tree and the message) */
     bx_waiter_t waiter;         /* while a connect is held */
     bx_timeout_t timeout;       /* while held with a timeout */
-    struct op *next_hold;
+    struct op *next;            /* while parked: the batch's parked ops;
+                                   while held: its held connects */
     char client_id[32];
     size_t outstanding;         /* engine calls not answered yet */
-    size_t seq;                 /* its place in the batch */
-    void (*gated)(struct op *op);   /* what runs when its turn comes */
-    struct op *next_parked;
-    int engine_status;          /* the engine could not answer (lookup) */
-    int exists;
-    void (*after_lookup)(struct op *op);
+    uint32_t seq;               /* its place in the batch */
+    int8_t engine_status;       /* the engine could not answer (a status) */
+    uint8_t exists;
+    /* while parked, what runs when its turn comes; then, during a lookup,
+     * what runs after it */
+    void (*step)(struct op *op);
 } op_t;
 
 static void op_reply(op_t *op);
@@ -197,7 +202,8 @@ static json_t *connection_types(void)
 
 static void batch_free(bx_batch_t *b)
 {
-    free(b->passed);
+    if (b->nops > 64)
+        free(b->passed.bytes);
     bx_buf_free(&b->replies);
     while (b->given) {
         given_t *g = b->given;
@@ -262,12 +268,18 @@ static void gate_advance(bx_batch_t *b)
     b->advancing = 1;
     while (b->parked && b->parked->seq == b->turn) {
         op_t *op = b->parked;
-        void (*fn)(op_t *) = op->gated;
-        b->parked = op->next_parked;
-        op->gated = NULL;
+        void (*fn)(op_t *) = op->step;
+        b->parked = op->next;
+        op->next = NULL;
+        op->step = NULL;
         fn(op);
     }
     b->advancing = 0;
+}
+
+static int passed(const bx_batch_t *b, uint32_t seq)
+{
+    return b->nops <= 64 ? (int)((b->passed.bits >> seq) & 1) : b->passed.bytes[seq];
 }
 
 /* `op`'s engine work is over (or it needs none): the next may go. Once
@@ -276,10 +288,13 @@ static void gate_pass(op_t *op)
 {
     bx_batch_t *b = op->batch;
 
-    if (b->passed[op->seq])
+    if (passed(b, op->seq))
         return;
-    b->passed[op->seq] = 1;
-    while (b->turn < b->nops && b->passed[b->turn])
+    if (b->nops <= 64)
+        b->passed.bits |= (uint64_t)1 << op->seq;
+    else
+        b->passed.bytes[op->seq] = 1;
+    while (b->turn < b->nops && passed(b, b->turn))
         b->turn++;
     gate_advance(b);
 }
@@ -295,10 +310,10 @@ static void gate(op_t *op, void (*fn)(op_t *op))
         fn(op);
         return;
     }
-    op->gated = fn;
+    op->step = fn;
     while (*pp && (*pp)->seq < op->seq)
-        pp = &(*pp)->next_parked;
-    op->next_parked = *pp;
+        pp = &(*pp)->next;
+    op->next = *pp;
     *pp = op;
     gate_advance(b);            /* its turn may be now (inside an advance) */
 }
@@ -432,7 +447,7 @@ static void exists_cb(void *ud, int status, int yes)
     op->exists = status == 0 && yes;
     if (unavailable(status))
         op->engine_status = status;
-    op->after_lookup(op);
+    op->step(op);
 }
 
 static void lookup(op_t *op, after_exists_fn next)
@@ -442,7 +457,7 @@ static void lookup(op_t *op, after_exists_fn next)
 
     if (id && strlen(id) < sizeof(op->client_id))
         strcpy(op->client_id, id);
-    op->after_lookup = next;
+    op->step = next;
     int rc = e->ops->client_exists(e, op->client_id, exists_cb, op);
     if (rc != 0)
         exists_cb(op, rc, 0);
@@ -475,9 +490,9 @@ static void client_checks(op_t *op)
 static void hold_stop(op_t *op)
 {
     bx_batch_t *b = op->batch;
-    for (op_t **pp = &b->holds; *pp; pp = &(*pp)->next_hold)
+    for (op_t **pp = &b->holds; *pp; pp = &(*pp)->next)
         if (*pp == op) {
-            *pp = op->next_hold;
+            *pp = op->next;
             break;
         }
     bx_timeouts_remove(&op->timeout);
@@ -492,10 +507,10 @@ static void hold_release(bx_waiter_t *w, bx_chunkv_t *msgs)
         given_t *g = bx_calloc(1, sizeof(*g));
         memcpy(g->client_id, op->client_id, sizeof(g->client_id));
         bx_chunkv_move(&g->msgs, msgs);
-        if (!b->given_tail)
-            b->given_tail = &b->given;
-        *b->given_tail = g;
-        b->given_tail = &g->next;
+        given_t **pp = &b->given;      /* one per connect of the batch: short */
+        while (*pp)
+            pp = &(*pp)->next;
+        *pp = g;
     }
     op_reply(op);
 }
@@ -559,7 +574,7 @@ static void connect_checked(op_t *op)
 
     op->waiter.release = hold_release;
     op->waiter.request = op->batch->request;
-    op->next_hold = op->batch->holds;
+    op->next = op->batch->holds;
     op->batch->holds = op;
     bx_session_hold(s, op->client_id, &op->waiter);
     if (hold == 0) {
@@ -800,14 +815,14 @@ static void incoming_next(void *ud, json_t *msg)
     handle(op);
 }
 
-static void start(bx_batch_t *b, json_t *msg)
+static void start(bx_batch_t *b, json_t *msg, uint32_t seq)
 {
     op_t *op = bx_calloc(1, sizeof(*op));
     void *eud;
     bx_ext_hook in = bx_hub_incoming(b->hub, &eud);
 
     op->batch = b;
-    op->seq = b->nops++;
+    op->seq = seq;
     /* a non-object element behaves like {} (Faye reads fields of it) */
     op->msg = json_is_object(msg) ? json_deep_copy(msg) : json_object();
     if (in)
@@ -838,14 +853,17 @@ bx_batch_t *bx_protocol_process(bx_hub_t *s, const json_t *msgs, void *request, 
     }
     /* one extra count, released below, so no op can finish the batch while
      * others are still being started */
-    b->pending = n + 1;
-    b->passed = bx_calloc(n ? n : 1, 1);
+    b->pending = (uint32_t)n + 1;
+    b->nops = (uint32_t)n;
+    if (n > 64)
+        b->passed.bytes = bx_calloc(n, 1);
     if (json_is_array(msgs)) {
+        uint32_t seq = 0;
         json_array_foreach(msgs, i, m)
             if (!json_is_null(m))
-                start(b, m);
+                start(b, m, seq++);
     } else if (n) {
-        start(b, (json_t *)msgs);
+        start(b, (json_t *)msgs, 0);
     }
     if (--b->pending == 0)
         bx_hub_defer(s, deferred_finish, b);     /* never answer inside the call */

@@ -1021,6 +1021,44 @@ static void test_batch_chained(void)
     ENV_CLOSE(&env);
 }
 
+/* A batch longer than the inline chain (64 messages): every message is
+ * answered, in order, and every publish delivered. */
+static void test_long_batch(void)
+{
+    env_t env;
+    cap_t c = { 0 }, h = { 0 };
+    char id[32], text[256];
+    bx_buf_t b = BX_BUF_INIT;
+    env_open(&env);
+    BX_CHECK_INT(handshake(&env, id), 0);
+
+    bx_buf_printf(&b, "[{\"channel\":\"/meta/subscribe\",\"clientId\":\"%s\","
+                      "\"subscription\":\"/m\",\"id\":\"0\"}", id);
+    for (int i = 1; i < 70; i++)
+        bx_buf_printf(&b, ",{\"channel\":\"/m\",\"data\":%d,\"id\":\"%d\"}", i, i);
+    bx_buf_append(&b, "]", 2);
+    post(&env, b.data, &c);
+    uv_run(&env.loop, UV_RUN_DEFAULT);
+    BX_CHECK_INT(c.calls, 1);
+    BX_CHECK_INT(rep_n(&c), 70);
+    for (int i = 0; i < 70 && rep_n(&c) == 70; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "%d", i);
+        BX_CHECK_STR(str(rep(&c, (size_t)i), "id"), want);
+        BX_CHECK(is_true(rep(&c, (size_t)i), "successful"));
+    }
+    connect_text(text, sizeof(text), id, 0);
+    post(&env, text, &h);
+    uv_run(&env.loop, UV_RUN_DEFAULT);
+    BX_CHECK_INT(rep_n(&h), 70);                /* the connect reply and 69 */
+    BX_CHECK(rep_n(&h) == 70 && field_is(rep(&h, 69), "data", "69"));
+
+    bx_buf_free(&b);
+    cap_free(&c);
+    cap_free(&h);
+    ENV_CLOSE(&env);
+}
+
 int main(void)
 {
     BX_RUN(test_handshake_ok);
@@ -1042,5 +1080,6 @@ int main(void)
     BX_RUN(test_close_answers_held);
     BX_RUN(test_engine_unavailable);
     BX_RUN(test_batch_chained);
+    BX_RUN(test_long_batch);
     return BX_REPORT();
 }
