@@ -1,4 +1,4 @@
--- The client_script option (core/longpoll.c): each server reads its file once,
+-- The client_script option (core/transport/longpoll.c): each server reads its file once,
 -- when it is made, and keeps it; a file that cannot be read is an error then,
 -- not a 404 later.
 local H = require "spec.helper"

@@ -1,5 +1,5 @@
 -- Faye-style server extensions written in Lua, and server events
--- (lua/bayeux/init.lua chain runner, core/lbx_ext.c; bayeux-faye.md §10, §11.2).
+-- (lua/bayeux/init.lua chain runner, core/lua/lbx_ext.c; bayeux-faye.md §10, §11.2).
 local H = require "spec.helper"
 
 local APP = [[

@@ -1,4 +1,4 @@
--- Small HTTP rules: dates in one locale-proof format (core/http.c), Accept
+-- Small HTTP rules: dates in one locale-proof format (core/net/http.c), Accept
 -- parsed as a list of tokens, the library's default listening address, and
 -- the response parts a route may not set (the HTTP layer owns them).
 local H = require "spec.helper"

@@ -1,4 +1,4 @@
--- The lingering close (core/conn.c): after a final answer such as a 413 the
+-- The lingering close (core/net/conn.c): after a final answer such as a 413 the
 -- server keeps reading and discarding the client's input for a bounded time,
 -- so a client still uploading gets the answer instead of a connection reset.
 local H = require "spec.helper"

@@ -1,5 +1,5 @@
 -- server:static(prefix, folder): content types, ETag / Last-Modified / 304,
--- HEAD, and no way out of the folder (lua/bayeux/init.lua, core/lbx_fs.c).
+-- HEAD, and no way out of the folder (lua/bayeux/init.lua, core/lua/lbx_fs.c).
 local H = require "spec.helper"
 
 describe("static files", function()

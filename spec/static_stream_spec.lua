@@ -1,4 +1,4 @@
--- server:static streams files from disk in chunks (core/http.c,
+-- server:static streams files from disk in chunks (core/net/http.c,
 -- bx_http_respond_file): large files arrive intact, HEAD reads nothing, a
 -- file above max_size is refused, memory does not grow with the file, and
 -- the server keeps answering others while a file is being sent.

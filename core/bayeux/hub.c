@@ -22,9 +22,6 @@ typedef struct session {
     bx_chunkv_t pending;        /* delivered by the engine, not yet handed on */
     int dirty;
     int want_queue;             /* ask the engine for its queue on the pass */
-    int taking;                 /* a take() is in flight: the pass waits for
-                                   it (its messages are older than any wake
-                                   since) */
     int release_empty;          /* release the hold even with nothing */
     int outpasses;              /* deliveries inside outgoing extensions */
     struct outpass *out_first;  /* those passes, oldest first: their results */
@@ -32,6 +29,7 @@ typedef struct session {
     int pinned;                 /* inside a push or a release: a sink or a
                                    waiter may unbind (even rebind) meanwhile,
                                    the pass still uses the session after */
+    int taking;                 /* a take() is in flight (one at a time) */
     struct session *next_dirty;
     struct session *ka_prev, *ka_next;  /* while its sink wants keep-alive */
 } session_t;
@@ -413,19 +411,29 @@ static void bound_reply(bx_hub_t *s, bx_chunkv_t *msgs, bx_chunkv_t *rest)
 
 static void p_took(void *ud, int status, const char *id, bx_chunkv_t *msgs);
 
-/* Hands what session `ss` (not on the dirty list) has to its sink or its
- * held connect, in one piece; asks the engine for its queue when told to.
- * What no connection takes goes back to the engine's queue, so a session
- * without a connection holds no messages. */
-static void deliver_session(bx_hub_t *s, session_t *ss)
+/* Asks the engine for the queue of `ss` when told to and it has a
+ * connection here; one take at a time. */
+static void maybe_take(bx_hub_t *s, session_t *ss)
 {
-    bx_chunkv_t back = BX_CHUNKV_INIT;  /* for the engine's queue, in order */
-
     if (ss->want_queue && !ss->taking && !s->closing && (ss->hold || ss->sink)) {
         ss->want_queue = 0;
         if (s->engine->ops->take(s->engine, ss->id, p_took, s) == 0)
             ss->taking = 1;
     }
+}
+
+/* Hands what session `ss` (not on the dirty list) has to its sink or its
+ * held connect, in one piece; then asks the engine for more when told to.
+ * What no connection takes goes back to the engine's queue, so a session
+ * without a connection holds no messages; while a take is in flight (its
+ * messages newer than these) it waits for the answer instead, in front of
+ * it, so the queue keeps its order. */
+static void deliver_session(bx_hub_t *s, session_t *ss)
+{
+    bx_chunkv_t back = BX_CHUNKV_INIT;  /* for the engine's queue, in order */
+
+    if (!ss->pending.n)
+        maybe_take(s, ss);      /* with messages in hand, after them */
     if (ss->taking && !ss->pending.n)
         return;                 /* p_took answers (an empty release waits) */
     if (s->outgoing && ss->pending.n && (ss->sink || ss->hold))
@@ -450,6 +458,7 @@ static void deliver_session(bx_hub_t *s, session_t *ss)
         }
         bx_chunkv_free(&msgs);
     } else if (ss->outpasses && !ss->pending.n) {
+        maybe_take(s, ss);
         return;                 /* a release waits for the outgoing extensions */
     }
     /* with a sink the messages went there: a connect with timeout 0
@@ -468,8 +477,15 @@ static void deliver_session(bx_hub_t *s, session_t *ss)
     ss->release_empty = 0;
     if (!ss->hold && !ss->sink)
         bx_chunkv_move(&back, &ss->pending);
-    bx_session_give_back(s, ss->id, &back);
-    bx_chunkv_free(&back);
+    if (ss->taking) {
+        /* older than what the take brings: they go first, with it */
+        bx_chunkv_move(&back, &ss->pending);
+        ss->pending = back;
+    } else {
+        bx_session_give_back(s, ss->id, &back);
+        bx_chunkv_free(&back);
+    }
+    maybe_take(s, ss);
     session_gc(s, ss);
 }
 

@@ -24,16 +24,31 @@ struct bx_batch_s {
     bx_hub_t *hub;
     void *request;
     int flags;
+    uint32_t nops;              /* messages in the batch */
     bx_protocol_reply_cb cb;
     void *ud;
-    size_t pending;             /* ops not done yet */
-    int canceled;
-    int finished;               /* cb called (or canceled and drained) */
+    uint32_t pending;           /* ops not done yet */
+    uint32_t nreplies;
+    uint32_t turn;              /* the first message not past the gate */
+    uint8_t canceled;
+    uint8_t finished;           /* cb called (or canceled and drained) */
+    uint8_t advancing;          /* gate_advance is running */
     bx_buf_t replies;           /* serialized replies, comma separated */
-    size_t nreplies;
     struct given *given;        /* deliveries of released connects, in order */
-    struct given **given_tail;
     struct op *holds;           /* connect ops currently held */
+    /* The engine work of the batch's messages is chained in their order:
+     * a message reaches the engine once every earlier one is answered (a
+     * [subscribe, publish] batch finds the subscription in place, whatever
+     * order an engine completes different calls in); a publish lets the
+     * next go as soon as it is made (engine.h: calls are applied in the
+     * order they are made). A batch lives as long as its held connect:
+     * its fields are packed so that the chain costs an idle client no
+     * bytes (the batch stays within the allocator's 128-byte class). */
+    union {
+        uint64_t bits;          /* up to 64 messages: bit i, message i */
+        unsigned char *bytes;   /* more: one byte each */
+    } passed;                   /* the message's engine work is over */
+    struct op *parked;          /* ops waiting for their turn, by seq */
 };
 
 /* The messages a released connect took from its client's queue: the batch
@@ -53,11 +68,16 @@ typedef struct op {
                                    the json_t tree and the message) */
     bx_waiter_t waiter;         /* while a connect is held */
     bx_timeout_t timeout;       /* while held with a timeout */
-    struct op *next_hold;
+    struct op *next;            /* while parked: the batch's parked ops;
+                                   while held: its held connects */
     char client_id[32];
     size_t outstanding;         /* engine calls not answered yet */
-    int exists;
-    void (*after_lookup)(struct op *op);
+    uint32_t seq;               /* its place in the batch */
+    int8_t engine_status;       /* the engine could not answer (a status) */
+    uint8_t exists;
+    /* while parked, what runs when its turn comes; then, during a lookup,
+     * what runs after it */
+    void (*step)(struct op *op);
 } op_t;
 
 static void op_reply(op_t *op);
@@ -73,6 +93,7 @@ static const char *error_text(int code)
     case 403: return "Forbidden channel";
     case 405: return "Invalid channel";
     case 500: return "Internal server error";
+    case 503: return "Engine unavailable";
     default: return "Bad request";
     }
 }
@@ -111,6 +132,28 @@ static json_t *skeleton(const json_t *msg)
     return r;
 }
 
+/* How long a client is told to wait before it retries, when the engine
+ * cannot answer (ms). */
+#define ENGINE_RETRY_MS 1000
+
+/* Whether an engine status means "not now" rather than a fact about the
+ * client: such a reply says 503 and advises a retry, never a handshake
+ * (a 401 would send every client of a node whose store blinked back to
+ * handshake at once). */
+static int unavailable(int status)
+{
+    return status != 0 && status != BX_ECANCELED && status != BX_EUNKNOWN;
+}
+
+static void set_unavailable(json_t *reply)
+{
+    json_t *advice = json_object();
+    set_error(reply, 503, NULL);
+    json_object_set_new(advice, "reconnect", json_string("retry"));
+    json_object_set_new(advice, "interval", json_integer(ENGINE_RETRY_MS));
+    json_object_set_new(reply, "advice", advice);
+}
+
 static int has_error(const json_t *reply)
 {
     return json_object_get(reply, "error") != NULL;
@@ -119,6 +162,9 @@ static int has_error(const json_t *reply)
 static void advise(op_t *op, const char *ctype)
 {
     const bx_hub_opts_t *o = bx_hub_opts(op->batch->hub);
+
+    if (op->engine_status)
+        return;                 /* set_unavailable advised a retry */
     json_t *advice = json_object();
 
     if (has_error(op->reply)) {
@@ -156,6 +202,8 @@ static json_t *connection_types(void)
 
 static void batch_free(bx_batch_t *b)
 {
+    if (b->nops > 64)
+        free(b->passed.bytes);
     bx_buf_free(&b->replies);
     while (b->given) {
         given_t *g = b->given;
@@ -208,10 +256,74 @@ static void batch_next_reply(bx_batch_t *b)
         bx_buf_append(&b->replies, ",", 1);
 }
 
+/* ---- The chain of a batch's engine work ---- */
+
+/* Runs the parked ops whose turn has come, in order. Iterative: an op
+ * that passes at once (an error found before any engine call) lets the
+ * next one run from this same loop, not from a deeper call. */
+static void gate_advance(bx_batch_t *b)
+{
+    if (b->advancing)
+        return;
+    b->advancing = 1;
+    while (b->parked && b->parked->seq == b->turn) {
+        op_t *op = b->parked;
+        void (*fn)(op_t *) = op->step;
+        b->parked = op->next;
+        op->next = NULL;
+        op->step = NULL;
+        fn(op);
+    }
+    b->advancing = 0;
+}
+
+static int passed(const bx_batch_t *b, uint32_t seq)
+{
+    return b->nops <= 64 ? (int)((b->passed.bits >> seq) & 1) : b->passed.bytes[seq];
+}
+
+/* `op`'s engine work is over (or it needs none): the next may go. Once
+ * per op; later calls do nothing. */
+static void gate_pass(op_t *op)
+{
+    bx_batch_t *b = op->batch;
+
+    if (passed(b, op->seq))
+        return;
+    if (b->nops <= 64)
+        b->passed.bits |= (uint64_t)1 << op->seq;
+    else
+        b->passed.bytes[op->seq] = 1;
+    while (b->turn < b->nops && passed(b, b->turn))
+        b->turn++;
+    gate_advance(b);
+}
+
+/* Runs fn(op) when every earlier message of the batch is past the gate:
+ * now, or later from gate_advance. */
+static void gate(op_t *op, void (*fn)(op_t *op))
+{
+    bx_batch_t *b = op->batch;
+    op_t **pp = &b->parked;
+
+    if (op->seq == b->turn && !b->advancing) {
+        fn(op);
+        return;
+    }
+    op->step = fn;
+    while (*pp && (*pp)->seq < op->seq)
+        pp = &(*pp)->next;
+    op->next = *pp;
+    *pp = op;
+    gate_advance(b);            /* its turn may be now (inside an advance) */
+}
+
 /* An op is over: its reply (if any) joins the batch. */
 static void op_done(op_t *op, json_t *reply)
 {
     bx_batch_t *b = op->batch;
+
+    gate_pass(op);              /* dropped or answered before its engine work */
 
     if (reply) {
         if (!b->canceled) {
@@ -237,6 +349,7 @@ static void outgoing_next(void *ud, json_t *reply)
 /* The handler produced op->reply: run it through outgoing extensions. */
 static void op_reply(op_t *op)
 {
+    gate_pass(op);              /* the reply is known: no more engine work */
     void *eud;
     bx_ext_hook out = bx_hub_outgoing(op->batch->hub, &eud);
     json_t *reply = op->reply;
@@ -271,6 +384,9 @@ static void handshake_created(void *ud, int status, const char *id)
     op_t *op = ud;
     if (status == 0) {
         json_object_set_new(op->reply, "clientId", json_string(id));
+    } else if (unavailable(status)) {
+        op->engine_status = status;
+        set_unavailable(op->reply);
     } else {
         set_error(op->reply, 500, NULL);
     }
@@ -316,8 +432,9 @@ static void handshake(op_t *op)
         return;
     }
     bx_engine_t *e = bx_hub_engine(op->batch->hub);
-    if (e->ops->create_client(e, handshake_created, op) != 0)
-        handshake_created(op, BX_ECANCELED, NULL);
+    int rc = e->ops->create_client(e, handshake_created, op);
+    if (rc != 0)
+        handshake_created(op, rc, NULL);
 }
 
 /* ---- Client lookup shared by connect, (un)subscribe, disconnect ---- */
@@ -328,7 +445,9 @@ static void exists_cb(void *ud, int status, int yes)
 {
     op_t *op = ud;
     op->exists = status == 0 && yes;
-    op->after_lookup(op);
+    if (unavailable(status))
+        op->engine_status = status;
+    op->step(op);
 }
 
 static void lookup(op_t *op, after_exists_fn next)
@@ -338,17 +457,28 @@ static void lookup(op_t *op, after_exists_fn next)
 
     if (id && strlen(id) < sizeof(op->client_id))
         strcpy(op->client_id, id);
-    op->after_lookup = next;
-    if (e->ops->client_exists(e, op->client_id, exists_cb, op) != 0)
-        exists_cb(op, BX_ECANCELED, 0);
+    op->step = next;
+    int rc = e->ops->client_exists(e, op->client_id, exists_cb, op);
+    if (rc != 0)
+        exists_cb(op, rc, 0);
 }
 
+static void lookup_connect(op_t *op);
+static void lookup_subscribe(op_t *op);
+static void lookup_unsubscribe(op_t *op);
+static void lookup_disconnect(op_t *op);
+
 /* Checks common to the meta channels that need a client: an error from an
- * extension, then 401, then 402 clientId (later checks overwrite). */
+ * extension, then 401, then 402 clientId (later checks overwrite); an
+ * engine that could not look the client up answers 503 instead. */
 static void client_checks(op_t *op)
 {
     json_t *cid = json_object_get(op->msg, "clientId");
     op->reply = skeleton(op->msg);
+    if (op->engine_status) {
+        set_unavailable(op->reply);
+        return;
+    }
     if (!op->exists)
         set_error(op->reply, 401, json_is_string(cid) ? json_string_value(cid) : "");
     if (!bx_json_truthy(cid))
@@ -360,9 +490,9 @@ static void client_checks(op_t *op)
 static void hold_stop(op_t *op)
 {
     bx_batch_t *b = op->batch;
-    for (op_t **pp = &b->holds; *pp; pp = &(*pp)->next_hold)
+    for (op_t **pp = &b->holds; *pp; pp = &(*pp)->next)
         if (*pp == op) {
-            *pp = op->next_hold;
+            *pp = op->next;
             break;
         }
     bx_timeouts_remove(&op->timeout);
@@ -377,10 +507,10 @@ static void hold_release(bx_waiter_t *w, bx_chunkv_t *msgs)
         given_t *g = bx_calloc(1, sizeof(*g));
         memcpy(g->client_id, op->client_id, sizeof(g->client_id));
         bx_chunkv_move(&g->msgs, msgs);
-        if (!b->given_tail)
-            b->given_tail = &b->given;
-        *b->given_tail = g;
-        b->given_tail = &g->next;
+        given_t **pp = &b->given;      /* one per connect of the batch: short */
+        while (*pp)
+            pp = &(*pp)->next;
+        *pp = g;
     }
     op_reply(op);
 }
@@ -400,6 +530,9 @@ static void connect_checked(op_t *op)
     bx_hub_t *s = op->batch->hub;
     double hold = bx_hub_opts(s)->timeout;
 
+    /* the lookup was its engine work (the ping needs no answer): the next
+     * message of the batch may go while this one is held */
+    gate_pass(op);
     client_checks(op);
     if (bx_json_truthy(jtype) && !known_type(ctype))
         set_error(op->reply, 301, ctype ? ctype : "");
@@ -441,7 +574,7 @@ static void connect_checked(op_t *op)
 
     op->waiter.release = hold_release;
     op->waiter.request = op->batch->request;
-    op->next_hold = op->batch->holds;
+    op->next = op->batch->holds;
     op->batch->holds = op;
     bx_session_hold(s, op->client_id, &op->waiter);
     if (hold == 0) {
@@ -458,8 +591,13 @@ static void connect_checked(op_t *op)
 static void subscribed(void *ud, int status, int changed)
 {
     op_t *op = ud;
-    if (--op->outstanding == 0)
+    if (unavailable(status))
+        op->engine_status = status;
+    if (--op->outstanding == 0) {
+        if (op->engine_status)
+            set_unavailable(op->reply);
         op_reply(op);
+    }
 }
 
 /* Whether `ch` is within the server's channel caps. A name past them is
@@ -513,11 +651,17 @@ static void subscription_checked(op_t *op, int subscribe)
         int rc = subscribe
             ? e->ops->subscribe(e, op->client_id, json_string_value(jch), subscribed, op)
             : e->ops->unsubscribe(e, op->client_id, json_string_value(jch), subscribed, op);
-        if (rc != 0)
+        if (rc != 0) {
             op->outstanding--;
+            if (unavailable(rc))
+                op->engine_status = rc;
+        }
     }
-    if (--op->outstanding == 0)
+    if (--op->outstanding == 0) {
+        if (op->engine_status)
+            set_unavailable(op->reply);
         op_reply(op);
+    }
 }
 
 static void subscribe_checked(op_t *op)
@@ -534,7 +678,12 @@ static void unsubscribe_checked(op_t *op)
 
 static void destroyed(void *ud, int status)
 {
-    op_reply(ud);
+    op_t *op = ud;
+    if (unavailable(status)) {
+        op->engine_status = status;
+        set_unavailable(op->reply);
+    }
+    op_reply(op);
 }
 
 static void disconnect_checked(op_t *op)
@@ -546,8 +695,9 @@ static void disconnect_checked(op_t *op)
         return;
     }
     bx_engine_t *e = bx_hub_engine(op->batch->hub);
-    if (e->ops->destroy_client(e, op->client_id, destroyed, op) != 0)
-        op_reply(op);
+    int rc = e->ops->destroy_client(e, op->client_id, destroyed, op);
+    if (rc != 0)
+        destroyed(op, rc);
 }
 
 /* ---- Publish ---- */
@@ -555,8 +705,12 @@ static void disconnect_checked(op_t *op)
 static void published(void *ud, int status)
 {
     op_t *op = ud;
-    if (status != 0 && status != BX_ECANCELED)
+    if (unavailable(status)) {
+        op->engine_status = status;
+        set_unavailable(op->reply);
+    } else if (status != 0 && status != BX_ECANCELED) {
         set_error(op->reply, 407, bx_json_str(op->msg, "channel"));
+    }
     op_reply(op);
 }
 
@@ -577,8 +731,15 @@ static void publish_checked(op_t *op)
         return;
     }
     bx_engine_t *e = bx_hub_engine(op->batch->hub);
-    if (e->ops->publish(e, op->msg, published, op) != 0)
-        published(op, BX_ECANCELED);
+    int rc = e->ops->publish(e, op->msg, published, op);
+    if (rc != 0) {
+        published(op, rc);
+        return;
+    }
+    /* nothing later in the batch depends on a publish's answer, only on
+     * its place: the next message may go now (publishes of one batch reach
+     * the engine together, and their deliveries leave in one write) */
+    gate_pass(op);
 }
 
 /* ---- Dispatch ---- */
@@ -599,24 +760,43 @@ static void handle(op_t *op)
      * and skip the operation when an error remains. */
     if (ch && strncmp(ch, "/meta", 5) == 0 && (ch[5] == '\0' || ch[5] == '/')) {
         if (strcmp(ch, "/meta/handshake") == 0)
-            handshake(op);
+            gate(op, handshake);
         else if (strcmp(ch, "/meta/connect") == 0)
-            lookup(op, connect_checked);
+            gate(op, lookup_connect);
         else if (strcmp(ch, "/meta/subscribe") == 0)
-            lookup(op, subscribe_checked);
+            gate(op, lookup_subscribe);
         else if (strcmp(ch, "/meta/unsubscribe") == 0)
-            lookup(op, unsubscribe_checked);
+            gate(op, lookup_unsubscribe);
         else if (strcmp(ch, "/meta/disconnect") == 0)
-            lookup(op, disconnect_checked);
+            gate(op, lookup_disconnect);
         else
             forbidden(op, ch);
         return;
     }
-    /* A publish needs no client (Faye never checks it), but it takes the
-     * same deferred lookup as the meta channels so that a batch
-     * [subscribe, publish] reaches the engine in order: the subscription is
-     * in place before the publish is routed. */
-    lookup(op, publish_checked);
+    /* A publish needs no client (Faye never checks it): no lookup. The
+     * gate keeps it behind the batch's earlier messages, so a batch
+     * [subscribe, publish] finds the subscription in place. */
+    gate(op, publish_checked);
+}
+
+static void lookup_connect(op_t *op)
+{
+    lookup(op, connect_checked);
+}
+
+static void lookup_subscribe(op_t *op)
+{
+    lookup(op, subscribe_checked);
+}
+
+static void lookup_unsubscribe(op_t *op)
+{
+    lookup(op, unsubscribe_checked);
+}
+
+static void lookup_disconnect(op_t *op)
+{
+    lookup(op, disconnect_checked);
 }
 
 static void incoming_next(void *ud, json_t *msg)
@@ -635,13 +815,14 @@ static void incoming_next(void *ud, json_t *msg)
     handle(op);
 }
 
-static void start(bx_batch_t *b, json_t *msg)
+static void start(bx_batch_t *b, json_t *msg, uint32_t seq)
 {
     op_t *op = bx_calloc(1, sizeof(*op));
     void *eud;
     bx_ext_hook in = bx_hub_incoming(b->hub, &eud);
 
     op->batch = b;
+    op->seq = seq;
     /* a non-object element behaves like {} (Faye reads fields of it) */
     op->msg = json_is_object(msg) ? json_deep_copy(msg) : json_object();
     if (in)
@@ -672,13 +853,17 @@ bx_batch_t *bx_protocol_process(bx_hub_t *s, const json_t *msgs, void *request, 
     }
     /* one extra count, released below, so no op can finish the batch while
      * others are still being started */
-    b->pending = n + 1;
+    b->pending = (uint32_t)n + 1;
+    b->nops = (uint32_t)n;
+    if (n > 64)
+        b->passed.bytes = bx_calloc(n, 1);
     if (json_is_array(msgs)) {
+        uint32_t seq = 0;
         json_array_foreach(msgs, i, m)
             if (!json_is_null(m))
-                start(b, m);
+                start(b, m, seq++);
     } else if (n) {
-        start(b, (json_t *)msgs);
+        start(b, (json_t *)msgs, 0);
     }
     if (--b->pending == 0)
         bx_hub_defer(s, deferred_finish, b);     /* never answer inside the call */

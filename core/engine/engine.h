@@ -14,9 +14,14 @@
  * refcounted chunk serialized once per publish). When a recipient has a
  * connection on this node (proxy->has_connection), the engine tells the
  * proxy with proxy->wake(); the proxy then asks with take(), whose
- * callback, on a later turn, hands over everything queued by then. What
+ * callback, on a later turn, hands the queued messages over. What
  * the proxy took but no connection carried comes back with requeue(), in
  * front of the queue, so the client's next connection gets it in order.
+ *
+ * Order: an engine applies calls in the order they are made (a networked
+ * engine sends them down one connection), but their callbacks may come in
+ * any order; a caller that needs one call's effect before the next waits
+ * for its callback (the protocol chains a batch's messages so).
  *
  * The proxy's functions may be called from inside an engine call or from
  * the engine's own callbacks (a networked engine's I/O: a publish made on
@@ -96,10 +101,12 @@ typedef struct {
     /* Publishes `message` (borrowed; the engine serializes what it keeps)
      * on its "channel", minus "clientId", to every matching client once. */
     int (*publish)(bx_engine_t *e, const json_t *message, bx_engine_done_cb cb, void *ud);
-    /* Takes the queue of `id`: cb gets, on a later turn, everything queued
-     * for it by then, and the queue is left empty. The proxy asks for the
-     * clients it holds a connection of (after a wake, or when a connection
-     * arrives); BX_EUNKNOWN for an unknown client. */
+    /* Takes the queue of `id`: cb gets, on a later turn, the messages
+     * queued for it (at least those queued when asked; what comes later
+     * wakes the proxy again), and they leave the queue. The proxy asks for
+     * the clients it holds a connection of (after a wake, or when a
+     * connection arrives); BX_EUNKNOWN for an unknown client, or one
+     * destroyed before the answer (then with no messages). */
     int (*take)(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud);
     /* Puts back messages that take handed over but no connection
      * sent (a reply's byte bound, a socket that went away): `msgs` (entries

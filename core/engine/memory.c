@@ -48,6 +48,7 @@ typedef struct op {
     int status;
     int yes;
     char id[32];
+    bx_chunkv_t msgs;           /* a take: the queue as it was when asked */
 } op_t;
 
 typedef struct {
@@ -101,6 +102,7 @@ static op_t *defer(memory_t *m, op_kind_t kind, void (*cb)(void), void *ud)
 
 static void op_free(memory_t *m, op_t *op)
 {
+    bx_chunkv_free(&op->msgs);  /* what a take's callback left */
     if (m->nspare < MAX_SPARE && !m->closing) {
         op->next = m->spare;
         m->spare = op;
@@ -111,20 +113,17 @@ static void op_free(memory_t *m, op_t *op)
 }
 
 static client_t *find(memory_t *m, const char *id);
-static void ring_take(ring_t *r, bx_chunkv_t *out);
 
 static void run_op(memory_t *m, op_t *op)
 {
     switch (op->kind) {
     case OP_TAKE: {
-        /* the queue as it is now, not as it was when asked */
-        client_t *c = op->status ? NULL : find(m, op->id);
-        bx_chunkv_t msgs = BX_CHUNKV_INIT;
-        if (c && c->queue.n)
-            ring_take(&c->queue, &msgs);
-        ((bx_engine_take_cb)(void (*)(void))op->cb)(op->ud, op->status ? op->status
-                                                    : c ? 0 : BX_EUNKNOWN, op->id, &msgs);
-        bx_chunkv_free(&msgs);
+        /* what was queued when asked (later messages wake the proxy again
+         * and go with its next take); nothing for a client destroyed since */
+        int status = op->status ? op->status : find(m, op->id) ? 0 : BX_EUNKNOWN;
+        if (status)
+            bx_chunkv_clear(&op->msgs);
+        ((bx_engine_take_cb)(void (*)(void))op->cb)(op->ud, status, op->id, &op->msgs);
         break;
     }
     case OP_ID:
@@ -455,10 +454,13 @@ static int m_publish(bx_engine_t *e, const json_t *message, bx_engine_done_cb cb
 static int m_take(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud)
 {
     memory_t *m = (memory_t *)e;
+    client_t *c = find(m, id);
     if (m->closing)
         return BX_ECANCELED;
     op_t *op = defer(m, OP_TAKE, (void (*)(void))cb, ud);
     snprintf(op->id, sizeof(op->id), "%s", id);
+    if (c && c->queue.n)
+        ring_take(&c->queue, &op->msgs);
     return 0;
 }
 
@@ -536,6 +538,7 @@ static void m_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
         op->status = BX_ECANCELED;
         if (op->cb)
             run_op(m, op);
+        bx_chunkv_free(&op->msgs);
         free(op);
     }
     m->head = m->tail = NULL;

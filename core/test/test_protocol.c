@@ -835,6 +835,230 @@ static void test_close_answers_held(void)
     BX_LOOP_CLOSE(&env.loop);
 }
 
+/* ---- An engine that answers later, or not at all ---- */
+
+/* The server's engine with some operations replaced (restored before the
+ * server closes). */
+static const bx_engine_ops_t *g_real;
+static bx_engine_ops_t g_ops;
+static int g_exists_calls;
+
+static void wrap_engine(env_t *env)
+{
+    bx_engine_t *e = bx_server_engine(env->s);
+    g_real = e->ops;
+    g_ops = *g_real;
+    g_exists_calls = 0;
+    e->ops = &g_ops;
+}
+
+static void unwrap_engine(env_t *env)
+{
+    bx_server_engine(env->s)->ops = g_real;
+}
+
+/* An engine whose store is out of reach: the real call runs (so the
+ * answer comes on a later turn), its status is replaced. */
+typedef struct {
+    bx_engine_bool_cb bool_cb;
+    bx_engine_done_cb done_cb;
+    void *ud;
+} unavail_t;
+
+static void unavail_bool(void *ud, int status, int yes)
+{
+    unavail_t *u = ud;
+    u->bool_cb(u->ud, BX_EUNAVAILABLE, 0);
+    free(u);
+}
+
+static void unavail_done(void *ud, int status)
+{
+    unavail_t *u = ud;
+    if (u->done_cb)
+        u->done_cb(u->ud, BX_EUNAVAILABLE);
+    free(u);
+}
+
+static int unavail_exists(bx_engine_t *e, const char *id, bx_engine_bool_cb cb, void *ud)
+{
+    unavail_t *u = bx_calloc(1, sizeof(*u));
+    u->bool_cb = cb;
+    u->ud = ud;
+    return g_real->client_exists(e, id, unavail_bool, u);
+}
+
+static int unavail_publish(bx_engine_t *e, const json_t *m, bx_engine_done_cb cb, void *ud)
+{
+    unavail_t *u = bx_calloc(1, sizeof(*u));
+    u->done_cb = cb;
+    u->ud = ud;
+    return g_real->publish(e, m, unavail_done, u);
+}
+
+/* An unavailable engine answers 503 with retry advice, never 401 (which
+ * would send every client to handshake again). */
+static void test_engine_unavailable(void)
+{
+    env_t env;
+    cap_t c = { 0 };
+    char id[32], text[256];
+    json_t *r;
+    env_open(&env);
+    BX_CHECK_INT(handshake(&env, id), 0);
+    wrap_engine(&env);
+    g_ops.client_exists = unavail_exists;
+    g_ops.publish = unavail_publish;
+
+    connect_text(text, sizeof(text), id, 0);
+    r = roundtrip(&env, text, &c);
+    BX_CHECK(r != NULL);
+    BX_CHECK(is_false(r, "successful"));
+    BX_CHECK_STR(str(r, "error"), "503::Engine unavailable");
+    BX_CHECK(field_is(r, "advice", "{\"reconnect\":\"retry\",\"interval\":1000}"));
+
+    snprintf(text, sizeof(text),
+             "{\"channel\":\"/meta/subscribe\",\"clientId\":\"%s\",\"subscription\":\"/a\"}", id);
+    r = roundtrip(&env, text, &c);
+    BX_CHECK(r != NULL);
+    BX_CHECK_STR(str(r, "error"), "503::Engine unavailable");
+
+    r = roundtrip(&env, "{\"channel\":\"/p\",\"data\":1}", &c);
+    BX_CHECK(r != NULL);
+    BX_CHECK(is_false(r, "successful"));
+    BX_CHECK_STR(str(r, "error"), "503::Engine unavailable");
+
+    unwrap_engine(&env);
+    cap_free(&c);
+    ENV_CLOSE(&env);
+}
+
+/* A subscribe whose engine applies it only a few turns later (a command in
+ * flight to a store). */
+typedef struct {
+    uv_timer_t t;
+    bx_engine_t *e;
+    char id[32], ch[64];
+    bx_engine_bool_cb cb;
+    void *ud;
+    int hops;
+} late_t;
+
+static void late_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void late_fire(uv_timer_t *t)
+{
+    late_t *l = t->data;
+    if (--l->hops > 0)
+        return;                 /* a few loop turns in flight */
+    uv_timer_stop(t);
+    g_real->subscribe(l->e, l->id, l->ch, l->cb, l->ud);
+    uv_close((uv_handle_t *)t, late_closed);
+}
+
+static int late_subscribe(bx_engine_t *e, const char *id, const char *ch, bx_engine_bool_cb cb,
+                          void *ud)
+{
+    late_t *l = bx_calloc(1, sizeof(*l));
+    l->e = e;
+    snprintf(l->id, sizeof(l->id), "%s", id);
+    snprintf(l->ch, sizeof(l->ch), "%s", ch);
+    l->cb = cb;
+    l->ud = ud;
+    l->hops = 3;
+    uv_timer_init(e->loop, &l->t);
+    l->t.data = l;
+    uv_timer_start(&l->t, late_fire, 0, 1);
+    return 0;
+}
+
+static int counting_exists(bx_engine_t *e, const char *id, bx_engine_bool_cb cb, void *ud)
+{
+    g_exists_calls++;
+    return g_real->client_exists(e, id, cb, ud);
+}
+
+/* [subscribe, publish] in one batch: the publish reaches the engine after
+ * the subscription is answered, however late; a publish costs no lookup. */
+static void test_batch_chained(void)
+{
+    env_t env;
+    cap_t c = { 0 }, h = { 0 };
+    char id[32], text[512];
+    env_open(&env);
+    BX_CHECK_INT(handshake(&env, id), 0);
+    wrap_engine(&env);
+    g_ops.subscribe = late_subscribe;
+    g_ops.client_exists = counting_exists;
+
+    snprintf(text, sizeof(text),
+             "[{\"channel\":\"/meta/subscribe\",\"clientId\":\"%s\",\"subscription\":\"/b\","
+             "\"id\":\"s\"},{\"channel\":\"/b\",\"data\":8,\"id\":\"p\"}]", id);
+    post(&env, text, &c);
+    uv_run(&env.loop, UV_RUN_DEFAULT);          /* the late subscribe's timer runs */
+    BX_CHECK_INT(c.calls, 1);
+    BX_CHECK_INT(rep_n(&c), 2);
+    BX_CHECK_STR(str(rep(&c, 0), "id"), "s");
+    BX_CHECK(is_true(rep(&c, 0), "successful"));
+    BX_CHECK_STR(str(rep(&c, 1), "id"), "p");
+    BX_CHECK_INT(g_exists_calls, 1);            /* the subscribe's, not the publish's */
+
+    /* the message waits in the subscriber's queue */
+    connect_text(text, sizeof(text), id, 0);
+    post(&env, text, &h);
+    wait_reply(&env, &h, 20);
+    BX_CHECK_INT(h.calls, 1);
+    BX_CHECK_INT(rep_n(&h), 2);
+    BX_CHECK_STR(str(rep(&h, 1), "channel"), "/b");
+    BX_CHECK(field_is(rep(&h, 1), "data", "8"));
+
+    unwrap_engine(&env);
+    cap_free(&c);
+    cap_free(&h);
+    ENV_CLOSE(&env);
+}
+
+/* A batch longer than the inline chain (64 messages): every message is
+ * answered, in order, and every publish delivered. */
+static void test_long_batch(void)
+{
+    env_t env;
+    cap_t c = { 0 }, h = { 0 };
+    char id[32], text[256];
+    bx_buf_t b = BX_BUF_INIT;
+    env_open(&env);
+    BX_CHECK_INT(handshake(&env, id), 0);
+
+    bx_buf_printf(&b, "[{\"channel\":\"/meta/subscribe\",\"clientId\":\"%s\","
+                      "\"subscription\":\"/m\",\"id\":\"0\"}", id);
+    for (int i = 1; i < 70; i++)
+        bx_buf_printf(&b, ",{\"channel\":\"/m\",\"data\":%d,\"id\":\"%d\"}", i, i);
+    bx_buf_append(&b, "]", 2);
+    post(&env, b.data, &c);
+    uv_run(&env.loop, UV_RUN_DEFAULT);
+    BX_CHECK_INT(c.calls, 1);
+    BX_CHECK_INT(rep_n(&c), 70);
+    for (int i = 0; i < 70 && rep_n(&c) == 70; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "%d", i);
+        BX_CHECK_STR(str(rep(&c, (size_t)i), "id"), want);
+        BX_CHECK(is_true(rep(&c, (size_t)i), "successful"));
+    }
+    connect_text(text, sizeof(text), id, 0);
+    post(&env, text, &h);
+    uv_run(&env.loop, UV_RUN_DEFAULT);
+    BX_CHECK_INT(rep_n(&h), 70);                /* the connect reply and 69 */
+    BX_CHECK(rep_n(&h) == 70 && field_is(rep(&h, 69), "data", "69"));
+
+    bx_buf_free(&b);
+    cap_free(&c);
+    cap_free(&h);
+    ENV_CLOSE(&env);
+}
+
 int main(void)
 {
     BX_RUN(test_handshake_ok);
@@ -854,5 +1078,8 @@ int main(void)
     BX_RUN(test_cancel_before_hold);
     BX_RUN(test_disconnect_releases_connect);
     BX_RUN(test_close_answers_held);
+    BX_RUN(test_engine_unavailable);
+    BX_RUN(test_batch_chained);
+    BX_RUN(test_long_batch);
     return BX_REPORT();
 }

@@ -1,5 +1,5 @@
 /*
- * test_timeouts.c - many deadlines on one timer (core/timeouts.c): order,
+ * test_timeouts.c - many deadlines on one timer (core/base/timeouts.c): order,
  * removal, a callback adding another, closing with deadlines pending.
  * Each test ends with a loop that closes clean.
  */
