@@ -1,0 +1,162 @@
+/*
+ * lbx_httpc.c - bayeux.core.http_client(host, port): an HTTP client object
+ * on the module's loop.
+ *
+ *   local c = core.http_client("127.0.0.1", 8000)
+ *   c:request("POST", "/faye", "Content-Type: application/json\r\n", body,
+ *             timeout_seconds, function(status, body, err) end)
+ *   c:close()     -- requests in flight answer (nil, nil, "aborted")
+ *
+ * The userdata holds a pointer to a C wrapper (the timers' boxed design):
+ * the C client lives on until its connections are closed. Each request
+ * holds its function in the registry until it is answered, so a client
+ * with requests in flight is not collected.
+ */
+#include <stdlib.h>
+#include "base/buf.h"
+#include "net/httpc.h"
+#include "lua/lbx_runtime.h"
+#include "lua/lbx_httpc.h"
+
+#define HTTPC_MT "bayeux.http_client"
+
+typedef struct lclient {
+    bx_httpc_t *h;              /* NULL once closed */
+    struct lclient **box;       /* the userdata's pointer, cleared on close */
+    struct lclient *next, *prev;
+} lclient_t;
+
+typedef struct {
+    int fn_ref;
+    int status;
+    const char *body;
+    size_t len;
+    const char *err;
+} lreq_t;
+
+static lclient_t *live;
+
+static void client_close(lclient_t *c)
+{
+    if (c->box)
+        *c->box = NULL;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        live = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    bx_httpc_close(c->h);
+    free(c);
+}
+
+static int answer(lua_State *L)
+{
+    lreq_t *r = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->fn_ref);
+    if (r->err) {
+        lua_pushnil(L);
+        lua_pushnil(L);
+        lua_pushstring(L, r->err);
+    } else {
+        lua_pushinteger(L, r->status);
+        lua_pushlstring(L, r->body, r->len);
+        lua_pushnil(L);
+    }
+    lua_call(L, 3, 0);
+    return 0;
+}
+
+static void on_answer(void *ud, int status, const char *body, size_t len, const char *err)
+{
+    lreq_t *r = ud;
+    r->status = status;
+    r->body = body;
+    r->len = len;
+    r->err = err;
+    lbx_invoke("http client", answer, r);
+    if (!lbx_closing)
+        luaL_unref(lbx_state(), LUA_REGISTRYINDEX, r->fn_ref);
+    free(r);
+}
+
+/* core.http_client(host, port) -> client */
+static int l_http_client(lua_State *L)
+{
+    const char *host = luaL_checkstring(L, 1);
+    lua_Integer port = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, port > 0 && port < 65536, 2, "port out of range");
+
+    lclient_t **box = lua_newuserdatauv(L, sizeof(lclient_t *), 0);
+    *box = NULL;
+    luaL_setmetatable(L, HTTPC_MT);
+    lclient_t *c = bx_calloc(1, sizeof(*c));
+    c->h = bx_httpc_new(lbx_loop(), host, (int)port);
+    c->box = box;
+    *box = c;
+    c->next = live;
+    if (live)
+        live->prev = c;
+    live = c;
+    return 1;
+}
+
+/* client:request(method, path, headers, body, timeout, fn): headers is a
+ * string of "Name: value\r\n" lines or nil; timeout in seconds (0: none).
+ * fn(status, body, err) is called once, later. */
+static int c_request(lua_State *L)
+{
+    lclient_t **box = luaL_checkudata(L, 1, HTTPC_MT);
+    const char *method = luaL_checkstring(L, 2);
+    const char *path = luaL_checkstring(L, 3);
+    const char *headers = luaL_optstring(L, 4, NULL);
+    size_t len = 0;
+    const char *body = luaL_optlstring(L, 5, NULL, &len);
+    lua_Number secs = luaL_optnumber(L, 6, 0);
+    luaL_checktype(L, 7, LUA_TFUNCTION);
+    luaL_argcheck(L, secs >= 0 && secs < 1e6, 6, "timeout out of range");
+    if (!*box)
+        return luaL_error(L, "http client is closed");
+
+    lua_pushvalue(L, 7);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lreq_t *r = bx_calloc(1, sizeof(*r));
+    r->fn_ref = ref;
+    if (bx_httpc_request((*box)->h, method, path, headers, body, len, (unsigned)(secs * 1000),
+                         on_answer, r) < 0) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        free(r);
+        return luaL_error(L, "http client is closed");
+    }
+    return 0;
+}
+
+/* client:close(): aborts what is in flight; harmless when closed. */
+static int c_close(lua_State *L)
+{
+    lclient_t **box = luaL_checkudata(L, 1, HTTPC_MT);
+    if (*box)
+        client_close(*box);
+    return 0;
+}
+
+void lbx_httpc_close_all(void)
+{
+    while (live)
+        client_close(live);
+}
+
+void lbx_httpc_open(lua_State *L)
+{
+    static const luaL_Reg meth[] = {
+        { "request", c_request }, { "close", c_close }, { NULL, NULL }
+    };
+    luaL_newmetatable(L, HTTPC_MT);
+    lua_pushcfunction(L, c_close);
+    lua_setfield(L, -2, "__gc");
+    luaL_newlib(L, meth);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_http_client);
+    lua_setfield(L, -2, "http_client");
+}
