@@ -69,7 +69,7 @@ static void timer_free(uv_handle_t *t)
  * from its connection. */
 static void req_finish(req_t *r, const char *err)
 {
-    if (r->timer) {
+    if (r->timer && !uv_is_closing((uv_handle_t *)r->timer)) {
         uv_close((uv_handle_t *)r->timer, timer_free);
         r->timer = NULL;
     }
