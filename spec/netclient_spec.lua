@@ -293,3 +293,28 @@ describe("bayeux publish / subscribe", function()
     assert.truthy(out:find("bayeux subscribe", 1, true))
   end)
 end)
+
+describe("examples/remote_publish.lua", function()
+  it("reports progress to a running server and reads the reply", function()
+    local srv = start("bayeux")
+    local sub = H.spawn{ "subscribe", srv.url, "/jobs/progress" }
+    local ex
+    local deadline = H.now() + 20
+    -- the watcher's subscribe is asynchronous: run the example until the
+    -- watcher saw a whole job
+    repeat
+      if ex then ex:kill() end
+      ex = H.spawn{ "examples/remote_publish.lua", srv.url, "job-7" }
+      assert.is_true(wait_out(ex, "sent step 3/3"), ex:stdout() .. ex:stderr())
+    until sub:stdout():find('"step":3', 1, true) or H.now() > deadline
+    local pub = H.spawn{ "publish", srv.url, "/jobs/job-7/replies", '{"text":"thanks"}' }
+    assert.are.equal(0, finish(pub, 20))
+    local rc, out, err = finish(ex, 20)
+    assert.are.equal(0, rc, out .. err)
+    assert.truthy(out:find('reply: {"text":"thanks"}', 1, true), out)
+    assert.truthy(sub:stdout():find('{"channel":"/jobs/progress","data":{', 1, true), sub:stdout())
+    sub:signal("INT")
+    assert.are.equal(0, finish(sub, 10))
+    srv:stop()
+  end)
+end)

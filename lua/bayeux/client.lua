@@ -472,10 +472,12 @@ function Client:get_client_id()
     return self.client_id
 end
 
-local function settle(entry, ok, err)
+-- on_ack(true, reply) / on_ack(false, err[, reply]), as the in-process
+-- client's
+local function settle(entry, ok, err, reply)
     local acks = entry.acks
     entry.acks = {}
-    for _, fn in ipairs(acks) do guarded("on_ack", fn, ok, err) end
+    for _, fn in ipairs(acks) do guarded("on_ack", fn, ok, err, reply) end
 end
 
 function Client:_send_subscribe(name, entry)
@@ -491,17 +493,18 @@ function Client:_send_subscribe(name, entry)
     self:_send({ channel = "/meta/subscribe", clientId = client_id, subscription = name },
         function(reply)
             if self.channels[name] ~= entry then
-                return settle(entry, reply.successful == true, reply.error)
+                if reply.successful then return settle(entry, true, reply) end
+                return settle(entry, false, reply.error, reply)
             end
             -- the answer of a session already left: the new handshake
             -- subscribes again and that answer settles it
             if client_id ~= self.client_id then return end
             if reply.successful then
                 entry.state = "subscribed"
-                settle(entry, true)
+                settle(entry, true, reply)
             else
                 self.channels[name] = nil
-                settle(entry, false, reply.error or "subscribe failed")
+                settle(entry, false, reply.error or "subscribe failed", reply)
             end
         end)
 end
@@ -569,12 +572,12 @@ function Client:publish(ch, data, cb)
     local done = false
     local holder = {}
     local deadline
-    local function finish(success, e)
+    local function finish(success, e, reply)
         if done then return end
         done = true
         if deadline then deadline:cancel() end
         if holder.env then holder.env.dead = true end
-        if cb then guarded("publish callback", cb, success, e) end
+        if cb then guarded("publish callback", cb, success, e, reply) end
     end
     deadline = core.timer(self.timeout, false, function()
         deadline = nil
@@ -587,7 +590,7 @@ function Client:publish(ch, data, cb)
             if not ready then return finish(false, why) end
             local session = self.client_id
             self:_send({ channel = ch, data = data, clientId = session }, function(reply)
-                if reply.successful then return finish(true) end
+                if reply.successful then return finish(true, reply) end
                 local e = type(reply.error) == "string" and reply.error or "publish failed"
                 -- the server forgot the session (restarted, expired): the
                 -- message goes again in the next one
@@ -597,7 +600,7 @@ function Client:publish(ch, data, cb)
                     if not self.connecting then self:_cycle() end
                     return attempt()
                 end
-                finish(false, e)
+                finish(false, e, reply)
             end, { holder = holder, on_abort = function(e) finish(false, e) end })
         end)
     end
