@@ -57,8 +57,10 @@ local bayeux = require "bayeux"
 local url = arg[1]
 local a = bayeux.client(url, { timeout = 10, retry = 0.2 })
 local b = bayeux.client(url, { timeout = 10, retry = 0.2 })
+if arg[2] == "long-polling" then a:disable("websocket") b:disable("websocket") end
 bayeux.timer(20, function() print("TIMEOUT") bayeux.stop() end)
 local function done()
+  print("TRANSPORT " .. a:get_transport() .. " " .. b:get_transport())
   a:disconnect(function() b:disconnect(function() print("END") bayeux.stop() end) end)
 end
 a:subscribe("/chat/*", function(data, ch)
@@ -78,6 +80,7 @@ end)
 local ERRORS = [[
 local bayeux = require "bayeux"
 local c = bayeux.client(arg[1], { timeout = 10, retry = 0.2 })
+if arg[2] == "long-polling" then c:disable("websocket") end
 bayeux.timer(20, function() print("TIMEOUT") bayeux.stop() end)
 c:publish("/meta/nope", 1, function(ok, err)
   print("PUB", ok, err)
@@ -93,6 +96,7 @@ end)
 local EXT = [[
 local bayeux = require "bayeux"
 local c = bayeux.client(arg[1], { timeout = 10, retry = 0.2 })
+if arg[2] == "long-polling" then c:disable("websocket") end
 bayeux.timer(20, function() print("TIMEOUT") bayeux.stop() end)
 local metas = {}
 c:add_extension {
@@ -120,23 +124,26 @@ end)
 local RESTORE = [[
 local bayeux = require "bayeux"
 local c = bayeux.client(arg[1], { timeout = 30, retry = 0.2 })
+if arg[2] == "long-polling" then c:disable("websocket") end
 bayeux.timer(40, function() print("TIMEOUT") bayeux.stop() end)
 c:on("transport:down", function() print("DOWN") end)
 c:on("transport:up", function() print("UP") end)
 c:subscribe("/r", function(data)
-  print("GOT " .. tostring(data.n))
+  print("GOT " .. tostring(data.n) .. " " .. c:get_transport())
   if data.n == 3 then c:disconnect(function() bayeux.stop() end) end
 end, function(ok) print("READY", ok) end)
 ]]
 
-for _, kind in ipairs{ "bayeux", "faye" } do
-  describe("bayeux.client against " .. kind, function()
+for _, case in ipairs{ { "bayeux", "websocket" }, { "bayeux", "long-polling" },
+                      { "faye", "websocket" }, { "faye", "long-polling" } } do
+  local kind, transport = case[1], case[2]
+  describe("bayeux.client against " .. kind .. " over " .. transport, function()
     local srv
     setup(function() srv = start(kind) end)
     teardown(function() if srv then srv:stop() end end)
 
     it("publishes and subscribes both ways, wildcards, one copy each", function()
-      local p = script(PUBSUB, { srv.url })
+      local p = script(PUBSUB, { srv.url, transport })
       local rc, out, err = finish(p, 25)
       assert.are.equal(0, rc, out .. err)
       assert.truthy(out:find("A ack\ttrue", 1, true), out)
@@ -147,24 +154,25 @@ for _, kind in ipairs{ "bayeux", "faye" } do
       assert.are.equal(1, count(out, "A got"), out)
       assert.are.equal(1, count(out, "B got"), out)
       assert.truthy(out:find("END", 1, true), out)
+      assert.truthy(out:find("TRANSPORT " .. transport .. " " .. transport, 1, true), out)
     end)
 
     it("hands the server's errors to the callbacks", function()
-      local rc, out, err = finish(script(ERRORS, { srv.url }), 25)
+      local rc, out, err = finish(script(ERRORS, { srv.url, transport }), 25)
       assert.are.equal(0, rc, out .. err)
       assert.truthy(out:find("PUB\tfalse\t403:/meta/nope:Forbidden channel", 1, true), out)
       assert.truthy(out:find("SUB\tfalse\t405:/invalid channel:Invalid channel", 1, true), out)
     end)
 
     it("runs messages through incoming and outgoing extensions", function()
-      local rc, out, err = finish(script(EXT, { srv.url }), 25)
+      local rc, out, err = finish(script(EXT, { srv.url, transport }), 25)
       assert.are.equal(0, rc, out .. err)
       assert.truthy(out:find("ACK\ttrue", 1, true), out)
       assert.truthy(out:find("GOT\t7\ttrue\ttrue\ttrue\ttrue", 1, true), out)
     end)
 
     it("restores its subscriptions when the server is restarted", function()
-      local p = script(RESTORE, { srv.url })
+      local p = script(RESTORE, { srv.url, transport })
       assert.is_true(wait_out(p, "READY\ttrue"), p:stdout() .. p:stderr())
       local b = H.bayeux(srv.port)
       local cid = b:handshake()
@@ -190,6 +198,7 @@ for _, kind in ipairs{ "bayeux", "faye" } do
       local rc, out, err = finish(p, 15)
       assert.are.equal(0, rc, out .. err)
       assert.truthy(out:find("UP", 1, true), out)
+      assert.truthy(out:find("GOT 3 " .. transport, 1, true), out)
     end)
   end)
 end

@@ -7,6 +7,10 @@
  *             timeout_seconds, function(status, body, err) end)
  *   c:close()     -- requests in flight answer (nil, nil, "aborted")
  *
+ *   local ws = core.ws_open(host, port, path, headers, timeout, function(event, data) end)
+ *   ws:send(text) -> true | false;  ws:close()
+ *   events: "open", "message" (data: the text), "closed" (data: the reason)
+ *
  * The userdata holds a pointer to a C wrapper (the timers' boxed design):
  * the C client lives on until its connections are closed. Each request
  * holds its function in the registry until it is answered, so a client
@@ -15,10 +19,12 @@
 #include <stdlib.h>
 #include "base/buf.h"
 #include "net/httpc.h"
+#include "net/wsc.h"
 #include "lua/lbx_runtime.h"
 #include "lua/lbx_httpc.h"
 
 #define HTTPC_MT "bayeux.http_client"
+#define WS_MT "bayeux.websocket"
 
 typedef struct lclient {
     bx_httpc_t *h;              /* NULL once closed */
@@ -35,6 +41,20 @@ typedef struct {
 } lreq_t;
 
 static lclient_t *live;
+
+/* A WebSocket: lives until its "closed" event, holding its userdata and
+ * function meanwhile (a socket in use is not collected). */
+typedef struct lws {
+    bx_wsc_t *w;
+    struct lws **box;
+    struct lws *next, *prev;
+    int fn_ref, self_ref;
+    int event;
+    const char *data;
+    size_t len;
+} lws_t;
+
+static lws_t *live_ws;
 
 static void client_close(lclient_t *c)
 {
@@ -140,10 +160,109 @@ static int c_close(lua_State *L)
     return 0;
 }
 
+static int ws_event(lua_State *L)
+{
+    lws_t *s = lua_touserdata(L, 1);
+    static const char *const names[] = { "open", "message", "closed" };
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->fn_ref);
+    lua_pushstring(L, names[s->event]);
+    if (s->data)
+        lua_pushlstring(L, s->data, s->len);
+    else
+        lua_pushnil(L);
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+static void on_ws(void *ud, int event, const char *data, size_t len)
+{
+    lws_t *s = ud;
+    s->event = event;
+    s->data = data;
+    s->len = len;
+    if (event == BX_WSC_CLOSED) {
+        /* the C socket frees itself after this: forget it first, so that
+         * nothing reaches it from Lua */
+        s->w = NULL;
+        if (s->box)
+            *s->box = NULL;
+        s->box = NULL;
+        if (s->prev)
+            s->prev->next = s->next;
+        else
+            live_ws = s->next;
+        if (s->next)
+            s->next->prev = s->prev;
+    }
+    lbx_invoke("websocket", ws_event, s);
+    if (event == BX_WSC_CLOSED) {
+        if (!lbx_closing) {
+            luaL_unref(lbx_state(), LUA_REGISTRYINDEX, s->fn_ref);
+            luaL_unref(lbx_state(), LUA_REGISTRYINDEX, s->self_ref);
+        }
+        free(s);
+    }
+}
+
+/* core.ws_open(host, port, path, headers, timeout, fn) -> socket */
+static int l_ws_open(lua_State *L)
+{
+    const char *host = luaL_checkstring(L, 1);
+    lua_Integer port = luaL_checkinteger(L, 2);
+    const char *path = luaL_checkstring(L, 3);
+    const char *headers = luaL_optstring(L, 4, NULL);
+    lua_Number secs = luaL_optnumber(L, 5, 0);
+    luaL_checktype(L, 6, LUA_TFUNCTION);
+    luaL_argcheck(L, port > 0 && port < 65536, 2, "port out of range");
+    luaL_argcheck(L, secs >= 0 && secs < 1e6, 5, "timeout out of range");
+
+    lws_t **box = lua_newuserdatauv(L, sizeof(lws_t *), 0);
+    *box = NULL;
+    luaL_setmetatable(L, WS_MT);
+    lua_pushvalue(L, 6);
+    int fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, -1);
+    int self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lws_t *s = bx_calloc(1, sizeof(*s));
+    s->fn_ref = fn_ref;
+    s->self_ref = self_ref;
+    s->box = box;
+    *box = s;
+    s->next = live_ws;
+    if (live_ws)
+        live_ws->prev = s;
+    live_ws = s;
+    s->w = bx_wsc_open(lbx_loop(), host, (int)port, path, headers, (unsigned)(secs * 1000),
+                       on_ws, s);
+    return 1;
+}
+
+/* socket:send(text) -> whether it was queued */
+static int ws_send(lua_State *L)
+{
+    lws_t **box = luaL_checkudata(L, 1, WS_MT);
+    size_t len;
+    const char *text = luaL_checklstring(L, 2, &len);
+    lua_pushboolean(L, *box && (*box)->w && bx_wsc_send((*box)->w, text, len) == 0);
+    return 1;
+}
+
+/* socket:close(): "closed" follows later; harmless when closed. */
+static int ws_close(lua_State *L)
+{
+    lws_t **box = luaL_checkudata(L, 1, WS_MT);
+    if (*box && (*box)->w)
+        bx_wsc_close((*box)->w);
+    return 0;
+}
+
 void lbx_httpc_close_all(void)
 {
     while (live)
         client_close(live);
+    for (lws_t *s = live_ws; s; s = s->next)
+        if (s->w)
+            bx_wsc_close(s->w);
 }
 
 void lbx_httpc_open(lua_State *L)
@@ -159,4 +278,16 @@ void lbx_httpc_open(lua_State *L)
     lua_pop(L, 1);
     lua_pushcfunction(L, l_http_client);
     lua_setfield(L, -2, "http_client");
+
+    static const luaL_Reg wmeth[] = {
+        { "send", ws_send }, { "close", ws_close }, { NULL, NULL }
+    };
+    luaL_newmetatable(L, WS_MT);
+    lua_pushcfunction(L, ws_close);
+    lua_setfield(L, -2, "__gc");
+    luaL_newlib(L, wmeth);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_ws_open);
+    lua_setfield(L, -2, "ws_open");
 }

@@ -236,17 +236,48 @@ function Client:_enqueue(env)
     end
 end
 
-function Client:_start(envs)
-    if self.state == DISCONNECTED and envs[1].message.channel ~= "/meta/disconnect" then return end
+-- The answers to a request's envelopes arrived: what they forgot is tried
+-- again.
+function Client:_answered(envs, replies)
+    self.failures = 0
+    self:_set_up(true)
+    local answered = {}
+    for _, r in ipairs(replies) do
+        if type(r) == "table" then
+            if r.id ~= nil then answered[r.id] = true end
+            self:_receive(r)
+        end
+    end
+    for _, e in ipairs(envs) do
+        if not answered[e.message.id] then self:_retry(e) end
+    end
+end
+
+function Client:_encode(envs)
     local msgs = {}
     for i, e in ipairs(envs) do msgs[i] = e.message end
     local ok, body = pcall(core.encode, array(msgs))
     if not ok then
         for _, e in ipairs(envs) do self:_abort(e, tostring(body)) end
-        return
+        return nil
     end
+    return body
+end
+
+function Client:_start(envs)
+    if self.state == DISCONNECTED and envs[1].message.channel ~= "/meta/disconnect" then return end
     local held = envs[1].message.channel == "/meta/connect"
     local timeout = 1.2 * (held and self.advice.timeout / 1000 or 0) + self.timeout
+    local ws = self.ws
+    if ws and ws.open and envs[1].message.channel ~= "/meta/handshake" then
+        if held then envs[1].message.connectionType = "websocket" end
+        local body = self:_encode(envs)
+        if not body then return end
+        if ws.sock:send(body) then return self:_ws_track(ws, envs, timeout) end
+    end
+    if held then envs[1].message.connectionType = "long-polling" end
+    local body = self:_encode(envs)
+    if not body then return end
     self:_http():request("POST", self.path, self:_header_lines(), body, timeout,
         function(status, text, err)
             local replies
@@ -260,20 +291,87 @@ function Client:_start(envs)
                 end
             end
             if err then return self:_failed(envs, err) end
-            self.failures = 0
-            self:_set_up(true)
-            local answered = {}
-            for _, r in ipairs(replies) do
-                if type(r) == "table" then
-                    if r.id ~= nil then answered[r.id] = true end
-                    self:_receive(r)
+            self:_answered(envs, replies)
+        end)
+end
+
+-- ---- The websocket transport ----
+--
+-- Tried after each handshake when the server offers it and it is not
+-- disabled; the first connect waits for the outcome. While it is open every
+-- message but the handshake goes over it; if it cannot be opened the
+-- session stays on long-polling; if it breaks, what was in flight is tried
+-- again (over a new socket, or long-polling if that fails).
+
+function Client:_ws_wanted(types)
+    if self.disabled["websocket"] or self.ws_broken then return false end
+    for _, t in ipairs(types or {}) do if t == "websocket" then return true end end
+    return false
+end
+
+-- Opens the socket; then(ok) runs once it is open or has failed.
+function Client:_ws_open(then_fn)
+    if self.ws then
+        if then_fn then then_fn(self.ws.open) end
+        return
+    end
+    local ws = { open = false, pending = {}, waiters = { then_fn } }
+    self.ws = ws
+    local headers = {}
+    for k, v in pairs(self.headers) do headers[#headers + 1] = k .. ": " .. v .. "\r\n" end
+    ws.sock = core.ws_open(self.host, self.port, self.path, table.concat(headers),
+        self.timeout, function(event, data)
+            if event == "open" then
+                ws.open = true
+                self:_set_up(true)
+                local waiters = ws.waiters
+                ws.waiters = {}
+                for _, fn in ipairs(waiters) do fn(true) end
+            elseif event == "message" then
+                local v = core.decode(data)
+                if type(v) ~= "table" then return end
+                local done = {}
+                for _, r in ipairs(v) do
+                    local e = type(r) == "table" and r.id ~= nil and ws.pending[r.id]
+                    if e then
+                        ws.pending[r.id] = nil
+                        done[#done + 1] = e
+                    end
+                end
+                self:_answered({}, v)
+                -- an envelope answered is done; the others wait on
+                for _, e in ipairs(done) do e.ws_timer:cancel() end
+            else
+                if self.ws == ws then self.ws = nil end
+                local was_open = ws.open
+                ws.open = false
+                if not was_open then self.ws_broken = true end
+                local waiters = ws.waiters
+                ws.waiters = {}
+                for _, fn in ipairs(waiters) do fn(false) end
+                local pending = {}
+                for _, e in pairs(ws.pending) do pending[#pending + 1] = e end
+                ws.pending = {}
+                for _, e in ipairs(pending) do e.ws_timer:cancel() end
+                if #pending > 0 then self:_failed(pending, "websocket " .. tostring(data)) end
+                if was_open and self.state ~= DISCONNECTED then
+                    -- reopen at once; a connect in flight on it is retried
+                    self:_set_up(false)
+                    self:_ws_open()
                 end
             end
-            -- an envelope the answer forgot is tried again
-            for _, e in ipairs(envs) do
-                if not answered[e.message.id] then self:_retry(e) end
-            end
         end)
+end
+
+function Client:_ws_track(ws, envs, timeout)
+    for _, e in ipairs(envs) do
+        ws.pending[e.message.id] = e
+        e.ws_timer = core.timer(timeout, false, function()
+            if ws.pending[e.message.id] ~= e then return end
+            ws.pending[e.message.id] = nil
+            self:_failed({ e }, "timeout")
+        end)
+    end
 end
 
 function Client:_failed(envs, err)
@@ -374,6 +472,7 @@ end
 
 function Client:_connect_types()
     local t = {}
+    if not self.disabled["websocket"] then t[#t + 1] = "websocket" end
     if not self.disabled["long-polling"] then t[#t + 1] = "long-polling" end
     return array(t)
 end
@@ -403,7 +502,17 @@ function Client:_handshake_reply(reply)
     self.client_id = reply.clientId
     -- every subscription restored, one per channel whatever happened before
     for name, entry in pairs(self.channels) do self:_send_subscribe(name, entry) end
-    self:_connect()
+    self.ws_broken = nil
+    if self:_ws_wanted(reply.supportedConnectionTypes) then
+        -- the first connect waits for the socket (or its failure)
+        self.connecting = true
+        self:_ws_open(function()
+            self.connecting = false
+            self:_connect()
+        end)
+    else
+        self:_connect()
+    end
     local waiting = self.waiting
     self.waiting = {}
     for _, fn in ipairs(waiting) do fn(true) end
@@ -466,6 +575,12 @@ function Client:_forget_client()
 end
 
 -- ---- Public API ----
+
+--- The transport in use: "websocket" while the socket is open, else
+-- "long-polling".
+function Client:get_transport()
+    return self.ws and self.ws.open and "websocket" or "long-polling"
+end
 
 --- The client id of the current session, or nil.
 function Client:get_client_id()
@@ -622,6 +737,10 @@ function Client:disconnect(cb)
         self.client_id = nil
         self.outbox = {}
         if http then http:close() end
+        if self.ws then
+            self.ws.sock:close()
+            self.ws = nil
+        end
         if self.http == http then self.http = nil end
         if cb then guarded("disconnect callback", cb) end
     end
