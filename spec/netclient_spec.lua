@@ -120,6 +120,29 @@ end, function(ok, err)
 end)
 ]]
 
+-- cancel() stops one callback, unsubscribe() the channel; the session
+-- goes on (a later subscription still gets its messages).
+local CANCEL = [[
+local bayeux = require "bayeux"
+local c = bayeux.client(arg[1], { timeout = 10, retry = 0.2 })
+if arg[2] == "long-polling" then c:disable("websocket") end
+bayeux.timer(20, function() print("TIMEOUT") bayeux.stop() end)
+local s1 = c:subscribe("/u", function(d) print("ONE " .. d) end)
+c:subscribe("/u", function(d)
+  print("TWO " .. d)
+  c:unsubscribe("/u")
+  c:publish("/u", 2, function()
+    c:subscribe("/v", function(d2)
+      print("V " .. d2)
+      c:disconnect(function() bayeux.stop() end)
+    end, function() c:publish("/v", 3) end)
+  end)
+end, function()
+  s1:cancel()
+  c:publish("/u", 1)
+end)
+]]
+
 -- Subscribes, then prints every message until told to stop by one.
 local RESTORE = [[
 local bayeux = require "bayeux"
@@ -169,6 +192,12 @@ for _, case in ipairs{ { "bayeux", "websocket" }, { "bayeux", "long-polling" },
       assert.are.equal(0, rc, out .. err)
       assert.truthy(out:find("ACK\ttrue", 1, true), out)
       assert.truthy(out:find("GOT\t7\ttrue\ttrue\ttrue\ttrue", 1, true), out)
+    end)
+
+    it("cancels one callback, unsubscribes a channel", function()
+      local rc, out, err = finish(script(CANCEL, { srv.url, transport }), 25)
+      assert.are.equal(0, rc, out .. err)
+      assert.are.equal("TWO 1\nV 3\n", out)
     end)
 
     it("restores its subscriptions when the server is restarted", function()
