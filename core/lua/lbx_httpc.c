@@ -256,6 +256,21 @@ static int ws_close(lua_State *L)
     return 0;
 }
 
+/* Collected (only when the state closes: a live socket is referenced from
+ * the registry): the wrapper must not point at the userdata any more. */
+static int ws_gc(lua_State *L)
+{
+    lws_t **box = luaL_checkudata(L, 1, WS_MT);
+    lws_t *s = *box;
+    if (!s)
+        return 0;
+    *box = NULL;
+    s->box = NULL;
+    if (s->w && !lbx_closing)
+        bx_wsc_close(s->w);
+    return 0;
+}
+
 void lbx_httpc_close_all(void)
 {
     while (live)
@@ -283,7 +298,7 @@ void lbx_httpc_open(lua_State *L)
         { "send", ws_send }, { "close", ws_close }, { NULL, NULL }
     };
     luaL_newmetatable(L, WS_MT);
-    lua_pushcfunction(L, ws_close);
+    lua_pushcfunction(L, ws_gc);
     lua_setfield(L, -2, "__gc");
     luaL_newlib(L, wmeth);
     lua_setfield(L, -2, "__index");
