@@ -42,6 +42,20 @@ typedef struct {
 
 static lclient_t *live;
 
+static void set_mt(lua_State *L, const char *name, const luaL_Reg *meth, lua_CFunction gc);
+static int c_request(lua_State *L);
+static int c_close(lua_State *L);
+static int ws_send(lua_State *L);
+static int ws_close(lua_State *L);
+static int ws_gc(lua_State *L);
+
+static const luaL_Reg client_meth[] = {
+    { "request", c_request }, { "close", c_close }, { NULL, NULL }
+};
+static const luaL_Reg ws_meth[] = {
+    { "send", ws_send }, { "close", ws_close }, { NULL, NULL }
+};
+
 /* A WebSocket: lives until its "closed" event, holding its userdata and
  * function meanwhile (a socket in use is not collected). */
 typedef struct lws {
@@ -109,7 +123,7 @@ static int l_http_client(lua_State *L)
 
     lclient_t **box = lua_newuserdatauv(L, sizeof(lclient_t *), 0);
     *box = NULL;
-    luaL_setmetatable(L, HTTPC_MT);
+    set_mt(L, HTTPC_MT, client_meth, c_close);
     lclient_t *c = bx_calloc(1, sizeof(*c));
     c->h = bx_httpc_new(lbx_loop(), host, (int)port);
     c->box = box;
@@ -218,7 +232,7 @@ static int l_ws_open(lua_State *L)
 
     lws_t **box = lua_newuserdatauv(L, sizeof(lws_t *), 0);
     *box = NULL;
-    luaL_setmetatable(L, WS_MT);
+    set_mt(L, WS_MT, ws_meth, ws_gc);
     lua_pushvalue(L, 6);
     int fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushvalue(L, -1);
@@ -280,29 +294,25 @@ void lbx_httpc_close_all(void)
             bx_wsc_close(s->w);
 }
 
+/* Sets the metatable `name` on the value at the top, making it on first
+ * use (made lazily, so that loading the module leaves the registry as it
+ * was for scripts that never use a network client). */
+static void set_mt(lua_State *L, const char *name, const luaL_Reg *meth, lua_CFunction gc)
+{
+    if (luaL_newmetatable(L, name)) {
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "__gc");
+        lua_newtable(L);
+        luaL_setfuncs(L, meth, 0);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_setmetatable(L, -2);
+}
+
 void lbx_httpc_open(lua_State *L)
 {
-    static const luaL_Reg meth[] = {
-        { "request", c_request }, { "close", c_close }, { NULL, NULL }
-    };
-    luaL_newmetatable(L, HTTPC_MT);
-    lua_pushcfunction(L, c_close);
-    lua_setfield(L, -2, "__gc");
-    luaL_newlib(L, meth);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
     lua_pushcfunction(L, l_http_client);
     lua_setfield(L, -2, "http_client");
-
-    static const luaL_Reg wmeth[] = {
-        { "send", ws_send }, { "close", ws_close }, { NULL, NULL }
-    };
-    luaL_newmetatable(L, WS_MT);
-    lua_pushcfunction(L, ws_gc);
-    lua_setfield(L, -2, "__gc");
-    luaL_newlib(L, wmeth);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
     lua_pushcfunction(L, l_ws_open);
     lua_setfield(L, -2, "ws_open");
 }
