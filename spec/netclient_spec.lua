@@ -356,3 +356,54 @@ describe("examples/remote_publish.lua", function()
     srv:stop()
   end)
 end)
+
+describe("bayeux.client set_header", function()
+  it("sends the header with every request, over both transports", function()
+    local dir = H.tmpdir()
+    H.writefile(dir .. "/app.lua", [[
+      local bayeux = require "bayeux"
+      local server = bayeux.server { mount = "/faye", timeout = 2 }
+      server:add_extension { incoming = function(message, request, callback)
+        if message.channel:sub(1, 6) ~= "/meta/" and
+           not (request and request.headers["x-app-token"] == "t1") then
+          message.error = "403::no header"
+        end
+        callback(message)
+      end }
+      server:listen(0, "127.0.0.1")
+    ]])
+    local srv = H.spawn{ dir .. "/app.lua" }
+    local port, url = srv:wait_listening(H.start_limit())
+    assert.truthy(port, url)
+    url = "http://127.0.0.1:" .. port .. "/faye"
+    local rc, out, err = finish(script([[
+      local bayeux = require "bayeux"
+      local n = 0
+      local function run(transport, header, next_fn)
+        local c = bayeux.client(arg[1], { timeout = 10, retry = 0.2 })
+        if transport == "long-polling" then c:disable("websocket") end
+        if header then c:set_header("X-App-Token", "t1") end
+        c:subscribe("/h", function() end, function()
+          c:publish("/h", 1, function(ok, e)
+            print(transport, header and "with" or "without", ok, ok and "-" or e,
+                  c:get_transport())
+            c:disconnect(next_fn)
+          end)
+        end)
+      end
+      run("websocket", true, function()
+        run("websocket", false, function()
+          run("long-polling", true, function()
+            run("long-polling", false, function() bayeux.stop() end)
+          end)
+        end)
+      end)
+    ]], { url }), 30)
+    srv:stop()
+    assert.are.equal(0, rc, out .. err)
+    assert.truthy(out:find("websocket\twith\ttrue\t-\twebsocket", 1, true), out)
+    assert.truthy(out:find("websocket\twithout\tfalse\t403::no header", 1, true), out)
+    assert.truthy(out:find("long-polling\twith\ttrue\t-\tlong-polling", 1, true), out)
+    assert.truthy(out:find("long-polling\twithout\tfalse\t403::no header", 1, true), out)
+  end)
+end)
