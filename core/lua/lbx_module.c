@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include "lua/lbx_fs.h"
+#include "lua/lbx_httpc.h"
 #include "lua/lbx_json.h"
 #include "lua/lbx_runtime.h"
 #include "lua/lbx_server.h"
@@ -88,6 +89,10 @@ static int l_gc(lua_State *L)
     if (!lbx_loop())
         return 0;
     lbx_closing = 1;
+    /* network clients first: their connections close in a turn or two */
+    lbx_httpc_close_all();
+    for (int i = 0; i < 4; i++)
+        uv_run(lbx_loop(), UV_RUN_NOWAIT);
     if (lbx_server_count() > 0) {
         lbx_server_close_all(all_closed);
         uv_run(lbx_loop(), UV_RUN_DEFAULT);
@@ -129,5 +134,6 @@ int luaopen_bayeux_core(lua_State *L)
     lbx_timer_open(L);
     lbx_server_open(L);
     lbx_fs_open(L);
+    lbx_httpc_open(L);
     return 1;
 }

@@ -119,6 +119,12 @@ end
 --- The loop's clock, in seconds.
 _M.now = core.now
 
+--- A client of a Bayeux server over the network (lua/bayeux/client.lua):
+-- the in-process client's API, Faye's `new Faye.Client(url)`.
+function _M.client(url, opts)
+    return require("bayeux.client").new(url, opts)
+end
+
 -- ---------------------------------------------------------------------------
 -- Server
 -- ---------------------------------------------------------------------------
