@@ -170,3 +170,64 @@ describe("request deadlines", function()
     c:close()
   end)
 end)
+
+describe("small holes", function()
+  local WS = require "spec.ws_client"
+  local srv, port
+
+  lazy_setup(function()
+    srv = H.start_server{ "--max-frame", "4096", "--max-body", "4096" }
+    port = srv.port
+  end)
+
+  lazy_teardown(function()
+    if srv then srv:finish() end
+  end)
+
+  it("closes 1009 on a frame header declaring 2^62 bytes, before any payload", function()
+    local ws = assert(WS.open(port, "/faye"))
+    -- FIN + text, masked, 64-bit length 2^62, mask key; no payload at all
+    assert.is_true(ws:send_raw(string.char(0x81, 0xff) .. string.pack(">I8", 1 << 62) .. "abcd"))
+    assert.are.equal(1009, ws:recv_close(3))
+    assert.is_true(ws:wait_eof(3))
+    ws:close()
+  end)
+
+  it("closes 1009 on fragments whose declared lengths pass max_frame", function()
+    local ws = assert(WS.open(port, "/faye"))
+    assert.is_true(ws:send_frame(WS.TEXT, ("a"):rep(3000), { fin = false }))
+    -- the continuation's header alone says 3000 + 3000 > 4096
+    assert.is_true(ws:send_raw(string.char(0x80, 0xfe) .. string.pack(">I2", 3000) .. "abcd"))
+    assert.are.equal(1009, ws:recv_close(3))
+    ws:close()
+  end)
+
+  it("closes 1002 on a close frame with a 1-byte payload", function()
+    local ws = assert(WS.open(port, "/faye"))
+    assert.is_true(ws:send_frame(WS.CLOSE, "x"))
+    assert.are.equal(1002, ws:recv_close(3))
+    ws:close()
+  end)
+
+  it("sends the 413 of an over-limit body written at once, not a reset", function()
+    local body = ("x"):rep(200000)
+    for _ = 1, 3 do
+      local c = H.connect(port)
+      local ok = c:send("POST /faye HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        .. "Content-Length: " .. #body .. "\r\n\r\n" .. body)
+      assert.is_true(ok)
+      local st, err = c:read_response(3)
+      c:close()
+      assert.are.equal(413, st, err)
+    end
+  end)
+
+  it("names a channel holding a NUL whole in its error", function()
+    local st, _, body = H.request(port, "POST", "/faye", JSON,
+      '[{"channel":"/a\\u0000b","data":1,"id":"n"}]')
+    assert.are.equal(200, st)
+    local r = H.decode(body)[1]
+    assert.is_false(r.successful)
+    assert.are.equal("405:/a\0b:Invalid channel", r.error)
+  end)
+end)

@@ -57,6 +57,8 @@ struct ws {
     uint8_t hdr[14];
     uint8_t hdrlen;
     uint64_t left;              /* payload bytes left in the current frame */
+    uint64_t msg_len;           /* declared bytes of the data message so far */
+    unsigned refuse;            /* close code owed for a frame header (0: none) */
     unsigned in_payload : 1;
     unsigned fragmented : 1;    /* a data message continues in later frames */
     unsigned bound : 1;
@@ -432,8 +434,18 @@ static void track(ws_t *w, const uint8_t *p, size_t n)
                 len = len << 8 | w->hdr[2 + i];
         }
         unsigned op = w->hdr[0] & 0x0f;
-        if (op < 8)             /* data or continuation: FIN ends the message */
+        if (op < 8) {           /* data or continuation: FIN ends the message */
             w->fragmented = !(w->hdr[0] & 0x80);
+            /* refused on its header, not once max_frame bytes have come:
+             * a declared 2^62 would otherwise hold the socket open */
+            w->msg_len = op == 0 ? w->msg_len + len : len;
+            if (w->st.set->max_frame && w->msg_len > w->st.set->max_frame && !w->refuse)
+                w->refuse = 1009;
+            if (!w->fragmented)
+                w->msg_len = 0;
+        } else if (op == 8 && len == 1 && !w->refuse) {
+            w->refuse = 1002;   /* a close payload is empty or holds a code */
+        }
         w->hdrlen = 0;
         if (len) {
             w->in_payload = 1;
@@ -459,6 +471,11 @@ static void ws_read(bx_conn_t *c, void *ud, const char *data, size_t len, int st
             wslay_event_config_set_max_recv_msg_length(w->ctx, w->st.set->max_frame);
     }
     track(w, (const uint8_t *)data, len);
+    if (w->refuse) {
+        start_close(w, w->refuse, NULL);
+        detach(w);
+        return;
+    }
     w->in = data;
     w->inlen = len;
     r = wslay_event_recv(w->ctx);
