@@ -231,3 +231,60 @@ describe("small holes", function()
     assert.are.equal("405:/a\0b:Invalid channel", r.error)
   end)
 end)
+
+describe("idle upgraded sockets", function()
+  local WS = require "spec.ws_client"
+  local srv, port
+
+  lazy_setup(function()
+    srv = H.start_server{ "--idle-timeout", "0.4" }
+    port = srv.port
+  end)
+
+  lazy_teardown(function()
+    if srv then srv:finish() end
+  end)
+
+  it("pings a silent WebSocket, then closes it when nothing answers", function()
+    local ws = assert(WS.open(port, "/faye"))
+    local op = ws:recv(5)
+    assert.are.equal(WS.PING, op)
+    assert.are.equal(1001, ws:recv_close(5))
+    assert.is_true(ws:wait_eof(3))
+    ws:close()
+  end)
+
+  it("keeps a WebSocket that answers its pings", function()
+    local ws = assert(WS.open(port, "/faye"))
+    for _ = 1, 3 do
+      local op, payload = ws:recv(5)
+      assert.are.equal(WS.PING, op)
+      assert.is_true(ws:send_frame(WS.PONG, payload))
+    end
+    -- still usable: an empty batch is answered with []
+    assert.is_true(ws:send_text("[]"))
+    local v = ws:recv_json(3)
+    assert.are.same({}, v)
+    ws:close()
+  end)
+
+  it("closes a WebSocket whose fragmented message never ends", function()
+    local ws = assert(WS.open(port, "/faye"))
+    assert.is_true(ws:send_frame(WS.TEXT, "[", { fin = false }))
+    local code
+    -- keep answering pings: the unfinished message alone must end it
+    for _ = 1, 10 do
+      local op, payload = ws:recv(5)
+      if op == WS.PING then
+        ws:send_frame(WS.PONG, payload)
+      elseif op == WS.CLOSE then
+        code = string.unpack(">I2", payload)
+        break
+      else
+        break
+      end
+    end
+    assert.are.equal(1001, code)
+    ws:close()
+  end)
+end)

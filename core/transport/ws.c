@@ -59,6 +59,8 @@ struct ws {
     uint64_t left;              /* payload bytes left in the current frame */
     uint64_t msg_len;           /* declared bytes of the data message so far */
     unsigned refuse;            /* close code owed for a frame header (0: none) */
+    uint64_t msg_since;         /* loop time a fragmented message began */
+    unsigned idle_pinged : 1;   /* silent: pinged, waiting for any answer */
     unsigned in_payload : 1;
     unsigned fragmented : 1;    /* a data message continues in later frames */
     unsigned bound : 1;
@@ -195,6 +197,29 @@ static void ping_one(bx_stream_t *st)
     int n = snprintf(id, sizeof(id), "%u", ++w->ping_id);
     bx_conn_write_chunk(w->st.conn, frame_header(9, (size_t)n));
     bx_conn_write_copy(w->st.conn, id, (size_t)n);
+}
+
+static void detach(ws_t *w);
+
+/* The set's idle check: a socket silent for idle_timeout gets a ping; one
+ * still silent as long again, or whose fragmented message has not ended
+ * within idle_timeout, is closed (1001). Pings are off by default, so
+ * without this a dead peer's socket would stay open for ever. */
+static void idle_one(bx_stream_t *st)
+{
+    ws_t *w = WS_OF(st);
+    uint64_t now = uv_now(st->set->timer.loop);
+
+    if (w->closing)
+        return;
+    if (w->idle_pinged || (w->fragmented && now - w->msg_since >= st->set->idle_ms)) {
+        start_close(w, 1001, "idle");
+        detach(w);
+        return;
+    }
+    ping_one(st);
+    w->idle_pinged = 1;
+    st->last_rx = now;
 }
 
 /* ---- Server side: sink and replies ---- */
@@ -435,6 +460,8 @@ static void track(ws_t *w, const uint8_t *p, size_t n)
         }
         unsigned op = w->hdr[0] & 0x0f;
         if (op < 8) {           /* data or continuation: FIN ends the message */
+            if (!w->fragmented && !(w->hdr[0] & 0x80))
+                w->msg_since = uv_now(w->st.set->timer.loop);
             w->fragmented = !(w->hdr[0] & 0x80);
             /* refused on its header, not once max_frame bytes have come:
              * a declared 2^62 would otherwise hold the socket open */
@@ -462,6 +489,8 @@ static void ws_read(bx_conn_t *c, void *ud, const char *data, size_t len, int st
     (void)c;
     if (status < 0 || len == 0 || w->closing)
         return;                 /* closing: ws_closed follows */
+    w->st.last_rx = uv_now(w->st.set->timer.loop);
+    w->idle_pinged = 0;
     if (!w->ctx) {
         if (wslay_event_context_server_init(&w->ctx, &callbacks, w) != 0) {
             drop(w);
@@ -556,7 +585,9 @@ void bx_ws_handle(bx_endpoint_t *s, bx_http_req_t *req)
     w->sink.push = sink_push;
     w->sink.close = sink_close;
     w->sink.request = req;
-    bx_streams_add(bx_streams_get(&sets, s, (&s->opts)->ping, ping_one), &w->st);
+    bx_streams_t *set = bx_streams_get(&sets, s, (&s->opts)->ping, ping_one);
+    bx_streams_watch(set, s->opts.idle_timeout, idle_one);
+    bx_streams_add(set, &w->st);
     nsockets++;
 
     bx_buf_t h = BX_BUF_INIT;
