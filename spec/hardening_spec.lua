@@ -288,3 +288,85 @@ describe("idle upgraded sockets", function()
     ws:close()
   end)
 end)
+
+describe("session binding", function()
+  local WS = require "spec.ws_client"
+  local srv, port, b
+
+  lazy_setup(function()
+    srv = H.start_server{ "--timeout", "1" }
+    port = srv.port
+    b = H.bayeux(port)
+  end)
+
+  lazy_teardown(function()
+    if srv then srv:finish() end
+  end)
+
+  local function connect_msg(cid, id)
+    return { channel = "/meta/connect", clientId = cid, connectionType = "websocket", id = id,
+             advice = { timeout = 0 } }
+  end
+
+  -- Data of the deliveries read from `ws` within `t` seconds.
+  local function drain(ws, t)
+    local got = {}
+    local deadline = H.now() + t
+    while H.now() < deadline do
+      local r = ws:recv_json(math.max(0.05, deadline - H.now()))
+      if not r then break end
+      for _, m in ipairs(r) do
+        if m.data ~= nil then got[#got + 1] = m.data end
+      end
+    end
+    return got
+  end
+
+  local function owner(sub)
+    local ws = assert(WS.open(port, "/faye"))
+    ws:send_json{ { channel = "/meta/handshake", version = "1.0",
+                    supportedConnectionTypes = { "websocket" }, id = "h" } }
+    local cid = assert(ws:recv_json(2))[1].clientId
+    ws:send_json{ { channel = "/meta/subscribe", clientId = cid, subscription = sub, id = "s" } }
+    assert(ws:recv_json(2))
+    ws:send_json{ connect_msg(cid, "c") }
+    assert(ws:recv_json(2))
+    return ws, cid
+  end
+
+  it("refuses a second WebSocket claiming a bound clientId; the owner keeps its deliveries", function()
+    local victim, cid = owner("/bind/ws")
+    local thief = assert(WS.open(port, "/faye"))
+    thief:send_json{ connect_msg(cid, "x") }
+    local r = assert(thief:recv_json(2))
+    assert.are.equal("/meta/connect", r[1].channel)
+    assert.is_false(r[1].successful)
+    assert.truthy(r[1].error:find("^409:"), r[1].error)
+    for i = 1, 5 do b:publish(nil, "/bind/ws", i) end
+    assert.are.same({ 1, 2, 3, 4, 5 }, drain(victim, 1))
+    assert.are.same({}, drain(thief, 0.3))
+    victim:close()
+    thief:close()
+  end)
+
+  it("refuses an EventSource claiming a clientId bound to a WebSocket", function()
+    local victim, cid = owner("/bind/es")
+    local st = H.request(port, "GET", "/faye/" .. cid, { Accept = "text/event-stream" }, nil, 3)
+    assert.are.equal(409, st)
+    b:publish(nil, "/bind/es", "mine")
+    assert.are.same({ "mine" }, drain(victim, 0.5))
+    victim:close()
+  end)
+
+  it("lets the owner bind a new socket once its old one closed", function()
+    local old, cid = owner("/bind/again")
+    old:close()
+    H.sleep(0.1)
+    b:publish(nil, "/bind/again", "missed")
+    local ws = assert(WS.open(port, "/faye"))
+    ws:send_json{ connect_msg(cid, "c2") }
+    local got = drain(ws, 0.5)
+    assert.are.same({ "missed" }, got)
+    ws:close()
+  end)
+end)

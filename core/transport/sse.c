@@ -134,6 +134,15 @@ void bx_sse_handle(bx_endpoint_t *s, bx_http_req_t *req)
         bx_http_respond_text(req, 400, "text/plain; charset=utf-8", "Bad request", 0);
         return;
     }
+    memcpy(e->id, start, n);
+    e->id[n] = '\0';
+    if (bx_session_has_sink(s->hub, e->id)) {
+        /* another live stream or socket owns it (see ws.c's bind_to) */
+        free(e);
+        bx_http_respond_text(req, 409, "text/plain; charset=utf-8",
+                             "Client bound to another connection", 0);
+        return;
+    }
     e->st.conn = bx_http_hijack(req, es_read, es_closed, e);
     if (!e->st.conn) {
         free(e);
@@ -145,8 +154,6 @@ void bx_sse_handle(bx_endpoint_t *s, bx_http_req_t *req)
     e->sink.push = sink_push;
     e->sink.close = sink_close;
     e->sink.request = req;
-    memcpy(e->id, start, n);
-    e->id[n] = '\0';
     bx_streams_add(bx_streams_get(&sets, s, o->ping > 0 ? o->ping : DEFAULT_KEEPALIVE,
                                   keepalive_one), &e->st);
     nstreams++;

@@ -33,6 +33,10 @@
 #include "transport/streams.h"
 #include "transport/ws.h"
 
+/* The error code of a connect naming a client bound elsewhere (Bayeux
+ * leaves 4xx codes to the server; 409 as HTTP's Conflict). */
+#define BX_ERR_BOUND "409"
+
 typedef struct ws ws_t;
 
 /* A frame whose replies are being computed. */
@@ -350,19 +354,63 @@ static const char *connect_id(const json_t *v, int *disconnect)
     return id && *id ? id : NULL;
 }
 
-static void bind_to(ws_t *w, const char *id)
+/* Binds the socket to `id`. Returns -1, changing nothing, when another
+ * live socket or stream holds that client: knowing a clientId must not be
+ * enough to take its deliveries (the owner's own reconnect comes after its
+ * old socket closed, which unbound it). */
+static int bind_to(ws_t *w, const char *id)
 {
     bx_endpoint_t *s = w->st.set->s;
 
     if (strlen(id) >= sizeof(w->id))
-        return;                 /* not an id this server could have issued */
+        return 0;               /* not an id this server could have issued */
     if (w->bound && strcmp(w->id, id) == 0)
-        return;
+        return 0;
+    if (bx_session_has_sink(s->hub, id))
+        return -1;
     if (w->bound)
         bx_session_unbind(s->hub, w->id, &w->sink);
     snprintf(w->id, sizeof(w->id), "%s", id);
     w->bound = 1;
     bx_session_bind(s->hub, w->id, &w->sink);
+    return 0;
+}
+
+/* Answers every message of a frame whose /meta/connect names a client bound
+ * to another connection: refused, with advice to retry (the owner's stale
+ * socket may yet be found dead by the idle check). */
+static void refuse_bound(ws_t *w, const json_t *v, const char *id)
+{
+    json_t *out = json_array();
+    size_t i, n = json_is_array(v) ? json_array_size(v) : 1;
+    bx_buf_t err = BX_BUF_INIT;
+
+    bx_buf_printf(&err, "%s:%s:Client bound to another connection",
+                  BX_ERR_BOUND, id);
+    for (i = 0; i < n; i++) {
+        const json_t *m = json_is_array(v) ? json_array_get(v, i) : v;
+        json_t *r = json_object();
+        const char *ch = bx_json_str(m, "channel");
+        json_t *mid = json_object_get(m, "id");
+        if (mid)
+            json_object_set(r, "id", mid);
+        json_object_set_new(r, "channel", json_string(ch ? ch : ""));
+        json_object_set_new(r, "clientId", json_string(id));
+        json_object_set_new(r, "successful", json_false());
+        json_object_set_new(r, "error", json_stringn(err.data, err.len));
+        json_object_set_new(r, "advice", json_pack("{s:s,s:i}", "reconnect", "retry",
+                                                   "interval", 1000));
+        json_array_append_new(out, r);
+    }
+    char *text = json_dumps(out, JSON_COMPACT);
+    bx_chunkv_t frame = BX_CHUNKV_INIT;
+    if (text)
+        bx_chunkv_push_new(&frame, bx_chunk_new(text, strlen(text)));
+    send_frame(w, 1, &frame);
+    bx_chunkv_free(&frame);
+    free(text);
+    bx_buf_free(&err);
+    json_decref(out);
 }
 
 static void handle_message(ws_t *w, const uint8_t *data, size_t len)
@@ -377,8 +425,11 @@ static void handle_message(ws_t *w, const uint8_t *data, size_t len)
     if (!v)
         return;                 /* not JSON: ignored, as Faye does */
     const char *id = connect_id(v, &disconnect);
-    if (id)
-        bind_to(w, id);
+    if (id && bind_to(w, id) < 0) {
+        refuse_bound(w, v, id);
+        json_decref(v);
+        return;
+    }
     wsbatch_t *wb = bx_calloc(1, sizeof(*wb));
     wb->ws = w;
     wb->disconnect = disconnect;
