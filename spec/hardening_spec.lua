@@ -268,6 +268,31 @@ describe("idle upgraded sockets", function()
     ws:close()
   end)
 
+  -- The status of an EventSource request for `cid`, and the connection.
+  local function open_stream(cid)
+    local c = H.connect(port)
+    c:send("GET /faye/" .. cid .. " HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+    local line = c:read_line(H.now() + 3)
+    return line, c
+  end
+
+  it("ends an EventSource stream for a client nobody handshook", function()
+    local line, c = open_stream("nosuchclient0000")
+    assert.are.equal("HTTP/1.1 200 OK", line)
+    assert.is_true(c:wait_closed(5), "stream for an unknown client left open")
+    c:close()
+  end)
+
+  it("keeps an EventSource stream for a live client past the idle timeout", function()
+    local b = H.bayeux(port)
+    local cid = b:handshake()
+    local line, c = open_stream(cid)
+    assert.are.equal("HTTP/1.1 200 OK", line)
+    -- three idle periods; the session lives 2 x timeout (4 s) after its handshake
+    assert.is_false(c:wait_closed(1.2))
+    c:close()
+  end)
+
   it("closes a WebSocket whose fragmented message never ends", function()
     local ws = assert(WS.open(port, "/faye"))
     assert.is_true(ws:send_frame(WS.TEXT, "[", { fin = false }))
