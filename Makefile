@@ -12,6 +12,8 @@
 #   make install  luarocks make (module, Lua files, command); as root system-wide,
 #                 otherwise into ~/.luarocks
 #   make fresh-check   `make test` and `make run` inside a fresh Debian 12 root
+#   make fuzz     each libFuzzer target of test/fuzz (clang, ASan + UBSan)
+#                 for FUZZ_TIME seconds (default 600); make test runs 10 s
 #
 # The set-up targets (run, test, check, bench, lint, install) first make sure
 # the Debian packages their purpose needs are there (tools/deps.sh), then call
@@ -39,7 +41,7 @@ SO       := lua/bayeux/core.so
 SAN_SO   := $(B)/san/lua/bayeux/core.so
 
 # Goals that only set up, run scripts or recurse: they need no build flags.
-SETUP_GOALS := run test check bench bench-quick lint install deps clean fresh-check help rock-install
+SETUP_GOALS := run test check bench bench-quick lint install deps clean fresh-check help rock-install fuzz
 BUILD_GOALS := $(filter-out $(SETUP_GOALS),$(or $(MAKECMDGOALS),all))
 
 # ---- Build flags, per package, only when something is built ----
@@ -106,7 +108,7 @@ SFLAGS   := $(B)/san/.flags
 stamp = @mkdir -p $(@D); printf '%s\n' '$(1)' >$@.new; \
         if cmp -s $@.new $@; then rm -f $@.new; else mv $@.new $@; fi
 
-.PHONY: all units build-tests build-check build-bench $(SETUP_GOALS) rock-install FORCE
+.PHONY: all units build-tests build-check build-bench build-fuzz $(SETUP_GOALS) rock-install FORCE
 all: $(SO)
 
 # ---- Build ----
@@ -173,10 +175,25 @@ $(B)/bench/%: bench/%.c $(FLAGS)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBS)
 
+# libFuzzer targets (test/fuzz/fuzz_*.c): each is linked with every non-Lua
+# core source, compiled by clang with the fuzzer and the sanitizers.
+FUZZ_CC   ?= clang
+FUZZ_TIME ?= 600
+FUZZ_SRC  := $(sort $(wildcard test/fuzz/fuzz_*.c))
+FUZZ_BIN  := $(FUZZ_SRC:test/fuzz/%.c=$(B)/fuzz/%)
+
+$(B)/fuzz/%: test/fuzz/%.c $(CORE_SRC) $(GEN_JS) $(FLAGS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=undefined -Icore -Icore/transport $(PKG_CFLAGS) $(CPPFLAGS) \
+	  -o $@ $< $(CORE_SRC) $(GEN_JS) $(LDFLAGS) $(LIBS)
+
+build-fuzz: $(FUZZ_BIN)
+
 units: $(TESTS)
 	@sh tools/run-units.sh $(TESTS)
 
-build-tests: $(SO) $(TESTS) $(STESTS) $(SAN_SO) $(BENCH_BIN)
+build-tests: $(SO) $(TESTS) $(STESTS) $(SAN_SO) $(BENCH_BIN) $(FUZZ_BIN)
 
 build-bench: $(SO) $(BENCH_BIN)
 
@@ -227,6 +244,11 @@ lint:
 install:
 	@sh tools/deps.sh install
 	luarocks --lua-version 5.4 make --deps-mode=none $(if $(filter 0,$(shell id -u)),,--local) bayeux-scm-1.rockspec
+
+fuzz:
+	@sh tools/deps.sh test
+	@$(SUB) build-fuzz
+	@sh tools/fuzz.sh $(FUZZ_TIME)
 
 fresh-check:
 	@sh tools/fresh-check.sh

@@ -120,7 +120,8 @@ bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts, char *
         opts->max_channel_length, opts->max_channel_depth
     };
     bx_endpoint_opts_t eopts = {
-        opts->mount, opts->ping, opts->max_frame, opts->max_output, opts->client_script
+        opts->mount, opts->ping, opts->max_frame, opts->max_output, opts->client_script,
+        opts->http.idle_timeout > 0 ? opts->http.idle_timeout : 120
     };
     bx_engine_opts_t engine_opts = { hopts.timeout, opts->queue_limit };
 

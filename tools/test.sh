@@ -12,18 +12,20 @@
 #                          completeness checks held, no timing thresholds)
 #   6. sanitizers          sh tools/check.sh build/san/test/test_*
 #   7. layers              sh tools/layers.sh (the include check of core/)
+#   8. fuzz                sh tools/fuzz.sh 10 (each libFuzzer target of
+#                          test/fuzz for 10 s from its seed corpus)
 #
 # Each suite's output stays visible under a header. A suite that crashes,
 # times out or prints no result line counts as 1 failed. The last line is the
 # total "N passed, N failed"; the exit status is 1 on any failure.
 #
 # Environment: BX_SUITES (default "units specs interop browser bench-quick
-# check layers") picks suites; BX_SUITE_TIMEOUT (default 900) bounds each
+# check layers fuzz") picks suites; BX_SUITE_TIMEOUT (default 900) bounds each
 # suite in seconds.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 
-suites=${BX_SUITES:-units specs interop browser bench-quick check layers}
+suites=${BX_SUITES:-units specs interop browser bench-quick check layers fuzz}
 suite_timeout=${BX_SUITE_TIMEOUT:-900}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bx-test.XXXXXX") || exit 2
 trap 'rm -rf "$tmp"' EXIT
@@ -174,6 +176,11 @@ for suite in $suites; do
         header "layers (include check of core/)"
         run sh tools/layers.sh
         counted layers
+        ;;
+    fuzz)
+        header "fuzz (libFuzzer, 10 s per target)"
+        run sh tools/fuzz.sh 10
+        counted fuzz
         ;;
     *)
         missing "$suite" "unknown suite"

@@ -103,14 +103,24 @@ void bx_protocol_error(char *out, size_t n, int code, const char *args)
     snprintf(out, n, "%d:%s:%s", code, args ? args : "", error_text(code));
 }
 
+/* `args` is `len` bytes: a channel name may hold a NUL (JSON's \u0000),
+ * and the error names it whole. */
+static void set_error_n(json_t *reply, int code, const char *args, size_t len)
+{
+    const char *text = error_text(code);
+    bx_buf_t b = BX_BUF_INIT;
+
+    bx_buf_printf(&b, "%d:", code);
+    bx_buf_append(&b, args ? args : "", args ? len : 0);
+    bx_buf_printf(&b, ":%s", text);
+    json_object_set_new(reply, "error", json_stringn(b.data, b.len));
+    json_object_set_new(reply, "successful", json_false());
+    bx_buf_free(&b);
+}
+
 static void set_error(json_t *reply, int code, const char *args)
 {
-    size_t n = (args ? strlen(args) : 0) + 64;
-    char *buf = bx_malloc(n);
-    bx_protocol_error(buf, n, code, args);
-    json_object_set_new(reply, "error", json_string(buf));
-    json_object_set_new(reply, "successful", json_false());
-    free(buf);
+    set_error_n(reply, code, args, args ? strlen(args) : 0);
 }
 
 /* Faye's _makeResponse: id, clientId, channel and error copied when truthy;
@@ -621,7 +631,7 @@ static int check_channel(op_t *op, const json_t *jch)
     if (!kind || strlen(ch) != n || !within_caps(op, ch, n))
         err = 405;
     if (err)
-        set_error(op->reply, err, ch);
+        set_error_n(op->reply, err, ch, n);
     return err;
 }
 
@@ -723,7 +733,7 @@ static void publish_checked(op_t *op)
     op->reply = skeleton(op->msg);
     if (!(bx_channel_parse(ch, n) & BX_CHANNEL_NAME) || strlen(ch) != n ||
         !within_caps(op, ch, n))
-        set_error(op->reply, 405, ch);
+        set_error_n(op->reply, 405, ch, n);
     if (!json_object_get(op->msg, "data"))
         set_error(op->reply, 402, "data");
     if (has_error(op->reply)) {

@@ -138,6 +138,8 @@ static int l_server(lua_State *L)
     o.http.max_body = (size_t)opt_number(L, 1, "max_body", (double)o.http.max_body);
     o.http.max_header = (size_t)opt_number(L, 1, "max_header", (double)o.http.max_header);
     o.http.idle_timeout = opt_number(L, 1, "idle_timeout", o.http.idle_timeout);
+    o.http.head_timeout = opt_number(L, 1, "head_timeout", o.http.head_timeout);
+    o.http.body_timeout = opt_number(L, 1, "body_timeout", o.http.body_timeout);
     o.http.max_conns = (unsigned)opt_number(L, 1, "max_conns", (double)o.http.max_conns);
 
     lserver_t **box = lua_newuserdatauv(L, sizeof(lserver_t *), 0);

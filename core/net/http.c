@@ -11,7 +11,17 @@
  * Work that must not run inside a bx_http_* call (abort callbacks, handing
  * leftover bytes to a hijacker, resuming a suspended parser) goes through
  * the server's zero-delay "defer" timer. Idle connections sit on one list
- * ordered by last activity, watched by one timer for the whole server.
+ * ordered by last activity, watched by one timer for the whole server;
+ * connections reading a request head, and those reading a body, sit on two
+ * more lists (each ordered by start, as every entry has the same timeout)
+ * watched by a third timer.
+ *
+ * The request head is checked byte by byte before http-parser sees it:
+ * http-parser 2.9 as Debian builds it (HTTP_PARSER_STRICT off) accepts a
+ * bare LF as a line end, obs-folded lines and blanks inside a field name,
+ * which RFC 9112 says to reject (each is a request-smuggling shape behind
+ * a proxy that reads the head differently). Only the head's bytes are fed
+ * to the parser until the head ends, so the check knows where it stops.
  */
 #include "net/http.h"
 
@@ -115,13 +125,22 @@ struct hconn {
     int err_status;             /* set by a parser callback that failed */
     bx_buf_t inbuf;             /* input kept while parsing is suspended */
     uint64_t idle_since;
-    link_t all, idle, resume;
+    uint64_t head_since;        /* first byte of the head being read */
+    uint64_t body_since;        /* end of the head whose body is being read */
+    link_t all, idle, resume, headl, bodyl;
+    /* the strict head check (scan_head) */
+    uint32_t hs_lines;          /* lines of the head completed */
+    uint32_t hs_linelen;        /* bytes of the current line */
     handoff_t *handoff;
     unsigned stop : 1;          /* parse nothing more; input is discarded */
     unsigned suspended : 1;     /* parsing and reading paused */
     unsigned upgraded : 1;      /* suspended for good after an Upgrade request */
     unsigned feeding : 1;       /* inside feed(): hijack must not free us */
     unsigned hijacked : 1;
+    unsigned in_body : 1;       /* the head is fed; the parser reads a body */
+    unsigned hs_started : 1;    /* a byte of the next head has arrived */
+    unsigned hs_cr : 1;         /* the last byte was a CR */
+    unsigned hs_value : 1;      /* past the colon of a field line */
 };
 
 struct bx_http_server_s {
@@ -135,7 +154,10 @@ struct bx_http_server_s {
     int port;
     uv_timer_t defer;
     uv_timer_t idle;
-    link_t conns, idle_list, resume_list;
+    uv_timer_t deadline;        /* head_list and body_list */
+    uint64_t head_ms, body_ms;  /* 0: no deadline */
+    uint64_t deadline_due;      /* loop time the deadline timer fires */
+    link_t conns, idle_list, resume_list, head_list, body_list;
     unsigned nconns;
     hreq_t *aborts, *aborts_tail;
     handoff_t *handoffs, *handoffs_tail;
@@ -155,6 +177,8 @@ void bx_http_limits_default(bx_http_limits_t *l)
     l->max_body = 1024 * 1024;
     l->max_header = 16 * 1024;
     l->idle_timeout = 120;
+    l->head_timeout = 30;
+    l->body_timeout = 60;
     l->max_conns = 10000;
 }
 
@@ -320,6 +344,15 @@ static void schedule(bx_http_server_t *s)
 
 static void idle_cb(uv_timer_t *t);
 
+static void idle_touch(hconn_t *hc)
+{
+    if (link_empty(&hc->idle))
+        return;
+    link_remove(&hc->idle);
+    hc->idle_since = uv_now(hc->s->loop);
+    link_push(&hc->s->idle_list, &hc->idle);
+}
+
 static void idle_remove(hconn_t *hc)
 {
     link_remove(&hc->idle);
@@ -339,15 +372,6 @@ static void idle_insert(hconn_t *hc)
         uv_timer_start(&s->idle, idle_cb, s->idle_ms, 0);
 }
 
-static void idle_touch(hconn_t *hc)
-{
-    if (link_empty(&hc->idle))
-        return;
-    link_remove(&hc->idle);
-    hc->idle_since = uv_now(hc->s->loop);
-    link_push(&hc->s->idle_list, &hc->idle);
-}
-
 static void idle_cb(uv_timer_t *t)
 {
     bx_http_server_t *s = t->data;
@@ -363,6 +387,100 @@ static void idle_cb(uv_timer_t *t)
         hc->stop = 1;
         bx_conn_close(hc->conn);    /* silently: no request to answer */
     }
+}
+
+/* ---- Head and body deadlines ---- */
+
+static void fail(hconn_t *hc, int status);
+static void deadline_cb(uv_timer_t *t);
+
+/* Starts the deadline timer for `due` unless it already fires earlier. */
+static void deadline_arm(bx_http_server_t *s, uint64_t due)
+{
+    uint64_t now = uv_now(s->loop);
+
+    if (uv_is_active((uv_handle_t *)&s->deadline) && s->deadline_due <= due)
+        return;
+    s->deadline_due = due;
+    uv_timer_start(&s->deadline, deadline_cb, due > now ? due - now : 0, 0);
+}
+
+static void head_start(hconn_t *hc)
+{
+    bx_http_server_t *s = hc->s;
+
+    hc->hs_started = 1;
+    if (!s->head_ms)
+        return;
+    hc->head_since = uv_now(s->loop);
+    link_push(&s->head_list, &hc->headl);
+    deadline_arm(s, hc->head_since + s->head_ms);
+}
+
+static void body_start(hconn_t *hc)
+{
+    bx_http_server_t *s = hc->s;
+
+    hc->in_body = 1;
+    link_remove(&hc->headl);
+    if (!s->body_ms)
+        return;
+    hc->body_since = uv_now(s->loop);
+    link_push(&s->body_list, &hc->bodyl);
+    deadline_arm(s, hc->body_since + s->body_ms);
+}
+
+/* A request is complete (or the connection gives up parsing): the next
+ * byte starts a new head. */
+static void request_end(hconn_t *hc)
+{
+    link_remove(&hc->headl);
+    link_remove(&hc->bodyl);
+    hc->in_body = 0;
+    hc->hs_started = 0;
+    hc->hs_cr = 0;
+    hc->hs_value = 0;
+    hc->hs_lines = 0;
+    hc->hs_linelen = 0;
+}
+
+/* A head or body took too long: 408, or a plain close when earlier
+ * answers are still owed (the 408 would wait behind them). */
+static void expire(hconn_t *hc)
+{
+    request_end(hc);
+    if (hc->qhead) {
+        hc->stop = 1;
+        bx_conn_close(hc->conn);
+    } else {
+        fail(hc, 408);
+    }
+}
+
+static void deadline_cb(uv_timer_t *t)
+{
+    bx_http_server_t *s = t->data;
+    uint64_t now = uv_now(s->loop), due = UINT64_MAX;
+
+    while (!link_empty(&s->head_list)) {
+        hconn_t *hc = CONTAINER(s->head_list.next, hconn_t, headl);
+        if (hc->head_since + s->head_ms > now) {
+            due = hc->head_since + s->head_ms;
+            break;
+        }
+        expire(hc);
+    }
+    while (!link_empty(&s->body_list)) {
+        hconn_t *hc = CONTAINER(s->body_list.next, hconn_t, bodyl);
+        if (hc->body_since + s->body_ms > now) {
+            if (hc->body_since + s->body_ms < due)
+                due = hc->body_since + s->body_ms;
+            break;
+        }
+        expire(hc);
+    }
+    if (due != UINT64_MAX)
+        deadline_arm(s, due);
 }
 
 /* ---- Request queue ---- */
@@ -889,6 +1007,64 @@ static const http_parser_settings settings = {
 
 /* ---- Input ---- */
 
+/* RFC 9110 5.6.2 tchar: what a field name is made of. */
+static int is_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* Checks the head's bytes in `data` (RFC 9112 2.2, 5.1, 5.2): every line
+ * ends in CRLF, no line of the field section starts with a blank (obs-fold),
+ * a field name is tchars up to its colon, no control byte but HTAB in a
+ * field value and none at all in the request line. Empty lines before the
+ * request line are skipped, as the RFC allows. Returns how many bytes of
+ * `data` belong to the head (all of them, or up to its final LF, setting
+ * *end), or (size_t)-1 for a head to refuse with 400. */
+static size_t scan_head(hconn_t *hc, const char *data, size_t len, int *end)
+{
+    size_t i;
+
+    *end = 0;
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)data[i];
+
+        if (hc->hs_cr) {
+            if (c != '\n')
+                return (size_t)-1;
+            hc->hs_cr = 0;
+            if (hc->hs_linelen == 0 && hc->hs_lines > 0) {
+                *end = 1;
+                return i + 1;
+            }
+            if (hc->hs_linelen > 0)
+                hc->hs_lines++;
+            hc->hs_linelen = 0;
+            hc->hs_value = 0;
+            continue;
+        }
+        if (c == '\r') {
+            hc->hs_cr = 1;
+            continue;
+        }
+        if (c == '\n')
+            return (size_t)-1;              /* a bare LF */
+        if (hc->hs_lines == 0) {
+            if (c < 0x20 || c == 0x7f)
+                return (size_t)-1;
+        } else if (!hc->hs_value) {
+            if (c == ':' && hc->hs_linelen > 0)
+                hc->hs_value = 1;
+            else if (!is_tchar(c))          /* also a leading blank: obs-fold */
+                return (size_t)-1;
+        } else if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            return (size_t)-1;
+        }
+        hc->hs_linelen++;
+    }
+    return len;
+}
+
 static void suspend(hconn_t *hc, const char *data, size_t len)
 {
     hc->suspended = 1;
@@ -916,26 +1092,42 @@ static void feed(hconn_t *hc, const char *data, size_t len)
             bx_buf_append(&hc->inbuf, data, len);
             return;
         }
-        n = http_parser_execute(&hc->parser, &settings, data, len);
+        size_t chunk = len;
+        int head_end = 0;
+        if (!hc->in_body) {
+            if (!hc->hs_started)
+                head_start(hc);
+            chunk = scan_head(hc, data, len, &head_end);
+            if (chunk == (size_t)-1) {
+                request_end(hc);
+                fail(hc, 400);
+                return;
+            }
+        }
+        n = http_parser_execute(&hc->parser, &settings, data, chunk);
         e = HTTP_PARSER_ERRNO(&hc->parser);
-        if (n > len)
-            n = len;
+        if (n > chunk)
+            n = chunk;
         data += n;
         len -= n;
         if (e == HPE_PAUSED) {
             http_parser_pause(&hc->parser, 0);
         } else if (e != HPE_OK) {
+            request_end(hc);
             fail(hc, hc->err_status ? hc->err_status
                                     : e == HPE_HEADER_OVERFLOW ? 431 : 400);
             return;
         }
         r = hc->ready;
         if (!r) {
+            if (head_end)
+                body_start(hc);
             if (n == 0)
                 return;         /* defensive: the parser made no progress */
             continue;
         }
         hc->ready = NULL;
+        request_end(hc);
         enqueue(hc, r);
         r->delivered = 1;
         /* r may be answered and freed by the callback: read it first. */
@@ -981,6 +1173,8 @@ static void hc_detach(hconn_t *hc)
     link_remove(&hc->all);
     link_remove(&hc->idle);
     link_remove(&hc->resume);
+    link_remove(&hc->headl);
+    link_remove(&hc->bodyl);
     hc->s->nconns--;
     abort_queue(hc);
 }
@@ -1085,6 +1279,28 @@ static void free_handle_cb(uv_handle_t *h)
     free(h);
 }
 
+/* At max_conns: closes the connection that least deserves its slot, so
+ * that idle and slow clients cannot keep healthy ones out. Returns 0 if
+ * every connection owes or is owed a request in progress. */
+static int shed(bx_http_server_t *s)
+{
+    link_t *l = !link_empty(&s->idle_list) ? s->idle_list.next
+              : !link_empty(&s->head_list) ? s->head_list.next
+              : !link_empty(&s->body_list) ? s->body_list.next : NULL;
+    hconn_t *hc;
+
+    if (!l)
+        return 0;
+    hc = l == s->idle_list.next ? CONTAINER(l, hconn_t, idle)
+       : l == s->head_list.next ? CONTAINER(l, hconn_t, headl) : CONTAINER(l, hconn_t, bodyl);
+    /* off the lists now, so the next accept of this turn picks another */
+    link_remove(&hc->idle);
+    request_end(hc);
+    hc->stop = 1;
+    bx_conn_close(hc->conn);
+    return 1;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     bx_http_server_t *s = server->data;
@@ -1096,7 +1312,7 @@ static void on_connection(uv_stream_t *server, int status)
     tcp = bx_malloc(sizeof(*tcp));
     uv_tcp_init(s->loop, tcp);
     if (uv_accept(server, (uv_stream_t *)tcp) < 0 || s->closing ||
-        s->nconns >= s->lim.max_conns) {
+        (s->nconns >= s->lim.max_conns && !shed(s))) {
         uv_close((uv_handle_t *)tcp, free_handle_cb);
         return;
     }
@@ -1106,6 +1322,8 @@ static void on_connection(uv_stream_t *server, int status)
     link_init(&hc->all);
     link_init(&hc->idle);
     link_init(&hc->resume);
+    link_init(&hc->headl);
+    link_init(&hc->bodyl);
     http_parser_init(&hc->parser, HTTP_REQUEST);
     hc->parser.data = hc;
     link_push(&s->conns, &hc->all);
@@ -1137,6 +1355,17 @@ bx_http_server_t *bx_http_server_new(uv_loop_t *loop, const bx_http_limits_t *li
     s->idle_ms = s->lim.idle_timeout > 0 ? (uint64_t)(s->lim.idle_timeout * 1000.0 + 0.5) : 0;
     if (s->lim.idle_timeout > 0 && s->idle_ms == 0)
         s->idle_ms = 1;
+    /* negative: no deadline; zero: the default */
+    if (s->lim.head_timeout == 0)
+        s->lim.head_timeout = def.head_timeout;
+    if (s->lim.body_timeout == 0)
+        s->lim.body_timeout = def.body_timeout;
+    s->head_ms = s->lim.head_timeout > 0 ? (uint64_t)(s->lim.head_timeout * 1000.0 + 0.5) : 0;
+    s->body_ms = s->lim.body_timeout > 0 ? (uint64_t)(s->lim.body_timeout * 1000.0 + 0.5) : 0;
+    if (s->lim.head_timeout > 0 && s->head_ms == 0)
+        s->head_ms = 1;
+    if (s->lim.body_timeout > 0 && s->body_ms == 0)
+        s->body_ms = 1;
     s->loop = loop;
     s->on_request = on_request;
     s->on_abort = on_abort;
@@ -1148,6 +1377,10 @@ bx_http_server_t *bx_http_server_new(uv_loop_t *loop, const bx_http_limits_t *li
     s->defer.data = s;
     uv_timer_init(loop, &s->idle);
     s->idle.data = s;
+    uv_timer_init(loop, &s->deadline);
+    s->deadline.data = s;
+    link_init(&s->head_list);
+    link_init(&s->body_list);
     link_init(&s->conns);
     link_init(&s->idle_list);
     link_init(&s->resume_list);
@@ -1197,7 +1430,7 @@ static void timer_closed_cb(uv_handle_t *h)
 {
     bx_http_server_t *s = h->data;
 
-    if (++s->timers_closed < 2)
+    if (++s->timers_closed < 3)
         return;
     run_deferred(s);            /* anything the last callbacks queued */
     if (s->done)
@@ -1213,6 +1446,7 @@ static void maybe_finish(bx_http_server_t *s)
     run_deferred(s);
     uv_close((uv_handle_t *)&s->defer, timer_closed_cb);
     uv_close((uv_handle_t *)&s->idle, timer_closed_cb);
+    uv_close((uv_handle_t *)&s->deadline, timer_closed_cb);
 }
 
 static void listener_closed_cb(uv_handle_t *h)
@@ -1240,6 +1474,7 @@ void bx_http_server_close(bx_http_server_t *s, void (*done)(void *ud), void *ud)
         bx_conn_close(hc->conn);    /* hc_close runs on a later turn */
     }
     uv_timer_stop(&s->idle);
+    uv_timer_stop(&s->deadline);
 }
 
 const bx_str_t *bx_http_header(const bx_http_req_t *req, const char *name)

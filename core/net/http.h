@@ -6,10 +6,18 @@
  * chunked request bodies, and limits:
  *   - a body larger than max_body       -> 413, connection closed
  *   - headers larger than max_header    -> 431, connection closed
- *   - a malformed request               -> 400, connection closed
- *   - no byte received for idle_timeout while no request is in progress
+ *   - a malformed request               -> 400, connection closed; the
+ *     request head is read strictly (RFC 9112): a bare LF, an obs-folded
+ *     line, a blank or other non-token byte in a field name (as in
+ *     "Content-Length : 2"), a control byte -> 400
+ *   - a request head not complete head_timeout after its first byte, or a
+ *     body not complete body_timeout after its head -> 408, closed (closed
+ *     silently if earlier answers are still owed)
+ *   - no request in progress and no answer owed for idle_timeout
  *     -> the connection is closed silently
- *   - more than max_conns connections   -> new ones are closed at once
+ *   - at max_conns connections, a new one sheds the oldest idle one, else
+ *     the oldest with an unfinished head, else the oldest unfinished body;
+ *     only with none of those is the new one closed at once
  *
  * A request is handed to the application once it is complete (headers and
  * the whole body). The application answers with bx_http_respond(), now or
@@ -56,6 +64,8 @@ typedef struct {
     size_t max_body;            /* bytes; default 1 MiB */
     size_t max_header;          /* bytes of request line + headers; default 16 KiB */
     double idle_timeout;        /* seconds; default 120 */
+    double head_timeout;        /* seconds from a head's first byte; default 30 */
+    double body_timeout;        /* seconds from the end of the head; default 60 */
     unsigned max_conns;         /* default 10000 */
 } bx_http_limits_t;
 

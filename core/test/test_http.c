@@ -451,12 +451,50 @@ static int pred_two_conns(void)
     return bx_conn_count() == 2;
 }
 
-static int pred_c3_eof_c1_answered(void)
+static int pred_c2_answered(void)
 {
-    return C3.eof && strstr(cl_text(&C1), "\r\n\r\nGET /ok|");
+    return strstr(cl_text(&C2), "\r\n\r\nGET /ok|") != NULL;
 }
 
+static int pred_c1_eof_c3_answered(void)
+{
+    return C1.eof && strstr(cl_text(&C3), "\r\n\r\nGET /new|");
+}
+
+static int pred_two_held(void)
+{
+    return T.nheld == 2;
+}
+
+static int pred_c3_eof(void)
+{
+    return C3.eof;
+}
+
+/* Every slot owes an answer: a new connection is refused. */
 static void test_max_conns(void)
+{
+    uv_loop_t loop;
+    bx_http_limits_t lim = { .max_conns = 2 };
+
+    uv_loop_init(&loop);
+    BX_CHECK(start_server(&loop, &lim, h_hold) != NULL);
+    client_open(&loop, &C1, bx_http_port(T.s));
+    client_open(&loop, &C2, bx_http_port(T.s));
+    client_sends(&C1, "GET /held1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    client_sends(&C2, "GET /held2 HTTP/1.1\r\nHost: x\r\n\r\n");
+    BX_CHECK(run_until(&loop, pred_two_held, 2000));
+    client_open(&loop, &C3, bx_http_port(T.s));
+    client_sends(&C3, "GET /refused HTTP/1.1\r\nHost: x\r\n\r\n");
+    BX_CHECK(run_until(&loop, pred_c3_eof, 2000));
+    BX_CHECK_INT(C3.in.len, 0);
+    BX_CHECK_INT(T.nheld, 2);
+    finish(&loop, &C1, &C2, &C3);
+}
+
+/* At the limit an idle connection (the oldest) gives its slot to a new
+ * one, which is served. */
+static void test_max_conns_sheds_idle(void)
 {
     uv_loop_t loop;
     bx_http_limits_t lim = { .max_conns = 2 };
@@ -466,12 +504,13 @@ static void test_max_conns(void)
     client_open(&loop, &C1, bx_http_port(T.s));
     client_open(&loop, &C2, bx_http_port(T.s));
     BX_CHECK(run_until(&loop, pred_two_conns, 2000));
+    /* C2 was active last: C1 is the oldest idle one */
+    client_sends(&C2, "GET /ok HTTP/1.1\r\nHost: x\r\n\r\n");
+    BX_CHECK(run_until(&loop, pred_c2_answered, 2000));
     client_open(&loop, &C3, bx_http_port(T.s));
-    client_sends(&C3, "GET /refused HTTP/1.1\r\nHost: x\r\n\r\n");
-    client_sends(&C1, "GET /ok HTTP/1.1\r\nHost: x\r\n\r\n");
-    BX_CHECK(run_until(&loop, pred_c3_eof_c1_answered, 2000));
-    BX_CHECK_INT(C3.in.len, 0);
-    BX_CHECK_INT(T.nreq, 1);
+    client_sends(&C3, "GET /new HTTP/1.1\r\nHost: x\r\n\r\n");
+    BX_CHECK(run_until(&loop, pred_c1_eof_c3_answered, 2000));
+    BX_CHECK_INT(C1.in.len, 0);
     finish(&loop, &C1, &C2, &C3);
 }
 
@@ -747,6 +786,7 @@ int main(void)
     BX_RUN(test_400_after_held);
     BX_RUN(test_idle_timeout);
     BX_RUN(test_max_conns);
+    BX_RUN(test_max_conns_sheds_idle);
     BX_RUN(test_abort_on_close);
     BX_RUN(test_hijack);
     BX_RUN(test_one_write_per_turn);

@@ -22,6 +22,10 @@ typedef struct {
                                    before it is dropped as a slow reader */
     const char *client_script;  /* file served as <mount>/client.js, or NULL
                                    for the built-in client */
+    double idle_timeout;        /* seconds a WebSocket may stay silent before
+                                   a ping, then as long again for an answer;
+                                   also bounds an unfinished fragmented
+                                   message; 0 = never */
 } bx_endpoint_opts_t;
 
 struct bx_script_s;

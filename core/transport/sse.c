@@ -24,6 +24,8 @@ struct es {
     char id[32];
     unsigned bound : 1;
     unsigned closing : 1;
+    unsigned asking : 1;        /* a client_exists is in flight */
+    unsigned gone : 1;          /* closed while asking: its answer frees e */
 };
 
 static bx_streams_t *sets;      /* one per server with streams */
@@ -53,6 +55,41 @@ static void keepalive_one(bx_stream_t *st)
 
     if (!e->closing)
         bx_conn_write_chunk(e->st.conn, bx_chunk_ref(comment));
+}
+
+/* The engine's answer for an idle stream: a stream for a client the engine
+ * does not know would never get a delivery nor end with a session (the
+ * session's expiry is what ends the others), so it ends here. */
+static void exists_cb(void *ud, int status, int yes)
+{
+    es_t *e = ud;
+
+    e->asking = 0;
+    if (e->gone) {
+        free(e);
+        return;
+    }
+    if (status == BX_EUNKNOWN || (status == 0 && !yes)) {
+        if (e->bound && e->st.set->s)
+            bx_session_unbind(e->st.set->s->hub, e->id, &e->sink);
+        e->bound = 0;
+        e->closing = 1;
+        bx_conn_close_after_write(e->st.conn);
+    }
+}
+
+/* The set's idle check: every idle_timeout, ask whether the client lives. */
+static void idle_one(bx_stream_t *st)
+{
+    es_t *e = ES_OF(st);
+    bx_engine_t *en;
+
+    st->last_rx = uv_now(st->set->timer.loop);
+    if (e->closing || e->asking || !st->set->s)
+        return;
+    en = bx_hub_engine(st->set->s->hub);
+    if (en->ops->client_exists(en, e->id, exists_cb, e) == 0)
+        e->asking = 1;
 }
 
 /* ---- Sink ---- */
@@ -110,8 +147,11 @@ static void es_closed(bx_conn_t *c, void *ud)
         bx_session_unbind(e->st.set->s->hub, e->id, &e->sink);
     bx_http_hijack_done(e->req);
     bx_streams_remove(&e->st);
-    free(e);
     nstreams--;
+    if (e->asking)
+        e->gone = 1;            /* exists_cb frees it */
+    else
+        free(e);
 }
 
 void bx_sse_handle(bx_endpoint_t *s, bx_http_req_t *req)
@@ -134,6 +174,15 @@ void bx_sse_handle(bx_endpoint_t *s, bx_http_req_t *req)
         bx_http_respond_text(req, 400, "text/plain; charset=utf-8", "Bad request", 0);
         return;
     }
+    memcpy(e->id, start, n);
+    e->id[n] = '\0';
+    if (bx_session_has_sink(s->hub, e->id)) {
+        /* another live stream or socket owns it (see ws.c's bind_to) */
+        free(e);
+        bx_http_respond_text(req, 409, "text/plain; charset=utf-8",
+                             "Client bound to another connection", 0);
+        return;
+    }
     e->st.conn = bx_http_hijack(req, es_read, es_closed, e);
     if (!e->st.conn) {
         free(e);
@@ -145,10 +194,10 @@ void bx_sse_handle(bx_endpoint_t *s, bx_http_req_t *req)
     e->sink.push = sink_push;
     e->sink.close = sink_close;
     e->sink.request = req;
-    memcpy(e->id, start, n);
-    e->id[n] = '\0';
-    bx_streams_add(bx_streams_get(&sets, s, o->ping > 0 ? o->ping : DEFAULT_KEEPALIVE,
-                                  keepalive_one), &e->st);
+    bx_streams_t *set = bx_streams_get(&sets, s, o->ping > 0 ? o->ping : DEFAULT_KEEPALIVE,
+                                       keepalive_one);
+    bx_streams_watch(set, o->idle_timeout, idle_one);
+    bx_streams_add(set, &e->st);
     nstreams++;
     bx_conn_write_copy(e->st.conn, head, sizeof(head) - 1);
     e->bound = 1;

@@ -18,7 +18,11 @@
  * keep-alive comment ":\r\n\r\n" every `ping` seconds (10 s when `ping` is
  * 0). The stream is bound (as a sink) to the session; the Bayeux messages
  * themselves still come by HTTP POST with connectionType "eventsource".
- * The session being destroyed ends the stream; the stream closing leaves
+ * A client id already bound to another live stream or WebSocket is
+ * refused with 409 (a known clientId must not be enough to take over a
+ * session's deliveries). Every `idle_timeout` the engine is asked whether
+ * the client lives; a stream for one it does not know ends (nothing else
+ * would end it). The session being destroyed ends the stream; the stream closing leaves
  * the session and its queue alive until expiry. A stream whose reader
  * falls more than `max_output` bytes behind is dropped (logged).
  */

@@ -21,6 +21,34 @@ static void on_tick(uv_timer_t *t)
     }
 }
 
+static void on_watch(uv_timer_t *t)
+{
+    bx_streams_t *set = t->data;
+    uint64_t now = uv_now(t->loop);
+    bx_stream_t *st = set->head;
+
+    while (st) {
+        bx_stream_t *next = st->next;   /* on_idle may close, never free */
+        if (now - st->last_rx >= set->idle_ms)
+            set->on_idle(st);
+        st = next;
+    }
+}
+
+void bx_streams_watch(bx_streams_t *set, double idle, bx_stream_fn on_idle)
+{
+    uint64_t period;
+
+    if (idle <= 0 || set->on_idle || set->closing)
+        return;
+    set->on_idle = on_idle;
+    set->idle_ms = (uint64_t)(idle * 1000.0 + 0.5);
+    if (!set->idle_ms)
+        set->idle_ms = 1;
+    period = set->idle_ms / 4 ? set->idle_ms / 4 : 1;
+    uv_timer_start(&set->watch, on_watch, period, period);
+}
+
 bx_streams_t *bx_streams_get(bx_streams_t **list, bx_endpoint_t *s, double period,
                              bx_stream_fn tick)
 {
@@ -35,6 +63,9 @@ bx_streams_t *bx_streams_get(bx_streams_t **list, bx_endpoint_t *s, double perio
     set->max_output = o->max_output;
     uv_timer_init(s->loop, &set->timer);
     set->timer.data = set;
+    uv_timer_init(s->loop, &set->watch);
+    set->watch.data = set;
+    uv_unref((uv_handle_t *)&set->watch);
     if (period > 0 && tick) {
         uint64_t ms = (uint64_t)(period * 1000);
         uv_timer_start(&set->timer, on_tick, ms ? ms : 1, ms ? ms : 1);
@@ -49,6 +80,7 @@ bx_streams_t *bx_streams_get(bx_streams_t **list, bx_endpoint_t *s, double perio
 void bx_streams_add(bx_streams_t *set, bx_stream_t *st)
 {
     st->set = set;
+    st->last_rx = uv_now(set->timer.loop);
     st->prev = NULL;
     st->next = set->head;
     if (st->next)
@@ -62,6 +94,10 @@ static void timer_closed(uv_handle_t *h)
     void (*done)(void *) = set->done;
     void *ud = set->done_ud;
 
+    if (h == (uv_handle_t *)&set->timer) {
+        uv_close((uv_handle_t *)&set->watch, timer_closed);
+        return;
+    }
     free(set);
     if (done)
         done(ud);
@@ -121,6 +157,7 @@ int bx_streams_close(bx_streams_t **list, bx_endpoint_t *s, bx_stream_fn each,
     set->s = NULL;
     set->closing = 1;
     uv_timer_stop(&set->timer);
+    uv_timer_stop(&set->watch);
     if (!set->head) {
         uv_close((uv_handle_t *)&set->timer, timer_closed);
         return 0;

@@ -24,6 +24,8 @@ struct bx_stream_s {
     bx_stream_t *prev, *next;
     bx_streams_t *set;
     bx_conn_t *conn;            /* borrowed */
+    uint64_t last_rx;           /* loop time of the last byte read (the
+                                   transport sets it) or of the last ping */
 };
 
 /* Called for every stream of the set (never on a closing set). */
@@ -36,6 +38,9 @@ struct bx_streams_s {
     uv_timer_t timer;           /* `tick`; at close, the grace period */
     bx_stream_t *head;
     bx_stream_fn tick;
+    uv_timer_t watch;           /* bx_streams_watch */
+    uint64_t idle_ms;
+    bx_stream_fn on_idle;
     size_t max_frame;           /* copied from the server's options */
     size_t max_output;
     int closing;
@@ -49,7 +54,12 @@ struct bx_streams_s {
 bx_streams_t *bx_streams_get(bx_streams_t **list, struct bx_endpoint_s *s, double period,
                              bx_stream_fn tick);
 
-/* Adds `st` (its conn set by the caller) to `set`. */
+/* Calls on_idle(st) for each stream of `set` silent (st->last_rx) for
+ * `idle` seconds or more, checking every idle/4 s. The first call for a
+ * set starts the check; later ones change nothing. idle <= 0: none. */
+void bx_streams_watch(bx_streams_t *set, double idle, bx_stream_fn on_idle);
+
+/* Adds `st` (its conn set by the caller) to `set`; st->last_rx = now. */
 void bx_streams_add(bx_streams_t *set, bx_stream_t *st);
 
 /* Removes `st` from its set, from the socket's close callback. The set of

@@ -33,6 +33,10 @@
 #include "transport/streams.h"
 #include "transport/ws.h"
 
+/* The error code of a connect naming a client bound elsewhere (Bayeux
+ * leaves 4xx codes to the server; 409 as HTTP's Conflict). */
+#define BX_ERR_BOUND "409"
+
 typedef struct ws ws_t;
 
 /* A frame whose replies are being computed. */
@@ -57,6 +61,10 @@ struct ws {
     uint8_t hdr[14];
     uint8_t hdrlen;
     uint64_t left;              /* payload bytes left in the current frame */
+    uint64_t msg_len;           /* declared bytes of the data message so far */
+    unsigned refuse;            /* close code owed for a frame header (0: none) */
+    uint64_t msg_since;         /* loop time a fragmented message began */
+    unsigned idle_pinged : 1;   /* silent: pinged, waiting for any answer */
     unsigned in_payload : 1;
     unsigned fragmented : 1;    /* a data message continues in later frames */
     unsigned bound : 1;
@@ -195,6 +203,29 @@ static void ping_one(bx_stream_t *st)
     bx_conn_write_copy(w->st.conn, id, (size_t)n);
 }
 
+static void detach(ws_t *w);
+
+/* The set's idle check: a socket silent for idle_timeout gets a ping; one
+ * still silent as long again, or whose fragmented message has not ended
+ * within idle_timeout, is closed (1001). Pings are off by default, so
+ * without this a dead peer's socket would stay open for ever. */
+static void idle_one(bx_stream_t *st)
+{
+    ws_t *w = WS_OF(st);
+    uint64_t now = uv_now(st->set->timer.loop);
+
+    if (w->closing)
+        return;
+    if (w->idle_pinged || (w->fragmented && now - w->msg_since >= st->set->idle_ms)) {
+        start_close(w, 1001, "idle");
+        detach(w);
+        return;
+    }
+    ping_one(st);
+    w->idle_pinged = 1;
+    st->last_rx = now;
+}
+
 /* ---- Server side: sink and replies ---- */
 
 static void sink_push(bx_sink_t *sink, bx_chunkv_t *msgs)
@@ -323,19 +354,63 @@ static const char *connect_id(const json_t *v, int *disconnect)
     return id && *id ? id : NULL;
 }
 
-static void bind_to(ws_t *w, const char *id)
+/* Binds the socket to `id`. Returns -1, changing nothing, when another
+ * live socket or stream holds that client: knowing a clientId must not be
+ * enough to take its deliveries (the owner's own reconnect comes after its
+ * old socket closed, which unbound it). */
+static int bind_to(ws_t *w, const char *id)
 {
     bx_endpoint_t *s = w->st.set->s;
 
     if (strlen(id) >= sizeof(w->id))
-        return;                 /* not an id this server could have issued */
+        return 0;               /* not an id this server could have issued */
     if (w->bound && strcmp(w->id, id) == 0)
-        return;
+        return 0;
+    if (bx_session_has_sink(s->hub, id))
+        return -1;
     if (w->bound)
         bx_session_unbind(s->hub, w->id, &w->sink);
     snprintf(w->id, sizeof(w->id), "%s", id);
     w->bound = 1;
     bx_session_bind(s->hub, w->id, &w->sink);
+    return 0;
+}
+
+/* Answers every message of a frame whose /meta/connect names a client bound
+ * to another connection: refused, with advice to retry (the owner's stale
+ * socket may yet be found dead by the idle check). */
+static void refuse_bound(ws_t *w, const json_t *v, const char *id)
+{
+    json_t *out = json_array();
+    size_t i, n = json_is_array(v) ? json_array_size(v) : 1;
+    bx_buf_t err = BX_BUF_INIT;
+
+    bx_buf_printf(&err, "%s:%s:Client bound to another connection",
+                  BX_ERR_BOUND, id);
+    for (i = 0; i < n; i++) {
+        const json_t *m = json_is_array(v) ? json_array_get(v, i) : v;
+        json_t *r = json_object();
+        const char *ch = bx_json_str(m, "channel");
+        json_t *mid = json_object_get(m, "id");
+        if (mid)
+            json_object_set(r, "id", mid);
+        json_object_set_new(r, "channel", json_string(ch ? ch : ""));
+        json_object_set_new(r, "clientId", json_string(id));
+        json_object_set_new(r, "successful", json_false());
+        json_object_set_new(r, "error", json_stringn(err.data, err.len));
+        json_object_set_new(r, "advice", json_pack("{s:s,s:i}", "reconnect", "retry",
+                                                   "interval", 1000));
+        json_array_append_new(out, r);
+    }
+    char *text = json_dumps(out, JSON_COMPACT);
+    bx_chunkv_t frame = BX_CHUNKV_INIT;
+    if (text)
+        bx_chunkv_push_new(&frame, bx_chunk_new(text, strlen(text)));
+    send_frame(w, 1, &frame);
+    bx_chunkv_free(&frame);
+    free(text);
+    bx_buf_free(&err);
+    json_decref(out);
 }
 
 static void handle_message(ws_t *w, const uint8_t *data, size_t len)
@@ -350,8 +425,11 @@ static void handle_message(ws_t *w, const uint8_t *data, size_t len)
     if (!v)
         return;                 /* not JSON: ignored, as Faye does */
     const char *id = connect_id(v, &disconnect);
-    if (id)
-        bind_to(w, id);
+    if (id && bind_to(w, id) < 0) {
+        refuse_bound(w, v, id);
+        json_decref(v);
+        return;
+    }
     wsbatch_t *wb = bx_calloc(1, sizeof(*wb));
     wb->ws = w;
     wb->disconnect = disconnect;
@@ -432,8 +510,20 @@ static void track(ws_t *w, const uint8_t *p, size_t n)
                 len = len << 8 | w->hdr[2 + i];
         }
         unsigned op = w->hdr[0] & 0x0f;
-        if (op < 8)             /* data or continuation: FIN ends the message */
+        if (op < 8) {           /* data or continuation: FIN ends the message */
+            if (!w->fragmented && !(w->hdr[0] & 0x80))
+                w->msg_since = uv_now(w->st.set->timer.loop);
             w->fragmented = !(w->hdr[0] & 0x80);
+            /* refused on its header, not once max_frame bytes have come:
+             * a declared 2^62 would otherwise hold the socket open */
+            w->msg_len = op == 0 ? w->msg_len + len : len;
+            if (w->st.set->max_frame && w->msg_len > w->st.set->max_frame && !w->refuse)
+                w->refuse = 1009;
+            if (!w->fragmented)
+                w->msg_len = 0;
+        } else if (op == 8 && len == 1 && !w->refuse) {
+            w->refuse = 1002;   /* a close payload is empty or holds a code */
+        }
         w->hdrlen = 0;
         if (len) {
             w->in_payload = 1;
@@ -450,6 +540,8 @@ static void ws_read(bx_conn_t *c, void *ud, const char *data, size_t len, int st
     (void)c;
     if (status < 0 || len == 0 || w->closing)
         return;                 /* closing: ws_closed follows */
+    w->st.last_rx = uv_now(w->st.set->timer.loop);
+    w->idle_pinged = 0;
     if (!w->ctx) {
         if (wslay_event_context_server_init(&w->ctx, &callbacks, w) != 0) {
             drop(w);
@@ -459,6 +551,11 @@ static void ws_read(bx_conn_t *c, void *ud, const char *data, size_t len, int st
             wslay_event_config_set_max_recv_msg_length(w->ctx, w->st.set->max_frame);
     }
     track(w, (const uint8_t *)data, len);
+    if (w->refuse) {
+        start_close(w, w->refuse, NULL);
+        detach(w);
+        return;
+    }
     w->in = data;
     w->inlen = len;
     r = wslay_event_recv(w->ctx);
@@ -539,7 +636,9 @@ void bx_ws_handle(bx_endpoint_t *s, bx_http_req_t *req)
     w->sink.push = sink_push;
     w->sink.close = sink_close;
     w->sink.request = req;
-    bx_streams_add(bx_streams_get(&sets, s, (&s->opts)->ping, ping_one), &w->st);
+    bx_streams_t *set = bx_streams_get(&sets, s, (&s->opts)->ping, ping_one);
+    bx_streams_watch(set, s->opts.idle_timeout, idle_one);
+    bx_streams_add(set, &w->st);
     nsockets++;
 
     bx_buf_t h = BX_BUF_INIT;

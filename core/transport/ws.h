@@ -13,9 +13,15 @@
  *   - a frame holding a /meta/connect binds the socket (as a sink) to that
  *     clientId; deliveries are then pushed as they happen, everything
  *     pending for the socket in one loop iteration as ONE frame [m1,m2,...]
+ *   - a clientId bound to another live socket or stream cannot be bound:
+ *     every message of such a frame is answered "409:<id>:Client bound to
+ *     another connection" with advice retry, and nothing of it is processed
+ *   - a socket silent for `idle_timeout` gets a ping; still silent as long
+ *     again, or a fragmented message unfinished for `idle_timeout` -> 1001
  *   - a successful /meta/disconnect, or the session being destroyed, closes
  *     the socket with 1000 once the replies in flight are written
- *   - a message larger than the server's `max_frame` -> close 1009; invalid
+ *   - a message larger than the server's `max_frame` -> close 1009, as soon
+ *     as a frame header declares it; a 1-byte close payload -> 1002; invalid
  *     UTF-8 -> 1007; an unmasked or otherwise malformed frame -> 1002
  *   - more than `max_output` bytes waiting to be sent to the socket: the
  *     reader is too slow; the socket is dropped (logged)

@@ -33,6 +33,8 @@ local OPTIONS = {
     max_header = { "number", function(v) return math_type(v) == "integer" and v > 0 end,
                    "a positive integer (bytes)" },
     idle_timeout = { "number", function(v) return v > 0 end, "a positive number of seconds" },
+    head_timeout = { "number", function(v) return v > 0 end, "a positive number of seconds" },
+    body_timeout = { "number", function(v) return v > 0 end, "a positive number of seconds" },
     max_frame = { "number", function(v) return math_type(v) == "integer" and v > 0 end,
                   "a positive integer (bytes)" },
     max_output = { "number", function(v) return math_type(v) == "integer" and v > 0 end,
