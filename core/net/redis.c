@@ -112,6 +112,7 @@ static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
         free(ev);
         return -1;
     }
+    uv_unref((uv_handle_t *)&ev->poll);     /* see redis.h: no loop kept alive */
     ev->ac = ac;
     ev->poll.data = ev;
     ac->ev.data = ev;
@@ -556,6 +557,7 @@ bx_redis_t *bx_redis_new(uv_loop_t *loop, const bx_redis_addr_t *addr,
     c->ud = ud;
     c->reported = -1;
     uv_timer_init(loop, &c->timer);
+    uv_unref((uv_handle_t *)&c->timer);
     c->timer.data = c;
     /* the first attempt from the timer too: nothing, not even a synchronous
      * connect error, calls back from inside bx_redis_new */

@@ -15,6 +15,10 @@
  * cannot be sent (the connection is not up) returns BX_REDIS_EDOWN and its
  * callback is never called. bx_redis_close answers what is pending with
  * BX_REDIS_ECANCELED from inside the close.
+ *
+ * A connection's handles are unreferenced: it keeps no loop running by
+ * itself (a server has its listeners; a caller waiting for a reply keeps
+ * a handle of its own active meanwhile).
  */
 #ifndef BX_NET_REDIS_H
 #define BX_NET_REDIS_H
