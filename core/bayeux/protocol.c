@@ -577,8 +577,9 @@ static void publish_checked(op_t *op)
         return;
     }
     bx_engine_t *e = bx_hub_engine(op->batch->hub);
-    if (e->ops->publish(e, op->msg, published, op) != 0)
-        published(op, BX_ECANCELED);
+    int rc = e->ops->publish(e, op->msg, published, op);
+    if (rc != 0)
+        published(op, rc);      /* BX_EUNAVAILABLE (Redis down): a 407 */
 }
 
 /* ---- Dispatch ---- */

@@ -50,16 +50,48 @@ typedef struct {
     char node[32];              /* this process's id in payloads */
     uint64_t seq;
     char last[48];              /* id of the last message applied */
-    bx_dict_t targets;          /* "S<chan>" / "P<pattern>" -> refcount */
+    bx_dict_t targets;          /* "S<chan>" / "P<pattern>" -> target_t */
     int remote;                 /* applying another process's publish */
     size_t busy;                /* replies waited for */
     int first_connect;          /* the first attempt is not over */
     int was_down;               /* the last state told was "down" */
+    struct early *early, **early_tail;  /* publishes waiting for it */
     uv_prepare_t keep;
     int closing, open;
     void (*close_done)(void *ud);
     void *close_ud;
 } redis_t;
+
+/* A subscribe answered once Redis confirmed the subscription it needed:
+ * from then on, a publish on any process reaches the client. */
+typedef struct waiter {
+    struct waiter *next;
+    bx_engine_bool_cb cb;
+    void *ud;
+    int yes;
+} waiter_t;
+
+/* One Redis subscription of this process. */
+typedef struct {
+    size_t refs;                /* Bayeux subscriptions that need it */
+    int confirmed;              /* Redis said so (since the last connect) */
+    waiter_t *waiters;
+} target_t;
+
+typedef struct {
+    redis_t *r;
+    bx_engine_bool_cb cb;
+    void *ud;
+    char channel[];
+} sub_t;
+
+/* A publish made before the first connection's outcome. */
+typedef struct early {
+    struct early *next;
+    json_t *msg;
+    bx_engine_done_cb cb;
+    void *ud;
+} early_t;
 
 typedef struct {
     redis_t *r;
@@ -70,6 +102,7 @@ typedef struct {
 } pub_t;
 
 static void on_keep(uv_prepare_t *h) { (void)h; }
+static void flush_early(redis_t *r, int status);
 
 static void busy_update(redis_t *r)
 {
@@ -126,20 +159,39 @@ static void send_target(redis_t *r, const char *t, size_t len, int on)
     bx_redis_command(r->sub, NULL, NULL, 2, argv, lens);
 }
 
+/* Answers the subscribes waiting on `t` with `status`. */
+static void release_waiters(redis_t *r, target_t *t, int status)
+{
+    waiter_t *w = t->waiters;
+    t->waiters = NULL;
+    while (w) {
+        waiter_t *next = w->next;
+        r->busy--;
+        if (w->cb)
+            w->cb(w->ud, status, status ? 0 : w->yes);
+        free(w);
+        w = next;
+    }
+}
+
 static void target_ref(redis_t *r, const char *ch, int delta)
 {
     bx_buf_t b = BX_BUF_INIT;
     target_of(r, ch, &b);
-    uintptr_t n = (uintptr_t)bx_dict_get(&r->targets, b.data, b.len);
+    target_t *t = bx_dict_get(&r->targets, b.data, b.len);
     if (delta > 0) {
-        bx_dict_set(&r->targets, b.data, b.len, (void *)(n + 1));
-        if (n == 0)
+        if (!t) {
+            t = bx_calloc(1, sizeof(*t));
+            bx_dict_set(&r->targets, b.data, b.len, t);
             send_target(r, b.data, b.len, 1);
-    } else if (n == 1) {
+        }
+        t->refs++;
+    } else if (t && --t->refs == 0) {
+        release_waiters(r, t, 0);
         bx_dict_del(&r->targets, b.data, b.len);
+        free(t);
         send_target(r, b.data, b.len, 0);
-    } else if (n > 1) {
-        bx_dict_set(&r->targets, b.data, b.len, (void *)(n - 1));
+        busy_update(r);
     }
     bx_buf_free(&b);
 }
@@ -192,7 +244,10 @@ static void on_cmd_state(void *ud, int up, const char *why)
                 "answers 'unavailable' until it is back\n", r->addr.path, r->addr.host,
                 r->addr.path[0] ? 0 : r->addr.port, why ? why : "?");
     r->was_down = !up;
-    r->first_connect = 0;
+    if (r->first_connect) {
+        r->first_connect = 0;
+        flush_early(r, up ? 0 : BX_EUNAVAILABLE);
+    }
     busy_update(r);
 }
 
@@ -203,11 +258,17 @@ static void on_sub_state(void *ud, int up, const char *why)
     bx_dict_entry_t *e;
 
     (void)why;
-    if (!up)
-        return;                 /* the command connection tells */
+    while ((e = bx_dict_next(&r->targets, &it)) != NULL) {
+        target_t *t = e->value;
+        t->confirmed = 0;
+        if (up)
+            send_target(r, e->key, e->klen, 1);
+        else
+            release_waiters(r, t, 0);   /* subscribed here; Redis follows
+                                           when it is back */
+    }
     r->last[0] = '\0';
-    while ((e = bx_dict_next(&r->targets, &it)) != NULL)
-        send_target(r, e->key, e->klen, 1);
+    busy_update(r);
 }
 
 /* A message from Redis: ["message", chan, payload] or ["pmessage", pat,
@@ -221,12 +282,27 @@ static void on_push(void *ud, redisReply *rep)
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3
         || rep->element[0]->type != REDIS_REPLY_STRING)
         return;
-    if (strcmp(rep->element[0]->str, "message") == 0 && rep->elements == 3)
+    if (strcmp(rep->element[0]->str, "message") == 0 && rep->elements == 3) {
         payload = rep->element[2];
-    else if (strcmp(rep->element[0]->str, "pmessage") == 0 && rep->elements == 4)
+    } else if (strcmp(rep->element[0]->str, "pmessage") == 0 && rep->elements == 4) {
         payload = rep->element[3];
-    else
-        return;                 /* a (un)subscribe confirmation */
+    } else {
+        int pat = strcmp(rep->element[0]->str, "psubscribe") == 0;
+        if ((pat || strcmp(rep->element[0]->str, "subscribe") == 0)
+            && rep->element[1]->type == REDIS_REPLY_STRING) {
+            bx_buf_t b = BX_BUF_INIT;
+            bx_buf_puts(&b, pat ? "P" : "S");
+            bx_buf_append(&b, rep->element[1]->str, rep->element[1]->len);
+            target_t *t = bx_dict_get(&r->targets, b.data, b.len);
+            bx_buf_free(&b);
+            if (t) {
+                t->confirmed = 1;
+                release_waiters(r, t, 0);
+                busy_update(r);
+            }
+        }
+        return;
+    }
     if (payload->type != REDIS_REPLY_STRING || payload->len < 48 || payload->str[47] != ' ')
         return;
     if (memcmp(payload->str, r->node, 31) == 0)
@@ -271,11 +347,52 @@ static void r_ping(bx_engine_t *e, const char *id)
         r->inner->ops->ping(r->inner, id);
 }
 
+static void on_inner_subscribed(void *ud, int status, int yes)
+{
+    sub_t *s = ud;
+    redis_t *r = s->r;
+    target_t *t = NULL;
+
+    if (status == 0 && !r->closing && bx_redis_up(r->sub)) {
+        bx_buf_t b = BX_BUF_INIT;
+        target_of(r, s->channel, &b);
+        t = bx_dict_get(&r->targets, b.data, b.len);
+        bx_buf_free(&b);
+    }
+    if (t && !t->confirmed) {
+        waiter_t *w = bx_calloc(1, sizeof(*w));
+        w->cb = s->cb;
+        w->ud = s->ud;
+        w->yes = yes;
+        w->next = t->waiters;
+        t->waiters = w;
+        r->busy++;
+        busy_update(r);
+    } else if (s->cb) {
+        s->cb(s->ud, status, yes);
+    }
+    free(s);
+}
+
 static int r_subscribe(bx_engine_t *e, const char *id, const char *ch, bx_engine_bool_cb cb,
                        void *ud)
 {
     redis_t *r = (redis_t *)e;
-    return r->closing ? BX_ECANCELED : r->inner->ops->subscribe(r->inner, id, ch, cb, ud);
+    size_t len = strlen(ch);
+    sub_t *s;
+    int rc;
+
+    if (r->closing)
+        return BX_ECANCELED;
+    s = bx_malloc(sizeof(*s) + len + 1);
+    s->r = r;
+    s->cb = cb;
+    s->ud = ud;
+    memcpy(s->channel, ch, len + 1);
+    rc = r->inner->ops->subscribe(r->inner, id, ch, on_inner_subscribed, s);
+    if (rc != 0)
+        free(s);
+    return rc;
 }
 
 static int r_unsubscribe(bx_engine_t *e, const char *id, const char *ch, bx_engine_bool_cb cb,
@@ -312,9 +429,10 @@ static void on_published(void *ud, int status, redisReply *rep)
     pub_step(p, status == BX_REDIS_ECANCELED ? BX_ECANCELED : 0);
 }
 
-static int r_publish(bx_engine_t *e, const json_t *message, bx_engine_done_cb cb, void *ud)
+/* Delivers here and sends the PUBLISH; BX_EUNAVAILABLE when Redis is
+ * down (nothing done, no callback). */
+static int do_publish(redis_t *r, const json_t *message, bx_engine_done_cb cb, void *ud)
 {
-    redis_t *r = (redis_t *)e;
     json_t *jch = json_object_get(message, "channel");
     bx_buf_t key = BX_BUF_INIT, payload = BX_BUF_INIT;
     const char *argv[3];
@@ -322,8 +440,6 @@ static int r_publish(bx_engine_t *e, const json_t *message, bx_engine_done_cb cb
     pub_t *p;
     int rc;
 
-    if (r->closing)
-        return BX_ECANCELED;
     if (!json_is_string(jch))
         return r->inner->ops->publish(r->inner, message, cb, ud);
     if (!bx_redis_up(r->cmd))
@@ -364,6 +480,44 @@ static int r_publish(bx_engine_t *e, const json_t *message, bx_engine_done_cb cb
     return 0;
 }
 
+static int r_publish(bx_engine_t *e, const json_t *message, bx_engine_done_cb cb, void *ud)
+{
+    redis_t *r = (redis_t *)e;
+
+    if (r->closing)
+        return BX_ECANCELED;
+    if (r->first_connect) {
+        /* a server's first requests may come before Redis answered:
+         * they wait for the first connection's outcome */
+        early_t *x = bx_calloc(1, sizeof(*x));
+        x->msg = json_deep_copy(message);
+        x->cb = cb;
+        x->ud = ud;
+        *r->early_tail = x;
+        r->early_tail = &x->next;
+        return 0;
+    }
+    return do_publish(r, message, cb, ud);
+}
+
+/* The publishes made before the first connection's outcome: sent now, or
+ * answered with `status` (canceled, or unavailable when it failed). */
+static void flush_early(redis_t *r, int status)
+{
+    early_t *x = r->early;
+    r->early = NULL;
+    r->early_tail = &r->early;
+    while (x) {
+        early_t *next = x->next;
+        int rc = status ? status : do_publish(r, x->msg, x->cb, x->ud);
+        if (rc != 0 && x->cb)
+            x->cb(x->ud, rc);
+        json_decref(x->msg);
+        free(x);
+        x = next;
+    }
+}
+
 static int r_take(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud)
 {
     redis_t *r = (redis_t *)e;
@@ -390,10 +544,15 @@ static void r_stats(bx_engine_t *e, bx_engine_stats_t *out)
 static void part_closed(void *ud)
 {
     redis_t *r = ud;
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *e;
+
     if (--r->open > 0)
         return;
     void (*done)(void *) = r->close_done;
     void *dud = r->close_ud;
+    while ((e = bx_dict_next(&r->targets, &it)) != NULL)
+        free(e->value);
     bx_dict_free(&r->targets);
     free(r);
     if (done)
@@ -413,6 +572,13 @@ static void r_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
     r->close_done = done;
     r->close_ud = ud;
     r->open = 4;
+    flush_early(r, BX_ECANCELED);
+    {
+        bx_dict_iter_t it = BX_DICT_ITER_INIT;
+        bx_dict_entry_t *en;
+        while ((en = bx_dict_next(&r->targets, &it)) != NULL)
+            release_waiters(r, en->value, BX_ECANCELED);
+    }
     /* pending PUBLISH replies first (canceled), then the inner engine's
      * callbacks; a publish answers once both are in */
     bx_redis_close(r->cmd, part_closed, r);
@@ -462,6 +628,7 @@ bx_engine_t *bx_engine_redis_new(uv_loop_t *loop, const bx_proxy_t *proxy,
     uv_prepare_init(loop, &r->keep);
     r->keep.data = r;
     r->first_connect = 1;
+    r->early_tail = &r->early;
     busy_update(r);
     r->cmd = bx_redis_new(loop, &addr, NULL, on_cmd_state, NULL, r);
     r->sub = bx_redis_new(loop, &addr, NULL, on_sub_state, on_push, r);
