@@ -55,6 +55,8 @@ typedef struct {
     size_t busy;                /* replies waited for */
     int first_connect;          /* the first attempt is not over */
     int was_down;               /* the last state told was "down" */
+    int sub_first;              /* the subscriber connection's first attempt
+                                   is not over */
     struct early *early, **early_tail;  /* publishes waiting for it */
     uv_prepare_t keep;
     int closing, open;
@@ -108,7 +110,7 @@ static void busy_update(redis_t *r)
 {
     if (r->closing)
         return;
-    if (r->busy || r->first_connect)
+    if (r->busy || r->first_connect || r->sub_first)
         uv_prepare_start(&r->keep, on_keep);
     else
         uv_prepare_stop(&r->keep);
@@ -258,6 +260,7 @@ static void on_sub_state(void *ud, int up, const char *why)
     bx_dict_entry_t *e;
 
     (void)why;
+    r->sub_first = 0;
     while ((e = bx_dict_next(&r->targets, &it)) != NULL) {
         target_t *t = e->value;
         t->confirmed = 0;
@@ -353,7 +356,7 @@ static void on_inner_subscribed(void *ud, int status, int yes)
     redis_t *r = s->r;
     target_t *t = NULL;
 
-    if (status == 0 && !r->closing && bx_redis_up(r->sub)) {
+    if (status == 0 && !r->closing && (bx_redis_up(r->sub) || r->sub_first)) {
         bx_buf_t b = BX_BUF_INIT;
         target_of(r, s->channel, &b);
         t = bx_dict_get(&r->targets, b.data, b.len);
@@ -628,6 +631,7 @@ bx_engine_t *bx_engine_redis_new(uv_loop_t *loop, const bx_proxy_t *proxy,
     uv_prepare_init(loop, &r->keep);
     r->keep.data = r;
     r->first_connect = 1;
+    r->sub_first = 1;
     r->early_tail = &r->early;
     busy_update(r);
     r->cmd = bx_redis_new(loop, &addr, NULL, on_cmd_state, NULL, r);
