@@ -23,9 +23,13 @@
  * engine logs each change of state once; when Redis is back, the
  * subscriber connection subscribes again to everything that is needed.
  *
+ * Shards: with several URLs, each channel's publishes go to the server a
+ * consistent-hash ring gives it; an exact subscription is made on that
+ * server, a pattern on every server (its channels are anywhere).
+ *
  * Not here yet (see the issue): clients, subscriptions and queues in Redis
  * so that any process can serve any client (today a client's requests must
- * reach the process that made it), shards.
+ * reach the process that made it).
  *
  * The connections' handles keep no loop alive (net/redis.h); a prepare
  * handle does, while a PUBLISH waits for its reply or the first connection
@@ -41,22 +45,45 @@
 #include "engine/redis.h"
 #include "net/redis.h"
 
+struct redis_s;
+
+/* One Redis server: its two connections. */
 typedef struct {
-    bx_engine_t base;
-    bx_engine_t *inner;         /* the memory engine: this process's state */
+    struct redis_s *r;
+    int idx;
+    bx_redis_addr_t addr;
+    char name[300];             /* host:port/db or the socket path: logs,
+                                   and the key of its points on the ring */
     bx_redis_t *cmd;            /* PUBLISH */
     bx_redis_t *sub;            /* SUBSCRIBE / PSUBSCRIBE */
-    bx_redis_addr_t addr;
+    int first, sub_first;       /* the first attempts are not over */
+    int was_down;               /* the last state told was "down" */
+    char last[48];              /* id of the last message applied from it */
+} shard_t;
+
+#define MAX_SHARDS 16
+#define RING_POINTS 64          /* points per shard on the hash ring */
+
+typedef struct {
+    uint32_t hash;
+    int shard;
+} point_t;
+
+typedef struct redis_s {
+    bx_engine_t base;
+    bx_engine_t *inner;         /* the memory engine: this process's state */
+    shard_t shards[MAX_SHARDS];
+    int nshards;
+    point_t ring[MAX_SHARDS * RING_POINTS];     /* sorted by hash */
+    int npoints;
+    char ns[128];               /* the key namespace (the first URL's) */
     char node[32];              /* this process's id in payloads */
     uint64_t seq;
-    char last[48];              /* id of the last message applied */
     bx_dict_t targets;          /* "S<chan>" / "P<pattern>" -> target_t */
     int remote;                 /* applying another process's publish */
     size_t busy;                /* replies waited for */
-    int first_connect;          /* the first attempt is not over */
-    int was_down;               /* the last state told was "down" */
-    int sub_first;              /* the subscriber connection's first attempt
-                                   is not over */
+    int first_connect;          /* shards whose first attempt is not over */
+    int sub_first;              /* the same, of the subscriber connections */
     struct early *early, **early_tail;  /* publishes waiting for it */
     uv_prepare_t keep;
     int closing, open;
@@ -76,9 +103,12 @@ typedef struct waiter {
 /* One Redis subscription of this process. */
 typedef struct {
     size_t refs;                /* Bayeux subscriptions that need it */
-    int confirmed;              /* Redis said so (since the last connect) */
+    int shard;                  /* the shard it lives on; -1: every shard
+                                   (a pattern: its channels are anywhere) */
+    int pending;                /* confirmations Redis still owes */
     waiter_t *waiters;
 } target_t;
+
 
 typedef struct {
     redis_t *r;
@@ -116,6 +146,68 @@ static void busy_update(redis_t *r)
         uv_prepare_stop(&r->keep);
 }
 
+/* ---- Shards: a consistent-hash ring ---- */
+
+/* FNV-1a, then a murmur3 finalizer: the same in every process (the
+ * dict's hash is keyed per process). */
+static uint32_t stable_hash(const char *s, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return (uint32_t)h;
+}
+
+static int point_cmp(const void *a, const void *b)
+{
+    const point_t *x = a, *y = b;
+    return x->hash < y->hash ? -1 : x->hash > y->hash ? 1 : x->shard - y->shard;
+}
+
+/* Fills `ring` (RING_POINTS per name) and sorts it; returns its size. */
+static int ring_build(point_t *ring, const char *const *names, int n)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < RING_POINTS; j++) {
+            char key[340];
+            int len = snprintf(key, sizeof(key), "%s#%d", names[i], j);
+            ring[k].hash = stable_hash(key, (size_t)len);
+            ring[k++].shard = i;
+        }
+    qsort(ring, (size_t)k, sizeof(*ring), point_cmp);
+    return k;
+}
+
+/* The shard of `channel`: the first point at or after its hash. */
+static int ring_owner(const point_t *ring, int n, const char *channel, size_t len)
+{
+    uint32_t h = stable_hash(channel, len);
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (ring[mid].hash < h)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return ring[lo == n ? 0 : lo].shard;
+}
+
+int bx_engine_redis_shard_of(const char *const *names, int n, const char *channel)
+{
+    point_t ring[MAX_SHARDS * RING_POINTS];
+    if (n < 1 || n > MAX_SHARDS)
+        return -1;
+    int np = ring_build(ring, names, n);
+    return ring_owner(ring, np, channel, strlen(channel));
+}
+
 /* ---- Subscriptions on Redis ---- */
 
 /* The Redis subscription a Bayeux channel needs, into `b`: "S" + channel
@@ -131,13 +223,13 @@ static void target_of(redis_t *r, const char *ch, bx_buf_t *b)
     }
     bx_buf_puts(b, wild ? "P" : "S");
     if (!wild) {
-        bx_buf_puts(b, r->addr.ns);
+        bx_buf_puts(b, r->ns);
         bx_buf_puts(b, "/m");
         bx_buf_append(b, ch, len);
         return;
     }
     /* escape glob characters in what must match literally */
-    const char *parts[2] = { r->addr.ns, "/m" };
+    const char *parts[2] = { r->ns, "/m" };
     for (int i = 0; i < 2; i++)
         for (const char *p = parts[i]; *p; p++) {
             if (strchr("*?[]\\", *p))
@@ -152,13 +244,27 @@ static void target_of(redis_t *r, const char *ch, bx_buf_t *b)
     bx_buf_append(b, "*", 1);
 }
 
-static void send_target(redis_t *r, const char *t, size_t len, int on)
+/* (Un)subscribes `key` (a target's) on shard `only`, or on every shard
+ * the target lives on when `only` is -1; counts the confirmations owed. */
+static void send_target(redis_t *r, target_t *t, const char *key, size_t len, int on,
+                        int only)
 {
-    const char *argv[2] = { t[0] == 'P' ? (on ? "PSUBSCRIBE" : "PUNSUBSCRIBE")
-                                        : (on ? "SUBSCRIBE" : "UNSUBSCRIBE"), t + 1 };
+    const char *argv[2] = { key[0] == 'P' ? (on ? "PSUBSCRIBE" : "PUNSUBSCRIBE")
+                                          : (on ? "SUBSCRIBE" : "UNSUBSCRIBE"), key + 1 };
     size_t lens[2] = { strlen(argv[0]), len - 1 };
-    /* down: the whole set is sent again when the connection is back */
-    bx_redis_command(r->sub, NULL, NULL, 2, argv, lens);
+    for (int i = 0; i < r->nshards; i++) {
+        if ((only >= 0 && i != only) || (t->shard >= 0 && i != t->shard))
+            continue;
+        /* down: the whole set is sent again when the connection is back */
+        if (bx_redis_command(r->shards[i].sub, NULL, NULL, 2, argv, lens) == 0 && on)
+            t->pending++;
+    }
+}
+
+/* The shard a channel's messages are published on. */
+static int owner_of(redis_t *r, const char *ch, size_t len)
+{
+    return r->nshards == 1 ? 0 : ring_owner(r->ring, r->npoints, ch, len);
 }
 
 /* Answers the subscribes waiting on `t` with `status`. */
@@ -184,15 +290,16 @@ static void target_ref(redis_t *r, const char *ch, int delta)
     if (delta > 0) {
         if (!t) {
             t = bx_calloc(1, sizeof(*t));
+            t->shard = b.data[0] == 'P' ? -1 : owner_of(r, ch, strlen(ch));
             bx_dict_set(&r->targets, b.data, b.len, t);
-            send_target(r, b.data, b.len, 1);
+            send_target(r, t, b.data, b.len, 1, -1);
         }
         t->refs++;
     } else if (t && --t->refs == 0) {
         release_waiters(r, t, 0);
+        send_target(r, t, b.data, b.len, 0, -1);
         bx_dict_del(&r->targets, b.data, b.len);
         free(t);
-        send_target(r, b.data, b.len, 0);
         busy_update(r);
     }
     bx_buf_free(&b);
@@ -237,40 +344,49 @@ static void p_trigger(void *ud, bx_event_t ev, const char *id, const char *ch,
 
 static void on_cmd_state(void *ud, int up, const char *why)
 {
-    redis_t *r = ud;
-    if (up && r->was_down)
-        fprintf(stderr, "bayeux: redis engine: %s%s:%d is back\n", r->addr.path,
-                r->addr.host, r->addr.path[0] ? 0 : r->addr.port);
+    shard_t *sh = ud;
+    redis_t *r = sh->r;
+    if (up && sh->was_down)
+        fprintf(stderr, "bayeux: redis engine: %s is back\n", sh->name);
     else if (!up)
-        fprintf(stderr, "bayeux: redis engine: %s%s:%d unreachable (%s); publishing "
-                "answers 'unavailable' until it is back\n", r->addr.path, r->addr.host,
-                r->addr.path[0] ? 0 : r->addr.port, why ? why : "?");
-    r->was_down = !up;
-    if (r->first_connect) {
-        r->first_connect = 0;
-        flush_early(r, up ? 0 : BX_EUNAVAILABLE);
+        fprintf(stderr, "bayeux: redis engine: %s unreachable (%s); publishing "
+                "answers 'unavailable' until it is back\n", sh->name, why ? why : "?");
+    sh->was_down = !up;
+    if (sh->first) {
+        sh->first = 0;
+        /* the early publishes go when every shard's first attempt is over:
+         * those on a shard that is down then are refused */
+        if (--r->first_connect == 0)
+            flush_early(r, 0);
     }
     busy_update(r);
 }
 
 static void on_sub_state(void *ud, int up, const char *why)
 {
-    redis_t *r = ud;
+    shard_t *sh = ud;
+    redis_t *r = sh->r;
     bx_dict_iter_t it = BX_DICT_ITER_INIT;
     bx_dict_entry_t *e;
 
     (void)why;
-    r->sub_first = 0;
+    if (sh->sub_first) {
+        sh->sub_first = 0;
+        r->sub_first--;
+    }
     while ((e = bx_dict_next(&r->targets, &it)) != NULL) {
         target_t *t = e->value;
-        t->confirmed = 0;
-        if (up)
-            send_target(r, e->key, e->klen, 1);
-        else
+        if (t->shard >= 0 && t->shard != sh->idx)
+            continue;
+        if (up) {
+            send_target(r, t, e->key, e->klen, 1, sh->idx);
+        } else {
+            t->pending = 0;
             release_waiters(r, t, 0);   /* subscribed here; Redis follows
                                            when it is back */
+        }
     }
-    r->last[0] = '\0';
+    sh->last[0] = '\0';
     busy_update(r);
 }
 
@@ -278,7 +394,8 @@ static void on_sub_state(void *ud, int up, const char *why)
  * chan, payload]. */
 static void on_push(void *ud, redisReply *rep)
 {
-    redis_t *r = ud;
+    shard_t *sh = ud;
+    redis_t *r = sh->r;
     redisReply *payload;
     json_t *msg;
 
@@ -298,8 +415,7 @@ static void on_push(void *ud, redisReply *rep)
             bx_buf_append(&b, rep->element[1]->str, rep->element[1]->len);
             target_t *t = bx_dict_get(&r->targets, b.data, b.len);
             bx_buf_free(&b);
-            if (t) {
-                t->confirmed = 1;
+            if (t && t->pending > 0 && --t->pending == 0) {
                 release_waiters(r, t, 0);
                 busy_update(r);
             }
@@ -310,10 +426,10 @@ static void on_push(void *ud, redisReply *rep)
         return;
     if (memcmp(payload->str, r->node, 31) == 0)
         return;                 /* ours: delivered here at publish time */
-    if (memcmp(payload->str, r->last, 47) == 0)
+    if (memcmp(payload->str, sh->last, 47) == 0)
         return;                 /* the same publish through another subscription */
-    memcpy(r->last, payload->str, 47);
-    r->last[47] = '\0';
+    memcpy(sh->last, payload->str, 47);
+    sh->last[47] = '\0';
     msg = bx_json_parse(payload->str + 48, payload->len - 48);
     if (!msg)
         return;
@@ -356,13 +472,18 @@ static void on_inner_subscribed(void *ud, int status, int yes)
     redis_t *r = s->r;
     target_t *t = NULL;
 
-    if (status == 0 && !r->closing && (bx_redis_up(r->sub) || r->sub_first)) {
+    if (status == 0 && !r->closing) {
         bx_buf_t b = BX_BUF_INIT;
         target_of(r, s->channel, &b);
         t = bx_dict_get(&r->targets, b.data, b.len);
         bx_buf_free(&b);
     }
-    if (t && !t->confirmed) {
+    /* wait for Redis's confirmations, or for the first attempt of a
+     * subscriber connection the target needs, which will send it */
+    int wait = t && t->pending > 0;
+    for (int i = 0; t && !wait && i < r->nshards; i++)
+        wait = r->shards[i].sub_first && (t->shard < 0 || t->shard == i);
+    if (wait) {
         waiter_t *w = bx_calloc(1, sizeof(*w));
         w->cb = s->cb;
         w->ud = s->ud;
@@ -445,9 +566,10 @@ static int do_publish(redis_t *r, const json_t *message, bx_engine_done_cb cb, v
 
     if (!json_is_string(jch))
         return r->inner->ops->publish(r->inner, message, cb, ud);
-    if (!bx_redis_up(r->cmd))
+    shard_t *sh = &r->shards[owner_of(r, json_string_value(jch), json_string_length(jch))];
+    if (!bx_redis_up(sh->cmd))
         return BX_EUNAVAILABLE;
-    bx_buf_puts(&key, r->addr.ns);
+    bx_buf_puts(&key, r->ns);
     bx_buf_puts(&key, "/m");
     bx_buf_append(&key, json_string_value(jch), json_string_length(jch));
     bx_buf_printf(&payload, "%s%016llx ", r->node, (unsigned long long)++r->seq);
@@ -468,7 +590,7 @@ static int do_publish(redis_t *r, const json_t *message, bx_engine_done_cb cb, v
     lens[1] = key.len;
     argv[2] = payload.data;
     lens[2] = payload.len;
-    rc = bx_redis_command(r->cmd, on_published, p, 3, argv, lens);
+    rc = bx_redis_command(sh->cmd, on_published, p, 3, argv, lens);
     bx_buf_free(&key);
     bx_buf_free(&payload);
     if (rc != 0) {
@@ -574,7 +696,7 @@ static void r_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
     r->closing = 1;
     r->close_done = done;
     r->close_ud = ud;
-    r->open = 4;
+    r->open = 2 * r->nshards + 2;
     flush_early(r, BX_ECANCELED);
     {
         bx_dict_iter_t it = BX_DICT_ITER_INIT;
@@ -584,8 +706,10 @@ static void r_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
     }
     /* pending PUBLISH replies first (canceled), then the inner engine's
      * callbacks; a publish answers once both are in */
-    bx_redis_close(r->cmd, part_closed, r);
-    bx_redis_close(r->sub, part_closed, r);
+    for (int i = 0; i < r->nshards; i++) {
+        bx_redis_close(r->shards[i].cmd, part_closed, r);
+        bx_redis_close(r->shards[i].sub, part_closed, r);
+    }
     r->inner->ops->close(r->inner, part_closed, r);
     uv_close((uv_handle_t *)&r->keep, keep_closed);
 }
@@ -610,13 +734,33 @@ bx_engine_t *bx_engine_redis_new(uv_loop_t *loop, const bx_proxy_t *proxy,
                                  size_t errlen)
 {
     redis_t *r;
-    bx_redis_addr_t addr;
+    bx_redis_addr_t addrs[MAX_SHARDS];
+    const char *names[MAX_SHARDS];
     bx_proxy_t inner_proxy;
+    int n = 0;
 
-    if (bx_redis_parse_url(url, &addr, err, errlen) < 0)
+    /* "redis://a,redis://b": one shard per URL */
+    for (const char *p = url; p && *p; n++) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char one[1024];
+        if (n == MAX_SHARDS || len >= sizeof(one)) {
+            snprintf(err, errlen, "at most %d Redis URLs, each under %zu bytes", MAX_SHARDS,
+                     sizeof(one));
+            return NULL;
+        }
+        memcpy(one, p, len);
+        one[len] = '\0';
+        if (bx_redis_parse_url(one, &addrs[n], err, errlen) < 0)
+            return NULL;
+        p = comma ? comma + 1 : NULL;
+    }
+    if (n == 0) {
+        snprintf(err, errlen, "no Redis URL");
         return NULL;
+    }
     r = bx_calloc(1, sizeof(*r));
-    r->addr = addr;
+    snprintf(r->ns, sizeof(r->ns), "%s", addrs[0].ns);
     r->base.ops = &redis_ops;
     r->base.proxy = *proxy;
     r->base.loop = loop;
@@ -630,11 +774,28 @@ bx_engine_t *bx_engine_redis_new(uv_loop_t *loop, const bx_proxy_t *proxy,
     bx_engine_random_id(r->node);
     uv_prepare_init(loop, &r->keep);
     r->keep.data = r;
-    r->first_connect = 1;
-    r->sub_first = 1;
+    r->nshards = n;
+    r->first_connect = r->sub_first = n;
     r->early_tail = &r->early;
+    for (int i = 0; i < n; i++) {
+        shard_t *sh = &r->shards[i];
+        sh->r = r;
+        sh->idx = i;
+        sh->addr = addrs[i];
+        if (sh->addr.path[0])
+            snprintf(sh->name, sizeof(sh->name), "%s/%d", sh->addr.path, sh->addr.db);
+        else
+            snprintf(sh->name, sizeof(sh->name), "%s:%d/%d", sh->addr.host, sh->addr.port,
+                     sh->addr.db);
+        names[i] = sh->name;
+        sh->first = sh->sub_first = 1;
+    }
+    r->npoints = ring_build(r->ring, names, n);
     busy_update(r);
-    r->cmd = bx_redis_new(loop, &addr, NULL, on_cmd_state, NULL, r);
-    r->sub = bx_redis_new(loop, &addr, NULL, on_sub_state, on_push, r);
+    for (int i = 0; i < n; i++) {
+        shard_t *sh = &r->shards[i];
+        sh->cmd = bx_redis_new(loop, &sh->addr, NULL, on_cmd_state, NULL, sh);
+        sh->sub = bx_redis_new(loop, &sh->addr, NULL, on_sub_state, on_push, sh);
+    }
     return &r->base;
 }

@@ -5,11 +5,14 @@
  * matching subscriptions), the Redis commands a publish costs whatever
  * the number of subscribers (INFO commandstats), and Redis killed and
  * restarted: publishes refused meanwhile, then everything works again by
- * itself (re-subscription).
+ * itself (re-subscription). Shards: a channel's shard from the hash ring
+ * (adding a shard moves only its share), and two redis-servers sharing
+ * the work.
  */
 #include "bx_test.h"
 #include "bx_redis_server.h"
 #include "engine/engine.h"
+#include "engine/redis.h"
 #include "base/json.h"
 
 #include <stdlib.h>
@@ -189,11 +192,19 @@ static void close_engine(uv_loop_t *loop, bx_engine_t *e)
     run_until(loop, &done, 1, 10);
 }
 
+static long commands_at(int port, int reset, const char *only);
+
 /* Sum of the `calls=` of INFO commandstats but INFO and CONFIG's own. */
 static long commands_since_reset(int reset)
 {
+    return commands_at(g_rs.port, reset, NULL);
+}
+
+/* The same for the server on `port`, or the calls of command `only`. */
+static long commands_at(int port, int reset, const char *only)
+{
     struct timeval tv = { 2, 0 };
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", g_rs.port, tv);
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
     long total = 0;
     if (!c || c->err)
         return -1;
@@ -201,6 +212,8 @@ static long commands_since_reset(int reset)
     if (r && !reset && r->type == REDIS_REPLY_STRING) {
         for (char *p = strstr(r->str, "cmdstat_"); p; p = strstr(p + 1, "cmdstat_")) {
             char *calls = strstr(p, "calls=");
+            if (only && (strncmp(p + 8, only, strlen(only)) != 0 || p[8 + strlen(only)] != ':'))
+                continue;
             if (strncmp(p, "cmdstat_info:", 13) != 0 && strncmp(p, "cmdstat_config", 14) != 0
                 && calls)
                 total += strtol(calls + 6, NULL, 10);
@@ -349,6 +362,93 @@ static void test_outage(void)
     BX_LOOP_CLOSE(&loop);
 }
 
+/* Every process computes the same shard; a third shard takes about a
+ * third of the channels, all of them from the others, and moves nothing
+ * else. */
+static void test_ring_share(void)
+{
+    const char *two[2] = { "127.0.0.1:6379/0", "127.0.0.1:6380/0" };
+    const char *three[3] = { "127.0.0.1:6379/0", "127.0.0.1:6380/0", "10.0.0.3:6379/0" };
+    int moved = 0, on[2] = { 0, 0 };
+    char ch[32];
+
+    BX_CHECK_INT(bx_engine_redis_shard_of(two, 0, "/x"), -1);
+    BX_CHECK_INT(bx_engine_redis_shard_of(two, 1, "/x"), 0);
+    for (int i = 0; i < 3000; i++) {
+        snprintf(ch, sizeof(ch), "/room/%d", i);
+        int a = bx_engine_redis_shard_of(two, 2, ch), b = bx_engine_redis_shard_of(three, 3, ch);
+        BX_CHECK(a == 0 || a == 1);
+        on[a]++;
+        if (a != b) {
+            BX_CHECK_INT(b, 2);                 /* only to the new shard */
+            moved++;
+        }
+        BX_CHECK_INT(bx_engine_redis_shard_of(two, 2, ch), a);     /* stable */
+    }
+    printf("# 2 shards: %d / %d; a third one takes %d of 3000\n", on[0], on[1], moved);
+    BX_CHECK(on[0] > 600 && on[1] > 600);
+    BX_CHECK(moved > 450 && moved < 1650);
+}
+
+/* Two redis-servers: publishes spread over both, patterns reach every
+ * channel wherever it lives. */
+static void test_shards(void)
+{
+    static bx_rs_t rs2;
+    uv_loop_t loop;
+    node_t na = { 0 }, nb = { 0 };
+    bx_proxy_t pa, pb;
+    char url[200], err[128], pub[32], star[32], exact[32];
+    bx_engine_opts_t o = { 60, 0 };
+
+    BX_CHECK_INT(bx_rs_start(&rs2, NULL, NULL), 0);
+    uv_loop_init(&loop);
+    uv_timer_init(&loop, &g_tick);
+    uv_timer_start(&g_tick, tick, 20, 20);
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d?namespace=sh,redis://127.0.0.1:%d"
+             "?namespace=sh", g_rs.port, rs2.port);
+    pa.ud = &na;
+    pa.has_connection = n_has_connection;
+    pa.wake = n_wake;
+    pa.closed = n_closed;
+    pa.trigger = n_trigger;
+    pb = pa;
+    pb.ud = &nb;
+    bx_engine_t *a = bx_engine_new(url, &loop, &pa, &o, err, sizeof(err));
+    bx_engine_t *b = bx_engine_new(url, &loop, &pb, &o, err, sizeof(err));
+    BX_CHECK(a && b);
+    BX_CHECK_INT(client(&loop, a, pub), 0);
+    BX_CHECK_INT(client(&loop, b, star), 0);
+    BX_CHECK_INT(client(&loop, b, exact), 0);
+    BX_CHECK_INT(subscribe(&loop, b, star, "/s/*"), 0);
+    for (int i = 0; i < 20; i++) {
+        char ch[16];
+        snprintf(ch, sizeof(ch), "/s/%d", i);
+        BX_CHECK_INT(subscribe(&loop, b, exact, ch), 0);
+    }
+    commands_at(g_rs.port, 1, NULL);
+    commands_at(rs2.port, 1, NULL);
+    for (int i = 0; i < 20; i++) {
+        char ch[16];
+        snprintf(ch, sizeof(ch), "/s/%d", i);
+        BX_CHECK_INT(publish(&loop, a, ch, i), 0);
+    }
+    long p1 = commands_at(g_rs.port, 0, "publish"), p2 = commands_at(rs2.port, 0, "publish");
+    printf("# 20 publishes: %ld on the first shard, %ld on the second\n", p1, p2);
+    BX_CHECK_INT(p1 + p2, 20);
+    BX_CHECK(p1 > 0 && p2 > 0);
+    for (int i = 0; i < 100 && nb.n < 40; i++) {
+        run_for(&loop, 0.05);
+        take(&loop, b, &nb, star);
+        take(&loop, b, &nb, exact);
+    }
+    BX_CHECK_INT(nb.n, 40);
+    close_engine(&loop, a);
+    close_engine(&loop, b);
+    bx_rs_stop(&rs2);
+    BX_LOOP_CLOSE(&loop);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -360,6 +460,8 @@ int main(void)
     BX_RUN(test_across_engines);
     BX_RUN(test_commands_per_publish);
     BX_RUN(test_outage);
+    BX_RUN(test_ring_share);
+    BX_RUN(test_shards);
     bx_rs_stop(&g_rs);
     return BX_REPORT();
 }
