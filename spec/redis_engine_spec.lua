@@ -67,7 +67,7 @@ os.exit(0)
                             error = "407:/x:Failed to publish" } }, r)
       end
       socket.sleep(0.3)   -- reconnection attempts meanwhile: still one line
-      local _, n = srv:stderr():gsub("redis engine: 127%.0%.0%.1:%d+ unreachable", "")
+      local _, n = srv:stderr():gsub("redis engine: 127%.0%.0%.1:%d+/0 unreachable", "")
       assert.are.equal(1, n)
     end)
   end)
