@@ -48,7 +48,7 @@ BUILD_GOALS := $(filter-out $(SETUP_GOALS),$(or $(MAKECMDGOALS),all))
 #
 # Each build dependency is "test:debian-package"; the test is a pkg-config
 # name or, for libraries without a .pc file, a header to preprocess.
-PC_DEPS  := libuv:libuv1-dev jansson:libjansson-dev
+PC_DEPS  := libuv:libuv1-dev jansson:libjansson-dev hiredis:libhiredis-dev
 HDR_DEPS := http_parser.h:libhttp-parser-dev wslay/wslay.h:libwslay-dev \
             openssl/sha.h:libssl-dev
 ifeq ($(LUA_INCDIR),)
@@ -74,9 +74,9 @@ MISSING  := $(strip $(MISSING))
 ifneq ($(MISSING),)
 $(error build packages missing: $(MISSING). Install them with: apt-get install -y $(MISSING)  (or run `make test` / `make run` as root, which installs them))
 endif
-PKG_CFLAGS := $(LUA_CFLAGS) $(shell pkg-config --cflags libuv jansson)
-PKG_LIBS   := $(shell pkg-config --libs libuv jansson)
-PKG_VERS   := $(shell pkg-config --modversion libuv jansson)
+PKG_CFLAGS := $(LUA_CFLAGS) $(shell pkg-config --cflags libuv jansson hiredis)
+PKG_LIBS   := $(shell pkg-config --libs libuv jansson hiredis)
+PKG_VERS   := $(shell pkg-config --modversion libuv jansson hiredis)
 endif
 
 LIBS      = $(PKG_LIBS) -lhttp_parser -lwslay -lcrypto -lm

@@ -136,7 +136,7 @@ bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts, char *
     s->hub = bx_hub_new(loop, &hopts);
     s->ep->hub = s->hub;
     bx_proxy_t proxy = bx_hub_proxy(s->hub);
-    s->engine = bx_engine_new("memory", loop, &proxy, &engine_opts, err, errlen);
+    s->engine = bx_engine_new(opts->engine ? opts->engine : "memory", loop, &proxy, &engine_opts, err, errlen);
     if (!s->engine) {
         bx_hub_close(s->hub, hub_orphan_closed, s->hub);
         bx_router_free(s->ep);

@@ -92,6 +92,7 @@ static const char *error_text(int code)
     case 402: return "Missing required parameter";
     case 403: return "Forbidden channel";
     case 405: return "Invalid channel";
+    case 407: return "Failed to publish";   /* Faye's text; the engine's store is away */
     case 500: return "Internal server error";
     case 503: return "Engine unavailable";
     default: return "Bad request";

@@ -143,7 +143,8 @@ typedef struct {
     size_t queue_limit;         /* messages kept per client; 0 = default 1000 */
 } bx_engine_opts_t;
 
-/* The factory: makes an engine of `type` ("memory") on `loop`. `proxy` and
+/* The factory: makes an engine of `type` ("memory", or a Redis URL
+ * "redis://..." / "unix://...": the Redis engine) on `loop`. `proxy` and
  * `opts` are copied. Returns NULL with a message in `err` (`errlen` bytes)
  * for an unknown type or an engine that cannot be made. */
 bx_engine_t *bx_engine_new(const char *type, uv_loop_t *loop, const bx_proxy_t *proxy,

@@ -6,12 +6,15 @@
 #include <string.h>
 #include "engine/engine.h"
 #include "engine/memory.h"
+#include "engine/redis.h"
 
 bx_engine_t *bx_engine_new(const char *type, uv_loop_t *loop, const bx_proxy_t *proxy,
                            const bx_engine_opts_t *opts, char *err, size_t errlen)
 {
     if (type && strcmp(type, "memory") == 0)
         return bx_engine_memory_new(loop, proxy, opts);
+    if (type && (strncmp(type, "redis://", 8) == 0 || strncmp(type, "unix://", 7) == 0))
+        return bx_engine_redis_new(loop, proxy, opts, type, err, errlen);
     snprintf(err, errlen, "unknown engine '%s'", type ? type : "(null)");
     return NULL;
 }

@@ -124,6 +124,9 @@ static int l_server(lua_State *L)
     lua_getfield(L, 1, "client_script");
     if (!lua_isnil(L, -1))
         o.client_script = luaL_checkstring(L, -1);
+    lua_getfield(L, 1, "engine");
+    if (!lua_isnil(L, -1))
+        o.engine = luaL_checkstring(L, -1);
     o.timeout = opt_number(L, 1, "timeout", o.timeout);
     o.interval = opt_number(L, 1, "interval", o.interval);
     o.ping = opt_number(L, 1, "ping", o.ping);

@@ -3,12 +3,15 @@
  * proxy that records every wake, delivery and event. Written against
  * engine.h alone: the engine comes from the factory, of the type named by
  * BX_ENGINE (default "memory"), so any engine can be run through it.
+ * Without BX_ENGINE the suite runs twice: against the memory engine, then
+ * against the Redis engine on a private redis-server (bx_redis_server.h).
  *
  * Every test runs on its own loop, closes the engine and ends with
  * BX_LOOP_CLOSE. Callbacks assert they never run inside the call that
  * started them (g_inside) and count how often they run.
  */
 #include "bx_test.h"
+#include "bx_redis_server.h"
 #include "engine/engine.h"
 #include "base/json.h"
 
@@ -287,6 +290,15 @@ static bx_engine_t *engine_new(uv_loop_t *loop, const bx_proxy_t *proxy, double 
     return e;
 }
 
+/* The name the engine under test gives itself. */
+static const char *engine_name(void)
+{
+    const char *type = getenv("BX_ENGINE");
+    if (type && (strncmp(type, "redis://", 8) == 0 || strncmp(type, "unix://", 7) == 0))
+        return "redis";
+    return type && *type ? type : "memory";
+}
+
 static unsigned long dropped(bx_engine_t *e)
 {
     bx_engine_stats_t st;
@@ -370,7 +382,7 @@ static void test_create_client(void)
     SETUP(60, 0);
     rec_t r1 = { 0 }, r2 = { 0 };
 
-    BX_CHECK_STR(e->ops->name, "memory");
+    BX_CHECK_STR(e->ops->name, engine_name());
     BX_CHECK_INT(CALL(e->ops->create_client(e, id_cb, &r1)), 0);
     BX_CHECK_INT(CALL(e->ops->create_client(e, id_cb, &r2)), 0);
     BX_CHECK_INT(r1.calls, 0);          /* never inside the call */
@@ -976,8 +988,9 @@ static void test_close_with_state(void)
     TEARDOWN();
 }
 
-int main(void)
+static void run_all(void)
 {
+    printf("# engine: %s\n", getenv("BX_ENGINE") ? getenv("BX_ENGINE") : "memory");
     BX_RUN(test_random_id);
     BX_RUN(test_factory_unknown_type);
     BX_RUN(test_create_client);
@@ -994,5 +1007,25 @@ int main(void)
     BX_RUN(test_events);
     BX_RUN(test_close_cancels);
     BX_RUN(test_close_with_state);
+}
+
+int main(void)
+{
+    const char *type = getenv("BX_ENGINE");
+    static bx_rs_t rs;
+    char url[64];
+
+    run_all();
+    if (!type || !*type) {
+        if (bx_rs_start(&rs, NULL, NULL) < 0) {
+            printf("not ok - redis-server did not start\n");
+            bx_test_failed++;
+            return BX_REPORT();
+        }
+        snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0?namespace=contract", rs.port);
+        setenv("BX_ENGINE", url, 1);
+        run_all();
+        bx_rs_stop(&rs);
+    }
     return BX_REPORT();
 }

@@ -52,7 +52,9 @@ local OPTIONS = {
                            "a positive number of seconds" },
     route_deadline = { "number", function(v) return v >= 0 end,
                        "seconds, 0 or more (0: no deadline)" },
-    engine = { "string", function(v) return v == "memory" end, "\"memory\"" },
+    engine = { "string", function(v)
+        return v == "memory" or v:match("^redis://") ~= nil or v:match("^unix:///") ~= nil
+    end, "\"memory\" or a Redis URL (redis://[:password@]host[:port][/db][?namespace=NS])" },
 }
 
 local function check_options(opts)
@@ -141,7 +143,6 @@ local EVENTS = { handshake = true, subscribe = true, unsubscribe = true, publish
 function _M.server(opts)
     local o = check_options(opts)
     o.mount = o.mount or "/bayeux"
-    o.engine = nil
     local deadline, route_deadline = o.extension_deadline, o.route_deadline
     o.extension_deadline, o.route_deadline = nil, nil
     -- the client script is read here, once: a missing file is the caller's error

@@ -1,0 +1,262 @@
+#!/usr/bin/env node
+// test/interop/redis.test.js - two `bin/bayeux serve --engine redis://...`
+// processes sharing a private redis-server (started here on a free loopback
+// port, killed on every exit path), with npm faye clients on each:
+// publishes cross processes over long-polling and WebSocket, wildcards;
+// 2 x 300 concurrent publishes arrive once each, in order per publisher;
+// the Redis commands a publish costs at 200 subscribers (INFO
+// commandstats); Redis killed (SIGKILL) and restarted during traffic: both
+// servers survive and answer meanwhile, and deliveries resume by
+// themselves (what was lost during the outage is reported).
+//
+//   node test/interop/redis.test.js
+//
+// Prints "ok - name" / "not ok - name" per test and ends with "N passed, N
+// failed"; exits 1 on any failure.
+'use strict';
+const path = require('path');
+const net = require('net');
+const fs = require('fs');
+const os = require('os');
+const { spawn } = require('child_process');
+
+const H = require('./harness');
+const { delay, withTimeout, assert, assertEqual } = H;
+const faye = require(path.join(H.NODE_MODULES, 'faye'));
+
+const SERVER_TIMEOUT = 2;
+const TEST_MS = 30000;
+const FILE_MS = 110000;          // tools/check.sh bounds a file to 120 s
+
+const servers = [];
+const clients = [];
+const tests = [];
+const test = (name, fn, ms = TEST_MS) => tests.push({ name, fn, ms });
+let A = null, B = null;
+
+// ------------------------------------------------------------- redis-server
+
+const redis = { proc: null, port: 0, dir: fs.mkdtempSync(path.join(os.tmpdir(), 'bx-redis-')) };
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+// One command over a fresh connection; resolves with the reply's text
+// (status, integer, error or bulk string).
+function redisCmd(...args) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(redis.port, '127.0.0.1');
+    let buf = Buffer.alloc(0);
+    sock.on('error', reject);
+    sock.on('connect', () => {
+      sock.write(`*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join(''));
+    });
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      const eol = buf.indexOf('\r\n');
+      if (eol < 0) return;
+      const head = buf.slice(0, eol).toString();
+      if (head[0] === '$') {
+        const n = +head.slice(1);
+        if (n < 0) { sock.destroy(); resolve(null); return; }
+        if (buf.length < eol + 2 + n + 2) return;
+        sock.destroy();
+        resolve(buf.slice(eol + 2, eol + 2 + n).toString());
+      } else {
+        sock.destroy();
+        if (head[0] === '-') reject(new Error(head.slice(1)));
+        else resolve(head.slice(1));
+      }
+    });
+  });
+}
+
+async function startRedis() {
+  if (!redis.port) redis.port = await freePort();
+  redis.proc = spawn('redis-server', ['--port', String(redis.port), '--bind', '127.0.0.1',
+    '--save', '', '--appendonly', 'no', '--dir', redis.dir, '--loglevel', 'warning'],
+  { stdio: 'ignore' });
+  for (let i = 0; i < 200; i++) {
+    try { if (await redisCmd('PING') === 'PONG') return; } catch (e) { /* not yet */ }
+    await delay(25);
+  }
+  throw new Error('redis-server did not answer');
+}
+
+function killRedis() {
+  if (redis.proc && redis.proc.exitCode === null && !redis.proc.killed) redis.proc.kill('SIGKILL');
+}
+
+// every way out of this process takes redis-server along
+process.on('exit', () => {
+  killRedis();
+  try { fs.rmSync(redis.dir, { recursive: true, force: true }); } catch (e) { /* gone */ }
+});
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(1));
+
+// ----------------------------------------------------------------- clients
+
+function newClient(srv, transport) {
+  const c = new faye.Client(srv.url, { timeout: SERVER_TIMEOUT + 5, retry: 1 });
+  if (transport === 'long-polling') c.disable('websocket');
+  clients.push(c);
+  return c;
+}
+
+// Subscribes `c` to `ch`, recording every message in the returned array.
+async function collect(c, ch) {
+  const got = [];
+  got.wait = H.waiter(TEST_MS - 2000);
+  await c.subscribe(ch, (m) => { got.push(m); got.wait.notify(); });
+  return got;
+}
+
+// ------------------------------------------------------------------- tests
+
+for (const transport of ['long-polling', 'websocket']) {
+  test(`publishes cross processes both ways, wildcards (${transport})`, async () => {
+    const a = newClient(A, transport), b = newClient(B, transport);
+    const onA = await collect(a, '/chat/*');
+    const onB = await collect(b, '/deep/**');
+    await b.publish('/chat/one', { from: 'b' });
+    await onA.wait.until(() => onA.length === 1, 'a receives b\'s publish');
+    assertEqual(onA[0], { from: 'b' });
+    await a.publish('/deep/x/y', { from: 'a' });
+    await onB.wait.until(() => onB.length === 1, 'b receives a\'s publish');
+    assertEqual(onB[0], { from: 'a' });
+    await a.publish('/chat/one/two', { deeper: true });    // /chat/* does not match
+    await b.publish('/chat/two', { n: 2 });
+    await onA.wait.until(() => onA.length === 2, 'a receives the second');
+    assertEqual(onA[1], { n: 2 });
+  });
+}
+
+test('2 x 300 concurrent publishes arrive once each, in order per publisher', async () => {
+  const subA = newClient(A, 'websocket'), subB = newClient(B, 'long-polling');
+  const onA = await collect(subA, '/load');
+  const onB = await collect(subB, '/load');
+  // over one socket each: a long-polling client may carry a burst in
+  // several HTTP requests at once, which no server can keep in order
+  const pubA = newClient(A, 'websocket'), pubB = newClient(B, 'websocket');
+  await Promise.all([pubA.connect(), pubB.connect()]);
+  await Promise.all([pubA.publish('/warm', 0), pubB.publish('/warm', 0)]);
+  const all = [];
+  for (let i = 0; i < 300; i++) {
+    all.push(pubA.publish('/load', { p: 'A', n: i }));
+    all.push(pubB.publish('/load', { p: 'B', n: i }));
+  }
+  await Promise.all(all);
+  for (const [name, got] of [['A', onA], ['B', onB]]) {
+    await got.wait.until(() => got.length >= 600, `600 messages on ${name} (have ${got.length})`);
+    await delay(300);              // a duplicate would have come by now
+    assertEqual(got.length, 600, `messages on ${name}`);
+    for (const p of ['A', 'B']) {
+      const ns = got.filter((m) => m.p === p).map((m) => m.n);
+      assertEqual(ns, [...Array(300).keys()], `order of ${p}'s messages on ${name}`);
+    }
+  }
+});
+
+test('Redis commands per publish at 200 subscribers (INFO commandstats)', async () => {
+  const subs = [];
+  for (let i = 0; i < 200; i++) {
+    const c = newClient(i % 2 ? A : B, 'websocket');
+    subs.push(await collect(c, i % 3 ? '/count/*' : '/count/x'));
+  }
+  const pub = newClient(A, 'long-polling');
+  await pub.publish('/warm', 0);
+  await redisCmd('CONFIG', 'RESETSTAT');
+  for (let i = 0; i < 20; i++) await pub.publish('/count/x', { i });
+  try {
+    for (const got of subs) await got.wait.until(() => got.length >= 20, 'every subscriber has 20');
+  } catch (e) {
+    const counts = {};
+    for (const got of subs) counts[got.length] = (counts[got.length] || 0) + 1;
+    throw new Error(`${e.message}; subscribers by messages received: ${JSON.stringify(counts)}`);
+  }
+  await delay(300);
+  for (const got of subs) assertEqual(got.length, 20, 'messages of a subscriber');
+  const info = await redisCmd('INFO', 'commandstats');
+  let total = 0;
+  for (const m of info.matchAll(/cmdstat_(\w+(?:\|\w+)?):calls=(\d+)/g)) {
+    if (!/^(info|config)/.test(m[1])) total += +m[2];
+  }
+  console.log(`# Redis commands for 20 publishes to 200 subscribers on 2 processes: ${total} ` +
+              `(${(total / 20).toFixed(2)} per publish)`);
+  assert(total >= 20 && total <= 4 * 20, `${total} commands for 20 publishes`);
+}, 60000);
+
+test('Redis killed and restarted during traffic: both survive, answer, recover', async () => {
+  const sub = newClient(B, 'long-polling');
+  const got = await collect(sub, '/outage');
+  const pub = newClient(A, 'websocket');
+  let sent = 0, refused = 0, n = 0, stop = false;
+  const accepted = new Set();
+  const pump = (async () => {
+    while (!stop) {
+      const i = n++;
+      try {
+        await withTimeout(pub.publish('/outage', { i }), 5000, 'publish answered');
+        accepted.add(i);
+        sent++;
+      } catch (e) {
+        if (/answered/.test(e.message)) throw e;     // no answer at all: a hang
+        refused++;
+      }
+      await delay(10);
+    }
+  })();
+  await got.wait.until(() => got.length >= 10, 'traffic flows');
+  killRedis();
+  await delay(1500);
+  // both servers answer meanwhile: a handshake and a publish each
+  const refusedBefore = refused;
+  for (const srv of [A, B]) {
+    const c = newClient(srv, 'long-polling');
+    await withTimeout(c.connect(), 5000, 'handshake while Redis is down');
+    let err = null;
+    try { await withTimeout(c.publish('/outage/x', 1), 5000, 'publish answered'); } catch (e) { err = e; }
+    assert(err && !/answered/.test(err.message), 'a publish while Redis is down is refused with an error');
+  }
+  assert(refused > refusedBefore || refused > 0, 'the pump saw publishes refused during the outage');
+  await startRedis();
+  const mark = n;
+  await got.wait.until(() => got.some((m) => m.i >= mark), 'deliveries resume after Redis is back', 15000);
+  stop = true;
+  await pump;
+  await delay(300);
+  const received = new Set(got.map((m) => m.i));
+  const lost = [...accepted].filter((i) => !received.has(i));
+  console.log(`# outage: ${sent} publishes accepted, ${refused} refused with an error, ` +
+              `${lost.length} accepted but not delivered (${lost.length ? `${lost[0]}..${lost[lost.length - 1]}` : 'none'})`);
+  assert(!A.exit && !B.exit, 'both servers are still running');
+  const dup = got.length - received.size;
+  assertEqual(dup, 0, 'no message delivered twice');
+}, 60000);
+
+// -------------------------------------------------------------------- main
+
+H.runFile({
+  tests,
+  fileMs: FILE_MS,
+  servers: () => servers,
+  start: async () => {
+    await startRedis();
+    const extra = `--engine 'redis://127.0.0.1:${redis.port}/0?namespace=interop'`;
+    const a = H.startServer({ mount: '/bayeux', timeout: SERVER_TIMEOUT, extra });
+    servers.push(a.srv);
+    const b = H.startServer({ mount: '/bayeux', timeout: SERVER_TIMEOUT, extra });
+    servers.push(b.srv);
+    [A, B] = await Promise.all([a, b]);
+    console.log(`# second server ${B.url}; redis-server on port ${redis.port}`);
+    return A;
+  },
+  finish: async () => {
+    await Promise.all(clients.map((c) => Promise.resolve(c.disconnect()).catch(() => {})));
+  },
+});
