@@ -812,7 +812,7 @@ static void on_stop_timer(uv_timer_t *t)
 
 static void test_expiry(void)
 {
-    SETUP(0.1, 0);
+    SETUP(0.5, 0);   /* 1 s to expiry: a loaded machine still pings in time */
     char gone[32], alive[32];
     expiry_t x;
     rec_t g = { 0 }, a = { 0 };
@@ -829,11 +829,12 @@ static void test_expiry(void)
     uv_timer_init(&loop, &x.stop);
     x.pinger.data = x.stop.data = &x;
     uv_timer_start(&x.pinger, on_ping_timer, 40, 40);
-    uv_timer_start(&x.stop, on_stop_timer, 400, 0);
+    uv_timer_start(&x.stop, on_stop_timer, 2500, 0);
     uv_run(&loop, UV_RUN_DEFAULT);
 
-    /* `gone` was destroyed (unsubscribe, disconnect, close) ~0.2 s after
-     * its creation; `alive`, pinged every 40 ms, lives */
+    /* `gone` was destroyed (unsubscribe, disconnect, close) ~1 s after
+     * its creation (not before; no tighter upper bound than the stop timer:
+     * a loaded machine is slow); `alive`, pinged every 40 ms, lives */
     BX_CHECK_INT(ev_count(&f, BX_EV_DISCONNECT, gone), 1);
     BX_CHECK_INT(ev_count(&f, EV_CLOSED, gone), 1);
     BX_CHECK_INT(ev_count(&f, BX_EV_UNSUBSCRIBE, gone), 1);
@@ -842,7 +843,7 @@ static void test_expiry(void)
     for (int i = 0; i < f.nev; i++)
         if (f.ev[i].ev == BX_EV_DISCONNECT)
             at = f.ev[i].at - x.start;
-    BX_CHECK(at >= 190 && at <= 330);
+    BX_CHECK(at >= 990);
     BX_CHECK_INT(CALL(e->ops->client_exists(e, gone, bool_cb, &g)), 0);
     BX_CHECK_INT(CALL(e->ops->client_exists(e, alive, bool_cb, &a)), 0);
     drain(&loop);
