@@ -173,7 +173,10 @@ notok() { say "not ok - $*"; failed=$((failed + 1)); }
 if step test; then
 log=$work/make-test.log
 say "make test (inside; log $log)"
-{ in_root "cd /root/bayeux && timeout -k 10 $test_timeout make test" 2>&1; echo $? >"$work/rc"; } | tee "$log"
+# In the background and waited for: a signal then ends this script (and
+# its cleanup kills what runs inside) at once, not after `make test`.
+{ in_root "cd /root/bayeux && timeout -k 10 $test_timeout make test" 2>&1; echo $? >"$work/rc"; } | tee "$log" &
+wait $!
 rc=$(cat "$work/rc")
 last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
 if [ "$rc" = 0 ] && echo "$last" | grep -qE '^[0-9]+ passed, 0 failed$'; then
