@@ -383,11 +383,24 @@ describe("bayeux.client set_header", function()
         local c = bayeux.client(arg[1], { timeout = 10, retry = 0.2 })
         if transport == "long-polling" then c:disable("websocket") end
         if header then c:set_header("X-App-Token", "t1") end
-        c:subscribe("/h", function() end, function()
+        local function go()
           c:publish("/h", 1, function(ok, e)
             print(transport, header and "with" or "without", ok, ok and "-" or e,
                   c:get_transport())
             c:disconnect(next_fn)
+          end)
+        end
+        c:subscribe("/h", function() end, function()
+          if transport == "long-polling" then return go() end
+          -- the subscribe may be answered over HTTP before the socket is
+          -- open: publish once it is (or after 10 s, and the check fails)
+          local waited, t = 0, nil
+          t = bayeux.interval(0.02, function()
+            waited = waited + 0.02
+            if c:get_transport() == "websocket" or waited > 10 then
+              t:cancel()
+              go()
+            end
           end)
         end)
       end
