@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "engine/engine.h"
+#include "engine/fayeredis.h"
 #include "engine/memory.h"
 #include "engine/redis.h"
 
@@ -13,8 +14,18 @@ bx_engine_t *bx_engine_new(const char *type, uv_loop_t *loop, const bx_proxy_t *
 {
     if (type && strcmp(type, "memory") == 0)
         return bx_engine_memory_new(loop, proxy, opts);
-    if (type && (strncmp(type, "redis://", 8) == 0 || strncmp(type, "unix://", 7) == 0))
+    if (type && (strncmp(type, "redis://", 8) == 0 || strncmp(type, "unix://", 7) == 0)) {
+        /* ?mode=faye: faye-redis's layout, on one server */
+        bx_redis_addr_t addr;
+        if (!strchr(type, ',') && bx_redis_parse_url(type, &addr, err, errlen) == 0
+            && addr.faye)
+            return bx_engine_fayeredis_new(loop, proxy, opts, &addr);
+        if (strchr(type, ',') && strstr(type, "mode=faye")) {
+            snprintf(err, errlen, "mode=faye takes one Redis URL (faye-redis has no shards)");
+            return NULL;
+        }
         return bx_engine_redis_new(loop, proxy, opts, type, err, errlen);
+    }
     snprintf(err, errlen, "unknown engine '%s'", type ? type : "(null)");
     return NULL;
 }

@@ -155,10 +155,12 @@ static int parse_int(const char *s, const char *e, int lo, int hi, int *out)
     return 0;
 }
 
-/* The query string: namespace=, db=, password= (the last two for unix
- * sockets, which have no authority part). */
+/* The query string: namespace=, mode=, db=, password= (the last two for
+ * unix sockets, which have no authority part). */
 static int parse_query(const char *q, bx_redis_addr_t *out, char *err, size_t errlen)
 {
+    int ns_given = 0;
+
     while (q && *q) {
         const char *amp = strchr(q, '&');
         const char *end = amp ? amp : q + strlen(q);
@@ -171,6 +173,17 @@ static int parse_query(const char *q, bx_redis_addr_t *out, char *err, size_t er
         if (klen == 9 && memcmp(q, "namespace", 9) == 0) {
             if (eq + 1 == end || copy_part(out->ns, sizeof(out->ns), eq + 1, end) < 0) {
                 snprintf(err, errlen, "bad namespace");
+                return -1;
+            }
+            ns_given = 1;
+        } else if (klen == 4 && memcmp(q, "mode", 4) == 0) {
+            if (end - eq - 1 == 4 && memcmp(eq + 1, "faye", 4) == 0)
+                out->faye = 1;
+            else if (end - eq - 1 == 6 && memcmp(eq + 1, "bayeux", 6) == 0)
+                out->faye = 0;
+            else {
+                snprintf(err, errlen, "bad mode '%.*s' (faye or bayeux)", (int)(end - eq - 1),
+                         eq + 1);
                 return -1;
             }
         } else if (klen == 2 && memcmp(q, "db", 2) == 0) {
@@ -189,6 +202,9 @@ static int parse_query(const char *q, bx_redis_addr_t *out, char *err, size_t er
         }
         q = amp ? amp + 1 : NULL;
     }
+    /* faye-redis's namespace defaults to nothing: keys like "/clients" */
+    if (out->faye && !ns_given)
+        out->ns[0] = '\0';
     return 0;
 }
 

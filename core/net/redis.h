@@ -40,7 +40,10 @@ typedef struct {
     char user[64];              /* ACL user for AUTH, or "" */
     char password[256];         /* "" = no AUTH */
     int db;                     /* SELECT db when not 0 */
-    char ns[128];               /* ?namespace=, default "bayeux" */
+    char ns[128];               /* ?namespace=, default "bayeux" ("" in
+                                   faye mode, as faye-redis) */
+    int faye;                   /* ?mode=faye: faye-redis's layout
+                                   (engine/fayeredis.c); ?mode=bayeux: 0 */
 } bx_redis_addr_t;
 
 typedef struct bx_redis_s bx_redis_t;
@@ -68,7 +71,8 @@ typedef struct {
 } bx_redis_opts_t;
 
 /* Parses `redis://[[user]:password@]host[:port][/db][?namespace=NS]` or
- * `unix:///path/to.sock[?db=N&password=P&namespace=NS]` into `out`.
+ * `unix:///path/to.sock[?db=N&password=P&namespace=NS]` into `out`; both
+ * also take `&mode=faye` (or `mode=bayeux`, the default).
  * Returns 0, or -1 with a message in `err`. */
 int bx_redis_parse_url(const char *url, bx_redis_addr_t *out, char *err, size_t errlen);
 

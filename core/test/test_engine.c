@@ -3,8 +3,10 @@
  * proxy that records every wake, delivery and event. Written against
  * engine.h alone: the engine comes from the factory, of the type named by
  * BX_ENGINE (default "memory"), so any engine can be run through it.
- * Without BX_ENGINE the suite runs twice: against the memory engine, then
- * against the Redis engine on a private redis-server (bx_redis_server.h).
+ * Without BX_ENGINE the suite runs three times: against the memory engine,
+ * then against the Redis engine on a private redis-server
+ * (bx_redis_server.h), in its own mode and in faye-redis mode. On Redis,
+ * each engine gets a namespace of its own: no test sees another's state.
  *
  * Every test runs on its own loop, closes the engine and ends with
  * BX_LOOP_CLOSE. Callbacks assert they never run inside the call that
@@ -280,7 +282,12 @@ static bx_engine_t *engine_new(uv_loop_t *loop, const bx_proxy_t *proxy, double 
 {
     const char *type = getenv("BX_ENGINE");
     bx_engine_opts_t opts = { timeout, limit };
-    char err[256];
+    char err[256], url[512];
+    static int n;
+    if (type && strncmp(type, "redis://", 8) == 0 && strchr(type, '?') && !strchr(type, ',')) {
+        snprintf(url, sizeof(url), "%s&namespace=t%d-%d", type, (int)getpid(), ++n);
+        type = url;
+    }
     bx_engine_t *e = bx_engine_new(type && *type ? type : "memory", loop, proxy, &opts, err,
                                    sizeof(err));
     if (!e) {
@@ -295,7 +302,7 @@ static const char *engine_name(void)
 {
     const char *type = getenv("BX_ENGINE");
     if (type && (strncmp(type, "redis://", 8) == 0 || strncmp(type, "unix://", 7) == 0))
-        return "redis";
+        return strstr(type, "mode=faye") ? "fayeredis" : "redis";
     return type && *type ? type : "memory";
 }
 
@@ -525,11 +532,13 @@ static void test_publish_fanout(void)
     BX_CHECK_INT(dl_count(&f, pub), 0);
     BX_CHECK_INT(f.ndl, 5);
 
-    /* one serialization shared by every recipient */
+    /* one serialization shared by every recipient (faye-redis's layout
+     * keeps a copy in each recipient's list: each take reads its own) */
     bx_chunk_t *c = dl_nth(&f, a, 0);
-    for (i = 0; i < f.ndl; i++)
+    int shared = strcmp(engine_name(), "fayeredis") != 0;
+    for (i = 0; shared && i < f.ndl; i++)
         BX_CHECK(f.dl[i].chunk == c);
-    BX_CHECK(c->refs == 5);
+    BX_CHECK(!shared || c->refs == 5);
     json_t *m = bx_json_parse(c->data, c->len);
     BX_CHECK(m != NULL);
     int ok = json_object_get(m, "clientId") == NULL &&
@@ -744,7 +753,9 @@ static void test_destroy_client(void)
 
     BX_CHECK_INT(CALL(e->ops->destroy_client(e, id, done_cb, &r)), 0);
     BX_CHECK_INT(r.calls, 0);
-    /* events: UNSUBSCRIBE for each channel, then DISCONNECT, then CLOSE */
+    drain(&loop);
+    /* events: UNSUBSCRIBE for each channel, then DISCONNECT, then CLOSE
+     * (inside the call or later: a networked engine hears its store) */
     BX_CHECK_INT(f.nev - base, 4);
     BX_CHECK_INT(f.ev[base].ev, BX_EV_UNSUBSCRIBE);
     BX_CHECK_INT(f.ev[base + 1].ev, BX_EV_UNSUBSCRIBE);
@@ -758,7 +769,6 @@ static void test_destroy_client(void)
     BX_CHECK_STR(f.ev[base + 2].id, id);
     BX_CHECK_INT(f.ev[base + 3].ev, EV_CLOSED);
     BX_CHECK_STR(f.ev[base + 3].id, id);
-    drain(&loop);
     BX_CHECK_INT(r.calls, 1);
     BX_CHECK_INT(r.status, 0);
 
@@ -817,14 +827,16 @@ static void test_expiry(void)
     expiry_t x;
     rec_t g = { 0 }, a = { 0 };
 
+    /* the clock starts before `gone` is made: it cannot go sooner than
+     * 1 s after this (a networked engine stamps it when it asks) */
+    uv_update_time(&loop);
+    x.start = uv_now(&loop);
     BX_CHECK_INT(make_client(e, gone), 0);
     BX_CHECK_INT(make_client(e, alive), 0);
     BX_CHECK_INT(sub(e, gone, "/e"), 1);
     x.e = e;
     x.id = alive;
     x.id2 = NULL;
-    uv_update_time(&loop);
-    x.start = uv_now(&loop);
     uv_timer_init(&loop, &x.pinger);
     uv_timer_init(&loop, &x.stop);
     x.pinger.data = x.stop.data = &x;
@@ -1014,7 +1026,7 @@ int main(void)
 {
     const char *type = getenv("BX_ENGINE");
     static bx_rs_t rs;
-    char url[64];
+    char url[128];
 
     run_all();
     if (!type || !*type) {
@@ -1024,6 +1036,10 @@ int main(void)
             return BX_REPORT();
         }
         snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0?namespace=contract", rs.port);
+        setenv("BX_ENGINE", url, 1);
+        run_all();
+        snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0?namespace=contract&mode=faye",
+                 rs.port);
         setenv("BX_ENGINE", url, 1);
         run_all();
         bx_rs_stop(&rs);
