@@ -6,6 +6,10 @@
 //   BAYEUX_CMD="node test/interop/faye-ref-server.js" node test/interop/faye_longpoll.test.js
 //   node test/interop/faye-ref-server.js serve --host 127.0.0.1 --port 8000 --mount /faye --timeout 45
 //
+// --engine 'redis://host:port/db?namespace=NS&mode=faye' runs it on
+// faye-redis 0.2.0 (as bayeux's faye mode names it); --gc N sets
+// faye-redis's sweep interval in seconds (default 60).
+//
 // Prints "bayeux: listening on http://<host>:<port><mount>" once listening.
 // SIGTERM/SIGINT close it and exit 0. Other paths answer 404.
 'use strict';
@@ -13,11 +17,11 @@ const path = require('path');
 const http = require('http');
 const faye = require(path.join(__dirname, '..', 'node', 'node_modules', 'faye'));
 
-const opts = { host: '127.0.0.1', port: 8000, mount: '/faye', timeout: 45 };
+const opts = { host: '127.0.0.1', port: 8000, mount: '/faye', timeout: 45, engine: null, gc: null };
 const argv = process.argv.slice(2);
 if (argv[0] === 'serve') argv.shift();
 for (let i = 0; i < argv.length; i++) {
-  const m = /^--(host|port|mount|timeout)(?:=(.*))?$/.exec(argv[i]);
+  const m = /^--(host|port|mount|timeout|engine|gc)(?:=(.*))?$/.exec(argv[i]);
   if (!m) {
     console.error(`faye-ref-server: unknown argument ${argv[i]}`);
     process.exit(2);
@@ -31,7 +35,28 @@ process.on('uncaughtException', (err) => {
   console.error('faye-ref-server: uncaught exception:', err && err.stack || err);
 });
 
-const bayeux = new faye.NodeAdapter({ mount: opts.mount, timeout: +opts.timeout });
+// a faye-redis engine from bayeux's URL form
+function redisEngine(url, gc) {
+  const u = new URL(url);
+  if (u.protocol !== 'redis:' || u.searchParams.get('mode') !== 'faye') {
+    console.error(`faye-ref-server: --engine takes redis://host:port/db?namespace=NS&mode=faye, not ${url}`);
+    process.exit(2);
+  }
+  const engine = {
+    type: require(path.join(__dirname, '..', 'node', 'node_modules', 'faye-redis')),
+    host: u.hostname || '127.0.0.1',
+    port: +(u.port || 6379),
+    database: +(u.pathname.slice(1) || 0),
+    namespace: u.searchParams.get('namespace') || '',
+  };
+  if (u.password) engine.password = decodeURIComponent(u.password);
+  if (gc) engine.gc = +gc;
+  return engine;
+}
+
+const adapterOpts = { mount: opts.mount, timeout: +opts.timeout };
+if (opts.engine) adapterOpts.engine = redisEngine(opts.engine, opts.gc);
+const bayeux = new faye.NodeAdapter(adapterOpts);
 const server = http.createServer((req, res) => {
   res.writeHead(404, { 'Content-Type': 'text/plain' });
   res.end('not found\n');

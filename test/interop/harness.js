@@ -71,14 +71,14 @@ function waiter(defaultMs) {
 }
 
 // Starts `$CMD serve` on an ephemeral port (`extra`: more options, as shell
-// words). Resolves with
+// words; `cmd`: another command than $BAYEUX_CMD). Resolves with
 // { proc, log, exit, url, port } once it prints its listening line;
 // `exit` becomes { code, signal } when it ends.
-function startServer({ mount, timeout, extra = '' }) {
+function startServer({ mount, timeout, extra = '', cmd = CMD }) {
   const line = /bayeux: listening on (http:\/\/\S+)/;
   const srv = { proc: null, log: '', exit: null, url: null, port: null };
   const started = new Promise((resolve, reject) => {
-    srv.proc = spawn('sh', ['-c', `exec ${CMD} serve --host 127.0.0.1 --port 0 --mount ${mount} --timeout ${timeout} ${extra}`], {
+    srv.proc = spawn('sh', ['-c', `exec ${cmd} serve --host 127.0.0.1 --port 0 --mount ${mount} --timeout ${timeout} ${extra}`], {
       cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
