@@ -62,7 +62,10 @@ typedef struct fr_s {
     char name[300];             /* host:port/db or path/db, for logs */
     char ns[128];
     bx_redis_t *cmd, *sub;
-    int first;                  /* the command connection's first attempt */
+    int first;                  /* first outcomes awaited: the command
+                                   connection's, the subscriptions' */
+    int sub_first;              /* the subscriptions' is one of them */
+    int cmd_seen;               /* the command connection's came */
     int was_down;
     size_t limit;
     size_t busy;                /* replies awaited */
@@ -78,8 +81,8 @@ typedef struct fr_s {
                                            for their notifications */
     op_t *fence_sent;           /* those the PING out covers */
     int fence_out;              /* a PING is out on the subscriber */
-    bx_dict_t self_closed;      /* ids destroyed here: their close
-                                   notification is ours (count) */
+    bx_dict_t destroying;       /* ids with a destroy of ours out (count):
+                                   its close notification is ours */
     size_t nclients;
     unsigned long dropped;
     int closing, open;
@@ -101,6 +104,9 @@ struct op {
     char id[ID_MAX];
     char *channel;
     json_t *msg;                /* publish: the message, for the event */
+    void (*finish)(op_t *op, int status);   /* past the fence */
+    bx_buf_t extra;             /* destroy: the channels, NUL-separated */
+    size_t nextra;
     int gc;                     /* a destroy made by the GC sweep */
     int on;                     /* subscribe (1) or unsubscribe (0) */
     bx_buf_t args;              /* the command's arguments, back to back */
@@ -234,6 +240,7 @@ static op_t *op_new(fr_t *r, op_fn fn, void *ud)
 
 static void op_free(op_t *op)
 {
+    bx_buf_free(&op->extra);
     free(op->channel);
     if (op->msg)
         json_decref(op->msg);
@@ -503,31 +510,57 @@ static int fr_client_exists(bx_engine_t *e, const char *id, bx_engine_bool_cb cb
 
 static void gc_destroyed(fr_t *r);
 
-static int on_destroyed(op_t *op, int status, redisReply *rep)
+static void fence_add(fr_t *r, op_t *op);
+
+static void count_add(bx_dict_t *d, const char *id, int delta)
+{
+    uintptr_t n = (uintptr_t)bx_dict_get(d, id, strlen(id));
+    n += (uintptr_t)(intptr_t)delta;
+    if (n == 0)
+        bx_dict_del(d, id, strlen(id));
+    else
+        bx_dict_set(d, id, strlen(id), (void *)n);
+}
+
+/* The end of a destroy, once its close notification has come by: the
+ * events, proxy->closed, the callback. */
+static void destroyed(op_t *op, int status)
 {
     fr_t *r = op->r;
-    if (status == 0 && rep->type != REDIS_REPLY_ARRAY)
-        status = BX_EUNKNOWN;
+    count_add(&r->destroying, op->id, -1);
     if (status == 0) {
         if (r->nclients)
             r->nclients--;
         set_del(&r->woken, op->id);
-        for (size_t i = 0; i < rep->elements; i++)
-            if (rep->element[i]->type == REDIS_REPLY_STRING)
-                trigger(r, BX_EV_UNSUBSCRIBE, op->id, rep->element[i]->str, NULL);
+        const char *ch = op->extra.data;
+        for (size_t i = 0; i < op->nextra; i++, ch += strlen(ch) + 1)
+            trigger(r, BX_EV_UNSUBSCRIBE, op->id, ch, NULL);
         trigger(r, BX_EV_DISCONNECT, op->id, NULL, NULL);
-        if (!r->closing) {
-            /* our own close notification will come: it is told now */
-            uintptr_t n = (uintptr_t)bx_dict_get(&r->self_closed, op->id, strlen(op->id));
-            bx_dict_set(&r->self_closed, op->id, strlen(op->id), (void *)(n + 1));
-            if (r->base.proxy.closed)
-                r->base.proxy.closed(r->base.proxy.ud, op->id);
-        }
+        if (!r->closing && r->base.proxy.closed)
+            r->base.proxy.closed(r->base.proxy.ud, op->id);
     }
     if (op->gc)
         gc_destroyed(r);
     else if (op->cb.d)
         op->cb.d(op->ud, status);
+}
+
+static int on_destroyed(op_t *op, int status, redisReply *rep)
+{
+    if (status == 0 && rep->type != REDIS_REPLY_ARRAY)
+        status = BX_EUNKNOWN;
+    if (status == 0) {
+        for (size_t i = 0; i < rep->elements; i++)
+            if (rep->element[i]->type == REDIS_REPLY_STRING) {
+                bx_buf_append(&op->extra, rep->element[i]->str, rep->element[i]->len + 1);
+                op->nextra++;
+            }
+        if (!op->r->closing) {
+            fence_add(op->r, op);
+            return 1;
+        }
+    }
+    destroyed(op, status);
     return 0;
 }
 
@@ -539,6 +572,8 @@ static op_t *destroy_op(fr_t *r, const char *id, long long cutoff)
         op_free(op);
         return NULL;
     }
+    op->finish = destroyed;
+    count_add(&r->destroying, id, 1);
     op_eval(op, cutoff >= 0 ? SWEEP_LUA : DESTROY_LUA, 3);
     op_key(op, "/clients", NULL, NULL);
     op_key(op, "/clients/", id, "/channels");
@@ -568,13 +603,19 @@ static int fr_destroy_client(bx_engine_t *e, const char *id, bx_engine_done_cb c
 {
     fr_t *r = (fr_t *)e;
     op_t *op = destroy_op(r, id, -1);
+    int rc;
     if (!op) {
         op = op_new(r, on_unknown, ud);
         op_arg(op, "PING");
+        op->cb.d = cb;
+        return op_start(op);
     }
     op->cb.d = cb;
     op->ud = ud;
-    return op_start(op);
+    rc = op_start(op);          /* frees op on an error */
+    if (rc != 0)
+        count_add(&r->destroying, id, -1);
+    return rc;
 }
 
 static int on_ignored(op_t *op, int status, redisReply *rep)
@@ -676,7 +717,7 @@ static void fence_release(op_t *list, int status)
 {
     while (list) {
         op_t *next = list->next;
-        published(list, status);
+        list->finish(list, status);
         op_free(list);
         list = next;
     }
@@ -720,6 +761,20 @@ static void fence_pass(fr_t *r, int status)
     busy_update(r);
 }
 
+/* Keeps `op` (answered) until the notifications sent before its reply have
+ * come; then op->finish. */
+static void fence_add(fr_t *r, op_t *op)
+{
+    op->next = NULL;
+    if (!r->fence_wait) {
+        r->busy++;              /* one count per list, dropped on release */
+        r->fence_tail = &r->fence_wait;
+    }
+    *r->fence_tail = op;
+    r->fence_tail = &op->next;
+    fence_push(r);
+}
+
 static int on_published(op_t *op, int status, redisReply *rep)
 {
     fr_t *r = op->r;
@@ -735,14 +790,7 @@ static int on_published(op_t *op, int status, redisReply *rep)
         published(op, status);
         return 0;
     }
-    op->next = NULL;
-    if (!r->fence_wait) {
-        r->busy++;              /* one count per list, dropped on release */
-        r->fence_tail = &r->fence_wait;
-    }
-    *r->fence_tail = op;
-    r->fence_tail = &op->next;
-    fence_push(r);
+    fence_add(r, op);
     return 1;
 }
 
@@ -767,6 +815,7 @@ static int fr_publish(bx_engine_t *e, const json_t *message, bx_engine_done_cb c
     size_t nkeys = 0;
 
     op->cb.d = cb;
+    op->finish = published;
     /* the message may change after this call: a copy for the event */
     op->msg = json_deep_copy(message);
     op_eval(op, PUBLISH_LUA, 0);
@@ -928,10 +977,12 @@ static int on_gc_range(op_t *op, int status, redisReply *rep)
         if (rep->element[i]->type != REDIS_REPLY_STRING)
             continue;
         op_t *d = destroy_op(r, rep->element[i]->str, cutoff);
-        if (d && op_send(d) == 0)
+        if (d && op_send(d) == 0) {
             r->gc_left++;
-        else if (d)
+        } else if (d) {
+            count_add(&r->destroying, d->id, -1);
             op_free(d);
+        }
     }
     gc_destroyed(r);
     return 0;
@@ -1035,6 +1086,16 @@ static void on_gc_timer(uv_timer_t *t)
 
 /* ---- Connections ---- */
 
+/* One first outcome is in: when both are, the early commands go (or are
+ * refused when the command connection is down). A command waits so for
+ * the subscriptions: once answered, what it causes anywhere reaches this
+ * process. */
+static void first_done(fr_t *r)
+{
+    if (r->first > 0 && --r->first == 0)
+        flush_early(r, bx_redis_up(r->cmd) ? 0 : BX_EUNAVAILABLE);
+}
+
 static void on_cmd_state(void *ud, int up, const char *why)
 {
     fr_t *r = ud;
@@ -1043,11 +1104,11 @@ static void on_cmd_state(void *ud, int up, const char *why)
     else if (!up)
         fprintf(stderr, "bayeux: redis engine (faye mode): %s unreachable (%s); answering "
                 "'unavailable' until it is back\n", r->name, why ? why : "?");
-    r->was_down = !up;
-    if (r->first) {
-        r->first = 0;
-        flush_early(r, up ? 0 : BX_EUNAVAILABLE);
+    if (r->first && !r->cmd_seen) {
+        r->cmd_seen = 1;
+        first_done(r);
     }
+    r->was_down = !up;
     busy_update(r);
 }
 
@@ -1065,10 +1126,13 @@ static void on_sub_state(void *ud, int up, const char *why)
         bx_buf_free(&a);
         bx_buf_free(&b);
     } else {
-        /* notifications are missed meanwhile: our own close ones too */
-        bx_dict_free(&r->self_closed);
-        fence_pass(r, 0);
+        fence_pass(r, 0);       /* nothing more comes before it is back */
+        if (r->sub_first) {
+            r->sub_first = 0;
+            first_done(r);
+        }
     }
+    busy_update(r);
 }
 
 /* A notification: ["message", channel, id]. */
@@ -1081,7 +1145,15 @@ static void on_push(void *ud, redisReply *rep)
     if (!r->closing && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3
         && rep->element[0]->type == REDIS_REPLY_STRING
         && strcmp(rep->element[0]->str, "subscribe") == 0) {
-        fence_pass(r, 0);
+        /* the second channel's confirmation: subscribed to both */
+        if (r->sub_first && rep->element[2]->type == REDIS_REPLY_INTEGER
+            && rep->element[2]->integer == 2) {
+            r->sub_first = 0;
+            first_done(r);
+        } else {
+            fence_pass(r, 0);
+        }
+        busy_update(r);
         return;
     }
     if (r->closing || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3
@@ -1097,13 +1169,8 @@ static void on_push(void *ud, redisReply *rep)
     if (strcmp(what, "/notifications/messages") == 0) {
         wake(r, id);
     } else if (strcmp(what, "/notifications/close") == 0) {
-        uintptr_t n = (uintptr_t)bx_dict_get(&r->self_closed, id, strlen(id));
-        if (n > 1)
-            bx_dict_set(&r->self_closed, id, strlen(id), (void *)(n - 1));
-        else if (n == 1)
-            bx_dict_del(&r->self_closed, id, strlen(id));
-        if (n)
-            return;             /* destroyed here: told already */
+        if (bx_dict_get(&r->destroying, id, strlen(id)))
+            return;             /* destroyed here: the destroy tells */
         set_del(&r->woken, id);
         if (r->base.proxy.closed)
             r->base.proxy.closed(r->base.proxy.ud, id);
@@ -1120,7 +1187,7 @@ static void part_closed(void *ud)
     void (*done)(void *) = r->close_done;
     void *dud = r->close_ud;
     bx_dict_free(&r->woken);
-    bx_dict_free(&r->self_closed);
+    bx_dict_free(&r->destroying);
     free(r);
     if (done)
         done(dud);
@@ -1183,7 +1250,8 @@ bx_engine_t *bx_engine_fayeredis_new(uv_loop_t *loop, const bx_proxy_t *proxy,
         snprintf(r->name, sizeof(r->name), "%s/%d", addr->path, addr->db);
     else
         snprintf(r->name, sizeof(r->name), "%s:%d/%d", addr->host, addr->port, addr->db);
-    r->first = 1;
+    r->first = 2;
+    r->sub_first = 1;
     r->early_tail = &r->early;
     uv_prepare_init(loop, &r->keep);
     r->keep.data = r;
