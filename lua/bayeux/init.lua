@@ -54,7 +54,8 @@ local OPTIONS = {
                        "seconds, 0 or more (0: no deadline)" },
     engine = { "string", function(v)
         return v == "memory" or v:match("^redis://") ~= nil or v:match("^unix:///") ~= nil
-    end, "\"memory\" or a Redis URL (redis://[:password@]host[:port][/db][?namespace=NS][&mode=faye])" },
+    end, "\"memory\" or a Redis URL (redis://[:password@]host[:port][/db]"
+        .. "[?namespace=NS][&mode=faye])" },
 }
 
 local function check_options(opts)
