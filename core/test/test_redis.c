@@ -142,6 +142,21 @@ static void test_parse_url(void)
     BX_CHECK_INT(a.db, 3);
     BX_CHECK_STR(a.password, "p");
     BX_CHECK_STR(a.ns, "x");
+    BX_CHECK_INT(a.faye, 0);
+    /* faye-redis mode: its namespace defaults to nothing */
+    BX_CHECK_INT(bx_redis_parse_url("redis://h/1?mode=faye", &a, err, sizeof(err)), 0);
+    BX_CHECK_INT(a.faye, 1);
+    BX_CHECK_STR(a.ns, "");
+    BX_CHECK_INT(bx_redis_parse_url("redis://h?mode=faye&namespace=fayens", &a, err,
+                                    sizeof(err)), 0);
+    BX_CHECK_INT(a.faye, 1);
+    BX_CHECK_STR(a.ns, "fayens");
+    BX_CHECK_INT(bx_redis_parse_url("unix:///s?namespace=n&mode=bayeux", &a, err, sizeof(err)),
+                 0);
+    BX_CHECK_INT(a.faye, 0);
+    BX_CHECK_STR(a.ns, "n");
+    BX_CHECK_INT(bx_redis_parse_url("redis://h?mode=node", &a, err, sizeof(err)), -1);
+    BX_CHECK_STR(err, "bad mode 'node' (faye or bayeux)");
     BX_CHECK_INT(bx_redis_parse_url("http://x", &a, err, sizeof(err)), -1);
     BX_CHECK(strstr(err, "bad Redis URL") != NULL);
     BX_CHECK_INT(bx_redis_parse_url("redis://h:0", &a, err, sizeof(err)), -1);
