@@ -13,7 +13,8 @@
  *
  * Each operation is one command: a plain one where faye-redis's is
  * (ZADD, ZSCORE), a script where faye-redis sends several, so that no
- * other server sees half of it. Where faye-redis loses messages, this
+ * other server sees half of it (EVALSHA; the scripts are loaded on every
+ * connection, and sent whole to a Redis that lost them). Where faye-redis loses messages, this
  * engine does not: a take reads and deletes the queue in one script (and
  * only for the process that holds the connection, as faye-redis), and what
  * a connection that went away did not send comes back in front of the
@@ -40,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <openssl/sha.h>
 #include "base/channel.h"
 #include "base/dict.h"
 #include "base/json.h"
@@ -109,6 +111,7 @@ struct op {
     size_t nextra;
     int gc;                     /* a destroy made by the GC sweep */
     int on;                     /* subscribe (1) or unsubscribe (0) */
+    const char *script;         /* an EVALSHA's script, for a NOSCRIPT */
     bx_buf_t args;              /* the command's arguments, back to back */
     size_t *len;
     int argc, cap;
@@ -298,30 +301,50 @@ static void op_key(op_t *op, const char *a, const char *b, const char *c)
     op_argf(op, "%s%s%s%s", op->r->ns, a, b ? b : "", c ? c : "");
 }
 
-/* EVAL `script` with `nkeys` keys: its first arguments (call before the
- * keys and arguments). */
+/* The SHA1 (hex) of `script`, as EVALSHA names it. */
+static void script_sha(const char *script, char out[41])
+{
+    unsigned char md[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)script, strlen(script), md);
+    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* EVALSHA of `script` with `nkeys` keys: its first arguments (call before
+ * the keys and arguments). Redis keeps scripts once loaded: the text goes
+ * only when a server answers NOSCRIPT (on_reply sends EVAL then). */
 static void op_eval(op_t *op, const char *script, int nkeys)
 {
-    op_arg(op, "EVAL");
-    op_arg(op, script);
+    char sha[41];
+    script_sha(script, sha);
+    op->script = script;
+    op_arg(op, "EVALSHA");
+    op_arg(op, sha);
     op_argf(op, "%d", nkeys);
 }
 
-/* Patches the EVAL's key count (for the publish, whose count is known
+/* Replaces argument `i` with `s` (`n` bytes). */
+static void op_set_arg(op_t *op, int i, const char *s, size_t n)
+{
+    bx_buf_t b = BX_BUF_INIT;
+    size_t off = 0;
+    for (int k = 0; k < i; k++)
+        off += op->len[k];
+    bx_buf_append(&b, op->args.data, off);
+    bx_buf_append(&b, s, n);
+    bx_buf_append(&b, op->args.data + off + op->len[i], op->args.len - off - op->len[i]);
+    bx_buf_free(&op->args);
+    op->args = b;
+    op->len[i] = n;
+}
+
+/* Patches the EVALSHA's key count (for the publish, whose count is known
  * once the keys are in). */
 static void op_eval_nkeys(op_t *op, int nkeys)
 {
     char n[16];
     int len = snprintf(n, sizeof(n), "%d", nkeys);
-    /* the third argument: rebuild the buffer around it */
-    bx_buf_t b = BX_BUF_INIT;
-    size_t off = op->len[0] + op->len[1];
-    bx_buf_append(&b, op->args.data, off);
-    bx_buf_append(&b, n, (size_t)len);
-    bx_buf_append(&b, op->args.data + off + op->len[2], op->args.len - off - op->len[2]);
-    bx_buf_free(&op->args);
-    op->args = b;
-    op->len[2] = (size_t)len;
+    op_set_arg(op, 2, n, (size_t)len);
 }
 
 static void on_reply(void *ud, int status, redisReply *rep);
@@ -372,6 +395,18 @@ static void on_reply(void *ud, int status, redisReply *rep)
     int st = status == 0 ? 0 : status == BX_REDIS_ECANCELED ? BX_ECANCELED : BX_EUNAVAILABLE;
 
     r->busy--;
+    if (st == 0 && rep->type == REDIS_REPLY_ERROR && op->script && rep->len >= 8
+        && memcmp(rep->str, "NOSCRIPT", 8) == 0 && !r->closing) {
+        /* the script is not loaded there (yet, or any more): its text */
+        op_set_arg(op, 0, "EVAL", 4);
+        op_set_arg(op, 1, op->script, strlen(op->script));
+        op->script = NULL;
+        if (op_send(op) == 0) {
+            busy_update(r);
+            return;
+        }
+        st = BX_EUNAVAILABLE;
+    }
     if (st == 0 && rep->type == REDIS_REPLY_ERROR) {
         fprintf(stderr, "bayeux: redis engine (faye mode): %s: %.*s\n", r->name,
                 (int)rep->len, rep->str);
@@ -1099,6 +1134,14 @@ static void first_done(fr_t *r)
 static void on_cmd_state(void *ud, int up, const char *why)
 {
     fr_t *r = ud;
+    static const char *const scripts[] = { DESTROY_LUA, SWEEP_LUA, SUBSCRIBE_LUA,
+                                           PUBLISH_LUA, TAKE_LUA, REQUEUE_LUA };
+    /* loaded before anything else goes: the EVALSHAs find them (a restarted
+     * or flushed Redis answers NOSCRIPT, and the text follows) */
+    for (size_t i = 0; up && i < sizeof(scripts) / sizeof(*scripts); i++) {
+        const char *argv[3] = { "SCRIPT", "LOAD", scripts[i] };
+        (void)bx_redis_command(r->cmd, NULL, NULL, 3, argv, NULL);
+    }
     if (up && r->was_down)
         fprintf(stderr, "bayeux: redis engine (faye mode): %s is back\n", r->name);
     else if (!up)

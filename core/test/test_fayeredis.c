@@ -6,9 +6,9 @@
  * queued and announced by another server wakes a connected client, whose
  * take drops the publisher's clientId; a destroy elsewhere closes the
  * client here; liveness at 1.6 x timeout; requeue puts messages back in
- * front, in order, and wakes; the GC honours another server's lock and
- * takes over an expired one. (The contract suite, test_engine.c, runs
- * against this mode too.)
+ * front, in order, and wakes; scripts a Redis lost are sent again; the GC
+ * honours another server's lock and takes over an expired one. (The
+ * contract suite, test_engine.c, runs against this mode too.)
  */
 #include "bx_test.h"
 #include "bx_redis_server.h"
@@ -411,6 +411,29 @@ static void test_requeue(void)
     BX_LOOP_CLOSE(&loop);
 }
 
+/* Scripts go by their SHA1; a Redis that lost them (SCRIPT FLUSH, a
+ * restart) gets their text. */
+static void test_scripts_flushed(void)
+{
+    uv_loop_t loop;
+    fake_t f = { 0 };
+    char id[32];
+
+    uv_loop_init(&loop);
+    bx_engine_t *e = engine(&loop, &f, 60);
+    BX_CHECK_INT(client(&loop, e, id), 0);
+    BX_CHECK_INT(subscribe(&loop, e, id, "/s"), 1);
+    R_do("SCRIPT FLUSH", NULL, NULL);
+    BX_CHECK_INT(subscribe(&loop, e, id, "/t"), 1);
+    BX_CHECK_INT(publish(&loop, e, "{\"channel\":\"/s\",\"data\":1}"), 0);
+    BX_CHECK_INT(take(&loop, e, &f, id), 0);
+    BX_CHECK(f.msgs.n == 1 && chunk_is(f.msgs.v[0], "{\"channel\":\"/s\",\"data\":1}"));
+    bx_chunkv_free(&f.msgs);
+    close_engine(&loop, e);
+    BX_CHECK(!g_reentered);
+    BX_LOOP_CLOSE(&loop);
+}
+
 /* The GC sweeps clients expired at 2 x timeout, but not while another
  * server holds the lock; an expired lock is taken over (GETSET), and the
  * sweep releases it. */
@@ -469,6 +492,7 @@ int main(void)
     BX_RUN(test_other_server);
     BX_RUN(test_liveness);
     BX_RUN(test_requeue);
+    BX_RUN(test_scripts_flushed);
     BX_RUN(test_gc_lock);
     redisFree(g_rc);
     bx_rs_stop(&g_rs);
