@@ -79,6 +79,7 @@ typedef struct fr_s {
     size_t gc_left;             /* destroys of the sweep not answered yet */
     op_t *early, **early_tail;  /* commands made before the first outcome */
     bx_dict_t woken;            /* ids woken and not taken since */
+    bx_dict_t held;             /* ids taken for here (connections here) */
     op_t *fence_wait, **fence_tail;     /* publishes answered, waiting
                                            for their notifications */
     op_t *fence_sent;           /* those the PING out covers */
@@ -567,6 +568,7 @@ static void destroyed(op_t *op, int status)
         if (r->nclients)
             r->nclients--;
         set_del(&r->woken, op->id);
+        set_del(&r->held, op->id);
         const char *ch = op->extra.data;
         for (size_t i = 0; i < op->nextra; i++, ch += strlen(ch) + 1)
             trigger(r, BX_EV_UNSUBSCRIBE, op->id, ch, NULL);
@@ -920,6 +922,8 @@ static int fr_take(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *u
     if (copy_id(op->id, id) < 0)
         op->id[0] = '\0';
     set_del(&r->woken, op->id);     /* what comes from now on wakes again */
+    if (op->id[0])
+        set_add(&r->held, op->id);
     op_eval(op, TAKE_LUA, 2);
     op_key(op, "/clients", NULL, NULL);
     op_key(op, "/clients/", op->id, "/messages");
@@ -1178,6 +1182,30 @@ static void on_sub_state(void *ud, int up, const char *why)
     busy_update(r);
 }
 
+/* Subscribed again after the subscriber connection was down: what was
+ * announced meanwhile was not heard, so every connection here looks. */
+static void wake_held(fr_t *r)
+{
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *e;
+    bx_dict_t held = r->held;
+
+    memset(&r->held, 0, sizeof(r->held));
+    while ((e = bx_dict_next(&held, &it)) != NULL) {
+        char id[ID_MAX];
+        if (e->klen >= ID_MAX)
+            continue;
+        memcpy(id, e->key, e->klen);
+        id[e->klen] = '\0';
+        if (!r->base.proxy.has_connection(r->base.proxy.ud, id))
+            continue;           /* gone: forgotten */
+        set_add(&r->held, id);
+        set_del(&r->woken, id);
+        wake(r, id);
+    }
+    bx_dict_free(&held);
+}
+
 /* A notification: ["message", channel, id]. */
 static void on_push(void *ud, redisReply *rep)
 {
@@ -1188,11 +1216,17 @@ static void on_push(void *ud, redisReply *rep)
     if (!r->closing && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3
         && rep->element[0]->type == REDIS_REPLY_STRING
         && strcmp(rep->element[0]->str, "subscribe") == 0) {
-        /* the second channel's confirmation: subscribed to both */
-        if (r->sub_first && rep->element[2]->type == REDIS_REPLY_INTEGER
-            && rep->element[2]->integer == 2) {
-            r->sub_first = 0;
-            first_done(r);
+        /* the close channel's confirmation: subscribed to both; the
+         * messages channel's alone: a fence */
+        size_t nlen = rep->element[1]->type == REDIS_REPLY_STRING ? rep->element[1]->len : 0;
+        if (nlen == strlen(r->ns) + 20
+            && memcmp(rep->element[1]->str + nlen - 20, "/notifications/close", 20) == 0) {
+            if (r->sub_first) {
+                r->sub_first = 0;
+                first_done(r);
+            } else {
+                wake_held(r);
+            }
         } else {
             fence_pass(r, 0);
         }
@@ -1215,6 +1249,7 @@ static void on_push(void *ud, redisReply *rep)
         if (bx_dict_get(&r->destroying, id, strlen(id)))
             return;             /* destroyed here: the destroy tells */
         set_del(&r->woken, id);
+        set_del(&r->held, id);
         if (r->base.proxy.closed)
             r->base.proxy.closed(r->base.proxy.ud, id);
     }
@@ -1230,6 +1265,7 @@ static void part_closed(void *ud)
     void (*done)(void *) = r->close_done;
     void *dud = r->close_ud;
     bx_dict_free(&r->woken);
+    bx_dict_free(&r->held);
     bx_dict_free(&r->destroying);
     free(r);
     if (done)

@@ -6,7 +6,8 @@
  * queued and announced by another server wakes a connected client, whose
  * take drops the publisher's clientId; a destroy elsewhere closes the
  * client here; liveness at 1.6 x timeout; requeue puts messages back in
- * front, in order, and wakes; scripts a Redis lost are sent again; the GC
+ * front, in order, and wakes; a subscriber connection lost and back wakes
+ * the connections; scripts a Redis lost are sent again; the GC
  * honours another server's lock and takes over an expired one. (The
  * contract suite, test_engine.c, runs against this mode too.)
  */
@@ -411,6 +412,33 @@ static void test_requeue(void)
     BX_LOOP_CLOSE(&loop);
 }
 
+/* The subscriber connection lost: what was announced meanwhile is not
+ * heard, so when it is back every connection here is woken to look. */
+static void test_subscriber_lost(void)
+{
+    uv_loop_t loop;
+    fake_t f = { 0 };
+    char id[32], key[128];
+
+    uv_loop_init(&loop);
+    bx_engine_t *e = engine(&loop, &f, 60);
+    BX_CHECK_INT(client(&loop, e, id), 0);
+    snprintf(f.connected[f.nconnected++], 64, "%s", id);
+    BX_CHECK_INT(take(&loop, e, &f, id), 0);        /* a connection came */
+    BX_CHECK_INT(R_int("CLIENT KILL TYPE pubsub", NULL, NULL), 1);
+    snprintf(key, sizeof(key), NS "/clients/%s/messages", id);
+    R_do("RPUSH %s %s", key, "{\"channel\":\"/lost\",\"data\":1}");
+    BX_CHECK_INT(R_int("PUBLISH " NS "/notifications/messages %s", id, NULL), 0);
+    BX_CHECK(run_until(&loop, &f.wakes, 1, 10));
+    BX_CHECK_STR(f.woken, id);
+    BX_CHECK_INT(take(&loop, e, &f, id), 0);
+    BX_CHECK(f.msgs.n == 1 && chunk_is(f.msgs.v[0], "{\"channel\":\"/lost\",\"data\":1}"));
+    bx_chunkv_free(&f.msgs);
+    close_engine(&loop, e);
+    BX_CHECK(!g_reentered);
+    BX_LOOP_CLOSE(&loop);
+}
+
 /* Scripts go by their SHA1; a Redis that lost them (SCRIPT FLUSH, a
  * restart) gets their text. */
 static void test_scripts_flushed(void)
@@ -492,6 +520,7 @@ int main(void)
     BX_RUN(test_other_server);
     BX_RUN(test_liveness);
     BX_RUN(test_requeue);
+    BX_RUN(test_subscriber_lost);
     BX_RUN(test_scripts_flushed);
     BX_RUN(test_gc_lock);
     redisFree(g_rc);
