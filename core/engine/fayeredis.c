@@ -947,6 +947,7 @@ static void fr_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs)
 {
     fr_t *r = (fr_t *)e;
     op_t *op;
+    size_t n;
 
     if (r->closing || msgs->n == 0 || strlen(id) >= ID_MAX) {
         bx_chunkv_clear(msgs);
@@ -962,9 +963,10 @@ static void fr_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs)
     op_key(op, "/notifications/messages", NULL, NULL);
     for (size_t i = 0; i < msgs->n; i++)
         op_argn(op, msgs->v[i]->data, msgs->v[i]->len);
+    n = msgs->n;
     bx_chunkv_clear(msgs);
-    if (op_start(op) != 0)
-        r->dropped += (unsigned long)(op->argc - REQUEUE_ARGS);
+    if (op_start(op) != 0)      /* op is freed: Redis is out of reach */
+        r->dropped += (unsigned long)n;
 }
 
 static void fr_stats(bx_engine_t *e, bx_engine_stats_t *out)
