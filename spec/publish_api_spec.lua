@@ -10,24 +10,15 @@ server:listen(0, "127.0.0.1")
 ]]
 
 describe("publish API", function()
-  local srv, dir, b
+  local srv, b
 
   lazy_setup(function()
-    dir = H.tmpdir()
-    H.writefile(dir .. "/app.lua", APP)
-    srv = H.spawn{ dir .. "/app.lua" }
-    local port, err = srv:wait_listening(10)
-    if not port then srv:kill(); error(err) end
-    srv.port = port
-    b = H.bayeux(port)
+    srv = H.start_app(APP)
+    b = H.bayeux(srv.port)
   end)
 
   lazy_teardown(function()
-    if srv then
-      local rc = srv:stop()
-      assert.are.equal(0, rc, "server exit: " .. srv:stderr())
-    end
-    if dir then os.execute("rm -rf " .. H.q(dir)) end
+    if srv then srv:finish() end
   end)
 
   local AUTH = "Bearer s3cret"

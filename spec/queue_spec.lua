@@ -109,12 +109,7 @@ describe("a held connect whose socket closes after its release", function()
   local srv
 
   lazy_setup(function()
-    local dir = H.tmpdir()
-    H.writefile(dir .. "/app.lua", GATED_APP)
-    srv = H.spawn{ dir .. "/app.lua" }
-    local port, err = srv:wait_listening(10)
-    if not port then srv:kill(); error(err) end
-    srv.port = port
+    srv = H.start_app(GATED_APP)
   end)
 
   lazy_teardown(function()
