@@ -12,6 +12,7 @@
 #include <string.h>
 #include "base/dict.h"
 #include "base/json.h"
+#include "base/list.h"
 #include "bayeux/hub.h"
 #include "net/conn.h"
 
@@ -31,7 +32,7 @@ typedef struct session {
                                    the pass still uses the session after */
     int taking;                 /* a take() is in flight (one at a time) */
     struct session *next_dirty;
-    struct session *ka_prev, *ka_next;  /* while its sink wants keep-alive */
+    bx_list_t ka;               /* on keepalives while its sink wants it */
 } session_t;
 
 typedef struct deferred {
@@ -54,7 +55,7 @@ struct bx_hub_s {
     bx_engine_t *engine;        /* borrowed (bx_hub_attach) */
     bx_dict_t sessions;
     size_t connected;           /* sessions with a hold or a sink */
-    session_t *keepalives;      /* sessions whose sink wants keep-alive */
+    bx_list_t keepalives;       /* sessions whose sink wants keep-alive */
     session_t *dirty;
     deferred_t *defer_head, *defer_tail;
     event_t *ev_head, *ev_tail;
@@ -65,7 +66,7 @@ struct bx_hub_s {
     unsigned event_mask;        /* 1 << bx_event_t for each event wanted */
     void *event_ud;
     bx_ext_hook incoming, outgoing;
-    struct outpass *outpasses;  /* deliveries inside outgoing extensions */
+    bx_list_t outpasses;        /* deliveries inside outgoing extensions */
     void (*ext_abandon)(void *ud);
     void *ext_ud;
     int closing;
@@ -88,6 +89,7 @@ static session_t *session_make(bx_hub_t *s, const char *id)
     session_t *ss = session_get(s, id);
     if (!ss) {
         ss = bx_calloc(1, sizeof(*ss));
+        bx_list_init(&ss->ka);
         snprintf(ss->id, sizeof(ss->id), "%s", id);
         bx_dict_set(&s->sessions, ss->id, strlen(ss->id), ss);
     }
@@ -116,23 +118,11 @@ static void set_hold(bx_hub_t *s, session_t *ss, bx_waiter_t *w)
 static void set_sink(bx_hub_t *s, session_t *ss, bx_sink_t *sink)
 {
     int was = ss->hold || ss->sink;
-    if (ss->sink && ss->sink->keepalive) {
-        if (ss->ka_prev)
-            ss->ka_prev->ka_next = ss->ka_next;
-        else
-            s->keepalives = ss->ka_next;
-        if (ss->ka_next)
-            ss->ka_next->ka_prev = ss->ka_prev;
-        ss->ka_prev = ss->ka_next = NULL;
-    }
+    if (ss->sink && ss->sink->keepalive)
+        bx_list_remove(&ss->ka);
     ss->sink = sink;
-    if (sink && sink->keepalive) {
-        ss->ka_prev = NULL;
-        ss->ka_next = s->keepalives;
-        if (ss->ka_next)
-            ss->ka_next->ka_prev = ss;
-        s->keepalives = ss;
-    }
+    if (sink && sink->keepalive)
+        bx_list_push_head(&s->keepalives, &ss->ka);
     count_connected(s, ss, was);
 }
 
@@ -238,7 +228,7 @@ void bx_session_give_back(bx_hub_t *s, const char *id, bx_chunkv_t *msgs)
 #define PROCESSED 1
 
 typedef struct outpass {
-    struct outpass *prev, *next;
+    bx_list_t link;             /* on the hub's outpasses */
     struct outpass *later;      /* the session's next pass */
     bx_hub_t *s;
     char id[32];
@@ -257,16 +247,6 @@ static void outpass_free(outpass_t *p)
     free(p->msgs);
     free(p->slots);
     free(p);
-}
-
-static void outpass_unlink(outpass_t *p)
-{
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        p->s->outpasses = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
 }
 
 /* Puts processed messages (`v`, entries stolen) into the session's pending
@@ -301,7 +281,7 @@ static void outpass_done(void *ud, json_t *msg)
     /* a session is kept while its passes are in flight (session_gc) */
     session_t *ss = s->closing ? NULL : session_get(s, p->id);
     if (!ss) {
-        outpass_unlink(p);
+        bx_list_remove(&p->link);
         outpass_free(p);
         return;
     }
@@ -321,7 +301,7 @@ static void outpass_done(void *ud, json_t *msg)
             c->flags |= PROCESSED;
             bx_chunkv_push_new(&v, c);
         }
-        outpass_unlink(q);
+        bx_list_remove(&q->link);
         outpass_free(q);
     }
     pending_insert(ss, &v);
@@ -373,10 +353,7 @@ static void outgoing_pass(bx_hub_t *s, session_t *ss, bx_chunkv_t *msgs)
         ss->out_last = p;
         /* count first: a hook may answer on this very turn's deferral */
         p->left = p->n + 1;
-        p->next = s->outpasses;
-        if (p->next)
-            p->next->prev = p;
-        s->outpasses = p;
+        bx_list_push_head(&s->outpasses, &p->link);
         size_t k = 0;
         for (size_t i = 0; i < msgs->n; i++) {
             bx_chunk_t *c = msgs->v[i];
@@ -641,8 +618,8 @@ void bx_hub_defer(bx_hub_t *s, void (*fn)(void *ud), void *ud)
 static void on_keepalive(uv_timer_t *t)
 {
     bx_hub_t *s = t->data;
-    for (session_t *ss = s->keepalives; ss; ss = ss->ka_next)
-        s->engine->ops->ping(s->engine, ss->id);
+    BX_LIST_FOREACH(l, &s->keepalives)
+        s->engine->ops->ping(s->engine, BX_CONTAINER(l, session_t, ka)->id);
 }
 
 /* ---- Life cycle ---- */
@@ -653,6 +630,8 @@ bx_hub_t *bx_hub_new(uv_loop_t *loop, const bx_hub_opts_t *opts)
 
     s->loop = loop;
     s->opts = *opts;
+    bx_list_init(&s->keepalives);
+    bx_list_init(&s->outpasses);
     if (s->opts.timeout <= 0)
         s->opts.timeout = 60;
     uv_idle_init(loop, &s->tick);
@@ -811,9 +790,9 @@ int bx_hub_close(bx_hub_t *s, void (*done)(void *ud), void *ud)
         free_event(e);
     }
     s->ev_head = s->ev_tail = NULL;
-    while (s->outpasses) {
-        struct outpass *p = s->outpasses;
-        s->outpasses = p->next;
+    while (!bx_list_empty(&s->outpasses)) {
+        outpass_t *p = BX_CONTAINER(s->outpasses.next, outpass_t, link);
+        bx_list_remove(&p->link);
         outpass_free(p);
     }
     s->close_done = done;

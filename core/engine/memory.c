@@ -15,6 +15,7 @@
 #include <string.h>
 #include "base/channel.h"
 #include "base/dict.h"
+#include "base/list.h"
 #include "engine/memory.h"
 #include "base/json.h"
 
@@ -35,7 +36,7 @@ typedef struct client {
     ring_t queue;
     uint64_t last_ping;         /* uv_now() ms */
     uint64_t mark;              /* last publish that reached this client */
-    struct client *older, *newer;   /* the liveness list, by last_ping */
+    bx_list_t live;             /* on m->live, by last_ping */
 } client_t;
 
 typedef enum { OP_ID, OP_BOOL, OP_DONE, OP_TAKE } op_kind_t;
@@ -57,8 +58,8 @@ typedef struct {
     unsigned long dropped;
     bx_dict_t clients;          /* id -> client_t */
     bx_dict_t index;            /* channel -> bx_dict_t of id -> client_t */
-    client_t *oldest, *newest;  /* every client, least recently pinged first:
-                                   expiry looks only at those that are due */
+    bx_list_t live;             /* every client_t, least recently pinged
+                                   first: expiry looks only at those due */
     uint64_t generation;
     op_t *head, *tail;          /* pending completions */
     op_t *spare;                /* freed ops kept for reuse: a take per
@@ -216,36 +217,15 @@ static void ring_take(ring_t *r, bx_chunkv_t *out)
 
 /* ---- Liveness order ---- */
 
-static void unlink_client(memory_t *m, client_t *c)
-{
-    if (c->older)
-        c->older->newer = c->newer;
-    else
-        m->oldest = c->newer;
-    if (c->newer)
-        c->newer->older = c->older;
-    else
-        m->newest = c->older;
-    c->older = c->newer = NULL;
-}
-
 /* Stamps `c` as pinged now; it becomes the newest (uv_now never goes
  * back, so the list stays ordered by last_ping). */
 static void touch(memory_t *m, client_t *c)
 {
-    if (m->newest == c) {
-        c->last_ping = uv_now(m->base.loop);
-        return;
-    }
-    if (c->older || c->newer || m->oldest == c)
-        unlink_client(m, c);
     c->last_ping = uv_now(m->base.loop);
-    c->older = m->newest;
-    if (m->newest)
-        m->newest->newer = c;
-    else
-        m->oldest = c;
-    m->newest = c;
+    if (m->live.prev == &c->live)
+        return;
+    bx_list_remove(&c->live);
+    bx_list_push_tail(&m->live, &c->live);
 }
 
 /* ---- Clients ---- */
@@ -288,7 +268,7 @@ static void destroy(memory_t *m, client_t *c)
     bx_dict_entry_t *e;
 
     bx_dict_del(&m->clients, c->id, 31);
-    unlink_client(m, c);
+    bx_list_remove(&c->live);
     while ((e = bx_dict_next(&c->channels, &it)) != NULL)
         unsubscribe_one(m, c, e->key);
     bx_dict_free(&c->channels);
@@ -304,6 +284,7 @@ static int m_create_client(bx_engine_t *e, bx_engine_id_cb cb, void *ud)
     memory_t *m = (memory_t *)e;
     client_t *c = bx_calloc(1, sizeof(*c));
 
+    bx_list_init(&c->live);
     if (m->closing) {
         free(c);
         return BX_ECANCELED;
@@ -504,8 +485,12 @@ static void on_gc(uv_timer_t *t)
     uint64_t ttl = (uint64_t)(2 * m->base.timeout * 1000);
 
     /* only the clients that are due, the least recently pinged first */
-    while (m->oldest && now - m->oldest->last_ping >= ttl)
-        destroy(m, m->oldest);
+    while (!bx_list_empty(&m->live)) {
+        client_t *c = BX_CONTAINER(m->live.next, client_t, live);
+        if (now - c->last_ping < ttl)
+            break;
+        destroy(m, c);
+    }
 }
 
 /* ---- Life cycle ---- */
@@ -599,6 +584,7 @@ bx_engine_t *bx_engine_memory_new(uv_loop_t *loop, const bx_proxy_t *proxy,
     m->base.proxy = *proxy;
     m->base.loop = loop;
     m->base.timeout = timeout;
+    bx_list_init(&m->live);
     m->queue_limit = opts && opts->queue_limit ? opts->queue_limit : DEFAULT_QUEUE_LIMIT;
     if (m->queue_limit > UINT32_MAX / 2)
         m->queue_limit = UINT32_MAX / 2;    /* the ring counts in 32 bits */

@@ -28,6 +28,7 @@
 #include <openssl/sha.h>
 #include <wslay/wslay.h>
 #include "base/json.h"
+#include "base/list.h"
 #include "bayeux/protocol.h"
 #include "transport/endpoint.h"
 #include "transport/streams.h"
@@ -41,7 +42,7 @@ typedef struct ws ws_t;
 
 /* A frame whose replies are being computed. */
 typedef struct wsbatch {
-    struct wsbatch *prev, *next;
+    bx_list_t link;             /* on ws->batches */
     ws_t *ws;
     bx_batch_t *b;
     int disconnect;             /* the frame held a /meta/disconnect */
@@ -54,7 +55,7 @@ struct ws {
     wslay_event_context_ptr ctx;
     const char *in;             /* the read being fed to wslay */
     size_t inlen;
-    wsbatch_t *batches;
+    bx_list_t batches;          /* of wsbatch_t in flight, newest first */
     char id[32];                /* bound client id */
     uint32_t ping_id;
     /* frame boundary tracker */
@@ -259,7 +260,7 @@ static void sink_close(bx_sink_t *sink)
 
     w->bound = 0;
     w->id[0] = '\0';
-    if (w->batches)
+    if (!bx_list_empty(&w->batches))
         w->close_soon = 1;
     else
         start_close(w, 1000, NULL);
@@ -288,16 +289,6 @@ static int disconnected(const bx_chunkv_t *reply)
     return yes;
 }
 
-static void batch_unlink(ws_t *w, wsbatch_t *wb)
-{
-    if (wb->prev)
-        wb->prev->next = wb->next;
-    else
-        w->batches = wb->next;
-    if (wb->next)
-        wb->next->prev = wb->prev;
-}
-
 static void on_reply(void *ud, bx_chunkv_t *reply, size_t nmsgs)
 {
     wsbatch_t *wb = ud;
@@ -305,10 +296,10 @@ static void on_reply(void *ud, bx_chunkv_t *reply, size_t nmsgs)
     int bye = wb->disconnect && disconnected(reply);
 
     (void)nmsgs;
-    batch_unlink(w, wb);
+    bx_list_remove(&wb->link);
     free(wb);
     send_frame(w, 1, reply);
-    if (bye || (w->close_soon && !w->batches))
+    if (bye || (w->close_soon && bx_list_empty(&w->batches)))
         start_close(w, 1000, NULL);
 }
 
@@ -321,9 +312,9 @@ static void detach(ws_t *w)
     if (w->bound && s)
         bx_session_unbind(s->hub, w->id, &w->sink);
     w->bound = 0;
-    while (w->batches) {
-        wsbatch_t *wb = w->batches;
-        batch_unlink(w, wb);
+    while (!bx_list_empty(&w->batches)) {
+        wsbatch_t *wb = BX_CONTAINER(w->batches.next, wsbatch_t, link);
+        bx_list_remove(&wb->link);
         bx_batch_cancel(wb->b);
         free(wb);
     }
@@ -433,10 +424,7 @@ static void handle_message(ws_t *w, const uint8_t *data, size_t len)
     wsbatch_t *wb = bx_calloc(1, sizeof(*wb));
     wb->ws = w;
     wb->disconnect = disconnect;
-    wb->next = w->batches;
-    if (wb->next)
-        wb->next->prev = wb;
-    w->batches = wb;
+    bx_list_push_head(&w->batches, &wb->link);
     wb->b = bx_protocol_process(s->hub, v, w->req, 0, on_reply, wb);
     json_decref(v);
 }
@@ -626,6 +614,7 @@ void bx_ws_handle(bx_endpoint_t *s, bx_http_req_t *req)
     bx_ws_accept_key(key->base, key->len, accept);
 
     ws_t *w = bx_calloc(1, sizeof(*w));
+    bx_list_init(&w->batches);
     w->st.conn = bx_http_hijack(req, ws_read, ws_closed, w);
     if (!w->st.conn) {
         free(w);
