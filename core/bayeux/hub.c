@@ -2,16 +2,17 @@
  * hub.c - the session hub between transports, protocol and engine (see
  * hub.h).
  *
- * One uv_idle "tick" handle runs, before the next poll, everything that was
- * made pending during the previous iteration: deferred calls, the delivery
- * pass over dirty sessions, and queued events. Idle (not check) is used so
- * that the loop never blocks in poll while something is pending; the
- * connections' prepare pass then writes everything in one writev each.
+ * One "tick" entry of the loop's later-turn queue (base/later.h) runs,
+ * before the next poll, what was made pending since: the delivery pass over
+ * dirty sessions, then queued events. Deferred calls (bx_hub_defer) are
+ * entries of that same queue, run in the order queued. The connections'
+ * prepare pass then writes everything in one writev each.
  */
 #include <stdlib.h>
 #include <string.h>
 #include "base/dict.h"
 #include "base/json.h"
+#include "base/later.h"
 #include "base/list.h"
 #include "bayeux/hub.h"
 #include "net/conn.h"
@@ -36,7 +37,8 @@ typedef struct session {
 } session_t;
 
 typedef struct deferred {
-    struct deferred *next;
+    bx_later_t later;
+    bx_list_t link;             /* on the hub's defers until it runs */
     void (*fn)(void *ud);
     void *ud;
 } deferred_t;
@@ -57,9 +59,9 @@ struct bx_hub_s {
     size_t connected;           /* sessions with a hold or a sink */
     bx_list_t keepalives;       /* sessions whose sink wants keep-alive */
     session_t *dirty;
-    deferred_t *defer_head, *defer_tail;
+    bx_list_t defers;           /* of deferred_t, queued and not yet run */
     event_t *ev_head, *ev_tail;
-    uv_idle_t tick;
+    bx_later_t tick;
     uv_timer_t keepalive;
     bx_timeouts_t holds;        /* deadlines of held connects (protocol.c) */
     bx_hub_event_cb event_cb;
@@ -75,7 +77,7 @@ struct bx_hub_s {
     void *close_ud;
 };
 
-static void on_tick(uv_idle_t *h);
+static void on_tick(void *ud);
 
 /* ---- Sessions ---- */
 
@@ -133,7 +135,7 @@ static void mark_dirty(bx_hub_t *s, session_t *ss)
     ss->dirty = 1;
     ss->next_dirty = s->dirty;
     s->dirty = ss;
-    uv_idle_start(&s->tick, on_tick);
+    bx_later_queue(s->loop, &s->tick);
 }
 
 /* Frees a session that has nothing left to do (and is not on the dirty
@@ -557,7 +559,7 @@ static void queue_event(bx_hub_t *s, bx_event_t ev, const char *id, const char *
     else
         s->ev_head = e;
     s->ev_tail = e;
-    uv_idle_start(&s->tick, on_tick);
+    bx_later_queue(s->loop, &s->tick);
 }
 
 static void p_trigger(void *ud, bx_event_t ev, const char *id, const char *channel,
@@ -576,21 +578,12 @@ static void free_event(event_t *e)
     free(e);
 }
 
-static void on_tick(uv_idle_t *h)
+static void on_tick(void *ud)
 {
-    bx_hub_t *s = h->data;
-    deferred_t *d = s->defer_head;
+    bx_hub_t *s = ud;
     event_t *e = s->ev_head;
 
-    s->defer_head = s->defer_tail = NULL;
     s->ev_head = s->ev_tail = NULL;
-    uv_idle_stop(&s->tick);
-    while (d) {
-        deferred_t *next = d->next;
-        d->fn(d->ud);
-        free(d);
-        d = next;
-    }
     deliver_pass(s);
     while (e) {
         event_t *next = e->next;
@@ -601,17 +594,37 @@ static void on_tick(uv_idle_t *h)
     }
 }
 
+static void run_deferred(void *ud)
+{
+    deferred_t *d = ud;
+    void (*fn)(void *) = d->fn;
+    void *fn_ud = d->ud;
+
+    bx_list_remove(&d->link);
+    free(d);
+    fn(fn_ud);
+}
+
 void bx_hub_defer(bx_hub_t *s, void (*fn)(void *ud), void *ud)
 {
-    deferred_t *d = bx_calloc(1, sizeof(*d));
+    deferred_t *d = bx_malloc(sizeof(*d));
     d->fn = fn;
     d->ud = ud;
-    if (s->defer_tail)
-        s->defer_tail->next = d;
-    else
-        s->defer_head = d;
-    s->defer_tail = d;
-    uv_idle_start(&s->tick, on_tick);
+    bx_list_push_tail(&s->defers, &d->link);
+    bx_later_init(&d->later, run_deferred, d);
+    bx_later_queue(s->loop, &d->later);
+}
+
+/* Drops the deferred calls not run yet: the hub is being freed, and what
+ * they would finish is gone with it. */
+static void drop_deferred(bx_hub_t *s)
+{
+    while (!bx_list_empty(&s->defers)) {
+        deferred_t *d = BX_CONTAINER(s->defers.next, deferred_t, link);
+        bx_list_remove(&d->link);
+        bx_later_cancel(&d->later);
+        free(d);
+    }
 }
 
 /* In-process clients never poll: keep them alive while their sink is bound. */
@@ -634,8 +647,8 @@ bx_hub_t *bx_hub_new(uv_loop_t *loop, const bx_hub_opts_t *opts)
     bx_list_init(&s->outpasses);
     if (s->opts.timeout <= 0)
         s->opts.timeout = 60;
-    uv_idle_init(loop, &s->tick);
-    s->tick.data = s;
+    bx_list_init(&s->defers);
+    bx_later_init(&s->tick, on_tick, s);
     uv_timer_init(loop, &s->keepalive);
     s->keepalive.data = s;
     bx_timeouts_init(&s->holds, loop);
@@ -797,9 +810,9 @@ int bx_hub_close(bx_hub_t *s, void (*done)(void *ud), void *ud)
     }
     s->close_done = done;
     s->close_ud = ud;
-    s->pending_closes = 3;
+    s->pending_closes = 2;
     bx_conn_flush_all(s->loop);
-    uv_close((uv_handle_t *)&s->tick, handle_closed);
+    bx_later_cancel(&s->tick);
     uv_close((uv_handle_t *)&s->keepalive, handle_closed);
     bx_timeouts_close(&s->holds, holds_closed, s);
     return 1;
@@ -809,6 +822,8 @@ void bx_hub_free(bx_hub_t *s)
 {
     if (!s)
         return;
+    bx_later_cancel(&s->tick);
+    drop_deferred(s);
     bx_dict_free(&s->sessions);
     free(s);
 }

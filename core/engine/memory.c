@@ -7,14 +7,16 @@
  * index entry is deleted when its last subscriber leaves, so clients cannot
  * grow the index by subscribing and leaving.
  *
- * Callbacks are deferred through a queue drained by a uv_idle handle (idle
- * also keeps the next poll from blocking while completions are pending).
+ * Each callback is deferred as an entry of the loop's later-turn queue
+ * (base/later.h), in the order of the calls; the engine keeps the list of
+ * those pending so that close can answer them.
  */
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include "base/channel.h"
 #include "base/dict.h"
+#include "base/later.h"
 #include "base/list.h"
 #include "engine/memory.h"
 #include "base/json.h"
@@ -42,7 +44,10 @@ typedef struct client {
 typedef enum { OP_ID, OP_BOOL, OP_DONE, OP_TAKE } op_kind_t;
 
 typedef struct op {
-    struct op *next;
+    struct op *next;            /* on the spare list */
+    bx_later_t later;
+    bx_list_t link;             /* on m->ops while pending */
+    struct memory *m;
     op_kind_t kind;
     void (*cb)(void);
     void *ud;
@@ -52,7 +57,7 @@ typedef struct op {
     bx_chunkv_t msgs;           /* a take: the queue as it was when asked */
 } op_t;
 
-typedef struct {
+typedef struct memory {
     bx_engine_t base;
     size_t queue_limit;
     unsigned long dropped;
@@ -61,11 +66,10 @@ typedef struct {
     bx_list_t live;             /* every client_t, least recently pinged
                                    first: expiry looks only at those due */
     uint64_t generation;
-    op_t *head, *tail;          /* pending completions */
+    bx_list_t ops;              /* pending completions, oldest first */
     op_t *spare;                /* freed ops kept for reuse: a take per
                                    delivery costs no malloc */
     int nspare;
-    uv_idle_t idle;
     uv_timer_t gc;
     int closing;
     int handles_open;
@@ -75,7 +79,7 @@ typedef struct {
 
 /* ---- Deferred completions ---- */
 
-static void on_idle(uv_idle_t *h);
+static void on_later(void *ud);
 
 #define MAX_SPARE 64
 
@@ -92,12 +96,10 @@ static op_t *defer(memory_t *m, op_kind_t kind, void (*cb)(void), void *ud)
     op->kind = kind;
     op->cb = cb;
     op->ud = ud;
-    if (m->tail)
-        m->tail->next = op;
-    else
-        m->head = op;
-    m->tail = op;
-    uv_idle_start(&m->idle, on_idle);
+    op->m = m;
+    bx_list_push_tail(&m->ops, &op->link);
+    bx_later_init(&op->later, on_later, op);
+    bx_later_queue(m->base.loop, &op->later);
     return op;
 }
 
@@ -140,21 +142,15 @@ static void run_op(memory_t *m, op_t *op)
     }
 }
 
-static void on_idle(uv_idle_t *h)
+static void on_later(void *ud)
 {
-    memory_t *m = h->data;
-    /* only what is queued now: completions queued by these callbacks wait
-     * for the next turn, so a chain of operations cannot starve the loop */
-    op_t *op = m->head;
-    m->head = m->tail = NULL;
-    uv_idle_stop(&m->idle);
-    while (op) {
-        op_t *next = op->next;
-        if (op->cb)
-            run_op(m, op);
-        op_free(m, op);
-        op = next;
-    }
+    op_t *op = ud;
+    memory_t *m = op->m;
+
+    bx_list_remove(&op->link);
+    if (op->cb)
+        run_op(m, op);
+    op_free(m, op);
 }
 
 /* ---- Queues ---- */
@@ -518,15 +514,16 @@ static void m_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
     m->close_ud = ud;
     /* pending completions are answered "canceled" now: close is the one
      * call allowed to finish them, and their owners are shutting down too */
-    for (op_t *op = m->head, *next; op; op = next) {
-        next = op->next;
+    while (!bx_list_empty(&m->ops)) {
+        op_t *op = BX_CONTAINER(m->ops.next, op_t, link);
+        bx_list_remove(&op->link);
+        bx_later_cancel(&op->later);
         op->status = BX_ECANCELED;
         if (op->cb)
             run_op(m, op);
         bx_chunkv_free(&op->msgs);
         free(op);
     }
-    m->head = m->tail = NULL;
     while (m->spare) {
         op_t *op = m->spare;
         m->spare = op->next;
@@ -546,8 +543,7 @@ static void m_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
         free(en->value);
     }
     bx_dict_free(&m->index);
-    m->handles_open = 2;
-    uv_close((uv_handle_t *)&m->idle, on_handle_closed);
+    m->handles_open = 1;
     uv_close((uv_handle_t *)&m->gc, on_handle_closed);
 }
 
@@ -588,8 +584,7 @@ bx_engine_t *bx_engine_memory_new(uv_loop_t *loop, const bx_proxy_t *proxy,
     m->queue_limit = opts && opts->queue_limit ? opts->queue_limit : DEFAULT_QUEUE_LIMIT;
     if (m->queue_limit > UINT32_MAX / 2)
         m->queue_limit = UINT32_MAX / 2;    /* the ring counts in 32 bits */
-    uv_idle_init(loop, &m->idle);
-    m->idle.data = m;
+    bx_list_init(&m->ops);
     uv_timer_init(loop, &m->gc);
     m->gc.data = m;
     /* sweep often enough that expiry is within a quarter timeout of 2 x

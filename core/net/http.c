@@ -10,7 +10,7 @@
  *
  * Work that must not run inside a bx_http_* call (abort callbacks, handing
  * leftover bytes to a hijacker, resuming a suspended parser) goes through
- * the server's zero-delay "defer" timer. Idle connections sit on one list
+ * the server's "defer" entry of the later-turn queue (base/later.h). Idle connections sit on one list
  * ordered by last activity, watched by one timer for the whole server;
  * connections reading a request head, and those reading a body, sit on two
  * more lists (each ordered by start, as every entry has the same timeout)
@@ -25,6 +25,7 @@
  */
 #include "net/http.h"
 
+#include "base/later.h"
 #include "base/list.h"
 
 #include <errno.h>
@@ -121,7 +122,7 @@ struct bx_http_server_s {
     void *ud;
     uv_tcp_t listener;
     int port;
-    uv_timer_t defer;
+    bx_later_t defer;           /* runs run_deferred() on a later turn */
     uv_timer_t idle;
     uv_timer_t deadline;        /* head_list and body_list */
     uint64_t head_ms, body_ms;  /* 0: no deadline */
@@ -299,14 +300,13 @@ static void req_free(hreq_t *r)
     free(r);
 }
 
-static void defer_cb(uv_timer_t *t);
+static void defer_cb(void *ud);
 
 static void schedule(bx_http_server_t *s)
 {
-    /* A 0 ms timer runs on the next loop turn (never inside the caller);
-     * starting it while closing fails harmlessly and finish() drains. */
-    if (!uv_is_active((uv_handle_t *)&s->defer))
-        uv_timer_start(&s->defer, defer_cb, 0, 0);
+    /* never inside the caller; while finishing, finish() drains instead */
+    if (!s->finishing)
+        bx_later_queue(s->loop, &s->defer);
 }
 
 /* ---- Idle timeout ---- */
@@ -1236,9 +1236,9 @@ static void run_deferred(bx_http_server_t *s)
     }
 }
 
-static void defer_cb(uv_timer_t *t)
+static void defer_cb(void *ud)
 {
-    run_deferred(t->data);
+    run_deferred(ud);
 }
 
 /* ---- Accepting ---- */
@@ -1342,8 +1342,7 @@ bx_http_server_t *bx_http_server_new(uv_loop_t *loop, const bx_http_limits_t *li
     s->port = -1;
     uv_tcp_init(loop, &s->listener);    /* no socket until bind */
     s->listener.data = s;
-    uv_timer_init(loop, &s->defer);
-    s->defer.data = s;
+    bx_later_init(&s->defer, defer_cb, s);
     uv_timer_init(loop, &s->idle);
     s->idle.data = s;
     uv_timer_init(loop, &s->deadline);
@@ -1399,7 +1398,7 @@ static void timer_closed_cb(uv_handle_t *h)
 {
     bx_http_server_t *s = h->data;
 
-    if (++s->timers_closed < 3)
+    if (++s->timers_closed < 2)
         return;
     run_deferred(s);            /* anything the last callbacks queued */
     if (s->done)
@@ -1413,7 +1412,7 @@ static void maybe_finish(bx_http_server_t *s)
         return;
     s->finishing = 1;
     run_deferred(s);
-    uv_close((uv_handle_t *)&s->defer, timer_closed_cb);
+    bx_later_cancel(&s->defer);
     uv_close((uv_handle_t *)&s->idle, timer_closed_cb);
     uv_close((uv_handle_t *)&s->deadline, timer_closed_cb);
 }
