@@ -554,6 +554,11 @@ size_t bx_conn_count(void)
     return conn_count;
 }
 
+uv_loop_t *bx_conn_loop(const bx_conn_t *c)
+{
+    return c->ls->loop;
+}
+
 uint64_t bx_conn_write_calls(void)
 {
     return write_calls;
