@@ -32,6 +32,8 @@ typedef struct session {
                                    waiter may unbind (even rebind) meanwhile,
                                    the pass still uses the session after */
     int taking;                 /* a take() is in flight (one at a time) */
+    int requeuing;              /* requeue() calls in flight: no take until
+                                   they answer, so it finds what went back */
     struct session *next_dirty;
     bx_list_t ka;               /* on keepalives while its sink wants it */
 } session_t;
@@ -143,7 +145,7 @@ static void mark_dirty(bx_hub_t *s, session_t *ss)
 static void session_gc(bx_hub_t *s, session_t *ss)
 {
     if (ss->hold || ss->sink || ss->pending.n || ss->dirty || ss->outpasses || ss->pinned ||
-        ss->taking)
+        ss->taking || ss->requeuing)
         return;
     bx_dict_del(&s->sessions, ss->id, strlen(ss->id));
     bx_chunkv_free(&ss->pending);
@@ -212,11 +214,45 @@ int bx_session_has_sink(bx_hub_t *s, const char *id)
     return ss && ss->sink;
 }
 
+/* A requeue in flight: the session it was counted on, if any. */
+typedef struct {
+    bx_hub_t *s;
+    char id[32];
+    int counted;
+} requeue_t;
+
+/* The engine has the messages back: a take may go now. */
+static void p_requeued(void *ud, int status)
+{
+    requeue_t *r = ud;
+    bx_hub_t *s = r->s;
+    session_t *ss = r->counted && !s->closing ? session_get(s, r->id) : NULL;
+
+    (void)status;               /* an unknown client: nothing to take anyway */
+    free(r);
+    if (!ss)
+        return;
+    ss->requeuing--;
+    if (ss->want_queue && (ss->hold || ss->sink))
+        mark_dirty(s, ss);
+    else
+        session_gc(s, ss);
+}
+
 void bx_session_give_back(bx_hub_t *s, const char *id, bx_chunkv_t *msgs)
 {
     /* a closing engine keeps nothing: what it holds is dropped too */
-    if (msgs->n && !s->closing)
-        s->engine->ops->requeue(s->engine, id, msgs);
+    if (msgs->n && !s->closing) {
+        session_t *ss = session_get(s, id);
+        requeue_t *r = bx_malloc(sizeof(*r));
+        r->s = s;
+        snprintf(r->id, sizeof(r->id), "%s", id);
+        r->counted = ss != NULL;
+        if (s->engine->ops->requeue(s->engine, id, msgs, p_requeued, r) != 0)
+            free(r);
+        else if (ss)
+            ss->requeuing++;
+    }
     bx_chunkv_clear(msgs);
 }
 
@@ -394,7 +430,8 @@ static void p_took(void *ud, int status, const char *id, bx_chunkv_t *msgs);
  * connection here; one take at a time. */
 static void maybe_take(bx_hub_t *s, session_t *ss)
 {
-    if (ss->want_queue && !ss->taking && !s->closing && (ss->hold || ss->sink)) {
+    if (ss->want_queue && !ss->taking && !ss->requeuing && !s->closing &&
+        (ss->hold || ss->sink)) {
         ss->want_queue = 0;
         if (s->engine->ops->take(s->engine, ss->id, p_took, s) == 0)
             ss->taking = 1;

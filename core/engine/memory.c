@@ -443,16 +443,22 @@ static int m_take(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud
 
 /* ---- Put-back ---- */
 
-static void m_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs)
+static int m_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs,
+                     bx_engine_done_cb cb, void *ud)
 {
     memory_t *m = (memory_t *)e;
     client_t *c = m->closing ? NULL : find(m, id);
     bx_chunkv_t newer = BX_CHUNKV_INIT;
     uint32_t limit = (uint32_t)m->queue_limit;
 
+    if (m->closing) {
+        bx_chunkv_clear(msgs);
+        return BX_ECANCELED;
+    }
+    defer(m, OP_DONE, (void (*)(void))cb, ud)->status = c ? 0 : BX_EUNKNOWN;
     if (!c || msgs->n == 0) {
         bx_chunkv_clear(msgs);
-        return;
+        return 0;
     }
     /* the given-back messages are the oldest: refill the ring with them
      * first, so that over the limit they are the ones dropped */
@@ -470,6 +476,7 @@ static void m_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs)
     bx_chunkv_free(&newer);
     if (c->queue.n && m->base.proxy.has_connection(m->base.proxy.ud, c->id))
         m->base.proxy.wake(m->base.proxy.ud, c->id);
+    return 0;
 }
 
 /* ---- Liveness ---- */

@@ -107,20 +107,20 @@ static void test_requeue_goes_in_front_in_order(void)
     bx_chunkv_t back = BX_CHUNKV_INIT;
     bx_chunkv_push_new(&back, text_chunk("old1"));
     bx_chunkv_push_new(&back, text_chunk("old2"));
-    e->ops->requeue(e, id, &back);
+    e->ops->requeue(e, id, &back, NULL, NULL);
     BX_CHECK_INT(back.n, 0);
     BX_CHECK_INT(rec.wakes, 0);             /* no connection: nobody to wake */
 
     /* over the limit (4), the oldest go first, counted as dropped */
     bx_chunkv_push_new(&back, text_chunk("older1"));
     bx_chunkv_push_new(&back, text_chunk("older2"));
-    e->ops->requeue(e, id, &back);
+    e->ops->requeue(e, id, &back, NULL, NULL);
     e->ops->stats(e, &st);
     BX_CHECK_INT(st.dropped, 1);
 
     /* an unknown client: dropped silently */
     bx_chunkv_push_new(&back, text_chunk("x"));
-    e->ops->requeue(e, "nosuchclient", &back);
+    e->ops->requeue(e, "nosuchclient", &back, NULL, NULL);
     BX_CHECK_INT(back.n, 0);
 
     rec.connected = 1;
@@ -134,7 +134,7 @@ static void test_requeue_goes_in_front_in_order(void)
 
     /* with a connection, a give-back wakes it, as a publish does */
     bx_chunkv_push_new(&back, text_chunk("again"));
-    e->ops->requeue(e, id, &back);
+    e->ops->requeue(e, id, &back, NULL, NULL);
     BX_CHECK_INT(rec.wakes, 1);
 
     bx_chunkv_free(&back);
