@@ -7,9 +7,11 @@
  * index entry is deleted when its last subscriber leaves, so clients cannot
  * grow the index by subscribing and leaving.
  *
- * Each callback is deferred as an entry of the loop's later-turn queue
- * (base/later.h), in the order of the calls; the engine keeps the list of
- * those pending so that close can answer them.
+ * Callbacks are deferred: each call puts a completion on the engine's
+ * list, which one entry of the loop's later-turn queue (base/later.h) runs
+ * in order on the next turn (one entry per turn, not one per completion:
+ * a publish to many connected clients makes as many takes); close answers
+ * what is left.
  */
 #include <stdlib.h>
 #include <stdio.h>
@@ -45,9 +47,7 @@ typedef enum { OP_ID, OP_BOOL, OP_DONE, OP_TAKE } op_kind_t;
 
 typedef struct op {
     struct op *next;            /* on the spare list */
-    bx_later_t later;
     bx_list_t link;             /* on m->ops while pending */
-    struct memory *m;
     op_kind_t kind;
     void (*cb)(void);
     void *ud;
@@ -57,7 +57,7 @@ typedef struct op {
     bx_chunkv_t msgs;           /* a take: the queue as it was when asked */
 } op_t;
 
-typedef struct memory {
+typedef struct {
     bx_engine_t base;
     size_t queue_limit;
     unsigned long dropped;
@@ -67,6 +67,7 @@ typedef struct memory {
                                    first: expiry looks only at those due */
     uint64_t generation;
     bx_list_t ops;              /* pending completions, oldest first */
+    bx_later_t later;           /* runs them (on_later) */
     op_t *spare;                /* freed ops kept for reuse: a take per
                                    delivery costs no malloc */
     int nspare;
@@ -81,7 +82,9 @@ typedef struct memory {
 
 static void on_later(void *ud);
 
-#define MAX_SPARE 64
+/* Enough for a publish's takes to a thousand connected clients to cost no
+ * malloc (~100 KB at most, kept only after such a burst). */
+#define MAX_SPARE 1024
 
 static op_t *defer(memory_t *m, op_kind_t kind, void (*cb)(void), void *ud)
 {
@@ -96,10 +99,8 @@ static op_t *defer(memory_t *m, op_kind_t kind, void (*cb)(void), void *ud)
     op->kind = kind;
     op->cb = cb;
     op->ud = ud;
-    op->m = m;
     bx_list_push_tail(&m->ops, &op->link);
-    bx_later_init(&op->later, on_later, op);
-    bx_later_queue(m->base.loop, &op->later);
+    bx_later_queue(m->base.loop, &m->later);
     return op;
 }
 
@@ -144,13 +145,23 @@ static void run_op(memory_t *m, op_t *op)
 
 static void on_later(void *ud)
 {
-    op_t *op = ud;
-    memory_t *m = op->m;
+    memory_t *m = ud;
+    /* only what is queued now: completions queued by these callbacks wait
+     * for the next turn (the entry was unqueued before this call, so the
+     * first of them queues it again), so a chain of operations cannot
+     * starve the loop */
+    bx_list_t *last = m->ops.prev;
 
-    bx_list_remove(&op->link);
-    if (op->cb)
-        run_op(m, op);
-    op_free(m, op);
+    while (!bx_list_empty(&m->ops)) {
+        bx_list_t *l = m->ops.next;
+        op_t *op = BX_CONTAINER(l, op_t, link);
+        bx_list_remove(l);
+        if (op->cb)
+            run_op(m, op);
+        op_free(m, op);
+        if (l == last)
+            break;
+    }
 }
 
 /* ---- Queues ---- */
@@ -435,7 +446,10 @@ static int m_take(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud
     if (m->closing)
         return BX_ECANCELED;
     op_t *op = defer(m, OP_TAKE, (void (*)(void))cb, ud);
-    snprintf(op->id, sizeof(op->id), "%s", id);
+    /* not snprintf: one take per connected recipient of every publish */
+    size_t n = strnlen(id, sizeof(op->id) - 1);
+    memcpy(op->id, id, n);
+    op->id[n] = '\0';
     if (c && c->queue.n)
         ring_take(&c->queue, &op->msgs);
     return 0;
@@ -517,6 +531,7 @@ static void m_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
     bx_dict_entry_t *en;
 
     m->closing = 1;
+    bx_later_cancel(&m->later);
     m->close_done = done;
     m->close_ud = ud;
     /* pending completions are answered "canceled" now: close is the one
@@ -524,7 +539,6 @@ static void m_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
     while (!bx_list_empty(&m->ops)) {
         op_t *op = BX_CONTAINER(m->ops.next, op_t, link);
         bx_list_remove(&op->link);
-        bx_later_cancel(&op->later);
         op->status = BX_ECANCELED;
         if (op->cb)
             run_op(m, op);
@@ -592,6 +606,7 @@ bx_engine_t *bx_engine_memory_new(uv_loop_t *loop, const bx_proxy_t *proxy,
     if (m->queue_limit > UINT32_MAX / 2)
         m->queue_limit = UINT32_MAX / 2;    /* the ring counts in 32 bits */
     bx_list_init(&m->ops);
+    bx_later_init(&m->later, on_later, m);
     uv_timer_init(loop, &m->gc);
     m->gc.data = m;
     /* sweep often enough that expiry is within a quarter timeout of 2 x
