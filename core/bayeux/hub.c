@@ -2,16 +2,18 @@
  * hub.c - the session hub between transports, protocol and engine (see
  * hub.h).
  *
- * One uv_idle "tick" handle runs, before the next poll, everything that was
- * made pending during the previous iteration: deferred calls, the delivery
- * pass over dirty sessions, and queued events. Idle (not check) is used so
- * that the loop never blocks in poll while something is pending; the
- * connections' prepare pass then writes everything in one writev each.
+ * One "tick" entry of the loop's later-turn queue (base/later.h) runs,
+ * before the next poll, what was made pending since: the delivery pass over
+ * dirty sessions, then queued events. Deferred calls (bx_hub_defer) are
+ * entries of that same queue, run in the order queued. The connections'
+ * prepare pass then writes everything in one writev each.
  */
 #include <stdlib.h>
 #include <string.h>
 #include "base/dict.h"
 #include "base/json.h"
+#include "base/later.h"
+#include "base/list.h"
 #include "bayeux/hub.h"
 #include "net/conn.h"
 
@@ -30,12 +32,15 @@ typedef struct session {
                                    waiter may unbind (even rebind) meanwhile,
                                    the pass still uses the session after */
     int taking;                 /* a take() is in flight (one at a time) */
+    int requeuing;              /* requeue() calls in flight: no take until
+                                   they answer, so it finds what went back */
     struct session *next_dirty;
-    struct session *ka_prev, *ka_next;  /* while its sink wants keep-alive */
+    bx_list_t ka;               /* on keepalives while its sink wants it */
 } session_t;
 
 typedef struct deferred {
-    struct deferred *next;
+    bx_later_t later;
+    bx_list_t link;             /* on the hub's defers until it runs */
     void (*fn)(void *ud);
     void *ud;
 } deferred_t;
@@ -54,18 +59,18 @@ struct bx_hub_s {
     bx_engine_t *engine;        /* borrowed (bx_hub_attach) */
     bx_dict_t sessions;
     size_t connected;           /* sessions with a hold or a sink */
-    session_t *keepalives;      /* sessions whose sink wants keep-alive */
+    bx_list_t keepalives;       /* sessions whose sink wants keep-alive */
     session_t *dirty;
-    deferred_t *defer_head, *defer_tail;
+    bx_list_t defers;           /* of deferred_t, queued and not yet run */
     event_t *ev_head, *ev_tail;
-    uv_idle_t tick;
+    bx_later_t tick;
     uv_timer_t keepalive;
     bx_timeouts_t holds;        /* deadlines of held connects (protocol.c) */
     bx_hub_event_cb event_cb;
     unsigned event_mask;        /* 1 << bx_event_t for each event wanted */
     void *event_ud;
     bx_ext_hook incoming, outgoing;
-    struct outpass *outpasses;  /* deliveries inside outgoing extensions */
+    bx_list_t outpasses;        /* deliveries inside outgoing extensions */
     void (*ext_abandon)(void *ud);
     void *ext_ud;
     int closing;
@@ -74,7 +79,7 @@ struct bx_hub_s {
     void *close_ud;
 };
 
-static void on_tick(uv_idle_t *h);
+static void on_tick(void *ud);
 
 /* ---- Sessions ---- */
 
@@ -88,6 +93,7 @@ static session_t *session_make(bx_hub_t *s, const char *id)
     session_t *ss = session_get(s, id);
     if (!ss) {
         ss = bx_calloc(1, sizeof(*ss));
+        bx_list_init(&ss->ka);
         snprintf(ss->id, sizeof(ss->id), "%s", id);
         bx_dict_set(&s->sessions, ss->id, strlen(ss->id), ss);
     }
@@ -116,23 +122,11 @@ static void set_hold(bx_hub_t *s, session_t *ss, bx_waiter_t *w)
 static void set_sink(bx_hub_t *s, session_t *ss, bx_sink_t *sink)
 {
     int was = ss->hold || ss->sink;
-    if (ss->sink && ss->sink->keepalive) {
-        if (ss->ka_prev)
-            ss->ka_prev->ka_next = ss->ka_next;
-        else
-            s->keepalives = ss->ka_next;
-        if (ss->ka_next)
-            ss->ka_next->ka_prev = ss->ka_prev;
-        ss->ka_prev = ss->ka_next = NULL;
-    }
+    if (ss->sink && ss->sink->keepalive)
+        bx_list_remove(&ss->ka);
     ss->sink = sink;
-    if (sink && sink->keepalive) {
-        ss->ka_prev = NULL;
-        ss->ka_next = s->keepalives;
-        if (ss->ka_next)
-            ss->ka_next->ka_prev = ss;
-        s->keepalives = ss;
-    }
+    if (sink && sink->keepalive)
+        bx_list_push_head(&s->keepalives, &ss->ka);
     count_connected(s, ss, was);
 }
 
@@ -143,7 +137,7 @@ static void mark_dirty(bx_hub_t *s, session_t *ss)
     ss->dirty = 1;
     ss->next_dirty = s->dirty;
     s->dirty = ss;
-    uv_idle_start(&s->tick, on_tick);
+    bx_later_queue(s->loop, &s->tick);
 }
 
 /* Frees a session that has nothing left to do (and is not on the dirty
@@ -151,7 +145,7 @@ static void mark_dirty(bx_hub_t *s, session_t *ss)
 static void session_gc(bx_hub_t *s, session_t *ss)
 {
     if (ss->hold || ss->sink || ss->pending.n || ss->dirty || ss->outpasses || ss->pinned ||
-        ss->taking)
+        ss->taking || ss->requeuing)
         return;
     bx_dict_del(&s->sessions, ss->id, strlen(ss->id));
     bx_chunkv_free(&ss->pending);
@@ -220,11 +214,45 @@ int bx_session_has_sink(bx_hub_t *s, const char *id)
     return ss && ss->sink;
 }
 
+/* A requeue in flight: the session it was counted on, if any. */
+typedef struct {
+    bx_hub_t *s;
+    char id[32];
+    int counted;
+} requeue_t;
+
+/* The engine has the messages back: a take may go now. */
+static void p_requeued(void *ud, int status)
+{
+    requeue_t *r = ud;
+    bx_hub_t *s = r->s;
+    session_t *ss = r->counted && !s->closing ? session_get(s, r->id) : NULL;
+
+    (void)status;               /* an unknown client: nothing to take anyway */
+    free(r);
+    if (!ss)
+        return;
+    ss->requeuing--;
+    if (ss->want_queue && (ss->hold || ss->sink))
+        mark_dirty(s, ss);
+    else
+        session_gc(s, ss);
+}
+
 void bx_session_give_back(bx_hub_t *s, const char *id, bx_chunkv_t *msgs)
 {
     /* a closing engine keeps nothing: what it holds is dropped too */
-    if (msgs->n && !s->closing)
-        s->engine->ops->requeue(s->engine, id, msgs);
+    if (msgs->n && !s->closing) {
+        session_t *ss = session_get(s, id);
+        requeue_t *r = bx_malloc(sizeof(*r));
+        r->s = s;
+        snprintf(r->id, sizeof(r->id), "%s", id);
+        r->counted = ss != NULL;
+        if (s->engine->ops->requeue(s->engine, id, msgs, p_requeued, r) != 0)
+            free(r);
+        else if (ss)
+            ss->requeuing++;
+    }
     bx_chunkv_clear(msgs);
 }
 
@@ -238,7 +266,7 @@ void bx_session_give_back(bx_hub_t *s, const char *id, bx_chunkv_t *msgs)
 #define PROCESSED 1
 
 typedef struct outpass {
-    struct outpass *prev, *next;
+    bx_list_t link;             /* on the hub's outpasses */
     struct outpass *later;      /* the session's next pass */
     bx_hub_t *s;
     char id[32];
@@ -257,16 +285,6 @@ static void outpass_free(outpass_t *p)
     free(p->msgs);
     free(p->slots);
     free(p);
-}
-
-static void outpass_unlink(outpass_t *p)
-{
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        p->s->outpasses = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
 }
 
 /* Puts processed messages (`v`, entries stolen) into the session's pending
@@ -301,7 +319,7 @@ static void outpass_done(void *ud, json_t *msg)
     /* a session is kept while its passes are in flight (session_gc) */
     session_t *ss = s->closing ? NULL : session_get(s, p->id);
     if (!ss) {
-        outpass_unlink(p);
+        bx_list_remove(&p->link);
         outpass_free(p);
         return;
     }
@@ -321,7 +339,7 @@ static void outpass_done(void *ud, json_t *msg)
             c->flags |= PROCESSED;
             bx_chunkv_push_new(&v, c);
         }
-        outpass_unlink(q);
+        bx_list_remove(&q->link);
         outpass_free(q);
     }
     pending_insert(ss, &v);
@@ -373,10 +391,7 @@ static void outgoing_pass(bx_hub_t *s, session_t *ss, bx_chunkv_t *msgs)
         ss->out_last = p;
         /* count first: a hook may answer on this very turn's deferral */
         p->left = p->n + 1;
-        p->next = s->outpasses;
-        if (p->next)
-            p->next->prev = p;
-        s->outpasses = p;
+        bx_list_push_head(&s->outpasses, &p->link);
         size_t k = 0;
         for (size_t i = 0; i < msgs->n; i++) {
             bx_chunk_t *c = msgs->v[i];
@@ -415,7 +430,8 @@ static void p_took(void *ud, int status, const char *id, bx_chunkv_t *msgs);
  * connection here; one take at a time. */
 static void maybe_take(bx_hub_t *s, session_t *ss)
 {
-    if (ss->want_queue && !ss->taking && !s->closing && (ss->hold || ss->sink)) {
+    if (ss->want_queue && !ss->taking && !ss->requeuing && !s->closing &&
+        (ss->hold || ss->sink)) {
         ss->want_queue = 0;
         if (s->engine->ops->take(s->engine, ss->id, p_took, s) == 0)
             ss->taking = 1;
@@ -580,7 +596,7 @@ static void queue_event(bx_hub_t *s, bx_event_t ev, const char *id, const char *
     else
         s->ev_head = e;
     s->ev_tail = e;
-    uv_idle_start(&s->tick, on_tick);
+    bx_later_queue(s->loop, &s->tick);
 }
 
 static void p_trigger(void *ud, bx_event_t ev, const char *id, const char *channel,
@@ -599,21 +615,12 @@ static void free_event(event_t *e)
     free(e);
 }
 
-static void on_tick(uv_idle_t *h)
+static void on_tick(void *ud)
 {
-    bx_hub_t *s = h->data;
-    deferred_t *d = s->defer_head;
+    bx_hub_t *s = ud;
     event_t *e = s->ev_head;
 
-    s->defer_head = s->defer_tail = NULL;
     s->ev_head = s->ev_tail = NULL;
-    uv_idle_stop(&s->tick);
-    while (d) {
-        deferred_t *next = d->next;
-        d->fn(d->ud);
-        free(d);
-        d = next;
-    }
     deliver_pass(s);
     while (e) {
         event_t *next = e->next;
@@ -624,25 +631,45 @@ static void on_tick(uv_idle_t *h)
     }
 }
 
+static void run_deferred(void *ud)
+{
+    deferred_t *d = ud;
+    void (*fn)(void *) = d->fn;
+    void *fn_ud = d->ud;
+
+    bx_list_remove(&d->link);
+    free(d);
+    fn(fn_ud);
+}
+
 void bx_hub_defer(bx_hub_t *s, void (*fn)(void *ud), void *ud)
 {
-    deferred_t *d = bx_calloc(1, sizeof(*d));
+    deferred_t *d = bx_malloc(sizeof(*d));
     d->fn = fn;
     d->ud = ud;
-    if (s->defer_tail)
-        s->defer_tail->next = d;
-    else
-        s->defer_head = d;
-    s->defer_tail = d;
-    uv_idle_start(&s->tick, on_tick);
+    bx_list_push_tail(&s->defers, &d->link);
+    bx_later_init(&d->later, run_deferred, d);
+    bx_later_queue(s->loop, &d->later);
+}
+
+/* Drops the deferred calls not run yet: the hub is being freed, and what
+ * they would finish is gone with it. */
+static void drop_deferred(bx_hub_t *s)
+{
+    while (!bx_list_empty(&s->defers)) {
+        deferred_t *d = BX_CONTAINER(s->defers.next, deferred_t, link);
+        bx_list_remove(&d->link);
+        bx_later_cancel(&d->later);
+        free(d);
+    }
 }
 
 /* In-process clients never poll: keep them alive while their sink is bound. */
 static void on_keepalive(uv_timer_t *t)
 {
     bx_hub_t *s = t->data;
-    for (session_t *ss = s->keepalives; ss; ss = ss->ka_next)
-        s->engine->ops->ping(s->engine, ss->id);
+    BX_LIST_FOREACH(l, &s->keepalives)
+        s->engine->ops->ping(s->engine, BX_CONTAINER(l, session_t, ka)->id);
 }
 
 /* ---- Life cycle ---- */
@@ -653,10 +680,12 @@ bx_hub_t *bx_hub_new(uv_loop_t *loop, const bx_hub_opts_t *opts)
 
     s->loop = loop;
     s->opts = *opts;
+    bx_list_init(&s->keepalives);
+    bx_list_init(&s->outpasses);
     if (s->opts.timeout <= 0)
         s->opts.timeout = 60;
-    uv_idle_init(loop, &s->tick);
-    s->tick.data = s;
+    bx_list_init(&s->defers);
+    bx_later_init(&s->tick, on_tick, s);
     uv_timer_init(loop, &s->keepalive);
     s->keepalive.data = s;
     bx_timeouts_init(&s->holds, loop);
@@ -811,16 +840,16 @@ int bx_hub_close(bx_hub_t *s, void (*done)(void *ud), void *ud)
         free_event(e);
     }
     s->ev_head = s->ev_tail = NULL;
-    while (s->outpasses) {
-        struct outpass *p = s->outpasses;
-        s->outpasses = p->next;
+    while (!bx_list_empty(&s->outpasses)) {
+        outpass_t *p = BX_CONTAINER(s->outpasses.next, outpass_t, link);
+        bx_list_remove(&p->link);
         outpass_free(p);
     }
     s->close_done = done;
     s->close_ud = ud;
-    s->pending_closes = 3;
+    s->pending_closes = 2;
     bx_conn_flush_all(s->loop);
-    uv_close((uv_handle_t *)&s->tick, handle_closed);
+    bx_later_cancel(&s->tick);
     uv_close((uv_handle_t *)&s->keepalive, handle_closed);
     bx_timeouts_close(&s->holds, holds_closed, s);
     return 1;
@@ -830,6 +859,8 @@ void bx_hub_free(bx_hub_t *s)
 {
     if (!s)
         return;
+    bx_later_cancel(&s->tick);
+    drop_deferred(s);
     bx_dict_free(&s->sessions);
     free(s);
 }

@@ -4,10 +4,10 @@
  *
  * The engine says which client has messages; the hub knows which clients
  * have a connection here (a held /meta/connect or a bound socket, both
- * registered by the transports above) and, once per loop iteration (a
- * uv_idle pass before the next poll), hands each of them everything pending
- * in one go. It also runs the later-turn deferrals of this level, the
- * event queue and the extension hooks installed from above.
+ * registered by the transports above) and, once per loop iteration (an
+ * entry of the later-turn queue, base/later.h, run before the next poll),
+ * hands each of them everything pending in one go. It also runs the event
+ * queue and the extension hooks installed from above.
  *
  * The hub knows nothing of HTTP or of the transports: they reach it through
  * bx_session_*() and it reaches them only through the function pointers of
@@ -107,8 +107,9 @@ size_t bx_hub_sessions(const bx_hub_t *h);
 /* Whether the hub is closing (bx_hub_close_begin was called). */
 int bx_hub_closing(const bx_hub_t *h);
 
-/* Calls fn(ud) once on a later loop turn (before the next poll). The one
- * deferral queue of the levels from bayeux/ up. */
+/* Calls fn(ud) once on a later loop turn (before the next poll), through
+ * the loop's later-turn queue (base/later.h), in the order queued; calls
+ * not run yet when the hub is freed are dropped. */
 void bx_hub_defer(bx_hub_t *h, void (*fn)(void *ud), void *ud);
 
 /* First stage of closing: extensions abandoned, every held connect

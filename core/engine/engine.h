@@ -16,7 +16,8 @@
  * proxy with proxy->wake(); the proxy then asks with take(), whose
  * callback, on a later turn, hands the queued messages over. What
  * the proxy took but no connection carried comes back with requeue(), in
- * front of the queue, so the client's next connection gets it in order.
+ * front of the queue, so the client's next connection gets it in order;
+ * the proxy takes again only once requeue has answered.
  *
  * Order: an engine applies calls in the order they are made (a networked
  * engine sends them down one connection), but their callbacks may come in
@@ -110,12 +111,15 @@ typedef struct {
     int (*take)(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud);
     /* Puts back messages that take handed over but no connection
      * sent (a reply's byte bound, a socket that went away): `msgs` (entries
-     * stolen; the vector is left empty) go in front of the queue of `id`, in
-     * order, ahead of anything queued since. The queue limit holds as for a
-     * publish (the oldest are dropped and counted). Nothing happens for an
-     * unknown client. Like a publish it calls proxy->wake when `id` has a
-     * connection here. No callback. */
-    void (*requeue)(bx_engine_t *e, const char *id, bx_chunkv_t *msgs);
+     * stolen, whatever the result; the vector is left empty) go in front of
+     * the queue of `id`, in order, ahead of anything queued since. The
+     * queue limit holds as for a publish (the oldest are dropped and
+     * counted). Like a publish it calls proxy->wake when `id` has a
+     * connection here. cb (may be NULL) answers once they are back: 0, or
+     * BX_EUNKNOWN for an unknown client (the messages are dropped); a take
+     * made after the answer finds them. */
+    int (*requeue)(bx_engine_t *e, const char *id, bx_chunkv_t *msgs, bx_engine_done_cb cb,
+                   void *ud);
     /* Fills `out` with the engine's counts. No callback. */
     void (*stats)(bx_engine_t *e, bx_engine_stats_t *out);
     /* Frees the engine; pending callbacks are called with status

@@ -649,13 +649,15 @@ static int r_take(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud
     return r->closing ? BX_ECANCELED : r->inner->ops->take(r->inner, id, cb, ud);
 }
 
-static void r_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs)
+static int r_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs, bx_engine_done_cb cb,
+                     void *ud)
 {
     redis_t *r = (redis_t *)e;
-    if (r->closing)
+    if (r->closing) {
         bx_chunkv_clear(msgs);
-    else
-        r->inner->ops->requeue(r->inner, id, msgs);
+        return BX_ECANCELED;
+    }
+    return r->inner->ops->requeue(r->inner, id, msgs, cb, ud);
 }
 
 static void r_stats(bx_engine_t *e, bx_engine_stats_t *out)

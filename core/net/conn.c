@@ -14,6 +14,8 @@
  */
 #include "net/conn.h"
 
+#include "base/list.h"
+
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +43,7 @@ enum {
 typedef struct loopstate {
     uv_loop_t *loop;
     uv_prepare_t prepare;
-    bx_conn_t *dirty;           /* head of the doubly linked dirty list */
+    bx_list_t dirty;            /* of bx_conn_t, by dlink; newest first */
     char *rbuf;
     int rbuf_busy;
     size_t nconns;
@@ -67,7 +69,7 @@ struct bx_conn_s {
     void *drain_ud;
     uv_timer_t *linger;         /* only while lingering; closed independently */
     uint64_t linger_end;        /* loop time at which lingering stops */
-    bx_conn_t *dprev, *dnext;   /* dirty list links */
+    bx_list_t dlink;            /* on ls->dirty while C_DIRTY */
     uint8_t family;             /* the peer: AF_INET, AF_INET6, or 0 */
     uint16_t port;
     unsigned char addr[16];     /* formatted on demand (bx_conn_peer) */
@@ -95,6 +97,7 @@ static loopstate_t *ls_get(uv_loop_t *loop, int create)
         return NULL;
     ls = bx_calloc(1, sizeof(*ls));
     ls->loop = loop;
+    bx_list_init(&ls->dirty);
     uv_prepare_init(loop, &ls->prepare);
     ls->prepare.data = ls;
     ls->next = loops;
@@ -120,13 +123,7 @@ static void dirty_remove(bx_conn_t *c)
 {
     if (!(c->flags & C_DIRTY))
         return;
-    if (c->dprev)
-        c->dprev->dnext = c->dnext;
-    else
-        c->ls->dirty = c->dnext;
-    if (c->dnext)
-        c->dnext->dprev = c->dprev;
-    c->dprev = c->dnext = NULL;
+    bx_list_remove(&c->dlink);
     c->flags &= ~C_DIRTY;
 }
 
@@ -137,11 +134,7 @@ static void mark_dirty(bx_conn_t *c)
     if (c->flags & (C_DIRTY | C_CLOSING))
         return;
     c->flags |= C_DIRTY;
-    c->dprev = NULL;
-    c->dnext = ls->dirty;
-    if (ls->dirty)
-        ls->dirty->dprev = c;
-    ls->dirty = c;
+    bx_list_push_head(&ls->dirty, &c->dlink);
     /* An active prepare handle keeps the loop alive, so it runs only while
      * there is something to flush. */
     if (!uv_is_active((uv_handle_t *)&ls->prepare))
@@ -305,8 +298,8 @@ static void start_write(bx_conn_t *c)
 
 static void flush_loop(loopstate_t *ls)
 {
-    while (ls->dirty) {
-        bx_conn_t *c = ls->dirty;
+    while (!bx_list_empty(&ls->dirty)) {
+        bx_conn_t *c = BX_CONTAINER(ls->dirty.next, bx_conn_t, dlink);
         dirty_remove(c);
         start_write(c);
     }
@@ -317,7 +310,7 @@ static void prepare_cb(uv_prepare_t *p)
     loopstate_t *ls = p->data;
 
     flush_loop(ls);
-    if (!ls->dirty)
+    if (bx_list_empty(&ls->dirty))
         uv_prepare_stop(p);
 }
 
@@ -404,6 +397,7 @@ bx_conn_t *bx_conn_new(uv_loop_t *loop, uv_tcp_t *tcp, bx_conn_read_cb on_read,
     c->on_read = on_read;
     c->on_close = on_close;
     c->ud = ud;
+    bx_list_init(&c->dlink);
     tcp->data = c;
     c->ls->nconns++;
     conn_count++;
@@ -558,6 +552,11 @@ void bx_conn_flush_all(uv_loop_t *loop)
 size_t bx_conn_count(void)
 {
     return conn_count;
+}
+
+uv_loop_t *bx_conn_loop(const bx_conn_t *c)
+{
+    return c->ls->loop;
 }
 
 uint64_t bx_conn_write_calls(void)

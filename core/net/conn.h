@@ -75,6 +75,9 @@ void bx_conn_close(bx_conn_t *c);
 /* Whether the connection is closing or closed. */
 int bx_conn_is_closing(const bx_conn_t *c);
 
+/* The loop `c` runs on. */
+uv_loop_t *bx_conn_loop(const bx_conn_t *c);
+
 /* The peer's address as "ip:port" ("[ip]:port" for IPv6). Borrowed: a
  * static buffer, valid until the next call; copy it to keep it. */
 const char *bx_conn_peer(const bx_conn_t *c);

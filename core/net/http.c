@@ -10,7 +10,7 @@
  *
  * Work that must not run inside a bx_http_* call (abort callbacks, handing
  * leftover bytes to a hijacker, resuming a suspended parser) goes through
- * the server's zero-delay "defer" timer. Idle connections sit on one list
+ * the server's "defer" entry of the later-turn queue (base/later.h). Idle connections sit on one list
  * ordered by last activity, watched by one timer for the whole server;
  * connections reading a request head, and those reading a body, sit on two
  * more lists (each ordered by start, as every entry has the same timeout)
@@ -24,6 +24,9 @@
  * to the parser until the head ends, so the check knows where it stops.
  */
 #include "net/http.h"
+
+#include "base/later.h"
+#include "base/list.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,39 +42,6 @@
 /* Unanswered requests per connection before we stop parsing its input:
  * bounds the memory a client can pin by pipelining behind a held request. */
 #define MAX_PIPELINE    16
-
-/* ---- Intrusive circular lists ---- */
-
-typedef struct link {
-    struct link *prev, *next;
-} link_t;
-
-#define CONTAINER(p, type, field) ((type *)((char *)(p) - offsetof(type, field)))
-
-static void link_init(link_t *l)
-{
-    l->prev = l->next = l;
-}
-
-static int link_empty(const link_t *l)
-{
-    return l->next == l;
-}
-
-static void link_remove(link_t *l)
-{
-    l->prev->next = l->next;
-    l->next->prev = l->prev;
-    link_init(l);
-}
-
-static void link_push(link_t *head, link_t *l)
-{
-    l->prev = head->prev;
-    l->next = head;
-    head->prev->next = l;
-    head->prev = l;
-}
 
 /* ---- Types ---- */
 
@@ -127,7 +97,7 @@ struct hconn {
     uint64_t idle_since;
     uint64_t head_since;        /* first byte of the head being read */
     uint64_t body_since;        /* end of the head whose body is being read */
-    link_t all, idle, resume, headl, bodyl;
+    bx_list_t all, idle, resume, headl, bodyl;
     /* the strict head check (scan_head) */
     uint32_t hs_lines;          /* lines of the head completed */
     uint32_t hs_linelen;        /* bytes of the current line */
@@ -152,12 +122,12 @@ struct bx_http_server_s {
     void *ud;
     uv_tcp_t listener;
     int port;
-    uv_timer_t defer;
+    bx_later_t defer;           /* runs run_deferred() on a later turn */
     uv_timer_t idle;
     uv_timer_t deadline;        /* head_list and body_list */
     uint64_t head_ms, body_ms;  /* 0: no deadline */
     uint64_t deadline_due;      /* loop time the deadline timer fires */
-    link_t conns, idle_list, resume_list, head_list, body_list;
+    bx_list_t conns, idle_list, resume_list, head_list, body_list;
     unsigned nconns;
     hreq_t *aborts, *aborts_tail;
     handoff_t *handoffs, *handoffs_tail;
@@ -330,14 +300,13 @@ static void req_free(hreq_t *r)
     free(r);
 }
 
-static void defer_cb(uv_timer_t *t);
+static void defer_cb(void *ud);
 
 static void schedule(bx_http_server_t *s)
 {
-    /* A 0 ms timer runs on the next loop turn (never inside the caller);
-     * starting it while closing fails harmlessly and finish() drains. */
-    if (!uv_is_active((uv_handle_t *)&s->defer))
-        uv_timer_start(&s->defer, defer_cb, 0, 0);
+    /* never inside the caller; while finishing, finish() drains instead */
+    if (!s->finishing)
+        bx_later_queue(s->loop, &s->defer);
 }
 
 /* ---- Idle timeout ---- */
@@ -346,26 +315,26 @@ static void idle_cb(uv_timer_t *t);
 
 static void idle_touch(hconn_t *hc)
 {
-    if (link_empty(&hc->idle))
+    if (bx_list_empty(&hc->idle))
         return;
-    link_remove(&hc->idle);
+    bx_list_remove(&hc->idle);
     hc->idle_since = uv_now(hc->s->loop);
-    link_push(&hc->s->idle_list, &hc->idle);
+    bx_list_push_tail(&hc->s->idle_list, &hc->idle);
 }
 
 static void idle_remove(hconn_t *hc)
 {
-    link_remove(&hc->idle);
+    bx_list_remove(&hc->idle);
 }
 
 static void idle_insert(hconn_t *hc)
 {
     bx_http_server_t *s = hc->s;
 
-    if (!s->idle_ms || !link_empty(&hc->idle))
+    if (!s->idle_ms || !bx_list_empty(&hc->idle))
         return;
     hc->idle_since = uv_now(s->loop);
-    link_push(&s->idle_list, &hc->idle);
+    bx_list_push_tail(&s->idle_list, &hc->idle);
     /* The list is ordered by idle_since, so the head's deadline is the
      * earliest; an already running timer fires no later than ours. */
     if (!uv_is_active((uv_handle_t *)&s->idle))
@@ -377,8 +346,8 @@ static void idle_cb(uv_timer_t *t)
     bx_http_server_t *s = t->data;
     uint64_t now = uv_now(s->loop);
 
-    while (!link_empty(&s->idle_list)) {
-        hconn_t *hc = CONTAINER(s->idle_list.next, hconn_t, idle);
+    while (!bx_list_empty(&s->idle_list)) {
+        hconn_t *hc = BX_CONTAINER(s->idle_list.next, hconn_t, idle);
         if (hc->idle_since + s->idle_ms > now) {
             uv_timer_start(&s->idle, idle_cb, hc->idle_since + s->idle_ms - now, 0);
             break;
@@ -413,7 +382,7 @@ static void head_start(hconn_t *hc)
     if (!s->head_ms)
         return;
     hc->head_since = uv_now(s->loop);
-    link_push(&s->head_list, &hc->headl);
+    bx_list_push_tail(&s->head_list, &hc->headl);
     deadline_arm(s, hc->head_since + s->head_ms);
 }
 
@@ -422,11 +391,11 @@ static void body_start(hconn_t *hc)
     bx_http_server_t *s = hc->s;
 
     hc->in_body = 1;
-    link_remove(&hc->headl);
+    bx_list_remove(&hc->headl);
     if (!s->body_ms)
         return;
     hc->body_since = uv_now(s->loop);
-    link_push(&s->body_list, &hc->bodyl);
+    bx_list_push_tail(&s->body_list, &hc->bodyl);
     deadline_arm(s, hc->body_since + s->body_ms);
 }
 
@@ -434,8 +403,8 @@ static void body_start(hconn_t *hc)
  * byte starts a new head. */
 static void request_end(hconn_t *hc)
 {
-    link_remove(&hc->headl);
-    link_remove(&hc->bodyl);
+    bx_list_remove(&hc->headl);
+    bx_list_remove(&hc->bodyl);
     hc->in_body = 0;
     hc->hs_started = 0;
     hc->hs_cr = 0;
@@ -462,16 +431,16 @@ static void deadline_cb(uv_timer_t *t)
     bx_http_server_t *s = t->data;
     uint64_t now = uv_now(s->loop), due = UINT64_MAX;
 
-    while (!link_empty(&s->head_list)) {
-        hconn_t *hc = CONTAINER(s->head_list.next, hconn_t, headl);
+    while (!bx_list_empty(&s->head_list)) {
+        hconn_t *hc = BX_CONTAINER(s->head_list.next, hconn_t, headl);
         if (hc->head_since + s->head_ms > now) {
             due = hc->head_since + s->head_ms;
             break;
         }
         expire(hc);
     }
-    while (!link_empty(&s->body_list)) {
-        hconn_t *hc = CONTAINER(s->body_list.next, hconn_t, bodyl);
+    while (!bx_list_empty(&s->body_list)) {
+        hconn_t *hc = BX_CONTAINER(s->body_list.next, hconn_t, bodyl);
         if (hc->body_since + s->body_ms > now) {
             if (hc->body_since + s->body_ms < due)
                 due = hc->body_since + s->body_ms;
@@ -808,8 +777,8 @@ static void flush_queue(hconn_t *hc)
     if (!hc->qhead && !hc->stop)
         idle_insert(hc);
     if (hc->suspended && !hc->upgraded && !hc->stop && hc->qlen < MAX_PIPELINE &&
-        link_empty(&hc->resume)) {
-        link_push(&hc->s->resume_list, &hc->resume);
+        bx_list_empty(&hc->resume)) {
+        bx_list_push_tail(&hc->s->resume_list, &hc->resume);
         schedule(hc->s);
     }
 }
@@ -1170,11 +1139,11 @@ static void hc_free(hconn_t *hc)
 /* Takes hc out of the server: lists, count, queue (to the abort list). */
 static void hc_detach(hconn_t *hc)
 {
-    link_remove(&hc->all);
-    link_remove(&hc->idle);
-    link_remove(&hc->resume);
-    link_remove(&hc->headl);
-    link_remove(&hc->bodyl);
+    bx_list_remove(&hc->all);
+    bx_list_remove(&hc->idle);
+    bx_list_remove(&hc->resume);
+    bx_list_remove(&hc->headl);
+    bx_list_remove(&hc->bodyl);
     hc->s->nconns--;
     abort_queue(hc);
 }
@@ -1257,9 +1226,9 @@ static void run_deferred(bx_http_server_t *s)
             if (!s->handoffs)
                 s->handoffs_tail = NULL;
             handoff_finish(h);
-        } else if (!link_empty(&s->resume_list)) {
-            hconn_t *hc = CONTAINER(s->resume_list.next, hconn_t, resume);
-            link_remove(&hc->resume);
+        } else if (!bx_list_empty(&s->resume_list)) {
+            hconn_t *hc = BX_CONTAINER(s->resume_list.next, hconn_t, resume);
+            bx_list_remove(&hc->resume);
             hc_resume(hc);
         } else {
             break;
@@ -1267,9 +1236,9 @@ static void run_deferred(bx_http_server_t *s)
     }
 }
 
-static void defer_cb(uv_timer_t *t)
+static void defer_cb(void *ud)
 {
-    run_deferred(t->data);
+    run_deferred(ud);
 }
 
 /* ---- Accepting ---- */
@@ -1284,17 +1253,17 @@ static void free_handle_cb(uv_handle_t *h)
  * every connection owes or is owed a request in progress. */
 static int shed(bx_http_server_t *s)
 {
-    link_t *l = !link_empty(&s->idle_list) ? s->idle_list.next
-              : !link_empty(&s->head_list) ? s->head_list.next
-              : !link_empty(&s->body_list) ? s->body_list.next : NULL;
+    bx_list_t *l = !bx_list_empty(&s->idle_list) ? s->idle_list.next
+              : !bx_list_empty(&s->head_list) ? s->head_list.next
+              : !bx_list_empty(&s->body_list) ? s->body_list.next : NULL;
     hconn_t *hc;
 
     if (!l)
         return 0;
-    hc = l == s->idle_list.next ? CONTAINER(l, hconn_t, idle)
-       : l == s->head_list.next ? CONTAINER(l, hconn_t, headl) : CONTAINER(l, hconn_t, bodyl);
+    hc = l == s->idle_list.next ? BX_CONTAINER(l, hconn_t, idle)
+       : l == s->head_list.next ? BX_CONTAINER(l, hconn_t, headl) : BX_CONTAINER(l, hconn_t, bodyl);
     /* off the lists now, so the next accept of this turn picks another */
-    link_remove(&hc->idle);
+    bx_list_remove(&hc->idle);
     request_end(hc);
     hc->stop = 1;
     bx_conn_close(hc->conn);
@@ -1319,14 +1288,14 @@ static void on_connection(uv_stream_t *server, int status)
     uv_tcp_nodelay(tcp, 1);
     hc = bx_calloc(1, sizeof(*hc));
     hc->s = s;
-    link_init(&hc->all);
-    link_init(&hc->idle);
-    link_init(&hc->resume);
-    link_init(&hc->headl);
-    link_init(&hc->bodyl);
+    bx_list_init(&hc->all);
+    bx_list_init(&hc->idle);
+    bx_list_init(&hc->resume);
+    bx_list_init(&hc->headl);
+    bx_list_init(&hc->bodyl);
     http_parser_init(&hc->parser, HTTP_REQUEST);
     hc->parser.data = hc;
-    link_push(&s->conns, &hc->all);
+    bx_list_push_tail(&s->conns, &hc->all);
     s->nconns++;
     hc->conn = bx_conn_new(s->loop, tcp, hc_read, hc_close, hc);
     idle_insert(hc);
@@ -1373,17 +1342,16 @@ bx_http_server_t *bx_http_server_new(uv_loop_t *loop, const bx_http_limits_t *li
     s->port = -1;
     uv_tcp_init(loop, &s->listener);    /* no socket until bind */
     s->listener.data = s;
-    uv_timer_init(loop, &s->defer);
-    s->defer.data = s;
+    bx_later_init(&s->defer, defer_cb, s);
     uv_timer_init(loop, &s->idle);
     s->idle.data = s;
     uv_timer_init(loop, &s->deadline);
     s->deadline.data = s;
-    link_init(&s->head_list);
-    link_init(&s->body_list);
-    link_init(&s->conns);
-    link_init(&s->idle_list);
-    link_init(&s->resume_list);
+    bx_list_init(&s->head_list);
+    bx_list_init(&s->body_list);
+    bx_list_init(&s->conns);
+    bx_list_init(&s->idle_list);
+    bx_list_init(&s->resume_list);
     return s;
 }
 
@@ -1430,7 +1398,7 @@ static void timer_closed_cb(uv_handle_t *h)
 {
     bx_http_server_t *s = h->data;
 
-    if (++s->timers_closed < 3)
+    if (++s->timers_closed < 2)
         return;
     run_deferred(s);            /* anything the last callbacks queued */
     if (s->done)
@@ -1444,7 +1412,7 @@ static void maybe_finish(bx_http_server_t *s)
         return;
     s->finishing = 1;
     run_deferred(s);
-    uv_close((uv_handle_t *)&s->defer, timer_closed_cb);
+    bx_later_cancel(&s->defer);
     uv_close((uv_handle_t *)&s->idle, timer_closed_cb);
     uv_close((uv_handle_t *)&s->deadline, timer_closed_cb);
 }
@@ -1459,7 +1427,7 @@ static void listener_closed_cb(uv_handle_t *h)
 
 void bx_http_server_close(bx_http_server_t *s, void (*done)(void *ud), void *ud)
 {
-    link_t *l;
+    bx_list_t *l;
 
     if (s->closing)
         return;
@@ -1469,7 +1437,7 @@ void bx_http_server_close(bx_http_server_t *s, void (*done)(void *ud), void *ud)
     s->port = -1;
     uv_close((uv_handle_t *)&s->listener, listener_closed_cb);
     for (l = s->conns.next; l != &s->conns; l = l->next) {
-        hconn_t *hc = CONTAINER(l, hconn_t, all);
+        hconn_t *hc = BX_CONTAINER(l, hconn_t, all);
         hc->stop = 1;
         bx_conn_close(hc->conn);    /* hc_close runs on a later turn */
     }
