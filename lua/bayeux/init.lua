@@ -445,6 +445,38 @@ function Server:user(client_id)
 end
 
 -- ---------------------------------------------------------------------------
+-- Presence (lua/bayeux/presence.lua)
+-- ---------------------------------------------------------------------------
+
+--- Tracks who is subscribed to the channels `pattern` matches ("/room/*"):
+-- join/leave events on "/presence" .. channel, server:presence(channel).
+-- opts.list: users listed in each event while the room holds at most that
+-- many (default 100); opts.events = false: no events, counts only.
+function Server:track_presence(pattern, opts)
+    local t = self.presence_tracker
+    if not t then
+        t = require("bayeux.presence").new(self)
+        self.presence_tracker = t
+    end
+    t:track(pattern, opts)
+end
+
+--- Who is in `channel` now: { channel, count (users), connections
+-- (clients), users = { ids, sorted }, clients = { [client_id] = user id
+-- or false } }, or nil for a channel no server:track_presence covers.
+function Server:presence(ch)
+    local t = self.presence_tracker
+    return t and t:list(ch) or nil
+end
+
+--- users, clients in `channel` now, in O(1); nil when not tracked.
+function Server:presence_count(ch)
+    local t = self.presence_tracker
+    if not t then return nil end
+    return t:count(ch)
+end
+
+-- ---------------------------------------------------------------------------
 -- Application HTTP helpers: request helpers, static files, the publish API
 -- ---------------------------------------------------------------------------
 
