@@ -11,8 +11,9 @@ local acl = require "bayeux.ext.acl"
 local SECRET = "0123456789abcdef0123456789abcdef-acl"
 local server = bayeux.server { mount = "/faye", timeout = 2 }
 server:add_extension(acl {
-  private = { "/user/{sub}/**" },
-  subscribe = { allow = { "/user/{sub}/**", "/room/{rooms}", "/announce/**" } },
+  private = { "/user/{sub}/**", "/dm/{sub}/*", "/dm/*/{sub}" },
+  subscribe = { allow = { "/user/{sub}/**", "/room/{rooms}", "/announce/**", "/dm/{sub}/*",
+                          "/dm/*/{sub}" } },
   publish = { allow = { "/user/*/inbox", "/room/{rooms}",
                         { "/announce/**", claims = { role = "admin" } } },
               deny = { { "/room/*", unless = { verified = true } } } },
@@ -64,6 +65,20 @@ describe("acl rules from identity", function()
     -- an array is refused as a whole when one element is
     local r = sub(b, alice, { "/user/alice/inbox", "/user/bob/inbox" })
     assert.is_false(r.successful)
+  end)
+
+  it("keeps a conversation /dm/<a>/<b> to its two members", function()
+    local ba, alice = session { sub = "alice" }
+    local bb, bob = session { sub = "bob" }
+    local bc, carol = session { sub = "carol" }
+    ok(sub(ba, alice, "/dm/alice/bob"))
+    ok(sub(bb, bob, "/dm/alice/bob"))
+    ok(sub(ba, alice, "/dm/alice/*"))
+    ok(sub(ba, alice, "/dm/*/alice"))
+    for _, s in ipairs { "/dm/alice/bob", "/dm/alice/*", "/dm/*/bob", "/dm/**", "/dm/*/*" } do
+      forbidden(sub(bc, carol, s), s)
+    end
+    forbidden(sub(ba, alice, "/dm/*/*"), "/dm/*/*")
   end)
 
   it("opens the rooms listed in a claim, and only those", function()

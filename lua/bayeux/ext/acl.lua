@@ -29,9 +29,11 @@
 -- only when every listed claim equals the value (or is a list holding it),
 -- and not when `unless` matches.
 --   private = { "/user/{sub}/**" }: those channels are their owner's alone:
---   a subscription that could receive any channel of the pattern ("/user/*/
---   inbox", "/user/**", "/**") is refused unless it lies inside the
---   subscriber's own instance. Publishing there is left to `publish`.
+--   a subscription that could receive any channel of the patterns ("/user/*/
+--   inbox", "/user/**", "/**") is refused unless it lies inside one of the
+--   subscriber's own instances of them (with { "/dm/{sub}/*", "/dm/*/{sub}" }
+--   a conversation "/dm/alice/bob" is alice's and bob's). Publishing there
+--   is left to `publish`.
 --
 -- Options: subscribe, publish (each { allow = {...}, deny = {...} }),
 -- private (a list of patterns), trust_local (default true: in-process
@@ -179,18 +181,21 @@ local function permitted(rules, ch, user)
     return false
 end
 
--- A subscription touching some user's private space must lie inside the
--- subscriber's own.
+-- A subscription touching anyone's private space must lie inside the
+-- subscriber's own (one of its instances of the private patterns).
 local function private_ok(private, ch, user)
     if not private or type(ch) ~= "string" then return true end
     local S = split(ch)
+    local touched = false
     for _, r in ipairs(private) do
-        if overlaps(r.any, S, 1)
-            and not each_instance(r, user, function(O) return covers(O, S, 1) end) then
-            return false
-        end
+        if overlaps(r.any, S, 1) then touched = true break end
     end
-    return true
+    if not touched then return true end
+    local function inside(O) return covers(O, S, 1) end
+    for _, r in ipairs(private) do
+        if each_instance(r, user, inside) then return true end
+    end
+    return false
 end
 
 local M = {}
