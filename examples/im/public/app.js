@@ -302,6 +302,16 @@
     });
   }
 
-  const saved = sessionStorage.getItem('im-login');
-  if (saved) start(JSON.parse(saved)); else showLogin();
+  // a login kept from before this page (a reload) while its token is good
+  function stillValid(login) {
+    try {
+      const b64 = login.token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      return JSON.parse(atob(b64)).exp * 1000 > Date.now() + 60000;
+    } catch (e) {
+      return false;
+    }
+  }
+  const saved = JSON.parse(sessionStorage.getItem('im-login') || 'null');
+  if (saved && stillValid(saved)) start(saved);
+  else showLogin(saved ? 'Your session expired: please log in again' : '');
 })();
