@@ -25,6 +25,10 @@ server:route("GET", "/presence/*ch", function(req, res)
   p.counted = { users, conns }
   res:json(p)
 end)
+server:route("GET", "/user/:id", function(req, res)
+  local u = server:user(req.params.id)
+  res:json { user = u and u.id or bayeux.null }
+end)
 server:listen(0, "127.0.0.1")
 ]]
 
@@ -135,6 +139,25 @@ describe("presence", function()
     end
     assert.are.same({ "u1", "u2" }, got[2].users)
     assert.are.same({ event = "join", channel = "/big/hall", user = "u3", count = 3 }, got[3])
+  end)
+
+  it("lets a session that expires leave, and forget its user", function()
+    local bw, watcher = session("watcher2")
+    bw:subscribe(watcher, "/presence/room/e")
+    local b, gone = session("frank")
+    b:subscribe(gone, "/room/e")
+    local got = collect(bw, watcher, "/presence/room/e", 1)
+    assert.are.same({ user = "frank" }, get("/user/" .. gone))
+    -- frank never connects: his session expires (2 x timeout, 4 s here);
+    -- the watcher keeps connecting meanwhile
+    local deadline = H.now() + 30
+    while #got < 2 and H.now() < deadline do
+      for _, m in ipairs(bw:post({ H.connect_msg(watcher, bw:next_id()) }, nil, 10)) do
+        if m.channel == "/presence/room/e" then got[#got + 1] = m.data end
+      end
+    end
+    assert.are.same({ event = "leave", channel = "/room/e", user = "frank", count = 0, users = {} }, got[2])
+    assert.are.same({ user = H.null }, get("/user/" .. gone))
   end)
 
   it("refuses clients' publishes on /presence/**", function()
