@@ -148,12 +148,34 @@ static int l_same_bytes(lua_State *L)
 
 /* ---- Keys ---- */
 
+static int k_type(lua_State *L);
+static int k_bits(lua_State *L);
+static int k_verify_sha256(lua_State *L);
+static int k_sign_sha256(lua_State *L);
+static int k_gc(lua_State *L);
+
 static EVP_PKEY *check_key(lua_State *L)
 {
     EVP_PKEY **box = luaL_checkudata(L, 1, KEY_MT);
     if (!*box)
         luaL_error(L, "attempt to use a freed key");
     return *box;
+}
+
+/* Pushes the keys' metatable, made on first use: loading the module adds
+ * nothing to the registry for applications that never use a key. */
+static void key_metatable(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        { "type", k_type }, { "bits", k_bits }, { "verify_sha256", k_verify_sha256 },
+        { "sign_sha256", k_sign_sha256 }, { NULL, NULL }
+    };
+    if (!luaL_newmetatable(L, KEY_MT))
+        return;
+    lua_pushcfunction(L, k_gc);
+    lua_setfield(L, -2, "__gc");
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
 }
 
 /* core.pem_key(pem) -> key, or nil and why: a PEM public key ("BEGIN
@@ -171,7 +193,8 @@ static int l_pem_key(lua_State *L)
         return luaL_argerror(L, 1, "too long");
     box = lua_newuserdatauv(L, sizeof(*box), 0);
     *box = NULL;
-    luaL_setmetatable(L, KEY_MT);
+    key_metatable(L);
+    lua_setmetatable(L, -2);
     bio = BIO_new_mem_buf(pem, (int)n);
     if (bio) {
         if (strstr(pem, "PRIVATE KEY"))
@@ -273,15 +296,5 @@ void lbx_crypto_open(lua_State *L)
         { "b64url_decode", l_b64url_decode }, { "same_bytes", l_same_bytes },
         { "pem_key", l_pem_key }, { NULL, NULL }
     };
-    static const luaL_Reg methods[] = {
-        { "type", k_type }, { "bits", k_bits }, { "verify_sha256", k_verify_sha256 },
-        { "sign_sha256", k_sign_sha256 }, { NULL, NULL }
-    };
     luaL_setfuncs(L, funcs, 0);
-    luaL_newmetatable(L, KEY_MT);
-    lua_pushcfunction(L, k_gc);
-    lua_setfield(L, -2, "__gc");
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
 }
