@@ -69,6 +69,8 @@ struct bx_hub_s {
     bx_hub_event_cb event_cb;
     unsigned event_mask;        /* 1 << bx_event_t for each event wanted */
     void *event_ud;
+    bx_hub_handshake_cb handshake_cb;
+    void *handshake_ud;
     bx_ext_hook incoming, outgoing;
     bx_list_t outpasses;        /* deliveries inside outgoing extensions */
     void (*ext_abandon)(void *ud);
@@ -731,6 +733,18 @@ void bx_hub_on_event(bx_hub_t *s, bx_hub_event_cb cb, void *ud, unsigned mask)
     s->event_cb = cb;
     s->event_ud = ud;
     s->event_mask = cb ? mask : 0;
+}
+
+void bx_hub_on_handshake(bx_hub_t *s, bx_hub_handshake_cb cb, void *ud)
+{
+    s->handshake_cb = cb;
+    s->handshake_ud = ud;
+}
+
+void bx_hub_handshaken(bx_hub_t *s, const char *id, const json_t *msg)
+{
+    if (s->handshake_cb && !s->closing)
+        s->handshake_cb(s->handshake_ud, id, msg);
 }
 
 void bx_hub_set_extensions(bx_hub_t *s, bx_ext_hook incoming, bx_ext_hook outgoing,

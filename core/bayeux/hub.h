@@ -96,6 +96,19 @@ bx_timeouts_t *bx_hub_timeouts(bx_hub_t *h);
  * only when someone listens to publishes). */
 void bx_hub_on_event(bx_hub_t *h, bx_hub_event_cb cb, void *ud, unsigned mask);
 
+/* Handshake listener: called when a handshake made a client, with the
+ * handshake message as it left the incoming extensions (borrowed) and the
+ * new id, before the reply goes out, so that what an extension decided
+ * about the client (an identity) is in place when its next message comes.
+ * Never called inside bx_protocol_process (the engine answers later). */
+typedef void (*bx_hub_handshake_cb)(void *ud, const char *client_id, const json_t *msg);
+
+/* Sets the handshake listener (NULL for none). */
+void bx_hub_on_handshake(bx_hub_t *h, bx_hub_handshake_cb cb, void *ud);
+
+/* The protocol reports a handshake that made client `id` (see above). */
+void bx_hub_handshaken(bx_hub_t *h, const char *id, const json_t *msg);
+
 /* Number of clients with a held connect or a bound socket here (kept as
  * a count: O(1)). */
 size_t bx_hub_connected(const bx_hub_t *h);

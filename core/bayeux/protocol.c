@@ -395,6 +395,7 @@ static void handshake_created(void *ud, int status, const char *id)
     op_t *op = ud;
     if (status == 0) {
         json_object_set_new(op->reply, "clientId", json_string(id));
+        bx_hub_handshaken(op->batch->hub, id, op->msg);
     } else if (unavailable(status)) {
         op->engine_status = status;
         set_unavailable(op->reply);

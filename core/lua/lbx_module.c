@@ -5,6 +5,7 @@
  */
 #include <signal.h>
 #include <stdlib.h>
+#include "lua/lbx_crypto.h"
 #include "lua/lbx_fs.h"
 #include "lua/lbx_httpc.h"
 #include "lua/lbx_json.h"
@@ -134,6 +135,7 @@ int luaopen_bayeux_core(lua_State *L)
     lbx_timer_open(L);
     lbx_server_open(L);
     lbx_fs_open(L);
+    lbx_crypto_open(L);
     lbx_httpc_open(L);
     return 1;
 }

@@ -25,6 +25,7 @@ typedef struct lserver {
     struct lserver **box;
     struct lserver *next;       /* in the list of servers not fully closed */
     int self_ref, event_ref, request_ref, close_ref;
+    int handshake_ref;          /* fn(client_id, user) of server:on_handshake */
     int closing;
     bx_dict_t sinks;            /* client id -> lsink_t */
     lext_t *ext;                /* Lua extensions, created on first use */
@@ -160,7 +161,7 @@ static int l_server(lua_State *L)
     lserver_t *ls = bx_calloc(1, sizeof(*ls));
     ls->box = box;
     ls->self_ref = self_ref;
-    ls->event_ref = ls->request_ref = ls->close_ref = LUA_NOREF;
+    ls->event_ref = ls->request_ref = ls->close_ref = ls->handshake_ref = LUA_NOREF;
     ls->s = s;
     *box = ls;
     ls->next = servers;
@@ -254,6 +255,7 @@ static void server_closed(void *ud)
             luaL_unref(L, LUA_REGISTRYINDEX, close_ref);
         }
         luaL_unref(L, LUA_REGISTRYINDEX, ls->event_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, ls->handshake_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, ls->request_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, ls->self_ref);
     }
@@ -540,6 +542,49 @@ static int s_on_event(lua_State *L)
     return 0;
 }
 
+/* ---- Handshakes ---- */
+
+typedef struct {
+    lserver_t *ls;
+    const char *id;
+    const json_t *user;
+} lhandshake_t;
+
+static int deliver_handshake(lua_State *L)
+{
+    lhandshake_t *h = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ls->handshake_ref);
+    lua_pushstring(L, h->id);
+    lbx_push_json(L, h->user);
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+/* Only a handshake whose extensions gave it a `user` costs a call into
+ * Lua (and only that member is converted). */
+static void on_handshake(void *ud, const char *id, const json_t *msg)
+{
+    lserver_t *ls = ud;
+    lhandshake_t h = { ls, id, json_object_get(msg, "user") };
+    if (h.user && ls->handshake_ref != LUA_NOREF)
+        lbx_invoke("handshake listener", deliver_handshake, &h);
+}
+
+/* server:on_handshake(fn): fn(client_id, user) when a handshake whose
+ * message left the incoming extensions with a member `user` made a
+ * client, before its reply is sent. */
+static int s_on_handshake(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* may raise: the old one stays */
+    luaL_unref(L, LUA_REGISTRYINDEX, ls->handshake_ref);
+    ls->handshake_ref = ref;
+    bx_hub_on_handshake(bx_server_hub(ls->s), on_handshake, ls);
+    return 0;
+}
+
 /* server:set_extensions(runner, incoming, outgoing, deadline): installs the
  * Lua chain runner; a stage without extensions keeps the C fast path. */
 static int s_set_extensions(lua_State *L)
@@ -750,6 +795,7 @@ void lbx_server_open(lua_State *L)
         { "listen", s_listen }, { "port", s_port }, { "close", s_close },
         { "process", s_process }, { "bind", s_bind }, { "unbind", s_unbind },
         { "on_event", s_on_event }, { "on_request", s_on_request },
+        { "on_handshake", s_on_handshake },
         { "set_extensions", s_set_extensions }, { "stats", s_stats }, { NULL, NULL }
     };
     static const luaL_Reg rmeth[] = {

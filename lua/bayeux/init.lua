@@ -13,6 +13,7 @@ local error, type, pairs, ipairs, setmetatable, tostring = error, type, pairs, i
 local table_remove, table_unpack, io, math_type = table.remove, table.unpack, io, math.type
 local math_tointeger = math.tointeger
 local xpcall, traceback, getinfo = xpcall, debug.traceback, debug.getinfo
+local next = next
 
 local _M = {
     _VERSION = "0.1.0",
@@ -136,8 +137,11 @@ end
 local Server = {}
 Server.__index = Server
 
+local watch_events, settle_user
+
 local EVENTS = { handshake = true, subscribe = true, unsubscribe = true, publish = true,
                  disconnect = true }
+local NO_LISTENERS = {}
 
 --- Creates a server (nothing listens until :listen()).
 function _M.server(opts)
@@ -157,13 +161,23 @@ function _M.server(opts)
         listeners = {},
         routes = {},
     }, Server)
-    -- hands an event from the core to the listeners of its name
+    -- hands an event from the core to the listeners of its name, with the
+    -- client's user (server:enable_users) as the last argument
     self.dispatch = function(ev, client_id, ch, data)
-        for _, f in ipairs(self.listeners[ev]) do
+        local users = self.users
+        local user = users and client_id and users[client_id] or nil
+        -- a session that ended takes its identity along, first: a
+        -- listener that raises must not keep it
+        if ev == "disconnect" and user then users[client_id] = nil end
+        -- without identities, Faye's arguments exactly (no trailing nil)
+        local with_channel = ev == "subscribe" or ev == "unsubscribe"
+        for _, f in ipairs(self.listeners[ev] or NO_LISTENERS) do
             if ev == "publish" then
-                f(client_id, ch, data)
-            elseif ev == "subscribe" or ev == "unsubscribe" then
-                f(client_id, ch)
+                if users then f(client_id, ch, data, user) else f(client_id, ch, data) end
+            elseif with_channel then
+                if users then f(client_id, ch, user) else f(client_id, ch) end
+            elseif users then
+                f(client_id, user)
             else
                 f(client_id)
             end
@@ -208,6 +222,16 @@ function Server:stats()
     return self.core:stats()
 end
 
+-- Tells the core which events to report: those someone listens to (a
+-- publish's data is not copied and converted for nobody), and disconnect
+-- while identities are kept (a session's identity ends with it).
+watch_events = function(self)
+    local names, seen = {}, {}
+    for n in pairs(self.listeners) do names[#names + 1] = n; seen[n] = true end
+    if self.users and not seen.disconnect then names[#names + 1] = "disconnect" end
+    self.core:on_event(self.dispatch, names)
+end
+
 --- Listens to an event: handshake, subscribe, unsubscribe, publish,
 -- disconnect (Faye's arguments: client id, channel, data).
 function Server:on(name, fn)
@@ -217,11 +241,7 @@ function Server:on(name, fn)
     if not list then
         list = {}
         self.listeners[name] = list
-        -- the core reports only the events someone listens to: a publish's
-        -- data is not copied and converted for nobody
-        local names = {}
-        for n in pairs(self.listeners) do names[#names + 1] = n end
-        self.core:on_event(self.dispatch, names)
+        watch_events(self)
     end
     list[#list + 1] = fn
 end
@@ -248,6 +268,35 @@ local function wants_request(fn)
     return yes
 end
 
+-- After the incoming extensions: a handshake keeps `user` (the core hands
+-- it to the on_handshake listener, which binds it to the new client);
+-- other messages lose it, and a client's publish is stamped with its
+-- sender: ext.user and data[from] (when data is an object) are the
+-- session's user id, or removed for an anonymous sender, so a name in a
+-- delivered message cannot be spoofed. In-process clients (request ==
+-- nil) publish as they like.
+settle_user = function(self, msg, request)
+    local ch = msg.channel
+    if ch == "/meta/handshake" then return end
+    local user = msg.user
+    msg.user = nil
+    if request == nil or type(ch) ~= "string" or ch:sub(1, 6) == "/meta/" then return end
+    local id = type(user) == "table" and user.id or nil
+    local ext = msg.ext
+    if type(ext) == "table" then
+        ext.user = nil
+        if next(ext) == nil then msg.ext = nil end
+    end
+    if id ~= nil then
+        if type(msg.ext) ~= "table" then msg.ext = {} end
+        msg.ext.user = id
+    end
+    local from, data = self.user_field, msg.data
+    if from and type(data) == "table" and getmetatable(data) ~= core.array_mt then
+        data[from] = id
+    end
+end
+
 -- Runs one message through every extension's `incoming` (stage 0) or
 -- `outgoing` (stage 1), in the order they were added, each continuing
 -- through its callback, then hands the result to `done` (C). Each
@@ -256,6 +305,17 @@ end
 local function chain_runner(self)
     return function(stage, message, request, done, cont)
         local key = stage == 0 and "incoming" or "outgoing"
+        if stage == 0 and self.users then
+            -- the identity is the server's, never the client's: a `user`
+            -- member from the wire is replaced by the session's
+            local id = message.clientId
+            message.user = type(id) == "string" and self.users[id] or nil
+            local finish = done
+            done = function(msg)
+                if msg ~= nil then settle_user(self, msg, request) end
+                return finish(msg)
+            end
+        end
         -- self.extensions is replaced, never changed in place, by
         -- add/remove: a chain in progress keeps the list it started with
         local list, labels = self.extensions, self.extension_labels
@@ -306,7 +366,8 @@ local function extension_label(i, ext)
 end
 
 local function install_extensions(self)
-    local incoming, outgoing = false, false
+    -- identities need the incoming chain (settle_user), extensions or not
+    local incoming, outgoing = self.users ~= nil, false
     local labels = {}
     for i, ext in ipairs(self.extensions) do
         incoming = incoming or type(ext.incoming) == "function"
@@ -340,6 +401,79 @@ function Server:remove_extension(ext)
     self.extensions = list
     install_extensions(self)
     if type(ext.removed) == "function" then ext.removed(self) end
+end
+
+-- ---------------------------------------------------------------------------
+-- Identities: who is behind a clientId
+-- ---------------------------------------------------------------------------
+
+--- Turns on per-user identity; an authenticating extension (bayeux.ext.jwt)
+-- calls it from its added(server). From then on: an incoming extension
+-- that sets message.user = { id = "<user id>", ... } on a /meta/handshake
+-- binds that user to the client the handshake makes; every later message
+-- of that clientId carries it as message.user in the incoming extensions
+-- (a `user` sent by the client is replaced); events get it as their last
+-- argument; it ends with the session (disconnect or expiry). opts.from
+-- (default "from", false for none) is the data field stamped with the
+-- sender's id in the publishes clients make (ext.user always is).
+function Server:enable_users(opts)
+    if opts ~= nil and type(opts) ~= "table" then
+        error("server:enable_users([{ from = field | false }])", 2)
+    end
+    local from = opts and opts.from
+    if from == nil then from = "from" end
+    if from ~= false and (type(from) ~= "string" or from == "") then
+        error("server:enable_users: from must be a field name or false", 2)
+    end
+    self.user_field = from
+    if self.users then return end
+    local users = {}
+    self.users = users
+    self.core:on_handshake(function(client_id, user)
+        if type(user) == "table" and type(user.id) == "string" and user.id ~= "" then
+            users[client_id] = user
+        end
+    end)
+    watch_events(self)
+    install_extensions(self)
+end
+
+--- The user bound to `client_id` (a table with `id`, and `claims` for
+-- bayeux.ext.jwt), or nil.
+function Server:user(client_id)
+    return self.users and self.users[client_id] or nil
+end
+
+-- ---------------------------------------------------------------------------
+-- Presence (lua/bayeux/presence.lua)
+-- ---------------------------------------------------------------------------
+
+--- Tracks who is subscribed to the channels `pattern` matches ("/room/*"):
+-- join/leave events on "/presence" .. channel, server:presence(channel).
+-- opts.list: users listed in each event while the room holds at most that
+-- many (default 100); opts.events = false: no events, counts only.
+function Server:track_presence(pattern, opts)
+    local t = self.presence_tracker
+    if not t then
+        t = require("bayeux.presence").new(self)
+        self.presence_tracker = t
+    end
+    t:track(pattern, opts)
+end
+
+--- Who is in `channel` now: { channel, count (users), connections
+-- (clients), users = { ids, sorted }, clients = { [client_id] = user id
+-- or false } }, or nil for a channel no server:track_presence covers.
+function Server:presence(ch)
+    local t = self.presence_tracker
+    return t and t:list(ch) or nil
+end
+
+--- users, clients in `channel` now, in O(1); nil when not tracked.
+function Server:presence_count(ch)
+    local t = self.presence_tracker
+    if not t then return nil end
+    return t:count(ch)
 end
 
 -- ---------------------------------------------------------------------------
