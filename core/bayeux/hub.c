@@ -4,7 +4,8 @@
  *
  * One "tick" entry of the loop's later-turn queue (base/later.h) runs,
  * before the next poll, what was made pending since: the delivery pass over
- * dirty sessions, then queued events. Deferred calls (bx_hub_defer) are
+ * dirty sessions; the events queued by then fire on the turn after (see
+ * on_fire). Deferred calls (bx_hub_defer) are
  * entries of that same queue, run in the order queued. The connections'
  * prepare pass then writes everything in one writev each.
  */
@@ -63,7 +64,9 @@ struct bx_hub_s {
     session_t *dirty;
     bx_list_t defers;           /* of deferred_t, queued and not yet run */
     event_t *ev_head, *ev_tail;
+    event_t *fire_head, *fire_tail;  /* taken by a tick, fired on the next turn */
     bx_later_t tick;
+    bx_later_t fire;
     uv_timer_t keepalive;
     bx_timeouts_t holds;        /* deadlines of held connects (protocol.c) */
     bx_hub_event_cb event_cb;
@@ -617,13 +620,25 @@ static void free_event(event_t *e)
     free(e);
 }
 
-static void on_tick(void *ud)
+static void free_events(event_t *e)
+{
+    while (e) {
+        event_t *next = e->next;
+        free_event(e);
+        e = next;
+    }
+}
+
+/* Events fire one turn after the tick that took them: an engine reports
+ * what it did (a client created) before the completion of the operation
+ * that asked runs, and listeners expect what that completion sets up (the
+ * identity bound to a new client) to be there. */
+static void on_fire(void *ud)
 {
     bx_hub_t *s = ud;
-    event_t *e = s->ev_head;
+    event_t *e = s->fire_head;
 
-    s->ev_head = s->ev_tail = NULL;
-    deliver_pass(s);
+    s->fire_head = s->fire_tail = NULL;
     while (e) {
         event_t *next = e->next;
         if (s->event_cb && !s->closing)
@@ -631,6 +646,22 @@ static void on_tick(void *ud)
         free_event(e);
         e = next;
     }
+}
+
+static void on_tick(void *ud)
+{
+    bx_hub_t *s = ud;
+
+    if (s->ev_head) {
+        if (s->fire_tail)
+            s->fire_tail->next = s->ev_head;
+        else
+            s->fire_head = s->ev_head;
+        s->fire_tail = s->ev_tail;
+        s->ev_head = s->ev_tail = NULL;
+        bx_later_queue(s->loop, &s->fire);
+    }
+    deliver_pass(s);
 }
 
 static void run_deferred(void *ud)
@@ -688,6 +719,7 @@ bx_hub_t *bx_hub_new(uv_loop_t *loop, const bx_hub_opts_t *opts)
         s->opts.timeout = 60;
     bx_list_init(&s->defers);
     bx_later_init(&s->tick, on_tick, s);
+    bx_later_init(&s->fire, on_fire, s);
     uv_timer_init(loop, &s->keepalive);
     s->keepalive.data = s;
     bx_timeouts_init(&s->holds, loop);
@@ -849,11 +881,10 @@ int bx_hub_close(bx_hub_t *s, void (*done)(void *ud), void *ud)
     }
     bx_dict_free(&s->sessions);
     s->dirty = NULL;
-    for (event_t *e = s->ev_head, *next; e; e = next) {
-        next = e->next;
-        free_event(e);
-    }
+    free_events(s->ev_head);
+    free_events(s->fire_head);
     s->ev_head = s->ev_tail = NULL;
+    s->fire_head = s->fire_tail = NULL;
     while (!bx_list_empty(&s->outpasses)) {
         outpass_t *p = BX_CONTAINER(s->outpasses.next, outpass_t, link);
         bx_list_remove(&p->link);
@@ -864,6 +895,7 @@ int bx_hub_close(bx_hub_t *s, void (*done)(void *ud), void *ud)
     s->pending_closes = 2;
     bx_conn_flush_all(s->loop);
     bx_later_cancel(&s->tick);
+    bx_later_cancel(&s->fire);
     uv_close((uv_handle_t *)&s->keepalive, handle_closed);
     bx_timeouts_close(&s->holds, holds_closed, s);
     return 1;
@@ -874,6 +906,9 @@ void bx_hub_free(bx_hub_t *s)
     if (!s)
         return;
     bx_later_cancel(&s->tick);
+    bx_later_cancel(&s->fire);
+    free_events(s->ev_head);
+    free_events(s->fire_head);
     drop_deferred(s);
     bx_dict_free(&s->sessions);
     free(s);
