@@ -127,6 +127,9 @@ static int l_server(lua_State *L)
     lua_getfield(L, 1, "engine");
     if (!lua_isnil(L, -1))
         o.engine = luaL_checkstring(L, -1);
+    lua_getfield(L, 1, "metrics");
+    if (!lua_isnil(L, -1))
+        o.metrics = luaL_checkstring(L, -1);
     o.timeout = opt_number(L, 1, "timeout", o.timeout);
     o.interval = opt_number(L, 1, "interval", o.interval);
     o.ping = opt_number(L, 1, "ping", o.ping);
@@ -144,6 +147,8 @@ static int l_server(lua_State *L)
     o.http.head_timeout = opt_number(L, 1, "head_timeout", o.http.head_timeout);
     o.http.body_timeout = opt_number(L, 1, "body_timeout", o.http.body_timeout);
     o.http.max_conns = (unsigned)opt_number(L, 1, "max_conns", (double)o.http.max_conns);
+    lua_getfield(L, 1, "access_log");
+    o.http.access_log = lua_toboolean(L, -1);
 
     lserver_t **box = lua_newuserdatauv(L, sizeof(lserver_t *), 0);
     *box = NULL;

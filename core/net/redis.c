@@ -21,6 +21,7 @@
 #include <string.h>
 #include <errno.h>
 #include <async.h>
+#include "base/metrics.h"
 #include "net/redis.h"
 
 typedef enum { ST_DOWN, ST_CONNECTING, ST_UP, ST_CLOSED } state_t;
@@ -31,6 +32,7 @@ typedef struct req {
     bx_redis_reply_cb cb;
     void *ud;
     uint64_t sent;              /* uv_now */
+    uint64_t sent_ns;           /* uv_hrtime, for the latency metric */
     int handshake;              /* AUTH / SELECT / PING of a (re)connection */
 } req_t;
 
@@ -44,6 +46,7 @@ struct bx_redis_s {
     redisAsyncContext *ac;
     state_t state;
     int reported;               /* -1 nothing said yet, else the last `up` told */
+    int ever_up;                /* a later connection is a reconnect (metrics) */
     double backoff;             /* seconds, next delay */
     uv_timer_t timer;
     req_t *head, *tail;         /* pending, oldest first */
@@ -353,6 +356,9 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
             bx_redis_drop(c, why);
         } else if (last && c->state == ST_CONNECTING) {
             c->state = ST_UP;
+            if (c->ever_up)
+                bx_metrics.redis_reconnects++;
+            c->ever_up = 1;
             c->backoff = c->opts.backoff_min;
             uv_timer_stop(&c->timer);
             if (c->opts.command_timeout > 0) {
@@ -362,6 +368,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
             tell(c, 1, NULL);
         }
         return;
+    }
+    if (reply) {
+        bx_metrics.redis_commands++;
+        bx_metrics.redis_ns_sum += uv_hrtime() - r->sent_ns;
     }
     if (r->cb)
         r->cb(r->ud, reply ? 0 : BX_REDIS_EDOWN, reply);
@@ -416,6 +426,7 @@ static int send_req(bx_redis_t *c, req_t *r, redisCallbackFn *fn, int argc,
         return 0;
     r->c = c;
     r->sent = uv_now(c->loop);
+    r->sent_ns = uv_hrtime();
     r->prev = c->tail;
     if (c->tail)
         c->tail->next = r;

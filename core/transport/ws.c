@@ -28,6 +28,7 @@
 #include <openssl/sha.h>
 #include <wslay/wslay.h>
 #include "base/json.h"
+#include "base/metrics.h"
 #include "bayeux/protocol.h"
 #include "transport/endpoint.h"
 #include "transport/streams.h"
@@ -640,6 +641,7 @@ void bx_ws_handle(bx_endpoint_t *s, bx_http_req_t *req)
     bx_streams_watch(set, s->opts.idle_timeout, idle_one);
     bx_streams_add(set, &w->st);
     nsockets++;
+    bx_metrics.ws_opened++;
 
     bx_buf_t h = BX_BUF_INIT;
     bx_buf_printf(&h, "HTTP/1.1 101 Switching Protocols\r\n"
