@@ -19,6 +19,19 @@ static int log_fd = 2;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
+/* the last warn/error lines, a ring: recent[(recent_next - 1 - i) % N] */
+static char recent[BX_LOG_RECENT][256];
+static unsigned recent_next, recent_n;
+
+const char *bx_log_recent(int i)
+{
+    if (i < 0 || (unsigned)i >= recent_n)
+        return NULL;
+    return recent[(recent_next + BX_LOG_RECENT - 1 - (unsigned)i) % BX_LOG_RECENT];
+}
+
+
+
 int bx_log_parse_level(const char *name)
 {
     for (int i = 0; name && i < 4; i++)
@@ -125,7 +138,7 @@ static void put_time(line_t *l)
 {
     struct timeval tv;
     struct tm tm;
-    char ts[40];
+    char ts[80];         /* room for any int the compiler imagines */
 
     gettimeofday(&tv, NULL);
     time_t secs = tv.tv_sec;
@@ -134,6 +147,23 @@ static void put_time(line_t *l)
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
              (int)(tv.tv_usec / 1000));
     puts_(l, ts);
+}
+
+static void keep_recent(int level, const char *component, const char *msg)
+{
+    line_t l = { recent[recent_next], 0, sizeof(recent[0]) };
+
+    if (level > BX_LOG_WARN)
+        return;
+    puts_(&l, level_names[level]);
+    put(&l, " ", 1);
+    puts_(&l, component);
+    puts_(&l, ": ");
+    puts_(&l, msg);
+    l.p[l.len] = '\0';
+    recent_next = (recent_next + 1) % BX_LOG_RECENT;
+    if (recent_n < BX_LOG_RECENT)
+        recent_n++;
 }
 
 void bx_log_kv(int level, const char *component, const char *msg, const char *const *fields,
@@ -148,6 +178,7 @@ void bx_log_kv(int level, const char *component, const char *msg, const char *co
         component = "bayeux";
     if (!msg)
         msg = "";
+    keep_recent(level, component, msg);
     if (log_json) {
         puts_(&l, "{\"ts\":\"");
         put_time(&l);

@@ -58,6 +58,12 @@ void bx_log_kv(int level, const char *component, const char *msg, const char *co
 void bx_logf(int level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The last warn and error lines written (plain text, newest first, at
+ * most BX_LOG_RECENT): `i` from 0; NULL past the last. Borrowed, valid
+ * until the next line is logged. For the monitor's "recent errors". */
+#define BX_LOG_RECENT 10
+const char *bx_log_recent(int i);
+
 /* Where lines go (default 2, stderr); for tests. */
 void bx_log_set_fd(int fd);
 

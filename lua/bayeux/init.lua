@@ -54,6 +54,9 @@ local OPTIONS = {
                            "a positive number of seconds" },
     route_deadline = { "number", function(v) return v >= 0 end,
                        "seconds, 0 or more (0: no deadline)" },
+    monitor = { "string", function(v) return v:sub(1, 1) == "/" and not v:find("[%s?#]") end,
+                "a path starting with '/'" },
+    monitor_token = { "string", function(v) return v ~= "" end, "a non-empty string" },
     metrics = { "string", function(v) return v:sub(1, 1) == "/" and not v:find("[%s?#]") end,
                 "a path starting with '/'" },
     log = { "table", function(v)
@@ -191,6 +194,8 @@ function _M.server(opts)
     o.mount = o.mount or "/bayeux"
     local deadline, route_deadline = o.extension_deadline, o.route_deadline
     o.extension_deadline, o.route_deadline = nil, nil
+    local monitor, monitor_token = o.monitor, o.monitor_token
+    o.monitor, o.monitor_token = nil, nil
     if o.log then
         -- the log is the process's: the last server made sets it
         core.log_config(o.log.level, o.log.format)
@@ -220,6 +225,7 @@ function _M.server(opts)
             end
         end
     end
+    if monitor then require("bayeux.monitor")(self, monitor, monitor_token, _M) end
     return self
 end
 
@@ -249,6 +255,7 @@ end
 
 --- Closes the server; fn() runs once everything is closed.
 function Server:close(fn)
+    if self.monitor_timer then self.monitor_timer:cancel() end
     self.core:close(fn)
 end
 
