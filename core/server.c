@@ -214,10 +214,8 @@ bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts, char *
     s->opts.timeout = hopts.timeout;
     s->opts.mount = s->ep->opts.mount;
     s->opts.client_script = s->ep->opts.client_script;
-    if (opts->metrics && *opts->metrics) {
-        s->metrics = bx_malloc(strlen(opts->metrics) + 1);
-        strcpy(s->metrics, opts->metrics);
-    }
+    if (opts->metrics && *opts->metrics)
+        s->metrics = bx_strdup(opts->metrics);
     s->opts.metrics = s->metrics;
     /* the lag is measured whether or not it is exposed: one wake a second */
     uv_timer_init(loop, &s->lag);
