@@ -43,6 +43,9 @@ typedef struct {
                                    4096; longer -> 405 Invalid channel */
     size_t max_channel_depth;   /* segments of one; default 128; more -> 405 */
     const char *client_script;  /* file served as <mount>/client.js; copied */
+    const char *metrics;        /* path answering GET with the Prometheus
+                                   exposition (core/metrics.h); NULL = none;
+                                   copied */
     const char *engine;         /* engine type (engine.h's factory): "memory"
                                    (default) or a Redis URL; borrowed */
     bx_http_limits_t http;      /* HTTP limits (see http.h) */

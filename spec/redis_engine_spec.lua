@@ -68,7 +68,7 @@ os.exit(0)
                             advice = { reconnect = "retry", interval = 1000 } } }, r)
       end
       socket.sleep(0.3)   -- reconnection attempts meanwhile: still one line
-      local _, n = srv:stderr():gsub("redis engine: 127%.0%.0%.1:%d+/0 unreachable", "")
+      local _, n = srv:stderr():gsub("redis: unreachable[^\n]* shard=127%.0%.0%.1:%d+/0", "")
       assert.are.equal(1, n)
     end)
   end)

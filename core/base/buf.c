@@ -2,6 +2,7 @@
  * buf.c - growable byte buffers, refcounted chunks and chunk vectors.
  */
 #include "base/buf.h"
+#include "base/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,8 +15,7 @@
  * configuration or host problem: die loudly instead of limping on. */
 static void oom(size_t n)
 {
-    fprintf(stderr, "bayeux: out of memory allocating %zu bytes\n", n);
-    fflush(stderr);
+    bx_logf(BX_LOG_ERROR, "core", "out of memory allocating %zu bytes", n);
     abort();
 }
 

@@ -15,6 +15,7 @@
 #include "base/json.h"
 #include "base/later.h"
 #include "base/list.h"
+#include "base/metrics.h"
 #include "bayeux/hub.h"
 #include "net/conn.h"
 
@@ -465,9 +466,11 @@ static void deliver_session(bx_hub_t *s, session_t *ss)
         /* an in-process client's push runs Lua, which may unbind or
          * disconnect this very client */
         bx_sink_t *sink = ss->sink;
+        size_t n = msgs.n;
         ss->pinned++;
         sink->push(sink, &msgs);
         ss->pinned--;
+        bx_metrics.messages_out += n - msgs.n;
         if (msgs.n) {
             /* refused: its socket is going away. Unbound first, so the
              * given-back messages wake no one; a held connect rides the
@@ -489,6 +492,7 @@ static void deliver_session(bx_hub_t *s, session_t *ss)
         bx_chunkv_t msgs = ss->pending;
         ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
         bound_reply(s, &msgs, &back);
+        bx_metrics.messages_out += msgs.n;
         set_hold(s, ss, NULL);
         ss->pinned++;
         w->release(w, &msgs);

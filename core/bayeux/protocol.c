@@ -13,6 +13,8 @@
 #include <string.h>
 #include "base/channel.h"
 #include "base/json.h"
+#include "base/log.h"
+#include "base/metrics.h"
 #include "bayeux/protocol.h"
 
 const char *const bx_connection_types[] = {
@@ -357,10 +359,53 @@ static void outgoing_next(void *ud, json_t *reply)
     op_done(ud, reply);
 }
 
+/* Counts a reply (base/metrics.h) before the outgoing extensions see it,
+ * and logs handshakes and errors at debug level. A held connect's reply
+ * (op->held_reply) is a success and is not looked at. */
+static void account(op_t *op, const json_t *reply)
+{
+    const char *ch = json_string_value(json_object_get(op->msg, "channel"));
+    const char *err = json_string_value(json_object_get(reply, "error"));
+    int kind = BX_MK_PUBLISH;
+
+    if (ch && strncmp(ch, "/meta/", 6) == 0) {
+        const char *m = ch + 6;
+        kind = !strcmp(m, "handshake") ? BX_MK_HANDSHAKE : !strcmp(m, "connect") ? BX_MK_CONNECT
+             : !strcmp(m, "subscribe") ? BX_MK_SUBSCRIBE
+             : !strcmp(m, "unsubscribe") ? BX_MK_UNSUBSCRIBE
+             : !strcmp(m, "disconnect") ? BX_MK_DISCONNECT : -1;
+    }
+    if (!err) {
+        if (kind == BX_MK_PUBLISH) {
+            bx_metrics.messages_in++;
+        } else if (kind == BX_MK_HANDSHAKE) {
+            bx_metrics.handshakes++;
+            if (bx_log_enabled(BX_LOG_DEBUG)) {
+                const char *kv[] = {
+                    "client", json_string_value(json_object_get(reply, "clientId"))
+                };
+                bx_log_kv(BX_LOG_DEBUG, "bayeux", "handshake", kv, 1);
+            }
+        }
+        return;
+    }
+    if (kind >= 0)
+        bx_metrics.errors[kind][bx_metrics_code_slot(atoi(err))]++;
+    if (bx_log_enabled(BX_LOG_DEBUG)) {
+        const char *kv[] = {
+            "channel", ch, "error", err,
+            "client", json_string_value(json_object_get(op->msg, "clientId"))
+        };
+        bx_log_kv(BX_LOG_DEBUG, "bayeux", "error", kv, 3);
+    }
+}
+
 /* The handler produced op->reply: run it through outgoing extensions. */
 static void op_reply(op_t *op)
 {
     gate_pass(op);              /* the reply is known: no more engine work */
+    if (!op->held_reply && op->reply)
+        account(op, op->reply);
     void *eud;
     bx_ext_hook out = bx_hub_outgoing(op->batch->hub, &eud);
     json_t *reply = op->reply;
@@ -835,6 +880,7 @@ static void start(bx_batch_t *b, json_t *msg, uint32_t seq)
 
     op->batch = b;
     op->seq = seq;
+    bx_metrics.messages_received++;
     /* a non-object element behaves like {} (Faye reads fields of it) */
     op->msg = json_is_object(msg) ? json_deep_copy(msg) : json_object();
     if (in)

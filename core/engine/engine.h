@@ -71,6 +71,8 @@ typedef struct {
 typedef struct {
     size_t clients;             /* live clients */
     unsigned long dropped;      /* messages dropped because a queue was full */
+    size_t subscriptions;       /* (client, channel) pairs */
+    size_t channels;            /* channels or patterns with a subscriber */
 } bx_engine_stats_t;
 
 typedef void (*bx_engine_id_cb)(void *ud, int status, const char *client_id);

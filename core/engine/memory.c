@@ -61,6 +61,7 @@ typedef struct {
     bx_engine_t base;
     size_t queue_limit;
     unsigned long dropped;
+    size_t nsubs;               /* subscriptions, for stats */
     bx_dict_t clients;          /* id -> client_t */
     bx_dict_t index;            /* channel -> bx_dict_t of id -> client_t */
     bx_list_t live;             /* every client_t, least recently pinged
@@ -254,6 +255,7 @@ static int unsubscribe_one(memory_t *m, client_t *c, const char *ch)
     size_t len = strlen(ch);
     if (!bx_dict_get(&c->channels, ch, len))
         return 0;
+    m->nsubs--;
     bx_dict_t *subs = bx_dict_get(&m->index, ch, len);
     if (subs) {
         bx_dict_del(subs, c->id, 31);
@@ -353,6 +355,7 @@ static int m_subscribe(bx_engine_t *e, const char *id, const char *ch, bx_engine
             bx_dict_set(&m->index, ch, len, subs);
         }
         bx_dict_set(subs, c->id, 31, c);
+        m->nsubs++;
         trigger(m, BX_EV_SUBSCRIBE, c->id, ch, NULL);
         changed = 1;
     }
@@ -573,6 +576,8 @@ static void m_stats(bx_engine_t *e, bx_engine_stats_t *out)
     memory_t *m = (memory_t *)e;
     out->clients = m->clients.count;
     out->dropped = m->dropped;
+    out->subscriptions = m->nsubs;
+    out->channels = m->index.count;
 }
 
 static const bx_engine_ops_t memory_ops = {

@@ -41,6 +41,8 @@
 #include <string.h>
 #include "base/dict.h"
 #include "base/json.h"
+#include "base/log.h"
+#include "base/metrics.h"
 #include "engine/memory.h"
 #include "engine/redis.h"
 #include "net/redis.h"
@@ -346,11 +348,16 @@ static void on_cmd_state(void *ud, int up, const char *why)
 {
     shard_t *sh = ud;
     redis_t *r = sh->r;
-    if (up && sh->was_down)
-        fprintf(stderr, "bayeux: redis engine: %s is back\n", sh->name);
-    else if (!up)
-        fprintf(stderr, "bayeux: redis engine: %s unreachable (%s); publishing "
-                "answers 'unavailable' until it is back\n", sh->name, why ? why : "?");
+    if (up && sh->was_down) {
+        const char *kv[] = { "shard", sh->name };
+        bx_log_kv(BX_LOG_INFO, "redis", "back", kv, 1);
+    } else if (!up) {
+        const char *kv[] = { "shard", sh->name, "error", why ? why : "?" };
+        bx_log_kv(BX_LOG_WARN, "redis",
+                  "unreachable; publishing answers 'unavailable' until it is back", kv, 2);
+    }
+    if (sh->was_down != !up)
+        bx_metrics.redis_down += up ? (uint64_t)-1 : 1;
     sh->was_down = !up;
     if (sh->first) {
         sh->first = 0;

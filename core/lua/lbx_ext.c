@@ -13,6 +13,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include "base/metrics.h"
 #include "lua/lbx_runtime.h"
 #include "lua/lbx_ext.h"
 #include "lua/lbx_json.h"
@@ -52,6 +53,7 @@ typedef struct lext {
 static json_t *failed(cont_t *c, const char *error)
 {
     json_t *m = json_is_object(c->orig) ? json_deep_copy(c->orig) : json_object();
+    bx_metrics.ext_errors++;
     json_object_set_new(m, "error", json_string(error));
     if (c->stage == 1)
         json_object_set_new(m, "successful", json_false());
@@ -130,6 +132,7 @@ static int l_continue(lua_State *L)
     json_t *msg = NULL;
 
     if (c->done) {
+        bx_metrics.ext_errors++;
         lbx_log("an extension called its callback twice; the second call is ignored");
         return 0;
     }
@@ -250,8 +253,13 @@ static void hook(lext_t *x, int stage, json_t *msg, void *request, bx_ext_next_c
                  void *next_ud)
 {
     call_t k = { x, NULL, msg, request, stage, next, next_ud, 0 };
+    uint64_t t0 = uv_hrtime();
     int rc = lbx_invoke(stage ? "outgoing extension" : "incoming extension", call_runner, &k);
 
+    /* the time the loop spent in the chain; an extension that calls back
+     * later adds only its synchronous part */
+    bx_metrics.ext_calls++;
+    bx_metrics.ext_ns += uv_hrtime() - t0;
     if (!k.c) {
         /* the runner could not even start: answer on a later turn */
         later_t *l = bx_calloc(1, sizeof(*l));

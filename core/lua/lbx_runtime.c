@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "base/later.h"
+#include "base/log.h"
 #include "net/conn.h"
 #include "lua/lbx_runtime.h"
 
@@ -30,13 +31,13 @@ lua_State *lbx_state(void)
 
 void lbx_log(const char *fmt, ...)
 {
+    char msg[4096];
     va_list ap;
-    fputs("bayeux: ", stderr);
+
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
-    fflush(stderr);
+    bx_log_kv(BX_LOG_ERROR, "lua", msg, NULL, 0);
 }
 
 /* ---- Deferred frees ---- */

@@ -35,7 +35,7 @@ int lbx_invoke(const char *what, lua_CFunction marshal, void *ud);
  * it (an in-process client's sink unbound from its own message callback). */
 void lbx_later(void (*fn)(void *ud), void *ud);
 
-/* Logs a line to stderr as "bayeux: <msg>". */
+/* Logs an error line from the Lua layer (component "lua", base/log.h). */
 void lbx_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Sets up the runtime for the state `L` (the loop on first use). Returns

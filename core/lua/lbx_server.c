@@ -9,6 +9,8 @@
 #include <strings.h>
 #include "base/dict.h"
 #include "base/json.h"
+#include "base/log.h"
+#include "base/metrics.h"
 #include "lua/lbx_runtime.h"
 #include "lua/lbx_ext.h"
 #include "lua/lbx_json.h"
@@ -16,6 +18,8 @@
 #include "lua/lbx_server.h"
 #include "bayeux/protocol.h"
 #include "server.h"
+#include "transport/sse.h"
+#include "transport/ws.h"
 
 #define SERVER_MT "bayeux.server"
 #define REQUEST_MT "bayeux.request"
@@ -128,6 +132,9 @@ static int l_server(lua_State *L)
     lua_getfield(L, 1, "engine");
     if (!lua_isnil(L, -1))
         o.engine = luaL_checkstring(L, -1);
+    lua_getfield(L, 1, "metrics");
+    if (!lua_isnil(L, -1))
+        o.metrics = luaL_checkstring(L, -1);
     o.timeout = opt_number(L, 1, "timeout", o.timeout);
     o.interval = opt_number(L, 1, "interval", o.interval);
     o.ping = opt_number(L, 1, "ping", o.ping);
@@ -145,6 +152,8 @@ static int l_server(lua_State *L)
     o.http.head_timeout = opt_number(L, 1, "head_timeout", o.http.head_timeout);
     o.http.body_timeout = opt_number(L, 1, "body_timeout", o.http.body_timeout);
     o.http.max_conns = (unsigned)opt_number(L, 1, "max_conns", (double)o.http.max_conns);
+    lua_getfield(L, 1, "access_log");
+    o.http.access_log = lua_toboolean(L, -1);
 
     lserver_t **box = lua_newuserdatauv(L, sizeof(lserver_t *), 0);
     *box = NULL;
@@ -216,6 +225,73 @@ static int s_stats(lua_State *L)
     lua_setfield(L, -2, "connections");
     lua_pushinteger(L, (lua_Integer)st.dropped);
     lua_setfield(L, -2, "dropped");
+    return 1;
+}
+
+static void set_int(lua_State *L, const char *k, uint64_t v)
+{
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, k);
+}
+
+/* server:metrics() -> the process's counters (base/metrics.h) and this
+ * server's gauges, for the monitor: { sessions, connected, subscriptions,
+ * channels, dropped, messages_in, messages_out, bytes_in, bytes_out,
+ * handshakes, http_requests, slow_readers, ext_errors, lag_ms,
+ * connections = { http, websocket, eventsource }, errors = { [code] = n },
+ * recent = { "warn redis: ...", ... } (newest first) } */
+static int s_metrics(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    bx_engine_t *e = bx_server_engine(ls->s);
+    const bx_metrics_t *m = &bx_metrics;
+    bx_engine_stats_t st;
+    size_t ws = bx_ws_count(), sse = bx_sse_count(), all = bx_conn_count();
+
+    memset(&st, 0, sizeof(st));
+    e->ops->stats(e, &st);
+    lua_createtable(L, 0, 20);
+    set_int(L, "sessions", st.clients);
+    set_int(L, "connected", bx_hub_connected(bx_server_hub(ls->s)));
+    set_int(L, "subscriptions", st.subscriptions);
+    set_int(L, "channels", st.channels);
+    set_int(L, "dropped", st.dropped);
+    set_int(L, "messages_in", m->messages_in);
+    set_int(L, "messages_out", m->messages_out);
+    set_int(L, "bytes_in", m->bytes_in);
+    set_int(L, "bytes_out", m->bytes_out);
+    set_int(L, "handshakes", m->handshakes);
+    set_int(L, "http_requests", m->http_requests);
+    set_int(L, "slow_readers", m->slow_readers);
+    set_int(L, "ext_errors", m->ext_errors);
+    lua_pushnumber(L, (lua_Number)m->lag_ns_last / 1e6);
+    lua_setfield(L, -2, "lag_ms");
+    lua_createtable(L, 0, 3);
+    set_int(L, "http", all > ws + sse ? all - ws - sse : 0);
+    set_int(L, "websocket", ws);
+    set_int(L, "eventsource", sse);
+    lua_setfield(L, -2, "connections");
+    lua_newtable(L);
+    for (int c = 0; c < BX_METRIC_NCODES; c++) {
+        uint64_t n = 0;
+        for (int k = 0; k < BX_MK_COUNT; k++)
+            n += m->errors[k][c];
+        if (n) {
+            if (c == BX_METRIC_NCODES - 1)
+                lua_pushstring(L, "other");
+            else
+                lua_pushfstring(L, "%d", bx_metrics_slot_code(c));
+            lua_pushinteger(L, (lua_Integer)n);
+            lua_rawset(L, -3);
+        }
+    }
+    lua_setfield(L, -2, "errors");
+    lua_newtable(L);
+    for (int i = 0; bx_log_recent(i); i++) {
+        lua_pushstring(L, bx_log_recent(i));
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "recent");
     return 1;
 }
 
@@ -796,7 +872,8 @@ void lbx_server_open(lua_State *L)
         { "process", s_process }, { "bind", s_bind }, { "unbind", s_unbind },
         { "on_event", s_on_event }, { "on_request", s_on_request },
         { "on_handshake", s_on_handshake },
-        { "set_extensions", s_set_extensions }, { "stats", s_stats }, { NULL, NULL }
+        { "set_extensions", s_set_extensions }, { "stats", s_stats },
+        { "metrics", s_metrics }, { NULL, NULL }
     };
     static const luaL_Reg rmeth[] = {
         { "info", r_info }, { "respond", r_respond }, { "send_file", r_send_file },

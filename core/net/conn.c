@@ -13,6 +13,7 @@
  * costs no read memory at all.
  */
 #include "net/conn.h"
+#include "base/metrics.h"
 
 #include "base/list.h"
 
@@ -219,6 +220,8 @@ static void write_cb(uv_write_t *req, int status)
 
     free(req);
     bx_chunkv_clear(&c->inflight);
+    if (status >= 0)
+        bx_metrics.bytes_out += c->inflight_bytes;
     c->inflight_bytes = 0;
     c->flags &= ~C_WRITING;
     if (c->flags & C_CLOSING)
@@ -262,6 +265,8 @@ static void start_write(bx_conn_t *c)
     r = uv_try_write((uv_stream_t *)c->tcp, bufs, (unsigned)n);
     if (r == UV_EAGAIN || r == UV_ENOSYS)
         r = 0;
+    if (r > 0)
+        bx_metrics.bytes_out += (uint64_t)r;
     if (r < 0 || (size_t)r == total) {
         if (bufs != small)
             free(bufs);
@@ -339,6 +344,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     loopstate_t *ls = c->ls;
 
     if (nread > 0) {
+        bx_metrics.bytes_in += (uint64_t)nread;
         /* After close_after_write the owner considers us gone: discard. */
         if (!(c->flags & (C_CLOSING | C_DRAIN)) && c->on_read)
             c->on_read(c, c->ud, buf->base, (size_t)nread, 0);

@@ -24,6 +24,8 @@
  * to the parser until the head ends, so the check knows where it stops.
  */
 #include "net/http.h"
+#include "base/log.h"
+#include "base/metrics.h"
 
 #include "base/later.h"
 #include "base/list.h"
@@ -62,6 +64,7 @@ typedef struct hreq {
     bx_chunkv_t out;            /* the answer, waiting for earlier answers */
     struct filebody *file;      /* a file still to send after `out` */
     char ip[48];                /* copy: the request may outlive its conn */
+    uint64_t began;             /* loop time of its first byte (access log) */
     unsigned in_value : 1;      /* last header callback was a value */
     unsigned headers_done : 1;  /* trailers must not move raw */
     unsigned delivered : 1;     /* the application has seen it */
@@ -487,6 +490,28 @@ static void abort_queue(hconn_t *hc)
     schedule(s);
 }
 
+/* The access log's line for an answer (limits.access_log): method, path
+ * (never the query, which may carry credentials), status, body bytes,
+ * milliseconds since the request's first byte, peer. */
+static void access_log(bx_http_server_t *s, hreq_t *r, int status, uint64_t bytes)
+{
+    char st[8], by[24], ms[24], path[512];
+
+    if (!s->lim.access_log || !bx_log_enabled(BX_LOG_INFO))
+        return;
+    snprintf(st, sizeof(st), "%d", status);
+    snprintf(by, sizeof(by), "%llu", (unsigned long long)bytes);
+    snprintf(ms, sizeof(ms), "%llu",
+             (unsigned long long)(r->began ? uv_now(s->loop) - r->began : 0));
+    snprintf(path, sizeof(path), "%.*s", (int)r->pub.path.len,
+             r->pub.path.base ? r->pub.path.base : "-");
+    const char *kv[] = {
+        "method", r->pub.method ? r->pub.method : "-", "path", path, "status", st,
+        "bytes", by, "ms", ms, "peer", r->ip[0] ? r->ip : NULL
+    };
+    bx_log_kv(BX_LOG_INFO, "access", "answer", kv, 6);
+}
+
 /* Builds the status line and the headers the layer owns. */
 static bx_chunk_t *response_head(int status, const char *headers, size_t body_len, int close)
 {
@@ -669,6 +694,8 @@ static void file_stat_cb(uv_fs_t *fs)
         file_fail(fb, err);
         return;
     }
+    if (r->hc)
+        access_log(r->hc->s, r, fb->status, r->head ? 0 : fb->size);
     bx_chunkv_push_new(&r->out, response_head(fb->status, fb->headers, fb->size, r->close));
     free(fb->headers);
     fb->headers = NULL;
@@ -797,6 +824,7 @@ static void fail(hconn_t *hc, int status)
     }
     r->answered = 1;
     r->close = 1;
+    access_log(hc->s, r, status, len);
     bx_chunkv_push_new(&r->out, response_head(status, "Content-Type: text/plain\r\n", len, 1));
     bx_chunkv_push_new(&r->out, bx_chunk_new(text, len));
     enqueue(hc, r);
@@ -823,6 +851,7 @@ static int on_message_begin(http_parser *p)
 
     hc->cur = bx_calloc(1, sizeof(hreq_t));
     hc->cur->pub.serial = ++serial;
+    hc->cur->began = uv_now(hc->s->loop);
     hc->hbytes = 0;
     return 0;
 }
@@ -958,6 +987,7 @@ static int on_message_complete(http_parser *p)
     r->pub.upgrade = p->upgrade;
     snprintf(r->ip, sizeof(r->ip), "%s", bx_conn_peer_ip(hc->conn));
     r->pub.remote_addr = r->ip;
+    bx_metrics.http_requests++;
     hc->ready = r;
     /* Return to feed() so the application runs outside the parser. */
     http_parser_pause(p, 1);
@@ -1297,6 +1327,7 @@ static void on_connection(uv_stream_t *server, int status)
     hc->parser.data = hc;
     bx_list_push_tail(&s->conns, &hc->all);
     s->nconns++;
+    bx_metrics.conns_accepted++;
     hc->conn = bx_conn_new(s->loop, tcp, hc_read, hc_close, hc);
     idle_insert(hc);
 }
@@ -1509,6 +1540,7 @@ void bx_http_respond(bx_http_req_t *req, int status, const char *headers, bx_chu
     r->answered = 1;
     close = (flags & BX_HTTP_CLOSE) || !r->keep_alive || r->pub.upgrade || hc->s->closing;
     r->close = close;
+    access_log(hc->s, r, status, r->head ? 0 : body_len);
     bx_chunkv_push_new(&r->out, response_head(status, headers, body_len, close));
     if (body) {
         if (r->head)
@@ -1572,6 +1604,7 @@ bx_conn_t *bx_http_hijack(bx_http_req_t *req, bx_conn_read_cb on_read,
     r->hc = NULL;
     r->next = NULL;
     r->hijacked = 1;
+    access_log(s, r, r->pub.upgrade ? 101 : 200, 0);  /* a stream from here on */
 
     h = bx_calloc(1, sizeof(*h));
     h->conn = conn;

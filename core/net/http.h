@@ -67,6 +67,8 @@ typedef struct {
     double head_timeout;        /* seconds from a head's first byte; default 30 */
     double body_timeout;        /* seconds from the end of the head; default 60 */
     unsigned max_conns;         /* default 10000 */
+    int access_log;             /* not a limit: 1 = one log line per answer
+                                   (base/log.h, component "access"); 0 */
 } bx_http_limits_t;
 
 /* Fills `l` with the documented defaults. */

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <errno.h>
 #include <async.h>
+#include "base/metrics.h"
 #include "net/redis.h"
 #include "base/list.h"
 
@@ -32,6 +33,7 @@ typedef struct req {
     bx_redis_reply_cb cb;
     void *ud;
     uint64_t sent;              /* uv_now */
+    uint64_t sent_ns;           /* uv_hrtime, for the latency metric */
     int handshake;              /* AUTH / SELECT / PING of a (re)connection */
 } req_t;
 
@@ -45,6 +47,7 @@ struct bx_redis_s {
     redisAsyncContext *ac;
     state_t state;
     int reported;               /* -1 nothing said yet, else the last `up` told */
+    int ever_up;                /* a later connection is a reconnect (metrics) */
     double backoff;             /* seconds, next delay */
     uv_timer_t timer;
     bx_list_t pending;          /* of req_t, oldest first */
@@ -346,6 +349,9 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
             bx_redis_drop(c, why);
         } else if (last && c->state == ST_CONNECTING) {
             c->state = ST_UP;
+            if (c->ever_up)
+                bx_metrics.redis_reconnects++;
+            c->ever_up = 1;
             c->backoff = c->opts.backoff_min;
             uv_timer_stop(&c->timer);
             if (c->opts.command_timeout > 0) {
@@ -355,6 +361,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
             tell(c, 1, NULL);
         }
         return;
+    }
+    if (reply) {
+        bx_metrics.redis_commands++;
+        bx_metrics.redis_ns_sum += uv_hrtime() - r->sent_ns;
     }
     if (r->cb)
         r->cb(r->ud, reply ? 0 : BX_REDIS_EDOWN, reply);
@@ -409,6 +419,7 @@ static int send_req(bx_redis_t *c, req_t *r, redisCallbackFn *fn, int argc,
         return 0;
     r->c = c;
     r->sent = uv_now(c->loop);
+    r->sent_ns = uv_hrtime();
     bx_list_push_tail(&c->pending, &r->link);
     c->npending++;
     return 0;

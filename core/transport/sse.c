@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "base/metrics.h"
 #include "transport/endpoint.h"
 #include "transport/sse.h"
 #include "transport/streams.h"
@@ -199,6 +200,7 @@ void bx_sse_handle(bx_endpoint_t *s, bx_http_req_t *req)
     bx_streams_watch(set, o->idle_timeout, idle_one);
     bx_streams_add(set, &e->st);
     nstreams++;
+    bx_metrics.sse_opened++;
     bx_conn_write_copy(e->st.conn, head, sizeof(head) - 1);
     e->bound = 1;
     bx_session_bind(s->hub, e->id, &e->sink);

@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include "base/log.h"
+#include "base/metrics.h"
 #include "transport/endpoint.h"
 #include "transport/streams.h"
 
@@ -109,9 +111,12 @@ int bx_stream_too_slow(bx_stream_t *st, const char *kind)
 
     if (!st->set->max_output || queued <= st->set->max_output)
         return 0;
-    fprintf(stderr, "bayeux: %s %s: closed: %zu bytes not read by the client (max_output)\n",
-            kind, bx_conn_peer(st->conn), queued);
-    fflush(stderr);
+    char bytes[32];
+    snprintf(bytes, sizeof(bytes), "%zu", queued);
+    const char *kv[] = { "peer", bx_conn_peer(st->conn), "unsent", bytes };
+    bx_log_kv(BX_LOG_WARN, kind,
+              "slow reader closed: bytes not read by the client (max_output)", kv, 2);
+    bx_metrics.slow_readers++;
     bx_conn_close(st->conn);
     return 1;
 }

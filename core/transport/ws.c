@@ -23,6 +23,7 @@
 #include <openssl/sha.h>
 #include "base/json.h"
 #include "base/list.h"
+#include "base/metrics.h"
 #include "bayeux/protocol.h"
 #include "net/wsframe.h"
 #include "transport/endpoint.h"
@@ -436,6 +437,7 @@ void bx_ws_handle(bx_endpoint_t *s, bx_http_req_t *req)
     bx_wsframe_init(&w->f, w->st.conn, 0, set->max_frame, &frame_cb, w);
     bx_streams_add(set, &w->st);
     nsockets++;
+    bx_metrics.ws_opened++;
 
     bx_buf_t h = BX_BUF_INIT;
     bx_buf_printf(&h, "HTTP/1.1 101 Switching Protocols\r\n"

@@ -11,7 +11,7 @@ local channel = require "bayeux.channel"
 local error, type, pairs, ipairs, setmetatable, tostring = error, type, pairs, ipairs,
     setmetatable, tostring
 local table_remove, table_unpack, io, math_type = table.remove, table.unpack, io, math.type
-local math_tointeger = math.tointeger
+local math_tointeger, table_concat = math.tointeger, table.concat
 local xpcall, traceback, getinfo = xpcall, debug.traceback, debug.getinfo
 local next = next
 
@@ -19,6 +19,8 @@ local _M = {
     _VERSION = "0.1.0",
     null = core.null,
 }
+
+local LOG_LEVELS = { error = true, warn = true, info = true, debug = true }
 
 -- Every option, its type and a check; unknown keys are misuse.
 local OPTIONS = {
@@ -53,6 +55,26 @@ local OPTIONS = {
                            "a positive number of seconds" },
     route_deadline = { "number", function(v) return v >= 0 end,
                        "seconds, 0 or more (0: no deadline)" },
+    monitor = { "string", function(v) return v:sub(1, 1) == "/" and not v:find("[%s?#]") end,
+                "a path starting with '/'" },
+    monitor_token = { "string", function(v) return v ~= "" end, "a non-empty string" },
+    metrics = { "string", function(v) return v:sub(1, 1) == "/" and not v:find("[%s?#]") end,
+                "a path starting with '/'" },
+    log = { "table", function(v)
+        for k, x in pairs(v) do
+            if k == "level" then
+                if not LOG_LEVELS[x] then return false end
+            elseif k == "format" then
+                if x ~= "plain" and x ~= "json" then return false end
+            elseif k == "access" then
+                if type(x) ~= "boolean" then return false end
+            else
+                return false
+            end
+        end
+        return true
+    end, "a table { level = \"error\"|\"warn\"|\"info\"|\"debug\", "
+        .. "format = \"plain\"|\"json\", access = boolean }" },
     engine = { "string", function(v)
         return v == "memory" or v:match("^redis://") ~= nil or v:match("^unix:///") ~= nil
     end, "\"memory\" or a Redis URL (redis://[:password@]host[:port][/db][?namespace=NS])" },
@@ -80,6 +102,33 @@ end
 --- JSON helpers shared with the core.
 _M.encode = core.encode
 _M.decode = core.decode
+
+--- Writes one log line (docs/operations.md, "Logs"): level "error", "warn",
+-- "info" or "debug"; msg a string; fields an optional table of key = value.
+-- The component is "app" unless fields.component names another.
+function _M.log(level, msg, fields)
+    if not LOG_LEVELS[level] then
+        error("bayeux.log(level, msg, fields): level must be error, warn, info or debug", 2)
+    end
+    if type(msg) ~= "string" or (fields ~= nil and type(fields) ~= "table") then
+        error("bayeux.log(level, msg, fields): msg must be a string, fields a table", 2)
+    end
+    local comp = "app"
+    if fields and fields.component ~= nil then
+        local f = {}
+        for k, v in pairs(fields) do f[k] = v end
+        comp, f.component = tostring(fields.component), nil
+        fields = f
+    end
+    core.log(level, comp, msg, fields)
+end
+
+--- Sets the process's log level and/or format ({ level =, format = }).
+function _M.log_config(o)
+    if type(o) ~= "table" then error("bayeux.log_config{ level =, format = }", 2) end
+    local ok, err = core.log_config(o.level, o.format)
+    if not ok then error("bayeux.log_config: " .. err, 2) end
+end
 
 --- Marks a table as a JSON array (so an empty one encodes as []).
 function _M.array(t)
@@ -149,6 +198,13 @@ function _M.server(opts)
     o.mount = o.mount or "/bayeux"
     local deadline, route_deadline = o.extension_deadline, o.route_deadline
     o.extension_deadline, o.route_deadline = nil, nil
+    local monitor, monitor_token = o.monitor, o.monitor_token
+    o.monitor, o.monitor_token = nil, nil
+    if o.log then
+        -- the log is the process's: the last server made sets it
+        core.log_config(o.log.level, o.log.format)
+        o.access_log, o.log = o.log.access, nil
+    end
     -- the client script is read here, once: a missing file is the caller's error
     local ok, srv = pcall(core.server, o)
     if not ok then error("bayeux.server: " .. tostring(srv), 2) end
@@ -183,6 +239,7 @@ function _M.server(opts)
             end
         end
     end
+    if monitor then require("bayeux.monitor")(self, monitor, monitor_token, _M) end
     return self
 end
 
@@ -212,6 +269,7 @@ end
 
 --- Closes the server; fn() runs once everything is closed.
 function Server:close(fn)
+    if self.monitor_timer then self.monitor_timer:cancel() end
     self.core:close(fn)
 end
 
@@ -251,8 +309,7 @@ end
 -- ---------------------------------------------------------------------------
 
 local function log(...)
-    io.stderr:write("bayeux: ", ...)
-    io.stderr:write("\n")
+    core.log("error", "lua", table_concat({ ... }))
 end
 
 -- Whether a hook takes (message, request, callback) rather than (message,
@@ -345,6 +402,7 @@ local function chain_runner(self)
                 ok, err = xpcall(fn, traceback, msg, callback)
             end
             if not ok then
+                core.ext_error()
                 log("extension ", key, " failed: ", tostring(err))
                 if not called then
                     called = true
