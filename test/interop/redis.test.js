@@ -7,9 +7,13 @@
 // the Redis commands a publish costs at 200 subscribers (INFO
 // commandstats); Redis killed (SIGKILL) and restarted during traffic: both
 // servers survive and answer meanwhile, and deliveries resume by
-// themselves (what was lost during the outage is reported).
+// themselves (what was lost during the outage is reported); no sticky
+// sessions: long-polling clients whose every request goes to the next
+// process (a round-robin HTTP proxy here) get 2 x 300 publishes once each,
+// in order; handshake on one process and connect on the other, a
+// disconnect on one answering a connect held on the other, expiry on both.
 //
-//   node test/interop/redis.test.js
+//   node test/interop/redis.test.js      (BX_ONLY=regexp: only those tests)
 //
 // Prints "ok - name" / "not ok - name" per test and ends with "N passed, N
 // failed"; exits 1 on any failure.
@@ -31,7 +35,8 @@ const FILE_MS = 110000;          // tools/check.sh bounds a file to 120 s
 const servers = [];
 const clients = [];
 const tests = [];
-const test = (name, fn, ms = TEST_MS) => tests.push({ name, fn, ms });
+const ONLY = process.env.BX_ONLY ? new RegExp(process.env.BX_ONLY) : null;
+const test = (name, fn, ms = TEST_MS) => { if (!ONLY || ONLY.test(name)) tests.push({ name, fn, ms }); };
 let A = null, B = null;
 
 // ------------------------------------------------------------- redis-server
@@ -238,6 +243,137 @@ test('Redis killed and restarted during traffic: both survive, answer, recover',
   const dup = got.length - received.size;
   assertEqual(dup, 0, 'no message delivered twice');
 }, 60000);
+
+// ------------------------------------------------- no sticky sessions
+
+// An HTTP proxy that sends each request to the next of `backends` in turn
+// (no affinity at all): a long-polling client's handshake, connects and
+// subscribes alternate between the processes.
+function roundRobin(backends) {
+  const http = require('http');
+  const counts = backends.map(() => 0);
+  let next = 0;
+  const server = http.createServer((req, res) => {
+    const i = next++ % backends.length;
+    counts[i]++;
+    const to = new URL(backends[i].url);
+    const up = http.request({
+      host: to.hostname, port: to.port, method: req.method, path: req.url,
+      headers: { ...req.headers, host: to.host }, agent: false,
+    }, (ur) => { res.writeHead(ur.statusCode, ur.headers); ur.pipe(res); });
+    up.on('error', () => { res.statusCode = 502; res.end(); });
+    req.pipe(up);
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
+    resolve({ url: `http://127.0.0.1:${server.address().port}/bayeux`, counts, server });
+  }));
+}
+
+// One Bayeux POST; resolves with the reply's messages.
+function bayeuxPost(url, msgs) {
+  const http = require('http');
+  const body = JSON.stringify(msgs);
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, {
+      method: 'POST', agent: false,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+    }, (res) => {
+      let text = '';
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => { try { resolve(JSON.parse(text)); } catch (e) { reject(e); } });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function rawHandshake(srv) {
+  const [r] = await bayeuxPost(srv.url, [{ channel: '/meta/handshake', version: '1.0',
+    supportedConnectionTypes: ['long-polling'] }]);
+  assert(r.successful, 'handshake');
+  return r.clientId;
+}
+
+function rawConnect(srv, clientId, timeoutMs) {
+  return bayeuxPost(srv.url, [{ channel: '/meta/connect', clientId,
+    connectionType: 'long-polling', advice: { timeout: timeoutMs } }]);
+}
+
+test('no sticky sessions: long-polling clients alternating between processes get 2 x 300 publishes once each, in order', async () => {
+  const proxy = await roundRobin([A, B]);
+  try {
+    const subs = [];
+    for (let i = 0; i < 2; i++) {
+      const c = new faye.Client(proxy.url, { timeout: SERVER_TIMEOUT + 5, retry: 1 });
+      c.disable('websocket');
+      clients.push(c);
+      subs.push(await collect(c, '/nosticky'));
+    }
+    const pubA = newClient(A, 'websocket'), pubB = newClient(B, 'websocket');
+    await Promise.all([pubA.connect(), pubB.connect()]);
+    await Promise.all([pubA.publish('/warm', 0), pubB.publish('/warm', 0)]);
+    const all = [];
+    for (let i = 0; i < 300; i++) {
+      all.push(pubA.publish('/nosticky', { p: 'A', n: i }));
+      all.push(pubB.publish('/nosticky', { p: 'B', n: i }));
+      // in waves, so that the subscribers' connects (each answered by the
+      // messages it finds) hop between the processes during the traffic
+      if (i % 10 === 9) await delay(30);
+    }
+    await Promise.all(all);
+    for (const [k, got] of subs.entries()) {
+      await got.wait.until(() => got.length >= 600, `600 messages on subscriber ${k} (have ${got.length})`);
+      await delay(500);            // a duplicate would have come by now
+      assertEqual(got.length, 600, `messages on subscriber ${k}`);
+      for (const p of ['A', 'B']) {
+        const ns = got.filter((m) => m.p === p).map((m) => m.n);
+        assertEqual(ns, [...Array(300).keys()], `order of ${p}'s messages on subscriber ${k}`);
+      }
+    }
+    console.log(`# requests through the proxy: ${proxy.counts[0]} to A, ${proxy.counts[1]} to B`);
+    assert(proxy.counts[0] > 20 && proxy.counts[1] > 20, 'both processes served the clients, many times');
+  } finally {
+    proxy.server.close();
+  }
+}, 60000);
+
+test('no sticky sessions: handshake on A, connect on B; a disconnect on B answers a connect held on A', async () => {
+  const id = await rawHandshake(A);
+  const [c1] = await rawConnect(B, id, 0);
+  assert(c1.successful, `a connect on B for a client of A: ${JSON.stringify(c1)}`);
+  // held for 20 s unless something answers it sooner
+  const held = rawConnect(A, id, 20000);
+  await delay(300);
+  const [d] = await bayeuxPost(B.url, [{ channel: '/meta/disconnect', clientId: id }]);
+  assert(d.successful, `disconnect on B: ${JSON.stringify(d)}`);
+  await withTimeout(held, 10000, 'the connect held on A answered after the disconnect on B');
+  for (const srv of [A, B]) {
+    const [c] = await rawConnect(srv, id, 0);
+    assert(!c.successful && /^401:/.test(c.error), `a connect after the disconnect: ${JSON.stringify(c)}`);
+  }
+});
+
+test('no sticky sessions: a client expires on every process after 2 x timeout', async () => {
+  const id = await rawHandshake(A);
+  const [c1] = await rawConnect(B, id, 0);
+  assert(c1.successful, `a connect on B for a client of A: ${JSON.stringify(c1)}`);
+  const sub = (srv) => bayeuxPost(srv.url, [{ channel: '/meta/subscribe', clientId: id,
+    subscription: '/expiry' }]);
+  const [s1] = await sub(A);
+  assert(s1.successful, `a subscribe on A for the client B holds: ${JSON.stringify(s1)}`);
+  // a subscribe is no connect: it keeps no client alive; 2 x 2 s, with a
+  // generous bound
+  for (const srv of [A, B]) {
+    let last = null;
+    for (let i = 0; i < 100; i++) {
+      [last] = await sub(srv);
+      if (!last.successful) break;
+      await delay(200);
+    }
+    assert(!last.successful && /^401:/.test(last.error),
+      `the client expired on ${srv === A ? 'A' : 'B'}: ${JSON.stringify(last)}`);
+  }
+}, 40000);
 
 // -------------------------------------------------------------------- main
 
