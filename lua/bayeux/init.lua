@@ -176,7 +176,10 @@ end
 -- for every IPv4 interface). Returns the bound port. A port that cannot be
 -- bound (in use, no permission) raises at the caller's line, so an app
 -- script stops instead of running on without a listener; with
--- opts.raise == false it returns nil and the error instead.
+-- opts.raise == false it returns nil and the error instead. With
+-- opts.reuse_port the socket has SO_REUSEPORT: other processes of the same
+-- user may listen on the same port, and the kernel spreads the connections
+-- (bayeux serve --workers).
 function Server:listen(port, host, opts)
     host = host or "127.0.0.1"
     if type(port) ~= "number" or math_type(port) ~= "integer" then
@@ -185,7 +188,7 @@ function Server:listen(port, host, opts)
     if opts ~= nil and type(opts) ~= "table" then
         error("server:listen(port, host, opts): opts must be a table", 2)
     end
-    local bound, err = self.core:listen(port, host)
+    local bound, err = self.core:listen(port, host, opts and opts.reuse_port)
     if not bound then
         if opts and opts.raise == false then return nil, err end
         error("server:listen: " .. tostring(err), 2)
