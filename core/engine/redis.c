@@ -129,12 +129,19 @@ typedef struct {
     char channel[];
 } sub_t;
 
-/* A publish made before the first connection's outcome. */
+/* A call made before the first connection's outcome that needs Redis: a
+ * publish, or one about a client this process does not hold. */
+enum { E_PUBLISH, E_CREATE, E_EXISTS, E_DESTROY, E_SUBSCRIBE, E_UNSUBSCRIBE, E_TAKE };
+
 typedef struct early {
     struct early *next;
+    int op;
     json_t *msg;
     bx_engine_done_cb cb;
+    void (*fn)(void);           /* the callback of the other calls */
     void *ud;
+    char id[32];
+    char *ch;
 } early_t;
 
 typedef struct {
@@ -150,6 +157,8 @@ static int forget(redis_t *r, const char *id, int event, bx_engine_done_cb cb, v
 static void on_ctl(redis_t *r, const char *text, size_t len);
 static void reregister_one(void *ud, const char *id, const char *ch, size_t len);
 static void flush_early(redis_t *r, int status);
+static int defer_early(redis_t *r, int op, const char *id, const char *ch, void (*fn)(void),
+                       void *ud);
 
 static void busy_update(redis_t *r)
 {
@@ -1333,6 +1342,8 @@ static int r_create_client(bx_engine_t *e, bx_engine_id_cb cb, void *ud)
     redis_t *r = (redis_t *)e;
     if (r->closing)
         return BX_ECANCELED;
+    if (r->first_connect)
+        return defer_early(r, E_CREATE, NULL, NULL, (void (*)(void))cb, ud);
     made_t *m = bx_calloc(1, sizeof(*m));
     m->r = r;
     m->cb = cb;
@@ -1372,6 +1383,8 @@ static int r_client_exists(bx_engine_t *e, const char *id, bx_engine_bool_cb cb,
         return BX_ECANCELED;
     if (!id || strlen(id) != 31 || bx_engine_memory_has(r->inner, id))
         return r->inner->ops->client_exists(r->inner, id, cb, ud);
+    if (r->first_connect)
+        return defer_early(r, E_EXISTS, id, NULL, (void (*)(void))cb, ud);
     ask_t *q = bx_calloc(1, sizeof(*q));
     q->r = r;
     q->cb = cb;
@@ -1397,6 +1410,8 @@ static int r_destroy_client(bx_engine_t *e, const char *id, bx_engine_done_cb cb
     /* held here: the inner DISCONNECT forgets it in Redis (p_trigger) */
     if (!id || strlen(id) != 31 || bx_engine_memory_has(r->inner, id))
         return r->inner->ops->destroy_client(r->inner, id, cb, ud);
+    if (r->first_connect)
+        return defer_early(r, E_DESTROY, id, NULL, (void (*)(void))cb, ud);
     return forget(r, id, 1, cb, ud);
 }
 
@@ -1487,6 +1502,9 @@ static int any_subscribe(redis_t *r, const char *id, const char *ch, int unsub,
         bx_buf_free(&k);
         return local_subscribe(r, id, ch, unsub, cb, ud);
     }
+    if (r->first_connect)
+        return defer_early(r, unsub ? E_UNSUBSCRIBE : E_SUBSCRIBE, id, ch, (void (*)(void))cb,
+                           ud);
     return remote_subscribe(r, id, ch, unsub, cb, ud);
 }
 
@@ -1591,6 +1609,7 @@ static int r_publish(bx_engine_t *e, const json_t *message, bx_engine_done_cb cb
         /* a server's first requests may come before Redis answered:
          * they wait for the first connection's outcome */
         early_t *x = bx_calloc(1, sizeof(*x));
+        x->op = E_PUBLISH;
         x->msg = json_deep_copy(message);
         x->cb = cb;
         x->ud = ud;
@@ -1599,6 +1618,78 @@ static int r_publish(bx_engine_t *e, const json_t *message, bx_engine_done_cb cb
         return 0;
     }
     return do_publish(r, message, cb, ud);
+}
+
+/* Keeps a call for when the first connection's outcome is known. */
+static int defer_early(redis_t *r, int op, const char *id, const char *ch, void (*fn)(void),
+                       void *ud)
+{
+    early_t *x = bx_calloc(1, sizeof(*x));
+    x->op = op;
+    x->fn = fn;
+    x->ud = ud;
+    snprintf(x->id, sizeof(x->id), "%s", id ? id : "");
+    x->ch = ch ? bx_strdup(ch) : NULL;
+    *r->early_tail = x;
+    r->early_tail = &x->next;
+    return 0;
+}
+
+static int r_create_client(bx_engine_t *e, bx_engine_id_cb cb, void *ud);
+static int r_client_exists(bx_engine_t *e, const char *id, bx_engine_bool_cb cb, void *ud);
+static int r_destroy_client(bx_engine_t *e, const char *id, bx_engine_done_cb cb, void *ud);
+static int any_subscribe(redis_t *r, const char *id, const char *ch, int unsub,
+                         bx_engine_bool_cb cb, void *ud);
+static int r_take(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud);
+
+/* Makes a kept call now, or answers it with `status`. */
+static void run_early(redis_t *r, early_t *x, int status)
+{
+    bx_engine_t *e = &r->base;
+    int rc = status;
+
+    switch (x->op) {
+    case E_PUBLISH:
+        if (!rc)
+            rc = do_publish(r, x->msg, x->cb, x->ud);
+        if (rc != 0 && x->cb)
+            x->cb(x->ud, rc);
+        break;
+    case E_CREATE:
+        if (!rc)
+            rc = r_create_client(e, (bx_engine_id_cb)x->fn, x->ud);
+        if (rc != 0)
+            ((bx_engine_id_cb)x->fn)(x->ud, rc, NULL);
+        break;
+    case E_EXISTS:
+        if (!rc)
+            rc = r_client_exists(e, x->id, (bx_engine_bool_cb)x->fn, x->ud);
+        if (rc != 0)
+            ((bx_engine_bool_cb)x->fn)(x->ud, rc, 0);
+        break;
+    case E_DESTROY:
+        if (!rc)
+            rc = r_destroy_client(e, x->id, (bx_engine_done_cb)x->fn, x->ud);
+        if (rc != 0 && x->fn)
+            ((bx_engine_done_cb)x->fn)(x->ud, rc);
+        break;
+    case E_SUBSCRIBE:
+    case E_UNSUBSCRIBE:
+        if (!rc)
+            rc = any_subscribe(r, x->id, x->ch, x->op == E_UNSUBSCRIBE,
+                               (bx_engine_bool_cb)x->fn, x->ud);
+        if (rc != 0 && x->fn)
+            ((bx_engine_bool_cb)x->fn)(x->ud, rc, 0);
+        break;
+    case E_TAKE:
+        if (!rc)
+            rc = r_take(e, x->id, (bx_engine_take_cb)x->fn, x->ud);
+        if (rc != 0) {
+            bx_chunkv_t none = BX_CHUNKV_INIT;
+            ((bx_engine_take_cb)x->fn)(x->ud, rc, x->id, &none);
+        }
+        break;
+    }
 }
 
 /* The publishes made before the first connection's outcome: sent now, or
@@ -1610,10 +1701,10 @@ static void flush_early(redis_t *r, int status)
     r->early_tail = &r->early;
     while (x) {
         early_t *next = x->next;
-        int rc = status ? status : do_publish(r, x->msg, x->cb, x->ud);
-        if (rc != 0 && x->cb)
-            x->cb(x->ud, rc);
-        json_decref(x->msg);
+        run_early(r, x, status);
+        if (x->msg)
+            json_decref(x->msg);
+        free(x->ch);
         free(x);
         x = next;
     }
@@ -1637,6 +1728,8 @@ static int r_take(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud
         a->takes_tail = &t->next;
         return 0;
     }
+    if (r->first_connect)
+        return defer_early(r, E_TAKE, id, NULL, (void (*)(void))cb, ud);
     if (!up0(r))
         return r->inner->ops->take(r->inner, id, cb, ud);   /* unknown here */
     return adopt_start(r, id, cb, ud);
