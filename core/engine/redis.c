@@ -4,20 +4,21 @@
  * Each process keeps its own clients, subscriptions and queues in an inner
  * memory engine (memory.c), and shares publishes through Redis pub/sub:
  *
- *   - a publish is delivered to this process's clients at once (through
- *     the inner engine) and sent with ONE `PUBLISH NS/m<channel> <payload>`,
- *     whatever the number of subscribers anywhere;
+ *   - a publish is sent with ONE `PUBLISH NS/m<channel> <payload>`,
+ *     whatever the number of subscribers anywhere, and delivered to this
+ *     process's clients too when Redis sends it back, so that every process
+ *     applies the publishes in the one order of Redis's stream;
  *   - each process subscribes, on its subscriber connection, to what its
  *     own clients need: `SUBSCRIBE NS/m/a/b` for /a/b, `PSUBSCRIBE
  *     NS/m/a/*` for both /a/* and /a/** (Redis's `*` also crosses '/', so
  *     the inner engine's exact matching decides), refcounted, so a
  *     channel costs one Redis subscription per process, not per client;
- *   - a message from another process is published into the inner engine
- *     (the same serialize-once fan-out as the memory engine), without a
- *     second PUBLISH event. The payload is "<node id><seq> <json>": a
- *     process skips its own messages, and the copies Redis sends when
- *     several of its subscriptions match one publish (they arrive one
- *     after another).
+ *   - a message from Redis (another process's or its own) is published
+ *     into the inner engine (the same serialize-once fan-out as the memory
+ *     engine), without a second PUBLISH event. The payload is "<node
+ *     id><seq> <json>": a process skips the copies Redis sends when several
+ *     of its subscriptions match one publish (they arrive one after
+ *     another).
  *
  * Redis down: a publish answers BX_EUNAVAILABLE (nothing delivered); the
  * engine logs each change of state once; when Redis is back, the
@@ -95,6 +96,8 @@ typedef struct redis_s {
     bx_dict_t rops;             /* token -> rop_t: (un)subscribes the holder
                                    elsewhere has to acknowledge */
     bx_dict_t pinged;           /* ids pinged since the last ZADD */
+    bx_dict_t echoes;           /* seq -> pub_t: own publishes whose answer
+                                   waits for their delivery here */
     int quiet;                  /* the inner engine's events are bookkeeping */
     uv_timer_t tick;
     uint64_t last_flush;
@@ -148,8 +151,12 @@ typedef struct {
     redis_t *r;
     bx_engine_done_cb cb;
     void *ud;
-    int waiting;                /* the inner publish and the PUBLISH reply */
+    int waiting;                /* the PUBLISH reply, and the message back
+                                   from Redis when clients here need it */
     int status;
+    int echo;                   /* in r->echoes */
+    uint64_t deadline;
+    char key[17];               /* its sequence number, in hex */
 } pub_t;
 
 static void on_keep(uv_prepare_t *h) { (void)h; }
@@ -390,6 +397,38 @@ static void on_cmd_state(void *ud, int up, const char *why)
     busy_update(r);
 }
 
+static void pub_step(pub_t *p, int status);
+
+/* The publish waiting for its echo under `key`, answered with `status`. */
+static void echo_done(redis_t *r, const char *key, size_t len, int status)
+{
+    pub_t *p = bx_dict_del(&r->echoes, key, len);
+    if (!p)
+        return;
+    p->echo = 0;
+    r->busy--;
+    busy_update(r);
+    pub_step(p, status);
+}
+
+/* Every publish waiting for its echo (a subscriber connection went down,
+ * or the engine closes). */
+static void echo_release(redis_t *r, int status)
+{
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *e;
+    pub_t *due[64];
+    int n;
+    do {
+        n = 0;
+        it = (bx_dict_iter_t)BX_DICT_ITER_INIT;
+        while (n < 64 && (e = bx_dict_next(&r->echoes, &it)) != NULL)
+            due[n++] = e->value;
+        for (int i = 0; i < n; i++)
+            echo_done(r, due[i]->key, 16, status);
+    } while (n == 64);
+}
+
 static void on_sub_state(void *ud, int up, const char *why)
 {
     shard_t *sh = ud;
@@ -415,6 +454,8 @@ static void on_sub_state(void *ud, int up, const char *why)
         }
     }
     sh->last[0] = '\0';
+    if (!up)
+        echo_release(r, 0);     /* published; what Redis drops is lost */
     busy_update(r);
 }
 
@@ -458,19 +499,19 @@ static void on_push(void *ud, redisReply *rep)
     }
     if (payload->type != REDIS_REPLY_STRING || payload->len < 48 || payload->str[47] != ' ')
         return;
-    if (memcmp(payload->str, r->node, 31) == 0)
-        return;                 /* ours: delivered here at publish time */
     if (memcmp(payload->str, sh->last, 47) == 0)
         return;                 /* the same publish through another subscription */
     memcpy(sh->last, payload->str, 47);
     sh->last[47] = '\0';
     msg = bx_json_parse(payload->str + 48, payload->len - 48);
-    if (!msg)
-        return;
-    r->remote = 1;
-    r->inner->ops->publish(r->inner, msg, NULL, NULL);
-    r->remote = 0;
-    json_decref(msg);
+    if (msg) {
+        r->remote = 1;
+        r->inner->ops->publish(r->inner, msg, NULL, NULL);
+        r->remote = 0;
+        json_decref(msg);
+    }
+    if (memcmp(payload->str, r->node, 31) == 0)
+        echo_done(r, payload->str + 31, 16, 0);    /* ours: delivered here now */
 }
 
 /* ---- Sessions: any process serves any client ----
@@ -513,8 +554,14 @@ static void on_push(void *ud, redisReply *rep)
  * its Redis subscription is confirmed. A disconnect anywhere removes the
  * keys and PUBLISHes "D <from> <id>": the holder drops the client and
  * answers its held connect. Pings are batched into one ZADD per sweep
- * period; every process removes clients whose last connect is older than
- * 2 x timeout (ZRANGEBYSCORE), so expiry is the same everywhere.
+ * period (timeout / 2, from 0.25 to 1 s); every process removes clients
+ * whose last connect is older than 2 x timeout (ZRANGEBYSCORE), so expiry
+ * is the same everywhere.
+ *
+ * A process applies its own publishes when Redis sends them back, like
+ * everybody else's, so that the handoff's cut holds for them too (a
+ * publish delivered here at once could be queued both here and by the
+ * claimer, or by neither).
  */
 
 #define HANDOFF_MS 2000
@@ -1263,7 +1310,9 @@ static void on_tick(uv_timer_t *h)
 {
     redis_t *r = h->data;
     uint64_t now = uv_now(r->base.loop);
-    uint64_t period = (uint64_t)(r->base.timeout * 250);
+    /* pings and the sweep: 2 commands a period whatever the load; expiry
+     * is within a period of 2 x timeout */
+    uint64_t period = (uint64_t)(r->base.timeout * 500);
     bx_dict_iter_t it = BX_DICT_ITER_INIT;
     bx_dict_entry_t *e;
     void *due[64];
@@ -1290,10 +1339,17 @@ static void on_tick(uv_timer_t *h)
             due[ndue++] = e->value;
     for (int i = 0; i < ndue; i++)
         rop_answer(due[i], 0);
+    ndue = 0;
+    it = (bx_dict_iter_t)BX_DICT_ITER_INIT;
+    while ((e = bx_dict_next(&r->echoes, &it)) != NULL && ndue < 64)
+        if (now >= ((pub_t *)e->value)->deadline)
+            due[ndue++] = e->value;
+    for (int i = 0; i < ndue; i++)
+        echo_done(r, ((pub_t *)due[i])->key, 16, 0);    /* published; not back (yet) */
     if (period > 1000)
         period = 1000;
-    if (period < 50)
-        period = 50;
+    if (period < 250)
+        period = 250;
     if (now - r->last_flush >= period) {
         r->last_flush = now;
         flush_pings(r);
@@ -1531,11 +1587,6 @@ static void pub_step(pub_t *p, int status)
     free(p);
 }
 
-static void on_inner_published(void *ud, int status)
-{
-    pub_step(ud, status);
-}
-
 static void on_published(void *ud, int status, redisReply *rep)
 {
     pub_t *p = ud;
@@ -1543,12 +1594,36 @@ static void on_published(void *ud, int status, redisReply *rep)
     (void)rep;
     r->busy--;
     busy_update(r);
-    /* the message is delivered here; only a close changes the answer */
+    /* Redis has it: every process subscribed to it gets it (this one
+     * too); only a close changes the answer */
     pub_step(p, status == BX_REDIS_ECANCELED ? BX_ECANCELED : 0);
 }
 
-/* Delivers here and sends the PUBLISH; BX_EUNAVAILABLE when Redis is
- * down (nothing done, no callback). */
+/* Whether this process has a confirmed Redis subscription that `ch`'s
+ * publishes come back through: its exact one, or a pattern of one of its
+ * prefixes ("/a/b" -> "/a/b", "/a/*", "/*"). */
+static int has_local_target(redis_t *r, const char *ch, size_t len)
+{
+    bx_buf_t name = BX_BUF_INIT;
+    int found = 0;
+
+    for (size_t i = len; i > 0 && !found; i--) {
+        if (i < len && ch[i - 1] != '/')
+            continue;
+        bx_buf_reset(&name);
+        bx_buf_append(&name, ch, i);
+        if (i < len)
+            bx_buf_append(&name, "*", 1);
+        bx_buf_append(&name, "", 1);
+        target_t *t = target_get(r, name.data);
+        found = t && t->pending == 0;
+    }
+    bx_buf_free(&name);
+    return found;
+}
+
+/* Sends the PUBLISH; BX_EUNAVAILABLE when Redis is down (nothing done, no
+ * callback). */
 static int do_publish(redis_t *r, const json_t *message, bx_engine_done_cb cb, void *ud)
 {
     json_t *jch = json_object_get(message, "channel");
@@ -1577,7 +1652,8 @@ static int do_publish(redis_t *r, const json_t *message, bx_engine_done_cb cb, v
     p->r = r;
     p->cb = cb;
     p->ud = ud;
-    p->waiting = 2;
+    p->waiting = 1;
+    snprintf(p->key, sizeof(p->key), "%016llx", (unsigned long long)r->seq);
     argv[0] = "PUBLISH";
     lens[0] = 7;
     argv[1] = key.data;
@@ -1592,10 +1668,23 @@ static int do_publish(redis_t *r, const json_t *message, bx_engine_done_cb cb, v
         return BX_EUNAVAILABLE;
     }
     r->busy++;
+    /* delivered here too when it comes back from Redis, not now: every
+     * process applies every publish in the one order of the stream, which
+     * a handoff's cut relies on. When clients here need it, the answer
+     * waits for that (as with the memory engine, a publish answered is
+     * queued for them), at most HANDOFF_MS */
+    if (bx_redis_up(sh->sub) && has_local_target(r, json_string_value(jch),
+                                                 json_string_length(jch))) {
+        p->waiting++;
+        p->echo = 1;
+        p->deadline = uv_now(r->base.loop) + HANDOFF_MS;
+        bx_dict_set(&r->echoes, p->key, 16, p);
+        r->busy++;
+    }
     busy_update(r);
-    rc = r->inner->ops->publish(r->inner, message, on_inner_published, p);
-    if (rc != 0)
-        pub_step(p, rc);        /* the PUBLISH reply answers, later */
+    if (r->base.proxy.trigger)
+        r->base.proxy.trigger(r->base.proxy.ud, BX_EV_PUBLISH, bx_json_str(message, "clientId"),
+                              json_string_value(jch), json_object_get(message, "data"));
     return 0;
 }
 
@@ -1818,8 +1907,11 @@ static void r_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
         bx_redis_close(r->shards[i].cmd, part_closed, r);
         bx_redis_close(r->shards[i].sub, part_closed, r);
     }
-    /* the replies are in (canceled): the handoffs and remote (un)subscribes
-     * that waited for them or for a peer are answered "canceled" */
+    /* the replies are in (canceled): the publishes, handoffs and remote
+     * (un)subscribes that waited for them or for a peer are answered
+     * "canceled" */
+    echo_release(r, BX_ECANCELED);
+    bx_dict_free(&r->echoes);
     {
         bx_dict_iter_t it = BX_DICT_ITER_INIT;
         bx_dict_entry_t *en;

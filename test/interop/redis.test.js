@@ -394,7 +394,8 @@ test('--workers 2: two processes share the port and the traffic; a killed worker
   servers.push(start.srv);
   const W = await start;
   const pids = () => [...W.log.matchAll(/worker (\d+) started \(pid (\d+)\)/g)].map((m) => +m[2]);
-  await H.poll(() => pids().length === 2, 'two workers started', 10000);
+  const listening = () => (W.log.match(/bayeux: listening on /g) || []).length;
+  await H.poll(() => pids().length === 2 && listening() === 2, 'two workers listening', 20000);
   const [p1, p2] = pids();
   assert(p1 !== p2 && alive(p1) && alive(p2), `two worker processes: ${pids()}`);
   const first = await holders(W, 40);
@@ -409,7 +410,7 @@ test('--workers 2: two processes share the port and the traffic; a killed worker
   }
 
   process.kill(p1, 'SIGKILL');
-  await H.poll(() => pids().length === 3, 'the killed worker started again', 15000);
+  await H.poll(() => pids().length === 3 && listening() === 3, 'the killed worker listening again', 20000);
   assert(/worker 1 \(pid \d+\) exited \(signal 9\); restarting/.test(W.log), 'the death is logged');
   const p3 = pids()[2];
   assert(alive(p3) && !alive(p1), 'a new process in place of the killed one');
