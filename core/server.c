@@ -248,10 +248,15 @@ bx_engine_t *bx_server_engine(bx_server_t *s)
 
 int bx_server_listen(bx_server_t *s, const char *host, int port)
 {
+    return bx_server_listen_ex(s, host, port, 0);
+}
+
+int bx_server_listen_ex(bx_server_t *s, const char *host, int port, int reuseport)
+{
     if (s->http || s->closing)
         return UV_EALREADY;
     s->http = bx_http_server_new(s->loop, &s->opts.http, on_request, on_abort, s);
-    int rc = bx_http_listen(s->http, host, port);
+    int rc = bx_http_listen_ex(s->http, host, port, reuseport);
     if (rc != 0) {
         bx_http_server_close(s->http, NULL, NULL);
         s->http = NULL;

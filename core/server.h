@@ -77,6 +77,10 @@ bx_engine_t *bx_server_engine(bx_server_t *s);
  * libuv error. May be called once. */
 int bx_server_listen(bx_server_t *s, const char *host, int port);
 
+/* bx_server_listen; `reuseport` non-zero: with SO_REUSEPORT, so that
+ * several processes (bayeux serve --workers) share the port. */
+int bx_server_listen_ex(bx_server_t *s, const char *host, int port, int reuseport);
+
 /* The bound port, or -1. */
 int bx_server_port(const bx_server_t *s);
 

@@ -496,6 +496,65 @@ static int m_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs,
     return 0;
 }
 
+/* ---- For an engine built on this one (redis.c) ---- */
+
+int bx_engine_memory_has(bx_engine_t *e, const char *id)
+{
+    return find((memory_t *)e, id) != NULL;
+}
+
+int bx_engine_memory_adopt(bx_engine_t *e, const char *id)
+{
+    memory_t *m = (memory_t *)e;
+    client_t *c;
+
+    if (m->closing || strlen(id) != 31 || find(m, id))
+        return -1;
+    c = bx_calloc(1, sizeof(*c));
+    memcpy(c->id, id, 32);
+    bx_list_init(&c->live);
+    touch(m, c);
+    bx_dict_set(&m->clients, c->id, 31, c);
+    return 0;
+}
+
+int bx_engine_memory_release(bx_engine_t *e, const char *id, bx_chunkv_t *out)
+{
+    memory_t *m = (memory_t *)e;
+    client_t *c = find(m, id);
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *en;
+
+    if (!c)
+        return BX_EUNKNOWN;
+    bx_dict_del(&m->clients, c->id, 31);
+    bx_list_remove(&c->live);
+    while ((en = bx_dict_next(&c->channels, &it)) != NULL)
+        unsubscribe_one(m, c, en->key);
+    bx_dict_free(&c->channels);
+    if (c->queue.n)
+        ring_take(&c->queue, out);
+    ring_free(&c->queue);
+    free(c);
+    return 0;
+}
+
+void bx_engine_memory_each(bx_engine_t *e, bx_engine_memory_each_cb fn, void *ud)
+{
+    memory_t *m = (memory_t *)e;
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *en;
+
+    while ((en = bx_dict_next(&m->clients, &it)) != NULL) {
+        client_t *c = en->value;
+        bx_dict_iter_t ci = BX_DICT_ITER_INIT;
+        bx_dict_entry_t *ce;
+        fn(ud, c->id, NULL, 0);
+        while ((ce = bx_dict_next(&c->channels, &ci)) != NULL)
+            fn(ud, c->id, ce->key, ce->klen);
+    }
+}
+
 /* ---- Liveness ---- */
 
 static void on_gc(uv_timer_t *t)

@@ -15,6 +15,7 @@
 #include "lua/lbx_runtime.h"
 #include "lua/lbx_server.h"
 #include "lua/lbx_timer.h"
+#include "workers.h"
 
 static uv_signal_t sigint, sigterm;
 static int stopping;
@@ -186,7 +187,40 @@ static int l_gc(lua_State *L)
     return 0;
 }
 
+/* bayeux.core.workers(argv, n, host, port) -> true | nil, err: runs N
+ * copies of the command `argv` (a list of strings) on one port until
+ * SIGTERM or SIGINT (workers.h). */
+static int l_workers(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    const char *host = luaL_checkstring(L, 3);
+    lua_Integer port = luaL_checkinteger(L, 4);
+    lua_Integer argc = (lua_Integer)luaL_len(L, 1);
+    char err[256];
+
+    luaL_argcheck(L, argc > 0 && argc < 1000, 1, "a command");
+    luaL_argcheck(L, n > 0 && n <= 256, 2, "out of range");
+    luaL_argcheck(L, port >= 0 && port <= 65535, 4, "port out of range");
+    const char **argv = lua_newuserdatauv(L, ((size_t)argc + 1) * sizeof(*argv), 0);
+    for (lua_Integer i = 0; i < argc; i++) {
+        lua_geti(L, 1, i + 1);
+        argv[i] = luaL_checkstring(L, -1);
+        lua_pop(L, 1);          /* the table keeps the string */
+    }
+    argv[argc] = NULL;
+    int rc = bx_workers_run(lbx_loop(), argv, (int)n, host, (int)port, err, sizeof(err));
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static const luaL_Reg funcs[] = {
+    { "workers", l_workers },
     { "run", l_run },
     { "stop", l_stop },
     { "now", l_now },

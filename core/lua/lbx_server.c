@@ -179,14 +179,15 @@ static int l_server(lua_State *L)
     return 1;
 }
 
-/* server:listen(port, host) -> port | nil, err */
+/* server:listen(port, host, reuseport) -> port | nil, err */
 static int s_listen(lua_State *L)
 {
     lserver_t *ls = check_server(L);
     lua_Integer port = luaL_checkinteger(L, 2);
     const char *host = luaL_optstring(L, 3, "127.0.0.1");
+    int reuseport = lua_toboolean(L, 4);
     luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
-    int rc = bx_server_listen(ls->s, host, (int)port);
+    int rc = bx_server_listen_ex(ls->s, host, (int)port, reuseport);
     if (rc != 0) {
         lua_pushnil(L);
         lua_pushfstring(L, "cannot listen on %s:%d: %s", host, (int)port, uv_strerror(rc));

@@ -38,6 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -1388,6 +1390,32 @@ bx_http_server_t *bx_http_server_new(uv_loop_t *loop, const bx_http_limits_t *li
 
 int bx_http_listen(bx_http_server_t *s, const char *host, int port)
 {
+    return bx_http_listen_ex(s, host, port, 0);
+}
+
+/* A socket of `family` with SO_REUSEPORT set, opened into `tcp`: several
+ * processes bind the same port and the kernel spreads connections over
+ * them (libuv 1.44 has no flag for it). */
+static int open_reuseport(uv_tcp_t *tcp, int family)
+{
+    int one = 1;
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0
+        || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+        int rc = uv_translate_sys_error(errno);
+        close(fd);
+        return rc;
+    }
+    int rc = uv_tcp_open(tcp, fd);
+    if (rc < 0)
+        close(fd);
+    return rc;
+}
+
+int bx_http_listen_ex(bx_http_server_t *s, const char *host, int port, int reuseport)
+{
     struct sockaddr_storage ss;
     char name[64];
     int r, len;
@@ -1408,6 +1436,8 @@ int bx_http_listen(bx_http_server_t *s, const char *host, int port)
     else
         r = uv_ip4_addr(name, port, (struct sockaddr_in *)&ss);
     if (r < 0)
+        return r;
+    if (reuseport && (r = open_reuseport(&s->listener, ss.ss_family)) < 0)
         return r;
     if ((r = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0)) < 0)
         return r;

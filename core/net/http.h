@@ -94,6 +94,11 @@ bx_http_server_t *bx_http_server_new(uv_loop_t *loop, const bx_http_limits_t *li
  * negative libuv error (e.g. UV_EADDRINUSE). */
 int bx_http_listen(bx_http_server_t *s, const char *host, int port);
 
+/* bx_http_listen, and with `reuseport` non-zero the socket has
+ * SO_REUSEPORT: other processes may listen on the same port (same user)
+ * and the kernel spreads the connections over them. */
+int bx_http_listen_ex(bx_http_server_t *s, const char *host, int port, int reuseport);
+
 /* The port actually bound (useful with port 0), or -1 if not listening. */
 int bx_http_port(const bx_http_server_t *s);
 

@@ -77,8 +77,57 @@ local OPTIONS = {
         .. "format = \"plain\"|\"json\", access = boolean }" },
     engine = { "string", function(v)
         return v == "memory" or v:match("^redis://") ~= nil or v:match("^unix:///") ~= nil
-    end, "\"memory\" or a Redis URL (redis://[:password@]host[:port][/db][?namespace=NS])" },
+    end, "\"memory\" or a Redis URL (redis://[:password@]host[:port][/db][?namespace=NS]), or "
+        .. "a table { url = ..., shards = { ... }, namespace = ... }" },
 }
+
+local function is_redis_url(v)
+    return type(v) == "string" and (v:match("^redis://") ~= nil or v:match("^unix:///") ~= nil)
+        and not v:find(",", 1, true)
+end
+
+-- The table form of the engine option, { url = ..., shards = { ... },
+-- namespace = ... }, as the core's string: the URLs comma-separated (url
+-- first, then the shards), each given the namespace (the last namespace=
+-- of a URL wins).
+local function engine_url(t)
+    local urls, ns = {}, t.namespace
+    for k in pairs(t) do
+        if k ~= "url" and k ~= "shards" and k ~= "namespace" then
+            error("bayeux.server: option 'engine' has no field '" .. tostring(k)
+                  .. "' (url, shards, namespace)", 4)
+        end
+    end
+    if t.url ~= nil then
+        if not is_redis_url(t.url) then
+            error("bayeux.server: engine.url must be a Redis URL (redis://... or unix:///...)", 4)
+        end
+        urls[1] = t.url
+    end
+    if t.shards ~= nil then
+        if type(t.shards) ~= "table" then
+            error("bayeux.server: engine.shards must be a list of Redis URLs", 4)
+        end
+        for i, u in ipairs(t.shards) do
+            if not is_redis_url(u) then
+                error(("bayeux.server: engine.shards[%d] must be a Redis URL"):format(i), 4)
+            end
+            urls[#urls + 1] = u
+        end
+    end
+    if #urls == 0 then
+        error("bayeux.server: option 'engine' needs url or shards", 4)
+    end
+    if ns ~= nil then
+        if type(ns) ~= "string" or not ns:match("^[%w_.:-]+$") then
+            error("bayeux.server: engine.namespace must be letters, digits or _ . : -", 4)
+        end
+        for i, u in ipairs(urls) do
+            urls[i] = u .. (u:find("?", 1, true) and "&" or "?") .. "namespace=" .. ns
+        end
+    end
+    return table.concat(urls, ",")
+end
 
 local function check_options(opts)
     if opts == nil then return {} end
@@ -91,6 +140,7 @@ local function check_options(opts)
         if not spec then
             error("bayeux.server: unknown option '" .. tostring(k) .. "'", 3)
         end
+        if k == "engine" and type(v) == "table" then v = engine_url(v) end
         if type(v) ~= spec[1] or not spec[2](v) then
             error(("bayeux.server: option '%s' must be %s"):format(k, spec[3]), 3)
         end
@@ -247,7 +297,10 @@ end
 -- for every IPv4 interface). Returns the bound port. A port that cannot be
 -- bound (in use, no permission) raises at the caller's line, so an app
 -- script stops instead of running on without a listener; with
--- opts.raise == false it returns nil and the error instead.
+-- opts.raise == false it returns nil and the error instead. With
+-- opts.reuse_port the socket has SO_REUSEPORT: other processes of the same
+-- user may listen on the same port, and the kernel spreads the connections
+-- (bayeux serve --workers).
 function Server:listen(port, host, opts)
     host = host or "127.0.0.1"
     if type(port) ~= "number" or math_type(port) ~= "integer" then
@@ -256,7 +309,7 @@ function Server:listen(port, host, opts)
     if opts ~= nil and type(opts) ~= "table" then
         error("server:listen(port, host, opts): opts must be a table", 2)
     end
-    local bound, err = self.core:listen(port, host)
+    local bound, err = self.core:listen(port, host, opts and opts.reuse_port)
     if not bound then
         if opts and opts.raise == false then return nil, err end
         error("server:listen: " .. tostring(err), 2)
