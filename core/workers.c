@@ -10,12 +10,12 @@
  */
 #include <errno.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include "base/buf.h"
+#include "base/log.h"
 #include "workers.h"
 
 #define MAX_WORKERS 256
@@ -66,8 +66,8 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
             uv_stop(pool->loop);
         return;
     }
-    fprintf(stderr, "bayeux: worker %d (pid %d) exited (%s %d); restarting\n", w->idx + 1,
-            p->pid, sig ? "signal" : "status", sig ? sig : (int)status);
+    bx_logf(BX_LOG_WARN, "workers", "worker %d (pid %d) exited (%s %d); restarting",
+            w->idx + 1, p->pid, sig ? "signal" : "status", sig ? sig : (int)status);
     uv_timer_start(&w->restart, on_restart, lived < QUICK_DEATH_MS ? QUICK_DEATH_MS : 0, 0);
 }
 
@@ -91,15 +91,15 @@ static void start_worker(worker_t *w)
     w->started = uv_now(pool->loop);
     int rc = uv_spawn(pool->loop, &w->proc, &o);
     if (rc < 0) {
-        fprintf(stderr, "bayeux: worker %d: cannot start %s: %s; trying again\n", w->idx + 1,
-                pool->argv[0], uv_strerror(rc));
+        bx_logf(BX_LOG_ERROR, "workers", "worker %d: cannot start %s: %s; trying again",
+                w->idx + 1, pool->argv[0], uv_strerror(rc));
         uv_close((uv_handle_t *)&w->proc, NULL);
         uv_timer_start(&w->restart, on_restart, QUICK_DEATH_MS, 0);
         return;
     }
     w->running = 1;
     pool->alive++;
-    fprintf(stderr, "bayeux: worker %d started (pid %d)\n", w->idx + 1, w->proc.pid);
+    bx_logf(BX_LOG_INFO, "workers", "worker %d started (pid %d)", w->idx + 1, w->proc.pid);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
