@@ -50,7 +50,8 @@ void *bx_dict_get(const bx_dict_t *d, const char *key, size_t len)
 
 static void grow(bx_dict_t *d)
 {
-    size_t n = d->buckets ? (d->mask + 1) * 2 : 8;
+    /* small first: many dicts hold one or two keys (a client's channels) */
+    size_t n = d->buckets ? (d->mask + 1) * 2 : 2;
     bx_dict_entry_t **nb = bx_calloc(n, sizeof(*nb));
     if (d->buckets) {
         for (size_t i = 0; i <= d->mask; i++) {
