@@ -77,7 +77,7 @@ static struct {
     int port, transport, ceiling, subs, pubs, rooms, per, batch, inflight;
     int size, conns, parallel, pid;
     long msgs;
-    double rate, secs, drain, setup;
+    double rate, secs, drain, setup, hold;
 } opt = {
     .host = "127.0.0.1", .mount = "/faye", .scenario = "fanout", .transport = T_WS,
     .subs = 1000, .pubs = 1, .rooms = 1, .per = 1, .batch = 1, .inflight = 1,
@@ -832,9 +832,20 @@ static void start_run(void)
 
 static void idle_measure(void)
 {
-    rss1 = server_rss();
-    slab1 = proc_kb("/proc/meminfo", "Slab");
-    finish();
+    static uint64_t hold_end;
+
+    if (!hold_end) {
+        rss1 = server_rss();
+        slab1 = proc_kb("/proc/meminfo", "Slab");
+        /* --hold keeps the sessions open after measuring, so the server's
+         * heap can be looked at (massif, /proc) while they are idle */
+        hold_end = uv_hrtime() + (uint64_t)(opt.hold * 1e9) + 1;
+        if (opt.hold > 0) {
+            printf("HOLD %.0f s\n", opt.hold);
+            fflush(stdout);
+        }
+    }
+    if (uv_hrtime() >= hold_end) finish();
 }
 
 static void tick(void)
@@ -903,7 +914,8 @@ static void usage(void)
             "  --drain S --setup S          wait for the last deliveries (10), set-up (60)\n"
             "  --conns N                    HTTP connections (20)\n"
             "  --parallel N                 set-ups in flight (100)\n"
-            "  --pid PID                    the server's process: its CPU time, RSS\n");
+            "  --pid PID                    the server's process: its CPU time, RSS\n"
+            "  --hold S                     idle: keep the sessions S seconds after measuring\n");
     exit(2);
 }
 
@@ -931,6 +943,7 @@ static void parse_args(int argc, char **argv)
         else if (OPT("--secs")) opt.secs = atof(v);
         else if (OPT("--drain")) opt.drain = atof(v);
         else if (OPT("--setup")) opt.setup = atof(v);
+        else if (OPT("--hold")) opt.hold = atof(v);
         else if (OPT("--conns")) opt.conns = atoi(v);
         else if (OPT("--parallel")) opt.parallel = atoi(v);
         else if (OPT("--pid")) opt.pid = atoi(v);

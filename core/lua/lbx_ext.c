@@ -118,10 +118,14 @@ static void cont_deliver(cont_t *c, json_t *msg, int later)
     }
 }
 
+/* The message Lua handed back, as JSON. Most extensions only read it and
+ * hand the very message they got back: then the message as it entered is
+ * kept (the same JSON, found by comparing) rather than built anew. */
 static int convert(lua_State *L)
 {
     json_t **out = lua_touserdata(L, 2);
-    *out = lbx_check_json(L, 1);
+    json_t *orig = lua_touserdata(L, 3);
+    *out = lbx_json_same(L, 1, orig) ? json_incref(orig) : lbx_check_json(L, 1);
     return 0;
 }
 
@@ -146,7 +150,8 @@ static int l_continue(lua_State *L)
             lua_pushcfunction(L, convert);
             lua_pushvalue(L, 1);
             lua_pushlightuserdata(L, &msg);
-            if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+            lua_pushlightuserdata(L, c->orig);
+            if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
                 lbx_log("an extension passed a message that is not JSON to its callback: %s",
                         lua_tostring(L, -1));
                 lua_pop(L, 1);

@@ -219,9 +219,9 @@ static void write_cb(uv_write_t *req, int status)
     bx_conn_t *c = req->data;
 
     free(req);
-    bx_chunkv_clear(&c->inflight);
     if (status >= 0)
         bx_metrics.bytes_out += c->inflight_bytes;
+    bx_chunkv_free(&c->inflight);   /* an idle connection keeps no array */
     c->inflight_bytes = 0;
     c->flags &= ~C_WRITING;
     if (c->flags & C_CLOSING)
@@ -270,7 +270,9 @@ static void start_write(bx_conn_t *c)
     if (r < 0 || (size_t)r == total) {
         if (bufs != small)
             free(bufs);
-        bx_chunkv_clear(&c->inflight);
+        /* freed, not kept: the next pending array is moved in whole, and an
+         * idle connection holds no output memory at all */
+        bx_chunkv_free(&c->inflight);
         if (r < 0)
             bx_conn_close(c);
         else if (c->flags & C_DRAIN)

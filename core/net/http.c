@@ -1614,10 +1614,45 @@ static void shim_close(bx_conn_t *c, void *ud)
         h->on_close(c, h->ud);
 }
 
-bx_conn_t *bx_http_hijack(bx_http_req_t *req, bx_conn_read_cb on_read,
+/* The request a hijacker keeps for the life of its socket (extensions read
+ * it), in one allocation: the parser's bookkeeping, the answer queue and the
+ * slack of the growing buffers are left behind, a few hundred bytes per idle
+ * socket. The body is not kept: an upgrade or a stream request has none. */
+static bx_http_req_t *req_compact(const hreq_t *r)
+{
+    const bx_http_req_t *o = &r->pub;
+    size_t hbytes = o->nheaders * sizeof(bx_http_header_t);
+    size_t iplen = strlen(r->ip) + 1;
+    bx_http_req_t *q = bx_malloc(sizeof(*q) + hbytes + r->raw.len + iplen);
+    bx_http_header_t *h = (bx_http_header_t *)(void *)(q + 1);
+    char *raw = (char *)h + hbytes, *ip = raw + r->raw.len;
+    const char *base = r->raw.data;
+
+#define REBASE(str) ((bx_str_t){ raw + ((str).base - base), (str).len })
+    *q = *o;
+    if (r->raw.len)
+        memcpy(raw, base, r->raw.len);
+    memcpy(ip, r->ip, iplen);
+    for (size_t i = 0; i < o->nheaders; i++) {
+        h[i].name = REBASE(o->headers[i].name);
+        h[i].value = REBASE(o->headers[i].value);
+    }
+    q->headers = h;
+    if (base) {
+        q->url = REBASE(o->url);
+        q->path = REBASE(o->path);
+        q->query = REBASE(o->query);
+    }
+#undef REBASE
+    q->body = (bx_buf_t)BX_BUF_INIT;
+    q->remote_addr = ip;
+    return q;
+}
+
+bx_conn_t *bx_http_hijack(bx_http_req_t **req, bx_conn_read_cb on_read,
                           bx_conn_close_cb on_close, void *ud)
 {
-    hreq_t *r = (hreq_t *)req;
+    hreq_t *r = (hreq_t *)*req;
     hconn_t *hc = r->hc;
     bx_http_server_t *s;
     handoff_t *h;
@@ -1659,13 +1694,12 @@ bx_conn_t *bx_http_hijack(bx_http_req_t *req, bx_conn_read_cb on_read,
     hc_detach(hc);              /* later pipelined requests are aborted */
     if (!hc->feeding)
         hc_free(hc);            /* else feed()'s caller frees it */
+    *req = req_compact(r);
+    req_free(r);
     return conn;
 }
 
 void bx_http_hijack_done(bx_http_req_t *req)
 {
-    hreq_t *r = (hreq_t *)req;
-
-    if (r && r->hijacked)
-        req_free(r);
+    free(req);
 }

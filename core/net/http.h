@@ -139,15 +139,18 @@ void bx_http_respond_text(bx_http_req_t *req, int status, const char *content_ty
                           const char *text, int flags);
 
 /* Takes the connection over from HTTP (WebSocket upgrade, EventSource).
- * Only valid on the oldest unanswered request of its connection. The
- * request stays valid until bx_http_hijack_done(); from now on the caller
- * owns the connection: its callbacks are replaced by the given ones and any
- * bytes already read past the request are handed to `on_read` on a later
- * loop turn. */
-bx_conn_t *bx_http_hijack(bx_http_req_t *req, bx_conn_read_cb on_read,
+ * Only valid on the oldest unanswered request of its connection. On success
+ * *req is replaced by a compact copy of the request (new: method, url,
+ * headers, peer address, serial and data; no body) which stays valid until
+ * bx_http_hijack_done(), and the original is freed: it must not be answered
+ * any more. From now on the caller owns the connection: its callbacks are
+ * replaced by the given ones and any bytes already read past the request are
+ * handed to `on_read` on a later loop turn. On failure (NULL) *req is left
+ * as it was, still to be answered. */
+bx_conn_t *bx_http_hijack(bx_http_req_t **req, bx_conn_read_cb on_read,
                           bx_conn_close_cb on_close, void *ud);
 
-/* Frees a hijacked request. */
+/* Frees a hijacked request (the copy bx_http_hijack() gave). */
 void bx_http_hijack_done(bx_http_req_t *req);
 
 /* Whether a header `name` of `req` (every occurrence) lists `token` among

@@ -577,7 +577,7 @@ static bx_conn_t *es_conn;
 static void es_timer_cb(uv_timer_t *t)
 {
     T.in_call = 1;
-    es_conn = bx_http_hijack(es_req, NULL, hj_close, NULL);
+    es_conn = bx_http_hijack(&es_req, NULL, hj_close, NULL);
     T.in_call = 0;
     if (es_conn) {
         bx_conn_write_copy(es_conn, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n",
@@ -597,9 +597,9 @@ static void h_hijack(bx_http_req_t *req)
         respond(req, 400, "no");
         return;
     }
-    hj_req = req;
     T.in_call = 1;
-    T.hj_conn = bx_http_hijack(req, hj_read, hj_close, NULL);
+    T.hj_conn = bx_http_hijack(&req, hj_read, hj_close, NULL);
+    hj_req = req;
     if (T.hj_conn)
         bx_conn_write_copy(T.hj_conn, "HTTP/1.1 101 Switching Protocols\r\n\r\n", 36);
     T.in_call = 0;
@@ -647,6 +647,11 @@ static void test_hijack(void)
     BX_CHECK(memcmp(T.hj_in.data, "LEFTOVER", 8) == 0);
     BX_CHECK(strncmp(cl_text(&C1), "HTTP/1.1 101 Switching Protocols\r\n\r\n", 36) == 0);
     BX_CHECK(strcmp(hj_req->method, "GET") == 0);       /* still valid */
+    /* the compact copy the hijacker keeps: headers, path, peer address */
+    BX_CHECK(bx_http_header_has(hj_req, "Upgrade", "websocket"));
+    BX_CHECK(hj_req->path.len == 3 && memcmp(hj_req->path.base, "/ws", 3) == 0);
+    BX_CHECK_INT(hj_req->query.len, 0);
+    BX_CHECK(strcmp(hj_req->remote_addr, "127.0.0.1") == 0);
     client_sends(&C1, "MORE");
     BX_CHECK(run_until(&loop, pred_xy, 2000));
     BX_CHECK_INT(bx_conn_write_calls() - T.writes_before, 1);

@@ -184,7 +184,7 @@ void bx_sse_handle(bx_endpoint_t *s, bx_http_req_t *req)
                              "Client bound to another connection", 0);
         return;
     }
-    e->st.conn = bx_http_hijack(req, es_read, es_closed, e);
+    e->st.conn = bx_http_hijack(&req, es_read, es_closed, e);
     if (!e->st.conn) {
         free(e);
         bx_http_respond_text(req, 400, "text/plain; charset=utf-8", "Bad request", 0);

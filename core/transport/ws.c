@@ -422,7 +422,7 @@ void bx_ws_handle(bx_endpoint_t *s, bx_http_req_t *req)
 
     ws_t *w = bx_calloc(1, sizeof(*w));
     bx_list_init(&w->batches);
-    w->st.conn = bx_http_hijack(req, ws_read, ws_closed, w);
+    w->st.conn = bx_http_hijack(&req, ws_read, ws_closed, w);
     if (!w->st.conn) {
         free(w);
         bx_http_respond_text(req, 400, "text/plain; charset=utf-8", "Bad request", 0);

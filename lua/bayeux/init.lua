@@ -411,10 +411,47 @@ end
 -- `outgoing` (stage 1), in the order they were added, each continuing
 -- through its callback, then hands the result to `done` (C). Each
 -- extension's label goes to `cont` (C) before it runs: a missed deadline's
--- log line names it.
+-- log line names it. This runs for every message: the state of a chain
+-- travels as arguments and one callback closure per extension called is
+-- all it allocates.
+local function run_chain(stage, key, list, labels, i, msg, request, done, cont)
+    if msg == nil then return done(nil) end
+    local ext
+    repeat
+        i = i + 1
+        ext = list[i]
+    until not ext or type(ext[key]) == "function"
+    if not ext then return done(msg) end
+    local fn, called = ext[key], false
+    cont:label(labels[i])
+    local function callback(m)
+        if called then
+            log("extension ", key, ": callback called twice; ignored")
+            return
+        end
+        called = true
+        run_chain(stage, key, list, labels, i, m, request, done, cont)
+    end
+    local ok, err
+    if wants_request(fn) then
+        ok, err = xpcall(fn, traceback, msg, request, callback)
+    else
+        ok, err = xpcall(fn, traceback, msg, callback)
+    end
+    if not ok then
+        core.ext_error()
+        log("extension ", key, " failed: ", tostring(err))
+        if not called then
+            called = true
+            msg.error = "500::Internal server error"
+            if stage == 1 and msg.successful ~= nil then msg.successful = false end
+            done(msg)
+        end
+    end
+end
+
 local function chain_runner(self)
     return function(stage, message, request, done, cont)
-        local key = stage == 0 and "incoming" or "outgoing"
         if stage == 0 and self.users then
             -- the identity is the server's, never the client's: a `user`
             -- member from the wire is replaced by the session's
@@ -428,44 +465,8 @@ local function chain_runner(self)
         end
         -- self.extensions is replaced, never changed in place, by
         -- add/remove: a chain in progress keeps the list it started with
-        local list, labels = self.extensions, self.extension_labels
-        local i = 0
-        local function step(msg)
-            if msg == nil then return done(nil) end
-            local ext
-            repeat
-                i = i + 1
-                ext = list[i]
-            until not ext or type(ext[key]) == "function"
-            if not ext then return done(msg) end
-            local fn, called = ext[key], false
-            cont:label(labels[i])
-            local function callback(m)
-                if called then
-                    log("extension ", key, ": callback called twice; ignored")
-                    return
-                end
-                called = true
-                step(m)
-            end
-            local ok, err
-            if wants_request(fn) then
-                ok, err = xpcall(fn, traceback, msg, request, callback)
-            else
-                ok, err = xpcall(fn, traceback, msg, callback)
-            end
-            if not ok then
-                core.ext_error()
-                log("extension ", key, " failed: ", tostring(err))
-                if not called then
-                    called = true
-                    msg.error = "500::Internal server error"
-                    if stage == 1 and msg.successful ~= nil then msg.successful = false end
-                    done(msg)
-                end
-            end
-        end
-        step(message)
+        run_chain(stage, stage == 0 and "incoming" or "outgoing", self.extensions,
+                  self.extension_labels, 0, message, request, done, cont)
     end
 end
 
