@@ -45,6 +45,11 @@ void bx_server_opts_default(bx_server_opts_t *o)
      * costs the loop next to nothing */
     o->max_channel_length = 4096;
     o->max_channel_depth = 128;
+    /* far more than any application subscribes to; a client cannot make
+     * the node keep unbounded subscriptions, nor all of them a channel
+     * index of unbounded size */
+    o->max_subscriptions = 1000;
+    o->max_channels = 1000000;
     bx_http_limits_default(&o->http);
 }
 
@@ -117,13 +122,17 @@ bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts, char *
     bx_server_t *s = bx_calloc(1, sizeof(*s));
     bx_hub_opts_t hopts = {
         opts->timeout > 0 ? opts->timeout : 60, opts->interval, opts->max_reply,
-        opts->max_channel_length, opts->max_channel_depth
+        opts->max_channel_length, opts->max_channel_depth, opts->publish_rate,
+        opts->publish_burst
     };
     bx_endpoint_opts_t eopts = {
         opts->mount, opts->ping, opts->max_frame, opts->max_output, opts->client_script,
-        opts->http.idle_timeout > 0 ? opts->http.idle_timeout : 120
+        opts->http.idle_timeout > 0 ? opts->http.idle_timeout : 120,
+        opts->allowed_origins, opts->browser_cookie
     };
-    bx_engine_opts_t engine_opts = { hopts.timeout, opts->queue_limit };
+    bx_engine_opts_t engine_opts = {
+        hopts.timeout, opts->queue_limit, opts->max_subscriptions, opts->max_channels
+    };
 
     s->loop = loop;
     /* the endpoint first: it may fail (the client script), and the hub,
@@ -148,6 +157,7 @@ bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts, char *
     s->opts.timeout = hopts.timeout;
     s->opts.mount = s->ep->opts.mount;
     s->opts.client_script = s->ep->opts.client_script;
+    s->opts.allowed_origins = s->ep->opts.allowed_origins;
     /* the order of shutdown: sockets first (their sinks leave the
      * sessions), then the sessions, then what is under them */
     add_closer(s, close_router, s->ep);
