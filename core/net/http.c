@@ -159,6 +159,7 @@ struct bx_http_server_s {
     uint64_t head_ms, body_ms;  /* 0: no deadline */
     uint64_t deadline_due;      /* loop time the deadline timer fires */
     link_t conns, idle_list, resume_list, head_list, body_list;
+    link_t refused;             /* connections answered 429, still closing */
     unsigned nconns;
     struct addrs *addrs;        /* max_conns_per_addr: the counts, or NULL */
     hreq_t *aborts, *aborts_tail;
@@ -1312,12 +1313,28 @@ static void addr_release(void *ud)
     free(a);
 }
 
+/* A connection refused for its address: kept on the server's list until
+ * it has closed, so that closing the server closes it too. */
+typedef struct {
+    link_t l;
+    bx_conn_t *conn;
+    bx_http_server_t *s;
+} refused_t;
+
+
 static void refused_read(bx_conn_t *c, void *ud, const char *data, size_t len, int status)
 {
 }
 
 static void refused_close(bx_conn_t *c, void *ud)
 {
+    refused_t *r = ud;
+
+    if (!r)
+        return;                 /* closed before it was admitted or refused */
+    link_remove(&r->l);
+    maybe_finish(r->s);
+    free(r);
 }
 
 /* Counts `conn` for its address; returns 0, or -1 if that address is at
@@ -1336,7 +1353,11 @@ static int addr_admit(bx_http_server_t *s, bx_conn_t *conn)
     uintptr_t n = (uintptr_t)bx_dict_get(&s->addrs->counts, ip, len);
 
     if (n >= s->lim.max_conns_per_addr) {
-        bx_conn_set_callbacks(conn, refused_read, refused_close, NULL);
+        refused_t *r = bx_malloc(sizeof(*r));
+        r->conn = conn;
+        r->s = s;
+        link_push(&s->refused, &r->l);
+        bx_conn_set_callbacks(conn, refused_read, refused_close, r);
         bx_conn_write_copy(conn, refusal, sizeof(refusal) - 1);
         bx_conn_close_after_write(conn);
         return -1;
@@ -1479,6 +1500,7 @@ bx_http_server_t *bx_http_server_new(uv_loop_t *loop, const bx_http_limits_t *li
     link_init(&s->head_list);
     link_init(&s->body_list);
     link_init(&s->conns);
+    link_init(&s->refused);
     link_init(&s->idle_list);
     link_init(&s->resume_list);
     return s;
@@ -1539,7 +1561,8 @@ static void timer_closed_cb(uv_handle_t *h)
 
 static void maybe_finish(bx_http_server_t *s)
 {
-    if (!s->closing || !s->listener_closed || s->nconns || s->finishing)
+    if (!s->closing || !s->listener_closed || s->nconns || !link_empty(&s->refused) ||
+        s->finishing)
         return;
     s->finishing = 1;
     run_deferred(s);
@@ -1572,6 +1595,8 @@ void bx_http_server_close(bx_http_server_t *s, void (*done)(void *ud), void *ud)
         hc->stop = 1;
         bx_conn_close(hc->conn);    /* hc_close runs on a later turn */
     }
+    for (l = s->refused.next; l != &s->refused; l = l->next)
+        bx_conn_close(CONTAINER(l, refused_t, l)->conn);    /* refused_close follows */
     uv_timer_stop(&s->idle);
     uv_timer_stop(&s->deadline);
 }
