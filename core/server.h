@@ -48,9 +48,10 @@ typedef struct {
     size_t max_channels;        /* distinct channels and patterns subscribed
                                    to on this node; default 1000000; more ->
                                    403 Too many channels; 0 = no limit */
-    double publish_rate;        /* publishes per second per client id over
-                                   the network; default 0 = no limit; more
-                                   -> 429 Too many publishes */
+    double publish_rate;        /* publishes per second per live client over
+                                   the network (no clientId or an unknown
+                                   one: one shared bucket); default 0 = no
+                                   limit; more -> 429 Too many publishes */
     double publish_burst;       /* publishes a client may make at once;
                                    default 0 = publish_rate (at least 1) */
     const char *const *allowed_origins; /* NULL-terminated list of origins

@@ -147,6 +147,24 @@ describe("publish rate per client (--publish-rate)", function()
     assert.is_true(b:publish(sub, "/rate", "mine").successful)
   end)
 
+  it("counts publishes with invented clientIds, or none, in one bucket", function()
+    local b = H.bayeux(port)
+    local sub = b:handshake()
+    b:subscribe(sub, "/anon")
+    local batch = {}
+    for i = 1, 4 do
+      batch[i] = { channel = "/anon", clientId = "invented" .. i, data = i, id = "a" .. i }
+    end
+    batch[5] = { channel = "/anon", data = 5, id = "a5" }
+    local ok = 0
+    for _, r in ipairs(b:post(batch)) do
+      if r.successful then ok = ok + 1
+      else assert.are.equal("429:/anon:Too many publishes", r.error) end
+    end
+    assert.are.equal(3, ok)
+    assert.are.equal(3, #deliveries(b:connect(sub, 0), "/anon"))
+  end)
+
   it("limits a WebSocket client alike", function()
     local b = H.bayeux(port)
     local cid = b:handshake()

@@ -35,9 +35,10 @@ typedef struct {
     size_t max_channel_length;  /* bytes of a channel name or pattern; longer
                                    -> 405 Invalid channel */
     size_t max_channel_depth;   /* segments of one; more -> 405 */
-    double publish_rate;        /* publishes per second one client id may
-                                   make over the network (a token bucket);
-                                   0 = no limit */
+    double publish_rate;        /* publishes per second one client may make
+                                   over the network (a token bucket; the
+                                   protocol keys it by live client id, ""
+                                   for the rest); 0 = no limit */
     double publish_burst;       /* the bucket's size; 0 = one second's worth
                                    (at least 1) */
 } bx_hub_opts_t;

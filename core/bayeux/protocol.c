@@ -497,6 +497,7 @@ static void lookup_connect(op_t *op);
 static void lookup_subscribe(op_t *op);
 static void lookup_unsubscribe(op_t *op);
 static void lookup_disconnect(op_t *op);
+static void lookup_publish(op_t *op);
 
 /* Checks common to the meta channels that need a client: an error from an
  * extension, then 401, then 402 clientId (later checks overwrite); an
@@ -776,6 +777,12 @@ static void published(void *ud, int status)
     op_reply(op);
 }
 
+/* Whether a publish of this batch is subject to publish_rate. */
+static int rate_limited(const op_t *op)
+{
+    return !(op->batch->flags & BX_PROTO_LOCAL) && bx_hub_opts(op->batch->hub)->publish_rate > 0;
+}
+
 static void publish_checked(op_t *op)
 {
     json_t *jch = json_object_get(op->msg, "channel");
@@ -788,13 +795,14 @@ static void publish_checked(op_t *op)
         set_error_n(op->reply, 405, ch, n);
     if (!json_object_get(op->msg, "data"))
         set_error(op->reply, 402, "data");
-    if (!has_error(op->reply) && !(op->batch->flags & BX_PROTO_LOCAL)) {
-        /* the rate is per client id as sent: a publish naming none (Faye
-         * needs none) draws from the one bucket of "" */
-        json_t *cid = json_object_get(op->msg, "clientId");
-        const char *key = json_is_string(cid) ? json_string_value(cid) : "";
-        size_t klen = json_is_string(cid) ? json_string_length(cid) : 0;
-        if (!bx_hub_publish_allowed(op->batch->hub, key, klen))
+    if (!has_error(op->reply) && rate_limited(op)) {
+        /* the rate is per live client (rate_limited looked it up): a
+         * publish naming none, or an id nobody handshook (Faye needs
+         * neither), draws from the one bucket of "", so inventing ids
+         * does not get round it */
+        const char *key = op->exists ? op->client_id : "";
+        op->engine_status = 0;  /* the lookup's; the publish answers for itself */
+        if (!bx_hub_publish_allowed(op->batch->hub, key, strlen(key)))
             set_error_n(op->reply, 429, ch, n);
     }
     if (has_error(op->reply)) {
@@ -844,15 +852,21 @@ static void handle(op_t *op)
             forbidden(op, ch);
         return;
     }
-    /* A publish needs no client (Faye never checks it): no lookup. The
-     * gate keeps it behind the batch's earlier messages, so a batch
-     * [subscribe, publish] finds the subscription in place. */
-    gate(op, publish_checked);
+    /* A publish needs no client (Faye never checks it): no lookup, unless
+     * its rate is limited per client. The gate keeps it behind the
+     * batch's earlier messages, so a batch [subscribe, publish] finds the
+     * subscription in place. */
+    gate(op, rate_limited(op) ? lookup_publish : publish_checked);
 }
 
 static void lookup_connect(op_t *op)
 {
     lookup(op, connect_checked);
+}
+
+static void lookup_publish(op_t *op)
+{
+    lookup(op, publish_checked);
 }
 
 static void lookup_subscribe(op_t *op)
