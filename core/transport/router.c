@@ -55,7 +55,8 @@ static int origin_listed(const bx_endpoint_t *ep, const bx_http_req_t *req, cons
         const char *sep = memchr(origin, ':', len);
         size_t skip = sep && len - (size_t)(sep - origin) > 3 && sep[1] == '/' && sep[2] == '/'
                     ? (size_t)(sep - origin) + 3 : 0;
-        if (skip && len - skip == host->len && strncasecmp(origin + skip, host->base, host->len) == 0)
+        if (skip && len - skip == host->len &&
+            strncasecmp(origin + skip, host->base, host->len) == 0)
             return 1;
     }
     return 0;
