@@ -45,10 +45,10 @@ void bx_server_opts_default(bx_server_opts_t *o)
      * costs the loop next to nothing */
     o->max_channel_length = 4096;
     o->max_channel_depth = 128;
-    /* far more than any application subscribes to; a client cannot make
-     * the node keep unbounded subscriptions, nor all of them a channel
-     * index of unbounded size */
-    o->max_subscriptions = 1000;
+    /* the channel index cannot grow without bound. Subscriptions per
+     * client are not limited by default: the application's own in-process
+     * client may hold thousands (one per user channel), and the limit
+     * counts every client alike */
     o->max_channels = 1000000;
     bx_http_limits_default(&o->http);
 }

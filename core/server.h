@@ -43,8 +43,8 @@ typedef struct {
                                    4096; longer -> 405 Invalid channel */
     size_t max_channel_depth;   /* segments of one; default 128; more -> 405 */
     size_t max_subscriptions;   /* channels one client may subscribe to;
-                                   default 1000; more -> 403 Too many
-                                   subscriptions; 0 = no limit */
+                                   default 0 = no limit; more -> 403 Too
+                                   many subscriptions */
     size_t max_channels;        /* distinct channels and patterns subscribed
                                    to on this node; default 1000000; more ->
                                    403 Too many channels; 0 = no limit */

@@ -70,14 +70,14 @@ describe("the default subscription limit", function()
   lazy_setup(function() srv = start{}; port = srv.port end)
   lazy_teardown(function() if srv then srv:finish() end end)
 
-  it("is 1000 per client", function()
+  -- off: the application's in-process client may hold thousands
+  -- (inprocess_spec subscribes 2000), and the limit counts it alike
+  it("is none", function()
     local b = H.bayeux(port)
     local cid = b:handshake()
     local list = {}
-    for i = 1, 1000 do list[i] = "/many/" .. i end
+    for i = 1, 2000 do list[i] = "/many/" .. i end
     assert.is_true(b:post1(sub_msg(b, cid, list)).successful)
-    local r = b:post1(sub_msg(b, cid, "/many/1001"))
-    assert.are.equal("403:/many/1001:Too many subscriptions", r.error)
   end)
 end)
 
