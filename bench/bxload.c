@@ -73,13 +73,14 @@ struct conn {
 };
 
 static struct {
-    const char *host, *mount, *scenario;
+    const char *host, *mount, *scenario, *channel;
     int port, transport, ceiling, subs, pubs, rooms, per, batch, inflight;
     int size, conns, parallel, pid;
     long msgs;
     double rate, secs, drain, setup, hold;
 } opt = {
-    .host = "127.0.0.1", .mount = "/faye", .scenario = "fanout", .transport = T_WS,
+    .host = "127.0.0.1", .mount = "/faye", .scenario = "fanout", .channel = "/bench",
+    .transport = T_WS,
     .subs = 1000, .pubs = 1, .rooms = 1, .per = 1, .batch = 1, .inflight = 1,
     .size = 60, .conns = 20, .parallel = 100, .msgs = 20000,
     .secs = 3, .drain = 10, .setup = 60,
@@ -325,8 +326,8 @@ static int member(int sub, uint32_t room)
 
 static void room_name(char *buf, size_t n, uint32_t r)
 {
-    if (opt.rooms == 1) snprintf(buf, n, "/bench");
-    else snprintf(buf, n, "/bench/r%" PRIu32, r);
+    if (opt.rooms == 1) snprintf(buf, n, "%s", opt.channel);
+    else snprintf(buf, n, "%s/r%" PRIu32, opt.channel, r);
 }
 
 /* ---- set-up ---- */
@@ -906,6 +907,7 @@ static void usage(void)
             "  --ceiling                    talk to bench/ceiling (no Bayeux set-up)\n"
             "  --subs N --pubs N            subscribers (1000), publishers (1)\n"
             "  --rooms N --per N            channels, channels per subscriber (1, 1)\n"
+            "  --channel C                  the rooms' channel (/bench; rooms C/rN)\n"
             "  --batch N                    messages per publish frame (1)\n"
             "  --inflight N                 messages in flight per publisher (1)\n"
             "  --rate R                     publish frames per second instead of a window\n"
@@ -929,6 +931,7 @@ static void parse_args(int argc, char **argv)
         else if (OPT("--host")) opt.host = v;
         else if (OPT("--port")) opt.port = atoi(v);
         else if (OPT("--mount")) opt.mount = v;
+        else if (OPT("--channel")) opt.channel = v;
         else if (OPT("--scenario")) opt.scenario = v;
         else if (OPT("--transport")) opt.transport = !strcmp(v, "lp") ? T_LP : T_WS;
         else if (OPT("--subs")) opt.subs = atoi(v);

@@ -53,6 +53,11 @@ void bx_server_opts_default(bx_server_opts_t *o)
      * costs the loop next to nothing */
     o->max_channel_length = 4096;
     o->max_channel_depth = 128;
+    /* the channel index cannot grow without bound. Subscriptions per
+     * client are not limited by default: the application's own in-process
+     * client may hold thousands (one per user channel), and the limit
+     * counts every client alike */
+    o->max_channels = 1000000;
     bx_http_limits_default(&o->http);
 }
 
@@ -183,13 +188,17 @@ bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts, char *
     bx_server_t *s = bx_calloc(1, sizeof(*s));
     bx_hub_opts_t hopts = {
         opts->timeout > 0 ? opts->timeout : 60, opts->interval, opts->max_reply,
-        opts->max_channel_length, opts->max_channel_depth
+        opts->max_channel_length, opts->max_channel_depth, opts->publish_rate,
+        opts->publish_burst
     };
     bx_endpoint_opts_t eopts = {
         opts->mount, opts->ping, opts->max_frame, opts->max_output, opts->client_script,
-        opts->http.idle_timeout > 0 ? opts->http.idle_timeout : 120
+        opts->http.idle_timeout > 0 ? opts->http.idle_timeout : 120,
+        opts->allowed_origins, opts->browser_cookie
     };
-    bx_engine_opts_t engine_opts = { hopts.timeout, opts->queue_limit };
+    bx_engine_opts_t engine_opts = {
+        hopts.timeout, opts->queue_limit, opts->max_subscriptions, opts->max_channels
+    };
 
     s->loop = loop;
     /* the endpoint first: it may fail (the client script), and the hub,
@@ -223,6 +232,7 @@ bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts, char *
     uv_unref((uv_handle_t *)&s->lag);
     s->lag_due = uv_hrtime() + LAG_EVERY_MS * 1000000ull;
     uv_timer_start(&s->lag, on_lag, LAG_EVERY_MS, 0);
+    s->opts.allowed_origins = s->ep->opts.allowed_origins;
     /* the order of shutdown: sockets first (their sinks leave the
      * sessions), then the sessions, then what is under them */
     add_closer(s, close_router, s->ep);

@@ -42,6 +42,23 @@ typedef struct {
     size_t max_channel_length;  /* bytes of a channel name or pattern; default
                                    4096; longer -> 405 Invalid channel */
     size_t max_channel_depth;   /* segments of one; default 128; more -> 405 */
+    size_t max_subscriptions;   /* channels one client may subscribe to;
+                                   default 0 = no limit; more -> 403 Too
+                                   many subscriptions */
+    size_t max_channels;        /* distinct channels and patterns subscribed
+                                   to on this node; default 1000000; more ->
+                                   403 Too many channels; 0 = no limit */
+    double publish_rate;        /* publishes per second per live client over
+                                   the network (no clientId or an unknown
+                                   one: one shared bucket); default 0 = no
+                                   limit; more -> 429 Too many publishes */
+    double publish_burst;       /* publishes a client may make at once;
+                                   default 0 = publish_rate (at least 1) */
+    const char *const *allowed_origins; /* NULL-terminated list of origins
+                                   ("https://example.com") allowed for CORS,
+                                   WebSocket and JSONP; NULL = any; copied */
+    int browser_cookie;         /* bind clients handshaken over the HTTP
+                                   transports to a BAYEUX_BROWSER cookie */
     const char *client_script;  /* file served as <mount>/client.js; copied */
     const char *metrics;        /* path answering GET with the Prometheus
                                    exposition (core/metrics.h); NULL = none;

@@ -60,6 +60,9 @@ struct bx_hub_s {
     bx_hub_opts_t opts;
     bx_engine_t *engine;        /* borrowed (bx_hub_attach) */
     bx_dict_t sessions;
+    bx_dict_t buckets;          /* publish rate: key -> bucket_t */
+    size_t buckets_sweep;       /* sweep the refilled ones past this count */
+    bx_dict_t browsers;         /* client id -> browser id (strdup) */
     size_t connected;           /* sessions with a hold or a sink */
     bx_list_t keepalives;       /* sessions whose sink wants keep-alive */
     session_t *dirty;
@@ -86,6 +89,11 @@ struct bx_hub_s {
 };
 
 static void on_tick(void *ud);
+
+typedef struct {
+    double tokens;
+    uint64_t at;                /* loop time (ms) of the last refill */
+} bucket_t;
 
 /* ---- Sessions ---- */
 
@@ -575,6 +583,7 @@ static void p_closed(void *ud, const char *id)
     bx_hub_t *s = ud;
     session_t *ss = session_get(s, id);
 
+    free(bx_dict_del(&s->browsers, id, strlen(id)));
     if (!ss)
         return;
     bx_chunkv_clear(&ss->pending);
@@ -710,6 +719,83 @@ static void on_keepalive(uv_timer_t *t)
 }
 
 /* ---- Life cycle ---- */
+
+/* ---- Publish rate and browser binding ---- */
+
+static double bucket_size(const bx_hub_t *s)
+{
+    double b = s->opts.publish_burst > 0 ? s->opts.publish_burst : s->opts.publish_rate;
+    return b < 1 ? 1 : b;
+}
+
+static void bucket_refill(const bx_hub_t *s, bucket_t *b, uint64_t now)
+{
+    b->tokens += (double)(now - b->at) / 1000.0 * s->opts.publish_rate;
+    if (b->tokens > bucket_size(s))
+        b->tokens = bucket_size(s);
+    b->at = now;
+}
+
+/* Forgets the buckets that are full again: they are as a new one would be. */
+static void buckets_sweep(bx_hub_t *s, uint64_t now)
+{
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *en;
+
+    while ((en = bx_dict_next(&s->buckets, &it)) != NULL) {
+        bucket_t *b = en->value;
+        bucket_refill(s, b, now);
+        if (b->tokens >= bucket_size(s)) {
+            bx_dict_del(&s->buckets, en->key, en->klen);
+            free(b);
+        }
+    }
+    /* the next sweep when the table has doubled: O(1) per publish */
+    s->buckets_sweep = 2 * s->buckets.count > 1024 ? 2 * s->buckets.count : 1024;
+}
+
+int bx_hub_publish_allowed(bx_hub_t *s, const char *key, size_t len)
+{
+    if (s->opts.publish_rate <= 0)
+        return 1;
+    uint64_t now = uv_now(s->loop);
+    bucket_t *b = bx_dict_get(&s->buckets, key, len);
+
+    if (!b) {
+        if (s->buckets.count >= s->buckets_sweep)
+            buckets_sweep(s, now);
+        b = bx_malloc(sizeof(*b));
+        b->tokens = bucket_size(s);
+        b->at = now;
+        bx_dict_set(&s->buckets, key, len, b);
+    }
+    bucket_refill(s, b, now);
+    if (b->tokens < 1)
+        return 0;
+    b->tokens -= 1;
+    return 1;
+}
+
+void bx_session_set_browser(bx_hub_t *s, const char *id, const char *browser)
+{
+    free(bx_dict_set(&s->browsers, id, strlen(id), bx_strdup(browser)));
+}
+
+const char *bx_session_browser(bx_hub_t *s, const char *id)
+{
+    return bx_dict_get(&s->browsers, id, strlen(id));
+}
+
+/* Frees the values of a dict of malloc'd values, and the dict. */
+static void dict_free_all(bx_dict_t *d)
+{
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *en;
+
+    while ((en = bx_dict_next(d, &it)) != NULL)
+        free(en->value);
+    bx_dict_free(d);
+}
 
 bx_hub_t *bx_hub_new(uv_loop_t *loop, const bx_hub_opts_t *opts)
 {
@@ -915,5 +1001,7 @@ void bx_hub_free(bx_hub_t *s)
     free_events(s->fire_head);
     drop_deferred(s);
     bx_dict_free(&s->sessions);
+    dict_free_all(&s->buckets);
+    dict_free_all(&s->browsers);
     free(s);
 }

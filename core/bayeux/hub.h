@@ -35,6 +35,12 @@ typedef struct {
     size_t max_channel_length;  /* bytes of a channel name or pattern; longer
                                    -> 405 Invalid channel */
     size_t max_channel_depth;   /* segments of one; more -> 405 */
+    double publish_rate;        /* publishes per second one client may make
+                                   over the network (a token bucket; the
+                                   protocol keys it by live client id, ""
+                                   for the rest); 0 = no limit */
+    double publish_burst;       /* the bucket's size; 0 = one second's worth
+                                   (at least 1) */
 } bx_hub_opts_t;
 
 /* A held /meta/connect waiting for messages. `release` ends the hold:
@@ -157,6 +163,23 @@ void bx_hub_set_extensions(bx_hub_t *h, bx_ext_hook incoming, bx_ext_hook outgoi
 /* The installed hooks (NULL when none: the fast path). */
 bx_ext_hook bx_hub_incoming(const bx_hub_t *h, void **ud);
 bx_ext_hook bx_hub_outgoing(const bx_hub_t *h, void **ud);
+
+/* Takes a token from the publish bucket of `key` (`len` bytes: a client
+ * id, or "" for publishes that name none). Returns 1 if the publish may
+ * go, 0 if the bucket is empty; always 1 when opts.publish_rate is 0.
+ * Buckets that have refilled are forgotten, so keys a client invents cost
+ * memory only while they are in use. */
+int bx_hub_publish_allowed(bx_hub_t *h, const char *key, size_t len);
+
+/* ---- Browser binding (the opt-in cookie of the HTTP transports) ---- */
+
+/* Binds client `id` to the browser id `browser` (copied): the session of
+ * the cookie that handshook it. Forgotten when the client is destroyed. */
+void bx_session_set_browser(bx_hub_t *h, const char *id, const char *browser);
+
+/* The browser id `id` is bound to (borrowed, valid until the client is
+ * destroyed), or NULL if it was not handshaken with one on this node. */
+const char *bx_session_browser(bx_hub_t *h, const char *id);
 
 /* ---- Sessions (the protocol and the transports register here) ---- */
 

@@ -60,6 +60,8 @@ typedef struct op {
 typedef struct {
     bx_engine_t base;
     size_t queue_limit;
+    size_t max_subscriptions;   /* 0: no limit */
+    size_t max_channels;        /* 0: no limit */
     unsigned long dropped;
     size_t nsubs;               /* subscriptions, for stats */
     bx_dict_t clients;          /* id -> client_t */
@@ -343,24 +345,32 @@ static int m_subscribe(bx_engine_t *e, const char *id, const char *ch, bx_engine
     memory_t *m = (memory_t *)e;
     client_t *c = find(m, id);
     size_t len = strlen(ch);
-    int changed = 0;
+    int changed = 0, status = c ? 0 : BX_EUNKNOWN;
 
     if (m->closing)
         return BX_ECANCELED;
     if (c && !bx_dict_get(&c->channels, ch, len)) {
-        bx_dict_set(&c->channels, ch, len, (void *)1);
         bx_dict_t *subs = bx_dict_get(&m->index, ch, len);
-        if (!subs) {
-            subs = bx_calloc(1, sizeof(*subs));
-            bx_dict_set(&m->index, ch, len, subs);
+        /* the caps bound what one client, and all of them, make the node
+         * keep: a subscription costs an entry in the client and the index */
+        if (m->max_subscriptions && c->channels.count >= m->max_subscriptions)
+            status = BX_ESUBSLIMIT;
+        else if (!subs && m->max_channels && m->index.count >= m->max_channels)
+            status = BX_ECHANLIMIT;
+        if (status == 0) {
+            bx_dict_set(&c->channels, ch, len, (void *)1);
+            if (!subs) {
+                subs = bx_calloc(1, sizeof(*subs));
+                bx_dict_set(&m->index, ch, len, subs);
+            }
+            bx_dict_set(subs, c->id, 31, c);
+            m->nsubs++;
+            trigger(m, BX_EV_SUBSCRIBE, c->id, ch, NULL);
+            changed = 1;
         }
-        bx_dict_set(subs, c->id, 31, c);
-        m->nsubs++;
-        trigger(m, BX_EV_SUBSCRIBE, c->id, ch, NULL);
-        changed = 1;
     }
     op_t *op = defer(m, OP_BOOL, (void (*)(void))cb, ud);
-    op->status = c ? 0 : BX_EUNKNOWN;
+    op->status = status;
     op->yes = changed;
     return 0;
 }
@@ -669,6 +679,8 @@ bx_engine_t *bx_engine_memory_new(uv_loop_t *loop, const bx_proxy_t *proxy,
     m->queue_limit = opts && opts->queue_limit ? opts->queue_limit : DEFAULT_QUEUE_LIMIT;
     if (m->queue_limit > UINT32_MAX / 2)
         m->queue_limit = UINT32_MAX / 2;    /* the ring counts in 32 bits */
+    m->max_subscriptions = opts ? opts->max_subscriptions : 0;
+    m->max_channels = opts ? opts->max_channels : 0;
     bx_list_init(&m->ops);
     bx_later_init(&m->later, on_later, m);
     uv_timer_init(loop, &m->gc);

@@ -154,6 +154,34 @@ static int l_server(lua_State *L)
     o.http.max_conns = (unsigned)opt_number(L, 1, "max_conns", (double)o.http.max_conns);
     lua_getfield(L, 1, "access_log");
     o.http.access_log = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    o.http.max_conns_per_addr = (unsigned)opt_number(L, 1, "max_conns_per_addr",
+                                                     (double)o.http.max_conns_per_addr);
+    o.max_subscriptions = (size_t)opt_number(L, 1, "max_subscriptions",
+                                             (double)o.max_subscriptions);
+    o.max_channels = (size_t)opt_number(L, 1, "max_channels", (double)o.max_channels);
+    o.publish_rate = opt_number(L, 1, "publish_rate", o.publish_rate);
+    o.publish_burst = opt_number(L, 1, "publish_burst", o.publish_burst);
+    lua_getfield(L, 1, "browser_cookie");
+    o.browser_cookie = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (lua_getfield(L, 1, "allowed_origins") != LUA_TNIL) {
+        /* the strings stay referenced by the options table until
+         * bx_server_new has copied them; the array is a userdata */
+        luaL_checktype(L, -1, LUA_TTABLE);
+        lua_Integer n = luaL_len(L, -1);
+        const char **list = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof(*list), 0);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_geti(L, -2, i);
+            list[i - 1] = luaL_checkstring(L, -1);
+            lua_pop(L, 1);
+        }
+        list[n] = NULL;
+        o.allowed_origins = list;
+        lua_replace(L, -2);     /* the array stays on the stack, the table in opts */
+    } else {
+        lua_pop(L, 1);
+    }
 
     lserver_t **box = lua_newuserdatauv(L, sizeof(lserver_t *), 0);
     *box = NULL;

@@ -66,6 +66,8 @@ struct bx_conn_s {
     /* Write and shutdown requests are allocated only when used (most writes
      * finish in uv_try_write) and freed by their callbacks: an idle
      * connection should cost little. */
+    void (*on_free)(void *ud);  /* bx_conn_on_free */
+    void *free_ud;
     bx_conn_drain_cb on_drain;  /* bx_conn_when_drained, until it fires */
     void *drain_ud;
     uv_timer_t *linger;         /* only while lingering; closed independently */
@@ -423,6 +425,12 @@ void bx_conn_set_callbacks(bx_conn_t *c, bx_conn_read_cb on_read, bx_conn_close_
     c->ud = ud;
 }
 
+void bx_conn_on_free(bx_conn_t *c, void (*fn)(void *ud), void *ud)
+{
+    c->on_free = fn;
+    c->free_ud = ud;
+}
+
 void bx_conn_write(bx_conn_t *c, bx_chunkv_t *cv)
 {
     if (c->flags & (C_CLOSING | C_DRAIN)) {
@@ -502,6 +510,8 @@ static void close_cb(uv_handle_t *h)
 
     if (c->on_close)
         c->on_close(c, c->ud);
+    if (c->on_free)
+        c->on_free(c->free_ud);
     bx_chunkv_free(&c->pending);
     bx_chunkv_free(&c->inflight);
     free(c->tcp);

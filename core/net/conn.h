@@ -69,6 +69,12 @@ void bx_conn_resume(bx_conn_t *c);
  * (graceful: used after a final response). */
 void bx_conn_close_after_write(bx_conn_t *c);
 
+/* Calls fn(ud) once when `c` is closed and freed, after its close callback,
+ * whoever owns it by then (bx_conn_set_callbacks leaves it in place): the
+ * HTTP server counts connections per address through hijacks with it.
+ * One per connection; a later call replaces it. */
+void bx_conn_on_free(bx_conn_t *c, void (*fn)(void *ud), void *ud);
+
 /* Closes now, dropping any pending output. Idempotent. */
 void bx_conn_close(bx_conn_t *c);
 

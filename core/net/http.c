@@ -24,11 +24,11 @@
  * to the parser until the head ends, so the check knows where it stops.
  */
 #include "net/http.h"
-#include "base/log.h"
-#include "base/metrics.h"
-
+#include "base/dict.h"
 #include "base/later.h"
 #include "base/list.h"
+#include "base/log.h"
+#include "base/metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -133,7 +133,9 @@ struct bx_http_server_s {
     uint64_t head_ms, body_ms;  /* 0: no deadline */
     uint64_t deadline_due;      /* loop time the deadline timer fires */
     bx_list_t conns, idle_list, resume_list, head_list, body_list;
+    bx_list_t refused;          /* connections answered 429, still closing */
     unsigned nconns;
+    struct addrs *addrs;        /* max_conns_per_addr: the counts, or NULL */
     hreq_t *aborts, *aborts_tail;
     handoff_t *handoffs, *handoffs_tail;
     int closing, listener_closed, finishing, timers_closed;
@@ -1275,6 +1277,100 @@ static void defer_cb(void *ud)
 
 /* ---- Accepting ---- */
 
+/* Connections per IP address. The table outlives the server while a
+ * counted connection does (a WebSocket is closed by its own owner, maybe
+ * after the HTTP server is gone): each such connection holds a reference. */
+typedef struct addrs {
+    bx_dict_t counts;           /* ip -> count (as a pointer) */
+    size_t refs;                /* the server, and each counted connection */
+} addrs_t;
+
+typedef struct {
+    addrs_t *t;
+    char ip[48];
+} addr_ref_t;
+
+static void addrs_unref(addrs_t *t)
+{
+    if (--t->refs == 0) {
+        bx_dict_free(&t->counts);
+        free(t);
+    }
+}
+
+/* bx_conn_on_free: the connection is gone, from whatever owned it. */
+static void addr_release(void *ud)
+{
+    addr_ref_t *a = ud;
+    size_t len = strlen(a->ip);
+    uintptr_t n = (uintptr_t)bx_dict_get(&a->t->counts, a->ip, len);
+
+    if (n > 1)
+        bx_dict_set(&a->t->counts, a->ip, len, (void *)(n - 1));
+    else
+        bx_dict_del(&a->t->counts, a->ip, len);
+    addrs_unref(a->t);
+    free(a);
+}
+
+/* A connection refused for its address: kept on the server's list until
+ * it has closed, so that closing the server closes it too. */
+typedef struct {
+    bx_list_t l;
+    bx_conn_t *conn;
+    bx_http_server_t *s;
+} refused_t;
+
+
+static void refused_read(bx_conn_t *c, void *ud, const char *data, size_t len, int status)
+{
+}
+
+static void refused_close(bx_conn_t *c, void *ud)
+{
+    refused_t *r = ud;
+
+    if (!r)
+        return;                 /* closed before it was admitted or refused */
+    bx_list_remove(&r->l);
+    maybe_finish(r->s);
+    free(r);
+}
+
+/* Counts `conn` for its address; returns 0, or -1 if that address is at
+ * max_conns_per_addr: `conn` is then answered 429 and closed. */
+static int addr_admit(bx_http_server_t *s, bx_conn_t *conn)
+{
+    static const char refusal[] =
+        "HTTP/1.1 429 Too Many Requests\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "Content-Length: 39\r\n"
+        "Connection: close\r\n"
+        "\r\n"
+        "Too many connections from your address\n";
+    const char *ip = bx_conn_peer_ip(conn);
+    size_t len = strlen(ip);
+    uintptr_t n = (uintptr_t)bx_dict_get(&s->addrs->counts, ip, len);
+
+    if (n >= s->lim.max_conns_per_addr) {
+        refused_t *r = bx_malloc(sizeof(*r));
+        r->conn = conn;
+        r->s = s;
+        bx_list_push_tail(&s->refused, &r->l);
+        bx_conn_set_callbacks(conn, refused_read, refused_close, r);
+        bx_conn_write_copy(conn, refusal, sizeof(refusal) - 1);
+        bx_conn_close_after_write(conn);
+        return -1;
+    }
+    addr_ref_t *a = bx_malloc(sizeof(*a));
+    a->t = s->addrs;
+    snprintf(a->ip, sizeof(a->ip), "%s", ip);
+    bx_dict_set(&s->addrs->counts, a->ip, len, (void *)(n + 1));
+    s->addrs->refs++;
+    bx_conn_on_free(conn, addr_release, a);
+    return 0;
+}
+
 static void free_handle_cb(uv_handle_t *h)
 {
     free(h);
@@ -1302,23 +1398,39 @@ static int shed(bx_http_server_t *s)
     return 1;
 }
 
+static void accept_conn(bx_http_server_t *s, bx_conn_t *conn);
+
 static void on_connection(uv_stream_t *server, int status)
 {
     bx_http_server_t *s = server->data;
     uv_tcp_t *tcp;
-    hconn_t *hc;
+    bx_conn_t *conn;
 
     if (status < 0)
         return;
     tcp = bx_malloc(sizeof(*tcp));
     uv_tcp_init(s->loop, tcp);
-    if (uv_accept(server, (uv_stream_t *)tcp) < 0 || s->closing ||
-        (s->nconns >= s->lim.max_conns && !shed(s))) {
+    if (uv_accept(server, (uv_stream_t *)tcp) < 0 || s->closing) {
         uv_close((uv_handle_t *)tcp, free_handle_cb);
         return;
     }
     uv_tcp_nodelay(tcp, 1);
-    hc = bx_calloc(1, sizeof(*hc));
+    conn = bx_conn_new(s->loop, tcp, refused_read, refused_close, NULL);
+    /* the address first: a refused one must not shed anybody */
+    if (s->addrs && addr_admit(s, conn) < 0)
+        return;
+    if (s->nconns >= s->lim.max_conns && !shed(s)) {
+        bx_conn_close(conn);
+        return;
+    }
+    accept_conn(s, conn);
+}
+
+/* Makes `conn` one of the server's HTTP connections. */
+static void accept_conn(bx_http_server_t *s, bx_conn_t *conn)
+{
+    hconn_t *hc = bx_calloc(1, sizeof(*hc));
+
     hc->s = s;
     bx_list_init(&hc->all);
     bx_list_init(&hc->idle);
@@ -1330,7 +1442,8 @@ static void on_connection(uv_stream_t *server, int status)
     bx_list_push_tail(&s->conns, &hc->all);
     s->nconns++;
     bx_metrics.conns_accepted++;
-    hc->conn = bx_conn_new(s->loop, tcp, hc_read, hc_close, hc);
+    hc->conn = conn;
+    bx_conn_set_callbacks(conn, hc_read, hc_close, hc);
     idle_insert(hc);
 }
 
@@ -1354,6 +1467,10 @@ bx_http_server_t *bx_http_server_new(uv_loop_t *loop, const bx_http_limits_t *li
         s->lim.idle_timeout = def.idle_timeout;
     if (!s->lim.max_conns)
         s->lim.max_conns = def.max_conns;
+    if (s->lim.max_conns_per_addr) {
+        s->addrs = bx_calloc(1, sizeof(*s->addrs));
+        s->addrs->refs = 1;
+    }
     s->idle_ms = s->lim.idle_timeout > 0 ? (uint64_t)(s->lim.idle_timeout * 1000.0 + 0.5) : 0;
     if (s->lim.idle_timeout > 0 && s->idle_ms == 0)
         s->idle_ms = 1;
@@ -1383,6 +1500,7 @@ bx_http_server_t *bx_http_server_new(uv_loop_t *loop, const bx_http_limits_t *li
     bx_list_init(&s->head_list);
     bx_list_init(&s->body_list);
     bx_list_init(&s->conns);
+    bx_list_init(&s->refused);
     bx_list_init(&s->idle_list);
     bx_list_init(&s->resume_list);
     return s;
@@ -1462,6 +1580,8 @@ static void timer_closed_cb(uv_handle_t *h)
     if (++s->timers_closed < 2)
         return;
     run_deferred(s);            /* anything the last callbacks queued */
+    if (s->addrs)
+        addrs_unref(s->addrs);  /* upgraded connections may still hold it */
     if (s->done)
         s->done(s->done_ud);
     free(s);
@@ -1469,7 +1589,8 @@ static void timer_closed_cb(uv_handle_t *h)
 
 static void maybe_finish(bx_http_server_t *s)
 {
-    if (!s->closing || !s->listener_closed || s->nconns || s->finishing)
+    if (!s->closing || !s->listener_closed || s->nconns || !bx_list_empty(&s->refused) ||
+        s->finishing)
         return;
     s->finishing = 1;
     run_deferred(s);
@@ -1502,8 +1623,40 @@ void bx_http_server_close(bx_http_server_t *s, void (*done)(void *ud), void *ud)
         hc->stop = 1;
         bx_conn_close(hc->conn);    /* hc_close runs on a later turn */
     }
+    for (l = s->refused.next; l != &s->refused; l = l->next)
+        bx_conn_close(BX_CONTAINER(l, refused_t, l)->conn);    /* refused_close follows */
     uv_timer_stop(&s->idle);
     uv_timer_stop(&s->deadline);
+}
+
+const char *bx_http_cookie(const bx_http_req_t *req, const char *name, size_t *len)
+{
+    size_t nlen = strlen(name);
+
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const bx_http_header_t *h = &req->headers[i];
+        if (h->name.len != 6 || strncasecmp(h->name.base, "Cookie", 6) != 0)
+            continue;
+        const char *p = h->value.base, *end = p + h->value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ';'))
+                p++;
+            const char *semi = memchr(p, ';', (size_t)(end - p));
+            const char *pair_end = semi ? semi : end;
+            const char *eq = memchr(p, '=', (size_t)(pair_end - p));
+            if (eq && (size_t)(eq - p) == nlen && memcmp(p, name, nlen) == 0) {
+                const char *v = eq + 1, *ve = pair_end;
+                while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+                    ve--;
+                if (ve - v >= 2 && v[0] == '"' && ve[-1] == '"')
+                    v++, ve--;
+                *len = (size_t)(ve - v);
+                return v;
+            }
+            p = pair_end;
+        }
+    }
+    return NULL;
 }
 
 const bx_str_t *bx_http_header(const bx_http_req_t *req, const char *name)

@@ -18,6 +18,8 @@
  *   - at max_conns connections, a new one sheds the oldest idle one, else
  *     the oldest with an unfinished head, else the oldest unfinished body;
  *     only with none of those is the new one closed at once
+ *   - at max_conns_per_addr connections from one IP address (hijacked ones
+ *     count until they close), a new one from it is answered 429 and closed
  *
  * A request is handed to the application once it is complete (headers and
  * the whole body). The application answers with bx_http_respond(), now or
@@ -69,6 +71,10 @@ typedef struct {
     unsigned max_conns;         /* default 10000 */
     int access_log;             /* not a limit: 1 = one log line per answer
                                    (base/log.h, component "access"); 0 */
+    unsigned max_conns_per_addr;/* connections from one IP address, upgraded
+                                   ones (WebSocket, EventSource) included;
+                                   0 (default) = no limit; beyond: 429 and
+                                   closed */
 } bx_http_limits_t;
 
 /* Fills `l` with the documented defaults. */
@@ -152,6 +158,11 @@ bx_conn_t *bx_http_hijack(bx_http_req_t **req, bx_conn_read_cb on_read,
 
 /* Frees a hijacked request (the copy bx_http_hijack() gave). */
 void bx_http_hijack_done(bx_http_req_t *req);
+
+/* The value of cookie `name` in the request's Cookie headers (every
+ * occurrence; "a=1; b=2"), borrowed from `req` with its length in *len, or
+ * NULL if it is not there. */
+const char *bx_http_cookie(const bx_http_req_t *req, const char *name, size_t *len);
 
 /* Whether a header `name` of `req` (every occurrence) lists `token` among
  * its comma-separated elements, compared whole and case-insensitively:

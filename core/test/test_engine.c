@@ -279,7 +279,7 @@ static bx_engine_t *engine_new(uv_loop_t *loop, const bx_proxy_t *proxy, double 
                                size_t limit)
 {
     const char *type = getenv("BX_ENGINE");
-    bx_engine_opts_t opts = { timeout, limit };
+    bx_engine_opts_t opts = { .timeout = timeout, .queue_limit = limit };
     char err[256];
     bx_engine_t *e = bx_engine_new(type && *type ? type : "memory", loop, proxy, &opts, err,
                                    sizeof(err));
@@ -366,7 +366,7 @@ static void test_factory_unknown_type(void)
     uv_loop_t loop;
     fake_t f;
     bx_proxy_t proxy;
-    bx_engine_opts_t opts = { 60, 0 };
+    bx_engine_opts_t opts = { .timeout = 60 };
     char err[128] = "";
 
     uv_loop_init(&loop);

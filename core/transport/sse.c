@@ -184,6 +184,17 @@ void bx_sse_handle(bx_endpoint_t *s, bx_http_req_t *req)
                              "Client bound to another connection", 0);
         return;
     }
+    if (s->opts.browser_cookie) {
+        char browser[65];
+        const char *bound = bx_session_browser(s->hub, e->id);
+        bx_endpoint_browser(req, browser);
+        if (bound && strcmp(bound, browser) != 0) {
+            free(e);
+            bx_http_respond_text(req, 409, "text/plain; charset=utf-8",
+                                 "Client bound to another browser", 0);
+            return;
+        }
+    }
     e->st.conn = bx_http_hijack(&req, es_read, es_closed, e);
     if (!e->st.conn) {
         free(e);

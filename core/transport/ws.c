@@ -280,7 +280,8 @@ static const char *connect_id(const json_t *v, int *disconnect)
 /* Binds the socket to `id`. Returns -1, changing nothing, when another
  * live socket or stream holds that client: knowing a clientId must not be
  * enough to take its deliveries (the owner's own reconnect comes after its
- * old socket closed, which unbound it). */
+ * old socket closed, which unbound it); -2 when cookie binding is on and
+ * the client belongs to another browser. */
 static int bind_to(ws_t *w, const char *id)
 {
     bx_endpoint_t *s = w->st.set->s;
@@ -291,6 +292,15 @@ static int bind_to(ws_t *w, const char *id)
         return 0;
     if (bx_session_has_sink(s->hub, id))
         return -1;
+    if (s->opts.browser_cookie) {
+        /* the client was handshaken by a browser (longpoll.c): only a
+         * socket carrying its cookie may take its deliveries */
+        const char *bound = bx_session_browser(s->hub, id);
+        char browser[65];
+        bx_endpoint_browser(w->req, browser);
+        if (bound && strcmp(bound, browser) != 0)
+            return -2;
+    }
     if (w->bound)
         bx_session_unbind(s->hub, w->id, &w->sink);
     snprintf(w->id, sizeof(w->id), "%s", id);
@@ -302,14 +312,13 @@ static int bind_to(ws_t *w, const char *id)
 /* Answers every message of a frame whose /meta/connect names a client bound
  * to another connection: refused, with advice to retry (the owner's stale
  * socket may yet be found dead by the idle check). */
-static void refuse_bound(ws_t *w, const json_t *v, const char *id)
+static void refuse_bound(ws_t *w, const json_t *v, const char *id, const char *why)
 {
     json_t *out = json_array();
     size_t i, n = json_is_array(v) ? json_array_size(v) : 1;
     bx_buf_t err = BX_BUF_INIT;
 
-    bx_buf_printf(&err, "%s:%s:Client bound to another connection",
-                  BX_ERR_BOUND, id);
+    bx_buf_printf(&err, "%s:%s:%s", BX_ERR_BOUND, id, why);
     for (i = 0; i < n; i++) {
         const json_t *m = json_is_array(v) ? json_array_get(v, i) : v;
         json_t *r = json_object();
@@ -348,8 +357,10 @@ static void handle_message(ws_t *w, const uint8_t *data, size_t len)
     if (!v)
         return;                 /* not JSON: ignored, as Faye does */
     const char *id = connect_id(v, &disconnect);
-    if (id && bind_to(w, id) < 0) {
-        refuse_bound(w, v, id);
+    int bound = id ? bind_to(w, id) : 0;
+    if (bound < 0) {
+        refuse_bound(w, v, id, bound == -1 ? "Client bound to another connection"
+                                           : "Client bound to another browser");
         json_decref(v);
         return;
     }
@@ -357,7 +368,13 @@ static void handle_message(ws_t *w, const uint8_t *data, size_t len)
     wb->ws = w;
     wb->disconnect = disconnect;
     bx_list_push_head(&w->batches, &wb->link);
-    wb->b = bx_protocol_process(s->hub, v, w->req, 0, on_reply, wb);
+    /* with cookie binding on, a socket speaks for the browser whose
+     * cookie its upgrade carried (as a long-poll does) */
+    char browser[65] = "";
+    if (s->opts.browser_cookie)
+        bx_endpoint_browser(w->req, browser);
+    wb->b = bx_protocol_process_browser(s->hub, v, w->req, 0,
+                                        s->opts.browser_cookie ? browser : NULL, on_reply, wb);
     json_decref(v);
 }
 

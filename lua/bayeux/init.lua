@@ -50,6 +50,26 @@ local OPTIONS = {
                           "a positive integer (segments)" },
     max_conns = { "number", function(v) return math_type(v) == "integer" and v > 0 end,
                   "a positive integer" },
+    max_conns_per_addr = { "number", function(v) return math_type(v) == "integer" and v >= 0 end,
+                           "an integer, 0 or more (0: no limit)" },
+    max_subscriptions = { "number", function(v) return math_type(v) == "integer" and v >= 0 end,
+                          "an integer, 0 or more (0: no limit)" },
+    max_channels = { "number", function(v) return math_type(v) == "integer" and v >= 0 end,
+                     "an integer, 0 or more (0: no limit)" },
+    publish_rate = { "number", function(v) return v >= 0 end,
+                     "publishes per second, 0 or more (0: no limit)" },
+    publish_burst = { "number", function(v) return v >= 0 end,
+                      "a number of publishes, 0 or more (0: publish_rate)" },
+    allowed_origins = { "table", function(v)
+        for i, o in pairs(v) do
+            if math_type(i) ~= "integer" or type(o) ~= "string"
+                or not o:match("^%a[%w+.-]*://[^/]+$") then
+                return false
+            end
+        end
+        return #v > 0
+    end, "a non-empty list of origins such as \"https://example.com\"" },
+    browser_cookie = { "boolean", function() return true end, "a boolean" },
     client_script = { "string", function() return true end, "a file path" },
     extension_deadline = { "number", function(v) return v > 0 end,
                            "a positive number of seconds" },
