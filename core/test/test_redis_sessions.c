@@ -119,7 +119,7 @@ static bx_rs_t g_rs;
 static bx_engine_t *engine(uv_loop_t *loop, node_t *n, bx_proxy_t *p, double timeout)
 {
     char url[96], err[128];
-    bx_engine_opts_t o = { timeout, 0 };
+    bx_engine_opts_t o = { .timeout = timeout };
     p->ud = n;
     p->has_connection = n_has_connection;
     p->wake = n_wake;
