@@ -106,24 +106,15 @@ server:listen(0, "127.0.0.1")
 ]]
 
 describe("extensions", function()
-  local srv, dir, b
+  local srv, b
 
   lazy_setup(function()
-    dir = H.tmpdir()
-    H.writefile(dir .. "/app.lua", APP)
-    srv = H.spawn{ dir .. "/app.lua" }
-    local port, err = srv:wait_listening(10)
-    if not port then srv:kill(); error(err) end
-    srv.port = port
-    b = H.bayeux(port)
+    srv = H.start_app(APP)
+    b = H.bayeux(srv.port)
   end)
 
   lazy_teardown(function()
-    if srv then
-      local rc = srv:stop()
-      assert.are.equal(0, rc, "server exit: " .. srv:stderr())
-    end
-    if dir then os.execute("rm -rf " .. H.q(dir)) end
+    if srv then srv:finish() end
   end)
 
   local function subscribe(ch)
@@ -288,23 +279,14 @@ describe("extensions", function()
 end)
 
 describe("events", function()
-  local srv, dir
+  local srv
 
   lazy_setup(function()
-    dir = H.tmpdir()
-    H.writefile(dir .. "/app.lua", APP)
-    srv = H.spawn{ dir .. "/app.lua" }
-    local port, err = srv:wait_listening(10)
-    if not port then srv:kill(); error(err) end
-    srv.port = port
+    srv = H.start_app(APP)
   end)
 
   lazy_teardown(function()
-    if srv then
-      local rc = srv:stop()
-      assert.are.equal(0, rc, "server exit: " .. srv:stderr())
-    end
-    if dir then os.execute("rm -rf " .. H.q(dir)) end
+    if srv then srv:finish() end
   end)
 
   it("fire with Faye's arguments", function()
@@ -346,20 +328,14 @@ server:listen(0, "127.0.0.1")
 ]]
 
 describe("events added while serving", function()
-  local srv, dir
+  local srv
 
   lazy_setup(function()
-    dir = H.tmpdir()
-    H.writefile(dir .. "/app.lua", LATE_APP)
-    srv = H.spawn{ dir .. "/app.lua" }
-    local port, err = srv:wait_listening(10)
-    if not port then srv:kill(); error(err) end
-    srv.port = port
+    srv = H.start_app(LATE_APP)
   end)
 
   lazy_teardown(function()
     if srv then srv:finish() end
-    if dir then os.execute("rm -rf " .. H.q(dir)) end
   end)
 
   local function got()

@@ -148,6 +148,10 @@ end
 -- exit code, which then fails the file instead of passing unseen.
 function Proc:finish()
   local rc = self:stop()
+  if self.app_dir then
+    os.execute("rm -rf " .. H.q(self.app_dir))
+    self.app_dir = nil
+  end
   if rc ~= 0 then
     error(("server exited %s, not 0; stderr:\n%s"):format(tostring(rc),
       self:stderr():sub(-4000)), 2)
@@ -208,6 +212,28 @@ function H.start_server(args)
   if not port then
     if p:alive() then H.start_hung = true end
     p:kill()
+    error(url, 2)
+  end
+  p.port, p.url = port, url
+  return p
+end
+
+-- start_app(src[, opts]): writes `src` (Lua source) to a temporary app.lua
+-- and runs it as `bin/bayeux app.lua` until it listens. opts.env is put
+-- before the command (`"VAR=x"`). The process has .port, .url and .app_dir;
+-- finish() also removes the directory. Errors (fast) if it does not come up.
+function H.start_app(src, opts)
+  opts = opts or {}
+  local dir = H.tmpdir()
+  H.writefile(dir .. "/app.lua", src)
+  local p = H.spawn({ dir .. "/app.lua" },
+    { cmd = opts.env and (opts.env .. " " .. H.CMD) or nil })
+  p.app_dir = dir
+  local port, url = p:wait_listening(H.start_limit())
+  if not port then
+    if p:alive() then H.start_hung = true end
+    p:kill()
+    os.execute("rm -rf " .. H.q(dir))
     error(url, 2)
   end
   p.port, p.url = port, url

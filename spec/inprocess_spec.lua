@@ -31,12 +31,7 @@ describe("in-process client deliveries", function()
   local srv
 
   lazy_setup(function()
-    local dir = H.tmpdir()
-    H.writefile(dir .. "/app.lua", APP)
-    srv = H.spawn{ dir .. "/app.lua" }
-    local port, err = srv:wait_listening(10)
-    if not port then srv:kill(); error(err) end
-    srv.port = port
+    srv = H.start_app(APP)
   end)
 
   lazy_teardown(function()

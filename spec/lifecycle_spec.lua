@@ -35,90 +35,19 @@ describe("lifecycle (--timeout 1)", function()
     it("returns after the server timeout with only the connect reply", function()
       local cid = client("/idle")
       local p = b:start_connect(cid, nil, "c1")
-      local r, elapsed = p:result(4)
+      local r, elapsed = p:result(10)
       p:close()
       assert.truthy(r, "connect not answered")
-      assert.is_true(elapsed >= 0.9 and elapsed < 1.8, "held " .. tostring(elapsed))
+      assert.is_true(elapsed >= 0.9, "held only " .. tostring(elapsed))
       assert.are.same({ { id = "c1", clientId = cid, channel = "/meta/connect", successful = true,
                           advice = { reconnect = "retry", interval = 0, timeout = 1000 } } }, r)
-    end)
-
-    it("returns early on a publish, with the delivery in the same response", function()
-      local cid = client("/early")
-      local p = b:start_connect(cid, nil, "c2")
-      H.sleep(0.1)
-      local t0 = H.now()
-      assert.is_true(pub:publish(nil, "/early", { n = 1 }, { id = "e1" }).successful)
-      local r = p:result(0.5)
-      p:close()
-      assert.truthy(r, "held connect not answered early")
-      assert.is_true(H.now() - t0 < 0.5)
-      assert.are.equal(2, #r)
-      assert.are.equal("c2", r[1].id)
-      assert.are.equal("/meta/connect", r[1].channel)
-      assert.is_true(r[1].successful)
-      assert.are.same({ channel = "/early", data = { n = 1 }, id = "e1" }, r[2])
-    end)
-
-    it("honours client advice.timeout 0 (immediate) and 500 (~0.5 s)", function()
-      local cid = client()
-      local r, elapsed = b:connect(cid, 0)
-      assert.is_true(r[1].successful)
-      assert.is_true(elapsed < 0.3, "advice 0 took " .. elapsed)
-      r, elapsed = b:connect(cid, 500)
-      assert.is_true(r[1].successful)
-      assert.is_true(elapsed >= 0.45 and elapsed < 0.9, "advice 500 took " .. elapsed)
-      -- the reply advice is still the server's
-      assert.are.same({ reconnect = "retry", interval = 0, timeout = 1000 }, r[1].advice)
     end)
 
     it("honours a client advice.timeout longer than the server timeout", function()
       local cid = client()
       local r, elapsed = b:connect(cid, 1300)
       assert.is_true(r[1].successful)
-      assert.is_true(elapsed >= 1.25 and elapsed < 2.0, "advice 1300 took " .. elapsed)
-    end)
-
-    it("delivers several publishes made together in one connect response", function()
-      local cid = client("/many")
-      local p = b:start_connect(cid, nil, "c3")
-      H.sleep(0.1)
-      local acks = pub:post{
-        { channel = "/many", data = 1, id = "m1" },
-        { channel = "/many", data = 2, id = "m2" },
-        { channel = "/many", data = 3, id = "m3" },
-      }
-      assert.are.equal(3, #acks)
-      local r = p:result(0.5)
-      p:close()
-      assert.truthy(r, "held connect not answered")
-      assert.are.equal(4, #r)
-      assert.are.equal("/meta/connect", r[1].channel)
-      for i = 1, 3 do
-        assert.are.same({ channel = "/many", data = i, id = "m" .. i }, r[i + 1])
-      end
-    end)
-
-    it("answers the first connect at once when a second one arrives", function()
-      local cid = client("/second")
-      local p1 = b:start_connect(cid, nil, "first")
-      H.sleep(0.1)
-      local t0 = H.now()
-      local p2 = b:start_connect(cid, nil, "second")
-      local r1 = p1:result(0.5)
-      p1:close()
-      assert.truthy(r1, "first connect not answered when the second arrived")
-      assert.is_true(H.now() - t0 < 0.5)
-      assert.are.equal("first", r1[1].id)
-      assert.are.equal("/meta/connect", r1[1].channel)
-      assert.is_true(r1[1].successful)
-      -- the second one is now the live long-poll
-      pub:publish(nil, "/second", "x", { id = "s1" })
-      local r2 = p2:result(0.5)
-      p2:close()
-      assert.truthy(r2, "second connect did not get the delivery")
-      assert.are.equal("second", r2[1].id)
-      assert.are.same({ channel = "/second", data = "x", id = "s1" }, r2[#r2])
+      assert.is_true(elapsed >= 1.25, "advice 1300 took only " .. elapsed)
     end)
 
     it("keeps messages for the next connect when a long-poll socket is dropped", function()
@@ -156,21 +85,11 @@ describe("lifecycle (--timeout 1)", function()
     it("queues messages between connects and delivers them at once, in order", function()
       local cid = client("/q")
       for i = 1, 5 do pub:publish(nil, "/q", i, { id = "q" .. i }) end
-      local t0 = H.now()
       local msgs = drain(cid)
-      assert.is_true(H.now() - t0 < 0.5)
       assert.are.equal(5, #msgs)
       for i = 1, 5 do assert.are.equal(i, msgs[i].data) end
       -- and the queue is now empty
       assert.are.equal(0, #drain(cid))
-    end)
-
-    it("even a plain connect (no advice) returns at once with queued messages", function()
-      local cid = client("/q2")
-      pub:publish(nil, "/q2", "x")
-      local r, elapsed = b:connect(cid)
-      assert.is_true(elapsed < 0.5, "took " .. elapsed)
-      assert.are.equal(2, #r)
     end)
 
     it("delivers the publisher's id, ext and extra fields but no clientId", function()
@@ -277,6 +196,103 @@ describe("lifecycle (--timeout 1)", function()
   end)
 end)
 
+-- What must happen before the server's timeout: with --timeout 30 a held
+-- connect is only answered early if the server meant to, so no test here
+-- depends on how fast a loaded machine runs.
+describe("held connect answered early (--timeout 30)", function()
+  local srv, b, pub
+
+  lazy_setup(function()
+    srv = H.start_server{ "--timeout", "30" }
+    b = H.bayeux(srv.port)
+    pub = H.bayeux(srv.port)
+  end)
+
+  lazy_teardown(function()
+    if srv then srv:finish() end
+  end)
+
+  local function client(subs)
+    local cid = b:handshake()
+    if subs then b:subscribe(cid, subs) end
+    return cid
+  end
+
+  it("returns early on a publish, with the delivery in the same response", function()
+    local cid = client("/early")
+    local p = b:start_connect(cid, nil, "c2")
+    H.sleep(0.1)
+    assert.is_true(pub:publish(nil, "/early", { n = 1 }, { id = "e1" }).successful)
+    local r = p:result(15)
+    p:close()
+    assert.truthy(r, "held connect not answered early")
+    assert.are.equal(2, #r)
+    assert.are.equal("c2", r[1].id)
+    assert.are.equal("/meta/connect", r[1].channel)
+    assert.is_true(r[1].successful)
+    assert.are.same({ channel = "/early", data = { n = 1 }, id = "e1" }, r[2])
+  end)
+
+  it("honours client advice.timeout 0 (immediate) and 500 (~0.5 s)", function()
+    local cid = client()
+    local r = b:connect(cid, 0, 15)
+    assert.is_true(r[1].successful)
+    local elapsed
+    r, elapsed = b:connect(cid, 500, 15)
+    assert.is_true(r[1].successful)
+    assert.is_true(elapsed >= 0.45, "advice 500 took only " .. elapsed)
+    -- the reply advice is still the server's
+    assert.are.same({ reconnect = "retry", interval = 0, timeout = 30000 }, r[1].advice)
+  end)
+
+  it("a plain connect (no advice) returns at once with queued messages", function()
+    local cid = client("/q2")
+    pub:publish(nil, "/q2", "x")
+    local r = b:connect(cid, nil, 15)
+    assert.are.equal(2, #r)
+  end)
+
+  it("delivers several publishes made together in one connect response", function()
+    local cid = client("/many")
+    local p = b:start_connect(cid, nil, "c3")
+    H.sleep(0.1)
+    local acks = pub:post{
+      { channel = "/many", data = 1, id = "m1" },
+      { channel = "/many", data = 2, id = "m2" },
+      { channel = "/many", data = 3, id = "m3" },
+    }
+    assert.are.equal(3, #acks)
+    local r = p:result(15)
+    p:close()
+    assert.truthy(r, "held connect not answered")
+    assert.are.equal(4, #r)
+    assert.are.equal("/meta/connect", r[1].channel)
+    for i = 1, 3 do
+      assert.are.same({ channel = "/many", data = i, id = "m" .. i }, r[i + 1])
+    end
+  end)
+
+  it("answers the first connect at once when a second one arrives", function()
+    local cid = client("/second")
+    local p1 = b:start_connect(cid, nil, "first")
+    H.sleep(0.1)
+    local p2 = b:start_connect(cid, nil, "second")
+    local r1 = p1:result(15)
+    p1:close()
+    assert.truthy(r1, "first connect not answered when the second arrived")
+    assert.are.equal("first", r1[1].id)
+    assert.are.equal("/meta/connect", r1[1].channel)
+    assert.is_true(r1[1].successful)
+    -- the second one is now the live long-poll
+    pub:publish(nil, "/second", "x", { id = "s1" })
+    local r2 = p2:result(15)
+    p2:close()
+    assert.truthy(r2, "second connect did not get the delivery")
+    assert.are.equal("second", r2[1].id)
+    assert.are.same({ channel = "/second", data = "x", id = "s1" }, r2[#r2])
+  end)
+end)
+
 describe("--queue-limit", function()
   local srv, b
 
@@ -302,18 +318,16 @@ end)
 
 describe("shutdown", function()
   it("answers a held connect on SIGTERM and exits 0", function()
-    local srv = H.start_server{ "--timeout", "5" }
+    local srv = H.start_server{ "--timeout", "60" }
     local ok, err = pcall(function()
       local b = H.bayeux(srv.port)
       local cid = b:handshake()
       local p = b:start_connect(cid, nil, "held")
       H.sleep(0.2)
-      local t0 = H.now()
       srv:signal("TERM")
-      local r = p:result(3)
+      local r = p:result(15)
       p:close()
       assert.truthy(r, "held connect was not answered on SIGTERM")
-      assert.is_true(H.now() - t0 < 3)
       assert.are.equal("held", r[1].id)
       assert.are.equal("/meta/connect", r[1].channel)
       assert.are.equal(0, srv:wait(5))

@@ -6,23 +6,10 @@
 -- means no memory error and no leak.
 local H = require "spec.helper"
 
--- Runs `app` (Lua source) as `bin/bayeux app.lua`; returns the process.
-local function spawn_app(app)
-  local dir = H.tmpdir()
-  H.writefile(dir .. "/app.lua", app)
-  local p = H.spawn{ dir .. "/app.lua" }
-  p.app_dir = dir
-  local port, err = p:wait_listening(H.start_limit())
-  if not port then p:kill(); error(err) end
-  p.port = port
-  return p
-end
+local spawn_app = H.start_app
 
 local function finish(p)
-  if not p then return end
-  local ok, err = pcall(p.finish, p)
-  os.execute("rm -rf " .. H.q(p.app_dir))
-  assert(ok, err)
+  if p then p:finish() end
 end
 
 -- Waits for a stdout line starting with `tag`; returns the rest of it.

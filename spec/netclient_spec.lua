@@ -300,6 +300,28 @@ describe("bayeux publish / subscribe", function()
     assert.truthy(out:find('{"channel":"/other","data":42}', 1, true), out)
   end)
 
+  it("subscribe ends its session on the server when interrupted", function()
+    local app = script([[
+      local bayeux = require "bayeux"
+      local server = bayeux.server{ mount = "/faye", timeout = 60 }
+      server:on("subscribe", function(id, ch) print("SUB", id, ch) end)
+      server:on("disconnect", function(id) print("DISC", id) end)
+      server:listen(0, "127.0.0.1")
+      bayeux.run()
+    ]])
+    local port, url = app:wait_listening(H.start_limit())
+    assert.truthy(port, app:stdout() .. app:stderr())
+    local sub = H.spawn{ "subscribe", url, "/bye" }
+    assert.is_true(wait_out(app, "SUB\t[^\t]+\t/bye"), app:stdout() .. sub:stderr())
+    local id = app:stdout():match("SUB\t([^\t]+)\t/bye")
+    sub:signal("INT")
+    local rc, _, err = finish(sub, 10)
+    assert.are.equal(0, rc, err)
+    -- the disconnect came from the client, long before the 60 s timeout
+    assert.is_true(wait_out(app, "DISC\t" .. id, 10), app:stdout())
+    app:kill()
+  end)
+
   it("publish exits 1 with the Bayeux error on stderr when refused", function()
     local rc, out, err = finish(H.spawn{ "publish", srv.url, "/meta/x", "{}" }, 20)
     assert.are.equal(1, rc, out .. err)

@@ -13,22 +13,13 @@ local function write_app(app)
   return path, dir
 end
 
--- Runs `app` as `bin/bayeux app.lua` until it listens; returns the process.
+-- Runs `app` as `bin/bayeux app.lua` (after `env`) until it listens.
 local function spawn_app(app, env)
-  local path, dir = write_app(app)
-  local p = H.spawn({ path }, { cmd = (env or "") .. " " .. H.CMD })
-  p.app_dir = dir
-  local port, err = p:wait_listening(H.start_limit())
-  if not port then p:kill(); error(err) end
-  p.port = port
-  return p
+  return H.start_app(app, { env = env })
 end
 
 local function finish(p)
-  if not p then return end
-  local ok, err = pcall(p.finish, p)
-  os.execute("rm -rf " .. H.q(p.app_dir))
-  assert(ok, err)
+  if p then p:finish() end
 end
 
 -- Waits until `p`'s stderr matches `patt`; returns the stderr.

@@ -109,12 +109,7 @@ describe("a held connect whose socket closes after its release", function()
   local srv
 
   lazy_setup(function()
-    local dir = H.tmpdir()
-    H.writefile(dir .. "/app.lua", GATED_APP)
-    srv = H.spawn{ dir .. "/app.lua" }
-    local port, err = srv:wait_listening(10)
-    if not port then srv:kill(); error(err) end
-    srv.port = port
+    srv = H.start_app(GATED_APP)
   end)
 
   lazy_teardown(function()
@@ -187,7 +182,7 @@ describe("a slow reader dropped at max_output", function()
     assert.are.equal(200, st)
     b:publish(nil, "/q", { n = 1 })
     b:publish(nil, "/q", { n = 2 })
-    local deadline = H.now() + 5
+    local deadline = H.now() + 30     -- only a failure waits this long
     while select(2, srv:stderr():gsub("%(max_output%)", "")) == drops and H.now() < deadline do
       H.sleep(0.01)
     end

@@ -47,23 +47,14 @@ server:listen(0, "127.0.0.1")
 ]]
 
 describe("routes", function()
-  local srv, dir
+  local srv
 
   lazy_setup(function()
-    dir = H.tmpdir()
-    H.writefile(dir .. "/app.lua", APP)
-    srv = H.spawn{ dir .. "/app.lua" }
-    local port, err = srv:wait_listening(10)
-    if not port then srv:kill(); error(err) end
-    srv.port = port
+    srv = H.start_app(APP)
   end)
 
   lazy_teardown(function()
-    if srv then
-      local rc = srv:stop()
-      assert.are.equal(0, rc, "server exit: " .. srv:stderr())
-    end
-    if dir then os.execute("rm -rf " .. H.q(dir)) end
+    if srv then srv:finish() end
   end)
 
   local function get_json(path, headers)

@@ -21,12 +21,7 @@ describe("server:stats()", function()
   local srv
 
   lazy_setup(function()
-    local dir = H.tmpdir()
-    H.writefile(dir .. "/app.lua", APP)
-    srv = H.spawn{ dir .. "/app.lua" }
-    local port, err = srv:wait_listening(10)
-    if not port then srv:kill(); error(err) end
-    srv.port = port
+    srv = H.start_app(APP)
   end)
 
   lazy_teardown(function()
@@ -104,12 +99,7 @@ server:listen(0, "127.0.0.1")
 ]]
 
   lazy_setup(function()
-    local dir = H.tmpdir()
-    H.writefile(dir .. "/app.lua", APP2)
-    srv = H.spawn{ dir .. "/app.lua" }
-    local port, err = srv:wait_listening(10)
-    if not port then srv:kill(); error(err) end
-    srv.port = port
+    srv = H.start_app(APP2)
   end)
 
   lazy_teardown(function()

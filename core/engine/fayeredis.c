@@ -208,7 +208,7 @@ static const char REQUEUE_LUA[] =
     "  redis.call('LTRIM', KEYS[2], -limit, -1)\n"
     "  d = n - limit\n"
     "end\n"
-    "redis.call('PUBLISH', ARGV[3], ARGV[1])\n"
+    "if #ARGV >= 4 then redis.call('PUBLISH', ARGV[3], ARGV[1]) end\n"
     "return d\n";
 
 /* ---- Helpers ---- */
@@ -934,26 +934,45 @@ static int fr_take(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *u
 static int on_requeued(op_t *op, int status, redisReply *rep)
 {
     fr_t *r = op->r;
+    int answer = status;
+
     if (status == 0 && rep->type == REDIS_REPLY_INTEGER && rep->integer >= 0) {
         r->dropped += (unsigned long)rep->integer;
-        wake(r, op->id);
-    } else if (status != 0 && status != BX_ECANCELED) {
-        r->dropped += (unsigned long)(op->argc - REQUEUE_ARGS);
+        if (op->argc > REQUEUE_ARGS)
+            wake(r, op->id);
+    } else if (status == 0 && rep->type == REDIS_REPLY_INTEGER) {
+        answer = BX_EUNKNOWN;   /* the script's -1: the messages are dropped */
+    } else {
+        if (status == 0)
+            answer = BX_EUNAVAILABLE;
+        if (answer != BX_ECANCELED)
+            r->dropped += (unsigned long)(op->argc - REQUEUE_ARGS);
     }
+    if (op->cb.d)
+        op->cb.d(op->ud, answer);
     return 0;
 }
 
-static void fr_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs)
+static int fr_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs, bx_engine_done_cb cb,
+                      void *ud)
 {
     fr_t *r = (fr_t *)e;
     op_t *op;
     size_t n;
+    int rc;
 
-    if (r->closing || msgs->n == 0 || strlen(id) >= ID_MAX) {
+    if (r->closing) {
         bx_chunkv_clear(msgs);
-        return;
+        return BX_ECANCELED;
     }
-    op = op_new(r, on_requeued, NULL);
+    if (!id || strlen(id) >= ID_MAX) {
+        bx_chunkv_clear(msgs);
+        return BX_EUNKNOWN;
+    }
+    /* even with nothing to put back, the answer comes from Redis (a later
+     * turn, and whether the client exists) */
+    op = op_new(r, on_requeued, ud);
+    op->cb.d = cb;
     copy_id(op->id, id);
     op_eval(op, REQUEUE_LUA, 2);
     op_key(op, "/clients", NULL, NULL);
@@ -965,8 +984,10 @@ static void fr_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs)
         op_argn(op, msgs->v[i]->data, msgs->v[i]->len);
     n = msgs->n;
     bx_chunkv_clear(msgs);
-    if (op_start(op) != 0)      /* op is freed: Redis is out of reach */
+    rc = op_start(op);
+    if (rc != 0)                /* op is freed: Redis is out of reach */
         r->dropped += (unsigned long)n;
+    return rc;
 }
 
 static void fr_stats(bx_engine_t *e, bx_engine_stats_t *out)

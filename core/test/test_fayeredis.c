@@ -165,7 +165,7 @@ static void R_do(const char *fmt, const char *a, const char *b)
 static bx_engine_t *engine_ns(uv_loop_t *loop, fake_t *f, double timeout, const char *ns)
 {
     bx_proxy_t p = { f, f_has_connection, f_wake, f_closed, f_trigger };
-    bx_engine_opts_t opts = { timeout, 0 };
+    bx_engine_opts_t opts = { .timeout = timeout };
     char url[128], err[128];
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0?namespace=%s&mode=faye", g_rs.port, ns);
     bx_engine_t *e = bx_engine_new(url, loop, &p, &opts, err, sizeof(err));
@@ -384,8 +384,14 @@ static void test_requeue(void)
     BX_CHECK_INT(publish(&loop, e, "{\"channel\":\"/q\",\"data\":3}"), 0);
     snprintf(f.connected[f.nconnected++], 64, "%s", id);
     int wakes = f.wakes;
-    e->ops->requeue(e, id, &f.msgs);
+    rec_t q = { 0 };
+    g_inside = 1;
+    BX_CHECK_INT(e->ops->requeue(e, id, &f.msgs, done_cb, &q), 0);
+    g_inside = 0;
     BX_CHECK_INT(f.msgs.n, 0);
+    BX_CHECK_INT(q.calls, 0);               /* answered on a later turn */
+    BX_CHECK(run_until(&loop, &q.calls, 1, 10));
+    BX_CHECK_INT(q.status, 0);
     BX_CHECK(run_until(&loop, &f.wakes, wakes + 1, 10));
     snprintf(key, sizeof(key), NS "/clients/%s/messages", id);
     r = R("LRANGE %s 0 -1", key);
@@ -403,7 +409,10 @@ static void test_requeue(void)
     rec_t d = { 0 };
     e->ops->destroy_client(e, id, done_cb, &d);
     run_until(&loop, &d.calls, 1, 10);
-    e->ops->requeue(e, id, &f.msgs);
+    rec_t gone = { 0 };
+    BX_CHECK_INT(e->ops->requeue(e, id, &f.msgs, done_cb, &gone), 0);
+    BX_CHECK(run_until(&loop, &gone.calls, 1, 10));
+    BX_CHECK_INT(gone.status, BX_EUNKNOWN);
     BX_CHECK_INT(publish(&loop, e, "{\"channel\":\"/other\",\"data\":0}"), 0);  /* after it */
     BX_CHECK_INT(R_int("EXISTS %s", key, NULL), 0);
     bx_chunkv_free(&f.msgs);
