@@ -376,8 +376,10 @@ local function req_json(req)
     return v
 end
 
---- req:form() -> the url-encoded body as a table of strings.
+--- req:form() -> the url-encoded body as a table of strings (an upload
+-- route's multipart body: its plain fields).
 local function req_form(req)
+    if req.fields then return req.fields end
     return decode_query(req.body)
 end
 
@@ -747,10 +749,67 @@ local function dispatch(self, req)
     end
 end
 
+-- The upload options of the route a multipart request head goes to (the
+-- route dispatch will pick), as the core wants them, or nil.
+local function upload_for(self, info)
+    for _, r in ipairs(self.routes) do
+        local params = r.match(info.path)
+        if params and r.method == info.method then
+            local up = r.upload
+            if not up then return nil end
+            local out = { max_size = up.max_size, dir = up.dir, keep = up.keep,
+                          max_fields = up.max_fields }
+            if up.progress then
+                info.params = params
+                add_request_helpers(info)
+                out.progress = function(received, total)
+                    local ok, err = xpcall(up.progress, traceback, info, received, total)
+                    if not ok then
+                        log("route ", r.method, " ", r.pattern, ": upload progress failed on ",
+                            info.path, ": ", tostring(err))
+                    end
+                end
+            end
+            return out
+        end
+    end
+    return nil
+end
+
+-- Checks a route's `upload` option; returns it with its defaults.
+local function check_upload(up)
+    local function bad(what)
+        error("server:route: upload." .. what, 3)
+    end
+    if type(up) ~= "table" then bad("must be a table") end
+    for k in pairs(up) do
+        if k ~= "max_size" and k ~= "dir" and k ~= "keep" and k ~= "progress"
+                and k ~= "max_fields" then
+            bad(tostring(k) .. " is not an upload option")
+        end
+    end
+    local max_size = up.max_size or 100 * 1024 * 1024
+    if math_type(max_size) ~= "integer" or max_size <= 0 then
+        bad("max_size must be a positive integer (bytes)")
+    end
+    local max_fields = up.max_fields or 1024 * 1024
+    if math_type(max_fields) ~= "integer" or max_fields <= 0 then
+        bad("max_fields must be a positive integer (bytes)")
+    end
+    local dir = up.dir or os.getenv("TMPDIR") or "/tmp"
+    if type(dir) ~= "string" or dir == "" then bad("dir must be a folder path") end
+    if up.progress ~= nil and type(up.progress) ~= "function" then
+        bad("progress must be a function(req, received, total)")
+    end
+    return { max_size = max_size, max_fields = max_fields, dir = dir, keep = up.keep and true,
+             progress = up.progress }
+end
+
 --- Adds a route: method ("GET", "POST", ...), a path pattern ("/users/:id",
 -- "/files/*path", "/d/:id.json") and handler(req, res). opts.deadline
--- (seconds, 0 for none) overrides the server's route_deadline. A pattern
--- that could never match a request raises.
+-- (seconds, 0 for none) overrides the server's route_deadline; opts.upload
+-- streams a multipart/form-data body to disk (see docs/lua-api.md). A
+-- pattern that could never match a request raises.
 function Server:route(method, pattern, handler, opts)
     if type(method) ~= "string" or type(pattern) ~= "string" or type(handler) ~= "function" then
         error("server:route(method, pattern, handler)", 2)
@@ -758,8 +817,11 @@ function Server:route(method, pattern, handler, opts)
     local deadline = opts and opts.deadline
     if opts ~= nil and (type(opts) ~= "table"
             or (deadline ~= nil and (type(deadline) ~= "number" or deadline < 0))) then
-        error("server:route(method, pattern, handler, { deadline = seconds (0: none) })", 2)
+        error("server:route(method, pattern, handler, "
+            .. "{ deadline = seconds (0: none), upload = {...} })", 2)
     end
+    local upload = opts and opts.upload
+    if upload ~= nil then upload = check_upload(upload) end
     -- the paths the mount owns (the core's rule): the mount itself, below
     -- it, and "<mount>.ext" with one extension; a route there never runs
     local mount, rest = self.mount, nil
@@ -772,11 +834,15 @@ function Server:route(method, pattern, handler, opts)
     local match = channel.route_matcher(pattern)
     self.routes[#self.routes + 1] = {
         method = method:upper(), pattern = pattern, match = match, handler = handler,
-        deadline = deadline,
+        deadline = deadline, upload = upload,
     }
     if not self.routing then
         self.routing = true
         self.core:on_request(function(req) dispatch(self, req) end)
+    end
+    if upload and not self.uploading then
+        self.uploading = true
+        self.core:on_upload(function(info) return upload_for(self, info) end)
     end
 end
 
