@@ -123,6 +123,100 @@ end
 --- The loop's clock, in seconds.
 _M.now = core.now
 
+-- ---------------------------------------------------------------------------
+-- Work beside the loop: child processes, files, HTTP requests
+-- ---------------------------------------------------------------------------
+
+--- Runs `cmd` (a program found on PATH, or a path; no shell) with `args` (an
+-- array of strings) without waiting for it. opts: stdout = fn(line),
+-- stderr = fn(line), env = { NAME = value } (added to this process's
+-- environment), cwd = folder. on_exit(code, signal) runs once, after the
+-- last line of output. Returns the process (`:kill([signal])`, `:pid()`),
+-- or nil and an error when it cannot be started.
+function _M.spawn(cmd, args, opts, on_exit)
+    if type(cmd) ~= "string" or (args ~= nil and type(args) ~= "table")
+            or (opts ~= nil and type(opts) ~= "table")
+            or (on_exit ~= nil and type(on_exit) ~= "function") then
+        error("bayeux.spawn(cmd, args, opts, on_exit)", 2)
+    end
+    opts = opts or {}
+    for k in pairs(opts) do
+        if k ~= "stdout" and k ~= "stderr" and k ~= "env" and k ~= "cwd" then
+            error("bayeux.spawn: unknown option '" .. tostring(k) .. "'", 2)
+        end
+    end
+    local out, err = opts.stdout, opts.stderr
+    if (out ~= nil and type(out) ~= "function") or (err ~= nil and type(err) ~= "function")
+            or (opts.env ~= nil and type(opts.env) ~= "table")
+            or (opts.cwd ~= nil and type(opts.cwd) ~= "string") then
+        error("bayeux.spawn: stdout/stderr must be functions, env a table, cwd a string", 2)
+    end
+    return core.spawn(cmd, args, opts.env, opts.cwd, function(event, a, b)
+        if event == "stdout" then
+            if out then out(a) end
+        elseif event == "stderr" then
+            if err then err(a) end
+        elseif on_exit then
+            on_exit(a, b)
+        end
+    end)
+end
+
+--- Files read and written whole in the loop's thread pool.
+_M.fs = {}
+
+--- Reads the file at `path`: cb(data) or cb(nil, err), later.
+function _M.fs.read(path, cb)
+    if type(path) ~= "string" or type(cb) ~= "function" then
+        error("bayeux.fs.read(path, cb)", 2)
+    end
+    core.read_file(path, cb)
+end
+
+--- Writes `data` to the file at `path` (made or replaced): cb(true) or
+-- cb(nil, err), later.
+function _M.fs.write(path, data, cb)
+    if type(path) ~= "string" or type(data) ~= "string" or type(cb) ~= "function" then
+        error("bayeux.fs.write(path, data, cb)", 2)
+    end
+    core.write_file(path, data, cb)
+end
+
+_M.http = {}
+
+--- One HTTP request on the loop: req = { method = "GET", url =
+-- "http://host[:port]/path?query", headers = { Name = value }, body =
+-- string, timeout = seconds (default 30) }; cb(res) with res = { status,
+-- body }, or cb(nil, err) when no answer came.
+function _M.http.request(req, cb)
+    if type(req) ~= "table" or type(req.url) ~= "string" or type(cb) ~= "function" then
+        error("bayeux.http.request({ url = ..., method, headers, body, timeout }, cb)", 2)
+    end
+    local host, port, path = req.url:match("^http://([^/:]+):?(%d*)(.*)$")
+    if not host then
+        error("bayeux.http.request: url must be http://host[:port]/path, not " .. req.url, 2)
+    end
+    if host:sub(1, 1) == "[" then host = host:sub(2, -2) end
+    port = tonumber(port) or 80
+    if path == "" then path = "/" end
+    local lines = {}
+    for k, v in pairs(req.headers or {}) do
+        local name, value = tostring(k), tostring(v)
+        if name:find("[\r\n:]") or value:find("[\r\n]") then
+            error("bayeux.http.request: invalid header '" .. name .. "'", 2)
+        end
+        lines[#lines + 1] = name .. ": " .. value .. "\r\n"
+    end
+    local method = (req.method or (req.body and "POST" or "GET")):upper()
+    local client = core.http_client(host, port)
+    client:request(method, path, #lines > 0 and table.concat(lines) or nil, req.body,
+        req.timeout or 30, function(status, body, err)
+            -- the client is closed on a later turn, not inside its own callback
+            core.timer(0, false, function() client:close() end)
+            if status then cb({ status = status, body = body }) else cb(nil, err) end
+        end)
+end
+
 --- A client of a Bayeux server over the network (lua/bayeux/client.lua):
 -- the in-process client's API, Faye's `new Faye.Client(url)`.
 function _M.client(url, opts)
