@@ -72,6 +72,8 @@ struct bx_hub_s {
     int pending_closes;         /* of the hub's own handles */
     void (*close_done)(void *ud);
     void *close_ud;
+    void *store;                /* bx_hub_set_store */
+    void (*store_free)(void *p);
 };
 
 static void on_tick(uv_idle_t *h);
@@ -830,6 +832,19 @@ void bx_hub_free(bx_hub_t *s)
 {
     if (!s)
         return;
+    if (s->store)
+        s->store_free(s->store);
     bx_dict_free(&s->sessions);
     free(s);
+}
+
+void bx_hub_set_store(bx_hub_t *s, void *p, void (*free_fn)(void *p))
+{
+    s->store = p;
+    s->store_free = free_fn;
+}
+
+void *bx_hub_store(bx_hub_t *s)
+{
+    return s->store;
 }

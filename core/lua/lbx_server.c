@@ -16,6 +16,7 @@
 #include "lua/lbx_server.h"
 #include "base/multipart.h"
 #include "bayeux/protocol.h"
+#include "bayeux/retain.h"
 #include "net/upload.h"
 #include "server.h"
 
@@ -1012,6 +1013,21 @@ static int r_send_file(lua_State *L)
     return 0;
 }
 
+/* server:retain(pattern, ttl) -> true | nil, err */
+static int s_retain(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    const char *pattern = luaL_checkstring(L, 2);
+    lua_Number ttl = luaL_checknumber(L, 3);
+    if (bx_retain_add(bx_retain_of(bx_server_hub(ls->s)), pattern, ttl) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "'%s' is not a channel name or pattern", pattern);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* ---- Registration ---- */
 
 void lbx_server_open(lua_State *L)
@@ -1020,6 +1036,7 @@ void lbx_server_open(lua_State *L)
         { "listen", s_listen }, { "port", s_port }, { "close", s_close },
         { "process", s_process }, { "bind", s_bind }, { "unbind", s_unbind },
         { "on_event", s_on_event }, { "on_request", s_on_request }, { "on_upload", s_on_upload },
+        { "retain", s_retain },
         { "set_extensions", s_set_extensions }, { "stats", s_stats }, { NULL, NULL }
     };
     static const luaL_Reg rmeth[] = {

@@ -52,6 +52,12 @@ local OPTIONS = {
                            "a positive number of seconds" },
     route_deadline = { "number", function(v) return v >= 0 end,
                        "seconds, 0 or more (0: no deadline)" },
+    retain = { "table", function(v)
+        for k, p in pairs(v) do
+            if math_type(k) ~= "integer" or type(p) ~= "string" then return false end
+        end
+        return true
+    end, "an array of channel patterns" },
     engine = { "string", function(v)
         return v == "memory" or v:match("^redis://") ~= nil or v:match("^unix:///") ~= nil
     end, "\"memory\" or a Redis URL (redis://[:password@]host[:port][/db][?namespace=NS])" },
@@ -237,8 +243,8 @@ local EVENTS = { handshake = true, subscribe = true, unsubscribe = true, publish
 function _M.server(opts)
     local o = check_options(opts)
     o.mount = o.mount or "/bayeux"
-    local deadline, route_deadline = o.extension_deadline, o.route_deadline
-    o.extension_deadline, o.route_deadline = nil, nil
+    local deadline, route_deadline, retain = o.extension_deadline, o.route_deadline, o.retain
+    o.extension_deadline, o.route_deadline, o.retain = nil, nil, nil
     -- the client script is read here, once: a missing file is the caller's error
     local ok, srv = pcall(core.server, o)
     if not ok then error("bayeux.server: " .. tostring(srv), 2) end
@@ -251,6 +257,10 @@ function _M.server(opts)
         listeners = {},
         routes = {},
     }, Server)
+    for _, pattern in ipairs(retain or {}) do
+        local kept, err = srv:retain(pattern, 3600)
+        if not kept then error("bayeux.server: retain: " .. err, 2) end
+    end
     -- hands an event from the core to the listeners of its name
     self.dispatch = function(ev, client_id, ch, data)
         for _, f in ipairs(self.listeners[ev]) do
@@ -264,6 +274,19 @@ function _M.server(opts)
         end
     end
     return self
+end
+
+--- Keeps the last message of each channel inside `pattern` ("/jobs/**")
+-- for opts.ttl seconds (default 3600) after it was published: a client
+-- subscribing to the channel gets it at once after its subscribe succeeds.
+-- A message whose data has `final = true` is delivered and ends it.
+function Server:retain(pattern, opts)
+    local ttl = opts and opts.ttl or 3600
+    if type(pattern) ~= "string" or type(ttl) ~= "number" or ttl <= 0 then
+        error("server:retain(pattern, { ttl = seconds })", 2)
+    end
+    local ok, err = self.core:retain(pattern, ttl)
+    if not ok then error("server:retain: " .. err, 2) end
 end
 
 --- Starts listening on host (default "127.0.0.1", this machine only; "0.0.0.0"
