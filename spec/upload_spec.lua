@@ -181,6 +181,21 @@ describe("upload routes", function()
     assert.are.equal(0, wait_files(dir, 0))
   end)
 
+  it("removes the partial file of a client that goes away mid-upload", function()
+    local body = multipart { { name = "f", filename = "gone.bin", data = pattern(500000) } }
+    local c = H.connect(srv.port)
+    c:send(H.build_request(srv.port, "POST", "/upload?id=g", { ["Content-Type"] = CT,
+      ["Content-Length"] = #body }))
+    c:send(body:sub(1, 300000))
+    -- the file is on disk while the body arrives ...
+    assert.are.equal(1, wait_files(dir, 1))
+    c:close()
+    -- ... and gone with its client
+    assert.are.equal(0, wait_files(dir, 0))
+    local status = H.request(srv.port, "GET", "/progress/g")
+    assert.are.equal(200, status)             -- the server carries on
+  end)
+
   it("answers 400 for a body that is not multipart, 413 for a large body elsewhere", function()
     local status = H.request(srv.port, "POST", "/upload", { ["Content-Type"] = CT },
       "--" .. BOUNDARY .. "\r\nContent-Type: text/plain\r\n\r\nno disposition\r\n--" .. BOUNDARY .. "--\r\n")

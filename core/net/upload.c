@@ -221,8 +221,10 @@ static void run(bx_upload_t *up)
         upload_destroy(up);
 }
 
-/* Reports the progress the last write made, and a resume that is due. */
-static void after_write(bx_upload_t *up, uint64_t upto)
+/* Reports the progress a write made (upto > 0), and a resume that is due:
+ * the disk caught up, or the upload failed (the reader must read on to
+ * hear so from bx_upload_data). */
+static void after_op(bx_upload_t *up, uint64_t upto)
 {
     if (up->freed)
         return;
@@ -232,7 +234,7 @@ static void after_write(bx_upload_t *up, uint64_t upto)
         if (up->cbs.progress)
             up->cbs.progress(up->ud, upto);
     }
-    if (!up->freed && up->paused && up->queued < BX_UPLOAD_AHEAD) {
+    if (!up->freed && up->paused && (up->status || up->queued < BX_UPLOAD_AHEAD)) {
         up->paused = 0;
         if (up->cbs.resume)
             up->cbs.resume(up->ud);
@@ -280,8 +282,7 @@ static void fs_cb(uv_fs_t *fs)
         break;
     }
     op_free(up, o);
-    if (wrote)
-        after_write(up, upto);
+    after_op(up, wrote ? upto : 0);
     run(up);
 }
 
