@@ -257,6 +257,22 @@ static char **string_array(lua_State *L, int idx, const char *first, int env)
     return v;
 }
 
+static int p_kill(lua_State *L);
+static int p_pid(lua_State *L);
+
+/* Sets the process metatable on the value on top, making it on first use
+ * (a server that never spawns has the registry it had before spawn
+ * existed). */
+static void set_proc_mt(lua_State *L)
+{
+    static const luaL_Reg meth[] = { { "kill", p_kill }, { "pid", p_pid }, { NULL, NULL } };
+    if (luaL_newmetatable(L, PROC_MT)) {
+        luaL_newlib(L, meth);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_setmetatable(L, -2);
+}
+
 /* core.spawn(file, args, env, cwd, fn) -> process | nil, err */
 static int l_spawn(lua_State *L)
 {
@@ -273,7 +289,7 @@ static int l_spawn(lua_State *L)
 
     lproc_t **box = lua_newuserdatauv(L, sizeof(lproc_t *), 0);
     *box = NULL;
-    luaL_setmetatable(L, PROC_MT);
+    set_proc_mt(L);
     int ud = lua_gettop(L);
     lua_pushvalue(L, 5);
     int fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -480,11 +496,6 @@ static int l_write_file(lua_State *L)
 
 void lbx_proc_open(lua_State *L)
 {
-    static const luaL_Reg meth[] = { { "kill", p_kill }, { "pid", p_pid }, { NULL, NULL } };
-    luaL_newmetatable(L, PROC_MT);
-    luaL_newlib(L, meth);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
     lua_pushcfunction(L, l_spawn);
     lua_setfield(L, -2, "spawn");
     lua_pushcfunction(L, l_read_file);
