@@ -113,6 +113,11 @@ static int pred_answer(void)
     return strstr(text(), "got ") != NULL || strstr(text(), "413") != NULL;
 }
 
+static int pred_resumed(void)
+{
+    return S.resumes == S.pauses;
+}
+
 static int pred_eof(void)
 {
     return C1.eof;
@@ -153,7 +158,9 @@ static void test_streamed_past_max_body(void)
     BX_CHECK(strstr(text(), "HTTP/1.1 200 OK\r\n") == text());
     BX_CHECK(strstr(text(), "got 300000 body 0"));
     BX_CHECK(S.pauses >= 4);
-    BX_CHECK_INT(S.resumes, S.pauses);
+    /* the last pause may come with the body's last bytes: its resume is
+     * still on its timer when the answer is written */
+    BX_CHECK(run_until(&loop, pred_resumed, 5000));
     BX_CHECK_INT(S.gone, 0);                /* handed over: no gone */
     /* the connection reads on: another (collected) request still gets
      * max_body */
