@@ -14,6 +14,9 @@
 #   make fresh-check   `make test` and `make run` inside a fresh Debian 12 root
 #   make fuzz     each libFuzzer target of test/fuzz (clang, ASan + UBSan)
 #                 for FUZZ_TIME seconds (default 600); make test runs 10 s
+#   make soak     SOAK_SECS (600) s of SOAK_CLIENTS (5000) clients over every
+#                 transport (bench/soak.js): lost, duplicated, RSS; make test
+#                 runs one minute with 400
 #
 # The set-up targets (run, test, check, bench, lint, install) first make sure
 # the Debian packages their purpose needs are there (tools/deps.sh), then call
@@ -41,7 +44,7 @@ SO       := lua/bayeux/core.so
 SAN_SO   := $(B)/san/lua/bayeux/core.so
 
 # Goals that only set up, run scripts or recurse: they need no build flags.
-SETUP_GOALS := run test check bench bench-quick lint install deps clean fresh-check help rock-install fuzz
+SETUP_GOALS := run test check bench bench-quick lint install deps clean fresh-check help rock-install fuzz soak
 BUILD_GOALS := $(filter-out $(SETUP_GOALS),$(or $(MAKECMDGOALS),all))
 
 # ---- Build flags, per package, only when something is built ----
@@ -182,7 +185,7 @@ FUZZ_TIME ?= 600
 FUZZ_SRC  := $(sort $(wildcard test/fuzz/fuzz_*.c))
 FUZZ_BIN  := $(FUZZ_SRC:test/fuzz/%.c=$(B)/fuzz/%)
 
-$(B)/fuzz/%: test/fuzz/%.c $(CORE_SRC) $(GEN_JS) $(FLAGS)
+$(B)/fuzz/%: test/fuzz/%.c $(wildcard test/fuzz/*.h) $(CORE_SRC) $(GEN_JS) $(FLAGS)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 	  -fno-sanitize-recover=undefined -Icore -Icore/transport $(PKG_CFLAGS) $(CPPFLAGS) \
@@ -250,6 +253,13 @@ fuzz:
 	@$(SUB) build-fuzz
 	@sh tools/fuzz.sh $(FUZZ_TIME)
 
+SOAK_SECS    ?= 600
+SOAK_CLIENTS ?= 5000
+soak:
+	@sh tools/deps.sh bench
+	@$(SUB) build-bench
+	node bench/soak.js --secs $(SOAK_SECS) --clients $(SOAK_CLIENTS)
+
 fresh-check:
 	@sh tools/fresh-check.sh
 
@@ -257,7 +267,7 @@ clean:
 	rm -rf $(B) $(SO) $(SO).tmp
 
 help:
-	@sed -n '2,25s/^# \{0,1\}//p' Makefile
+	@sed -n '2,28s/^# \{0,1\}//p' Makefile
 
 # Called by luarocks (rockspec build.install_target) with the rock's dirs,
 # after its build: it copies, and never rebuilds with other variables.

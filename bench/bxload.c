@@ -73,13 +73,14 @@ struct conn {
 };
 
 static struct {
-    const char *host, *mount, *scenario;
+    const char *host, *mount, *scenario, *channel;
     int port, transport, ceiling, subs, pubs, rooms, per, batch, inflight;
     int size, conns, parallel, pid;
     long msgs;
-    double rate, secs, drain, setup;
+    double rate, secs, drain, setup, hold;
 } opt = {
-    .host = "127.0.0.1", .mount = "/faye", .scenario = "fanout", .transport = T_WS,
+    .host = "127.0.0.1", .mount = "/faye", .scenario = "fanout", .channel = "/bench",
+    .transport = T_WS,
     .subs = 1000, .pubs = 1, .rooms = 1, .per = 1, .batch = 1, .inflight = 1,
     .size = 60, .conns = 20, .parallel = 100, .msgs = 20000,
     .secs = 3, .drain = 10, .setup = 60,
@@ -325,8 +326,8 @@ static int member(int sub, uint32_t room)
 
 static void room_name(char *buf, size_t n, uint32_t r)
 {
-    if (opt.rooms == 1) snprintf(buf, n, "/bench");
-    else snprintf(buf, n, "/bench/r%" PRIu32, r);
+    if (opt.rooms == 1) snprintf(buf, n, "%s", opt.channel);
+    else snprintf(buf, n, "%s/r%" PRIu32, opt.channel, r);
 }
 
 /* ---- set-up ---- */
@@ -832,9 +833,20 @@ static void start_run(void)
 
 static void idle_measure(void)
 {
-    rss1 = server_rss();
-    slab1 = proc_kb("/proc/meminfo", "Slab");
-    finish();
+    static uint64_t hold_end;
+
+    if (!hold_end) {
+        rss1 = server_rss();
+        slab1 = proc_kb("/proc/meminfo", "Slab");
+        /* --hold keeps the sessions open after measuring, so the server's
+         * heap can be looked at (massif, /proc) while they are idle */
+        hold_end = uv_hrtime() + (uint64_t)(opt.hold * 1e9) + 1;
+        if (opt.hold > 0) {
+            printf("HOLD %.0f s\n", opt.hold);
+            fflush(stdout);
+        }
+    }
+    if (uv_hrtime() >= hold_end) finish();
 }
 
 static void tick(void)
@@ -895,6 +907,7 @@ static void usage(void)
             "  --ceiling                    talk to bench/ceiling (no Bayeux set-up)\n"
             "  --subs N --pubs N            subscribers (1000), publishers (1)\n"
             "  --rooms N --per N            channels, channels per subscriber (1, 1)\n"
+            "  --channel C                  the rooms' channel (/bench; rooms C/rN)\n"
             "  --batch N                    messages per publish frame (1)\n"
             "  --inflight N                 messages in flight per publisher (1)\n"
             "  --rate R                     publish frames per second instead of a window\n"
@@ -903,7 +916,8 @@ static void usage(void)
             "  --drain S --setup S          wait for the last deliveries (10), set-up (60)\n"
             "  --conns N                    HTTP connections (20)\n"
             "  --parallel N                 set-ups in flight (100)\n"
-            "  --pid PID                    the server's process: its CPU time, RSS\n");
+            "  --pid PID                    the server's process: its CPU time, RSS\n"
+            "  --hold S                     idle: keep the sessions S seconds after measuring\n");
     exit(2);
 }
 
@@ -917,6 +931,7 @@ static void parse_args(int argc, char **argv)
         else if (OPT("--host")) opt.host = v;
         else if (OPT("--port")) opt.port = atoi(v);
         else if (OPT("--mount")) opt.mount = v;
+        else if (OPT("--channel")) opt.channel = v;
         else if (OPT("--scenario")) opt.scenario = v;
         else if (OPT("--transport")) opt.transport = !strcmp(v, "lp") ? T_LP : T_WS;
         else if (OPT("--subs")) opt.subs = atoi(v);
@@ -931,6 +946,7 @@ static void parse_args(int argc, char **argv)
         else if (OPT("--secs")) opt.secs = atof(v);
         else if (OPT("--drain")) opt.drain = atof(v);
         else if (OPT("--setup")) opt.setup = atof(v);
+        else if (OPT("--hold")) opt.hold = atof(v);
         else if (OPT("--conns")) opt.conns = atoi(v);
         else if (OPT("--parallel")) opt.parallel = atoi(v);
         else if (OPT("--pid")) opt.pid = atoi(v);

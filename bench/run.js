@@ -43,6 +43,13 @@ const SERVERS = {
   'bayeux-ext': ['lua5.4', 'bin/bayeux', 'bench/ext_app.lua', '--no-ext'],
   'faye+ext': ['node', 'bench/faye_ext_server.js'],
   'faye-ext': ['node', 'bench/faye_ext_server.js', '--no-ext'],
+  // two processes on one port sharing a redis-server (REDIS_PORT, started
+  // for the run): bayeux's Redis engine, Node faye's faye-redis
+  'bayeux-2p': ['lua5.4', 'bin/bayeux', 'serve', '--port', '0', '--mount', '/faye', '--timeout',
+    '45', '--max-conns', '30000', '--workers', '2', '--engine',
+    'redis://127.0.0.1:REDIS_PORT/0?namespace=bench'],
+  'faye-2p': ['node', 'bench/faye_cluster.js', '--port', '0', '--mount', '/faye', '--timeout', '45',
+    '--workers', '2', '--redis', 'REDIS_PORT'],
 };
 const TRIO = ['bayeux', 'faye', 'ceiling'];
 
@@ -79,6 +86,14 @@ const SCENARIOS = [
   { key: 'pub', title: 'publishes over HTTP (20 keep-alive connections, no subscriber)', servers: TRIO,
     args: ['--scenario', 'http-publish', '--conns', 20, '--msgs', 100000, '--secs', 3],
     quick: ['--scenario', 'http-publish', '--conns', 5, '--msgs', 300, '--secs', 0.5] },
+  // subscribers and publishers land on either process (the kernel or node's
+  // cluster spreads the connections): about half the deliveries cross
+  // Redis. Not in the quick run (faye-redis may be missing; the Redis
+  // engine's own tests cover it). Both processes share the servers' core.
+  { key: 'redis2', title: 'two processes on one port sharing Redis, WS fan-out, 200 subscribers, 10 in flight',
+    servers: ['bayeux-2p', 'faye-2p'], redis: true, noQuick: true,
+    args: ['--subs', 200, '--inflight', 10, '--msgs', 5000, '--secs', 3],
+    quick: ['--subs', 20, '--inflight', 10, '--msgs', 200, '--secs', 0.5] },
   { key: 'idle', title: 'idle WebSocket sessions (handshake, subscribe, held connect)',
     servers: TRIO, rounds: 1,
     args: ['--scenario', 'idle', '--subs', 10000, '--setup', 180],
@@ -105,6 +120,10 @@ const ROWS = [
   { s: 'ext', f: 'ext_pct', label: 'one incoming extension: throughput kept', unit: '% of without' },
   { s: 'hs', f: 'rate', label: 'handshakes over HTTP', unit: 'requests/s' },
   { s: 'pub', f: 'rate', label: 'publishes over HTTP', unit: 'requests/s' },
+  { s: 'redis2', f: 'rate', label: 'two processes + Redis, WS fan-out, 200 subscribers', unit: 'deliveries/s',
+    pair: ['bayeux-2p', 'faye-2p'] },
+  { s: 'redis2', f: 'p99_ms', label: '  same, latency p99', unit: 'ms', lower: true,
+    pair: ['bayeux-2p', 'faye-2p'] },
   { s: 'idle', f: 'user_bytes_per_session', label: 'idle WS session, server user memory (RSS)', unit: 'B/session', lower: true },
   { s: 'idle', f: 'kernel_bytes_per_socket', label: 'idle WS session, kernel memory per socket (slab)', unit: 'B/socket', lower: true },
 ];
@@ -141,20 +160,45 @@ function argValue(args, name, dflt) {
   return i >= 0 ? +args[i + 1] : dflt;
 }
 
+// A private redis-server on a free loopback port, pinned with the servers.
+async function startRedis() {
+  const port = await new Promise((resolve, reject) => {
+    const s = require('net').createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+  });
+  const argv = pin(0, ['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '',
+    '--appendonly', 'no', '--loglevel', 'warning']);
+  const child = spawn(argv[0], argv.slice(1), { stdio: 'ignore' });
+  for (let i = 0; i < 200; i++) {
+    const ok = await new Promise((resolve) => {
+      const c = require('net').connect(port, '127.0.0.1', () => { c.destroy(); resolve(true); });
+      c.on('error', () => resolve(false));
+    });
+    if (ok) return { child, port };
+    await sleep(25);
+  }
+  child.kill('SIGKILL');
+  throw new Error('redis-server did not start');
+}
+
 async function runOne(sc, name) {
   const args = QUICK ? sc.quick : sc.args;
   const limit = argValue(args, '--setup', 60) + argValue(args, '--secs', 3) +
     argValue(args, '--drain', 10) + 30;
-  let srv;
+  let srv, redis = null;
   try {
-    const cmd = pin(0, SERVERS[name]);
+    if (sc.redis) redis = await startRedis();
+    const cmd = pin(0, SERVERS[name].map((a) => (redis ? a.replace('REDIS_PORT', redis.port) : a)));
     srv = await start(cmd[0], cmd.slice(1));
   } catch (e) {
+    if (redis) redis.child.kill('SIGKILL');
     return { ok: false, fail: String(e.message || e) };
   }
   srv.ceiling = name === 'ceiling';
   const r = await generate(srv, args, limit);
   await stop(srv);
+  if (redis) redis.child.kill('SIGKILL');
   await sleep(QUICK ? 50 : 300);
   return r;
 }
@@ -208,6 +252,7 @@ async function main() {
   let passed = 0, failed = 0, n = 0;
   for (const sc of SCENARIOS) {
     if (ONLY && !ONLY.includes(sc.key)) continue;
+    if (QUICK && sc.noQuick && !ONLY) continue;
     console.log(`\n== ${sc.key}: ${sc.title}`);
     results[sc.key] = {};
     const rounds = sc.rounds || ROUNDS;
@@ -263,10 +308,10 @@ function table(results) {
       const m = med(results, row.s, srv, row.f);
       return { v: m.v, text: fmt(m.v) + (m.incomplete ? ' (incomplete)' : '') };
     };
-    const b = cell('bayeux'), f = cell('faye'), c = cell('ceiling');
+    const [bn, fn] = row.pair || ['bayeux', 'faye'];
+    const b = cell(bn), f = cell(fn), c = cell('ceiling');
     rows.push([row.label, row.unit, b.text, f.text, c.text, ratio(b.v, f.v), ratio(b.v, c.v)]);
   }
-  rows.push(['two processes on the Redis engine', '', 'not yet: no Redis engine', '', '', '', '']);
   const md = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`,
     ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
   console.log(`\nSummary: medians of ${ROUNDS} round(s); for latency and memory lower is better ` +

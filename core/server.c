@@ -6,6 +6,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include "base/metrics.h"
+#include "metrics.h"
 #include "server.h"
 #include "transport/router.h"
 
@@ -14,6 +16,7 @@
 typedef int (*closer_fn)(void *ud, void (*done)(void *ud), void *done_ud);
 
 #define MAX_CLOSERS 8
+#define LAG_EVERY_MS 1000
 
 struct bx_server_s {
     uv_loop_t *loop;
@@ -22,6 +25,11 @@ struct bx_server_s {
     bx_hub_t *hub;
     bx_endpoint_t *ep;
     bx_http_server_t *http;
+    char *metrics;              /* the exposition's path, or NULL */
+    uv_timer_t lag;             /* measures the loop's lag (metrics.h) */
+    uint64_t lag_due;           /* uv_hrtime the timer should fire at */
+    void (*lag_done)(void *ud);
+    void *lag_done_ud;
     bx_server_app_cb app_cb, app_abort;
     bx_http_head_cb app_head;
     void *app_ud;
@@ -46,6 +54,11 @@ void bx_server_opts_default(bx_server_opts_t *o)
      * costs the loop next to nothing */
     o->max_channel_length = 4096;
     o->max_channel_depth = 128;
+    /* the channel index cannot grow without bound. Subscriptions per
+     * client are not limited by default: the application's own in-process
+     * client may hold thousands (one per user channel), and the limit
+     * counts every client alike */
+    o->max_channels = 1000000;
     bx_http_limits_default(&o->http);
 }
 
@@ -58,11 +71,35 @@ static void add_closer(bx_server_t *s, closer_fn fn, void *ud)
 
 /* ---- HTTP routing: the mount or the application ---- */
 
+/* GET/HEAD of the metrics path: the exposition, never cached. */
+static void serve_metrics(bx_server_t *s, bx_http_req_t *req)
+{
+    bx_buf_t b = BX_BUF_INIT;
+    bx_chunkv_t body = BX_CHUNKV_INIT;
+
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+        bx_http_respond_text(req, 405, "text/plain; charset=utf-8", "Method not allowed\n", 0);
+        return;
+    }
+    bx_metrics_render(s->engine, s->hub, &b);
+    bx_chunkv_push_new(&body, bx_chunk_from_buf(&b));
+    bx_http_respond(req, 200, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+                    "Cache-Control: no-store\r\n", &body, 0);
+}
+
+static int is_metrics(const bx_server_t *s, const bx_str_t *path)
+{
+    return s->metrics && path->len == strlen(s->metrics)
+        && memcmp(path->base, s->metrics, path->len) == 0;
+}
+
 static void on_request(void *ud, bx_http_req_t *req)
 {
     bx_server_t *s = ud;
 
-    if (bx_router_owns(s->ep, req->path.base, req->path.len))
+    if (is_metrics(s, &req->path))
+        serve_metrics(s, req);
+    else if (bx_router_owns(s->ep, req->path.base, req->path.len))
         bx_router_handle(s->ep, req);
     else if (s->app_cb)
         s->app_cb(s->app_ud, req);
@@ -83,6 +120,8 @@ static int on_head(void *ud, bx_http_req_t *req, bx_http_body_t *body)
 static void on_abort(void *ud, bx_http_req_t *req)
 {
     bx_server_t *s = ud;
+    if (is_metrics(s, &req->path))
+        return;                 /* answered at once: never pending */
     if (bx_router_owns(s->ep, req->path.base, req->path.len))
         bx_router_abort(s->ep, req);
     else if (s->app_abort)
@@ -107,6 +146,38 @@ static int close_http(void *ud, void (*done)(void *ud), void *done_ud)
     return 1;
 }
 
+static void lag_closed(uv_handle_t *h)
+{
+    bx_server_t *s = h->data;
+    s->lag_done(s->lag_done_ud);
+}
+
+static int close_lag(void *ud, void (*done)(void *ud), void *done_ud)
+{
+    bx_server_t *s = ud;
+    s->lag_done = done;
+    s->lag_done_ud = done_ud;
+    uv_close((uv_handle_t *)&s->lag, lag_closed);
+    return 1;
+}
+
+/* The loop's lag: how much later than asked a timer fires, i.e. how long
+ * the loop was busy with something else. */
+static void on_lag(uv_timer_t *t)
+{
+    bx_server_t *s = t->data;
+    uint64_t now = uv_hrtime();
+    uint64_t lag = now > s->lag_due ? now - s->lag_due : 0;
+
+    bx_metrics.lag_samples++;
+    bx_metrics.lag_ns_sum += lag;
+    bx_metrics.lag_ns_last = lag;
+    if (lag > bx_metrics.lag_ns_max)
+        bx_metrics.lag_ns_max = lag;
+    s->lag_due = now + LAG_EVERY_MS * 1000000ull;
+    uv_timer_start(&s->lag, on_lag, LAG_EVERY_MS, 0);
+}
+
 static int close_engine(void *ud, void (*done)(void *ud), void *done_ud)
 {
     bx_engine_t *e = ud;
@@ -128,13 +199,17 @@ bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts, char *
     bx_server_t *s = bx_calloc(1, sizeof(*s));
     bx_hub_opts_t hopts = {
         opts->timeout > 0 ? opts->timeout : 60, opts->interval, opts->max_reply,
-        opts->max_channel_length, opts->max_channel_depth
+        opts->max_channel_length, opts->max_channel_depth, opts->publish_rate,
+        opts->publish_burst
     };
     bx_endpoint_opts_t eopts = {
         opts->mount, opts->ping, opts->max_frame, opts->max_output, opts->client_script,
-        opts->http.idle_timeout > 0 ? opts->http.idle_timeout : 120
+        opts->http.idle_timeout > 0 ? opts->http.idle_timeout : 120,
+        opts->allowed_origins, opts->browser_cookie
     };
-    bx_engine_opts_t engine_opts = { hopts.timeout, opts->queue_limit };
+    bx_engine_opts_t engine_opts = {
+        hopts.timeout, opts->queue_limit, opts->max_subscriptions, opts->max_channels
+    };
 
     s->loop = loop;
     /* the endpoint first: it may fail (the client script), and the hub,
@@ -159,10 +234,21 @@ bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts, char *
     s->opts.timeout = hopts.timeout;
     s->opts.mount = s->ep->opts.mount;
     s->opts.client_script = s->ep->opts.client_script;
+    if (opts->metrics && *opts->metrics)
+        s->metrics = bx_strdup(opts->metrics);
+    s->opts.metrics = s->metrics;
+    /* the lag is measured whether or not it is exposed: one wake a second */
+    uv_timer_init(loop, &s->lag);
+    s->lag.data = s;
+    uv_unref((uv_handle_t *)&s->lag);
+    s->lag_due = uv_hrtime() + LAG_EVERY_MS * 1000000ull;
+    uv_timer_start(&s->lag, on_lag, LAG_EVERY_MS, 0);
+    s->opts.allowed_origins = s->ep->opts.allowed_origins;
     /* the order of shutdown: sockets first (their sinks leave the
      * sessions), then the sessions, then what is under them */
     add_closer(s, close_router, s->ep);
     add_closer(s, close_hub, s->hub);
+    add_closer(s, close_lag, s);
     return s;
 }
 
@@ -183,11 +269,16 @@ bx_engine_t *bx_server_engine(bx_server_t *s)
 
 int bx_server_listen(bx_server_t *s, const char *host, int port)
 {
+    return bx_server_listen_ex(s, host, port, 0);
+}
+
+int bx_server_listen_ex(bx_server_t *s, const char *host, int port, int reuseport)
+{
     if (s->http || s->closing)
         return UV_EALREADY;
     s->http = bx_http_server_new(s->loop, &s->opts.http, on_request, on_abort, s);
     bx_http_server_on_head(s->http, on_head);
-    int rc = bx_http_listen(s->http, host, port);
+    int rc = bx_http_listen_ex(s->http, host, port, reuseport);
     if (rc != 0) {
         bx_http_server_close(s->http, NULL, NULL);
         s->http = NULL;
@@ -226,6 +317,7 @@ static void closed_one(void *ud)
     void *close_ud = s->close_ud;
     bx_router_free(s->ep);
     bx_hub_free(s->hub);
+    free(s->metrics);
     free(s);
     if (done)
         done(close_ud);

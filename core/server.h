@@ -42,7 +42,27 @@ typedef struct {
     size_t max_channel_length;  /* bytes of a channel name or pattern; default
                                    4096; longer -> 405 Invalid channel */
     size_t max_channel_depth;   /* segments of one; default 128; more -> 405 */
+    size_t max_subscriptions;   /* channels one client may subscribe to;
+                                   default 0 = no limit; more -> 403 Too
+                                   many subscriptions */
+    size_t max_channels;        /* distinct channels and patterns subscribed
+                                   to on this node; default 1000000; more ->
+                                   403 Too many channels; 0 = no limit */
+    double publish_rate;        /* publishes per second per live client over
+                                   the network (no clientId or an unknown
+                                   one: one shared bucket); default 0 = no
+                                   limit; more -> 429 Too many publishes */
+    double publish_burst;       /* publishes a client may make at once;
+                                   default 0 = publish_rate (at least 1) */
+    const char *const *allowed_origins; /* NULL-terminated list of origins
+                                   ("https://example.com") allowed for CORS,
+                                   WebSocket and JSONP; NULL = any; copied */
+    int browser_cookie;         /* bind clients handshaken over the HTTP
+                                   transports to a BAYEUX_BROWSER cookie */
     const char *client_script;  /* file served as <mount>/client.js; copied */
+    const char *metrics;        /* path answering GET with the Prometheus
+                                   exposition (core/metrics.h); NULL = none;
+                                   copied */
     const char *engine;         /* engine type (engine.h's factory): "memory"
                                    (default) or a Redis URL; borrowed */
     bx_http_limits_t http;      /* HTTP limits (see http.h) */
@@ -73,6 +93,10 @@ bx_engine_t *bx_server_engine(bx_server_t *s);
 /* Listens for HTTP on host:port (0 = ephemeral). Returns 0 or a negative
  * libuv error. May be called once. */
 int bx_server_listen(bx_server_t *s, const char *host, int port);
+
+/* bx_server_listen; `reuseport` non-zero: with SO_REUSEPORT, so that
+ * several processes (bayeux serve --workers) share the port. */
+int bx_server_listen_ex(bx_server_t *s, const char *host, int port, int reuseport);
 
 /* The bound port, or -1. */
 int bx_server_port(const bx_server_t *s);

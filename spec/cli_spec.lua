@@ -40,6 +40,13 @@ describe("bayeux command", function()
     assert.falsy(trimmed:find("\n", 1, true), "more than one line on stderr: " .. err)
   end)
 
+  it("refuses --workers 2 with the memory engine, saying why, exit 2", function()
+    local rc, out, err = run{ "serve", "--host", "127.0.0.1", "--port", "0", "--workers", "2" }
+    assert.are.equal(2, rc)
+    assert.truthy(err:find("--workers 2 needs a shared engine", 1, true), "stderr: " .. err)
+    assert.falsy(out:find("listening", 1, true))
+  end)
+
   it("--help exits 0 and prints something", function()
     local rc, out, err = run{ "--help" }
     assert.are.equal(0, rc)

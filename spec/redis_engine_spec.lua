@@ -35,6 +35,60 @@ os.exit(0)
     assert.matches("false\t[^\n]*bad port in 'redis://host:notaport'", out)
   end)
 
+  it("takes the engine as a table: url or shards, and a namespace for them all", function()
+    local dir = H.tmpdir()
+    local port, down = free_port(), free_port()
+    assert(os.execute(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
+      .. "--daemonize yes --pidfile %s/redis.pid --dir %s --loglevel warning"):format(port, dir, dir)))
+    -- one RESP command over a fresh connection: the reply's first line
+    local function redis(...)
+      local c = socket.connect("127.0.0.1", port)
+      if not c then return nil end
+      local args = { ... }
+      local req = { "*" .. #args .. "\r\n" }
+      for _, a in ipairs(args) do req[#req + 1] = "$" .. #a .. "\r\n" .. a .. "\r\n" end
+      c:settimeout(2)
+      c:send(table.concat(req))
+      local line = c:receive("*l")
+      c:close()
+      return line
+    end
+    local ok, err = pcall(function()
+      local deadline = H.now() + 5
+      while redis("PING") ~= "+PONG" and H.now() < deadline do socket.sleep(0.05) end
+      H.writefile(dir .. "/app.lua", ([[
+local bayeux = require "bayeux"
+local srv = bayeux.server{ engine = { shards = { "redis://127.0.0.1:%d/0", "redis://127.0.0.1:%d/0" },
+                                      namespace = "tbl" } }
+local c = srv:client()
+c:subscribe("/t", function() end)
+bayeux.timer(1, function() print("done"); io.stdout:flush(); os.exit(0) end)
+for _, bad in ipairs{ { url = "mysql://x" }, { shards = "redis://x" }, { namespace = "x" },
+                      { url = "redis://x", namespace = "a b" }, { url = "redis://x", db = 1 } } do
+  print(pcall(bayeux.server, { engine = bad }))
+end
+bayeux.run()
+]]):format(port, down))
+      local p = H.spawn{ dir .. "/app.lua" }
+      p:wait(10)
+      local out, errout = p:stdout(), p:stderr()
+      p:cleanup()
+      assert.matches("done", out)
+      assert.matches("engine%.url must be a Redis URL", out)
+      assert.matches("engine%.shards must be a list of Redis URLs", out)
+      assert.matches("option 'engine' needs url or shards", out)
+      assert.matches("engine%.namespace must be", out)
+      assert.matches("option 'engine' has no field 'db'", out)
+      -- the second shard is one: it is tried (and logged unreachable)
+      assert.matches("redis: unreachable[^\n]* shard=127%.0%.0%.1:" .. down .. "/0", errout)
+      -- the client is registered under the namespace given
+      assert.are.equal(":1", redis("ZCARD", "tbl/clients"))
+    end)
+    local pid = tonumber(H.readfile(dir .. "/redis.pid") or "")
+    if pid then os.execute("kill " .. pid) end
+    assert(ok, err)
+  end)
+
   it("bayeux serve --help documents --engine", function()
     local p = H.spawn{ "serve", "--help" }
     p:wait(10)
@@ -42,6 +96,8 @@ os.exit(0)
     p:cleanup()
     assert.matches("%-%-engine E", out)
     assert.matches("redis://%[:password@%]host%[:port%]%[/db%]%[%?namespace=NS%]", out)
+    assert.matches("{ url = URL, shards = { URL, ... }, namespace = NS }", out, 1, true)
+    assert.matches("%-%-workers N", out)
   end)
 
   describe("with Redis unreachable", function()
@@ -68,7 +124,7 @@ os.exit(0)
                             advice = { reconnect = "retry", interval = 1000 } } }, r)
       end
       socket.sleep(0.3)   -- reconnection attempts meanwhile: still one line
-      local _, n = srv:stderr():gsub("redis engine: 127%.0%.0%.1:%d+/0 unreachable", "")
+      local _, n = srv:stderr():gsub("redis: unreachable[^\n]* shard=127%.0%.0%.1:%d+/0", "")
       assert.are.equal(1, n)
     end)
   end)

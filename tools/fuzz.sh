@@ -7,7 +7,8 @@
 # (read only: what it finds goes to a scratch directory) under ASan and
 # UBSan. A target that crashes, leaks or trips a check fails; the input is
 # kept as build/fuzz/crash-NAME-* (make it a regression test by adding it to
-# the seed corpus once fixed). Prints "N passed, N failed".
+# the seed corpus once fixed). test/fuzz/NAME.options, if there, holds more
+# libFuzzer flags for that target (one line). Prints "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.." || exit 2
 
@@ -24,7 +25,10 @@ for bin in "$@"; do
     name=${bin#build/fuzz/fuzz_}
     scratch=$(mktemp -d "${TMPDIR:-/tmp}/bx-fuzz.XXXXXX") || exit 2
     log=build/fuzz/$name.log
-    if "$bin" -max_total_time="$secs" -print_final_stats=1 \
+    extra=
+    [ -f "test/fuzz/$name.options" ] && extra=$(sed -n '/^-/p' "test/fuzz/$name.options")
+    # shellcheck disable=SC2086 # the options are words
+    if "$bin" -max_total_time="$secs" -print_final_stats=1 $extra \
            -artifact_prefix="build/fuzz/crash-$name-" \
            "$scratch" "test/fuzz/corpus/$name" >"$log" 2>&1; then
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")

@@ -14,18 +14,21 @@
 #   7. layers              sh tools/layers.sh (the include check of core/)
 #   8. fuzz                sh tools/fuzz.sh 10 (each libFuzzer target of
 #                          test/fuzz for 10 s from its seed corpus)
+#   9. soak                node bench/soak.js --quick (make soak for one
+#                          minute with 400 clients over every transport:
+#                          exact counts of lost and duplicated messages)
 #
 # Each suite's output stays visible under a header. A suite that crashes,
 # times out or prints no result line counts as 1 failed. The last line is the
 # total "N passed, N failed"; the exit status is 1 on any failure.
 #
 # Environment: BX_SUITES (default "units specs interop browser bench-quick
-# check layers fuzz") picks suites; BX_SUITE_TIMEOUT (default 900) bounds each
+# check layers fuzz soak") picks suites; BX_SUITE_TIMEOUT (default 900) bounds each
 # suite in seconds.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 
-suites=${BX_SUITES:-units specs interop browser bench-quick check layers fuzz}
+suites=${BX_SUITES:-units specs interop browser bench-quick check layers fuzz soak}
 suite_timeout=${BX_SUITE_TIMEOUT:-900}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bx-test.XXXXXX") || exit 2
 trap 'rm -rf "$tmp"' EXIT
@@ -181,6 +184,15 @@ for suite in $suites; do
         header "fuzz (libFuzzer, 10 s per target)"
         run sh tools/fuzz.sh 10
         counted fuzz
+        ;;
+    soak)
+        header "soak (bench/soak.js --quick: one minute, every transport)"
+        if [ ! -x build/bench/bxload ]; then
+            missing soak "no build/bench/bxload (make build-bench)"
+        else
+            run node bench/soak.js --quick
+            counted soak
+        fi
         ;;
     *)
         missing "$suite" "unknown suite"

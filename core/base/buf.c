@@ -2,6 +2,7 @@
  * buf.c - growable byte buffers, refcounted chunks and chunk vectors.
  */
 #include "base/buf.h"
+#include "base/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,8 +15,7 @@
  * configuration or host problem: die loudly instead of limping on. */
 static void oom(size_t n)
 {
-    fprintf(stderr, "bayeux: out of memory allocating %zu bytes\n", n);
-    fflush(stderr);
+    bx_logf(BX_LOG_ERROR, "core", "out of memory allocating %zu bytes", n);
     abort();
 }
 
@@ -231,14 +231,36 @@ void bx_chunkv_move(bx_chunkv_t *dst, bx_chunkv_t *src)
     src->n = 0;
 }
 
+/* The most bytes copied into one chunk by bx_chunkv_push_joined. */
+#define JOIN_RUN_MAX 65536
+
 void bx_chunkv_push_joined(bx_chunkv_t *cv, const bx_chunkv_t *items, int first)
 {
     BX_CHUNK_STATIC(comma, ",");
+    size_t i = 0;
 
-    for (size_t i = 0; i < items->n; i++) {
+    while (i < items->n) {
+        size_t j = i, bytes = 0;
+        while (j < items->n && items->v[j]->len <= BX_JOIN_COPY_MAX &&
+               bytes + items->v[j]->len + 1 <= JOIN_RUN_MAX)
+            bytes += items->v[j++]->len + 1;        /* and its comma */
+        if (j - i >= 2) {
+            bx_chunk_t *c = bx_chunk_alloc(bytes);
+            size_t off = 0;
+            for (; i < j; i++) {
+                if (i > 0 || !first)
+                    c->data[off++] = ',';
+                memcpy(c->data + off, items->v[i]->data, items->v[i]->len);
+                off += items->v[i]->len;
+            }
+            c->len = off;
+            c->data[off] = '\0';
+            bx_chunkv_push_new(cv, c);
+            continue;
+        }
         if (i > 0 || !first)
             bx_chunkv_push(cv, comma);
-        bx_chunkv_push(cv, items->v[i]);
+        bx_chunkv_push(cv, items->v[i++]);
     }
 }
 

@@ -113,10 +113,14 @@ void bx_chunkv_push_new(bx_chunkv_t *cv, bx_chunk_t *c);
 /* Appends `c`, taking a new reference (the caller keeps its own). */
 void bx_chunkv_push(bx_chunkv_t *cv, bx_chunk_t *c);
 
-/* Appends the entries of `items` to `cv` (new references), separated by
- * commas, with a comma before the first too unless `first`: the members of
- * a JSON array whose brackets the caller adds. The messages themselves are
- * shared, never copied. */
+/* Appends the entries of `items` to `cv`, separated by commas, with a comma
+ * before the first too unless `first`: the members of a JSON array whose
+ * brackets the caller adds. Consecutive small entries (up to
+ * BX_JOIN_COPY_MAX bytes each) are copied, commas included, into one new
+ * chunk: one piece of a writev per message costs the kernel and the
+ * bookkeeping more than the copy. Larger entries, and a lone small one,
+ * are shared (new references), never copied. */
+#define BX_JOIN_COPY_MAX 4096
 void bx_chunkv_push_joined(bx_chunkv_t *cv, const bx_chunkv_t *items, int first);
 
 /* Total byte length of all entries. */

@@ -16,12 +16,34 @@ uint32_t bx_dict_hash_end(const bx_siphash_t *st)
     return (uint32_t)bx_siphash_final(st);
 }
 
+/* The last key hashed, and its hash. A delivery looks the same client id
+ * up several times in a row (in the engine's clients, in the hub's
+ * sessions, in a channel's subscribers): SipHash of a 31-byte id costs
+ * ~300 instructions, comparing it with the last one ~20. Per thread, as
+ * the hash is a function of the key alone (one key per process). */
+#define MEMO_MAX 48
+static _Thread_local struct {
+    size_t len;                 /* 0: empty (the empty key is not kept) */
+    uint32_t hash;
+    char key[MEMO_MAX];
+} memo;
+
 uint32_t bx_dict_hash(const char *key, size_t len)
 {
     bx_siphash_t st;
+    uint32_t h;
+
+    if (len && len == memo.len && memcmp(key, memo.key, len) == 0)
+        return memo.hash;
     bx_dict_hash_start(&st);
     bx_siphash_update(&st, key, len);
-    return bx_dict_hash_end(&st);
+    h = bx_dict_hash_end(&st);
+    if (len && len <= MEMO_MAX) {
+        memcpy(memo.key, key, len);
+        memo.len = len;
+        memo.hash = h;
+    }
+    return h;
 }
 
 static bx_dict_entry_t **find(const bx_dict_t *d, const char *key, size_t len, uint32_t h)
@@ -50,7 +72,8 @@ void *bx_dict_get(const bx_dict_t *d, const char *key, size_t len)
 
 static void grow(bx_dict_t *d)
 {
-    size_t n = d->buckets ? (d->mask + 1) * 2 : 8;
+    /* small first: many dicts hold one or two keys (a client's channels) */
+    size_t n = d->buckets ? (d->mask + 1) * 2 : 2;
     bx_dict_entry_t **nb = bx_calloc(n, sizeof(*nb));
     if (d->buckets) {
         for (size_t i = 0; i <= d->mask; i++) {

@@ -2,16 +2,20 @@
  * hub.c - the session hub between transports, protocol and engine (see
  * hub.h).
  *
- * One uv_idle "tick" handle runs, before the next poll, everything that was
- * made pending during the previous iteration: deferred calls, the delivery
- * pass over dirty sessions, and queued events. Idle (not check) is used so
- * that the loop never blocks in poll while something is pending; the
- * connections' prepare pass then writes everything in one writev each.
+ * One "tick" entry of the loop's later-turn queue (base/later.h) runs,
+ * before the next poll, what was made pending since: the delivery pass over
+ * dirty sessions; the events queued by then fire on the turn after (see
+ * on_fire). Deferred calls (bx_hub_defer) are
+ * entries of that same queue, run in the order queued. The connections'
+ * prepare pass then writes everything in one writev each.
  */
 #include <stdlib.h>
 #include <string.h>
 #include "base/dict.h"
 #include "base/json.h"
+#include "base/later.h"
+#include "base/list.h"
+#include "base/metrics.h"
 #include "bayeux/hub.h"
 #include "net/conn.h"
 
@@ -30,12 +34,15 @@ typedef struct session {
                                    waiter may unbind (even rebind) meanwhile,
                                    the pass still uses the session after */
     int taking;                 /* a take() is in flight (one at a time) */
+    int requeuing;              /* requeue() calls in flight: no take until
+                                   they answer, so it finds what went back */
     struct session *next_dirty;
-    struct session *ka_prev, *ka_next;  /* while its sink wants keep-alive */
+    bx_list_t ka;               /* on keepalives while its sink wants it */
 } session_t;
 
 typedef struct deferred {
-    struct deferred *next;
+    bx_later_t later;
+    bx_list_t link;             /* on the hub's defers until it runs */
     void (*fn)(void *ud);
     void *ud;
 } deferred_t;
@@ -53,19 +60,26 @@ struct bx_hub_s {
     bx_hub_opts_t opts;
     bx_engine_t *engine;        /* borrowed (bx_hub_attach) */
     bx_dict_t sessions;
+    bx_dict_t buckets;          /* publish rate: key -> bucket_t */
+    size_t buckets_sweep;       /* sweep the refilled ones past this count */
+    bx_dict_t browsers;         /* client id -> browser id (strdup) */
     size_t connected;           /* sessions with a hold or a sink */
-    session_t *keepalives;      /* sessions whose sink wants keep-alive */
+    bx_list_t keepalives;       /* sessions whose sink wants keep-alive */
     session_t *dirty;
-    deferred_t *defer_head, *defer_tail;
+    bx_list_t defers;           /* of deferred_t, queued and not yet run */
     event_t *ev_head, *ev_tail;
-    uv_idle_t tick;
+    event_t *fire_head, *fire_tail;  /* taken by a tick, fired on the next turn */
+    bx_later_t tick;
+    bx_later_t fire;
     uv_timer_t keepalive;
     bx_timeouts_t holds;        /* deadlines of held connects (protocol.c) */
     bx_hub_event_cb event_cb;
     unsigned event_mask;        /* 1 << bx_event_t for each event wanted */
     void *event_ud;
+    bx_hub_handshake_cb handshake_cb;
+    void *handshake_ud;
     bx_ext_hook incoming, outgoing;
-    struct outpass *outpasses;  /* deliveries inside outgoing extensions */
+    bx_list_t outpasses;        /* deliveries inside outgoing extensions */
     void (*ext_abandon)(void *ud);
     void *ext_ud;
     int closing;
@@ -76,7 +90,12 @@ struct bx_hub_s {
     void (*store_free)(void *p);
 };
 
-static void on_tick(uv_idle_t *h);
+static void on_tick(void *ud);
+
+typedef struct {
+    double tokens;
+    uint64_t at;                /* loop time (ms) of the last refill */
+} bucket_t;
 
 /* ---- Sessions ---- */
 
@@ -90,6 +109,7 @@ static session_t *session_make(bx_hub_t *s, const char *id)
     session_t *ss = session_get(s, id);
     if (!ss) {
         ss = bx_calloc(1, sizeof(*ss));
+        bx_list_init(&ss->ka);
         snprintf(ss->id, sizeof(ss->id), "%s", id);
         bx_dict_set(&s->sessions, ss->id, strlen(ss->id), ss);
     }
@@ -118,23 +138,11 @@ static void set_hold(bx_hub_t *s, session_t *ss, bx_waiter_t *w)
 static void set_sink(bx_hub_t *s, session_t *ss, bx_sink_t *sink)
 {
     int was = ss->hold || ss->sink;
-    if (ss->sink && ss->sink->keepalive) {
-        if (ss->ka_prev)
-            ss->ka_prev->ka_next = ss->ka_next;
-        else
-            s->keepalives = ss->ka_next;
-        if (ss->ka_next)
-            ss->ka_next->ka_prev = ss->ka_prev;
-        ss->ka_prev = ss->ka_next = NULL;
-    }
+    if (ss->sink && ss->sink->keepalive)
+        bx_list_remove(&ss->ka);
     ss->sink = sink;
-    if (sink && sink->keepalive) {
-        ss->ka_prev = NULL;
-        ss->ka_next = s->keepalives;
-        if (ss->ka_next)
-            ss->ka_next->ka_prev = ss;
-        s->keepalives = ss;
-    }
+    if (sink && sink->keepalive)
+        bx_list_push_head(&s->keepalives, &ss->ka);
     count_connected(s, ss, was);
 }
 
@@ -145,7 +153,7 @@ static void mark_dirty(bx_hub_t *s, session_t *ss)
     ss->dirty = 1;
     ss->next_dirty = s->dirty;
     s->dirty = ss;
-    uv_idle_start(&s->tick, on_tick);
+    bx_later_queue(s->loop, &s->tick);
 }
 
 /* Frees a session that has nothing left to do (and is not on the dirty
@@ -153,7 +161,7 @@ static void mark_dirty(bx_hub_t *s, session_t *ss)
 static void session_gc(bx_hub_t *s, session_t *ss)
 {
     if (ss->hold || ss->sink || ss->pending.n || ss->dirty || ss->outpasses || ss->pinned ||
-        ss->taking)
+        ss->taking || ss->requeuing)
         return;
     bx_dict_del(&s->sessions, ss->id, strlen(ss->id));
     bx_chunkv_free(&ss->pending);
@@ -222,11 +230,45 @@ int bx_session_has_sink(bx_hub_t *s, const char *id)
     return ss && ss->sink;
 }
 
+/* A requeue in flight: the session it was counted on, if any. */
+typedef struct {
+    bx_hub_t *s;
+    char id[32];
+    int counted;
+} requeue_t;
+
+/* The engine has the messages back: a take may go now. */
+static void p_requeued(void *ud, int status)
+{
+    requeue_t *r = ud;
+    bx_hub_t *s = r->s;
+    session_t *ss = r->counted && !s->closing ? session_get(s, r->id) : NULL;
+
+    (void)status;               /* an unknown client: nothing to take anyway */
+    free(r);
+    if (!ss)
+        return;
+    ss->requeuing--;
+    if (ss->want_queue && (ss->hold || ss->sink))
+        mark_dirty(s, ss);
+    else
+        session_gc(s, ss);
+}
+
 void bx_session_give_back(bx_hub_t *s, const char *id, bx_chunkv_t *msgs)
 {
     /* a closing engine keeps nothing: what it holds is dropped too */
-    if (msgs->n && !s->closing)
-        s->engine->ops->requeue(s->engine, id, msgs);
+    if (msgs->n && !s->closing) {
+        session_t *ss = session_get(s, id);
+        requeue_t *r = bx_malloc(sizeof(*r));
+        r->s = s;
+        snprintf(r->id, sizeof(r->id), "%s", id);
+        r->counted = ss != NULL;
+        if (s->engine->ops->requeue(s->engine, id, msgs, p_requeued, r) != 0)
+            free(r);
+        else if (ss)
+            ss->requeuing++;
+    }
     bx_chunkv_clear(msgs);
 }
 
@@ -240,7 +282,7 @@ void bx_session_give_back(bx_hub_t *s, const char *id, bx_chunkv_t *msgs)
 #define PROCESSED 1
 
 typedef struct outpass {
-    struct outpass *prev, *next;
+    bx_list_t link;             /* on the hub's outpasses */
     struct outpass *later;      /* the session's next pass */
     bx_hub_t *s;
     char id[32];
@@ -259,16 +301,6 @@ static void outpass_free(outpass_t *p)
     free(p->msgs);
     free(p->slots);
     free(p);
-}
-
-static void outpass_unlink(outpass_t *p)
-{
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        p->s->outpasses = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
 }
 
 /* Puts processed messages (`v`, entries stolen) into the session's pending
@@ -303,7 +335,7 @@ static void outpass_done(void *ud, json_t *msg)
     /* a session is kept while its passes are in flight (session_gc) */
     session_t *ss = s->closing ? NULL : session_get(s, p->id);
     if (!ss) {
-        outpass_unlink(p);
+        bx_list_remove(&p->link);
         outpass_free(p);
         return;
     }
@@ -323,7 +355,7 @@ static void outpass_done(void *ud, json_t *msg)
             c->flags |= PROCESSED;
             bx_chunkv_push_new(&v, c);
         }
-        outpass_unlink(q);
+        bx_list_remove(&q->link);
         outpass_free(q);
     }
     pending_insert(ss, &v);
@@ -375,10 +407,7 @@ static void outgoing_pass(bx_hub_t *s, session_t *ss, bx_chunkv_t *msgs)
         ss->out_last = p;
         /* count first: a hook may answer on this very turn's deferral */
         p->left = p->n + 1;
-        p->next = s->outpasses;
-        if (p->next)
-            p->next->prev = p;
-        s->outpasses = p;
+        bx_list_push_head(&s->outpasses, &p->link);
         size_t k = 0;
         for (size_t i = 0; i < msgs->n; i++) {
             bx_chunk_t *c = msgs->v[i];
@@ -417,7 +446,8 @@ static void p_took(void *ud, int status, const char *id, bx_chunkv_t *msgs);
  * connection here; one take at a time. */
 static void maybe_take(bx_hub_t *s, session_t *ss)
 {
-    if (ss->want_queue && !ss->taking && !s->closing && (ss->hold || ss->sink)) {
+    if (ss->want_queue && !ss->taking && !ss->requeuing && !s->closing &&
+        (ss->hold || ss->sink)) {
         ss->want_queue = 0;
         if (s->engine->ops->take(s->engine, ss->id, p_took, s) == 0)
             ss->taking = 1;
@@ -446,9 +476,11 @@ static void deliver_session(bx_hub_t *s, session_t *ss)
         /* an in-process client's push runs Lua, which may unbind or
          * disconnect this very client */
         bx_sink_t *sink = ss->sink;
+        size_t n = msgs.n;
         ss->pinned++;
         sink->push(sink, &msgs);
         ss->pinned--;
+        bx_metrics.messages_out += n - msgs.n;
         if (msgs.n) {
             /* refused: its socket is going away. Unbound first, so the
              * given-back messages wake no one; a held connect rides the
@@ -470,6 +502,7 @@ static void deliver_session(bx_hub_t *s, session_t *ss)
         bx_chunkv_t msgs = ss->pending;
         ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
         bound_reply(s, &msgs, &back);
+        bx_metrics.messages_out += msgs.n;
         set_hold(s, ss, NULL);
         ss->pinned++;
         w->release(w, &msgs);
@@ -552,6 +585,7 @@ static void p_closed(void *ud, const char *id)
     bx_hub_t *s = ud;
     session_t *ss = session_get(s, id);
 
+    free(bx_dict_del(&s->browsers, id, strlen(id)));
     if (!ss)
         return;
     bx_chunkv_clear(&ss->pending);
@@ -582,7 +616,7 @@ static void queue_event(bx_hub_t *s, bx_event_t ev, const char *id, const char *
     else
         s->ev_head = e;
     s->ev_tail = e;
-    uv_idle_start(&s->tick, on_tick);
+    bx_later_queue(s->loop, &s->tick);
 }
 
 static void p_trigger(void *ud, bx_event_t ev, const char *id, const char *channel,
@@ -601,22 +635,25 @@ static void free_event(event_t *e)
     free(e);
 }
 
-static void on_tick(uv_idle_t *h)
+static void free_events(event_t *e)
 {
-    bx_hub_t *s = h->data;
-    deferred_t *d = s->defer_head;
-    event_t *e = s->ev_head;
-
-    s->defer_head = s->defer_tail = NULL;
-    s->ev_head = s->ev_tail = NULL;
-    uv_idle_stop(&s->tick);
-    while (d) {
-        deferred_t *next = d->next;
-        d->fn(d->ud);
-        free(d);
-        d = next;
+    while (e) {
+        event_t *next = e->next;
+        free_event(e);
+        e = next;
     }
-    deliver_pass(s);
+}
+
+/* Events fire one turn after the tick that took them: an engine reports
+ * what it did (a client created) before the completion of the operation
+ * that asked runs, and listeners expect what that completion sets up (the
+ * identity bound to a new client) to be there. */
+static void on_fire(void *ud)
+{
+    bx_hub_t *s = ud;
+    event_t *e = s->fire_head;
+
+    s->fire_head = s->fire_tail = NULL;
     while (e) {
         event_t *next = e->next;
         if (s->event_cb && !s->closing)
@@ -626,28 +663,141 @@ static void on_tick(uv_idle_t *h)
     }
 }
 
+static void on_tick(void *ud)
+{
+    bx_hub_t *s = ud;
+
+    if (s->ev_head) {
+        if (s->fire_tail)
+            s->fire_tail->next = s->ev_head;
+        else
+            s->fire_head = s->ev_head;
+        s->fire_tail = s->ev_tail;
+        s->ev_head = s->ev_tail = NULL;
+        bx_later_queue(s->loop, &s->fire);
+    }
+    deliver_pass(s);
+}
+
+static void run_deferred(void *ud)
+{
+    deferred_t *d = ud;
+    void (*fn)(void *) = d->fn;
+    void *fn_ud = d->ud;
+
+    bx_list_remove(&d->link);
+    free(d);
+    fn(fn_ud);
+}
+
 void bx_hub_defer(bx_hub_t *s, void (*fn)(void *ud), void *ud)
 {
-    deferred_t *d = bx_calloc(1, sizeof(*d));
+    deferred_t *d = bx_malloc(sizeof(*d));
     d->fn = fn;
     d->ud = ud;
-    if (s->defer_tail)
-        s->defer_tail->next = d;
-    else
-        s->defer_head = d;
-    s->defer_tail = d;
-    uv_idle_start(&s->tick, on_tick);
+    bx_list_push_tail(&s->defers, &d->link);
+    bx_later_init(&d->later, run_deferred, d);
+    bx_later_queue(s->loop, &d->later);
+}
+
+/* Drops the deferred calls not run yet: the hub is being freed, and what
+ * they would finish is gone with it. */
+static void drop_deferred(bx_hub_t *s)
+{
+    while (!bx_list_empty(&s->defers)) {
+        deferred_t *d = BX_CONTAINER(s->defers.next, deferred_t, link);
+        bx_list_remove(&d->link);
+        bx_later_cancel(&d->later);
+        free(d);
+    }
 }
 
 /* In-process clients never poll: keep them alive while their sink is bound. */
 static void on_keepalive(uv_timer_t *t)
 {
     bx_hub_t *s = t->data;
-    for (session_t *ss = s->keepalives; ss; ss = ss->ka_next)
-        s->engine->ops->ping(s->engine, ss->id);
+    BX_LIST_FOREACH(l, &s->keepalives)
+        s->engine->ops->ping(s->engine, BX_CONTAINER(l, session_t, ka)->id);
 }
 
 /* ---- Life cycle ---- */
+
+/* ---- Publish rate and browser binding ---- */
+
+static double bucket_size(const bx_hub_t *s)
+{
+    double b = s->opts.publish_burst > 0 ? s->opts.publish_burst : s->opts.publish_rate;
+    return b < 1 ? 1 : b;
+}
+
+static void bucket_refill(const bx_hub_t *s, bucket_t *b, uint64_t now)
+{
+    b->tokens += (double)(now - b->at) / 1000.0 * s->opts.publish_rate;
+    if (b->tokens > bucket_size(s))
+        b->tokens = bucket_size(s);
+    b->at = now;
+}
+
+/* Forgets the buckets that are full again: they are as a new one would be. */
+static void buckets_sweep(bx_hub_t *s, uint64_t now)
+{
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *en;
+
+    while ((en = bx_dict_next(&s->buckets, &it)) != NULL) {
+        bucket_t *b = en->value;
+        bucket_refill(s, b, now);
+        if (b->tokens >= bucket_size(s)) {
+            bx_dict_del(&s->buckets, en->key, en->klen);
+            free(b);
+        }
+    }
+    /* the next sweep when the table has doubled: O(1) per publish */
+    s->buckets_sweep = 2 * s->buckets.count > 1024 ? 2 * s->buckets.count : 1024;
+}
+
+int bx_hub_publish_allowed(bx_hub_t *s, const char *key, size_t len)
+{
+    if (s->opts.publish_rate <= 0)
+        return 1;
+    uint64_t now = uv_now(s->loop);
+    bucket_t *b = bx_dict_get(&s->buckets, key, len);
+
+    if (!b) {
+        if (s->buckets.count >= s->buckets_sweep)
+            buckets_sweep(s, now);
+        b = bx_malloc(sizeof(*b));
+        b->tokens = bucket_size(s);
+        b->at = now;
+        bx_dict_set(&s->buckets, key, len, b);
+    }
+    bucket_refill(s, b, now);
+    if (b->tokens < 1)
+        return 0;
+    b->tokens -= 1;
+    return 1;
+}
+
+void bx_session_set_browser(bx_hub_t *s, const char *id, const char *browser)
+{
+    free(bx_dict_set(&s->browsers, id, strlen(id), bx_strdup(browser)));
+}
+
+const char *bx_session_browser(bx_hub_t *s, const char *id)
+{
+    return bx_dict_get(&s->browsers, id, strlen(id));
+}
+
+/* Frees the values of a dict of malloc'd values, and the dict. */
+static void dict_free_all(bx_dict_t *d)
+{
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *en;
+
+    while ((en = bx_dict_next(d, &it)) != NULL)
+        free(en->value);
+    bx_dict_free(d);
+}
 
 bx_hub_t *bx_hub_new(uv_loop_t *loop, const bx_hub_opts_t *opts)
 {
@@ -655,10 +805,13 @@ bx_hub_t *bx_hub_new(uv_loop_t *loop, const bx_hub_opts_t *opts)
 
     s->loop = loop;
     s->opts = *opts;
+    bx_list_init(&s->keepalives);
+    bx_list_init(&s->outpasses);
     if (s->opts.timeout <= 0)
         s->opts.timeout = 60;
-    uv_idle_init(loop, &s->tick);
-    s->tick.data = s;
+    bx_list_init(&s->defers);
+    bx_later_init(&s->tick, on_tick, s);
+    bx_later_init(&s->fire, on_fire, s);
     uv_timer_init(loop, &s->keepalive);
     s->keepalive.data = s;
     bx_timeouts_init(&s->holds, loop);
@@ -704,6 +857,18 @@ void bx_hub_on_event(bx_hub_t *s, bx_hub_event_cb cb, void *ud, unsigned mask)
     s->event_cb = cb;
     s->event_ud = ud;
     s->event_mask = cb ? mask : 0;
+}
+
+void bx_hub_on_handshake(bx_hub_t *s, bx_hub_handshake_cb cb, void *ud)
+{
+    s->handshake_cb = cb;
+    s->handshake_ud = ud;
+}
+
+void bx_hub_handshaken(bx_hub_t *s, const char *id, const json_t *msg)
+{
+    if (s->handshake_cb && !s->closing)
+        s->handshake_cb(s->handshake_ud, id, msg);
 }
 
 void bx_hub_set_extensions(bx_hub_t *s, bx_ext_hook incoming, bx_ext_hook outgoing,
@@ -808,21 +973,21 @@ int bx_hub_close(bx_hub_t *s, void (*done)(void *ud), void *ud)
     }
     bx_dict_free(&s->sessions);
     s->dirty = NULL;
-    for (event_t *e = s->ev_head, *next; e; e = next) {
-        next = e->next;
-        free_event(e);
-    }
+    free_events(s->ev_head);
+    free_events(s->fire_head);
     s->ev_head = s->ev_tail = NULL;
-    while (s->outpasses) {
-        struct outpass *p = s->outpasses;
-        s->outpasses = p->next;
+    s->fire_head = s->fire_tail = NULL;
+    while (!bx_list_empty(&s->outpasses)) {
+        outpass_t *p = BX_CONTAINER(s->outpasses.next, outpass_t, link);
+        bx_list_remove(&p->link);
         outpass_free(p);
     }
     s->close_done = done;
     s->close_ud = ud;
-    s->pending_closes = 3;
+    s->pending_closes = 2;
     bx_conn_flush_all(s->loop);
-    uv_close((uv_handle_t *)&s->tick, handle_closed);
+    bx_later_cancel(&s->tick);
+    bx_later_cancel(&s->fire);
     uv_close((uv_handle_t *)&s->keepalive, handle_closed);
     bx_timeouts_close(&s->holds, holds_closed, s);
     return 1;
@@ -832,9 +997,16 @@ void bx_hub_free(bx_hub_t *s)
 {
     if (!s)
         return;
+    bx_later_cancel(&s->tick);
+    bx_later_cancel(&s->fire);
+    free_events(s->ev_head);
+    free_events(s->fire_head);
+    drop_deferred(s);
     if (s->store)
         s->store_free(s->store);
     bx_dict_free(&s->sessions);
+    dict_free_all(&s->buckets);
+    dict_free_all(&s->browsers);
     free(s);
 }
 

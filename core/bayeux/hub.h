@@ -4,10 +4,10 @@
  *
  * The engine says which client has messages; the hub knows which clients
  * have a connection here (a held /meta/connect or a bound socket, both
- * registered by the transports above) and, once per loop iteration (a
- * uv_idle pass before the next poll), hands each of them everything pending
- * in one go. It also runs the later-turn deferrals of this level, the
- * event queue and the extension hooks installed from above.
+ * registered by the transports above) and, once per loop iteration (an
+ * entry of the later-turn queue, base/later.h, run before the next poll),
+ * hands each of them everything pending in one go. It also runs the event
+ * queue and the extension hooks installed from above.
  *
  * The hub knows nothing of HTTP or of the transports: they reach it through
  * bx_session_*() and it reaches them only through the function pointers of
@@ -35,6 +35,12 @@ typedef struct {
     size_t max_channel_length;  /* bytes of a channel name or pattern; longer
                                    -> 405 Invalid channel */
     size_t max_channel_depth;   /* segments of one; more -> 405 */
+    double publish_rate;        /* publishes per second one client may make
+                                   over the network (a token bucket; the
+                                   protocol keys it by live client id, ""
+                                   for the rest); 0 = no limit */
+    double publish_burst;       /* the bucket's size; 0 = one second's worth
+                                   (at least 1) */
 } bx_hub_opts_t;
 
 /* A held /meta/connect waiting for messages. `release` ends the hold:
@@ -96,6 +102,19 @@ bx_timeouts_t *bx_hub_timeouts(bx_hub_t *h);
  * only when someone listens to publishes). */
 void bx_hub_on_event(bx_hub_t *h, bx_hub_event_cb cb, void *ud, unsigned mask);
 
+/* Handshake listener: called when a handshake made a client, with the
+ * handshake message as it left the incoming extensions (borrowed) and the
+ * new id, before the reply goes out, so that what an extension decided
+ * about the client (an identity) is in place when its next message comes.
+ * Never called inside bx_protocol_process (the engine answers later). */
+typedef void (*bx_hub_handshake_cb)(void *ud, const char *client_id, const json_t *msg);
+
+/* Sets the handshake listener (NULL for none). */
+void bx_hub_on_handshake(bx_hub_t *h, bx_hub_handshake_cb cb, void *ud);
+
+/* The protocol reports a handshake that made client `id` (see above). */
+void bx_hub_handshaken(bx_hub_t *h, const char *id, const json_t *msg);
+
 /* Number of clients with a held connect or a bound socket here (kept as
  * a count: O(1)). */
 size_t bx_hub_connected(const bx_hub_t *h);
@@ -107,8 +126,9 @@ size_t bx_hub_sessions(const bx_hub_t *h);
 /* Whether the hub is closing (bx_hub_close_begin was called). */
 int bx_hub_closing(const bx_hub_t *h);
 
-/* Calls fn(ud) once on a later loop turn (before the next poll). The one
- * deferral queue of the levels from bayeux/ up. */
+/* Calls fn(ud) once on a later loop turn (before the next poll), through
+ * the loop's later-turn queue (base/later.h), in the order queued; calls
+ * not run yet when the hub is freed are dropped. */
 void bx_hub_defer(bx_hub_t *h, void (*fn)(void *ud), void *ud);
 
 /* First stage of closing: extensions abandoned, every held connect
@@ -149,6 +169,23 @@ void bx_hub_set_extensions(bx_hub_t *h, bx_ext_hook incoming, bx_ext_hook outgoi
 /* The installed hooks (NULL when none: the fast path). */
 bx_ext_hook bx_hub_incoming(const bx_hub_t *h, void **ud);
 bx_ext_hook bx_hub_outgoing(const bx_hub_t *h, void **ud);
+
+/* Takes a token from the publish bucket of `key` (`len` bytes: a client
+ * id, or "" for publishes that name none). Returns 1 if the publish may
+ * go, 0 if the bucket is empty; always 1 when opts.publish_rate is 0.
+ * Buckets that have refilled are forgotten, so keys a client invents cost
+ * memory only while they are in use. */
+int bx_hub_publish_allowed(bx_hub_t *h, const char *key, size_t len);
+
+/* ---- Browser binding (the opt-in cookie of the HTTP transports) ---- */
+
+/* Binds client `id` to the browser id `browser` (copied): the session of
+ * the cookie that handshook it. Forgotten when the client is destroyed. */
+void bx_session_set_browser(bx_hub_t *h, const char *id, const char *browser);
+
+/* The browser id `id` is bound to (borrowed, valid until the client is
+ * destroyed), or NULL if it was not handshaken with one on this node. */
+const char *bx_session_browser(bx_hub_t *h, const char *id);
 
 /* ---- Sessions (the protocol and the transports register here) ---- */
 

@@ -13,6 +13,8 @@
 #include <string.h>
 #include "base/channel.h"
 #include "base/json.h"
+#include "base/log.h"
+#include "base/metrics.h"
 #include "bayeux/protocol.h"
 #include "bayeux/retain.h"
 
@@ -50,6 +52,8 @@ struct bx_batch_s {
         unsigned char *bytes;   /* more: one byte each */
     } passed;                   /* the message's engine work is over */
     struct op *parked;          /* ops waiting for their turn, by seq */
+    char *browser;              /* BX_PROTO_BROWSER: the request's browser id
+                                   ("" without a cookie); owned */
 };
 
 /* The messages a released connect took from its client's queue: the batch
@@ -94,6 +98,8 @@ static const char *error_text(int code)
     case 403: return "Forbidden channel";
     case 405: return "Invalid channel";
     case 407: return "Failed to publish";   /* Faye's text; the engine's store is away */
+    case 409: return "Client bound to another browser";
+    case 429: return "Too many publishes";
     case 500: return "Internal server error";
     case 503: return "Engine unavailable";
     default: return "Bad request";
@@ -125,6 +131,17 @@ static void set_error(json_t *reply, int code, const char *args)
     set_error_n(reply, code, args, args ? strlen(args) : 0);
 }
 
+/* An error whose text is not the code's usual one (a limit). */
+static void set_error_text(json_t *reply, int code, const char *args, const char *text)
+{
+    bx_buf_t b = BX_BUF_INIT;
+
+    bx_buf_printf(&b, "%d:%s:%s", code, args ? args : "", text);
+    json_object_set_new(reply, "error", json_stringn(b.data, b.len));
+    json_object_set_new(reply, "successful", json_false());
+    bx_buf_free(&b);
+}
+
 /* Faye's _makeResponse: id, clientId, channel and error copied when truthy;
  * successful = !error. */
 static json_t *skeleton(const json_t *msg)
@@ -154,7 +171,8 @@ static json_t *skeleton(const json_t *msg)
  * handshake at once). */
 static int unavailable(int status)
 {
-    return status != 0 && status != BX_ECANCELED && status != BX_EUNKNOWN;
+    return status != 0 && status != BX_ECANCELED && status != BX_EUNKNOWN &&
+           status != BX_ESUBSLIMIT && status != BX_ECHANLIMIT;
 }
 
 static void set_unavailable(json_t *reply)
@@ -216,6 +234,7 @@ static void batch_free(bx_batch_t *b)
 {
     if (b->nops > 64)
         free(b->passed.bytes);
+    free(b->browser);
     bx_buf_free(&b->replies);
     while (b->given) {
         given_t *g = b->given;
@@ -358,10 +377,53 @@ static void outgoing_next(void *ud, json_t *reply)
     op_done(ud, reply);
 }
 
+/* Counts a reply (base/metrics.h) before the outgoing extensions see it,
+ * and logs handshakes and errors at debug level. A held connect's reply
+ * (op->held_reply) is a success and is not looked at. */
+static void account(op_t *op, const json_t *reply)
+{
+    const char *ch = json_string_value(json_object_get(op->msg, "channel"));
+    const char *err = json_string_value(json_object_get(reply, "error"));
+    int kind = BX_MK_PUBLISH;
+
+    if (ch && strncmp(ch, "/meta/", 6) == 0) {
+        const char *m = ch + 6;
+        kind = !strcmp(m, "handshake") ? BX_MK_HANDSHAKE : !strcmp(m, "connect") ? BX_MK_CONNECT
+             : !strcmp(m, "subscribe") ? BX_MK_SUBSCRIBE
+             : !strcmp(m, "unsubscribe") ? BX_MK_UNSUBSCRIBE
+             : !strcmp(m, "disconnect") ? BX_MK_DISCONNECT : -1;
+    }
+    if (!err) {
+        if (kind == BX_MK_PUBLISH) {
+            bx_metrics.messages_in++;
+        } else if (kind == BX_MK_HANDSHAKE) {
+            bx_metrics.handshakes++;
+            if (bx_log_enabled(BX_LOG_DEBUG)) {
+                const char *kv[] = {
+                    "client", json_string_value(json_object_get(reply, "clientId"))
+                };
+                bx_log_kv(BX_LOG_DEBUG, "bayeux", "handshake", kv, 1);
+            }
+        }
+        return;
+    }
+    if (kind >= 0)
+        bx_metrics.errors[kind][bx_metrics_code_slot(atoi(err))]++;
+    if (bx_log_enabled(BX_LOG_DEBUG)) {
+        const char *kv[] = {
+            "channel", ch, "error", err,
+            "client", json_string_value(json_object_get(op->msg, "clientId"))
+        };
+        bx_log_kv(BX_LOG_DEBUG, "bayeux", "error", kv, 3);
+    }
+}
+
 /* The handler produced op->reply: run it through outgoing extensions. */
 static void op_reply(op_t *op)
 {
     gate_pass(op);              /* the reply is known: no more engine work */
+    if (!op->held_reply && op->reply)
+        account(op, op->reply);
     void *eud;
     bx_ext_hook out = bx_hub_outgoing(op->batch->hub, &eud);
     json_t *reply = op->reply;
@@ -396,6 +458,9 @@ static void handshake_created(void *ud, int status, const char *id)
     op_t *op = ud;
     if (status == 0) {
         json_object_set_new(op->reply, "clientId", json_string(id));
+        if (op->batch->browser)
+            bx_session_set_browser(op->batch->hub, id, op->batch->browser);
+        bx_hub_handshaken(op->batch->hub, id, op->msg);
     } else if (unavailable(status)) {
         op->engine_status = status;
         set_unavailable(op->reply);
@@ -479,6 +544,7 @@ static void lookup_connect(op_t *op);
 static void lookup_subscribe(op_t *op);
 static void lookup_unsubscribe(op_t *op);
 static void lookup_disconnect(op_t *op);
+static void lookup_publish(op_t *op);
 
 /* Checks common to the meta channels that need a client: an error from an
  * extension, then 401, then 402 clientId (later checks overwrite); an
@@ -495,6 +561,13 @@ static void client_checks(op_t *op)
         set_error(op->reply, 401, json_is_string(cid) ? json_string_value(cid) : "");
     if (!bx_json_truthy(cid))
         set_error(op->reply, 402, "clientId");
+    if (op->exists && op->batch->browser) {
+        /* a client handshaken with a browser cookie answers only to it: a
+         * clientId learnt elsewhere is no use without the HttpOnly cookie */
+        const char *bound = bx_session_browser(op->batch->hub, op->client_id);
+        if (bound && strcmp(bound, op->batch->browser) != 0)
+            set_error(op->reply, 409, op->client_id);
+    }
 }
 
 /* ---- /meta/connect ---- */
@@ -627,11 +700,36 @@ static void subscription_done(op_t *op)
     op_reply(op);
 }
 
+/* A limit the engine enforces: the error names the subscription (a list
+ * comma-separated, as 301 names connection types). */
+static void set_limit_error(op_t *op, int status)
+{
+    json_t *sub = json_object_get(op->reply, "subscription"), *ch;
+    bx_buf_t list = BX_BUF_INIT;
+    size_t i;
+
+    if (json_is_array(sub)) {
+        json_array_foreach(sub, i, ch) {
+            if (i)
+                bx_buf_append(&list, ",", 1);
+            bx_buf_puts(&list, json_is_string(ch) ? json_string_value(ch) : "");
+        }
+    } else if (json_is_string(sub)) {
+        bx_buf_puts(&list, json_string_value(sub));
+    }
+    bx_buf_append(&list, "", 1);
+    set_error_text(op->reply, 403, list.data,
+                   status == BX_ESUBSLIMIT ? "Too many subscriptions" : "Too many channels");
+    bx_buf_free(&list);
+}
+
 static void subscribed(void *ud, int status, int changed)
 {
     op_t *op = ud;
     if (unavailable(status))
         op->engine_status = status;
+    if (status == BX_ESUBSLIMIT || status == BX_ECHANLIMIT)
+        set_limit_error(op, status);
     if (--op->outstanding == 0)
         subscription_done(op);
 }
@@ -747,6 +845,12 @@ static void published(void *ud, int status)
     op_reply(op);
 }
 
+/* Whether a publish of this batch is subject to publish_rate. */
+static int rate_limited(const op_t *op)
+{
+    return !(op->batch->flags & BX_PROTO_LOCAL) && bx_hub_opts(op->batch->hub)->publish_rate > 0;
+}
+
 static void publish_checked(op_t *op)
 {
     json_t *jch = json_object_get(op->msg, "channel");
@@ -759,6 +863,16 @@ static void publish_checked(op_t *op)
         set_error_n(op->reply, 405, ch, n);
     if (!json_object_get(op->msg, "data"))
         set_error(op->reply, 402, "data");
+    if (!has_error(op->reply) && rate_limited(op)) {
+        /* the rate is per live client (rate_limited looked it up): a
+         * publish naming none, or an id nobody handshook (Faye needs
+         * neither), draws from the one bucket of "", so inventing ids
+         * does not get round it */
+        const char *key = op->exists ? op->client_id : "";
+        op->engine_status = 0;  /* the lookup's; the publish answers for itself */
+        if (!bx_hub_publish_allowed(op->batch->hub, key, strlen(key)))
+            set_error_n(op->reply, 429, ch, n);
+    }
     if (has_error(op->reply)) {
         op_reply(op);
         return;
@@ -808,15 +922,21 @@ static void handle(op_t *op)
             forbidden(op, ch);
         return;
     }
-    /* A publish needs no client (Faye never checks it): no lookup. The
-     * gate keeps it behind the batch's earlier messages, so a batch
-     * [subscribe, publish] finds the subscription in place. */
-    gate(op, publish_checked);
+    /* A publish needs no client (Faye never checks it): no lookup, unless
+     * its rate is limited per client. The gate keeps it behind the
+     * batch's earlier messages, so a batch [subscribe, publish] finds the
+     * subscription in place. */
+    gate(op, rate_limited(op) ? lookup_publish : publish_checked);
 }
 
 static void lookup_connect(op_t *op)
 {
     lookup(op, connect_checked);
+}
+
+static void lookup_publish(op_t *op)
+{
+    lookup(op, publish_checked);
 }
 
 static void lookup_subscribe(op_t *op)
@@ -858,6 +978,7 @@ static void start(bx_batch_t *b, json_t *msg, uint32_t seq)
 
     op->batch = b;
     op->seq = seq;
+    bx_metrics.messages_received++;
     /* a non-object element behaves like {} (Faye reads fields of it) */
     op->msg = json_is_object(msg) ? json_deep_copy(msg) : json_object();
     if (in)
@@ -869,11 +990,19 @@ static void start(bx_batch_t *b, json_t *msg, uint32_t seq)
 bx_batch_t *bx_protocol_process(bx_hub_t *s, const json_t *msgs, void *request, int flags,
                                 bx_protocol_reply_cb cb, void *ud)
 {
+    return bx_protocol_process_browser(s, msgs, request, flags, NULL, cb, ud);
+}
+
+bx_batch_t *bx_protocol_process_browser(bx_hub_t *s, const json_t *msgs, void *request,
+                                        int flags, const char *browser,
+                                        bx_protocol_reply_cb cb, void *ud)
+{
     bx_batch_t *b = bx_calloc(1, sizeof(*b));
     size_t i, n;
     json_t *m;
 
     b->hub = s;
+    b->browser = browser ? bx_strdup(browser) : NULL;
     b->request = request;
     b->flags = flags;
     b->cb = cb;

@@ -28,6 +28,16 @@ typedef void (*bx_protocol_reply_cb)(void *ud, bx_chunkv_t *reply, size_t nmsgs)
 bx_batch_t *bx_protocol_process(bx_hub_t *h, const json_t *msgs, void *request, int flags,
                                 bx_protocol_reply_cb cb, void *ud);
 
+/* bx_protocol_process for a request of the HTTP transports with cookie
+ * binding on: `browser` (copied; "" when the request carries no cookie) is
+ * the browser id of the request. A handshake binds the new client to it;
+ * a connect, subscribe, unsubscribe or disconnect for a client bound to
+ * another browser id is refused, 409:<clientId>:Client bound to another
+ * browser. NULL: no binding, as bx_protocol_process. */
+bx_batch_t *bx_protocol_process_browser(bx_hub_t *h, const json_t *msgs, void *request,
+                                        int flags, const char *browser,
+                                        bx_protocol_reply_cb cb, void *ud);
+
 /* The transport went away: `cb` will not be called. A held connect is let
  * go and its undelivered messages stay queued for the next connect. */
 void bx_batch_cancel(bx_batch_t *b);

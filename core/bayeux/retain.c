@@ -159,7 +159,8 @@ static void send_later(void *ud)
 
     if (!bx_hub_closing(s->hub)) {
         bx_engine_t *e = bx_hub_engine(s->hub);
-        e->ops->requeue(e, s->id, &s->msgs);
+        /* in front of what is queued: it is older; nobody waits on it */
+        e->ops->requeue(e, s->id, &s->msgs, NULL, NULL);
     }
     bx_chunkv_free(&s->msgs);
     free(s);

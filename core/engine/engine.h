@@ -16,7 +16,8 @@
  * proxy with proxy->wake(); the proxy then asks with take(), whose
  * callback, on a later turn, hands the queued messages over. What
  * the proxy took but no connection carried comes back with requeue(), in
- * front of the queue, so the client's next connection gets it in order.
+ * front of the queue, so the client's next connection gets it in order;
+ * the proxy takes again only once requeue has answered.
  *
  * Order: an engine applies calls in the order they are made (a networked
  * engine sends them down one connection), but their callbacks may come in
@@ -70,6 +71,8 @@ typedef struct {
 typedef struct {
     size_t clients;             /* live clients */
     unsigned long dropped;      /* messages dropped because a queue was full */
+    size_t subscriptions;       /* (client, channel) pairs */
+    size_t channels;            /* channels or patterns with a subscriber */
 } bx_engine_stats_t;
 
 typedef void (*bx_engine_id_cb)(void *ud, int status, const char *client_id);
@@ -93,7 +96,10 @@ typedef struct {
     /* Marks `id` alive now (every connect). No callback. */
     void (*ping)(bx_engine_t *e, const char *id);
     /* Adds / removes a subscription; `yes` tells whether anything changed.
-     * cb may be NULL. */
+     * cb may be NULL. A subscribe past opts.max_subscriptions or
+     * opts.max_channels changes nothing and answers BX_ESUBSLIMIT or
+     * BX_ECHANLIMIT (a subscription the client already has is never
+     * refused). */
     int (*subscribe)(bx_engine_t *e, const char *id, const char *channel,
                      bx_engine_bool_cb cb, void *ud);
     int (*unsubscribe)(bx_engine_t *e, const char *id, const char *channel,
@@ -110,12 +116,15 @@ typedef struct {
     int (*take)(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud);
     /* Puts back messages that take handed over but no connection
      * sent (a reply's byte bound, a socket that went away): `msgs` (entries
-     * stolen; the vector is left empty) go in front of the queue of `id`, in
-     * order, ahead of anything queued since. The queue limit holds as for a
-     * publish (the oldest are dropped and counted). Nothing happens for an
-     * unknown client. Like a publish it calls proxy->wake when `id` has a
-     * connection here. No callback. */
-    void (*requeue)(bx_engine_t *e, const char *id, bx_chunkv_t *msgs);
+     * stolen, whatever the result; the vector is left empty) go in front of
+     * the queue of `id`, in order, ahead of anything queued since. The
+     * queue limit holds as for a publish (the oldest are dropped and
+     * counted). Like a publish it calls proxy->wake when `id` has a
+     * connection here. cb (may be NULL) answers once they are back: 0, or
+     * BX_EUNKNOWN for an unknown client (the messages are dropped); a take
+     * made after the answer finds them. */
+    int (*requeue)(bx_engine_t *e, const char *id, bx_chunkv_t *msgs, bx_engine_done_cb cb,
+                   void *ud);
     /* Fills `out` with the engine's counts. No callback. */
     void (*stats)(bx_engine_t *e, bx_engine_stats_t *out);
     /* Frees the engine; pending callbacks are called with status
@@ -135,12 +144,20 @@ struct bx_engine_s {
 #define BX_EUNKNOWN   (-2)      /* no such client */
 #define BX_EUNAVAILABLE (-3)    /* the engine cannot answer now (its store is
                                    out of reach): retry later */
+#define BX_ESUBSLIMIT (-4)      /* subscribe: the client has max_subscriptions */
+#define BX_ECHANLIMIT (-5)      /* subscribe: the node's index has max_channels
+                                   channels and this one is not among them */
 
 /* Options every engine reads (an engine ignores what it does not use). */
 typedef struct {
     double timeout;             /* seconds; a client is gone after 2 x timeout
                                    without a connect; default 60 */
     size_t queue_limit;         /* messages kept per client; 0 = default 1000 */
+    size_t max_subscriptions;   /* channels one client may subscribe to; 0 =
+                                   no limit; beyond: BX_ESUBSLIMIT */
+    size_t max_channels;        /* distinct channels and patterns subscribed
+                                   to on this node; 0 = no limit; beyond:
+                                   BX_ECHANLIMIT */
 } bx_engine_opts_t;
 
 /* The factory: makes an engine of `type` ("memory", or a Redis URL

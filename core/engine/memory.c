@@ -7,14 +7,19 @@
  * index entry is deleted when its last subscriber leaves, so clients cannot
  * grow the index by subscribing and leaving.
  *
- * Callbacks are deferred through a queue drained by a uv_idle handle (idle
- * also keeps the next poll from blocking while completions are pending).
+ * Callbacks are deferred: each call puts a completion on the engine's
+ * list, which one entry of the loop's later-turn queue (base/later.h) runs
+ * in order on the next turn (one entry per turn, not one per completion:
+ * a publish to many connected clients makes as many takes); close answers
+ * what is left.
  */
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include "base/channel.h"
 #include "base/dict.h"
+#include "base/later.h"
+#include "base/list.h"
 #include "engine/memory.h"
 #include "base/json.h"
 
@@ -35,13 +40,14 @@ typedef struct client {
     ring_t queue;
     uint64_t last_ping;         /* uv_now() ms */
     uint64_t mark;              /* last publish that reached this client */
-    struct client *older, *newer;   /* the liveness list, by last_ping */
+    bx_list_t live;             /* on m->live, by last_ping */
 } client_t;
 
 typedef enum { OP_ID, OP_BOOL, OP_DONE, OP_TAKE } op_kind_t;
 
 typedef struct op {
-    struct op *next;
+    struct op *next;            /* on the spare list */
+    bx_list_t link;             /* on m->ops while pending */
     op_kind_t kind;
     void (*cb)(void);
     void *ud;
@@ -54,17 +60,20 @@ typedef struct op {
 typedef struct {
     bx_engine_t base;
     size_t queue_limit;
+    size_t max_subscriptions;   /* 0: no limit */
+    size_t max_channels;        /* 0: no limit */
     unsigned long dropped;
+    size_t nsubs;               /* subscriptions, for stats */
     bx_dict_t clients;          /* id -> client_t */
     bx_dict_t index;            /* channel -> bx_dict_t of id -> client_t */
-    client_t *oldest, *newest;  /* every client, least recently pinged first:
-                                   expiry looks only at those that are due */
+    bx_list_t live;             /* every client_t, least recently pinged
+                                   first: expiry looks only at those due */
     uint64_t generation;
-    op_t *head, *tail;          /* pending completions */
+    bx_list_t ops;              /* pending completions, oldest first */
+    bx_later_t later;           /* runs them (on_later) */
     op_t *spare;                /* freed ops kept for reuse: a take per
                                    delivery costs no malloc */
     int nspare;
-    uv_idle_t idle;
     uv_timer_t gc;
     int closing;
     int handles_open;
@@ -74,9 +83,11 @@ typedef struct {
 
 /* ---- Deferred completions ---- */
 
-static void on_idle(uv_idle_t *h);
+static void on_later(void *ud);
 
-#define MAX_SPARE 64
+/* Enough for a publish's takes to a thousand connected clients to cost no
+ * malloc (~100 KB at most, kept only after such a burst). */
+#define MAX_SPARE 1024
 
 static op_t *defer(memory_t *m, op_kind_t kind, void (*cb)(void), void *ud)
 {
@@ -91,12 +102,8 @@ static op_t *defer(memory_t *m, op_kind_t kind, void (*cb)(void), void *ud)
     op->kind = kind;
     op->cb = cb;
     op->ud = ud;
-    if (m->tail)
-        m->tail->next = op;
-    else
-        m->head = op;
-    m->tail = op;
-    uv_idle_start(&m->idle, on_idle);
+    bx_list_push_tail(&m->ops, &op->link);
+    bx_later_queue(m->base.loop, &m->later);
     return op;
 }
 
@@ -139,20 +146,24 @@ static void run_op(memory_t *m, op_t *op)
     }
 }
 
-static void on_idle(uv_idle_t *h)
+static void on_later(void *ud)
 {
-    memory_t *m = h->data;
+    memory_t *m = ud;
     /* only what is queued now: completions queued by these callbacks wait
-     * for the next turn, so a chain of operations cannot starve the loop */
-    op_t *op = m->head;
-    m->head = m->tail = NULL;
-    uv_idle_stop(&m->idle);
-    while (op) {
-        op_t *next = op->next;
+     * for the next turn (the entry was unqueued before this call, so the
+     * first of them queues it again), so a chain of operations cannot
+     * starve the loop */
+    bx_list_t *last = m->ops.prev;
+
+    while (!bx_list_empty(&m->ops)) {
+        bx_list_t *l = m->ops.next;
+        op_t *op = BX_CONTAINER(l, op_t, link);
+        bx_list_remove(l);
         if (op->cb)
             run_op(m, op);
         op_free(m, op);
-        op = next;
+        if (l == last)
+            break;
     }
 }
 
@@ -216,36 +227,15 @@ static void ring_take(ring_t *r, bx_chunkv_t *out)
 
 /* ---- Liveness order ---- */
 
-static void unlink_client(memory_t *m, client_t *c)
-{
-    if (c->older)
-        c->older->newer = c->newer;
-    else
-        m->oldest = c->newer;
-    if (c->newer)
-        c->newer->older = c->older;
-    else
-        m->newest = c->older;
-    c->older = c->newer = NULL;
-}
-
 /* Stamps `c` as pinged now; it becomes the newest (uv_now never goes
  * back, so the list stays ordered by last_ping). */
 static void touch(memory_t *m, client_t *c)
 {
-    if (m->newest == c) {
-        c->last_ping = uv_now(m->base.loop);
-        return;
-    }
-    if (c->older || c->newer || m->oldest == c)
-        unlink_client(m, c);
     c->last_ping = uv_now(m->base.loop);
-    c->older = m->newest;
-    if (m->newest)
-        m->newest->newer = c;
-    else
-        m->oldest = c;
-    m->newest = c;
+    if (m->live.prev == &c->live)
+        return;
+    bx_list_remove(&c->live);
+    bx_list_push_tail(&m->live, &c->live);
 }
 
 /* ---- Clients ---- */
@@ -267,6 +257,7 @@ static int unsubscribe_one(memory_t *m, client_t *c, const char *ch)
     size_t len = strlen(ch);
     if (!bx_dict_get(&c->channels, ch, len))
         return 0;
+    m->nsubs--;
     bx_dict_t *subs = bx_dict_get(&m->index, ch, len);
     if (subs) {
         bx_dict_del(subs, c->id, 31);
@@ -288,7 +279,7 @@ static void destroy(memory_t *m, client_t *c)
     bx_dict_entry_t *e;
 
     bx_dict_del(&m->clients, c->id, 31);
-    unlink_client(m, c);
+    bx_list_remove(&c->live);
     while ((e = bx_dict_next(&c->channels, &it)) != NULL)
         unsubscribe_one(m, c, e->key);
     bx_dict_free(&c->channels);
@@ -304,6 +295,7 @@ static int m_create_client(bx_engine_t *e, bx_engine_id_cb cb, void *ud)
     memory_t *m = (memory_t *)e;
     client_t *c = bx_calloc(1, sizeof(*c));
 
+    bx_list_init(&c->live);
     if (m->closing) {
         free(c);
         return BX_ECANCELED;
@@ -353,23 +345,32 @@ static int m_subscribe(bx_engine_t *e, const char *id, const char *ch, bx_engine
     memory_t *m = (memory_t *)e;
     client_t *c = find(m, id);
     size_t len = strlen(ch);
-    int changed = 0;
+    int changed = 0, status = c ? 0 : BX_EUNKNOWN;
 
     if (m->closing)
         return BX_ECANCELED;
     if (c && !bx_dict_get(&c->channels, ch, len)) {
-        bx_dict_set(&c->channels, ch, len, (void *)1);
         bx_dict_t *subs = bx_dict_get(&m->index, ch, len);
-        if (!subs) {
-            subs = bx_calloc(1, sizeof(*subs));
-            bx_dict_set(&m->index, ch, len, subs);
+        /* the caps bound what one client, and all of them, make the node
+         * keep: a subscription costs an entry in the client and the index */
+        if (m->max_subscriptions && c->channels.count >= m->max_subscriptions)
+            status = BX_ESUBSLIMIT;
+        else if (!subs && m->max_channels && m->index.count >= m->max_channels)
+            status = BX_ECHANLIMIT;
+        if (status == 0) {
+            bx_dict_set(&c->channels, ch, len, (void *)1);
+            if (!subs) {
+                subs = bx_calloc(1, sizeof(*subs));
+                bx_dict_set(&m->index, ch, len, subs);
+            }
+            bx_dict_set(subs, c->id, 31, c);
+            m->nsubs++;
+            trigger(m, BX_EV_SUBSCRIBE, c->id, ch, NULL);
+            changed = 1;
         }
-        bx_dict_set(subs, c->id, 31, c);
-        trigger(m, BX_EV_SUBSCRIBE, c->id, ch, NULL);
-        changed = 1;
     }
     op_t *op = defer(m, OP_BOOL, (void (*)(void))cb, ud);
-    op->status = c ? 0 : BX_EUNKNOWN;
+    op->status = status;
     op->yes = changed;
     return 0;
 }
@@ -458,7 +459,10 @@ static int m_take(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud
     if (m->closing)
         return BX_ECANCELED;
     op_t *op = defer(m, OP_TAKE, (void (*)(void))cb, ud);
-    snprintf(op->id, sizeof(op->id), "%s", id);
+    /* not snprintf: one take per connected recipient of every publish */
+    size_t n = strnlen(id, sizeof(op->id) - 1);
+    memcpy(op->id, id, n);
+    op->id[n] = '\0';
     if (c && c->queue.n)
         ring_take(&c->queue, &op->msgs);
     return 0;
@@ -466,16 +470,22 @@ static int m_take(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud
 
 /* ---- Put-back ---- */
 
-static void m_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs)
+static int m_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs,
+                     bx_engine_done_cb cb, void *ud)
 {
     memory_t *m = (memory_t *)e;
     client_t *c = m->closing ? NULL : find(m, id);
     bx_chunkv_t newer = BX_CHUNKV_INIT;
     uint32_t limit = (uint32_t)m->queue_limit;
 
+    if (m->closing) {
+        bx_chunkv_clear(msgs);
+        return BX_ECANCELED;
+    }
+    defer(m, OP_DONE, (void (*)(void))cb, ud)->status = c ? 0 : BX_EUNKNOWN;
     if (!c || msgs->n == 0) {
         bx_chunkv_clear(msgs);
-        return;
+        return 0;
     }
     /* the given-back messages are the oldest: refill the ring with them
      * first, so that over the limit they are the ones dropped */
@@ -493,6 +503,66 @@ static void m_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs)
     bx_chunkv_free(&newer);
     if (c->queue.n && m->base.proxy.has_connection(m->base.proxy.ud, c->id))
         m->base.proxy.wake(m->base.proxy.ud, c->id);
+    return 0;
+}
+
+/* ---- For an engine built on this one (redis.c) ---- */
+
+int bx_engine_memory_has(bx_engine_t *e, const char *id)
+{
+    return find((memory_t *)e, id) != NULL;
+}
+
+int bx_engine_memory_adopt(bx_engine_t *e, const char *id)
+{
+    memory_t *m = (memory_t *)e;
+    client_t *c;
+
+    if (m->closing || strlen(id) != 31 || find(m, id))
+        return -1;
+    c = bx_calloc(1, sizeof(*c));
+    memcpy(c->id, id, 32);
+    bx_list_init(&c->live);
+    touch(m, c);
+    bx_dict_set(&m->clients, c->id, 31, c);
+    return 0;
+}
+
+int bx_engine_memory_release(bx_engine_t *e, const char *id, bx_chunkv_t *out)
+{
+    memory_t *m = (memory_t *)e;
+    client_t *c = find(m, id);
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *en;
+
+    if (!c)
+        return BX_EUNKNOWN;
+    bx_dict_del(&m->clients, c->id, 31);
+    bx_list_remove(&c->live);
+    while ((en = bx_dict_next(&c->channels, &it)) != NULL)
+        unsubscribe_one(m, c, en->key);
+    bx_dict_free(&c->channels);
+    if (c->queue.n)
+        ring_take(&c->queue, out);
+    ring_free(&c->queue);
+    free(c);
+    return 0;
+}
+
+void bx_engine_memory_each(bx_engine_t *e, bx_engine_memory_each_cb fn, void *ud)
+{
+    memory_t *m = (memory_t *)e;
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *en;
+
+    while ((en = bx_dict_next(&m->clients, &it)) != NULL) {
+        client_t *c = en->value;
+        bx_dict_iter_t ci = BX_DICT_ITER_INIT;
+        bx_dict_entry_t *ce;
+        fn(ud, c->id, NULL, 0);
+        while ((ce = bx_dict_next(&c->channels, &ci)) != NULL)
+            fn(ud, c->id, ce->key, ce->klen);
+    }
 }
 
 /* ---- Liveness ---- */
@@ -504,8 +574,12 @@ static void on_gc(uv_timer_t *t)
     uint64_t ttl = (uint64_t)(2 * m->base.timeout * 1000);
 
     /* only the clients that are due, the least recently pinged first */
-    while (m->oldest && now - m->oldest->last_ping >= ttl)
-        destroy(m, m->oldest);
+    while (!bx_list_empty(&m->live)) {
+        client_t *c = BX_CONTAINER(m->live.next, client_t, live);
+        if (now - c->last_ping < ttl)
+            break;
+        destroy(m, c);
+    }
 }
 
 /* ---- Life cycle ---- */
@@ -529,19 +603,20 @@ static void m_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
     bx_dict_entry_t *en;
 
     m->closing = 1;
+    bx_later_cancel(&m->later);
     m->close_done = done;
     m->close_ud = ud;
     /* pending completions are answered "canceled" now: close is the one
      * call allowed to finish them, and their owners are shutting down too */
-    for (op_t *op = m->head, *next; op; op = next) {
-        next = op->next;
+    while (!bx_list_empty(&m->ops)) {
+        op_t *op = BX_CONTAINER(m->ops.next, op_t, link);
+        bx_list_remove(&op->link);
         op->status = BX_ECANCELED;
         if (op->cb)
             run_op(m, op);
         bx_chunkv_free(&op->msgs);
         free(op);
     }
-    m->head = m->tail = NULL;
     while (m->spare) {
         op_t *op = m->spare;
         m->spare = op->next;
@@ -561,8 +636,7 @@ static void m_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
         free(en->value);
     }
     bx_dict_free(&m->index);
-    m->handles_open = 2;
-    uv_close((uv_handle_t *)&m->idle, on_handle_closed);
+    m->handles_open = 1;
     uv_close((uv_handle_t *)&m->gc, on_handle_closed);
 }
 
@@ -571,6 +645,8 @@ static void m_stats(bx_engine_t *e, bx_engine_stats_t *out)
     memory_t *m = (memory_t *)e;
     out->clients = m->clients.count;
     out->dropped = m->dropped;
+    out->subscriptions = m->nsubs;
+    out->channels = m->index.count;
 }
 
 static const bx_engine_ops_t memory_ops = {
@@ -599,11 +675,14 @@ bx_engine_t *bx_engine_memory_new(uv_loop_t *loop, const bx_proxy_t *proxy,
     m->base.proxy = *proxy;
     m->base.loop = loop;
     m->base.timeout = timeout;
+    bx_list_init(&m->live);
     m->queue_limit = opts && opts->queue_limit ? opts->queue_limit : DEFAULT_QUEUE_LIMIT;
     if (m->queue_limit > UINT32_MAX / 2)
         m->queue_limit = UINT32_MAX / 2;    /* the ring counts in 32 bits */
-    uv_idle_init(loop, &m->idle);
-    m->idle.data = m;
+    m->max_subscriptions = opts ? opts->max_subscriptions : 0;
+    m->max_channels = opts ? opts->max_channels : 0;
+    bx_list_init(&m->ops);
+    bx_later_init(&m->later, on_later, m);
     uv_timer_init(loop, &m->gc);
     m->gc.data = m;
     /* sweep often enough that expiry is within a quarter timeout of 2 x

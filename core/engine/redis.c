@@ -4,20 +4,21 @@
  * Each process keeps its own clients, subscriptions and queues in an inner
  * memory engine (memory.c), and shares publishes through Redis pub/sub:
  *
- *   - a publish is delivered to this process's clients at once (through
- *     the inner engine) and sent with ONE `PUBLISH NS/m<channel> <payload>`,
- *     whatever the number of subscribers anywhere;
+ *   - a publish is sent with ONE `PUBLISH NS/m<channel> <payload>`,
+ *     whatever the number of subscribers anywhere, and delivered to this
+ *     process's clients too when Redis sends it back, so that every process
+ *     applies the publishes in the one order of Redis's stream;
  *   - each process subscribes, on its subscriber connection, to what its
  *     own clients need: `SUBSCRIBE NS/m/a/b` for /a/b, `PSUBSCRIBE
  *     NS/m/a/*` for both /a/* and /a/** (Redis's `*` also crosses '/', so
  *     the inner engine's exact matching decides), refcounted, so a
  *     channel costs one Redis subscription per process, not per client;
- *   - a message from another process is published into the inner engine
- *     (the same serialize-once fan-out as the memory engine), without a
- *     second PUBLISH event. The payload is "<node id><seq> <json>": a
- *     process skips its own messages, and the copies Redis sends when
- *     several of its subscriptions match one publish (they arrive one
- *     after another).
+ *   - a message from Redis (another process's or its own) is published
+ *     into the inner engine (the same serialize-once fan-out as the memory
+ *     engine), without a second PUBLISH event. The payload is "<node
+ *     id><seq> <json>": a process skips the copies Redis sends when several
+ *     of its subscriptions match one publish (they arrive one after
+ *     another).
  *
  * Redis down: a publish answers BX_EUNAVAILABLE (nothing delivered); the
  * engine logs each change of state once; when Redis is back, the
@@ -27,20 +28,23 @@
  * consistent-hash ring gives it; an exact subscription is made on that
  * server, a pattern on every server (its channels are anywhere).
  *
- * Not here yet (see the issue): clients, subscriptions and queues in Redis
- * so that any process can serve any client (today a client's requests must
- * reach the process that made it).
+ * Clients live in Redis too, so that any process serves any request of
+ * any client: see "Sessions" below.
  *
  * The connections' handles keep no loop alive (net/redis.h); a prepare
  * handle does, while a PUBLISH waits for its reply or the first connection
  * is being made, so that a caller running the loop until its callbacks
  * came (the contract test's drain) sees them.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "base/dict.h"
 #include "base/json.h"
+#include "base/log.h"
+#include "base/metrics.h"
 #include "engine/memory.h"
 #include "engine/redis.h"
 #include "net/redis.h"
@@ -86,6 +90,19 @@ typedef struct redis_s {
     int sub_first;              /* the same, of the subscriber connections */
     struct early *early, **early_tail;  /* publishes waiting for it */
     uv_prepare_t keep;
+    /* sessions shared through Redis (see "Sessions" below) */
+    char ctlkey[160];           /* "S" + the control channel NS/ctl: its
+                                   target's key */
+    const char *ctl;            /* the channel: ctlkey + 1 */
+    bx_dict_t adopts;           /* id -> adopt_t: clients being taken over */
+    bx_dict_t rops;             /* token -> rop_t: (un)subscribes the holder
+                                   elsewhere has to acknowledge */
+    bx_dict_t pinged;           /* ids pinged since the last ZADD */
+    bx_dict_t echoes;           /* seq -> pub_t: own publishes whose answer
+                                   waits for their delivery here */
+    int quiet;                  /* the inner engine's events are bookkeeping */
+    uv_timer_t tick;
+    uint64_t last_flush;
     int closing, open;
     void (*close_done)(void *ud);
     void *close_ud;
@@ -117,24 +134,40 @@ typedef struct {
     char channel[];
 } sub_t;
 
-/* A publish made before the first connection's outcome. */
+/* A call made before the first connection's outcome that needs Redis: a
+ * publish, or one about a client this process does not hold. */
+enum { E_PUBLISH, E_CREATE, E_EXISTS, E_DESTROY, E_SUBSCRIBE, E_UNSUBSCRIBE, E_TAKE };
+
 typedef struct early {
     struct early *next;
+    int op;
     json_t *msg;
     bx_engine_done_cb cb;
+    void (*fn)(void);           /* the callback of the other calls */
     void *ud;
+    char id[32];
+    char *ch;
 } early_t;
 
 typedef struct {
     redis_t *r;
     bx_engine_done_cb cb;
     void *ud;
-    int waiting;                /* the inner publish and the PUBLISH reply */
+    int waiting;                /* the PUBLISH reply, and the message back
+                                   from Redis when clients here need it */
     int status;
+    int echo;                   /* in r->echoes */
+    uint64_t deadline;
+    char key[17];               /* its sequence number, in hex */
 } pub_t;
 
 static void on_keep(uv_prepare_t *h) { (void)h; }
+static int forget(redis_t *r, const char *id, int event, bx_engine_done_cb cb, void *ud);
+static void on_ctl(redis_t *r, const char *text, size_t len);
+static void reregister_one(void *ud, const char *id, const char *ch, size_t len);
 static void flush_early(redis_t *r, int status);
+static int defer_early(redis_t *r, int op, const char *id, const char *ch, void (*fn)(void),
+                       void *ud);
 
 static void busy_update(redis_t *r)
 {
@@ -334,8 +367,10 @@ static void p_trigger(void *ud, bx_event_t ev, const char *id, const char *ch,
         target_ref(r, ch, 1);
     else if (ev == BX_EV_UNSUBSCRIBE && ch && !r->closing)
         target_ref(r, ch, -1);
-    if (ev == BX_EV_PUBLISH && r->remote)
-        return;                 /* the publishing process told already */
+    if (ev == BX_EV_DISCONNECT && !r->quiet && !r->closing && id)
+        forget(r, id, 0, NULL, NULL);   /* destroyed or expired here */
+    if ((ev == BX_EV_PUBLISH && r->remote) || r->quiet)
+        return;                 /* told by another process, or bookkeeping */
     if (r->base.proxy.trigger)
         r->base.proxy.trigger(r->base.proxy.ud, ev, id, ch, data);
 }
@@ -346,12 +381,19 @@ static void on_cmd_state(void *ud, int up, const char *why)
 {
     shard_t *sh = ud;
     redis_t *r = sh->r;
-    if (up && sh->was_down)
-        fprintf(stderr, "bayeux: redis engine: %s is back\n", sh->name);
-    else if (!up)
-        fprintf(stderr, "bayeux: redis engine: %s unreachable (%s); publishing "
-                "answers 'unavailable' until it is back\n", sh->name, why ? why : "?");
+    if (up && sh->was_down) {
+        const char *kv[] = { "shard", sh->name };
+        bx_log_kv(BX_LOG_INFO, "redis", "back", kv, 1);
+    } else if (!up) {
+        const char *kv[] = { "shard", sh->name, "error", why ? why : "?" };
+        bx_log_kv(BX_LOG_WARN, "redis",
+                  "unreachable; publishing answers 'unavailable' until it is back", kv, 2);
+    }
+    if (sh->was_down != !up)
+        bx_metrics.redis_down += up ? (uint64_t)-1 : 1;
     sh->was_down = !up;
+    if (up && sh->idx == 0 && !r->closing)
+        bx_engine_memory_each(r->inner, reregister_one, r);    /* made while away */
     if (sh->first) {
         sh->first = 0;
         /* the early publishes go when every shard's first attempt is over:
@@ -360,6 +402,38 @@ static void on_cmd_state(void *ud, int up, const char *why)
             flush_early(r, 0);
     }
     busy_update(r);
+}
+
+static void pub_step(pub_t *p, int status);
+
+/* The publish waiting for its echo under `key`, answered with `status`. */
+static void echo_done(redis_t *r, const char *key, size_t len, int status)
+{
+    pub_t *p = bx_dict_del(&r->echoes, key, len);
+    if (!p)
+        return;
+    p->echo = 0;
+    r->busy--;
+    busy_update(r);
+    pub_step(p, status);
+}
+
+/* Every publish waiting for its echo (a subscriber connection went down,
+ * or the engine closes). */
+static void echo_release(redis_t *r, int status)
+{
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *e;
+    pub_t *due[64];
+    int n;
+    do {
+        n = 0;
+        it = (bx_dict_iter_t)BX_DICT_ITER_INIT;
+        while (n < 64 && (e = bx_dict_next(&r->echoes, &it)) != NULL)
+            due[n++] = e->value;
+        for (int i = 0; i < n; i++)
+            echo_done(r, due[i]->key, 16, status);
+    } while (n == 64);
 }
 
 static void on_sub_state(void *ud, int up, const char *why)
@@ -387,6 +461,8 @@ static void on_sub_state(void *ud, int up, const char *why)
         }
     }
     sh->last[0] = '\0';
+    if (!up)
+        echo_release(r, 0);     /* published; what Redis drops is lost */
     busy_update(r);
 }
 
@@ -404,6 +480,12 @@ static void on_push(void *ud, redisReply *rep)
         return;
     if (strcmp(rep->element[0]->str, "message") == 0 && rep->elements == 3) {
         payload = rep->element[2];
+        if (sh->idx == 0 && rep->element[1]->type == REDIS_REPLY_STRING
+            && strcmp(rep->element[1]->str, r->ctl) == 0) {
+            if (payload->type == REDIS_REPLY_STRING)
+                on_ctl(r, payload->str, payload->len);
+            return;
+        }
     } else if (strcmp(rep->element[0]->str, "pmessage") == 0 && rep->elements == 4) {
         payload = rep->element[3];
     } else {
@@ -424,46 +506,985 @@ static void on_push(void *ud, redisReply *rep)
     }
     if (payload->type != REDIS_REPLY_STRING || payload->len < 48 || payload->str[47] != ' ')
         return;
-    if (memcmp(payload->str, r->node, 31) == 0)
-        return;                 /* ours: delivered here at publish time */
     if (memcmp(payload->str, sh->last, 47) == 0)
         return;                 /* the same publish through another subscription */
     memcpy(sh->last, payload->str, 47);
     sh->last[47] = '\0';
     msg = bx_json_parse(payload->str + 48, payload->len - 48);
-    if (!msg)
+    if (msg) {
+        r->remote = 1;
+        r->inner->ops->publish(r->inner, msg, NULL, NULL);
+        r->remote = 0;
+        json_decref(msg);
+    }
+    if (memcmp(payload->str, r->node, 31) == 0)
+        echo_done(r, payload->str + 31, 16, 0);    /* ours: delivered here now */
+}
+
+/* ---- Sessions: any process serves any client ----
+ *
+ * A client is held by one process at a time: the one whose inner engine
+ * has it, subscribed on Redis for its channels and queueing its messages
+ * in memory. Redis (the first shard) knows every client:
+ *
+ *   NS/clients      ZSET id -> last connect (wall clock, ms): liveness
+ *   NS/c/<id>/s     SET of its channels
+ *   NS/c/<id>/h     the id of the process holding it
+ *   NS/c/<id>/q     LIST: its queue while it moves between processes
+ *
+ * so any process answers "does it exist" and takes a subscribe. A
+ * connection (a connect held, a socket bound) for a client held elsewhere
+ * takes it over with a handoff on the control channel NS/ctl, which every
+ * process subscribes to on the first shard:
+ *
+ *   1. the claimer reads the channels and sets itself as the holder (one
+ *      MULTI), subscribes on Redis to those channels and waits for the
+ *      confirmations, then PUBLISHes "H <claimer> <id> <old holder>";
+ *   2. the pub/sub stream of the first shard is one order for everyone:
+ *      the old holder keeps every message before H (it has them or gets
+ *      them before H), releases the client at H, RPUSHes its queue to
+ *      NS/c/<id>/q and PUBLISHes "R <holder> <id>"; the claimer makes the
+ *      client in its inner engine at H (its own H in its own stream), so
+ *      it gets every message after H;
+ *   3. at R the claimer takes the list (LRANGE+DEL in MULTI) and puts it in
+ *      front of its queue, then answers the takes that waited.
+ *
+ * Each message is so queued by exactly one process, in the order of the
+ * stream. A holder that does not answer within HANDOFF_MS (it died) is
+ * given up on. With several shards the cut is exact for the channels on
+ * the first one; a message on another shard published during the
+ * handoff's few milliseconds may come twice or not at all.
+ *
+ * An (un)subscribe for a client held elsewhere updates the SET and GETs
+ * the holder in one MULTI, then asks the holder ("S"/"U <from> <id>
+ * <token> <channel>"), which acknowledges ("K <holder> <token>") once
+ * its Redis subscription is confirmed. A disconnect anywhere removes the
+ * keys and PUBLISHes "D <from> <id>": the holder drops the client and
+ * answers its held connect. Pings are batched into one ZADD per sweep
+ * period (timeout / 2, from 0.25 to 1 s); every process removes clients
+ * whose last connect is older than 2 x timeout (ZRANGEBYSCORE), so expiry
+ * is the same everywhere.
+ *
+ * A process applies its own publishes when Redis sends them back, like
+ * everybody else's, so that the handoff's cut holds for them too (a
+ * publish delivered here at once could be queued both here and by the
+ * claimer, or by neither).
+ */
+
+#define HANDOFF_MS 2000
+
+enum { A_FETCH, A_SUBS, A_CUT, A_WAIT_R, A_LIST };
+
+typedef struct take_w {
+    struct take_w *next;
+    bx_engine_take_cb cb;
+    void *ud;
+} take_w_t;
+
+/* An (un)subscribe that waits for an adoption to finish. */
+typedef struct pop {
+    struct pop *next;
+    int unsub;
+    int remote;                 /* asked by another process: acknowledge */
+    char token[80];
+    bx_engine_bool_cb cb;
+    void *ud;
+    char ch[];
+} pop_t;
+
+typedef struct {
+    redis_t *r;
+    char id[32];
+    char prev[32];              /* the old holder, "" for none */
+    int state;
+    int subs_waiting;
+    int gone;                   /* destroyed meanwhile */
+    uint64_t deadline;
+    char **chans;
+    size_t nchans;
+    take_w_t *takes, **takes_tail;
+    pop_t *pops, **pops_tail;
+} adopt_t;
+
+typedef struct {
+    redis_t *r;
+    int unsub;
+    int yes;
+    int waiting;                /* for the holder's acknowledgement */
+    uint64_t deadline;
+    char id[32];
+    char token[80];
+    bx_engine_bool_cb cb;
+    void *ud;
+    char ch[];
+} rop_t;
+
+static int local_subscribe(redis_t *r, const char *id, const char *ch, int unsub,
+                           bx_engine_bool_cb cb, void *ud);
+
+static double wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+static double ttl_ms(redis_t *r)
+{
+    return 2 * r->base.timeout * 1000;
+}
+
+/* "NS/c/<id>/<what>" into `b`. */
+static void ckey(redis_t *r, bx_buf_t *b, const char *id, const char *what)
+{
+    bx_buf_printf(b, "%s/c/%s/%s", r->ns, id, what);
+}
+
+static void clients_key(redis_t *r, bx_buf_t *b)
+{
+    bx_buf_printf(b, "%s/clients", r->ns);
+}
+
+/* A command on the first shard's command connection; with a callback, the
+ * engine keeps the loop running until the reply. */
+static int cmd0(redis_t *r, bx_redis_reply_cb cb, void *ud, int argc, const char **argv,
+                const size_t *lens)
+{
+    int rc = bx_redis_command(r->shards[0].cmd, cb, ud, argc, argv, lens);
+    if (rc == 0 && cb) {
+        r->busy++;
+        busy_update(r);
+    }
+    return rc;
+}
+
+static void unbusy(redis_t *r)
+{
+    r->busy--;
+    busy_update(r);
+}
+
+static int up0(redis_t *r)
+{
+    return bx_redis_up(r->shards[0].cmd);
+}
+
+/* Sends a 2- or 3-argument command of NUL-terminated strings. */
+static int cmd0s(redis_t *r, bx_redis_reply_cb cb, void *ud, const char *a, const char *b,
+                 const char *c)
+{
+    const char *argv[3] = { a, b, c };
+    return cmd0(r, cb, ud, c ? 3 : 2, argv, NULL);
+}
+
+static void ctl_send(redis_t *r, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    cmd0s(r, NULL, NULL, "PUBLISH", r->ctl, text);
+}
+
+/* Whether a reply is EXEC's array of `n` results. */
+static int exec_ok(int status, redisReply *rep, size_t n)
+{
+    return status == 0 && rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == n;
+}
+
+/* Registers client `id` as held here (a new client, or one made while
+ * Redis was away). */
+static int register_client(redis_t *r, const char *id, bx_redis_reply_cb cb, void *ud)
+{
+    bx_buf_t k = BX_BUF_INIT, h = BX_BUF_INIT;
+    char score[32];
+    snprintf(score, sizeof(score), "%.0f", wall_ms());
+    clients_key(r, &k);
+    ckey(r, &h, id, "h");
+    const char *z[4] = { "ZADD", k.data, score, id };
+    int rc = cmd0(r, NULL, NULL, 4, z, NULL);
+    if (rc == 0)
+        rc = cmd0s(r, cb, ud, "SET", h.data, r->node);
+    bx_buf_free(&k);
+    bx_buf_free(&h);
+    return rc;
+}
+
+static void reregister_one(void *ud, const char *id, const char *ch, size_t len)
+{
+    redis_t *r = ud;
+    if (!ch) {
+        register_client(r, id, NULL, NULL);
         return;
-    r->remote = 1;
-    r->inner->ops->publish(r->inner, msg, NULL, NULL);
-    r->remote = 0;
-    json_decref(msg);
+    }
+    bx_buf_t s = BX_BUF_INIT;
+    ckey(r, &s, id, "s");
+    const char *argv[3] = { "SADD", s.data, ch };
+    size_t lens[3] = { 4, s.len, len };
+    cmd0(r, NULL, NULL, 3, argv, lens);
+    bx_buf_free(&s);
+}
+
+/* ---- Forgetting a client everywhere ---- */
+
+typedef struct {
+    redis_t *r;
+    char id[32];
+    int event;                  /* emit DISCONNECT if this call removed it */
+    bx_engine_done_cb cb;
+    void *ud;
+} forget_t;
+
+static void on_forgot(void *ud, int status, redisReply *rep)
+{
+    forget_t *f = ud;
+    redis_t *r = f->r;
+    int removed = status == 0 && rep && rep->type == REDIS_REPLY_INTEGER && rep->integer > 0;
+
+    unbusy(r);
+    if (removed && f->event && !r->closing) {
+        if (r->base.proxy.trigger)
+            r->base.proxy.trigger(r->base.proxy.ud, BX_EV_DISCONNECT, f->id, NULL, NULL);
+        if (r->base.proxy.closed)
+            r->base.proxy.closed(r->base.proxy.ud, f->id);
+    }
+    if (f->cb)
+        f->cb(f->ud, status == BX_REDIS_ECANCELED || r->closing ? BX_ECANCELED
+                     : status ? BX_EUNAVAILABLE : removed ? 0 : BX_EUNKNOWN);
+    free(f);
+}
+
+/* Removes `id`'s keys and tells every process. BX_EUNAVAILABLE when
+ * Redis is down (no callback then). */
+static int forget(redis_t *r, const char *id, int event, bx_engine_done_cb cb, void *ud)
+{
+    bx_buf_t k = BX_BUF_INIT, s = BX_BUF_INIT, h = BX_BUF_INIT, q = BX_BUF_INIT;
+    forget_t *f = NULL;
+    int rc;
+
+    clients_key(r, &k);
+    ckey(r, &s, id, "s");
+    ckey(r, &h, id, "h");
+    ckey(r, &q, id, "q");
+    if (event || cb) {
+        f = bx_calloc(1, sizeof(*f));
+        f->r = r;
+        snprintf(f->id, sizeof(f->id), "%s", id);
+        f->event = event;
+        f->cb = cb;
+        f->ud = ud;
+    }
+    rc = cmd0s(r, f ? on_forgot : NULL, f, "ZREM", k.data, id);
+    if (rc == 0) {
+        const char *argv[4] = { "DEL", s.data, h.data, q.data };
+        cmd0(r, NULL, NULL, 4, argv, NULL);
+        ctl_send(r, "D %s %s", r->node, id);
+    } else {
+        free(f);
+    }
+    bx_buf_free(&k);
+    bx_buf_free(&s);
+    bx_buf_free(&h);
+    bx_buf_free(&q);
+    return rc ? BX_EUNAVAILABLE : 0;
+}
+
+/* ---- Taking a client over ---- */
+
+static void adopt_free(adopt_t *a)
+{
+    for (size_t i = 0; i < a->nchans; i++)
+        free(a->chans[i]);
+    free(a->chans);
+    free(a);
+}
+
+/* Sends the acknowledgement of a remote (un)subscribe. */
+static void on_acked(void *ud, int status, int yes)
+{
+    char *token = ud;
+    redis_t *r = *(redis_t **)token;
+    (void)yes;
+    if (status != BX_ECANCELED && !r->closing)
+        ctl_send(r, "K %s %s", r->node, token + sizeof(redis_t *));
+    free(token);
+}
+
+static char *ack_token(redis_t *r, const char *token)
+{
+    size_t len = strlen(token);
+    char *t = bx_malloc(sizeof(redis_t *) + len + 1);
+    memcpy(t, &r, sizeof(r));
+    memcpy(t + sizeof(r), token, len + 1);
+    return t;
+}
+
+/* Applies an (un)subscribe to a client held here: its own (which also
+ * updates the SET) or one another process asked for (already in the SET;
+ * acknowledged once done). */
+static void apply_pop(redis_t *r, const char *id, pop_t *p, int gone)
+{
+    if (p->remote) {
+        char *t = ack_token(r, p->token);
+        if (gone || local_subscribe(r, id, p->ch, p->unsub, on_acked, t) != 0)
+            on_acked(t, 0, 0);
+        return;
+    }
+    if (gone) {
+        if (p->cb)
+            p->cb(p->ud, BX_EUNKNOWN, 0);
+        return;
+    }
+    bx_buf_t s = BX_BUF_INIT;
+    ckey(r, &s, id, "s");
+    cmd0s(r, NULL, NULL, p->unsub ? "SREM" : "SADD", s.data, p->ch);
+    bx_buf_free(&s);
+    if (local_subscribe(r, id, p->ch, p->unsub, p->cb, p->ud) != 0 && p->cb)
+        p->cb(p->ud, BX_ECANCELED, 0);
+}
+
+/* The end of a handoff: `msgs` (the list, may be NULL) goes in front of
+ * the queue, then the waiting takes and (un)subscribes are served. */
+static void adopt_finish(adopt_t *a, bx_chunkv_t *msgs)
+{
+    redis_t *r = a->r;
+    int gone = a->gone || !bx_engine_memory_has(r->inner, a->id);
+
+    bx_dict_del(&r->adopts, a->id, 31);
+    if (!gone && msgs && msgs->n)
+        r->inner->ops->requeue(r->inner, a->id, msgs, NULL, NULL);  /* applied in order before the takes below */
+    if (a->gone && bx_engine_memory_has(r->inner, a->id)) {
+        r->quiet++;
+        r->inner->ops->destroy_client(r->inner, a->id, NULL, NULL);
+        r->quiet--;
+    }
+    for (pop_t *p = a->pops, *next; p; p = next) {
+        next = p->next;
+        apply_pop(r, a->id, p, gone);
+        free(p);
+    }
+    for (take_w_t *t = a->takes, *next; t; t = next) {
+        next = t->next;
+        if (r->inner->ops->take(r->inner, a->id, t->cb, t->ud) != 0) {
+            bx_chunkv_t none = BX_CHUNKV_INIT;
+            t->cb(t->ud, BX_ECANCELED, a->id, &none);
+        }
+        free(t);
+    }
+    unbusy(r);
+    adopt_free(a);
+}
+
+static void on_adopt_list(void *ud, int status, redisReply *rep)
+{
+    adopt_t *a = ud;
+    redis_t *r = a->r;
+    bx_chunkv_t msgs = BX_CHUNKV_INIT;
+
+    unbusy(r);
+    if (r->closing)
+        return;                 /* r_close frees the adoption */
+    if (exec_ok(status, rep, 2) && rep->element[0]->type == REDIS_REPLY_ARRAY) {
+        redisReply *l = rep->element[0];
+        for (size_t i = 0; i < l->elements; i++)
+            if (l->element[i]->type == REDIS_REPLY_STRING)
+                bx_chunkv_push_new(&msgs, bx_chunk_new(l->element[i]->str, l->element[i]->len));
+    }
+    adopt_finish(a, &msgs);
+    bx_chunkv_free(&msgs);
+}
+
+/* Takes the queue the old holder left in Redis. */
+static void adopt_fetch(adopt_t *a)
+{
+    redis_t *r = a->r;
+    bx_buf_t q = BX_BUF_INIT;
+
+    a->state = A_LIST;
+    ckey(r, &q, a->id, "q");
+    const char *multi[1] = { "MULTI" }, *exec[1] = { "EXEC" };
+    const char *lr[4] = { "LRANGE", q.data, "0", "-1" };
+    int rc = cmd0(r, NULL, NULL, 1, multi, NULL);
+    if (rc == 0)
+        rc = cmd0(r, NULL, NULL, 4, lr, NULL);
+    if (rc == 0)
+        rc = cmd0s(r, NULL, NULL, "DEL", q.data, NULL);
+    if (rc == 0)
+        rc = cmd0(r, on_adopt_list, a, 1, exec, NULL);
+    bx_buf_free(&q);
+    if (rc != 0)
+        adopt_finish(a, NULL);
+}
+
+/* The cut: from here on this process queues the client's messages. */
+static void adopt_cut(adopt_t *a)
+{
+    redis_t *r = a->r;
+
+    if (!a->gone && bx_engine_memory_adopt(r->inner, a->id) == 0) {
+        r->quiet++;
+        for (size_t i = 0; i < a->nchans; i++)
+            r->inner->ops->subscribe(r->inner, a->id, a->chans[i], NULL, NULL);
+        r->quiet--;
+    }
+    for (size_t i = 0; i < a->nchans; i++)
+        target_ref(r, a->chans[i], -1);     /* the inner client's refs hold them */
+    if (a->prev[0] && strcmp(a->prev, r->node) != 0) {
+        a->state = A_WAIT_R;
+        a->deadline = uv_now(r->base.loop) + HANDOFF_MS;
+    } else {
+        adopt_fetch(a);
+    }
+}
+
+static void adopt_subscribed(void *ud, int status, int yes)
+{
+    adopt_t *a = ud;
+    redis_t *r = a->r;
+    (void)status;
+    (void)yes;
+    if (r->closing || --a->subs_waiting > 0)
+        return;
+    a->state = A_CUT;
+    a->deadline = uv_now(r->base.loop) + HANDOFF_MS;
+    char text[160];
+    snprintf(text, sizeof(text), "H %s %s %s", r->node, a->id, a->prev[0] ? a->prev : "-");
+    if (cmd0s(r, NULL, NULL, "PUBLISH", r->ctl, text) != 0)
+        adopt_cut(a);
+}
+
+/* Waits on target `t` (if Redis still owes its confirmation) for `a`. */
+static void adopt_wait_target(redis_t *r, adopt_t *a, target_t *t)
+{
+    int wait = t && t->pending > 0;
+    for (int i = 0; t && !wait && i < r->nshards; i++)
+        wait = r->shards[i].sub_first && (t->shard < 0 || t->shard == i);
+    if (!wait)
+        return;
+    waiter_t *w = bx_calloc(1, sizeof(*w));
+    w->cb = adopt_subscribed;
+    w->ud = a;
+    w->next = t->waiters;
+    t->waiters = w;
+    r->busy++;
+    a->subs_waiting++;
+}
+
+static target_t *target_get(redis_t *r, const char *ch)
+{
+    bx_buf_t b = BX_BUF_INIT;
+    target_of(r, ch, &b);
+    target_t *t = bx_dict_get(&r->targets, b.data, b.len);
+    bx_buf_free(&b);
+    return t;
+}
+
+static void on_adopt_exec(void *ud, int status, redisReply *rep)
+{
+    adopt_t *a = ud;
+    redis_t *r = a->r;
+
+    unbusy(r);
+    if (r->closing)
+        return;
+    if (!exec_ok(status, rep, 3) || rep->element[2]->type != REDIS_REPLY_STRING
+        || rep->element[0]->type != REDIS_REPLY_ARRAY) {
+        a->gone = 1;            /* unknown (or Redis went away): no client */
+        adopt_finish(a, NULL);
+        return;
+    }
+    if (rep->element[1]->type == REDIS_REPLY_STRING)
+        snprintf(a->prev, sizeof(a->prev), "%s", rep->element[1]->str);
+    redisReply *l = rep->element[0];
+    a->chans = bx_calloc(l->elements + 1, sizeof(*a->chans));
+    for (size_t i = 0; i < l->elements; i++)
+        if (l->element[i]->type == REDIS_REPLY_STRING)
+            a->chans[a->nchans++] = bx_strdup(l->element[i]->str);
+    a->state = A_SUBS;
+    a->subs_waiting = 1;
+    for (size_t i = 0; i < a->nchans; i++) {
+        target_ref(r, a->chans[i], 1);
+        adopt_wait_target(r, a, target_get(r, a->chans[i]));
+    }
+    adopt_wait_target(r, a, bx_dict_get(&r->targets, r->ctlkey, strlen(r->ctlkey)));
+    busy_update(r);
+    adopt_subscribed(a, 0, 0);
+}
+
+/* Starts taking client `id` over; `cb` gets its messages at the end. */
+static int adopt_start(redis_t *r, const char *id, bx_engine_take_cb cb, void *ud)
+{
+    bx_buf_t s = BX_BUF_INIT, h = BX_BUF_INIT, k = BX_BUF_INIT;
+    adopt_t *a;
+    int rc;
+
+    if (strlen(id) != 31)
+        return BX_EUNKNOWN;
+    a = bx_calloc(1, sizeof(*a));
+    a->r = r;
+    memcpy(a->id, id, 32);
+    a->takes_tail = &a->takes;
+    a->pops_tail = &a->pops;
+    ckey(r, &s, id, "s");
+    ckey(r, &h, id, "h");
+    clients_key(r, &k);
+    const char *multi[1] = { "MULTI" }, *exec[1] = { "EXEC" };
+    const char *gs[3] = { "GETSET", h.data, r->node };
+    const char *zs[3] = { "ZSCORE", k.data, id };
+    rc = cmd0(r, NULL, NULL, 1, multi, NULL);
+    if (rc == 0)
+        rc = cmd0s(r, NULL, NULL, "SMEMBERS", s.data, NULL);
+    if (rc == 0)
+        rc = cmd0(r, NULL, NULL, 3, gs, NULL);
+    if (rc == 0)
+        rc = cmd0(r, NULL, NULL, 3, zs, NULL);
+    if (rc == 0)
+        rc = cmd0(r, on_adopt_exec, a, 1, exec, NULL);
+    bx_buf_free(&s);
+    bx_buf_free(&h);
+    bx_buf_free(&k);
+    if (rc != 0) {
+        free(a);
+        return BX_EUNAVAILABLE;
+    }
+    take_w_t *t = bx_calloc(1, sizeof(*t));
+    t->cb = cb;
+    t->ud = ud;
+    *a->takes_tail = t;
+    a->takes_tail = &t->next;
+    bx_dict_set(&r->adopts, a->id, 31, a);
+    r->busy++;                  /* the adoption itself, until adopt_finish */
+    busy_update(r);
+    return 0;
+}
+
+/* ---- (Un)subscribing a client held elsewhere ---- */
+
+static void rop_answer(rop_t *o, int status)
+{
+    redis_t *r = o->r;
+    if (o->waiting) {
+        bx_dict_del(&r->rops, o->token, strlen(o->token));
+        unbusy(r);
+    }
+    if (o->cb)
+        o->cb(o->ud, status, status ? 0 : o->yes);
+    free(o);
+}
+
+static void on_rop_exec(void *ud, int status, redisReply *rep)
+{
+    rop_t *o = ud;
+    redis_t *r = o->r;
+
+    unbusy(r);
+    if (r->closing || status == BX_REDIS_ECANCELED) {
+        rop_answer(o, BX_ECANCELED);
+        return;
+    }
+    if (!exec_ok(status, rep, 3)) {
+        rop_answer(o, BX_EUNAVAILABLE);
+        return;
+    }
+    if (rep->element[2]->type != REDIS_REPLY_STRING) {
+        rop_answer(o, BX_EUNKNOWN);
+        return;
+    }
+    o->yes = rep->element[0]->type == REDIS_REPLY_INTEGER && rep->element[0]->integer > 0;
+    redisReply *h = rep->element[1];
+    if (h->type != REDIS_REPLY_STRING || strcmp(h->str, r->node) == 0) {
+        rop_answer(o, 0);       /* nobody holds it: the next holder reads the SET */
+        return;
+    }
+    snprintf(o->token, sizeof(o->token), "%s:%llu", r->node, (unsigned long long)++r->seq);
+    char text[512];
+    snprintf(text, sizeof(text), "%s %s %s %s %s", o->unsub ? "U" : "S", r->node, o->id,
+             o->token, o->ch);
+    if (cmd0s(r, NULL, NULL, "PUBLISH", r->ctl, text) != 0) {
+        rop_answer(o, 0);
+        return;
+    }
+    o->waiting = 1;
+    o->deadline = uv_now(r->base.loop) + HANDOFF_MS;
+    bx_dict_set(&r->rops, o->token, strlen(o->token), o);
+    r->busy++;
+    busy_update(r);
+}
+
+static int remote_subscribe(redis_t *r, const char *id, const char *ch, int unsub,
+                            bx_engine_bool_cb cb, void *ud)
+{
+    bx_buf_t s = BX_BUF_INIT, h = BX_BUF_INIT, k = BX_BUF_INIT;
+    size_t len = strlen(ch);
+    int rc;
+
+    if (strlen(id) != 31 || len > 300)
+        return BX_EUNKNOWN;
+    rop_t *o = bx_calloc(1, sizeof(*o) + len + 1);
+    o->r = r;
+    o->unsub = unsub;
+    o->cb = cb;
+    o->ud = ud;
+    memcpy(o->id, id, 32);
+    memcpy(o->ch, ch, len + 1);
+    ckey(r, &s, id, "s");
+    ckey(r, &h, id, "h");
+    clients_key(r, &k);
+    const char *multi[1] = { "MULTI" }, *exec[1] = { "EXEC" };
+    const char *zs[3] = { "ZSCORE", k.data, id };
+    const char *sa[3] = { unsub ? "SREM" : "SADD", s.data, ch };
+    rc = cmd0(r, NULL, NULL, 1, multi, NULL);
+    if (rc == 0)
+        rc = cmd0(r, NULL, NULL, 3, sa, NULL);
+    if (rc == 0)
+        rc = cmd0s(r, NULL, NULL, "GET", h.data, NULL);
+    if (rc == 0)
+        rc = cmd0(r, NULL, NULL, 3, zs, NULL);
+    if (rc == 0)
+        rc = cmd0(r, on_rop_exec, o, 1, exec, NULL);
+    bx_buf_free(&s);
+    bx_buf_free(&h);
+    bx_buf_free(&k);
+    if (rc != 0) {
+        free(o);
+        return BX_EUNAVAILABLE;
+    }
+    return 0;
+}
+
+static pop_t *pop_new(int unsub, const char *ch, bx_engine_bool_cb cb, void *ud)
+{
+    size_t len = strlen(ch);
+    pop_t *p = bx_calloc(1, sizeof(*p) + len + 1);
+    p->unsub = unsub;
+    p->cb = cb;
+    p->ud = ud;
+    memcpy(p->ch, ch, len + 1);
+    return p;
+}
+
+/* ---- The control channel ---- */
+
+static void on_ctl(redis_t *r, const char *text, size_t len)
+{
+    char kind[2], from[40], id[40], arg[96], ch[320];
+    char buf[512];
+    int n;
+
+    if (len >= sizeof(buf))
+        return;
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    n = sscanf(buf, "%1s %39s %39s %95s %319s", kind, from, id, arg, ch);
+    if (n < 3)
+        return;
+    int mine = strcmp(from, r->node) == 0;
+    switch (kind[0]) {
+    case 'H': {
+        adopt_t *a = bx_dict_get(&r->adopts, id, strlen(id));
+        if (mine) {
+            if (a && a->state == A_CUT)
+                adopt_cut(a);
+        } else if (bx_engine_memory_has(r->inner, id)) {
+            /* claimed away: what came before H is ours to hand over */
+            bx_chunkv_t msgs = BX_CHUNKV_INIT;
+            r->quiet++;
+            bx_engine_memory_release(r->inner, id, &msgs);
+            r->quiet--;
+            if (msgs.n) {
+                bx_buf_t q = BX_BUF_INIT;
+                ckey(r, &q, id, "q");
+                const char **argv = bx_malloc((msgs.n + 2) * sizeof(*argv));
+                size_t *lens = bx_malloc((msgs.n + 2) * sizeof(*lens));
+                argv[0] = "RPUSH";
+                lens[0] = 5;
+                argv[1] = q.data;
+                lens[1] = q.len;
+                for (size_t i = 0; i < msgs.n; i++) {
+                    argv[i + 2] = msgs.v[i]->data;
+                    lens[i + 2] = msgs.v[i]->len;
+                }
+                cmd0(r, NULL, NULL, (int)msgs.n + 2, argv, lens);
+                free(argv);
+                free(lens);
+                bx_buf_free(&q);
+            }
+            bx_chunkv_free(&msgs);
+            ctl_send(r, "R %s %s", r->node, id);
+        } else if (n >= 4 && strcmp(arg, r->node) == 0) {
+            ctl_send(r, "R %s %s", r->node, id);    /* named, but not holding */
+        }
+        break;
+    }
+    case 'R': {
+        adopt_t *a = bx_dict_get(&r->adopts, id, strlen(id));
+        if (a && a->state == A_WAIT_R && strcmp(a->prev, from) == 0)
+            adopt_fetch(a);
+        break;
+    }
+    case 'S':
+    case 'U': {
+        if (mine || n < 5)
+            break;
+        adopt_t *a = bx_dict_get(&r->adopts, id, strlen(id));
+        if (a) {
+            pop_t *p = pop_new(kind[0] == 'U', ch, NULL, NULL);
+            p->remote = 1;
+            snprintf(p->token, sizeof(p->token), "%s", arg);
+            *a->pops_tail = p;
+            a->pops_tail = &p->next;
+        } else if (bx_engine_memory_has(r->inner, id)) {
+            char *t = ack_token(r, arg);
+            if (local_subscribe(r, id, ch, kind[0] == 'U', on_acked, t) != 0)
+                free(t);
+        }
+        break;
+    }
+    case 'K': {
+        rop_t *o = bx_dict_get(&r->rops, id, strlen(id));
+        if (o)
+            rop_answer(o, 0);
+        break;
+    }
+    case 'D': {
+        if (mine)
+            break;
+        adopt_t *a = bx_dict_get(&r->adopts, id, strlen(id));
+        if (a)
+            a->gone = 1;
+        if (bx_engine_memory_has(r->inner, id)) {
+            r->quiet++;         /* the disconnecting process told the events */
+            r->inner->ops->destroy_client(r->inner, id, NULL, NULL);
+            r->quiet--;
+        } else if (r->base.proxy.closed) {
+            r->base.proxy.closed(r->base.proxy.ud, id);
+        }
+        break;
+    }
+    }
+}
+
+/* ---- The tick: handoff deadlines, batched pings, the expiry sweep ---- */
+
+static void on_swept(void *ud, int status, redisReply *rep)
+{
+    redis_t *r = ud;
+    unbusy(r);
+    if (status || r->closing || !rep || rep->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i < rep->elements; i++) {
+        const char *id = rep->element[i]->str;
+        if (rep->element[i]->type != REDIS_REPLY_STRING || rep->element[i]->len != 31)
+            continue;
+        if (bx_engine_memory_has(r->inner, id) || bx_dict_get(&r->adopts, id, 31))
+            continue;           /* held here: the inner engine expires it */
+        forget(r, id, 1, NULL, NULL);
+    }
+}
+
+static void flush_pings(redis_t *r)
+{
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *e;
+    bx_buf_t k = BX_BUF_INIT;
+    char score[32], cutoff[40];
+    size_t n = r->pinged.count, i = 3;
+
+    clients_key(r, &k);
+    if (n && up0(r)) {
+        const char **argv = bx_malloc((3 + 2 * n) * sizeof(*argv));
+        snprintf(score, sizeof(score), "%.0f", wall_ms());
+        argv[0] = "ZADD";
+        argv[1] = k.data;
+        argv[2] = "XX";
+        while ((e = bx_dict_next(&r->pinged, &it)) != NULL) {
+            argv[i++] = score;
+            argv[i++] = e->key;
+        }
+        cmd0(r, NULL, NULL, (int)i, argv, NULL);
+        free(argv);
+    }
+    bx_dict_free(&r->pinged);
+    snprintf(cutoff, sizeof(cutoff), "(%.0f", wall_ms() - ttl_ms(r));
+    const char *sw[7] = { "ZRANGEBYSCORE", k.data, "-inf", cutoff, "LIMIT", "0", "100" };
+    if (up0(r))
+        cmd0(r, on_swept, r, 7, sw, NULL);
+    bx_buf_free(&k);
+}
+
+static void on_tick(uv_timer_t *h)
+{
+    redis_t *r = h->data;
+    uint64_t now = uv_now(r->base.loop);
+    /* pings and the sweep: 2 commands a period whatever the load; expiry
+     * is within a period of 2 x timeout */
+    uint64_t period = (uint64_t)(r->base.timeout * 500);
+    bx_dict_iter_t it = BX_DICT_ITER_INIT;
+    bx_dict_entry_t *e;
+    void *due[64];
+    int ndue = 0;
+
+    if (r->closing)
+        return;
+    while ((e = bx_dict_next(&r->adopts, &it)) != NULL && ndue < 64) {
+        adopt_t *a = e->value;
+        if ((a->state == A_CUT || a->state == A_WAIT_R) && now >= a->deadline)
+            due[ndue++] = a;
+    }
+    for (int i = 0; i < ndue; i++) {
+        adopt_t *a = due[i];
+        if (a->state == A_CUT)
+            adopt_cut(a);       /* our H was lost (the subscriber dropped) */
+        else
+            adopt_fetch(a);     /* the old holder is gone: what Redis has */
+    }
+    ndue = 0;
+    it = (bx_dict_iter_t)BX_DICT_ITER_INIT;
+    while ((e = bx_dict_next(&r->rops, &it)) != NULL && ndue < 64)
+        if (now >= ((rop_t *)e->value)->deadline)
+            due[ndue++] = e->value;
+    for (int i = 0; i < ndue; i++)
+        rop_answer(due[i], 0);
+    ndue = 0;
+    it = (bx_dict_iter_t)BX_DICT_ITER_INIT;
+    while ((e = bx_dict_next(&r->echoes, &it)) != NULL && ndue < 64)
+        if (now >= ((pub_t *)e->value)->deadline)
+            due[ndue++] = e->value;
+    for (int i = 0; i < ndue; i++)
+        echo_done(r, ((pub_t *)due[i])->key, 16, 0);    /* published; not back (yet) */
+    if (period > 1000)
+        period = 1000;
+    if (period < 250)
+        period = 250;
+    if (now - r->last_flush >= period) {
+        r->last_flush = now;
+        flush_pings(r);
+    }
 }
 
 /* ---- Operations ---- */
 
+typedef struct {
+    redis_t *r;
+    bx_engine_id_cb cb;
+    void *ud;
+    char id[32];
+} made_t;
+
+static void on_registered(void *ud, int status, redisReply *rep)
+{
+    made_t *m = ud;
+    (void)rep;
+    unbusy(m->r);
+    /* Redis gone meanwhile: the client lives here and is registered again
+     * when it is back */
+    m->cb(m->ud, status == BX_REDIS_ECANCELED || m->r->closing ? BX_ECANCELED : 0, m->id);
+    free(m);
+}
+
+static void on_inner_created(void *ud, int status, const char *id)
+{
+    made_t *m = ud;
+    redis_t *r = m->r;
+
+    if (status == 0 && !r->closing) {
+        memcpy(m->id, id, 32);
+        if (register_client(r, id, on_registered, m) == 0)
+            return;
+    }
+    m->cb(m->ud, status, id);
+    free(m);
+}
+
+/* A client is made here (held here) and registered in Redis before the
+ * handshake is answered, so that its next request may go anywhere. With
+ * Redis down it lives here only until Redis is back. */
 static int r_create_client(bx_engine_t *e, bx_engine_id_cb cb, void *ud)
 {
     redis_t *r = (redis_t *)e;
-    return r->closing ? BX_ECANCELED : r->inner->ops->create_client(r->inner, cb, ud);
+    if (r->closing)
+        return BX_ECANCELED;
+    if (r->first_connect)
+        return defer_early(r, E_CREATE, NULL, NULL, (void (*)(void))cb, ud);
+    made_t *m = bx_calloc(1, sizeof(*m));
+    m->r = r;
+    m->cb = cb;
+    m->ud = ud;
+    int rc = r->inner->ops->create_client(r->inner, on_inner_created, m);
+    if (rc != 0)
+        free(m);
+    return rc;
+}
+
+typedef struct {
+    redis_t *r;
+    bx_engine_bool_cb cb;
+    void *ud;
+} ask_t;
+
+static void on_score(void *ud, int status, redisReply *rep)
+{
+    ask_t *q = ud;
+    redis_t *r = q->r;
+    int yes = 0;
+
+    unbusy(r);
+    if (status == 0 && rep && rep->type == REDIS_REPLY_STRING)
+        yes = atof(rep->str) > wall_ms() - ttl_ms(r);
+    q->cb(q->ud, status == BX_REDIS_ECANCELED || r->closing ? BX_ECANCELED
+                 : status ? BX_EUNAVAILABLE : 0, yes);
+    free(q);
 }
 
 static int r_client_exists(bx_engine_t *e, const char *id, bx_engine_bool_cb cb, void *ud)
 {
     redis_t *r = (redis_t *)e;
-    return r->closing ? BX_ECANCELED : r->inner->ops->client_exists(r->inner, id, cb, ud);
+    bx_buf_t k = BX_BUF_INIT;
+
+    if (r->closing)
+        return BX_ECANCELED;
+    if (!id || strlen(id) != 31 || bx_engine_memory_has(r->inner, id))
+        return r->inner->ops->client_exists(r->inner, id, cb, ud);
+    if (r->first_connect)
+        return defer_early(r, E_EXISTS, id, NULL, (void (*)(void))cb, ud);
+    ask_t *q = bx_calloc(1, sizeof(*q));
+    q->r = r;
+    q->cb = cb;
+    q->ud = ud;
+    clients_key(r, &k);
+    int rc = cmd0s(r, on_score, q, "ZSCORE", k.data, id);
+    bx_buf_free(&k);
+    if (rc != 0) {
+        free(q);
+        return BX_EUNAVAILABLE;
+    }
+    return 0;
 }
 
 static int r_destroy_client(bx_engine_t *e, const char *id, bx_engine_done_cb cb, void *ud)
 {
     redis_t *r = (redis_t *)e;
-    return r->closing ? BX_ECANCELED : r->inner->ops->destroy_client(r->inner, id, cb, ud);
+    if (r->closing)
+        return BX_ECANCELED;
+    adopt_t *a = id ? bx_dict_get(&r->adopts, id, strlen(id)) : NULL;
+    if (a)
+        a->gone = 1;
+    /* held here: the inner DISCONNECT forgets it in Redis (p_trigger) */
+    if (!id || strlen(id) != 31 || bx_engine_memory_has(r->inner, id))
+        return r->inner->ops->destroy_client(r->inner, id, cb, ud);
+    if (r->first_connect)
+        return defer_early(r, E_DESTROY, id, NULL, (void (*)(void))cb, ud);
+    return forget(r, id, 1, cb, ud);
 }
 
 static void r_ping(bx_engine_t *e, const char *id)
 {
     redis_t *r = (redis_t *)e;
-    if (!r->closing)
-        r->inner->ops->ping(r->inner, id);
+    if (r->closing || !id || strlen(id) != 31)
+        return;
+    r->inner->ops->ping(r->inner, id);
+    bx_dict_set(&r->pinged, id, 31, (void *)1);     /* the next tick's ZADD */
 }
 
 static void on_inner_subscribed(void *ud, int status, int yes)
@@ -498,16 +1519,17 @@ static void on_inner_subscribed(void *ud, int status, int yes)
     free(s);
 }
 
-static int r_subscribe(bx_engine_t *e, const char *id, const char *ch, bx_engine_bool_cb cb,
-                       void *ud)
+/* (Un)subscribes a client held here in the inner engine; a subscribe
+ * answers once Redis confirmed the subscription it needs. */
+static int local_subscribe(redis_t *r, const char *id, const char *ch, int unsub,
+                           bx_engine_bool_cb cb, void *ud)
 {
-    redis_t *r = (redis_t *)e;
     size_t len = strlen(ch);
     sub_t *s;
     int rc;
 
-    if (r->closing)
-        return BX_ECANCELED;
+    if (unsub)
+        return r->inner->ops->unsubscribe(r->inner, id, ch, cb, ud);
     s = bx_malloc(sizeof(*s) + len + 1);
     s->r = r;
     s->cb = cb;
@@ -519,11 +1541,46 @@ static int r_subscribe(bx_engine_t *e, const char *id, const char *ch, bx_engine
     return rc;
 }
 
+/* Held here: the inner engine and the SET; being taken over: after the
+ * handoff; held elsewhere (or nowhere): the SET, and the holder is told. */
+static int any_subscribe(redis_t *r, const char *id, const char *ch, int unsub,
+                         bx_engine_bool_cb cb, void *ud)
+{
+    adopt_t *a;
+
+    if (r->closing)
+        return BX_ECANCELED;
+    if (!id || strlen(id) != 31)
+        return local_subscribe(r, id, ch, unsub, cb, ud);
+    if ((a = bx_dict_get(&r->adopts, id, 31)) != NULL) {
+        pop_t *p = pop_new(unsub, ch, cb, ud);
+        *a->pops_tail = p;
+        a->pops_tail = &p->next;
+        return 0;
+    }
+    if (bx_engine_memory_has(r->inner, id)) {
+        bx_buf_t k = BX_BUF_INIT;
+        ckey(r, &k, id, "s");
+        cmd0s(r, NULL, NULL, unsub ? "SREM" : "SADD", k.data, ch);
+        bx_buf_free(&k);
+        return local_subscribe(r, id, ch, unsub, cb, ud);
+    }
+    if (r->first_connect)
+        return defer_early(r, unsub ? E_UNSUBSCRIBE : E_SUBSCRIBE, id, ch, (void (*)(void))cb,
+                           ud);
+    return remote_subscribe(r, id, ch, unsub, cb, ud);
+}
+
+static int r_subscribe(bx_engine_t *e, const char *id, const char *ch, bx_engine_bool_cb cb,
+                       void *ud)
+{
+    return any_subscribe((redis_t *)e, id, ch, 0, cb, ud);
+}
+
 static int r_unsubscribe(bx_engine_t *e, const char *id, const char *ch, bx_engine_bool_cb cb,
                          void *ud)
 {
-    redis_t *r = (redis_t *)e;
-    return r->closing ? BX_ECANCELED : r->inner->ops->unsubscribe(r->inner, id, ch, cb, ud);
+    return any_subscribe((redis_t *)e, id, ch, 1, cb, ud);
 }
 
 static void pub_step(pub_t *p, int status)
@@ -537,11 +1594,6 @@ static void pub_step(pub_t *p, int status)
     free(p);
 }
 
-static void on_inner_published(void *ud, int status)
-{
-    pub_step(ud, status);
-}
-
 static void on_published(void *ud, int status, redisReply *rep)
 {
     pub_t *p = ud;
@@ -549,12 +1601,36 @@ static void on_published(void *ud, int status, redisReply *rep)
     (void)rep;
     r->busy--;
     busy_update(r);
-    /* the message is delivered here; only a close changes the answer */
+    /* Redis has it: every process subscribed to it gets it (this one
+     * too); only a close changes the answer */
     pub_step(p, status == BX_REDIS_ECANCELED ? BX_ECANCELED : 0);
 }
 
-/* Delivers here and sends the PUBLISH; BX_EUNAVAILABLE when Redis is
- * down (nothing done, no callback). */
+/* Whether this process has a confirmed Redis subscription that `ch`'s
+ * publishes come back through: its exact one, or a pattern of one of its
+ * prefixes ("/a/b" -> "/a/b", "/a/*", "/*"). */
+static int has_local_target(redis_t *r, const char *ch, size_t len)
+{
+    bx_buf_t name = BX_BUF_INIT;
+    int found = 0;
+
+    for (size_t i = len; i > 0 && !found; i--) {
+        if (i < len && ch[i - 1] != '/')
+            continue;
+        bx_buf_reset(&name);
+        bx_buf_append(&name, ch, i);
+        if (i < len)
+            bx_buf_append(&name, "*", 1);
+        bx_buf_append(&name, "", 1);
+        target_t *t = target_get(r, name.data);
+        found = t && t->pending == 0;
+    }
+    bx_buf_free(&name);
+    return found;
+}
+
+/* Sends the PUBLISH; BX_EUNAVAILABLE when Redis is down (nothing done, no
+ * callback). */
 static int do_publish(redis_t *r, const json_t *message, bx_engine_done_cb cb, void *ud)
 {
     json_t *jch = json_object_get(message, "channel");
@@ -583,7 +1659,8 @@ static int do_publish(redis_t *r, const json_t *message, bx_engine_done_cb cb, v
     p->r = r;
     p->cb = cb;
     p->ud = ud;
-    p->waiting = 2;
+    p->waiting = 1;
+    snprintf(p->key, sizeof(p->key), "%016llx", (unsigned long long)r->seq);
     argv[0] = "PUBLISH";
     lens[0] = 7;
     argv[1] = key.data;
@@ -598,10 +1675,23 @@ static int do_publish(redis_t *r, const json_t *message, bx_engine_done_cb cb, v
         return BX_EUNAVAILABLE;
     }
     r->busy++;
+    /* delivered here too when it comes back from Redis, not now: every
+     * process applies every publish in the one order of the stream, which
+     * a handoff's cut relies on. When clients here need it, the answer
+     * waits for that (as with the memory engine, a publish answered is
+     * queued for them), at most HANDOFF_MS */
+    if (bx_redis_up(sh->sub) && has_local_target(r, json_string_value(jch),
+                                                 json_string_length(jch))) {
+        p->waiting++;
+        p->echo = 1;
+        p->deadline = uv_now(r->base.loop) + HANDOFF_MS;
+        bx_dict_set(&r->echoes, p->key, 16, p);
+        r->busy++;
+    }
     busy_update(r);
-    rc = r->inner->ops->publish(r->inner, message, on_inner_published, p);
-    if (rc != 0)
-        pub_step(p, rc);        /* the PUBLISH reply answers, later */
+    if (r->base.proxy.trigger)
+        r->base.proxy.trigger(r->base.proxy.ud, BX_EV_PUBLISH, bx_json_str(message, "clientId"),
+                              json_string_value(jch), json_object_get(message, "data"));
     return 0;
 }
 
@@ -615,6 +1705,7 @@ static int r_publish(bx_engine_t *e, const json_t *message, bx_engine_done_cb cb
         /* a server's first requests may come before Redis answered:
          * they wait for the first connection's outcome */
         early_t *x = bx_calloc(1, sizeof(*x));
+        x->op = E_PUBLISH;
         x->msg = json_deep_copy(message);
         x->cb = cb;
         x->ud = ud;
@@ -623,6 +1714,78 @@ static int r_publish(bx_engine_t *e, const json_t *message, bx_engine_done_cb cb
         return 0;
     }
     return do_publish(r, message, cb, ud);
+}
+
+/* Keeps a call for when the first connection's outcome is known. */
+static int defer_early(redis_t *r, int op, const char *id, const char *ch, void (*fn)(void),
+                       void *ud)
+{
+    early_t *x = bx_calloc(1, sizeof(*x));
+    x->op = op;
+    x->fn = fn;
+    x->ud = ud;
+    snprintf(x->id, sizeof(x->id), "%s", id ? id : "");
+    x->ch = ch ? bx_strdup(ch) : NULL;
+    *r->early_tail = x;
+    r->early_tail = &x->next;
+    return 0;
+}
+
+static int r_create_client(bx_engine_t *e, bx_engine_id_cb cb, void *ud);
+static int r_client_exists(bx_engine_t *e, const char *id, bx_engine_bool_cb cb, void *ud);
+static int r_destroy_client(bx_engine_t *e, const char *id, bx_engine_done_cb cb, void *ud);
+static int any_subscribe(redis_t *r, const char *id, const char *ch, int unsub,
+                         bx_engine_bool_cb cb, void *ud);
+static int r_take(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud);
+
+/* Makes a kept call now, or answers it with `status`. */
+static void run_early(redis_t *r, early_t *x, int status)
+{
+    bx_engine_t *e = &r->base;
+    int rc = status;
+
+    switch (x->op) {
+    case E_PUBLISH:
+        if (!rc)
+            rc = do_publish(r, x->msg, x->cb, x->ud);
+        if (rc != 0 && x->cb)
+            x->cb(x->ud, rc);
+        break;
+    case E_CREATE:
+        if (!rc)
+            rc = r_create_client(e, (bx_engine_id_cb)x->fn, x->ud);
+        if (rc != 0)
+            ((bx_engine_id_cb)x->fn)(x->ud, rc, NULL);
+        break;
+    case E_EXISTS:
+        if (!rc)
+            rc = r_client_exists(e, x->id, (bx_engine_bool_cb)x->fn, x->ud);
+        if (rc != 0)
+            ((bx_engine_bool_cb)x->fn)(x->ud, rc, 0);
+        break;
+    case E_DESTROY:
+        if (!rc)
+            rc = r_destroy_client(e, x->id, (bx_engine_done_cb)x->fn, x->ud);
+        if (rc != 0 && x->fn)
+            ((bx_engine_done_cb)x->fn)(x->ud, rc);
+        break;
+    case E_SUBSCRIBE:
+    case E_UNSUBSCRIBE:
+        if (!rc)
+            rc = any_subscribe(r, x->id, x->ch, x->op == E_UNSUBSCRIBE,
+                               (bx_engine_bool_cb)x->fn, x->ud);
+        if (rc != 0 && x->fn)
+            ((bx_engine_bool_cb)x->fn)(x->ud, rc, 0);
+        break;
+    case E_TAKE:
+        if (!rc)
+            rc = r_take(e, x->id, (bx_engine_take_cb)x->fn, x->ud);
+        if (rc != 0) {
+            bx_chunkv_t none = BX_CHUNKV_INIT;
+            ((bx_engine_take_cb)x->fn)(x->ud, rc, x->id, &none);
+        }
+        break;
+    }
 }
 
 /* The publishes made before the first connection's outcome: sent now, or
@@ -634,28 +1797,97 @@ static void flush_early(redis_t *r, int status)
     r->early_tail = &r->early;
     while (x) {
         early_t *next = x->next;
-        int rc = status ? status : do_publish(r, x->msg, x->cb, x->ud);
-        if (rc != 0 && x->cb)
-            x->cb(x->ud, rc);
-        json_decref(x->msg);
+        run_early(r, x, status);
+        if (x->msg)
+            json_decref(x->msg);
+        free(x->ch);
         free(x);
         x = next;
     }
 }
 
+/* A connection here for a client held elsewhere takes the client over. */
 static int r_take(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud)
 {
     redis_t *r = (redis_t *)e;
-    return r->closing ? BX_ECANCELED : r->inner->ops->take(r->inner, id, cb, ud);
+    adopt_t *a;
+
+    if (r->closing)
+        return BX_ECANCELED;
+    if (!id || strlen(id) != 31 || bx_engine_memory_has(r->inner, id))
+        return r->inner->ops->take(r->inner, id, cb, ud);
+    if ((a = bx_dict_get(&r->adopts, id, 31)) != NULL) {
+        take_w_t *t = bx_calloc(1, sizeof(*t));
+        t->cb = cb;
+        t->ud = ud;
+        *a->takes_tail = t;
+        a->takes_tail = &t->next;
+        return 0;
+    }
+    if (r->first_connect)
+        return defer_early(r, E_TAKE, id, NULL, (void (*)(void))cb, ud);
+    if (!up0(r))
+        return r->inner->ops->take(r->inner, id, cb, ud);   /* unknown here */
+    return adopt_start(r, id, cb, ud);
 }
 
-static void r_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs)
+typedef struct {
+    redis_t *r;
+    bx_engine_done_cb cb;
+    void *ud;
+} requeued_t;
+
+static void on_requeued(void *ud, int status, redisReply *rep)
+{
+    requeued_t *q = ud;
+    redis_t *r = q->r;
+
+    (void)rep;
+    unbusy(r);
+    if (q->cb)
+        q->cb(q->ud, r->closing ? BX_ECANCELED : status == 0 ? 0 : BX_EUNAVAILABLE);
+    free(q);
+}
+
+static int r_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs, bx_engine_done_cb cb,
+                     void *ud)
 {
     redis_t *r = (redis_t *)e;
-    if (r->closing)
+    if (r->closing) {
         bx_chunkv_clear(msgs);
-    else
-        r->inner->ops->requeue(r->inner, id, msgs);
+        return BX_ECANCELED;
+    }
+    if (msgs->n && id && strlen(id) == 31 && !bx_engine_memory_has(r->inner, id) && up0(r)) {
+        /* handed over meanwhile: to the list the next holder takes, in
+         * front (LPUSH of the newest first); answered once Redis has them */
+        bx_buf_t q = BX_BUF_INIT;
+        ckey(r, &q, id, "q");
+        const char **argv = bx_malloc((msgs->n + 2) * sizeof(*argv));
+        size_t *lens = bx_malloc((msgs->n + 2) * sizeof(*lens));
+        argv[0] = "LPUSH";
+        lens[0] = 5;
+        argv[1] = q.data;
+        lens[1] = q.len;
+        for (size_t i = 0; i < msgs->n; i++) {
+            argv[i + 2] = msgs->v[msgs->n - 1 - i]->data;
+            lens[i + 2] = msgs->v[msgs->n - 1 - i]->len;
+        }
+        requeued_t *rq = bx_calloc(1, sizeof(*rq));
+        rq->r = r;
+        rq->cb = cb;
+        rq->ud = ud;
+        int rc = cmd0(r, on_requeued, rq, (int)msgs->n + 2, argv, lens);
+        free(argv);
+        free(lens);
+        bx_buf_free(&q);
+        bx_chunkv_clear(msgs);
+        if (rc != 0) {
+            free(rq);
+            return BX_EUNAVAILABLE;
+        }
+        return 0;
+    }
+    return r->inner->ops->requeue(r->inner, id, msgs, cb, ud);
 }
 
 static void r_stats(bx_engine_t *e, bx_engine_stats_t *out)
@@ -696,7 +1928,7 @@ static void r_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
     r->closing = 1;
     r->close_done = done;
     r->close_ud = ud;
-    r->open = 2 * r->nshards + 2;
+    r->open = 2 * r->nshards + 3;
     flush_early(r, BX_ECANCELED);
     {
         bx_dict_iter_t it = BX_DICT_ITER_INIT;
@@ -710,8 +1942,44 @@ static void r_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
         bx_redis_close(r->shards[i].cmd, part_closed, r);
         bx_redis_close(r->shards[i].sub, part_closed, r);
     }
+    /* the replies are in (canceled): the publishes, handoffs and remote
+     * (un)subscribes that waited for them or for a peer are answered
+     * "canceled" */
+    echo_release(r, BX_ECANCELED);
+    bx_dict_free(&r->echoes);
+    {
+        bx_dict_iter_t it = BX_DICT_ITER_INIT;
+        bx_dict_entry_t *en;
+        while ((en = bx_dict_next(&r->adopts, &it)) != NULL) {
+            adopt_t *a = en->value;
+            for (take_w_t *t = a->takes, *next; t; t = next) {
+                bx_chunkv_t none = BX_CHUNKV_INIT;
+                next = t->next;
+                t->cb(t->ud, BX_ECANCELED, a->id, &none);
+                free(t);
+            }
+            for (pop_t *p = a->pops, *next; p; p = next) {
+                next = p->next;
+                if (p->cb)
+                    p->cb(p->ud, BX_ECANCELED, 0);
+                free(p);
+            }
+            adopt_free(a);
+        }
+        bx_dict_free(&r->adopts);
+        it = (bx_dict_iter_t)BX_DICT_ITER_INIT;
+        while ((en = bx_dict_next(&r->rops, &it)) != NULL) {
+            rop_t *o = en->value;
+            if (o->cb)
+                o->cb(o->ud, BX_ECANCELED, 0);
+            free(o);
+        }
+        bx_dict_free(&r->rops);
+        bx_dict_free(&r->pinged);
+    }
     r->inner->ops->close(r->inner, part_closed, r);
     uv_close((uv_handle_t *)&r->keep, keep_closed);
+    uv_close((uv_handle_t *)&r->tick, keep_closed);
 }
 
 static const bx_engine_ops_t redis_ops = {
@@ -791,6 +2059,18 @@ bx_engine_t *bx_engine_redis_new(uv_loop_t *loop, const bx_proxy_t *proxy,
         sh->first = sh->sub_first = 1;
     }
     r->npoints = ring_build(r->ring, names, n);
+    snprintf(r->ctlkey, sizeof(r->ctlkey), "S%s/ctl", r->ns);
+    r->ctl = r->ctlkey + 1;
+    {
+        /* the control channel, on the first shard, for the life of the engine */
+        target_t *t = bx_calloc(1, sizeof(*t));
+        t->refs = 1;
+        bx_dict_set(&r->targets, r->ctlkey, strlen(r->ctlkey), t);
+    }
+    uv_timer_init(loop, &r->tick);
+    r->tick.data = r;
+    uv_timer_start(&r->tick, on_tick, 100, 100);
+    uv_unref((uv_handle_t *)&r->tick);
     busy_update(r);
     for (int i = 0; i < n; i++) {
         shard_t *sh = &r->shards[i];

@@ -13,17 +13,19 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include "base/metrics.h"
 #include "lua/lbx_runtime.h"
 #include "lua/lbx_ext.h"
 #include "lua/lbx_json.h"
 #include "lua/lbx_request.h"
 #include "net/http.h"
 #include "base/json.h"
+#include "base/list.h"
 
 #define CONT_MT "bayeux.continuation"
 
 typedef struct cont {
-    struct cont *prev, *next;   /* pending list of its lext_t */
+    bx_list_t link;             /* pending list of its lext_t */
     struct lext *x;
     bx_ext_next_cb next_cb;
     void *next_ud;
@@ -43,25 +45,15 @@ typedef struct lext {
     int runner_ref;             /* function(stage, message, request, done, cont) */
     int incoming, outgoing;
     double deadline;            /* seconds */
-    cont_t *pending;
+    bx_list_t pending;          /* of cont_t, newest first */
     uv_timer_t *sweep;
 } lext_t;
-
-static void cont_unlink(cont_t *c)
-{
-    if (c->prev)
-        c->prev->next = c->next;
-    else if (c->x && c->x->pending == c)
-        c->x->pending = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
-}
 
 /* The message a failing stage answers with: the original, with an error. */
 static json_t *failed(cont_t *c, const char *error)
 {
     json_t *m = json_is_object(c->orig) ? json_deep_copy(c->orig) : json_object();
+    bx_metrics.ext_errors++;
     json_object_set_new(m, "error", json_string(error));
     if (c->stage == 1)
         json_object_set_new(m, "successful", json_false());
@@ -86,7 +78,7 @@ static void cont_finish(cont_t *c)
     c->done = 1;
     if (c->call)
         c->call->finished = 1;  /* its hook call must not finish it again */
-    cont_unlink(c);
+    bx_list_remove(&c->link);
     if (c->orig)
         json_decref(c->orig);
     c->orig = NULL;
@@ -126,10 +118,14 @@ static void cont_deliver(cont_t *c, json_t *msg, int later)
     }
 }
 
+/* The message Lua handed back, as JSON. Most extensions only read it and
+ * hand the very message they got back: then the message as it entered is
+ * kept (the same JSON, found by comparing) rather than built anew. */
 static int convert(lua_State *L)
 {
     json_t **out = lua_touserdata(L, 2);
-    *out = lbx_check_json(L, 1);
+    json_t *orig = lua_touserdata(L, 3);
+    *out = lbx_json_same(L, 1, orig) ? json_incref(orig) : lbx_check_json(L, 1);
     return 0;
 }
 
@@ -140,6 +136,7 @@ static int l_continue(lua_State *L)
     json_t *msg = NULL;
 
     if (c->done) {
+        bx_metrics.ext_errors++;
         lbx_log("an extension called its callback twice; the second call is ignored");
         return 0;
     }
@@ -153,7 +150,8 @@ static int l_continue(lua_State *L)
             lua_pushcfunction(L, convert);
             lua_pushvalue(L, 1);
             lua_pushlightuserdata(L, &msg);
-            if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+            lua_pushlightuserdata(L, c->orig);
+            if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
                 lbx_log("an extension passed a message that is not JSON to its callback: %s",
                         lua_tostring(L, -1));
                 lua_pop(L, 1);
@@ -226,6 +224,7 @@ static int call_runner(lua_State *L)
     call_t *k = lua_touserdata(L, 1);
     cont_t *c = lua_newuserdatauv(L, sizeof(*c), 0);
     memset(c, 0, sizeof(*c));
+    bx_list_init(&c->link);
     c->ref = LUA_NOREF;
     luaL_setmetatable(L, CONT_MT);
     c->x = k->x;
@@ -237,10 +236,7 @@ static int call_runner(lua_State *L)
     c->started = uv_now(lbx_loop());
     lua_pushvalue(L, -1);
     c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    c->next = k->x->pending;
-    if (c->next)
-        c->next->prev = c;
-    k->x->pending = c;
+    bx_list_push_head(&k->x->pending, &c->link);
     k->c = c;
 
     lua_rawgeti(L, LUA_REGISTRYINDEX, k->x->runner_ref);
@@ -262,8 +258,13 @@ static void hook(lext_t *x, int stage, json_t *msg, void *request, bx_ext_next_c
                  void *next_ud)
 {
     call_t k = { x, NULL, msg, request, stage, next, next_ud, 0 };
+    uint64_t t0 = uv_hrtime();
     int rc = lbx_invoke(stage ? "outgoing extension" : "incoming extension", call_runner, &k);
 
+    /* the time the loop spent in the chain; an extension that calls back
+     * later adds only its synchronous part */
+    bx_metrics.ext_calls++;
+    bx_metrics.ext_ns += uv_hrtime() - t0;
     if (!k.c) {
         /* the runner could not even start: answer on a later turn */
         later_t *l = bx_calloc(1, sizeof(*l));
@@ -304,10 +305,8 @@ static void on_sweep(uv_timer_t *t)
     lext_t *x = t->data;
     uint64_t now = uv_now(lbx_loop());
     uint64_t limit = (uint64_t)(x->deadline * 1000);
-    cont_t *c = x->pending, *next;
-
-    for (; c; c = next) {
-        next = c->next;
+    BX_LIST_FOREACH_SAFE(l, n, &x->pending) {
+        cont_t *c = BX_CONTAINER(l, cont_t, link);
         if (now - c->started < limit)
             continue;
         json_t *ch = json_object_get(c->orig, "channel");
@@ -330,6 +329,7 @@ lext_t *lbx_ext_new(bx_hub_t *s)
 {
     lext_t *x = bx_calloc(1, sizeof(*x));
     x->s = s;
+    bx_list_init(&x->pending);
     x->runner_ref = LUA_NOREF;
     x->deadline = 30;
     return x;
@@ -365,8 +365,8 @@ void lbx_ext_abandon(void *ud)
      * dropped, on the next turn (before the server's own close steps), so
      * that its op and batch complete and are freed; a late callback from
      * Lua finds its continuation done and touches nothing else */
-    while (x->pending)
-        cont_deliver(x->pending, NULL, 1);
+    while (!bx_list_empty(&x->pending))
+        cont_deliver(BX_CONTAINER(x->pending.next, cont_t, link), NULL, 1);
 }
 
 void lbx_ext_free(lext_t *x)

@@ -18,6 +18,7 @@
  */
 #include <stdlib.h>
 #include "base/buf.h"
+#include "base/list.h"
 #include "net/httpc.h"
 #include "net/wsc.h"
 #include "lua/lbx_runtime.h"
@@ -29,7 +30,7 @@
 typedef struct lclient {
     bx_httpc_t *h;              /* NULL once closed */
     struct lclient **box;       /* the userdata's pointer, cleared on close */
-    struct lclient *next, *prev;
+    bx_list_t link;             /* on live */
 } lclient_t;
 
 typedef struct {
@@ -40,7 +41,7 @@ typedef struct {
     const char *err;
 } lreq_t;
 
-static lclient_t *live;
+static bx_list_t live = BX_LIST_INIT(live);    /* of lclient_t, newest first */
 
 static void set_mt(lua_State *L, const char *name, const luaL_Reg *meth, lua_CFunction gc);
 static int c_request(lua_State *L);
@@ -61,25 +62,20 @@ static const luaL_Reg ws_meth[] = {
 typedef struct lws {
     bx_wsc_t *w;
     struct lws **box;
-    struct lws *next, *prev;
+    bx_list_t link;             /* on live_ws until "closed" */
     int fn_ref, self_ref;
     int event;
     const char *data;
     size_t len;
 } lws_t;
 
-static lws_t *live_ws;
+static bx_list_t live_ws = BX_LIST_INIT(live_ws);  /* of lws_t, newest first */
 
 static void client_close(lclient_t *c)
 {
     if (c->box)
         *c->box = NULL;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        live = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    bx_list_remove(&c->link);
     bx_httpc_close(c->h);
     free(c);
 }
@@ -128,10 +124,7 @@ static int l_http_client(lua_State *L)
     c->h = bx_httpc_new(lbx_loop(), host, (int)port);
     c->box = box;
     *box = c;
-    c->next = live;
-    if (live)
-        live->prev = c;
-    live = c;
+    bx_list_push_head(&live, &c->link);
     return 1;
 }
 
@@ -201,12 +194,7 @@ static void on_ws(void *ud, int event, const char *data, size_t len)
         if (s->box)
             *s->box = NULL;
         s->box = NULL;
-        if (s->prev)
-            s->prev->next = s->next;
-        else
-            live_ws = s->next;
-        if (s->next)
-            s->next->prev = s->prev;
+        bx_list_remove(&s->link);
     }
     lbx_invoke("websocket", ws_event, s);
     if (event == BX_WSC_CLOSED) {
@@ -242,10 +230,7 @@ static int l_ws_open(lua_State *L)
     s->self_ref = self_ref;
     s->box = box;
     *box = s;
-    s->next = live_ws;
-    if (live_ws)
-        live_ws->prev = s;
-    live_ws = s;
+    bx_list_push_head(&live_ws, &s->link);
     s->w = bx_wsc_open(lbx_loop(), host, (int)port, path, headers, (unsigned)(secs * 1000),
                        on_ws, s);
     return 1;
@@ -287,11 +272,13 @@ static int ws_gc(lua_State *L)
 
 void lbx_httpc_close_all(void)
 {
-    while (live)
-        client_close(live);
-    for (lws_t *s = live_ws; s; s = s->next)
+    while (!bx_list_empty(&live))
+        client_close(BX_CONTAINER(live.next, lclient_t, link));
+    BX_LIST_FOREACH(l, &live_ws) {
+        lws_t *s = BX_CONTAINER(l, lws_t, link);
         if (s->w)
             bx_wsc_close(s->w);
+    }
 }
 
 /* Sets the metatable `name` on the value at the top, making it on first

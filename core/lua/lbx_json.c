@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <lauxlib.h>
 #include "lua/lbx_json.h"
 
@@ -239,6 +240,82 @@ static void fill(lua_State *L, int idx, json_t *into, int depth)
         }
         lua_settop(L, vt - 1);
     }
+}
+
+/* lbx_json_same(), `depth` levels down. Mirrors the conversion above:
+ * what it would make of each value is compared, nothing is made. */
+static int same(lua_State *L, int idx, const json_t *j, int depth)
+{
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        return json_is_null(j);
+    case LUA_TLIGHTUSERDATA:
+        return lua_touserdata(L, idx) == NULL && json_is_null(j);
+    case LUA_TBOOLEAN:
+        return lua_toboolean(L, idx) ? json_is_true(j) : json_is_false(j);
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx))
+            return json_is_integer(j) &&
+                   json_integer_value(j) == (json_int_t)lua_tointeger(L, idx);
+        if (json_is_real(j)) {
+            double a = lua_tonumber(L, idx), b = json_real_value(j);
+            return memcmp(&a, &b, sizeof(a)) == 0;  /* -0.0 is not 0.0 */
+        }
+        return 0;
+    case LUA_TSTRING: {
+        size_t n;
+        const char *str = lua_tolstring(L, idx, &n);
+        return json_is_string(j) && json_string_length(j) == n &&
+               memcmp(str, json_string_value(j), n) == 0;
+    }
+    case LUA_TTABLE:
+        break;
+    default:
+        return 0;
+    }
+    if (depth > MAX_DEPTH || !lua_checkstack(L, 4))
+        return 0;
+    if (is_array(L, idx)) {
+        lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+        if (!json_is_array(j) || json_array_size(j) != (size_t)n)
+            return 0;
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, idx, i);
+            int ok = same(L, lua_gettop(L), json_array_get(j, (size_t)i - 1), depth + 1);
+            lua_pop(L, 1);
+            if (!ok)
+                return 0;
+        }
+        return 1;
+    }
+    if (!json_is_object(j))
+        return 0;
+    size_t count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        int vt = lua_gettop(L);
+        size_t klen = 0;
+        const char *key = NULL;
+        json_t *v = NULL;
+        /* a key that is not a string would be converted or skipped: not
+         * worth following, the conversion decides */
+        if (lua_type(L, vt - 1) == LUA_TSTRING) {
+            key = lua_tolstring(L, vt - 1, &klen);
+            v = json_object_getn(j, key, klen);
+        }
+        if (!v || !same(L, vt, v, depth + 1)) {
+            lua_settop(L, vt - 2);
+            return 0;
+        }
+        count++;
+        lua_settop(L, vt - 1);
+    }
+    return count == json_object_size(j);
+}
+
+int lbx_json_same(lua_State *L, int idx, const json_t *j)
+{
+    return j && same(L, lua_absindex(L, idx), j, 0);
 }
 
 json_t **lbx_check_json_boxed(lua_State *L, int idx)

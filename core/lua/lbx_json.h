@@ -21,6 +21,13 @@ json_t *lbx_check_json(lua_State *L, int idx);
  * unless the caller has taken it out (read *box, then set it to NULL). */
 json_t **lbx_check_json_boxed(lua_State *L, int idx);
 
+/* Whether the value at `idx` converts to a JSON value equal to `j`
+ * (borrowed): the same kinds, the same keys, the same scalars, bit for bit.
+ * Lets a caller keep `j` instead of converting a value that came back
+ * unchanged. A value that would not convert (a function, a cycle) is not
+ * the same. Raises only on memory errors. */
+int lbx_json_same(lua_State *L, int idx, const json_t *j);
+
 /* Registers the JSON helpers (null, array, object marks) in the module
  * table at the top of the stack. */
 void lbx_json_open(lua_State *L);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "base/buf.h"
+#include "base/list.h"
 #include "lua/lbx_runtime.h"
 #include "lua/lbx_proc.h"
 
@@ -37,7 +38,7 @@ typedef struct lproc {
     uv_pipe_t pipes[2];         /* stdout, stderr */
     bx_buf_t line[2];           /* a line not yet ended */
     struct lproc **box;
-    struct lproc *next, *prev;
+    bx_list_t link;             /* on `live` while its handles are open */
     int self_ref, fn_ref;
     int pipes_open;             /* not yet at end of file */
     int handles;                /* not yet closed */
@@ -46,7 +47,7 @@ typedef struct lproc {
     int signal;
 } lproc_t;
 
-static lproc_t *live;
+static bx_list_t live = BX_LIST_INIT(live);
 
 /* What one event call passes to Lua. */
 typedef struct {
@@ -103,13 +104,7 @@ static void proc_close(lproc_t *p)
     if (p->box)
         *p->box = NULL;
     p->box = NULL;
-    if (p->prev)
-        p->prev->next = p->next;
-    else if (live == p)
-        live = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    p->next = p->prev = NULL;
+    bx_list_remove(&p->link);
     for (int i = 0; i < 2; i++)
         if (!uv_is_closing((uv_handle_t *)&p->pipes[i]))
             uv_close((uv_handle_t *)&p->pipes[i], handle_closed);
@@ -297,6 +292,7 @@ static int l_spawn(lua_State *L)
     int self_ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* last thing that may raise */
 
     lproc_t *p = bx_calloc(1, sizeof(*p));
+    bx_list_init(&p->link);
     p->fn_ref = fn_ref;
     p->self_ref = self_ref;
     for (int i = 0; i < 2; i++) {
@@ -334,10 +330,7 @@ static int l_spawn(lua_State *L)
         uv_read_start((uv_stream_t *)&p->pipes[i], alloc_cb, on_read);
     p->box = box;
     *box = p;
-    p->next = live;
-    if (live)
-        live->prev = p;
-    live = p;
+    bx_list_push_head(&live, &p->link);
     lua_pushvalue(L, ud);
     return 1;
 }
@@ -375,8 +368,8 @@ static int p_pid(lua_State *L)
 
 void lbx_proc_close_all(void)
 {
-    while (live) {
-        lproc_t *p = live;
+    while (!bx_list_empty(&live)) {
+        lproc_t *p = BX_CONTAINER(bx_list_first(&live), lproc_t, link);
         if (!p->exited)
             uv_process_kill(&p->proc, SIGTERM);
         p->reported = 1;

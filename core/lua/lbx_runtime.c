@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "base/later.h"
+#include "base/log.h"
 #include "net/conn.h"
 #include "lua/lbx_runtime.h"
 
@@ -16,15 +18,6 @@ static uv_loop_t *loop;
 static lua_State *mainL;
 static int budget = DEFAULT_BUDGET;
 int lbx_closing;
-
-typedef struct later {
-    struct later *next;
-    void (*fn)(void *ud);
-    void *ud;
-} later_t;
-
-static uv_idle_t later_idle;
-static later_t *later_head, **later_tail = &later_head;
 
 uv_loop_t *lbx_loop(void)
 {
@@ -38,46 +31,20 @@ lua_State *lbx_state(void)
 
 void lbx_log(const char *fmt, ...)
 {
+    char msg[4096];
     va_list ap;
-    fputs("bayeux: ", stderr);
+
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
-    fflush(stderr);
+    bx_log_kv(BX_LOG_ERROR, "lua", msg, NULL, 0);
 }
 
 /* ---- Deferred frees ---- */
 
-/* Runs everything queued so far; what those calls queue waits for the next
- * turn. */
-static void run_later(void)
-{
-    later_t *l = later_head;
-    later_head = NULL;
-    later_tail = &later_head;
-    while (l) {
-        later_t *next = l->next;
-        l->fn(l->ud);
-        free(l);
-        l = next;
-    }
-}
-
-static void on_later(uv_idle_t *h)
-{
-    uv_idle_stop(h);
-    run_later();
-}
-
 void lbx_later(void (*fn)(void *ud), void *ud)
 {
-    later_t *l = bx_calloc(1, sizeof(*l));
-    l->fn = fn;
-    l->ud = ud;
-    *later_tail = l;
-    later_tail = &l->next;
-    uv_idle_start(&later_idle, on_later);
+    bx_later(loop, fn, ud);
 }
 
 /* ---- The trampoline ---- */
@@ -145,7 +112,6 @@ int lbx_runtime_open(lua_State *L)
             loop = NULL;
             return -1;
         }
-        uv_idle_init(loop, &later_idle);
         made = 1;
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
@@ -171,8 +137,7 @@ void lbx_runtime_close(void)
     if (!loop)
         return;
     lbx_closing = 1;
-    while (later_head)
-        run_later();
+    bx_later_drain(loop);
     bx_conn_cleanup(loop);
     uv_walk(loop, close_walk, NULL);
     uv_run(loop, UV_RUN_DEFAULT);

@@ -27,14 +27,15 @@ extern int lbx_closing;
  * with its traceback prefixed by `what`. */
 int lbx_invoke(const char *what, lua_CFunction marshal, void *ud);
 
-/* Calls fn(ud) once on a later loop turn (before the next poll), or when
+/* Calls fn(ud) once on a later loop turn (before the next poll; the core's
+ * one queue, base/later.h), or when
  * the Lua state closes if the loop never turns again (lbx_closing is then
  * set: fn must not call Lua). The one way the Lua layer frees an object
  * whose destruction was asked for inside a call into Lua that still uses
  * it (an in-process client's sink unbound from its own message callback). */
 void lbx_later(void (*fn)(void *ud), void *ud);
 
-/* Logs a line to stderr as "bayeux: <msg>". */
+/* Logs an error line from the Lua layer (component "lua", base/log.h). */
 void lbx_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Sets up the runtime for the state `L` (the loop on first use). Returns

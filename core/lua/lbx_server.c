@@ -9,6 +9,8 @@
 #include <strings.h>
 #include "base/dict.h"
 #include "base/json.h"
+#include "base/log.h"
+#include "base/metrics.h"
 #include "lua/lbx_runtime.h"
 #include "lua/lbx_ext.h"
 #include "lua/lbx_json.h"
@@ -19,6 +21,8 @@
 #include "bayeux/retain.h"
 #include "net/upload.h"
 #include "server.h"
+#include "transport/sse.h"
+#include "transport/ws.h"
 
 #define SERVER_MT "bayeux.server"
 #define REQUEST_MT "bayeux.request"
@@ -28,6 +32,7 @@ typedef struct lserver {
     struct lserver **box;
     struct lserver *next;       /* in the list of servers not fully closed */
     int self_ref, event_ref, request_ref, close_ref, upload_ref;
+    int handshake_ref;          /* fn(client_id, user) of server:on_handshake */
     int closing;
     bx_dict_t sinks;            /* client id -> lsink_t */
     lext_t *ext;                /* Lua extensions, created on first use */
@@ -149,6 +154,9 @@ static int l_server(lua_State *L)
     lua_getfield(L, 1, "engine");
     if (!lua_isnil(L, -1))
         o.engine = luaL_checkstring(L, -1);
+    lua_getfield(L, 1, "metrics");
+    if (!lua_isnil(L, -1))
+        o.metrics = luaL_checkstring(L, -1);
     o.timeout = opt_number(L, 1, "timeout", o.timeout);
     o.interval = opt_number(L, 1, "interval", o.interval);
     o.ping = opt_number(L, 1, "ping", o.ping);
@@ -166,6 +174,36 @@ static int l_server(lua_State *L)
     o.http.head_timeout = opt_number(L, 1, "head_timeout", o.http.head_timeout);
     o.http.body_timeout = opt_number(L, 1, "body_timeout", o.http.body_timeout);
     o.http.max_conns = (unsigned)opt_number(L, 1, "max_conns", (double)o.http.max_conns);
+    lua_getfield(L, 1, "access_log");
+    o.http.access_log = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    o.http.max_conns_per_addr = (unsigned)opt_number(L, 1, "max_conns_per_addr",
+                                                     (double)o.http.max_conns_per_addr);
+    o.max_subscriptions = (size_t)opt_number(L, 1, "max_subscriptions",
+                                             (double)o.max_subscriptions);
+    o.max_channels = (size_t)opt_number(L, 1, "max_channels", (double)o.max_channels);
+    o.publish_rate = opt_number(L, 1, "publish_rate", o.publish_rate);
+    o.publish_burst = opt_number(L, 1, "publish_burst", o.publish_burst);
+    lua_getfield(L, 1, "browser_cookie");
+    o.browser_cookie = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (lua_getfield(L, 1, "allowed_origins") != LUA_TNIL) {
+        /* the strings stay referenced by the options table until
+         * bx_server_new has copied them; the array is a userdata */
+        luaL_checktype(L, -1, LUA_TTABLE);
+        lua_Integer n = luaL_len(L, -1);
+        const char **list = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof(*list), 0);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_geti(L, -2, i);
+            list[i - 1] = luaL_checkstring(L, -1);
+            lua_pop(L, 1);
+        }
+        list[n] = NULL;
+        o.allowed_origins = list;
+        lua_replace(L, -2);     /* the array stays on the stack, the table in opts */
+    } else {
+        lua_pop(L, 1);
+    }
 
     lserver_t **box = lua_newuserdatauv(L, sizeof(lserver_t *), 0);
     *box = NULL;
@@ -183,6 +221,7 @@ static int l_server(lua_State *L)
     ls->box = box;
     ls->self_ref = self_ref;
     ls->event_ref = ls->request_ref = ls->close_ref = ls->upload_ref = LUA_NOREF;
+    ls->handshake_ref = LUA_NOREF;
     ls->s = s;
     *box = ls;
     ls->next = servers;
@@ -191,14 +230,15 @@ static int l_server(lua_State *L)
     return 1;
 }
 
-/* server:listen(port, host) -> port | nil, err */
+/* server:listen(port, host, reuseport) -> port | nil, err */
 static int s_listen(lua_State *L)
 {
     lserver_t *ls = check_server(L);
     lua_Integer port = luaL_checkinteger(L, 2);
     const char *host = luaL_optstring(L, 3, "127.0.0.1");
+    int reuseport = lua_toboolean(L, 4);
     luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
-    int rc = bx_server_listen(ls->s, host, (int)port);
+    int rc = bx_server_listen_ex(ls->s, host, (int)port, reuseport);
     if (rc != 0) {
         lua_pushnil(L);
         lua_pushfstring(L, "cannot listen on %s:%d: %s", host, (int)port, uv_strerror(rc));
@@ -240,6 +280,73 @@ static int s_stats(lua_State *L)
     return 1;
 }
 
+static void set_int(lua_State *L, const char *k, uint64_t v)
+{
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, k);
+}
+
+/* server:metrics() -> the process's counters (base/metrics.h) and this
+ * server's gauges, for the monitor: { sessions, connected, subscriptions,
+ * channels, dropped, messages_in, messages_out, bytes_in, bytes_out,
+ * handshakes, http_requests, slow_readers, ext_errors, lag_ms,
+ * connections = { http, websocket, eventsource }, errors = { [code] = n },
+ * recent = { "warn redis: ...", ... } (newest first) } */
+static int s_metrics(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    bx_engine_t *e = bx_server_engine(ls->s);
+    const bx_metrics_t *m = &bx_metrics;
+    bx_engine_stats_t st;
+    size_t ws = bx_ws_count(), sse = bx_sse_count(), all = bx_conn_count();
+
+    memset(&st, 0, sizeof(st));
+    e->ops->stats(e, &st);
+    lua_createtable(L, 0, 20);
+    set_int(L, "sessions", st.clients);
+    set_int(L, "connected", bx_hub_connected(bx_server_hub(ls->s)));
+    set_int(L, "subscriptions", st.subscriptions);
+    set_int(L, "channels", st.channels);
+    set_int(L, "dropped", st.dropped);
+    set_int(L, "messages_in", m->messages_in);
+    set_int(L, "messages_out", m->messages_out);
+    set_int(L, "bytes_in", m->bytes_in);
+    set_int(L, "bytes_out", m->bytes_out);
+    set_int(L, "handshakes", m->handshakes);
+    set_int(L, "http_requests", m->http_requests);
+    set_int(L, "slow_readers", m->slow_readers);
+    set_int(L, "ext_errors", m->ext_errors);
+    lua_pushnumber(L, (lua_Number)m->lag_ns_last / 1e6);
+    lua_setfield(L, -2, "lag_ms");
+    lua_createtable(L, 0, 3);
+    set_int(L, "http", all > ws + sse ? all - ws - sse : 0);
+    set_int(L, "websocket", ws);
+    set_int(L, "eventsource", sse);
+    lua_setfield(L, -2, "connections");
+    lua_newtable(L);
+    for (int c = 0; c < BX_METRIC_NCODES; c++) {
+        uint64_t n = 0;
+        for (int k = 0; k < BX_MK_COUNT; k++)
+            n += m->errors[k][c];
+        if (n) {
+            if (c == BX_METRIC_NCODES - 1)
+                lua_pushstring(L, "other");
+            else
+                lua_pushfstring(L, "%d", bx_metrics_slot_code(c));
+            lua_pushinteger(L, (lua_Integer)n);
+            lua_rawset(L, -3);
+        }
+    }
+    lua_setfield(L, -2, "errors");
+    lua_newtable(L);
+    for (int i = 0; bx_log_recent(i); i++) {
+        lua_pushstring(L, bx_log_recent(i));
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "recent");
+    return 1;
+}
+
 /* ---- Close ---- */
 
 static int call_close_fn(lua_State *L)
@@ -276,6 +383,7 @@ static void server_closed(void *ud)
             luaL_unref(L, LUA_REGISTRYINDEX, close_ref);
         }
         luaL_unref(L, LUA_REGISTRYINDEX, ls->event_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, ls->handshake_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, ls->request_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, ls->upload_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, ls->self_ref);
@@ -560,6 +668,49 @@ static int s_on_event(lua_State *L)
     luaL_unref(L, LUA_REGISTRYINDEX, ls->event_ref);
     ls->event_ref = ref;
     bx_hub_on_event(bx_server_hub(ls->s), on_event, ls, mask);
+    return 0;
+}
+
+/* ---- Handshakes ---- */
+
+typedef struct {
+    lserver_t *ls;
+    const char *id;
+    const json_t *user;
+} lhandshake_t;
+
+static int deliver_handshake(lua_State *L)
+{
+    lhandshake_t *h = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->ls->handshake_ref);
+    lua_pushstring(L, h->id);
+    lbx_push_json(L, h->user);
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+/* Only a handshake whose extensions gave it a `user` costs a call into
+ * Lua (and only that member is converted). */
+static void on_handshake(void *ud, const char *id, const json_t *msg)
+{
+    lserver_t *ls = ud;
+    lhandshake_t h = { ls, id, json_object_get(msg, "user") };
+    if (h.user && ls->handshake_ref != LUA_NOREF)
+        lbx_invoke("handshake listener", deliver_handshake, &h);
+}
+
+/* server:on_handshake(fn): fn(client_id, user) when a handshake whose
+ * message left the incoming extensions with a member `user` made a
+ * client, before its reply is sent. */
+static int s_on_handshake(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* may raise: the old one stays */
+    luaL_unref(L, LUA_REGISTRYINDEX, ls->handshake_ref);
+    ls->handshake_ref = ref;
+    bx_hub_on_handshake(bx_server_hub(ls->s), on_handshake, ls);
     return 0;
 }
 
@@ -1036,8 +1187,9 @@ void lbx_server_open(lua_State *L)
         { "listen", s_listen }, { "port", s_port }, { "close", s_close },
         { "process", s_process }, { "bind", s_bind }, { "unbind", s_unbind },
         { "on_event", s_on_event }, { "on_request", s_on_request }, { "on_upload", s_on_upload },
-        { "retain", s_retain },
-        { "set_extensions", s_set_extensions }, { "stats", s_stats }, { NULL, NULL }
+        { "on_handshake", s_on_handshake }, { "retain", s_retain },
+        { "set_extensions", s_set_extensions }, { "stats", s_stats },
+        { "metrics", s_metrics }, { NULL, NULL }
     };
     static const luaL_Reg rmeth[] = {
         { "info", r_info }, { "respond", r_respond }, { "send_file", r_send_file },

@@ -13,6 +13,9 @@
  * costs no read memory at all.
  */
 #include "net/conn.h"
+#include "base/metrics.h"
+
+#include "base/list.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -41,7 +44,7 @@ enum {
 typedef struct loopstate {
     uv_loop_t *loop;
     uv_prepare_t prepare;
-    bx_conn_t *dirty;           /* head of the doubly linked dirty list */
+    bx_list_t dirty;            /* of bx_conn_t, by dlink; newest first */
     char *rbuf;
     int rbuf_busy;
     size_t nconns;
@@ -63,11 +66,13 @@ struct bx_conn_s {
     /* Write and shutdown requests are allocated only when used (most writes
      * finish in uv_try_write) and freed by their callbacks: an idle
      * connection should cost little. */
+    void (*on_free)(void *ud);  /* bx_conn_on_free */
+    void *free_ud;
     bx_conn_drain_cb on_drain;  /* bx_conn_when_drained, until it fires */
     void *drain_ud;
     uv_timer_t *linger;         /* only while lingering; closed independently */
     uint64_t linger_end;        /* loop time at which lingering stops */
-    bx_conn_t *dprev, *dnext;   /* dirty list links */
+    bx_list_t dlink;            /* on ls->dirty while C_DIRTY */
     uint8_t family;             /* the peer: AF_INET, AF_INET6, or 0 */
     uint16_t port;
     unsigned char addr[16];     /* formatted on demand (bx_conn_peer) */
@@ -95,6 +100,7 @@ static loopstate_t *ls_get(uv_loop_t *loop, int create)
         return NULL;
     ls = bx_calloc(1, sizeof(*ls));
     ls->loop = loop;
+    bx_list_init(&ls->dirty);
     uv_prepare_init(loop, &ls->prepare);
     ls->prepare.data = ls;
     ls->next = loops;
@@ -120,13 +126,7 @@ static void dirty_remove(bx_conn_t *c)
 {
     if (!(c->flags & C_DIRTY))
         return;
-    if (c->dprev)
-        c->dprev->dnext = c->dnext;
-    else
-        c->ls->dirty = c->dnext;
-    if (c->dnext)
-        c->dnext->dprev = c->dprev;
-    c->dprev = c->dnext = NULL;
+    bx_list_remove(&c->dlink);
     c->flags &= ~C_DIRTY;
 }
 
@@ -137,11 +137,7 @@ static void mark_dirty(bx_conn_t *c)
     if (c->flags & (C_DIRTY | C_CLOSING))
         return;
     c->flags |= C_DIRTY;
-    c->dprev = NULL;
-    c->dnext = ls->dirty;
-    if (ls->dirty)
-        ls->dirty->dprev = c;
-    ls->dirty = c;
+    bx_list_push_head(&ls->dirty, &c->dlink);
     /* An active prepare handle keeps the loop alive, so it runs only while
      * there is something to flush. */
     if (!uv_is_active((uv_handle_t *)&ls->prepare))
@@ -225,7 +221,9 @@ static void write_cb(uv_write_t *req, int status)
     bx_conn_t *c = req->data;
 
     free(req);
-    bx_chunkv_clear(&c->inflight);
+    if (status >= 0)
+        bx_metrics.bytes_out += c->inflight_bytes;
+    bx_chunkv_free(&c->inflight);   /* an idle connection keeps no array */
     c->inflight_bytes = 0;
     c->flags &= ~C_WRITING;
     if (c->flags & C_CLOSING)
@@ -269,10 +267,14 @@ static void start_write(bx_conn_t *c)
     r = uv_try_write((uv_stream_t *)c->tcp, bufs, (unsigned)n);
     if (r == UV_EAGAIN || r == UV_ENOSYS)
         r = 0;
+    if (r > 0)
+        bx_metrics.bytes_out += (uint64_t)r;
     if (r < 0 || (size_t)r == total) {
         if (bufs != small)
             free(bufs);
-        bx_chunkv_clear(&c->inflight);
+        /* freed, not kept: the next pending array is moved in whole, and an
+         * idle connection holds no output memory at all */
+        bx_chunkv_free(&c->inflight);
         if (r < 0)
             bx_conn_close(c);
         else if (c->flags & C_DRAIN)
@@ -305,8 +307,8 @@ static void start_write(bx_conn_t *c)
 
 static void flush_loop(loopstate_t *ls)
 {
-    while (ls->dirty) {
-        bx_conn_t *c = ls->dirty;
+    while (!bx_list_empty(&ls->dirty)) {
+        bx_conn_t *c = BX_CONTAINER(ls->dirty.next, bx_conn_t, dlink);
         dirty_remove(c);
         start_write(c);
     }
@@ -317,7 +319,7 @@ static void prepare_cb(uv_prepare_t *p)
     loopstate_t *ls = p->data;
 
     flush_loop(ls);
-    if (!ls->dirty)
+    if (bx_list_empty(&ls->dirty))
         uv_prepare_stop(p);
 }
 
@@ -346,6 +348,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     loopstate_t *ls = c->ls;
 
     if (nread > 0) {
+        bx_metrics.bytes_in += (uint64_t)nread;
         /* After close_after_write the owner considers us gone: discard. */
         if (!(c->flags & (C_CLOSING | C_DRAIN)) && c->on_read)
             c->on_read(c, c->ud, buf->base, (size_t)nread, 0);
@@ -404,6 +407,7 @@ bx_conn_t *bx_conn_new(uv_loop_t *loop, uv_tcp_t *tcp, bx_conn_read_cb on_read,
     c->on_read = on_read;
     c->on_close = on_close;
     c->ud = ud;
+    bx_list_init(&c->dlink);
     tcp->data = c;
     c->ls->nconns++;
     conn_count++;
@@ -419,6 +423,12 @@ void bx_conn_set_callbacks(bx_conn_t *c, bx_conn_read_cb on_read, bx_conn_close_
     c->on_read = on_read;
     c->on_close = on_close;
     c->ud = ud;
+}
+
+void bx_conn_on_free(bx_conn_t *c, void (*fn)(void *ud), void *ud)
+{
+    c->on_free = fn;
+    c->free_ud = ud;
 }
 
 void bx_conn_write(bx_conn_t *c, bx_chunkv_t *cv)
@@ -500,6 +510,8 @@ static void close_cb(uv_handle_t *h)
 
     if (c->on_close)
         c->on_close(c, c->ud);
+    if (c->on_free)
+        c->on_free(c->free_ud);
     bx_chunkv_free(&c->pending);
     bx_chunkv_free(&c->inflight);
     free(c->tcp);
@@ -558,6 +570,11 @@ void bx_conn_flush_all(uv_loop_t *loop)
 size_t bx_conn_count(void)
 {
     return conn_count;
+}
+
+uv_loop_t *bx_conn_loop(const bx_conn_t *c)
+{
+    return c->ls->loop;
 }
 
 uint64_t bx_conn_write_calls(void)

@@ -69,11 +69,20 @@ void bx_conn_resume(bx_conn_t *c);
  * (graceful: used after a final response). */
 void bx_conn_close_after_write(bx_conn_t *c);
 
+/* Calls fn(ud) once when `c` is closed and freed, after its close callback,
+ * whoever owns it by then (bx_conn_set_callbacks leaves it in place): the
+ * HTTP server counts connections per address through hijacks with it.
+ * One per connection; a later call replaces it. */
+void bx_conn_on_free(bx_conn_t *c, void (*fn)(void *ud), void *ud);
+
 /* Closes now, dropping any pending output. Idempotent. */
 void bx_conn_close(bx_conn_t *c);
 
 /* Whether the connection is closing or closed. */
 int bx_conn_is_closing(const bx_conn_t *c);
+
+/* The loop `c` runs on. */
+uv_loop_t *bx_conn_loop(const bx_conn_t *c);
 
 /* The peer's address as "ip:port" ("[ip]:port" for IPv6). Borrowed: a
  * static buffer, valid until the next call; copy it to keep it. */

@@ -10,7 +10,7 @@
  *
  * Work that must not run inside a bx_http_* call (abort callbacks, handing
  * leftover bytes to a hijacker, resuming a suspended parser) goes through
- * the server's zero-delay "defer" timer. Idle connections sit on one list
+ * the server's "defer" entry of the later-turn queue (base/later.h). Idle connections sit on one list
  * ordered by last activity, watched by one timer for the whole server;
  * connections reading a request head, and those reading a body, sit on two
  * more lists (each ordered by start, as every entry has the same timeout)
@@ -24,6 +24,11 @@
  * to the parser until the head ends, so the check knows where it stops.
  */
 #include "net/http.h"
+#include "base/dict.h"
+#include "base/later.h"
+#include "base/list.h"
+#include "base/log.h"
+#include "base/metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,45 +38,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <time.h>
 
 /* Unanswered requests per connection before we stop parsing its input:
  * bounds the memory a client can pin by pipelining behind a held request. */
 #define MAX_PIPELINE    16
-
-/* ---- Intrusive circular lists ---- */
-
-typedef struct link {
-    struct link *prev, *next;
-} link_t;
-
-#define CONTAINER(p, type, field) ((type *)((char *)(p) - offsetof(type, field)))
-
-static void link_init(link_t *l)
-{
-    l->prev = l->next = l;
-}
-
-static int link_empty(const link_t *l)
-{
-    return l->next == l;
-}
-
-static void link_remove(link_t *l)
-{
-    l->prev->next = l->next;
-    l->next->prev = l->prev;
-    link_init(l);
-}
-
-static void link_push(link_t *head, link_t *l)
-{
-    l->prev = head->prev;
-    l->next = head;
-    head->prev->next = l;
-    head->prev = l;
-}
 
 /* ---- Types ---- */
 
@@ -94,6 +68,7 @@ typedef struct hreq {
     struct filebody *file;      /* a file still to send after `out` */
     char ip[48];                /* copy: the request may outlive its conn */
     bx_http_body_t stream;      /* the body's reader, when streamed */
+    uint64_t began;             /* loop time of its first byte (access log) */
     unsigned in_value : 1;      /* last header callback was a value */
     unsigned headers_done : 1;  /* trailers must not move raw */
     unsigned delivered : 1;     /* the application has seen it */
@@ -130,7 +105,7 @@ struct hconn {
     uint64_t idle_since;
     uint64_t head_since;        /* first byte of the head being read */
     uint64_t body_since;        /* end of the head whose body is being read */
-    link_t all, idle, resume, headl, bodyl;
+    bx_list_t all, idle, resume, headl, bodyl;
     /* the strict head check (scan_head) */
     uint32_t hs_lines;          /* lines of the head completed */
     uint32_t hs_linelen;        /* bytes of the current line */
@@ -157,13 +132,15 @@ struct bx_http_server_s {
     void *ud;
     uv_tcp_t listener;
     int port;
-    uv_timer_t defer;
+    bx_later_t defer;           /* runs run_deferred() on a later turn */
     uv_timer_t idle;
     uv_timer_t deadline;        /* head_list and body_list */
     uint64_t head_ms, body_ms;  /* 0: no deadline */
     uint64_t deadline_due;      /* loop time the deadline timer fires */
-    link_t conns, idle_list, resume_list, head_list, body_list;
+    bx_list_t conns, idle_list, resume_list, head_list, body_list;
+    bx_list_t refused;          /* connections answered 429, still closing */
     unsigned nconns;
+    struct addrs *addrs;        /* max_conns_per_addr: the counts, or NULL */
     hreq_t *aborts, *aborts_tail;
     handoff_t *handoffs, *handoffs_tail;
     int closing, listener_closed, finishing, timers_closed;
@@ -338,14 +315,13 @@ static void req_free(hreq_t *r)
     free(r);
 }
 
-static void defer_cb(uv_timer_t *t);
+static void defer_cb(void *ud);
 
 static void schedule(bx_http_server_t *s)
 {
-    /* A 0 ms timer runs on the next loop turn (never inside the caller);
-     * starting it while closing fails harmlessly and finish() drains. */
-    if (!uv_is_active((uv_handle_t *)&s->defer))
-        uv_timer_start(&s->defer, defer_cb, 0, 0);
+    /* never inside the caller; while finishing, finish() drains instead */
+    if (!s->finishing)
+        bx_later_queue(s->loop, &s->defer);
 }
 
 /* ---- Idle timeout ---- */
@@ -354,26 +330,26 @@ static void idle_cb(uv_timer_t *t);
 
 static void idle_touch(hconn_t *hc)
 {
-    if (link_empty(&hc->idle))
+    if (bx_list_empty(&hc->idle))
         return;
-    link_remove(&hc->idle);
+    bx_list_remove(&hc->idle);
     hc->idle_since = uv_now(hc->s->loop);
-    link_push(&hc->s->idle_list, &hc->idle);
+    bx_list_push_tail(&hc->s->idle_list, &hc->idle);
 }
 
 static void idle_remove(hconn_t *hc)
 {
-    link_remove(&hc->idle);
+    bx_list_remove(&hc->idle);
 }
 
 static void idle_insert(hconn_t *hc)
 {
     bx_http_server_t *s = hc->s;
 
-    if (!s->idle_ms || !link_empty(&hc->idle))
+    if (!s->idle_ms || !bx_list_empty(&hc->idle))
         return;
     hc->idle_since = uv_now(s->loop);
-    link_push(&s->idle_list, &hc->idle);
+    bx_list_push_tail(&s->idle_list, &hc->idle);
     /* The list is ordered by idle_since, so the head's deadline is the
      * earliest; an already running timer fires no later than ours. */
     if (!uv_is_active((uv_handle_t *)&s->idle))
@@ -385,8 +361,8 @@ static void idle_cb(uv_timer_t *t)
     bx_http_server_t *s = t->data;
     uint64_t now = uv_now(s->loop);
 
-    while (!link_empty(&s->idle_list)) {
-        hconn_t *hc = CONTAINER(s->idle_list.next, hconn_t, idle);
+    while (!bx_list_empty(&s->idle_list)) {
+        hconn_t *hc = BX_CONTAINER(s->idle_list.next, hconn_t, idle);
         if (hc->idle_since + s->idle_ms > now) {
             uv_timer_start(&s->idle, idle_cb, hc->idle_since + s->idle_ms - now, 0);
             break;
@@ -421,7 +397,7 @@ static void head_start(hconn_t *hc)
     if (!s->head_ms)
         return;
     hc->head_since = uv_now(s->loop);
-    link_push(&s->head_list, &hc->headl);
+    bx_list_push_tail(&s->head_list, &hc->headl);
     deadline_arm(s, hc->head_since + s->head_ms);
 }
 
@@ -430,11 +406,11 @@ static void body_start(hconn_t *hc)
     bx_http_server_t *s = hc->s;
 
     hc->in_body = 1;
-    link_remove(&hc->headl);
+    bx_list_remove(&hc->headl);
     if (!s->body_ms)
         return;
     hc->body_since = uv_now(s->loop);
-    link_push(&s->body_list, &hc->bodyl);
+    bx_list_push_tail(&s->body_list, &hc->bodyl);
     deadline_arm(s, hc->body_since + s->body_ms);
 }
 
@@ -442,8 +418,8 @@ static void body_start(hconn_t *hc)
  * byte starts a new head. */
 static void request_end(hconn_t *hc)
 {
-    link_remove(&hc->headl);
-    link_remove(&hc->bodyl);
+    bx_list_remove(&hc->headl);
+    bx_list_remove(&hc->bodyl);
     hc->in_body = 0;
     hc->hs_started = 0;
     hc->hs_cr = 0;
@@ -470,16 +446,16 @@ static void deadline_cb(uv_timer_t *t)
     bx_http_server_t *s = t->data;
     uint64_t now = uv_now(s->loop), due = UINT64_MAX;
 
-    while (!link_empty(&s->head_list)) {
-        hconn_t *hc = CONTAINER(s->head_list.next, hconn_t, headl);
+    while (!bx_list_empty(&s->head_list)) {
+        hconn_t *hc = BX_CONTAINER(s->head_list.next, hconn_t, headl);
         if (hc->head_since + s->head_ms > now) {
             due = hc->head_since + s->head_ms;
             break;
         }
         expire(hc);
     }
-    while (!link_empty(&s->body_list)) {
-        hconn_t *hc = CONTAINER(s->body_list.next, hconn_t, bodyl);
+    while (!bx_list_empty(&s->body_list)) {
+        hconn_t *hc = BX_CONTAINER(s->body_list.next, hconn_t, bodyl);
         if (hc->body_since + s->body_ms > now) {
             if (hc->body_since + s->body_ms < due)
                 due = hc->body_since + s->body_ms;
@@ -525,6 +501,28 @@ static void abort_queue(hconn_t *hc)
     hc->qhead = hc->qtail = NULL;
     hc->qlen = 0;
     schedule(s);
+}
+
+/* The access log's line for an answer (limits.access_log): method, path
+ * (never the query, which may carry credentials), status, body bytes,
+ * milliseconds since the request's first byte, peer. */
+static void access_log(bx_http_server_t *s, hreq_t *r, int status, uint64_t bytes)
+{
+    char st[8], by[24], ms[24], path[512];
+
+    if (!s->lim.access_log || !bx_log_enabled(BX_LOG_INFO))
+        return;
+    snprintf(st, sizeof(st), "%d", status);
+    snprintf(by, sizeof(by), "%llu", (unsigned long long)bytes);
+    snprintf(ms, sizeof(ms), "%llu",
+             (unsigned long long)(r->began ? uv_now(s->loop) - r->began : 0));
+    snprintf(path, sizeof(path), "%.*s", (int)r->pub.path.len,
+             r->pub.path.base ? r->pub.path.base : "-");
+    const char *kv[] = {
+        "method", r->pub.method ? r->pub.method : "-", "path", path, "status", st,
+        "bytes", by, "ms", ms, "peer", r->ip[0] ? r->ip : NULL
+    };
+    bx_log_kv(BX_LOG_INFO, "access", "answer", kv, 6);
 }
 
 /* Builds the status line and the headers the layer owns. */
@@ -709,6 +707,8 @@ static void file_stat_cb(uv_fs_t *fs)
         file_fail(fb, err);
         return;
     }
+    if (r->hc)
+        access_log(r->hc->s, r, fb->status, r->head ? 0 : fb->size);
     bx_chunkv_push_new(&r->out, response_head(fb->status, fb->headers, fb->size, r->close));
     free(fb->headers);
     fb->headers = NULL;
@@ -817,8 +817,8 @@ static void flush_queue(hconn_t *hc)
     if (!hc->qhead && !hc->stop)
         idle_insert(hc);
     if (hc->suspended && !hc->upgraded && !hc->stop && hc->qlen < MAX_PIPELINE &&
-        link_empty(&hc->resume)) {
-        link_push(&hc->s->resume_list, &hc->resume);
+        bx_list_empty(&hc->resume)) {
+        bx_list_push_tail(&hc->s->resume_list, &hc->resume);
         schedule(hc->s);
     }
 }
@@ -837,6 +837,7 @@ static void fail(hconn_t *hc, int status)
     }
     r->answered = 1;
     r->close = 1;
+    access_log(hc->s, r, status, len);
     bx_chunkv_push_new(&r->out, response_head(status, "Content-Type: text/plain\r\n", len, 1));
     bx_chunkv_push_new(&r->out, bx_chunk_new(text, len));
     enqueue(hc, r);
@@ -863,6 +864,7 @@ static int on_message_begin(http_parser *p)
 
     hc->cur = bx_calloc(1, sizeof(hreq_t));
     hc->cur->pub.serial = ++serial;
+    hc->cur->began = uv_now(hc->s->loop);
     hc->hbytes = 0;
     return 0;
 }
@@ -1031,6 +1033,7 @@ static int on_message_complete(http_parser *p)
     hc->cur = NULL;
     r->keep_alive = http_should_keep_alive(p) != 0;
     r->pub.upgrade = p->upgrade;
+    bx_metrics.http_requests++;
     hc->ready = r;
     /* Return to feed() so the application runs outside the parser. */
     http_parser_pause(p, 1);
@@ -1219,11 +1222,11 @@ static void hc_free(hconn_t *hc)
 /* Takes hc out of the server: lists, count, queue (to the abort list). */
 static void hc_detach(hconn_t *hc)
 {
-    link_remove(&hc->all);
-    link_remove(&hc->idle);
-    link_remove(&hc->resume);
-    link_remove(&hc->headl);
-    link_remove(&hc->bodyl);
+    bx_list_remove(&hc->all);
+    bx_list_remove(&hc->idle);
+    bx_list_remove(&hc->resume);
+    bx_list_remove(&hc->headl);
+    bx_list_remove(&hc->bodyl);
     hc->s->nconns--;
     abort_queue(hc);
 }
@@ -1310,9 +1313,9 @@ static void run_deferred(bx_http_server_t *s)
             if (!s->handoffs)
                 s->handoffs_tail = NULL;
             handoff_finish(h);
-        } else if (!link_empty(&s->resume_list)) {
-            hconn_t *hc = CONTAINER(s->resume_list.next, hconn_t, resume);
-            link_remove(&hc->resume);
+        } else if (!bx_list_empty(&s->resume_list)) {
+            hconn_t *hc = BX_CONTAINER(s->resume_list.next, hconn_t, resume);
+            bx_list_remove(&hc->resume);
             hc_resume(hc);
         } else {
             break;
@@ -1320,12 +1323,106 @@ static void run_deferred(bx_http_server_t *s)
     }
 }
 
-static void defer_cb(uv_timer_t *t)
+static void defer_cb(void *ud)
 {
-    run_deferred(t->data);
+    run_deferred(ud);
 }
 
 /* ---- Accepting ---- */
+
+/* Connections per IP address. The table outlives the server while a
+ * counted connection does (a WebSocket is closed by its own owner, maybe
+ * after the HTTP server is gone): each such connection holds a reference. */
+typedef struct addrs {
+    bx_dict_t counts;           /* ip -> count (as a pointer) */
+    size_t refs;                /* the server, and each counted connection */
+} addrs_t;
+
+typedef struct {
+    addrs_t *t;
+    char ip[48];
+} addr_ref_t;
+
+static void addrs_unref(addrs_t *t)
+{
+    if (--t->refs == 0) {
+        bx_dict_free(&t->counts);
+        free(t);
+    }
+}
+
+/* bx_conn_on_free: the connection is gone, from whatever owned it. */
+static void addr_release(void *ud)
+{
+    addr_ref_t *a = ud;
+    size_t len = strlen(a->ip);
+    uintptr_t n = (uintptr_t)bx_dict_get(&a->t->counts, a->ip, len);
+
+    if (n > 1)
+        bx_dict_set(&a->t->counts, a->ip, len, (void *)(n - 1));
+    else
+        bx_dict_del(&a->t->counts, a->ip, len);
+    addrs_unref(a->t);
+    free(a);
+}
+
+/* A connection refused for its address: kept on the server's list until
+ * it has closed, so that closing the server closes it too. */
+typedef struct {
+    bx_list_t l;
+    bx_conn_t *conn;
+    bx_http_server_t *s;
+} refused_t;
+
+
+static void refused_read(bx_conn_t *c, void *ud, const char *data, size_t len, int status)
+{
+}
+
+static void refused_close(bx_conn_t *c, void *ud)
+{
+    refused_t *r = ud;
+
+    if (!r)
+        return;                 /* closed before it was admitted or refused */
+    bx_list_remove(&r->l);
+    maybe_finish(r->s);
+    free(r);
+}
+
+/* Counts `conn` for its address; returns 0, or -1 if that address is at
+ * max_conns_per_addr: `conn` is then answered 429 and closed. */
+static int addr_admit(bx_http_server_t *s, bx_conn_t *conn)
+{
+    static const char refusal[] =
+        "HTTP/1.1 429 Too Many Requests\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "Content-Length: 39\r\n"
+        "Connection: close\r\n"
+        "\r\n"
+        "Too many connections from your address\n";
+    const char *ip = bx_conn_peer_ip(conn);
+    size_t len = strlen(ip);
+    uintptr_t n = (uintptr_t)bx_dict_get(&s->addrs->counts, ip, len);
+
+    if (n >= s->lim.max_conns_per_addr) {
+        refused_t *r = bx_malloc(sizeof(*r));
+        r->conn = conn;
+        r->s = s;
+        bx_list_push_tail(&s->refused, &r->l);
+        bx_conn_set_callbacks(conn, refused_read, refused_close, r);
+        bx_conn_write_copy(conn, refusal, sizeof(refusal) - 1);
+        bx_conn_close_after_write(conn);
+        return -1;
+    }
+    addr_ref_t *a = bx_malloc(sizeof(*a));
+    a->t = s->addrs;
+    snprintf(a->ip, sizeof(a->ip), "%s", ip);
+    bx_dict_set(&s->addrs->counts, a->ip, len, (void *)(n + 1));
+    s->addrs->refs++;
+    bx_conn_on_free(conn, addr_release, a);
+    return 0;
+}
 
 static void free_handle_cb(uv_handle_t *h)
 {
@@ -1337,51 +1434,69 @@ static void free_handle_cb(uv_handle_t *h)
  * every connection owes or is owed a request in progress. */
 static int shed(bx_http_server_t *s)
 {
-    link_t *l = !link_empty(&s->idle_list) ? s->idle_list.next
-              : !link_empty(&s->head_list) ? s->head_list.next
-              : !link_empty(&s->body_list) ? s->body_list.next : NULL;
+    bx_list_t *l = !bx_list_empty(&s->idle_list) ? s->idle_list.next
+              : !bx_list_empty(&s->head_list) ? s->head_list.next
+              : !bx_list_empty(&s->body_list) ? s->body_list.next : NULL;
     hconn_t *hc;
 
     if (!l)
         return 0;
-    hc = l == s->idle_list.next ? CONTAINER(l, hconn_t, idle)
-       : l == s->head_list.next ? CONTAINER(l, hconn_t, headl) : CONTAINER(l, hconn_t, bodyl);
+    hc = l == s->idle_list.next ? BX_CONTAINER(l, hconn_t, idle)
+       : l == s->head_list.next ? BX_CONTAINER(l, hconn_t, headl) : BX_CONTAINER(l, hconn_t, bodyl);
     /* off the lists now, so the next accept of this turn picks another */
-    link_remove(&hc->idle);
+    bx_list_remove(&hc->idle);
     request_end(hc);
     hc->stop = 1;
     bx_conn_close(hc->conn);
     return 1;
 }
 
+static void accept_conn(bx_http_server_t *s, bx_conn_t *conn);
+
 static void on_connection(uv_stream_t *server, int status)
 {
     bx_http_server_t *s = server->data;
     uv_tcp_t *tcp;
-    hconn_t *hc;
+    bx_conn_t *conn;
 
     if (status < 0)
         return;
     tcp = bx_malloc(sizeof(*tcp));
     uv_tcp_init(s->loop, tcp);
-    if (uv_accept(server, (uv_stream_t *)tcp) < 0 || s->closing ||
-        (s->nconns >= s->lim.max_conns && !shed(s))) {
+    if (uv_accept(server, (uv_stream_t *)tcp) < 0 || s->closing) {
         uv_close((uv_handle_t *)tcp, free_handle_cb);
         return;
     }
     uv_tcp_nodelay(tcp, 1);
-    hc = bx_calloc(1, sizeof(*hc));
+    conn = bx_conn_new(s->loop, tcp, refused_read, refused_close, NULL);
+    /* the address first: a refused one must not shed anybody */
+    if (s->addrs && addr_admit(s, conn) < 0)
+        return;
+    if (s->nconns >= s->lim.max_conns && !shed(s)) {
+        bx_conn_close(conn);
+        return;
+    }
+    accept_conn(s, conn);
+}
+
+/* Makes `conn` one of the server's HTTP connections. */
+static void accept_conn(bx_http_server_t *s, bx_conn_t *conn)
+{
+    hconn_t *hc = bx_calloc(1, sizeof(*hc));
+
     hc->s = s;
-    link_init(&hc->all);
-    link_init(&hc->idle);
-    link_init(&hc->resume);
-    link_init(&hc->headl);
-    link_init(&hc->bodyl);
+    bx_list_init(&hc->all);
+    bx_list_init(&hc->idle);
+    bx_list_init(&hc->resume);
+    bx_list_init(&hc->headl);
+    bx_list_init(&hc->bodyl);
     http_parser_init(&hc->parser, HTTP_REQUEST);
     hc->parser.data = hc;
-    link_push(&s->conns, &hc->all);
+    bx_list_push_tail(&s->conns, &hc->all);
     s->nconns++;
-    hc->conn = bx_conn_new(s->loop, tcp, hc_read, hc_close, hc);
+    bx_metrics.conns_accepted++;
+    hc->conn = conn;
+    bx_conn_set_callbacks(conn, hc_read, hc_close, hc);
     idle_insert(hc);
 }
 
@@ -1405,6 +1520,10 @@ bx_http_server_t *bx_http_server_new(uv_loop_t *loop, const bx_http_limits_t *li
         s->lim.idle_timeout = def.idle_timeout;
     if (!s->lim.max_conns)
         s->lim.max_conns = def.max_conns;
+    if (s->lim.max_conns_per_addr) {
+        s->addrs = bx_calloc(1, sizeof(*s->addrs));
+        s->addrs->refs = 1;
+    }
     s->idle_ms = s->lim.idle_timeout > 0 ? (uint64_t)(s->lim.idle_timeout * 1000.0 + 0.5) : 0;
     if (s->lim.idle_timeout > 0 && s->idle_ms == 0)
         s->idle_ms = 1;
@@ -1426,17 +1545,17 @@ bx_http_server_t *bx_http_server_new(uv_loop_t *loop, const bx_http_limits_t *li
     s->port = -1;
     uv_tcp_init(loop, &s->listener);    /* no socket until bind */
     s->listener.data = s;
-    uv_timer_init(loop, &s->defer);
-    s->defer.data = s;
+    bx_later_init(&s->defer, defer_cb, s);
     uv_timer_init(loop, &s->idle);
     s->idle.data = s;
     uv_timer_init(loop, &s->deadline);
     s->deadline.data = s;
-    link_init(&s->head_list);
-    link_init(&s->body_list);
-    link_init(&s->conns);
-    link_init(&s->idle_list);
-    link_init(&s->resume_list);
+    bx_list_init(&s->head_list);
+    bx_list_init(&s->body_list);
+    bx_list_init(&s->conns);
+    bx_list_init(&s->refused);
+    bx_list_init(&s->idle_list);
+    bx_list_init(&s->resume_list);
     return s;
 }
 
@@ -1461,6 +1580,32 @@ void bx_http_body_resume(bx_http_req_t *req)
 
 int bx_http_listen(bx_http_server_t *s, const char *host, int port)
 {
+    return bx_http_listen_ex(s, host, port, 0);
+}
+
+/* A socket of `family` with SO_REUSEPORT set, opened into `tcp`: several
+ * processes bind the same port and the kernel spreads connections over
+ * them (libuv 1.44 has no flag for it). */
+static int open_reuseport(uv_tcp_t *tcp, int family)
+{
+    int one = 1;
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0
+        || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+        int rc = uv_translate_sys_error(errno);
+        close(fd);
+        return rc;
+    }
+    int rc = uv_tcp_open(tcp, fd);
+    if (rc < 0)
+        close(fd);
+    return rc;
+}
+
+int bx_http_listen_ex(bx_http_server_t *s, const char *host, int port, int reuseport)
+{
     struct sockaddr_storage ss;
     char name[64];
     int r, len;
@@ -1482,6 +1627,8 @@ int bx_http_listen(bx_http_server_t *s, const char *host, int port)
         r = uv_ip4_addr(name, port, (struct sockaddr_in *)&ss);
     if (r < 0)
         return r;
+    if (reuseport && (r = open_reuseport(&s->listener, ss.ss_family)) < 0)
+        return r;
     if ((r = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0)) < 0)
         return r;
     if ((r = uv_listen((uv_stream_t *)&s->listener, 511, on_connection)) < 0)
@@ -1502,9 +1649,11 @@ static void timer_closed_cb(uv_handle_t *h)
 {
     bx_http_server_t *s = h->data;
 
-    if (++s->timers_closed < 3)
+    if (++s->timers_closed < 2)
         return;
     run_deferred(s);            /* anything the last callbacks queued */
+    if (s->addrs)
+        addrs_unref(s->addrs);  /* upgraded connections may still hold it */
     if (s->done)
         s->done(s->done_ud);
     free(s);
@@ -1512,11 +1661,12 @@ static void timer_closed_cb(uv_handle_t *h)
 
 static void maybe_finish(bx_http_server_t *s)
 {
-    if (!s->closing || !s->listener_closed || s->nconns || s->finishing)
+    if (!s->closing || !s->listener_closed || s->nconns || !bx_list_empty(&s->refused) ||
+        s->finishing)
         return;
     s->finishing = 1;
     run_deferred(s);
-    uv_close((uv_handle_t *)&s->defer, timer_closed_cb);
+    bx_later_cancel(&s->defer);
     uv_close((uv_handle_t *)&s->idle, timer_closed_cb);
     uv_close((uv_handle_t *)&s->deadline, timer_closed_cb);
 }
@@ -1531,7 +1681,7 @@ static void listener_closed_cb(uv_handle_t *h)
 
 void bx_http_server_close(bx_http_server_t *s, void (*done)(void *ud), void *ud)
 {
-    link_t *l;
+    bx_list_t *l;
 
     if (s->closing)
         return;
@@ -1541,12 +1691,44 @@ void bx_http_server_close(bx_http_server_t *s, void (*done)(void *ud), void *ud)
     s->port = -1;
     uv_close((uv_handle_t *)&s->listener, listener_closed_cb);
     for (l = s->conns.next; l != &s->conns; l = l->next) {
-        hconn_t *hc = CONTAINER(l, hconn_t, all);
+        hconn_t *hc = BX_CONTAINER(l, hconn_t, all);
         hc->stop = 1;
         bx_conn_close(hc->conn);    /* hc_close runs on a later turn */
     }
+    for (l = s->refused.next; l != &s->refused; l = l->next)
+        bx_conn_close(BX_CONTAINER(l, refused_t, l)->conn);    /* refused_close follows */
     uv_timer_stop(&s->idle);
     uv_timer_stop(&s->deadline);
+}
+
+const char *bx_http_cookie(const bx_http_req_t *req, const char *name, size_t *len)
+{
+    size_t nlen = strlen(name);
+
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const bx_http_header_t *h = &req->headers[i];
+        if (h->name.len != 6 || strncasecmp(h->name.base, "Cookie", 6) != 0)
+            continue;
+        const char *p = h->value.base, *end = p + h->value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ';'))
+                p++;
+            const char *semi = memchr(p, ';', (size_t)(end - p));
+            const char *pair_end = semi ? semi : end;
+            const char *eq = memchr(p, '=', (size_t)(pair_end - p));
+            if (eq && (size_t)(eq - p) == nlen && memcmp(p, name, nlen) == 0) {
+                const char *v = eq + 1, *ve = pair_end;
+                while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+                    ve--;
+                if (ve - v >= 2 && v[0] == '"' && ve[-1] == '"')
+                    v++, ve--;
+                *len = (size_t)(ve - v);
+                return v;
+            }
+            p = pair_end;
+        }
+    }
+    return NULL;
 }
 
 const bx_str_t *bx_http_header(const bx_http_req_t *req, const char *name)
@@ -1613,6 +1795,7 @@ void bx_http_respond(bx_http_req_t *req, int status, const char *headers, bx_chu
     r->answered = 1;
     close = (flags & BX_HTTP_CLOSE) || !r->keep_alive || r->pub.upgrade || hc->s->closing;
     r->close = close;
+    access_log(hc->s, r, status, r->head ? 0 : body_len);
     bx_chunkv_push_new(&r->out, response_head(status, headers, body_len, close));
     if (body) {
         if (r->head)
@@ -1656,10 +1839,45 @@ static void shim_close(bx_conn_t *c, void *ud)
         h->on_close(c, h->ud);
 }
 
-bx_conn_t *bx_http_hijack(bx_http_req_t *req, bx_conn_read_cb on_read,
+/* The request a hijacker keeps for the life of its socket (extensions read
+ * it), in one allocation: the parser's bookkeeping, the answer queue and the
+ * slack of the growing buffers are left behind, a few hundred bytes per idle
+ * socket. The body is not kept: an upgrade or a stream request has none. */
+static bx_http_req_t *req_compact(const hreq_t *r)
+{
+    const bx_http_req_t *o = &r->pub;
+    size_t hbytes = o->nheaders * sizeof(bx_http_header_t);
+    size_t iplen = strlen(r->ip) + 1;
+    bx_http_req_t *q = bx_malloc(sizeof(*q) + hbytes + r->raw.len + iplen);
+    bx_http_header_t *h = (bx_http_header_t *)(void *)(q + 1);
+    char *raw = (char *)h + hbytes, *ip = raw + r->raw.len;
+    const char *base = r->raw.data;
+
+#define REBASE(str) ((bx_str_t){ raw + ((str).base - base), (str).len })
+    *q = *o;
+    if (r->raw.len)
+        memcpy(raw, base, r->raw.len);
+    memcpy(ip, r->ip, iplen);
+    for (size_t i = 0; i < o->nheaders; i++) {
+        h[i].name = REBASE(o->headers[i].name);
+        h[i].value = REBASE(o->headers[i].value);
+    }
+    q->headers = h;
+    if (base) {
+        q->url = REBASE(o->url);
+        q->path = REBASE(o->path);
+        q->query = REBASE(o->query);
+    }
+#undef REBASE
+    q->body = (bx_buf_t)BX_BUF_INIT;
+    q->remote_addr = ip;
+    return q;
+}
+
+bx_conn_t *bx_http_hijack(bx_http_req_t **req, bx_conn_read_cb on_read,
                           bx_conn_close_cb on_close, void *ud)
 {
-    hreq_t *r = (hreq_t *)req;
+    hreq_t *r = (hreq_t *)*req;
     hconn_t *hc = r->hc;
     bx_http_server_t *s;
     handoff_t *h;
@@ -1676,6 +1894,7 @@ bx_conn_t *bx_http_hijack(bx_http_req_t *req, bx_conn_read_cb on_read,
     r->hc = NULL;
     r->next = NULL;
     r->hijacked = 1;
+    access_log(s, r, r->pub.upgrade ? 101 : 200, 0);  /* a stream from here on */
 
     h = bx_calloc(1, sizeof(*h));
     h->conn = conn;
@@ -1700,13 +1919,12 @@ bx_conn_t *bx_http_hijack(bx_http_req_t *req, bx_conn_read_cb on_read,
     hc_detach(hc);              /* later pipelined requests are aborted */
     if (!hc->feeding)
         hc_free(hc);            /* else feed()'s caller frees it */
+    *req = req_compact(r);
+    req_free(r);
     return conn;
 }
 
 void bx_http_hijack_done(bx_http_req_t *req)
 {
-    hreq_t *r = (hreq_t *)req;
-
-    if (r && r->hijacked)
-        req_free(r);
+    free(req);
 }

@@ -18,6 +18,8 @@
  *   - at max_conns connections, a new one sheds the oldest idle one, else
  *     the oldest with an unfinished head, else the oldest unfinished body;
  *     only with none of those is the new one closed at once
+ *   - at max_conns_per_addr connections from one IP address (hijacked ones
+ *     count until they close), a new one from it is answered 429 and closed
  *
  * A request is handed to the application once it is complete (headers and
  * the whole body). The application answers with bx_http_respond(), now or
@@ -69,6 +71,12 @@ typedef struct {
     double head_timeout;        /* seconds from a head's first byte; default 30 */
     double body_timeout;        /* seconds from the end of the head; default 60 */
     unsigned max_conns;         /* default 10000 */
+    int access_log;             /* not a limit: 1 = one log line per answer
+                                   (base/log.h, component "access"); 0 */
+    unsigned max_conns_per_addr;/* connections from one IP address, upgraded
+                                   ones (WebSocket, EventSource) included;
+                                   0 (default) = no limit; beyond: 429 and
+                                   closed */
 } bx_http_limits_t;
 
 /* Fills `l` with the documented defaults. */
@@ -129,6 +137,11 @@ void bx_http_body_resume(bx_http_req_t *req);
  * negative libuv error (e.g. UV_EADDRINUSE). */
 int bx_http_listen(bx_http_server_t *s, const char *host, int port);
 
+/* bx_http_listen, and with `reuseport` non-zero the socket has
+ * SO_REUSEPORT: other processes may listen on the same port (same user)
+ * and the kernel spreads the connections over them. */
+int bx_http_listen_ex(bx_http_server_t *s, const char *host, int port, int reuseport);
+
 /* The port actually bound (useful with port 0), or -1 if not listening. */
 int bx_http_port(const bx_http_server_t *s);
 
@@ -169,16 +182,24 @@ void bx_http_respond_text(bx_http_req_t *req, int status, const char *content_ty
                           const char *text, int flags);
 
 /* Takes the connection over from HTTP (WebSocket upgrade, EventSource).
- * Only valid on the oldest unanswered request of its connection. The
- * request stays valid until bx_http_hijack_done(); from now on the caller
- * owns the connection: its callbacks are replaced by the given ones and any
- * bytes already read past the request are handed to `on_read` on a later
- * loop turn. */
-bx_conn_t *bx_http_hijack(bx_http_req_t *req, bx_conn_read_cb on_read,
+ * Only valid on the oldest unanswered request of its connection. On success
+ * *req is replaced by a compact copy of the request (new: method, url,
+ * headers, peer address, serial and data; no body) which stays valid until
+ * bx_http_hijack_done(), and the original is freed: it must not be answered
+ * any more. From now on the caller owns the connection: its callbacks are
+ * replaced by the given ones and any bytes already read past the request are
+ * handed to `on_read` on a later loop turn. On failure (NULL) *req is left
+ * as it was, still to be answered. */
+bx_conn_t *bx_http_hijack(bx_http_req_t **req, bx_conn_read_cb on_read,
                           bx_conn_close_cb on_close, void *ud);
 
-/* Frees a hijacked request. */
+/* Frees a hijacked request (the copy bx_http_hijack() gave). */
 void bx_http_hijack_done(bx_http_req_t *req);
+
+/* The value of cookie `name` in the request's Cookie headers (every
+ * occurrence; "a=1; b=2"), borrowed from `req` with its length in *len, or
+ * NULL if it is not there. */
+const char *bx_http_cookie(const bx_http_req_t *req, const char *name, size_t *len);
 
 /* Whether a header `name` of `req` (every occurrence) lists `token` among
  * its comma-separated elements, compared whole and case-insensitively:

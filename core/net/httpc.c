@@ -14,6 +14,7 @@
 #include <string.h>
 #include <http_parser.h>
 #include "base/buf.h"
+#include "base/list.h"
 #include "net/conn.h"
 #include "net/httpc.h"
 
@@ -26,14 +27,14 @@ struct bx_httpc_s {
     uv_loop_t *loop;
     char *host;
     char port[8];
-    pconn_t *conns;             /* every connection, busy or idle */
+    bx_list_t conns;            /* every pconn_t, busy or idle; newest first */
     int nconns;
     int closing;
 };
 
 struct pconn_s {
     bx_httpc_t *h;
-    pconn_t *next, *prev;
+    bx_list_t link;             /* on h->conns */
     int state;
     int aborted;                /* closing on purpose: no retry */
     int reused;                 /* the current request is not its first */
@@ -97,12 +98,7 @@ static void pconn_teardown(pconn_t *p, const char *err)
     bx_httpc_t *h = p->h;
     req_t *r = p->req;
 
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        h->conns = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
+    bx_list_remove(&p->link);
     int retry = !h->closing && !p->aborted && p->reused;
     p->req = NULL;
     free(p);
@@ -276,10 +272,7 @@ static void assign_new(bx_httpc_t *h, req_t *r)
     p->state = P_RESOLVE;
     http_parser_init(&p->parser, HTTP_RESPONSE);
     p->parser.data = p;
-    p->next = h->conns;
-    if (h->conns)
-        h->conns->prev = p;
-    h->conns = p;
+    bx_list_push_head(&h->conns, &p->link);
     h->nconns++;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
@@ -300,7 +293,8 @@ static void on_timeout(uv_timer_t *t)
 {
     req_t *r = t->data;
 
-    for (pconn_t *p = r->h->conns; p; p = p->next) {
+    BX_LIST_FOREACH(l, &r->h->conns) {
+        pconn_t *p = BX_CONTAINER(l, pconn_t, link);
         if (p->req != r)
             continue;
         p->req = NULL;
@@ -322,6 +316,7 @@ bx_httpc_t *bx_httpc_new(uv_loop_t *loop, const char *host, int port)
 {
     bx_httpc_t *h = bx_calloc(1, sizeof(*h));
     h->loop = loop;
+    bx_list_init(&h->conns);
     h->host = bx_strdup(host);
     snprintf(h->port, sizeof(h->port), "%d", port);
     return h;
@@ -350,7 +345,8 @@ int bx_httpc_request(bx_httpc_t *h, const char *method, const char *path, const 
         r->timer->data = r;
         uv_timer_start(r->timer, on_timeout, timeout_ms, 0);
     }
-    for (pconn_t *p = h->conns; p; p = p->next) {
+    BX_LIST_FOREACH(l, &h->conns) {
+        pconn_t *p = BX_CONTAINER(l, pconn_t, link);
         if (p->state == P_OPEN && !p->req && !bx_conn_is_closing(p->conn)) {
             p->req = r;
             p->reused = 1;
@@ -367,7 +363,8 @@ void bx_httpc_close(bx_httpc_t *h)
     if (h->closing)
         return;
     h->closing = 1;
-    for (pconn_t *p = h->conns; p; p = p->next) {
+    BX_LIST_FOREACH(l, &h->conns) {
+        pconn_t *p = BX_CONTAINER(l, pconn_t, link);
         p->aborted = 1;
         if (p->state == P_OPEN)
             bx_conn_close(p->conn);

@@ -21,16 +21,19 @@
 #include <string.h>
 #include <errno.h>
 #include <async.h>
+#include "base/metrics.h"
 #include "net/redis.h"
+#include "base/list.h"
 
 typedef enum { ST_DOWN, ST_CONNECTING, ST_UP, ST_CLOSED } state_t;
 
 typedef struct req {
-    struct req *prev, *next;
+    bx_list_t link;             /* on c->pending while sent */
     bx_redis_t *c;              /* NULL once detached */
     bx_redis_reply_cb cb;
     void *ud;
     uint64_t sent;              /* uv_now */
+    uint64_t sent_ns;           /* uv_hrtime, for the latency metric */
     int handshake;              /* AUTH / SELECT / PING of a (re)connection */
 } req_t;
 
@@ -44,9 +47,10 @@ struct bx_redis_s {
     redisAsyncContext *ac;
     state_t state;
     int reported;               /* -1 nothing said yet, else the last `up` told */
+    int ever_up;                /* a later connection is a reconnect (metrics) */
     double backoff;             /* seconds, next delay */
     uv_timer_t timer;
-    req_t *head, *tail;         /* pending, oldest first */
+    bx_list_t pending;          /* of req_t, oldest first */
     size_t npending;
     void (*close_done)(void *ud);
     void *close_ud;
@@ -269,15 +273,7 @@ static void tell(bx_redis_t *c, int up, const char *why)
 
 static void req_unlink(bx_redis_t *c, req_t *r)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        c->head = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    else
-        c->tail = r->prev;
-    r->prev = r->next = NULL;
+    bx_list_remove(&r->link);
     c->npending--;
 }
 
@@ -285,8 +281,8 @@ static void req_unlink(bx_redis_t *c, req_t *r)
  * hiredis callbacks (which then only free them). */
 static void fail_pending(bx_redis_t *c, int status)
 {
-    while (c->head) {
-        req_t *r = c->head;
+    while (!bx_list_empty(&c->pending)) {
+        req_t *r = BX_CONTAINER(c->pending.next, req_t, link);
         req_unlink(c, r);
         r->c = NULL;
         if (r->cb && !r->handshake)
@@ -353,6 +349,9 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
             bx_redis_drop(c, why);
         } else if (last && c->state == ST_CONNECTING) {
             c->state = ST_UP;
+            if (c->ever_up)
+                bx_metrics.redis_reconnects++;
+            c->ever_up = 1;
             c->backoff = c->opts.backoff_min;
             uv_timer_stop(&c->timer);
             if (c->opts.command_timeout > 0) {
@@ -362,6 +361,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
             tell(c, 1, NULL);
         }
         return;
+    }
+    if (reply) {
+        bx_metrics.redis_commands++;
+        bx_metrics.redis_ns_sum += uv_hrtime() - r->sent_ns;
     }
     if (r->cb)
         r->cb(r->ud, reply ? 0 : BX_REDIS_EDOWN, reply);
@@ -416,12 +419,8 @@ static int send_req(bx_redis_t *c, req_t *r, redisCallbackFn *fn, int argc,
         return 0;
     r->c = c;
     r->sent = uv_now(c->loop);
-    r->prev = c->tail;
-    if (c->tail)
-        c->tail->next = r;
-    else
-        c->head = r;
-    c->tail = r;
+    r->sent_ns = uv_hrtime();
+    bx_list_push_tail(&c->pending, &r->link);
     c->npending++;
     return 0;
 }
@@ -432,6 +431,7 @@ static void handshake(bx_redis_t *c, const char *cmd, const char *a, const char 
     req_t *r = calloc(1, sizeof(*r));
     if (!r)
         abort();
+    bx_list_init(&r->link);
     r->handshake = last ? 2 : 1;
     if (send_req(c, r, on_reply, b ? 3 : a ? 2 : 1, argv, NULL) < 0)
         free(r);
@@ -489,8 +489,9 @@ static void on_timer(uv_timer_t *t)
         bx_redis_drop(c, "connect timeout");
         break;
     case ST_UP:
-        if (c->head && uv_now(c->loop) - c->head->sent
-                       >= (uint64_t)(c->opts.command_timeout * 1000))
+        if (!bx_list_empty(&c->pending)
+            && uv_now(c->loop) - BX_CONTAINER(c->pending.next, req_t, link)->sent
+               >= (uint64_t)(c->opts.command_timeout * 1000))
             bx_redis_drop(c, "command timeout");
         break;
     case ST_CLOSED:
@@ -511,6 +512,7 @@ int bx_redis_command(bx_redis_t *c, bx_redis_reply_cb cb, void *ud, int argc,
     r = calloc(1, sizeof(*r));
     if (!r)
         abort();
+    bx_list_init(&r->link);
     r->cb = cb;
     r->ud = ud;
     if (send_req(c, r, on_reply, argc, argv, lens) < 0) {
@@ -540,6 +542,7 @@ bx_redis_t *bx_redis_new(uv_loop_t *loop, const bx_redis_addr_t *addr,
     if (!c)
         abort();
     c->loop = loop;
+    bx_list_init(&c->pending);
     c->addr = *addr;
     if (opts)
         c->opts = *opts;

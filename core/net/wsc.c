@@ -3,9 +3,8 @@
  *
  * Until the upgrade is answered the input is collected and searched for the
  * end of the answer's head; what follows it is already WebSocket data and
- * goes to wslay. wslay reads from the chunk being handled (recv_cb hands it
- * over and then says "would block"), and writes through send_cb into the
- * connection's coalesced output.
+ * goes to the framing shared with the server (net/wsframe.c), in client
+ * mode: our frames masked, the server's must not be.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,10 +13,10 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
-#include <wslay/wslay.h>
 #include "base/buf.h"
 #include "net/conn.h"
 #include "net/wsc.h"
+#include "net/wsframe.h"
 
 #define MAX_HEAD 16384
 
@@ -36,9 +35,7 @@ struct bx_wsc_s {
     bx_conn_t *conn;
     uv_timer_t *timer;
     bx_buf_t head;
-    wslay_event_context_ptr ctx;
-    const char *in;
-    size_t inlen;
+    bx_wsframe_t f;             /* from the upgrade on */
     const char *reason;
     bx_wsc_cb cb;
     void *ud;
@@ -60,8 +57,7 @@ static void finish(bx_wsc_t *w)
     const char *why = w->reason ? w->reason : "closed";
     w->state = W_CLOSED;
     w->cb(w->ud, BX_WSC_CLOSED, why, strlen(why));
-    if (w->ctx)
-        wslay_event_context_free(w->ctx);
+    bx_wsframe_free(&w->f);
     bx_buf_free(&w->head);
     free(w->host);
     free(w->path);
@@ -83,75 +79,23 @@ static void fail(bx_wsc_t *w, const char *reason)
         uv_cancel((uv_req_t *)&w->gai);
 }
 
-/* ---- wslay ---- */
+/* ---- Frames ---- */
 
-static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
-                       void *ud)
+static void on_message(void *ud, unsigned opcode, const uint8_t *data, size_t len)
 {
     bx_wsc_t *w = ud;
-    (void)flags;
-    if (w->inlen == 0) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
-    if (len > w->inlen)
-        len = w->inlen;
-    memcpy(buf, w->in, len);
-    w->in += len;
-    w->inlen -= len;
-    return (ssize_t)len;
+    (void)opcode;
+    if (!w->closing)
+        w->cb(w->ud, BX_WSC_MESSAGE, (const char *)data, len);
 }
 
-static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
-                       void *ud)
-{
-    bx_wsc_t *w = ud;
-    (void)ctx;
-    (void)flags;
-    bx_conn_write_copy(w->conn, data, len);
-    return (ssize_t)len;
-}
+static const bx_wsframe_cb_t frame_cb = { on_message, NULL };
 
-static int genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *ud)
-{
-    (void)ctx;
-    (void)ud;
-    return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
-}
-
-static void msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
-                   void *ud)
-{
-    bx_wsc_t *w = ud;
-    (void)ctx;
-    if (w->closing)
-        return;
-    if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME)
-        w->cb(w->ud, BX_WSC_MESSAGE, (const char *)arg->msg, arg->msg_length);
-}
-
-static const struct wslay_event_callbacks callbacks = {
-    recv_cb, send_cb, genmask_cb, NULL, NULL, NULL, msg_cb
-};
-
-/* Feeds input to wslay and sends what it owes; closes when it is done. */
+/* Feeds input to the framing; a refused frame ends the socket. */
 static void pump(bx_wsc_t *w, const char *data, size_t len)
 {
-    w->in = data;
-    w->inlen = len;
-    if (len && wslay_event_recv(w->ctx) != 0) {
-        fail(w, "protocol error");
-        return;
-    }
-    w->inlen = 0;
-    if (w->state == W_CLOSED || bx_conn_is_closing(w->conn))
-        return;
-    if (wslay_event_send(w->ctx) != 0) {
-        fail(w, "protocol error");
-        return;
-    }
-    if (!wslay_event_want_read(w->ctx) && !wslay_event_want_write(w->ctx))
-        bx_conn_close_after_write(w->conn);
+    if (bx_wsframe_read(&w->f, data, len) == BX_WSF_ERROR && !w->reason)
+        w->reason = "protocol error";
 }
 
 /* ---- Upgrade ---- */
@@ -200,10 +144,7 @@ static void on_read(bx_conn_t *c, void *ud, const char *data, size_t len, int st
         fail(w, "bad upgrade answer");
         return;
     }
-    if (wslay_event_context_client_init(&w->ctx, &callbacks, w) != 0) {
-        fail(w, "out of memory");
-        return;
-    }
+    bx_wsframe_init(&w->f, w->conn, 1, 0, &frame_cb, w);
     w->state = W_OPEN;
     if (w->timer) {
         uv_close((uv_handle_t *)w->timer, timer_free);
@@ -329,12 +270,13 @@ bx_wsc_t *bx_wsc_open(uv_loop_t *loop, const char *host, int port, const char *p
 
 int bx_wsc_send(bx_wsc_t *w, const char *text, size_t len)
 {
-    struct wslay_event_msg m = { WSLAY_TEXT_FRAME, (const uint8_t *)text, len };
+    bx_chunkv_t v = BX_CHUNKV_INIT;
 
-    if (w->state != W_OPEN || w->closing || bx_conn_is_closing(w->conn))
+    if (w->state != W_OPEN || w->closing || w->f.closing || bx_conn_is_closing(w->conn))
         return -1;
-    if (wslay_event_queue_msg(w->ctx, &m) != 0 || wslay_event_send(w->ctx) != 0)
-        return -1;
+    bx_chunkv_push_new(&v, bx_chunk_new(text, len));
+    bx_wsframe_send(&w->f, BX_WS_TEXT, &v);
+    bx_chunkv_free(&v);
     return 0;
 }
 
@@ -344,9 +286,7 @@ void bx_wsc_close(bx_wsc_t *w)
         return;
     w->closing = 1;
     if (w->state == W_OPEN && !bx_conn_is_closing(w->conn)) {
-        wslay_event_queue_close(w->ctx, WSLAY_CODE_NORMAL_CLOSURE, NULL, 0);
-        wslay_event_send(w->ctx);
-        bx_conn_close_after_write(w->conn);
+        bx_wsframe_close(&w->f, 1000, NULL);
         return;
     }
     fail(w, "closed");

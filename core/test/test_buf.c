@@ -129,6 +129,77 @@ static void test_chunkv(void)
     bx_chunk_unref(shared);
 }
 
+/* The bytes of `cv`, joined, into `out` (freed by the caller). */
+static void flatten(const bx_chunkv_t *cv, bx_buf_t *out)
+{
+    for (size_t i = 0; i < cv->n; i++)
+        bx_buf_append(out, cv->v[i]->data, cv->v[i]->len);
+}
+
+/* A delivery batch of small messages becomes one piece of output (not one
+ * per message and one per comma); a large message is shared, not copied;
+ * the bytes are the same either way. */
+static void test_joined_coalesces(void)
+{
+    bx_chunkv_t items = BX_CHUNKV_INIT, out = BX_CHUNKV_INIT;
+    bx_buf_t got = BX_BUF_INIT, want = BX_BUF_INIT;
+    char msg[32];
+
+    for (int i = 0; i < 50; i++) {
+        int n = snprintf(msg, sizeof(msg), "{\"n\":%d}", i);
+        bx_chunkv_push_new(&items, bx_chunk_new(msg, (size_t)n));
+        bx_buf_printf(&want, "%s%s", i ? "," : "", msg);
+    }
+    bx_chunkv_push_joined(&out, &items, 1);
+    BX_CHECK_INT(out.n, 1);
+    flatten(&out, &got);
+    BX_CHECK(got.len == want.len && memcmp(got.data, want.data, got.len) == 0);
+    BX_CHECK_INT(out.v[0]->data[out.v[0]->len], '\0');
+    bx_chunkv_free(&out);
+
+    /* not first: a comma before the first one too */
+    bx_buf_reset(&got);
+    bx_chunkv_push_joined(&out, &items, 0);
+    BX_CHECK_INT(out.n, 1);
+    flatten(&out, &got);
+    BX_CHECK(got.len == want.len + 1 && got.data[0] == ',' &&
+             memcmp(got.data + 1, want.data, want.len) == 0);
+    bx_chunkv_free(&out);
+
+    /* a large one in the middle is shared; the runs around it are copied */
+    bx_chunk_t *big = bx_chunk_alloc(BX_JOIN_COPY_MAX + 1);
+    memset(big->data, 'x', big->len);
+    bx_chunkv_t mixed = BX_CHUNKV_INIT;
+    for (int i = 0; i < 3; i++)
+        bx_chunkv_push(&mixed, items.v[i]);
+    bx_chunkv_push(&mixed, big);
+    for (int i = 3; i < 6; i++)
+        bx_chunkv_push(&mixed, items.v[i]);
+    bx_chunkv_push_joined(&out, &mixed, 1);
+    BX_CHECK_INT(out.n, 4);         /* run, comma, big, run */
+    BX_CHECK(out.v[2] == big);
+    BX_CHECK_INT(big->refs, 3);     /* ours, mixed's, out's */
+    bx_buf_reset(&got);
+    flatten(&out, &got);
+    BX_CHECK_INT(got.len, 6 * 7 + 6 + big->len);   /* 7 members, 6 commas */
+    bx_chunkv_free(&out);
+
+    /* a lone small one is shared too */
+    bx_chunkv_t one = BX_CHUNKV_INIT;
+    bx_chunkv_push(&one, items.v[7]);
+    bx_chunkv_push_joined(&out, &one, 1);
+    BX_CHECK_INT(out.n, 1);
+    BX_CHECK(out.v[0] == items.v[7]);
+    bx_chunkv_free(&out);
+
+    bx_chunkv_free(&one);
+    bx_chunkv_free(&mixed);
+    bx_chunk_unref(big);
+    bx_chunkv_free(&items);
+    bx_buf_free(&got);
+    bx_buf_free(&want);
+}
+
 int main(void)
 {
     (void)bx_test_close_walk;   /* harness helper for async tests; none here */
@@ -137,5 +208,6 @@ int main(void)
     BX_RUN(test_chunks);
     BX_RUN(test_static_chunk);
     BX_RUN(test_chunkv);
+    BX_RUN(test_joined_coalesces);
     return BX_REPORT();
 }

@@ -251,6 +251,43 @@ static void test_known_collisions_differ(void)
     }
 }
 
+/* The hash of a key, however often and in whatever order keys are hashed
+ * (the last one is remembered), is the keyed SipHash of its bytes: the
+ * same key in another buffer, a buffer changed in place, keys longer than
+ * what is remembered. */
+static uint32_t fresh_hash(const char *key, size_t len)
+{
+    bx_siphash_t st;
+    bx_dict_hash_start(&st);
+    bx_siphash_update(&st, key, len);
+    return bx_dict_hash_end(&st);
+}
+
+static void test_hash_repeated(void)
+{
+    char buf[80], copy[80];
+    static const char *const keys[] = { "0123456789abcdefghijklmnopqrstu", "/chat/room",
+                                        "0123456789abcdefghijklmnopqrstv", "a", "" };
+
+    for (int round = 0; round < 3; round++)
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+            size_t n = strlen(keys[i]);
+            BX_CHECK(bx_dict_hash(keys[i], n) == fresh_hash(keys[i], n));
+            BX_CHECK(bx_dict_hash(keys[i], n) == fresh_hash(keys[i], n));
+        }
+    memset(buf, 'x', sizeof(buf));
+    uint32_t h = bx_dict_hash(buf, 31);
+    buf[30] = 'y';              /* the same buffer, other bytes */
+    BX_CHECK(bx_dict_hash(buf, 31) == fresh_hash(buf, 31));
+    BX_CHECK(bx_dict_hash(buf, 31) != h);
+    memcpy(copy, buf, sizeof(buf));
+    BX_CHECK(bx_dict_hash(copy, 31) == bx_dict_hash(buf, 31));
+    BX_CHECK(bx_dict_hash(buf, 30) == fresh_hash(buf, 30));
+    BX_CHECK(bx_dict_hash(buf, sizeof(buf)) == fresh_hash(buf, sizeof(buf)));
+    buf[79] = 'z';
+    BX_CHECK(bx_dict_hash(buf, sizeof(buf)) == fresh_hash(buf, sizeof(buf)));
+}
+
 int main(void)
 {
     (void)bx_test_close_walk;   /* harness helper for async tests; none here */
@@ -261,5 +298,6 @@ int main(void)
     BX_RUN(test_delete_while_iterating);
     BX_RUN(test_collisions_in_bucket);
     BX_RUN(test_known_collisions_differ);
+    BX_RUN(test_hash_repeated);
     return BX_REPORT();
 }

@@ -279,7 +279,7 @@ static bx_engine_t *engine_new(uv_loop_t *loop, const bx_proxy_t *proxy, double 
                                size_t limit)
 {
     const char *type = getenv("BX_ENGINE");
-    bx_engine_opts_t opts = { timeout, limit };
+    bx_engine_opts_t opts = { .timeout = timeout, .queue_limit = limit };
     char err[256];
     bx_engine_t *e = bx_engine_new(type && *type ? type : "memory", loop, proxy, &opts, err,
                                    sizeof(err));
@@ -366,7 +366,7 @@ static void test_factory_unknown_type(void)
     uv_loop_t loop;
     fake_t f;
     bx_proxy_t proxy;
-    bx_engine_opts_t opts = { 60, 0 };
+    bx_engine_opts_t opts = { .timeout = 60 };
     char err[128] = "";
 
     uv_loop_init(&loop);
@@ -623,6 +623,58 @@ static void test_queue_and_order(void)
     /* the take of an unknown client answers so, with nothing */
     BX_CHECK_INT(take_queue(&f, e, "unknown"), BX_EUNKNOWN);
     BX_CHECK_INT(f.ndeliver_calls, 2);
+    TEARDOWN();
+}
+
+/* requeue: in front, in order, answered once on a later turn; a take made
+ * after the answer finds what went back. */
+static void test_requeue(void)
+{
+    SETUP(60, 0);
+    char id[32];
+    rec_t r = { 0 }, u = { 0 };
+    bx_chunkv_t back = BX_CHUNKV_INIT;
+
+    BX_CHECK_INT(make_client(e, id), 0);
+    BX_CHECK_INT(sub(e, id, "/q"), 1);
+    BX_CHECK_INT(publish_text(e, "{\"channel\":\"/q\",\"data\":\"new\"}"), 0);
+    fake_connect(&f, id);
+    bx_chunkv_push_new(&back, bx_chunk_new("old1", 4));
+    bx_chunkv_push_new(&back, bx_chunk_new("old2", 4));
+    BX_CHECK_INT(CALL(e->ops->requeue(e, id, &back, done_cb, &r)), 0);
+    BX_CHECK_INT(back.n, 0);                    /* stolen */
+    BX_CHECK_INT(r.calls, 0);                   /* never inside the call */
+    drain(&loop);
+    BX_CHECK_INT(r.calls, 1);
+    BX_CHECK_INT(r.status, 0);
+    BX_CHECK_INT(f.nwakes, 1);                  /* connected: woken, as by a publish */
+    BX_CHECK_STR(f.wakes[0], id);
+    BX_CHECK_INT(take_queue(&f, e, id), 0);
+    BX_CHECK_INT(dl_count(&f, id), 3);
+    BX_CHECK(memcmp(dl_nth(&f, id, 0)->data, "old1", 4) == 0);
+    BX_CHECK(memcmp(dl_nth(&f, id, 1)->data, "old2", 4) == 0);
+    BX_CHECK(strstr(dl_nth(&f, id, 2)->data, "\"new\"") != NULL);
+
+    /* an unknown client: answered so, the messages dropped */
+    bx_chunkv_push_new(&back, bx_chunk_new("x", 1));
+    BX_CHECK_INT(CALL(e->ops->requeue(e, "unknown", &back, done_cb, &u)), 0);
+    BX_CHECK_INT(back.n, 0);
+    BX_CHECK_INT(u.calls, 0);
+    drain(&loop);
+    BX_CHECK_INT(u.calls, 1);
+    BX_CHECK_INT(u.status, BX_EUNKNOWN);
+
+    /* without a callback, and nothing to put back: still fine */
+    bx_chunkv_push_new(&back, bx_chunk_new("y", 1));
+    BX_CHECK_INT(CALL(e->ops->requeue(e, id, &back, NULL, NULL)), 0);
+    BX_CHECK_INT(CALL(e->ops->requeue(e, id, &back, done_cb, &r)), 0);
+    drain(&loop);
+    BX_CHECK_INT(r.calls, 2);
+    BX_CHECK_INT(r.status, 0);
+    BX_CHECK_INT(take_queue(&f, e, id), 0);
+    BX_CHECK_INT(dl_count(&f, id), 4);
+    BX_CHECK(memcmp(dl_nth(&f, id, 3)->data, "y", 1) == 0);
+    bx_chunkv_free(&back);
     TEARDOWN();
 }
 
@@ -920,8 +972,9 @@ static void test_close_cancels(void)
     fake_t f;
     bx_proxy_t proxy;
     int done = 0;
-    rec_t c = { 0 }, x = { 0 }, s = { 0 }, p = { 0 }, d = { 0 }, late = { 0 };
+    rec_t c = { 0 }, x = { 0 }, s = { 0 }, p = { 0 }, d = { 0 }, q = { 0 }, late = { 0 };
     char id[32];
+    bx_chunkv_t back = BX_CHUNKV_INIT;
 
     uv_loop_init(&loop);
     fake_init(&f, &loop, &proxy);
@@ -935,9 +988,11 @@ static void test_close_cancels(void)
     BX_CHECK_INT(CALL(e->ops->client_exists(e, id, bool_cb, &x)), 0);
     BX_CHECK_INT(CALL(e->ops->subscribe(e, id, "/c", bool_cb, &s)), 0);
     BX_CHECK_INT(CALL(e->ops->publish(e, m, done_cb, &p)), 0);
+    bx_chunkv_push_new(&back, bx_chunk_new("b", 1));
+    BX_CHECK_INT(CALL(e->ops->requeue(e, id, &back, done_cb, &q)), 0);
     BX_CHECK_INT(CALL(e->ops->destroy_client(e, id, done_cb, &d)), 0);
     BX_CHECK_INT(CALL(e->ops->take(e, id, f_took, &f)), 0);
-    BX_CHECK_INT(c.calls + x.calls + s.calls + p.calls + d.calls + f.ntakes, 0);
+    BX_CHECK_INT(c.calls + x.calls + s.calls + p.calls + d.calls + q.calls + f.ntakes, 0);
 
     e->ops->close(e, closed_cb, &done);
     /* close answers them, each once, canceled */
@@ -952,6 +1007,8 @@ static void test_close_cancels(void)
     BX_CHECK_INT(p.status, BX_ECANCELED);
     BX_CHECK_INT(d.calls, 1);
     BX_CHECK_INT(d.status, BX_ECANCELED);
+    BX_CHECK_INT(q.calls, 1);
+    BX_CHECK_INT(q.status, BX_ECANCELED);
     BX_CHECK_INT(f.ntakes, 1);
     BX_CHECK_INT(f.take_status, BX_ECANCELED);
     BX_CHECK_INT(done, 0);                      /* done comes on a later turn */
@@ -963,11 +1020,15 @@ static void test_close_cancels(void)
     BX_CHECK_INT(CALL(e->ops->publish(e, m, done_cb, &late)), BX_ECANCELED);
     BX_CHECK_INT(CALL(e->ops->destroy_client(e, id, done_cb, &late)), BX_ECANCELED);
     BX_CHECK_INT(CALL(e->ops->take(e, id, f_took, &f)), BX_ECANCELED);
+    bx_chunkv_push_new(&back, bx_chunk_new("c", 1));
+    BX_CHECK_INT(CALL(e->ops->requeue(e, id, &back, done_cb, &late)), BX_ECANCELED);
+    BX_CHECK_INT(back.n, 0);                    /* stolen all the same */
+    bx_chunkv_free(&back);
     json_decref(m);
     uv_run(&loop, UV_RUN_DEFAULT);
     BX_CHECK_INT(done, 1);
     BX_CHECK_INT(late.calls, 0);
-    BX_CHECK_INT(c.calls + x.calls + s.calls + p.calls + d.calls, 5);
+    BX_CHECK_INT(c.calls + x.calls + s.calls + p.calls + d.calls + q.calls, 6);
     fake_free(&f);
     BX_CHECK(!g_reentered);
     BX_LOOP_CLOSE(&loop);
@@ -999,6 +1060,7 @@ static void run_all(void)
     BX_RUN(test_subscribe);
     BX_RUN(test_publish_fanout);
     BX_RUN(test_queue_and_order);
+    BX_RUN(test_requeue);
     BX_RUN(test_queue_limit);
     BX_RUN(test_queue_ring);
     BX_RUN(test_queue_of_one);

@@ -577,7 +577,7 @@ static bx_conn_t *es_conn;
 static void es_timer_cb(uv_timer_t *t)
 {
     T.in_call = 1;
-    es_conn = bx_http_hijack(es_req, NULL, hj_close, NULL);
+    es_conn = bx_http_hijack(&es_req, NULL, hj_close, NULL);
     T.in_call = 0;
     if (es_conn) {
         bx_conn_write_copy(es_conn, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n",
@@ -597,9 +597,9 @@ static void h_hijack(bx_http_req_t *req)
         respond(req, 400, "no");
         return;
     }
-    hj_req = req;
     T.in_call = 1;
-    T.hj_conn = bx_http_hijack(req, hj_read, hj_close, NULL);
+    T.hj_conn = bx_http_hijack(&req, hj_read, hj_close, NULL);
+    hj_req = req;
     if (T.hj_conn)
         bx_conn_write_copy(T.hj_conn, "HTTP/1.1 101 Switching Protocols\r\n\r\n", 36);
     T.in_call = 0;
@@ -647,6 +647,11 @@ static void test_hijack(void)
     BX_CHECK(memcmp(T.hj_in.data, "LEFTOVER", 8) == 0);
     BX_CHECK(strncmp(cl_text(&C1), "HTTP/1.1 101 Switching Protocols\r\n\r\n", 36) == 0);
     BX_CHECK(strcmp(hj_req->method, "GET") == 0);       /* still valid */
+    /* the compact copy the hijacker keeps: headers, path, peer address */
+    BX_CHECK(bx_http_header_has(hj_req, "Upgrade", "websocket"));
+    BX_CHECK(hj_req->path.len == 3 && memcmp(hj_req->path.base, "/ws", 3) == 0);
+    BX_CHECK_INT(hj_req->query.len, 0);
+    BX_CHECK(strcmp(hj_req->remote_addr, "127.0.0.1") == 0);
     client_sends(&C1, "MORE");
     BX_CHECK(run_until(&loop, pred_xy, 2000));
     BX_CHECK_INT(bx_conn_write_calls() - T.writes_before, 1);
@@ -774,6 +779,46 @@ static void test_listen_errors(void)
     BX_CHECK_INT(s2_closed, 1);
 }
 
+static int pred_c1_answered_a(void)
+{
+    return strstr(cl_text(&C1), "\r\n\r\nGET /a|") != NULL;
+}
+
+static int pred_c2_eof(void)
+{
+    return C2.eof;
+}
+
+/* At max_conns_per_addr a new connection from the address is answered 429
+ * and closed; one that keeps its side open is closed with the server (the
+ * server's close waits for it), so nothing outlives the server. */
+static void test_max_conns_per_addr(void)
+{
+    uv_loop_t loop;
+    bx_http_limits_t lim = { .max_conns_per_addr = 1 };
+
+    uv_loop_init(&loop);
+    BX_CHECK(start_server(&loop, &lim, h_echo) != NULL);
+    client_open(&loop, &C1, bx_http_port(T.s));
+    client_sends(&C1, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    BX_CHECK(run_until(&loop, pred_c1_answered_a, 2000));
+    client_open(&loop, &C2, bx_http_port(T.s));
+    BX_CHECK(run_until(&loop, pred_c2_eof, 2000));
+    BX_CHECK(strncmp(cl_text(&C2), "HTTP/1.1 429 Too Many Requests\r\n", 32) == 0);
+    BX_CHECK(strstr(cl_text(&C2), "Too many connections from your address") != NULL);
+    /* C2 has not closed: the server lingers on it until its close */
+    T.in_call = 1;
+    bx_http_server_close(T.s, server_done, NULL);
+    T.in_call = 0;
+    BX_CHECK(run_until(&loop, pred_done, 3000));
+    BX_CHECK_INT(bx_conn_count(), 0);
+    client_close_wait(&C1);
+    client_close_wait(&C2);
+    bx_buf_free(&T.hj_in);
+    bx_conn_cleanup(&loop);
+    BX_LOOP_CLOSE(&loop);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -787,6 +832,7 @@ int main(void)
     BX_RUN(test_idle_timeout);
     BX_RUN(test_max_conns);
     BX_RUN(test_max_conns_sheds_idle);
+    BX_RUN(test_max_conns_per_addr);
     BX_RUN(test_abort_on_close);
     BX_RUN(test_hijack);
     BX_RUN(test_one_write_per_turn);

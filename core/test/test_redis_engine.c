@@ -120,7 +120,7 @@ static bx_rs_t g_rs;
 static bx_engine_t *engine(uv_loop_t *loop, node_t *n, bx_proxy_t *p)
 {
     char url[96], err[128];
-    bx_engine_opts_t o = { 60, 0 };
+    bx_engine_opts_t o = { .timeout = 60 };
     p->ud = n;
     p->has_connection = n_has_connection;
     p->wake = n_wake;
@@ -399,7 +399,7 @@ static void test_shards(void)
     node_t na = { 0 }, nb = { 0 };
     bx_proxy_t pa, pb;
     char url[200], err[128], pub[32], star[32], exact[32];
-    bx_engine_opts_t o = { 60, 0 };
+    bx_engine_opts_t o = { .timeout = 60 };
 
     BX_CHECK_INT(bx_rs_start(&rs2, NULL, NULL), 0);
     uv_loop_init(&loop);

@@ -1,7 +1,8 @@
 /*
  * test_session.c - what the server does with messages it took from a
  * client's queue and could not hand on: the engine's requeue (put back in
- * front, in order), and the outgoing-extension passes of a session (their
+ * front, in order; the hub asks for the queue again only once a requeue
+ * has answered), and the outgoing-extension passes of a session (their
  * results joining the session's messages, a client destroyed meanwhile).
  *
  * The server runs without a listener; deliveries go to a recording sink and
@@ -86,7 +87,7 @@ static void test_requeue_goes_in_front_in_order(void)
     uv_loop_t loop;
     proxy_rec_t rec = { 0 };
     bx_proxy_t proxy = { &rec, r_has_connection, r_wake, r_closed, r_trigger };
-    bx_engine_opts_t eo = { 60, 4 };
+    bx_engine_opts_t eo = { .timeout = 60, .queue_limit = 4 };
     bx_engine_stats_t st;
     char err[128];
     char id[32] = "", buf[64];
@@ -107,20 +108,20 @@ static void test_requeue_goes_in_front_in_order(void)
     bx_chunkv_t back = BX_CHUNKV_INIT;
     bx_chunkv_push_new(&back, text_chunk("old1"));
     bx_chunkv_push_new(&back, text_chunk("old2"));
-    e->ops->requeue(e, id, &back);
+    e->ops->requeue(e, id, &back, NULL, NULL);
     BX_CHECK_INT(back.n, 0);
     BX_CHECK_INT(rec.wakes, 0);             /* no connection: nobody to wake */
 
     /* over the limit (4), the oldest go first, counted as dropped */
     bx_chunkv_push_new(&back, text_chunk("older1"));
     bx_chunkv_push_new(&back, text_chunk("older2"));
-    e->ops->requeue(e, id, &back);
+    e->ops->requeue(e, id, &back, NULL, NULL);
     e->ops->stats(e, &st);
     BX_CHECK_INT(st.dropped, 1);
 
     /* an unknown client: dropped silently */
     bx_chunkv_push_new(&back, text_chunk("x"));
-    e->ops->requeue(e, "nosuchclient", &back);
+    e->ops->requeue(e, "nosuchclient", &back, NULL, NULL);
     BX_CHECK_INT(back.n, 0);
 
     rec.connected = 1;
@@ -134,7 +135,7 @@ static void test_requeue_goes_in_front_in_order(void)
 
     /* with a connection, a give-back wakes it, as a publish does */
     bx_chunkv_push_new(&back, text_chunk("again"));
-    e->ops->requeue(e, id, &back);
+    e->ops->requeue(e, id, &back, NULL, NULL);
     BX_CHECK_INT(rec.wakes, 1);
 
     bx_chunkv_free(&back);
@@ -392,6 +393,83 @@ static void test_take_answered_after_the_connection_left(void)
     BX_LOOP_CLOSE(&f.loop);
 }
 
+/* The hub asks for the queue again only once a requeue has answered: an
+ * engine whose requeue answers late (as one over a network may) would
+ * otherwise be asked before the given-back messages are back, and deliver
+ * newer ones ahead of them. */
+static struct { char id[32]; bx_chunkv_t msgs; bx_engine_done_cb cb; void *ud; int n; }
+    g_requeue;
+static int g_takes;
+
+static int held_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs,
+                        bx_engine_done_cb cb, void *ud)
+{
+    (void)e;
+    snprintf(g_requeue.id, sizeof(g_requeue.id), "%s", id);
+    bx_chunkv_move(&g_requeue.msgs, msgs);
+    g_requeue.cb = cb;
+    g_requeue.ud = ud;
+    g_requeue.n++;
+    return 0;
+}
+
+static int counted_take(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud)
+{
+    g_takes++;
+    return g_real_ops->take(e, id, cb, ud);
+}
+
+/* A sink that refuses everything (its socket is going away). */
+static void refuse_push(bx_sink_t *sink, bx_chunkv_t *msgs)
+{
+    (void)sink, (void)msgs;
+}
+
+static void test_take_waits_for_requeue(void)
+{
+    fixture_t f;
+    bx_hub_t *hub;
+    bx_sink_t refusing = { refuse_push, rs_close, 0, NULL };
+
+    BX_CHECK_INT(setup(&f), 0);
+    hub = bx_server_hub(f.s);
+    bx_hub_set_extensions(hub, NULL, NULL, NULL, NULL);
+    g_real_ops = f.e->ops;
+    g_slow_ops = *g_real_ops;
+    g_slow_ops.take = counted_take;
+    g_slow_ops.requeue = held_requeue;
+    f.e->ops = &g_slow_ops;
+    memset(&g_requeue, 0, sizeof(g_requeue));
+    g_takes = 0;
+
+    /* "one" reaches a socket that refuses it: it goes back, held */
+    bx_session_bind(hub, f.id, &refusing);
+    publish(&f, "one");
+    BX_CHECK_INT(g_requeue.n, 1);
+    BX_CHECK_INT(g_requeue.msgs.n, 1);
+    int takes = g_takes;
+
+    /* a new socket, and a newer message: no take while the requeue is out */
+    bx_session_bind(hub, f.id, &f.sink.base);
+    publish(&f, "two");
+    BX_CHECK_INT(g_takes, takes);
+    BX_CHECK_INT(f.sink.got.n, 0);
+
+    /* answered: a take brings both, the given-back one first */
+    BX_CHECK_INT(g_real_ops->requeue(f.e, g_requeue.id, &g_requeue.msgs, g_requeue.cb,
+                                     g_requeue.ud), 0);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    BX_CHECK_INT(f.sink.got.n, 2);
+    BX_CHECK(memmem(f.sink.got.v[0]->data, f.sink.got.v[0]->len, "\"one\"", 5) != NULL);
+    BX_CHECK(memmem(f.sink.got.v[1]->data, f.sink.got.v[1]->len, "\"two\"", 5) != NULL);
+
+    f.e->ops = g_real_ops;
+    bx_chunkv_free(&g_requeue.msgs);
+    teardown(&f);
+    BX_CHECK_INT(f.closed, 1);
+    BX_LOOP_CLOSE(&f.loop);
+}
+
 int main(void)
 {
     BX_RUN(test_requeue_goes_in_front_in_order);
@@ -400,5 +478,6 @@ int main(void)
     BX_RUN(test_destroyed_during_pass_leaves_no_session);
     BX_RUN(test_pass_results_wait_for_the_next_connection);
     BX_RUN(test_take_answered_after_the_connection_left);
+    BX_RUN(test_take_waits_for_requeue);
     return BX_REPORT();
 }

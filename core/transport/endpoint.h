@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <uv.h>
 #include "bayeux/hub.h"
+#include "net/http.h"
 
 /* The options of the transports (the server's options pick them). */
 typedef struct {
@@ -26,7 +27,19 @@ typedef struct {
                                    a ping, then as long again for an answer;
                                    also bounds an unfinished fragmented
                                    message; 0 = never */
+    const char *const *allowed_origins; /* NULL-terminated; NULL = any
+                                   origin (the router owns its copy) */
+    int browser_cookie;         /* bind HTTP clients to a BAYEUX_BROWSER
+                                   cookie (longpoll.c) */
 } bx_endpoint_opts_t;
+
+/* The cookie of the opt-in browser binding. */
+#define BX_BROWSER_COOKIE "BAYEUX_BROWSER"
+
+/* The browser id a request carries in its BAYEUX_BROWSER cookie, into
+ * `out` (at most 64 characters of [0-9A-Za-z]; "" when there is none or it
+ * is malformed). Defined in longpoll.c. */
+void bx_endpoint_browser(const bx_http_req_t *req, char out[65]);
 
 struct bx_script_s;
 

@@ -15,12 +15,15 @@
 #include "transport/longpoll.h"
 #include "bayeux/protocol.h"
 #include "transport/endpoint.h"
+#include "engine/engine.h"
 
 typedef struct {
     bx_endpoint_t *server;
     bx_http_req_t *req;
     bx_batch_t *batch;
     char *jsonp;                /* callback name, or NULL for JSON */
+    char set_browser[65];       /* a new browser id for the Set-Cookie of
+                                   this answer, or "" */
 } poll_t;
 
 static const char json_headers[] =
@@ -197,12 +200,47 @@ static void on_reply(void *ud, bx_chunkv_t *reply, size_t nmsgs)
         bx_buf_puts(&h, json_headers);
     }
     cors_headers(&h, p->req);
+    if (p->set_browser[0])
+        bx_buf_printf(&h, "Set-Cookie: " BX_BROWSER_COOKIE "=%s; Path=/; HttpOnly\r\n",
+                      p->set_browser);
     bx_buf_append(&h, "", 1);
     p->req->data = NULL;
     bx_http_respond(p->req, 200, h.data, &body, 0);
     bx_buf_free(&h);
     bx_chunkv_free(&body);
     poll_free(p);
+}
+
+void bx_endpoint_browser(const bx_http_req_t *req, char out[65])
+{
+    size_t n = 0;
+    const char *v = bx_http_cookie(req, BX_BROWSER_COOKIE, &n);
+
+    out[0] = '\0';
+    if (!v || n == 0 || n > 64)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (!((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'z') ||
+              (v[i] >= 'A' && v[i] <= 'Z')))
+            return;
+    memcpy(out, v, n);
+    out[n] = '\0';
+}
+
+/* Whether a message of `msgs` (an object or an array) is a handshake. */
+static int has_handshake(const json_t *msgs)
+{
+    size_t i;
+    json_t *m;
+
+    if (json_is_object(msgs))
+        return json_is_string(json_object_get(msgs, "channel")) &&
+               strcmp(json_string_value(json_object_get(msgs, "channel")),
+                      "/meta/handshake") == 0;
+    json_array_foreach(msgs, i, m)
+        if (json_is_object(m) && has_handshake(m))
+            return 1;
+    return 0;
 }
 
 static void process(bx_endpoint_t *s, bx_http_req_t *req, const char *text, size_t len,
@@ -216,11 +254,25 @@ static void process(bx_endpoint_t *s, bx_http_req_t *req, const char *text, size
         return;
     }
     poll_t *p = bx_calloc(1, sizeof(*p));
+    char browser[65];
     p->server = s;
     p->req = req;
     p->jsonp = jsonp ? bx_strdup(jsonp) : NULL;
     req->data = p;
-    p->batch = bx_protocol_process(s->hub, msgs, req, 0, on_reply, p);
+    if (s->opts.browser_cookie) {
+        bx_endpoint_browser(req, browser);
+        if (!browser[0] && has_handshake(msgs)) {
+            /* the browser's first handshake: it gets an id, which its
+             * clients are bound to (the cookie is sent with each later
+             * request; the clientId alone no longer speaks for it) */
+            char id[32];
+            bx_engine_random_id(id);
+            memcpy(browser, id, sizeof(id));
+            memcpy(p->set_browser, id, sizeof(id));
+        }
+    }
+    p->batch = bx_protocol_process_browser(s->hub, msgs, req, 0,
+                                           s->opts.browser_cookie ? browser : NULL, on_reply, p);
     json_decref(msgs);
 }
 
@@ -478,6 +530,14 @@ static int is_preflight(const bx_http_req_t *req)
     const bx_str_t *acrm = bx_http_header(req, "Access-Control-Request-Method");
     return strcmp(req->method, "OPTIONS") == 0 ||
            (acrm && acrm->len == 4 && memcmp(acrm->base, "POST", 4) == 0);
+}
+
+int bx_longpoll_is_script(const bx_http_req_t *req)
+{
+    const char *name;
+    size_t nlen;
+    last_name(req, &name, &nlen);
+    return is_script(name, nlen);
 }
 
 int bx_longpoll_claims(const bx_http_req_t *req)

@@ -20,6 +20,9 @@ int bx_longpoll_owns(const char *mount, const char *path, size_t len);
  * the client script, a CORS preflight (router.c). */
 int bx_longpoll_claims(const bx_http_req_t *req);
 
+/* Whether `req` asks for the client script (any page may load it). */
+int bx_longpoll_is_script(const bx_http_req_t *req);
+
 /* Handles a request the router gives it: the client script, a preflight,
  * callback-polling (GET), long-polling (POST); anything else is a 400. */
 void bx_longpoll_handle(struct bx_endpoint_s *s, bx_http_req_t *req);

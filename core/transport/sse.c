@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "base/metrics.h"
 #include "transport/endpoint.h"
 #include "transport/sse.h"
 #include "transport/streams.h"
@@ -183,7 +184,18 @@ void bx_sse_handle(bx_endpoint_t *s, bx_http_req_t *req)
                              "Client bound to another connection", 0);
         return;
     }
-    e->st.conn = bx_http_hijack(req, es_read, es_closed, e);
+    if (s->opts.browser_cookie) {
+        char browser[65];
+        const char *bound = bx_session_browser(s->hub, e->id);
+        bx_endpoint_browser(req, browser);
+        if (bound && strcmp(bound, browser) != 0) {
+            free(e);
+            bx_http_respond_text(req, 409, "text/plain; charset=utf-8",
+                                 "Client bound to another browser", 0);
+            return;
+        }
+    }
+    e->st.conn = bx_http_hijack(&req, es_read, es_closed, e);
     if (!e->st.conn) {
         free(e);
         bx_http_respond_text(req, 400, "text/plain; charset=utf-8", "Bad request", 0);
@@ -199,6 +211,7 @@ void bx_sse_handle(bx_endpoint_t *s, bx_http_req_t *req)
     bx_streams_watch(set, o->idle_timeout, idle_one);
     bx_streams_add(set, &e->st);
     nstreams++;
+    bx_metrics.sse_opened++;
     bx_conn_write_copy(e->st.conn, head, sizeof(head) - 1);
     e->bound = 1;
     bx_session_bind(s->hub, e->id, &e->sink);

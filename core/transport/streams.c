@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include "base/log.h"
+#include "base/metrics.h"
 #include "transport/endpoint.h"
 #include "transport/streams.h"
 
@@ -12,26 +14,20 @@
 static void on_tick(uv_timer_t *t)
 {
     bx_streams_t *set = t->data;
-    bx_stream_t *st = set->head;
 
-    while (st) {
-        bx_stream_t *next = st->next;   /* tick may close, never free */
-        set->tick(st);
-        st = next;
-    }
+    BX_LIST_FOREACH_SAFE(l, n, &set->streams)  /* tick may close, never free */
+        set->tick(BX_CONTAINER(l, bx_stream_t, link));
 }
 
 static void on_watch(uv_timer_t *t)
 {
     bx_streams_t *set = t->data;
     uint64_t now = uv_now(t->loop);
-    bx_stream_t *st = set->head;
 
-    while (st) {
-        bx_stream_t *next = st->next;   /* on_idle may close, never free */
+    BX_LIST_FOREACH_SAFE(l, n, &set->streams) {  /* on_idle may close, never free */
+        bx_stream_t *st = BX_CONTAINER(l, bx_stream_t, link);
         if (now - st->last_rx >= set->idle_ms)
             set->on_idle(st);
-        st = next;
     }
 }
 
@@ -59,6 +55,7 @@ bx_streams_t *bx_streams_get(bx_streams_t **list, bx_endpoint_t *s, double perio
     bx_streams_t *set = bx_calloc(1, sizeof(*set));
     set->s = s;
     set->tick = tick;
+    bx_list_init(&set->streams);
     set->max_frame = o->max_frame;
     set->max_output = o->max_output;
     uv_timer_init(s->loop, &set->timer);
@@ -81,11 +78,7 @@ void bx_streams_add(bx_streams_t *set, bx_stream_t *st)
 {
     st->set = set;
     st->last_rx = uv_now(set->timer.loop);
-    st->prev = NULL;
-    st->next = set->head;
-    if (st->next)
-        st->next->prev = st;
-    set->head = st;
+    bx_list_push_head(&set->streams, &st->link);
 }
 
 static void timer_closed(uv_handle_t *h)
@@ -107,14 +100,8 @@ void bx_streams_remove(bx_stream_t *st)
 {
     bx_streams_t *set = st->set;
 
-    if (st->prev)
-        st->prev->next = st->next;
-    else
-        set->head = st->next;
-    if (st->next)
-        st->next->prev = st->prev;
-    st->prev = st->next = NULL;
-    if (set->closing && !set->head)
+    bx_list_remove(&st->link);
+    if (set->closing && bx_list_empty(&set->streams))
         uv_close((uv_handle_t *)&set->timer, timer_closed);
 }
 
@@ -124,9 +111,12 @@ int bx_stream_too_slow(bx_stream_t *st, const char *kind)
 
     if (!st->set->max_output || queued <= st->set->max_output)
         return 0;
-    fprintf(stderr, "bayeux: %s %s: closed: %zu bytes not read by the client (max_output)\n",
-            kind, bx_conn_peer(st->conn), queued);
-    fflush(stderr);
+    char bytes[32];
+    snprintf(bytes, sizeof(bytes), "%zu", queued);
+    const char *kv[] = { "peer", bx_conn_peer(st->conn), "unsent", bytes };
+    bx_log_kv(BX_LOG_WARN, kind,
+              "slow reader closed: bytes not read by the client (max_output)", kv, 2);
+    bx_metrics.slow_readers++;
     bx_conn_close(st->conn);
     return 1;
 }
@@ -135,8 +125,8 @@ static void on_grace(uv_timer_t *t)
 {
     bx_streams_t *set = t->data;
 
-    for (bx_stream_t *st = set->head; st; st = st->next)
-        bx_conn_close(st->conn);
+    BX_LIST_FOREACH(l, &set->streams)
+        bx_conn_close(BX_CONTAINER(l, bx_stream_t, link)->conn);
 }
 
 int bx_streams_close(bx_streams_t **list, bx_endpoint_t *s, bx_stream_fn each,
@@ -152,13 +142,13 @@ int bx_streams_close(bx_streams_t **list, bx_endpoint_t *s, bx_stream_fn each,
         }
     if (!set)
         return 0;
-    for (bx_stream_t *st = set->head; st; st = st->next)
-        each(st);
+    BX_LIST_FOREACH(l, &set->streams)
+        each(BX_CONTAINER(l, bx_stream_t, link));
     set->s = NULL;
     set->closing = 1;
     uv_timer_stop(&set->timer);
     uv_timer_stop(&set->watch);
-    if (!set->head) {
+    if (bx_list_empty(&set->streams)) {
         uv_close((uv_handle_t *)&set->timer, timer_closed);
         return 0;
     }

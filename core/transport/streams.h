@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <uv.h>
+#include "base/list.h"
 #include "net/conn.h"
 
 struct bx_endpoint_s;
@@ -21,7 +22,7 @@ typedef struct bx_stream_s bx_stream_t;
 
 /* Embedded in each socket: links it into its server's set. */
 struct bx_stream_s {
-    bx_stream_t *prev, *next;
+    bx_list_t link;             /* on set->streams */
     bx_streams_t *set;
     bx_conn_t *conn;            /* borrowed */
     uint64_t last_rx;           /* loop time of the last byte read (the
@@ -36,7 +37,7 @@ struct bx_streams_s {
     bx_streams_t *next;         /* the transport's list of sets */
     struct bx_endpoint_s *s;      /* NULL once the server closes */
     uv_timer_t timer;           /* `tick`; at close, the grace period */
-    bx_stream_t *head;
+    bx_list_t streams;          /* of bx_stream_t, newest first */
     bx_stream_fn tick;
     uv_timer_t watch;           /* bx_streams_watch */
     uint64_t idle_ms;

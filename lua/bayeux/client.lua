@@ -45,7 +45,7 @@ end
 -- the loop's callback (where it would be logged without context).
 local function guarded(what, fn, ...)
     local ok, err = pcall(fn, ...)
-    if not ok then io.stderr:write("bayeux: client ", what, ": ", tostring(err), "\n") end
+    if not ok then core.log("error", "client", what .. ": " .. tostring(err)) end
 end
 
 -- "http://host:port/path" -> host, port, path; nil, err when not one.
@@ -187,7 +187,7 @@ function Client:_pipe(stage, message, done)
             step(i + 1, m)
         end)
         if not ok then
-            io.stderr:write("bayeux: client extension: ", tostring(err), "\n")
+            core.log("error", "client", "extension: " .. tostring(err))
             if not called then
                 called = true
                 step(i + 1, msg)

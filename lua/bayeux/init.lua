@@ -11,13 +11,16 @@ local channel = require "bayeux.channel"
 local error, type, pairs, ipairs, setmetatable, tostring = error, type, pairs, ipairs,
     setmetatable, tostring
 local table_remove, table_unpack, io, math_type = table.remove, table.unpack, io, math.type
-local math_tointeger = math.tointeger
+local math_tointeger, table_concat = math.tointeger, table.concat
 local xpcall, traceback, getinfo = xpcall, debug.traceback, debug.getinfo
+local next = next
 
 local _M = {
     _VERSION = "0.1.0",
     null = core.null,
 }
+
+local LOG_LEVELS = { error = true, warn = true, info = true, debug = true }
 
 -- Every option, its type and a check; unknown keys are misuse.
 local OPTIONS = {
@@ -47,6 +50,26 @@ local OPTIONS = {
                           "a positive integer (segments)" },
     max_conns = { "number", function(v) return math_type(v) == "integer" and v > 0 end,
                   "a positive integer" },
+    max_conns_per_addr = { "number", function(v) return math_type(v) == "integer" and v >= 0 end,
+                           "an integer, 0 or more (0: no limit)" },
+    max_subscriptions = { "number", function(v) return math_type(v) == "integer" and v >= 0 end,
+                          "an integer, 0 or more (0: no limit)" },
+    max_channels = { "number", function(v) return math_type(v) == "integer" and v >= 0 end,
+                     "an integer, 0 or more (0: no limit)" },
+    publish_rate = { "number", function(v) return v >= 0 end,
+                     "publishes per second, 0 or more (0: no limit)" },
+    publish_burst = { "number", function(v) return v >= 0 end,
+                      "a number of publishes, 0 or more (0: publish_rate)" },
+    allowed_origins = { "table", function(v)
+        for i, o in pairs(v) do
+            if math_type(i) ~= "integer" or type(o) ~= "string"
+                or not o:match("^%a[%w+.-]*://[^/]+$") then
+                return false
+            end
+        end
+        return #v > 0
+    end, "a non-empty list of origins such as \"https://example.com\"" },
+    browser_cookie = { "boolean", function() return true end, "a boolean" },
     client_script = { "string", function() return true end, "a file path" },
     extension_deadline = { "number", function(v) return v > 0 end,
                            "a positive number of seconds" },
@@ -58,10 +81,79 @@ local OPTIONS = {
         end
         return true
     end, "an array of channel patterns" },
+    monitor = { "string", function(v) return v:sub(1, 1) == "/" and not v:find("[%s?#]") end,
+                "a path starting with '/'" },
+    monitor_token = { "string", function(v) return v ~= "" end, "a non-empty string" },
+    metrics = { "string", function(v) return v:sub(1, 1) == "/" and not v:find("[%s?#]") end,
+                "a path starting with '/'" },
+    log = { "table", function(v)
+        for k, x in pairs(v) do
+            if k == "level" then
+                if not LOG_LEVELS[x] then return false end
+            elseif k == "format" then
+                if x ~= "plain" and x ~= "json" then return false end
+            elseif k == "access" then
+                if type(x) ~= "boolean" then return false end
+            else
+                return false
+            end
+        end
+        return true
+    end, "a table { level = \"error\"|\"warn\"|\"info\"|\"debug\", "
+        .. "format = \"plain\"|\"json\", access = boolean }" },
     engine = { "string", function(v)
         return v == "memory" or v:match("^redis://") ~= nil or v:match("^unix:///") ~= nil
-    end, "\"memory\" or a Redis URL (redis://[:password@]host[:port][/db][?namespace=NS])" },
+    end, "\"memory\" or a Redis URL (redis://[:password@]host[:port][/db][?namespace=NS]), or "
+        .. "a table { url = ..., shards = { ... }, namespace = ... }" },
 }
+
+local function is_redis_url(v)
+    return type(v) == "string" and (v:match("^redis://") ~= nil or v:match("^unix:///") ~= nil)
+        and not v:find(",", 1, true)
+end
+
+-- The table form of the engine option, { url = ..., shards = { ... },
+-- namespace = ... }, as the core's string: the URLs comma-separated (url
+-- first, then the shards), each given the namespace (the last namespace=
+-- of a URL wins).
+local function engine_url(t)
+    local urls, ns = {}, t.namespace
+    for k in pairs(t) do
+        if k ~= "url" and k ~= "shards" and k ~= "namespace" then
+            error("bayeux.server: option 'engine' has no field '" .. tostring(k)
+                  .. "' (url, shards, namespace)", 4)
+        end
+    end
+    if t.url ~= nil then
+        if not is_redis_url(t.url) then
+            error("bayeux.server: engine.url must be a Redis URL (redis://... or unix:///...)", 4)
+        end
+        urls[1] = t.url
+    end
+    if t.shards ~= nil then
+        if type(t.shards) ~= "table" then
+            error("bayeux.server: engine.shards must be a list of Redis URLs", 4)
+        end
+        for i, u in ipairs(t.shards) do
+            if not is_redis_url(u) then
+                error(("bayeux.server: engine.shards[%d] must be a Redis URL"):format(i), 4)
+            end
+            urls[#urls + 1] = u
+        end
+    end
+    if #urls == 0 then
+        error("bayeux.server: option 'engine' needs url or shards", 4)
+    end
+    if ns ~= nil then
+        if type(ns) ~= "string" or not ns:match("^[%w_.:-]+$") then
+            error("bayeux.server: engine.namespace must be letters, digits or _ . : -", 4)
+        end
+        for i, u in ipairs(urls) do
+            urls[i] = u .. (u:find("?", 1, true) and "&" or "?") .. "namespace=" .. ns
+        end
+    end
+    return table.concat(urls, ",")
+end
 
 local function check_options(opts)
     if opts == nil then return {} end
@@ -74,6 +166,7 @@ local function check_options(opts)
         if not spec then
             error("bayeux.server: unknown option '" .. tostring(k) .. "'", 3)
         end
+        if k == "engine" and type(v) == "table" then v = engine_url(v) end
         if type(v) ~= spec[1] or not spec[2](v) then
             error(("bayeux.server: option '%s' must be %s"):format(k, spec[3]), 3)
         end
@@ -85,6 +178,33 @@ end
 --- JSON helpers shared with the core.
 _M.encode = core.encode
 _M.decode = core.decode
+
+--- Writes one log line (docs/operations.md, "Logs"): level "error", "warn",
+-- "info" or "debug"; msg a string; fields an optional table of key = value.
+-- The component is "app" unless fields.component names another.
+function _M.log(level, msg, fields)
+    if not LOG_LEVELS[level] then
+        error("bayeux.log(level, msg, fields): level must be error, warn, info or debug", 2)
+    end
+    if type(msg) ~= "string" or (fields ~= nil and type(fields) ~= "table") then
+        error("bayeux.log(level, msg, fields): msg must be a string, fields a table", 2)
+    end
+    local comp = "app"
+    if fields and fields.component ~= nil then
+        local f = {}
+        for k, v in pairs(fields) do f[k] = v end
+        comp, f.component = tostring(fields.component), nil
+        fields = f
+    end
+    core.log(level, comp, msg, fields)
+end
+
+--- Sets the process's log level and/or format ({ level =, format = }).
+function _M.log_config(o)
+    if type(o) ~= "table" then error("bayeux.log_config{ level =, format = }", 2) end
+    local ok, err = core.log_config(o.level, o.format)
+    if not ok then error("bayeux.log_config: " .. err, 2) end
+end
 
 --- Marks a table as a JSON array (so an empty one encodes as []).
 function _M.array(t)
@@ -236,8 +356,11 @@ end
 local Server = {}
 Server.__index = Server
 
+local watch_events, settle_user
+
 local EVENTS = { handshake = true, subscribe = true, unsubscribe = true, publish = true,
                  disconnect = true }
+local NO_LISTENERS = {}
 
 --- Creates a server (nothing listens until :listen()).
 function _M.server(opts)
@@ -245,6 +368,13 @@ function _M.server(opts)
     o.mount = o.mount or "/bayeux"
     local deadline, route_deadline, retain = o.extension_deadline, o.route_deadline, o.retain
     o.extension_deadline, o.route_deadline, o.retain = nil, nil, nil
+    local monitor, monitor_token = o.monitor, o.monitor_token
+    o.monitor, o.monitor_token = nil, nil
+    if o.log then
+        -- the log is the process's: the last server made sets it
+        core.log_config(o.log.level, o.log.format)
+        o.access_log, o.log = o.log.access, nil
+    end
     -- the client script is read here, once: a missing file is the caller's error
     local ok, srv = pcall(core.server, o)
     if not ok then error("bayeux.server: " .. tostring(srv), 2) end
@@ -261,18 +391,29 @@ function _M.server(opts)
         local kept, err = srv:retain(pattern, 3600)
         if not kept then error("bayeux.server: retain: " .. err, 2) end
     end
-    -- hands an event from the core to the listeners of its name
+    -- hands an event from the core to the listeners of its name, with the
+    -- client's user (server:enable_users) as the last argument
     self.dispatch = function(ev, client_id, ch, data)
-        for _, f in ipairs(self.listeners[ev]) do
+        local users = self.users
+        local user = users and client_id and users[client_id] or nil
+        -- a session that ended takes its identity along, first: a
+        -- listener that raises must not keep it
+        if ev == "disconnect" and user then users[client_id] = nil end
+        -- without identities, Faye's arguments exactly (no trailing nil)
+        local with_channel = ev == "subscribe" or ev == "unsubscribe"
+        for _, f in ipairs(self.listeners[ev] or NO_LISTENERS) do
             if ev == "publish" then
-                f(client_id, ch, data)
-            elseif ev == "subscribe" or ev == "unsubscribe" then
-                f(client_id, ch)
+                if users then f(client_id, ch, data, user) else f(client_id, ch, data) end
+            elseif with_channel then
+                if users then f(client_id, ch, user) else f(client_id, ch) end
+            elseif users then
+                f(client_id, user)
             else
                 f(client_id)
             end
         end
     end
+    if monitor then require("bayeux.monitor")(self, monitor, monitor_token, _M) end
     return self
 end
 
@@ -293,7 +434,10 @@ end
 -- for every IPv4 interface). Returns the bound port. A port that cannot be
 -- bound (in use, no permission) raises at the caller's line, so an app
 -- script stops instead of running on without a listener; with
--- opts.raise == false it returns nil and the error instead.
+-- opts.raise == false it returns nil and the error instead. With
+-- opts.reuse_port the socket has SO_REUSEPORT: other processes of the same
+-- user may listen on the same port, and the kernel spreads the connections
+-- (bayeux serve --workers).
 function Server:listen(port, host, opts)
     host = host or "127.0.0.1"
     if type(port) ~= "number" or math_type(port) ~= "integer" then
@@ -302,7 +446,7 @@ function Server:listen(port, host, opts)
     if opts ~= nil and type(opts) ~= "table" then
         error("server:listen(port, host, opts): opts must be a table", 2)
     end
-    local bound, err = self.core:listen(port, host)
+    local bound, err = self.core:listen(port, host, opts and opts.reuse_port)
     if not bound then
         if opts and opts.raise == false then return nil, err end
         error("server:listen: " .. tostring(err), 2)
@@ -315,6 +459,7 @@ end
 
 --- Closes the server; fn() runs once everything is closed.
 function Server:close(fn)
+    if self.monitor_timer then self.monitor_timer:cancel() end
     self.core:close(fn)
 end
 
@@ -323,6 +468,16 @@ end
 -- (messages dropped because a client's queue was full).
 function Server:stats()
     return self.core:stats()
+end
+
+-- Tells the core which events to report: those someone listens to (a
+-- publish's data is not copied and converted for nobody), and disconnect
+-- while identities are kept (a session's identity ends with it).
+watch_events = function(self)
+    local names, seen = {}, {}
+    for n in pairs(self.listeners) do names[#names + 1] = n; seen[n] = true end
+    if self.users and not seen.disconnect then names[#names + 1] = "disconnect" end
+    self.core:on_event(self.dispatch, names)
 end
 
 --- Listens to an event: handshake, subscribe, unsubscribe, publish,
@@ -334,11 +489,7 @@ function Server:on(name, fn)
     if not list then
         list = {}
         self.listeners[name] = list
-        -- the core reports only the events someone listens to: a publish's
-        -- data is not copied and converted for nobody
-        local names = {}
-        for n in pairs(self.listeners) do names[#names + 1] = n end
-        self.core:on_event(self.dispatch, names)
+        watch_events(self)
     end
     list[#list + 1] = fn
 end
@@ -348,8 +499,7 @@ end
 -- ---------------------------------------------------------------------------
 
 local function log(...)
-    io.stderr:write("bayeux: ", ...)
-    io.stderr:write("\n")
+    core.log("error", "lua", table_concat({ ... }))
 end
 
 -- Whether a hook takes (message, request, callback) rather than (message,
@@ -365,53 +515,95 @@ local function wants_request(fn)
     return yes
 end
 
+-- After the incoming extensions: a handshake keeps `user` (the core hands
+-- it to the on_handshake listener, which binds it to the new client);
+-- other messages lose it, and a client's publish is stamped with its
+-- sender: ext.user and data[from] (when data is an object) are the
+-- session's user id, or removed for an anonymous sender, so a name in a
+-- delivered message cannot be spoofed. In-process clients (request ==
+-- nil) publish as they like.
+settle_user = function(self, msg, request)
+    local ch = msg.channel
+    if ch == "/meta/handshake" then return end
+    local user = msg.user
+    msg.user = nil
+    if request == nil or type(ch) ~= "string" or ch:sub(1, 6) == "/meta/" then return end
+    local id = type(user) == "table" and user.id or nil
+    local ext = msg.ext
+    if type(ext) == "table" then
+        ext.user = nil
+        if next(ext) == nil then msg.ext = nil end
+    end
+    if id ~= nil then
+        if type(msg.ext) ~= "table" then msg.ext = {} end
+        msg.ext.user = id
+    end
+    local from, data = self.user_field, msg.data
+    if from and type(data) == "table" and getmetatable(data) ~= core.array_mt then
+        data[from] = id
+    end
+end
+
 -- Runs one message through every extension's `incoming` (stage 0) or
 -- `outgoing` (stage 1), in the order they were added, each continuing
 -- through its callback, then hands the result to `done` (C). Each
 -- extension's label goes to `cont` (C) before it runs: a missed deadline's
--- log line names it.
+-- log line names it. This runs for every message: the state of a chain
+-- travels as arguments and one callback closure per extension called is
+-- all it allocates.
+local function run_chain(stage, key, list, labels, i, msg, request, done, cont)
+    if msg == nil then return done(nil) end
+    local ext
+    repeat
+        i = i + 1
+        ext = list[i]
+    until not ext or type(ext[key]) == "function"
+    if not ext then return done(msg) end
+    local fn, called = ext[key], false
+    cont:label(labels[i])
+    local function callback(m)
+        if called then
+            log("extension ", key, ": callback called twice; ignored")
+            return
+        end
+        called = true
+        run_chain(stage, key, list, labels, i, m, request, done, cont)
+    end
+    local ok, err
+    if wants_request(fn) then
+        ok, err = xpcall(fn, traceback, msg, request, callback)
+    else
+        ok, err = xpcall(fn, traceback, msg, callback)
+    end
+    if not ok then
+        core.ext_error()
+        log("extension ", key, " failed: ", tostring(err))
+        if not called then
+            called = true
+            msg.error = "500::Internal server error"
+            if stage == 1 and msg.successful ~= nil then msg.successful = false end
+            done(msg)
+        end
+    end
+end
+
 local function chain_runner(self)
     return function(stage, message, request, done, cont)
-        local key = stage == 0 and "incoming" or "outgoing"
-        -- self.extensions is replaced, never changed in place, by
-        -- add/remove: a chain in progress keeps the list it started with
-        local list, labels = self.extensions, self.extension_labels
-        local i = 0
-        local function step(msg)
-            if msg == nil then return done(nil) end
-            local ext
-            repeat
-                i = i + 1
-                ext = list[i]
-            until not ext or type(ext[key]) == "function"
-            if not ext then return done(msg) end
-            local fn, called = ext[key], false
-            cont:label(labels[i])
-            local function callback(m)
-                if called then
-                    log("extension ", key, ": callback called twice; ignored")
-                    return
-                end
-                called = true
-                step(m)
-            end
-            local ok, err
-            if wants_request(fn) then
-                ok, err = xpcall(fn, traceback, msg, request, callback)
-            else
-                ok, err = xpcall(fn, traceback, msg, callback)
-            end
-            if not ok then
-                log("extension ", key, " failed: ", tostring(err))
-                if not called then
-                    called = true
-                    msg.error = "500::Internal server error"
-                    if stage == 1 and msg.successful ~= nil then msg.successful = false end
-                    done(msg)
-                end
+        if stage == 0 and self.users then
+            -- the identity is the server's, never the client's: a `user`
+            -- member from the wire is replaced by the session's
+            local id = message.clientId
+            message.user = type(id) == "string" and self.users[id] or nil
+            local finish = done
+            done = function(msg)
+                if msg ~= nil then settle_user(self, msg, request) end
+                return finish(msg)
             end
         end
-        step(message)
+        -- self.extensions is replaced, never changed in place, by
+        -- add/remove: a chain in progress keeps the list it started with
+        run_chain(stage, stage == 0 and "incoming" or "outgoing", self.extensions,
+                  self.extension_labels, 0, message, request, done, cont)
     end
 end
 
@@ -423,7 +615,8 @@ local function extension_label(i, ext)
 end
 
 local function install_extensions(self)
-    local incoming, outgoing = false, false
+    -- identities need the incoming chain (settle_user), extensions or not
+    local incoming, outgoing = self.users ~= nil, false
     local labels = {}
     for i, ext in ipairs(self.extensions) do
         incoming = incoming or type(ext.incoming) == "function"
@@ -457,6 +650,79 @@ function Server:remove_extension(ext)
     self.extensions = list
     install_extensions(self)
     if type(ext.removed) == "function" then ext.removed(self) end
+end
+
+-- ---------------------------------------------------------------------------
+-- Identities: who is behind a clientId
+-- ---------------------------------------------------------------------------
+
+--- Turns on per-user identity; an authenticating extension (bayeux.ext.jwt)
+-- calls it from its added(server). From then on: an incoming extension
+-- that sets message.user = { id = "<user id>", ... } on a /meta/handshake
+-- binds that user to the client the handshake makes; every later message
+-- of that clientId carries it as message.user in the incoming extensions
+-- (a `user` sent by the client is replaced); events get it as their last
+-- argument; it ends with the session (disconnect or expiry). opts.from
+-- (default "from", false for none) is the data field stamped with the
+-- sender's id in the publishes clients make (ext.user always is).
+function Server:enable_users(opts)
+    if opts ~= nil and type(opts) ~= "table" then
+        error("server:enable_users([{ from = field | false }])", 2)
+    end
+    local from = opts and opts.from
+    if from == nil then from = "from" end
+    if from ~= false and (type(from) ~= "string" or from == "") then
+        error("server:enable_users: from must be a field name or false", 2)
+    end
+    self.user_field = from
+    if self.users then return end
+    local users = {}
+    self.users = users
+    self.core:on_handshake(function(client_id, user)
+        if type(user) == "table" and type(user.id) == "string" and user.id ~= "" then
+            users[client_id] = user
+        end
+    end)
+    watch_events(self)
+    install_extensions(self)
+end
+
+--- The user bound to `client_id` (a table with `id`, and `claims` for
+-- bayeux.ext.jwt), or nil.
+function Server:user(client_id)
+    return self.users and self.users[client_id] or nil
+end
+
+-- ---------------------------------------------------------------------------
+-- Presence (lua/bayeux/presence.lua)
+-- ---------------------------------------------------------------------------
+
+--- Tracks who is subscribed to the channels `pattern` matches ("/room/*"):
+-- join/leave events on "/presence" .. channel, server:presence(channel).
+-- opts.list: users listed in each event while the room holds at most that
+-- many (default 100); opts.events = false: no events, counts only.
+function Server:track_presence(pattern, opts)
+    local t = self.presence_tracker
+    if not t then
+        t = require("bayeux.presence").new(self)
+        self.presence_tracker = t
+    end
+    t:track(pattern, opts)
+end
+
+--- Who is in `channel` now: { channel, count (users), connections
+-- (clients), users = { ids, sorted }, clients = { [client_id] = user id
+-- or false } }, or nil for a channel no server:track_presence covers.
+function Server:presence(ch)
+    local t = self.presence_tracker
+    return t and t:list(ch) or nil
+end
+
+--- users, clients in `channel` now, in O(1); nil when not tracked.
+function Server:presence_count(ch)
+    local t = self.presence_tracker
+    if not t then return nil end
+    return t:count(ch)
 end
 
 -- ---------------------------------------------------------------------------

@@ -7,7 +7,11 @@
 // the Redis commands a publish costs at 200 subscribers (INFO
 // commandstats); Redis killed (SIGKILL) and restarted during traffic: both
 // servers survive and answer meanwhile, and deliveries resume by
-// themselves (what was lost during the outage is reported).
+// themselves (what was lost during the outage is reported); no sticky
+// sessions: long-polling clients whose every request goes to the next
+// process (a round-robin HTTP proxy here) get 2 x 300 publishes once each,
+// in order; handshake on one process and connect on the other, a
+// disconnect on one answering a connect held on the other, expiry on both.
 //
 //   node test/interop/redis.test.js
 //
@@ -237,6 +241,190 @@ test('Redis killed and restarted during traffic: both survive, answer, recover',
   assert(!A.exit && !B.exit, 'both servers are still running');
   const dup = got.length - received.size;
   assertEqual(dup, 0, 'no message delivered twice');
+}, 60000);
+
+// ------------------------------------------------- no sticky sessions
+
+// An HTTP proxy that sends each request to the next of `backends` in turn
+// (no affinity at all): a long-polling client's handshake, connects and
+// subscribes alternate between the processes.
+function roundRobin(backends) {
+  const http = require('http');
+  const counts = backends.map(() => 0);
+  let next = 0;
+  const server = http.createServer((req, res) => {
+    const i = next++ % backends.length;
+    counts[i]++;
+    const to = new URL(backends[i].url);
+    const up = http.request({
+      host: to.hostname, port: to.port, method: req.method, path: req.url,
+      headers: { ...req.headers, host: to.host }, agent: false,
+    }, (ur) => { res.writeHead(ur.statusCode, ur.headers); ur.pipe(res); });
+    up.on('error', () => { res.statusCode = 502; res.end(); });
+    req.pipe(up);
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
+    resolve({ url: `http://127.0.0.1:${server.address().port}/bayeux`, counts, server });
+  }));
+}
+
+// One Bayeux POST; resolves with the reply's messages.
+function bayeuxPost(url, msgs) {
+  const http = require('http');
+  const body = JSON.stringify(msgs);
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, {
+      method: 'POST', agent: false,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+    }, (res) => {
+      let text = '';
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => { try { resolve(JSON.parse(text)); } catch (e) { reject(e); } });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function rawHandshake(srv) {
+  const [r] = await bayeuxPost(srv.url, [{ channel: '/meta/handshake', version: '1.0',
+    supportedConnectionTypes: ['long-polling'] }]);
+  assert(r.successful, 'handshake');
+  return r.clientId;
+}
+
+function rawConnect(srv, clientId, timeoutMs) {
+  return bayeuxPost(srv.url, [{ channel: '/meta/connect', clientId,
+    connectionType: 'long-polling', advice: { timeout: timeoutMs } }]);
+}
+
+test('no sticky sessions: long-polling clients alternating between processes get 2 x 300 publishes once each, in order', async () => {
+  const proxy = await roundRobin([A, B]);
+  try {
+    const subs = [];
+    for (let i = 0; i < 2; i++) {
+      const c = new faye.Client(proxy.url, { timeout: SERVER_TIMEOUT + 5, retry: 1 });
+      c.disable('websocket');
+      clients.push(c);
+      subs.push(await collect(c, '/nosticky'));
+    }
+    const pubA = newClient(A, 'websocket'), pubB = newClient(B, 'websocket');
+    await Promise.all([pubA.connect(), pubB.connect()]);
+    await Promise.all([pubA.publish('/warm', 0), pubB.publish('/warm', 0)]);
+    const all = [];
+    for (let i = 0; i < 300; i++) {
+      all.push(pubA.publish('/nosticky', { p: 'A', n: i }));
+      all.push(pubB.publish('/nosticky', { p: 'B', n: i }));
+      // in waves, so that the subscribers' connects (each answered by the
+      // messages it finds) hop between the processes during the traffic
+      if (i % 10 === 9) await delay(30);
+    }
+    await Promise.all(all);
+    for (const [k, got] of subs.entries()) {
+      await got.wait.until(() => got.length >= 600, `600 messages on subscriber ${k} (have ${got.length})`);
+      await delay(500);            // a duplicate would have come by now
+      assertEqual(got.length, 600, `messages on subscriber ${k}`);
+      for (const p of ['A', 'B']) {
+        const ns = got.filter((m) => m.p === p).map((m) => m.n);
+        assertEqual(ns, [...Array(300).keys()], `order of ${p}'s messages on subscriber ${k}`);
+      }
+    }
+    console.log(`# requests through the proxy: ${proxy.counts[0]} to A, ${proxy.counts[1]} to B`);
+    assert(proxy.counts[0] > 20 && proxy.counts[1] > 20, 'both processes served the clients, many times');
+  } finally {
+    proxy.server.close();
+  }
+}, 60000);
+
+test('no sticky sessions: handshake on A, connect on B; a disconnect on B answers a connect held on A', async () => {
+  const id = await rawHandshake(A);
+  const [c1] = await rawConnect(B, id, 0);
+  assert(c1.successful, `a connect on B for a client of A: ${JSON.stringify(c1)}`);
+  // held for 20 s unless something answers it sooner
+  const held = rawConnect(A, id, 20000);
+  await delay(300);
+  const [d] = await bayeuxPost(B.url, [{ channel: '/meta/disconnect', clientId: id }]);
+  assert(d.successful, `disconnect on B: ${JSON.stringify(d)}`);
+  await withTimeout(held, 10000, 'the connect held on A answered after the disconnect on B');
+  for (const srv of [A, B]) {
+    const [c] = await rawConnect(srv, id, 0);
+    assert(!c.successful && /^401:/.test(c.error), `a connect after the disconnect: ${JSON.stringify(c)}`);
+  }
+});
+
+test('no sticky sessions: a client expires on every process after 2 x timeout', async () => {
+  const id = await rawHandshake(A);
+  const [c1] = await rawConnect(B, id, 0);
+  assert(c1.successful, `a connect on B for a client of A: ${JSON.stringify(c1)}`);
+  const sub = (srv) => bayeuxPost(srv.url, [{ channel: '/meta/subscribe', clientId: id,
+    subscription: '/expiry' }]);
+  const [s1] = await sub(A);
+  assert(s1.successful, `a subscribe on A for the client B holds: ${JSON.stringify(s1)}`);
+  // a subscribe is no connect: it keeps no client alive; 2 x 2 s, with a
+  // generous bound
+  for (const srv of [A, B]) {
+    let last = null;
+    for (let i = 0; i < 100; i++) {
+      [last] = await sub(srv);
+      if (!last.successful) break;
+      await delay(200);
+    }
+    assert(!last.successful && /^401:/.test(last.error),
+      `the client expired on ${srv === A ? 'A' : 'B'}: ${JSON.stringify(last)}`);
+  }
+}, 40000);
+
+// ------------------------------------------------------------ --workers
+
+// The process (a worker's node id) that made each of `n` clients, each
+// handshaken over a fresh connection: the kernel spreads the connections.
+async function holders(srv, n) {
+  const ids = [];
+  for (let i = 0; i < n; i++) ids.push(await rawHandshake(srv));
+  const nodes = [];
+  for (const id of ids) nodes.push(await redisCmd('GET', `interop/c/${id}/h`));
+  return nodes;
+}
+
+const alive = (pid) => { try { process.kill(pid, 0); return true; } catch (e) { return false; } };
+
+test('--workers 2: two processes share the port and the traffic; a killed worker comes back; SIGTERM stops all', async () => {
+  const extra = `--workers 2 --engine 'redis://127.0.0.1:${redis.port}/0?namespace=interop'`;
+  const start = H.startServer({ mount: '/bayeux', timeout: SERVER_TIMEOUT, extra });
+  servers.push(start.srv);
+  const W = await start;
+  const pids = () => [...W.log.matchAll(/worker (\d+) started \(pid (\d+)\)/g)].map((m) => +m[2]);
+  const listening = () => (W.log.match(/bayeux: listening on /g) || []).length;
+  await H.poll(() => pids().length === 2 && listening() === 2, 'two workers listening', 20000);
+  const [p1, p2] = pids();
+  assert(p1 !== p2 && alive(p1) && alive(p2), `two worker processes: ${pids()}`);
+  const first = await holders(W, 40);
+  assert(first.every((x) => x), 'every client registered');
+  const nodes1 = new Set(first);
+  assertEqual(nodes1.size, 2, `processes that made the 40 clients (${[...nodes1]})`);
+  // a client made by one worker connects through whichever the kernel picks
+  const id = await rawHandshake(W);
+  for (let i = 0; i < 4; i++) {
+    const [c] = await rawConnect(W, id, 0);
+    assert(c.successful, `connect ${i}: ${JSON.stringify(c)}`);
+  }
+
+  process.kill(p1, 'SIGKILL');
+  await H.poll(() => pids().length === 3 && listening() === 3, 'the killed worker listening again', 20000);
+  assert(/worker 1 \(pid \d+\) exited \(signal 9\); restarting/.test(W.log), 'the death is logged');
+  const p3 = pids()[2];
+  assert(alive(p3) && !alive(p1), 'a new process in place of the killed one');
+  // (a client made before the new worker's Redis connection is up is
+  // registered a moment later: not counted)
+  let nodes2 = new Set();
+  for (let round = 0; round < 20 && [...nodes2].every((x) => nodes1.has(x)); round++) {
+    nodes2 = new Set((await holders(W, 20)).filter((x) => x));
+  }
+  assert([...nodes2].some((x) => !nodes1.has(x)), 'the new worker serves');
+
+  const exit = await H.stopServer(W.proc ? W : null, 10000);
+  assertEqual(exit, { code: 0, signal: null }, 'the parent exits 0 on SIGTERM');
+  await H.poll(() => !alive(p2) && !alive(p3), 'every worker stopped with the parent', 5000);
 }, 60000);
 
 // -------------------------------------------------------------------- main

@@ -1,0 +1,350 @@
+/*
+ * test_redis_sessions.c - no sticky sessions on the Redis engine: three
+ * engines on one loop, as three processes would be, sharing a private
+ * redis-server. A client's connection hops between two of them while the
+ * third publishes: every message comes once, in order (the handoff's cut);
+ * a subscribe made on a process that does not hold the client is in force
+ * once answered; a disconnect on one process closes the client on the
+ * other; a client expires on every process after 2 x timeout.
+ */
+#include "bx_test.h"
+#include "bx_redis_server.h"
+#include "engine/engine.h"
+#include "base/json.h"
+
+#include <stdlib.h>
+
+typedef struct {
+    int wakes, closed, taking;
+    int got[1024];              /* the data of the messages taken, in order */
+    int n;
+} node_t;
+
+static int *g_seq, g_nseq;      /* every message taken anywhere, in order */
+
+static int n_has_connection(void *ud, const char *id)
+{
+    (void)ud;
+    (void)id;
+    return 1;
+}
+
+static void n_wake(void *ud, const char *id)
+{
+    (void)id;
+    ((node_t *)ud)->wakes++;
+}
+
+static void n_closed(void *ud, const char *id)
+{
+    (void)id;
+    ((node_t *)ud)->closed++;
+}
+
+static void n_trigger(void *ud, bx_event_t ev, const char *id, const char *ch,
+                      const json_t *data)
+{
+    (void)ud; (void)ev; (void)id; (void)ch; (void)data;
+}
+
+static void took(void *ud, int status, const char *id, bx_chunkv_t *msgs)
+{
+    node_t *n = ud;
+    (void)id;
+    n->taking--;
+    if (status != 0)
+        return;
+    for (size_t i = 0; i < msgs->n; i++) {
+        json_t *m = bx_json_parse(msgs->v[i]->data, msgs->v[i]->len);
+        int d = m ? (int)json_integer_value(json_object_get(m, "data")) : -1;
+        if (n->n < 1024)
+            n->got[n->n++] = d;
+        g_seq = realloc(g_seq, (size_t)(g_nseq + 1) * sizeof(*g_seq));
+        g_seq[g_nseq++] = d;
+        if (m)
+            json_decref(m);
+    }
+}
+
+typedef struct {
+    int calls, status, yes;
+    char id[32];
+} rec_t;
+
+static void id_cb(void *ud, int status, const char *id)
+{
+    rec_t *r = ud;
+    r->calls++;
+    r->status = status;
+    snprintf(r->id, 32, "%s", id ? id : "");
+}
+
+static void bool_cb(void *ud, int status, int yes)
+{
+    rec_t *r = ud;
+    r->calls++;
+    r->status = status;
+    r->yes = yes;
+}
+
+static void done_cb(void *ud, int status)
+{
+    rec_t *r = ud;
+    r->calls++;
+    r->status = status;
+}
+
+static uv_timer_t g_tick;
+static void tick(uv_timer_t *t) { (void)t; }
+
+static int run_until(uv_loop_t *loop, const int *flag, int want, double secs)
+{
+    uv_update_time(loop);
+    uint64_t end = uv_now(loop) + (uint64_t)(secs * 1000);
+    while (*flag < want && uv_now(loop) < end) {
+        uv_run(loop, UV_RUN_ONCE);
+        uv_update_time(loop);
+    }
+    return *flag >= want;
+}
+
+static void run_for(uv_loop_t *loop, double secs)
+{
+    int never = 0;
+    run_until(loop, &never, 1, secs);
+}
+
+static bx_rs_t g_rs;
+
+static bx_engine_t *engine(uv_loop_t *loop, node_t *n, bx_proxy_t *p, double timeout)
+{
+    char url[96], err[128];
+    bx_engine_opts_t o = { .timeout = timeout };
+    p->ud = n;
+    p->has_connection = n_has_connection;
+    p->wake = n_wake;
+    p->closed = n_closed;
+    p->trigger = n_trigger;
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d?namespace=sessions", g_rs.port);
+    return bx_engine_new(url, loop, p, &o, err, sizeof(err));
+}
+
+static int client(uv_loop_t *loop, bx_engine_t *e, char id[32])
+{
+    rec_t r = { 0 };
+    if (e->ops->create_client(e, id_cb, &r) != 0 || !run_until(loop, &r.calls, 1, 10)
+        || r.status != 0)
+        return -1;
+    memcpy(id, r.id, 32);
+    return 0;
+}
+
+static int subscribe(uv_loop_t *loop, bx_engine_t *e, const char *id, const char *ch)
+{
+    rec_t r = { 0 };
+    if (e->ops->subscribe(e, id, ch, bool_cb, &r) != 0 || !run_until(loop, &r.calls, 1, 10))
+        return -100;
+    return r.status;
+}
+
+static int exists(uv_loop_t *loop, bx_engine_t *e, const char *id)
+{
+    rec_t r = { 0 };
+    if (e->ops->client_exists(e, id, bool_cb, &r) != 0 || !run_until(loop, &r.calls, 1, 10))
+        return -100;
+    return r.status ? r.status : r.yes;
+}
+
+static int publish(uv_loop_t *loop, bx_engine_t *e, const char *ch, int data)
+{
+    rec_t r = { 0 };
+    json_t *m = json_pack("{s:s,s:i}", "channel", ch, "data", data);
+    int rc = e->ops->publish(e, m, done_cb, &r);
+    json_decref(m);
+    if (rc != 0)
+        return rc;
+    if (!run_until(loop, &r.calls, 1, 10))
+        return -100;
+    return r.status;
+}
+
+/* Starts a take of `id` on `e`; the answer lands in n and g_seq. */
+static int take_start(bx_engine_t *e, node_t *n, const char *id)
+{
+    n->taking++;
+    if (e->ops->take(e, id, took, n) != 0) {
+        n->taking--;
+        return -1;
+    }
+    return 0;
+}
+
+static int take_wait(uv_loop_t *loop, node_t *n)
+{
+    uv_update_time(loop);
+    uint64_t end = uv_now(loop) + 10000;
+    while (n->taking > 0 && uv_now(loop) < end) {
+        uv_run(loop, UV_RUN_ONCE);
+        uv_update_time(loop);
+    }
+    return n->taking == 0;
+}
+
+static void closed(void *ud) { (*(int *)ud)++; }
+
+static void close_engine(uv_loop_t *loop, bx_engine_t *e)
+{
+    int done = 0;
+    e->ops->close(e, closed, &done);
+    run_until(loop, &done, 1, 10);
+}
+
+static void loop_open(uv_loop_t *loop)
+{
+    uv_loop_init(loop);
+    uv_timer_init(loop, &g_tick);
+    uv_timer_start(&g_tick, tick, 20, 20);
+}
+
+/* ---- Tests ---- */
+
+#define ROUNDS 20
+#define PER 10
+
+static void test_connection_hops(void)
+{
+    uv_loop_t loop;
+    node_t na = { 0 }, nb = { 0 }, np = { 0 };
+    bx_proxy_t pa, pb, pp;
+    char id[32];
+    int ok = 1;
+
+    loop_open(&loop);
+    free(g_seq);
+    g_seq = NULL;
+    g_nseq = 0;
+    bx_engine_t *a = engine(&loop, &na, &pa, 60), *b = engine(&loop, &nb, &pb, 60);
+    bx_engine_t *p = engine(&loop, &np, &pp, 60);
+    BX_CHECK(a && b && p);
+    BX_CHECK_INT(client(&loop, a, id), 0);
+    BX_CHECK_INT(subscribe(&loop, a, id, "/h/*"), 0);
+    /* the connection moves at every round, while the publisher goes on:
+     * each take on the other engine takes the client over */
+    for (int r = 0; r < ROUNDS && ok; r++) {
+        bx_engine_t *e = r % 2 ? b : a;
+        node_t *n = r % 2 ? &nb : &na;
+        ok = take_start(e, n, id) == 0;
+        /* from the third engine and from both that take turns holding
+         * the client: each applies its own publishes in Redis's order */
+        for (int i = 0; i < PER && ok; i++) {
+            bx_engine_t *from = i % 3 == 0 ? p : i % 3 == 1 ? a : b;
+            ok = publish(&loop, from, "/h/x", r * PER + i) == 0;
+        }
+        ok = ok && take_wait(&loop, n);
+    }
+    BX_CHECK(ok);
+    /* what is still queued, wherever it is */
+    run_for(&loop, 0.3);
+    for (int r = 0; r < 3; r++) {
+        node_t *n = r % 2 ? &nb : &na;
+        BX_CHECK_INT(take_start(r % 2 ? b : a, n, id), 0);
+        BX_CHECK(take_wait(&loop, n));
+    }
+    BX_CHECK_INT(g_nseq, ROUNDS * PER);
+    int in_order = 1;
+    for (int i = 0; i < g_nseq && in_order; i++)
+        in_order = g_seq[i] == i;
+    BX_CHECK(in_order);
+    BX_CHECK(na.n > 0 && nb.n > 0);     /* both served the client */
+    /* and the subscription followed the client: both hold /h/x's Redis
+     * subscription only while they hold the client */
+    close_engine(&loop, a);
+    close_engine(&loop, b);
+    close_engine(&loop, p);
+    BX_LOOP_CLOSE(&loop);
+}
+
+static void test_subscribe_elsewhere(void)
+{
+    uv_loop_t loop;
+    node_t na = { 0 }, nb = { 0 };
+    bx_proxy_t pa, pb;
+    char id[32];
+
+    loop_open(&loop);
+    free(g_seq);
+    g_seq = NULL;
+    g_nseq = 0;
+    bx_engine_t *a = engine(&loop, &na, &pa, 60), *b = engine(&loop, &nb, &pb, 60);
+    BX_CHECK(a && b);
+    BX_CHECK_INT(client(&loop, a, id), 0);
+    BX_CHECK_INT(exists(&loop, b, id), 1);              /* B knows A's client */
+    /* subscribed through B; answered once A (the holder) is subscribed */
+    BX_CHECK_INT(subscribe(&loop, b, id, "/s"), 0);
+    BX_CHECK_INT(publish(&loop, b, "/s", 7), 0);
+    BX_CHECK(run_until(&loop, &na.wakes, 1, 10));
+    BX_CHECK_INT(take_start(a, &na, id), 0);
+    BX_CHECK(take_wait(&loop, &na));
+    BX_CHECK_INT(na.n, 1);
+    BX_CHECK_INT(na.got[0], 7);
+    /* an unknown client, on a process that never saw it */
+    BX_CHECK_INT(subscribe(&loop, b, "0123456789abcdefghijklmnopqrstu", "/s"), BX_EUNKNOWN);
+    /* a disconnect on B closes the client A holds */
+    rec_t r = { 0 };
+    BX_CHECK_INT(b->ops->destroy_client(b, id, done_cb, &r), 0);
+    BX_CHECK(run_until(&loop, &r.calls, 1, 10));
+    BX_CHECK_INT(r.status, 0);
+    BX_CHECK(run_until(&loop, &na.closed, 1, 10));
+    BX_CHECK_INT(exists(&loop, a, id), 0);
+    BX_CHECK_INT(exists(&loop, b, id), 0);
+    close_engine(&loop, a);
+    close_engine(&loop, b);
+    BX_LOOP_CLOSE(&loop);
+}
+
+static void test_expiry_everywhere(void)
+{
+    uv_loop_t loop;
+    node_t na = { 0 }, nb = { 0 };
+    bx_proxy_t pa, pb;
+    char id[32], kept[32];
+
+    loop_open(&loop);
+    /* a timeout of 0.5 s: a client lives 1 s after its last connect */
+    bx_engine_t *a = engine(&loop, &na, &pa, 0.5), *b = engine(&loop, &nb, &pb, 0.5);
+    BX_CHECK(a && b);
+    BX_CHECK_INT(client(&loop, a, id), 0);
+    BX_CHECK_INT(client(&loop, a, kept), 0);
+    BX_CHECK_INT(take_start(b, &nb, id), 0);            /* B takes `id` over */
+    BX_CHECK(take_wait(&loop, &nb));
+    int gone = 0;
+    for (int i = 0; i < 100 && !gone; i++) {
+        /* `kept` connects now and then, on either process */
+        a->ops->ping(i % 2 ? a : b, kept);
+        (i % 2 ? b : a)->ops->ping(i % 2 ? b : a, kept);
+        run_for(&loop, 0.1);
+        gone = exists(&loop, a, id) == 0 && exists(&loop, b, id) == 0;
+    }
+    BX_CHECK(gone);
+    BX_CHECK_INT(exists(&loop, a, kept), 1);
+    BX_CHECK_INT(exists(&loop, b, kept), 1);
+    close_engine(&loop, a);
+    close_engine(&loop, b);
+    BX_LOOP_CLOSE(&loop);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (bx_rs_start(&g_rs, NULL, NULL) < 0) {
+        printf("not ok - redis-server did not start\n");
+        bx_test_failed++;
+        return BX_REPORT();
+    }
+    BX_RUN(test_connection_hops);
+    BX_RUN(test_subscribe_elsewhere);
+    BX_RUN(test_expiry_everywhere);
+    bx_rs_stop(&g_rs);
+    free(g_seq);
+    return BX_REPORT();
+}

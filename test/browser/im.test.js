@@ -1,0 +1,199 @@
+#!/usr/bin/env node
+// test/browser/im.test.js - the IM example (examples/im/app.lua, its page in
+// examples/im/public/) in headless Chromium with three users, once per
+// transport the page can be forced onto with ?disable=: websocket,
+// eventsource, long-polling, callback-polling.
+//
+//   node test/browser/im.test.js
+//
+// The app runs unchanged on a free port (PORT=0). Three pages (three
+// browser contexts) log in through the form as a person would:
+//   1. a wrong password is refused on the form; then alice, bob and carol
+//      log in;
+//   2. presence: each sees "3 here: Alice, Bob, Carol" in #general and the
+//      two others online;
+//   3. alice writes in #general: bob and carol see it, from Alice;
+//   4. bob types (without sending): alice sees "Bob is typing…";
+//   5. one to one: alice writes to bob; bob gets an unread badge, opens the
+//      conversation and answers; carol has no such conversation and never
+//      sees either line;
+//   6. a group room: bob writes in #dev (alice and bob): alice gets it;
+//      carol has no #dev;
+//   7. carol tries to read what is not hers from her page's client: alice
+//      and bob's conversation, #dev, its presence and typing channels, a
+//      wildcard over conversations: each is refused (403/405), and nothing
+//      of theirs reaches her;
+//   8. carol publishes in #general claiming to be alice: the others see
+//      Carol;
+//   9. carol logs out: alice sees "2 here: Alice, Bob" and carol offline.
+// Every page: no page errors; every /meta/connect over the transport.
+//
+// Prints "ok - name" / "not ok - name" and ends with "N passed, N failed";
+// exits 1 on any failure. Bounded to 240 s.
+'use strict';
+const h = require('./harness');
+const { assert, assertEqual, test } = h;
+
+const FILE_MS = 240000;
+const PARALLEL = 2;
+const TEST_MS = 100000;         // per transport (three pages): generous, for a loaded machine
+const WAIT_MS = 15000;
+
+const TRANSPORTS = [
+  { transport: 'websocket', disable: [] },
+  { transport: 'eventsource', disable: ['websocket'] },
+  { transport: 'long-polling', disable: ['websocket', 'eventsource'] },
+  { transport: 'callback-polling', disable: ['websocket', 'eventsource', 'long-polling'] },
+];
+
+const PASSWORDS = { alice: 'rabbit', bob: 'builder', carol: 'singer' };
+
+// The open conversation's messages: [[from, text], ...].
+function messages(page) {
+  return page.evaluate(() => Array.from(document.querySelectorAll('#messages li'))
+    .map((li) => [li.querySelector('.from').textContent, li.querySelector('.text').textContent]));
+}
+
+async function waitFor(page, who, what, fn, arg) {
+  await page.waitForFunction(fn, arg, { timeout: WAIT_MS }).catch(async () => {
+    throw new Error(`${who}: never ${what}; messages ${JSON.stringify(await messages(page))}, ` +
+                    `members ${await page.textContent('#members')}, status ${await page.textContent('#status')}`);
+  });
+}
+
+function sees(page, who, from, text) {
+  return waitFor(page, who, `saw ${from}: ${text}`, ([f, t]) => Array.from(document.querySelectorAll('#messages li'))
+    .some((li) => li.querySelector('.from').textContent === f && li.querySelector('.text').textContent === t),
+  [from, text]);
+}
+
+async function login(page, user, password) {
+  await page.fill('#login-user', user);
+  await page.fill('#login-password', password);
+  await page.click('#login-button');
+}
+
+async function send(page, text) {
+  await page.fill('#text', text);
+  await page.click('#send');
+}
+
+async function main() {
+  const browser = await h.launchBrowser();
+  const apps = [];
+  try {
+    await h.pool(TRANSPORTS.map((t) => () => test(`IM example, three users over ${t.transport}`, async () => {
+      const app = await h.startServer(`im ${t.transport}`, ['lua5.4', 'bin/bayeux', 'examples/im/app.lua'],
+                                      { PORT: '0', TIMEOUT: '10' });
+      apps.push(app);
+      const origin = new URL(app.url).origin;
+      const support = { websocket: await h.supportsWebSocket(app.url),
+                        eventsource: await h.supportsEventSource(app.url) };
+      const expected = h.expectedTransport(t.transport, support);
+      const url = origin + '/' + (t.disable.length ? '?disable=' + t.disable.join(',') : '');
+      const tag = `[${t.transport}]`;
+      const ready = () => document.getElementById('login-form') !== null && window.Faye !== undefined;
+      const pages = {};
+      for (const name of ['alice', 'bob', 'carol']) pages[name] = await h.openPage(browser, url, { ready });
+      const { alice, bob, carol } = pages;
+
+      // 1. log in (carol mistypes first)
+      await login(carol, 'carol', 'wrong');
+      await waitFor(carol, 'carol', 'saw the login error',
+        () => document.getElementById('login-error').textContent === 'Wrong user name or password');
+      for (const name of ['alice', 'bob', 'carol']) await login(pages[name], name, PASSWORDS[name]);
+      for (const name of ['alice', 'bob', 'carol'])
+        await waitFor(pages[name], name, 'got ready', () => window.im && window.im.ready === true);
+
+      // 2. presence
+      for (const name of ['alice', 'bob', 'carol']) {
+        await waitFor(pages[name], name, 'saw three people in #general',
+          () => document.getElementById('members').textContent === '3 here: Alice, Bob, Carol');
+      }
+      await waitFor(alice, 'alice', 'saw bob and carol online', () =>
+        ['bob', 'carol'].every((p) => document.querySelector(`#people .dot[data-person="${p}"]`).classList.contains('online')));
+
+      // 3. a room
+      await send(alice, `hello everyone ${tag}`);
+      for (const name of ['alice', 'bob', 'carol']) await sees(pages[name], name, 'Alice', `hello everyone ${tag}`);
+
+      // 4. typing
+      await bob.type('#text', 'hm', { delay: 20 });
+      await waitFor(alice, 'alice', 'saw bob typing', () => document.getElementById('typing').textContent === 'Bob is typing…');
+      await bob.fill('#text', '');
+
+      // 5. one to one
+      await alice.click('li[data-channel="/dm/alice/bob"]');
+      await send(alice, `psst bob ${tag}`);
+      await sees(alice, 'alice', 'Alice', `psst bob ${tag}`);
+      await waitFor(bob, 'bob', 'got an unread badge from alice',
+        () => document.querySelector('li[data-channel="/dm/alice/bob"] .badge').textContent === '1');
+      await bob.click('li[data-channel="/dm/alice/bob"]');
+      await sees(bob, 'bob', 'Alice', `psst bob ${tag}`);
+      await send(bob, `hi alice ${tag}`);
+      await sees(alice, 'alice', 'Bob', `hi alice ${tag}`);
+      assertEqual(await carol.$('li[data-channel="/dm/alice/bob"]'), null, 'carol has no alice-bob conversation');
+
+      // 6. a group room carol is not in
+      await bob.click('li[data-channel="/room/dev"]');
+      await send(bob, `build time ${tag}`);
+      await waitFor(alice, 'alice', 'got an unread badge in #dev',
+        () => document.querySelector('li[data-channel="/room/dev"] .badge').textContent === '1');
+      await alice.click('li[data-channel="/room/dev"]');
+      await sees(alice, 'alice', 'Bob', `build time ${tag}`);
+      assertEqual(await carol.$('li[data-channel="/room/dev"]'), null, 'carol has no #dev');
+
+      // 7. carol tries to listen in
+      const attempts = await carol.evaluate(async (channels) => {
+        window.stolen = [];
+        const out = {};
+        for (const ch of channels) {
+          out[ch] = await window.im.client.subscribe(ch, (m) => window.stolen.push([ch, m]))
+            .then(() => 'subscribed', (e) => String(e.code));
+        }
+        return out;
+      }, ['/dm/alice/bob', '/room/dev', '/presence/room/dev', '/typing/dm/alice/bob', '/typing/room/dev',
+          '/dm/alice/*', '/dm/**', '/room/*', '/**']);
+      for (const [ch, result] of Object.entries(attempts))
+        assert(result === '403' || result === '405', `carol's subscribe to ${ch} refused (got ${result})`);
+      await send(bob, `still building ${tag}`);
+      await sees(alice, 'alice', 'Bob', `still building ${tag}`);
+      await alice.click('li[data-channel="/dm/alice/bob"]');
+      await send(alice, `secret ${tag}`);
+      await waitFor(bob, 'bob', 'stored alice\'s secret', (text) => window.im.convs['/dm/alice/bob'].messages
+        .some((m) => m.from === 'alice' && m.text === text), `secret ${tag}`);   // bob is on #dev
+      await h.delay(500);                                     // anything that leaked would be in by now
+      assertEqual(await carol.evaluate(() => window.stolen), [], 'nothing reached carol');
+      const carolText = await carol.evaluate(() => JSON.stringify(Object.values(window.im.convs).map((c) => c.messages)));
+      for (const secret of [`psst bob ${tag}`, `hi alice ${tag}`, `build time ${tag}`, `secret ${tag}`])
+        assert(!carolText.includes(secret), `carol never got "${secret}"`);
+
+      // 8. a spoofed name
+      await carol.evaluate((text) => window.im.client.publish('/room/general', { id: 'spoof', text, from: 'alice' }),
+                           `it is me, alice ${tag}`);
+      await alice.click('li[data-channel="/room/general"]');
+      await sees(alice, 'alice', 'Carol', `it is me, alice ${tag}`);
+
+      // 9. carol leaves
+      await carol.click('#logout');
+      await waitFor(alice, 'alice', 'saw carol leave #general',
+        () => document.getElementById('members').textContent === '2 here: Alice, Bob');
+      await waitFor(alice, 'alice', 'saw carol offline',
+        () => !document.querySelector('#people .dot[data-person="carol"]').classList.contains('online'));
+
+      for (const name of ['alice', 'bob']) {
+        const page = pages[name];
+        assertEqual(page.net.consoleErrors, [], `${name}: no page errors`);
+        assertEqual(h.connectTypes(page), [expected], `${name}'s connects`);
+      }
+      assertEqual(carol.net.consoleErrors, [], 'carol: no page errors');
+      await Promise.all(Object.values(pages).map((p) => p.close()));
+      await h.stopServer(app);
+    }, TEST_MS)), PARALLEL);
+  } finally {
+    await browser.close().catch(() => {});
+    await Promise.all(apps.map((app) => h.stopServer(app)));
+  }
+}
+
+h.run(main, FILE_MS);
