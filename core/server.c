@@ -31,6 +31,7 @@ struct bx_server_s {
     void (*lag_done)(void *ud);
     void *lag_done_ud;
     bx_server_app_cb app_cb, app_abort;
+    bx_http_head_cb app_head;
     void *app_ud;
     struct { closer_fn fn; void *ud; } closers[MAX_CLOSERS];
     int nclosers;
@@ -104,6 +105,16 @@ static void on_request(void *ud, bx_http_req_t *req)
         s->app_cb(s->app_ud, req);
     else
         bx_http_respond_text(req, 404, "text/plain; charset=utf-8", "Not found\n", 0);
+}
+
+/* The mount collects its bodies; the application may stream its own. */
+static int on_head(void *ud, bx_http_req_t *req, bx_http_body_t *body)
+{
+    bx_server_t *s = ud;
+
+    if (!s->app_head || bx_router_owns(s->ep, req->path.base, req->path.len))
+        return 0;
+    return s->app_head(s->app_ud, req, body);
 }
 
 static void on_abort(void *ud, bx_http_req_t *req)
@@ -266,6 +277,7 @@ int bx_server_listen_ex(bx_server_t *s, const char *host, int port, int reusepor
     if (s->http || s->closing)
         return UV_EALREADY;
     s->http = bx_http_server_new(s->loop, &s->opts.http, on_request, on_abort, s);
+    bx_http_server_on_head(s->http, on_head);
     int rc = bx_http_listen_ex(s->http, host, port, reuseport);
     if (rc != 0) {
         bx_http_server_close(s->http, NULL, NULL);
@@ -287,6 +299,11 @@ void bx_server_on_app(bx_server_t *s, bx_server_app_cb cb, bx_server_app_cb abor
     s->app_cb = cb;
     s->app_abort = abort_cb;
     s->app_ud = ud;
+}
+
+void bx_server_on_app_head(bx_server_t *s, bx_http_head_cb cb)
+{
+    s->app_head = cb;
 }
 
 /* One closer is done; the last frees the server. */

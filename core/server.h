@@ -106,6 +106,11 @@ int bx_server_port(const bx_server_t *s);
 void bx_server_on_app(bx_server_t *s, bx_server_app_cb cb, bx_server_app_cb abort_cb,
                       void *ud);
 
+/* Sets the application's head callback (net/http.h's bx_http_head_cb, with
+ * the application's `ud`): a request outside the mount may have its body
+ * streamed instead of collected. NULL: every body is collected. */
+void bx_server_on_app_head(bx_server_t *s, bx_http_head_cb cb);
+
 /* Closes the server: held connects are answered, sockets closed, the
  * listener and the engine shut. `done` (may be NULL) is called once, on a
  * later loop turn, after which `s` is freed. */

@@ -7,7 +7,8 @@
 # PURPOSE is one of
 #   build    compile the module (compiler, pkg-config, -dev packages, lua5.4
 #            for the smoke load after linking)
-#   run      build + what the server needs at run time (lpeg)
+#   run      build + what the server needs at run time (lpeg), and
+#            ImageMagick for examples/jobs
 #   test     run + the test tools (busted, cjson, socket, luacheck, Chromium,
 #            node and npm)
 #   bench    run + node and npm (the load generator and Faye's server)
@@ -26,13 +27,15 @@ libhttp-parser-dev libwslay-dev libssl-dev libhiredis-dev lua5.4"
 RUN="lua5.4 lua-lpeg"
 TEST="lua-busted lua-cjson lua-socket lua-check chromium clang libclang-rt-14-dev redis-server
 prometheus"
+# examples/jobs converts pictures with ImageMagick (and its browser test)
+EXAMPLES="imagemagick"
 
 node=no
 install=yes
 case $purpose in
 build)   pkgs=$BUILD ;;
-run)     pkgs="$BUILD $RUN" ;;
-test)    pkgs="$BUILD $RUN $TEST"; node=yes ;;
+run)     pkgs="$BUILD $RUN $EXAMPLES" ;;
+test)    pkgs="$BUILD $RUN $TEST $EXAMPLES"; node=yes ;;
 bench)   pkgs="$BUILD $RUN"; node=yes ;;
 lint)    pkgs="lua-check" ;;
 install) pkgs="$BUILD $RUN luarocks"; install=no ;;

@@ -86,6 +86,8 @@ struct bx_hub_s {
     int pending_closes;         /* of the hub's own handles */
     void (*close_done)(void *ud);
     void *close_ud;
+    void *store;                /* bx_hub_set_store */
+    void (*store_free)(void *p);
 };
 
 static void on_tick(void *ud);
@@ -1000,8 +1002,21 @@ void bx_hub_free(bx_hub_t *s)
     free_events(s->ev_head);
     free_events(s->fire_head);
     drop_deferred(s);
+    if (s->store)
+        s->store_free(s->store);
     bx_dict_free(&s->sessions);
     dict_free_all(&s->buckets);
     dict_free_all(&s->browsers);
     free(s);
+}
+
+void bx_hub_set_store(bx_hub_t *s, void *p, void (*free_fn)(void *p))
+{
+    s->store = p;
+    s->store_free = free_fn;
+}
+
+void *bx_hub_store(bx_hub_t *s)
+{
+    return s->store;
 }

@@ -145,6 +145,12 @@ int bx_hub_close(bx_hub_t *h, void (*done)(void *ud), void *ud);
 /* Frees a closed hub (NULL is ok). */
 void bx_hub_free(bx_hub_t *h);
 
+/* One object that lives as long as the hub, for a part above it that keeps
+ * Bayeux state beside the sessions (retain.c): `free_fn(p)` runs when the
+ * hub is freed. bx_hub_store is NULL until set. */
+void bx_hub_set_store(bx_hub_t *h, void *p, void (*free_fn)(void *p));
+void *bx_hub_store(bx_hub_t *h);
+
 /* Extension hooks (the Lua layer installs them). Each gets a message (a new
  * reference it must pass on or drop) and calls `next` exactly once, never
  * inside the hook call itself, with the message to continue with (stolen)

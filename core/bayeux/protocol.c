@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "bayeux/protocol.h"
+#include "bayeux/retain.h"
 
 const char *const bx_connection_types[] = {
     "long-polling", "cross-origin-long-polling", "callback-polling",
@@ -672,6 +673,33 @@ static void connect_checked(op_t *op)
 
 /* ---- /meta/subscribe and /meta/unsubscribe ---- */
 
+/* A subscribe is answered: each channel it subscribed gets the messages
+ * its retained channels keep (sent on a later turn, after the answer). */
+static void send_retained(op_t *op)
+{
+    json_t *sub = json_object_get(op->msg, "subscription");
+    bx_hub_t *hub = op->batch->hub;
+
+    if (!bx_hub_store(hub) || !op->client_id[0] || has_error(op->reply) || op->engine_status)
+        return;
+    size_t n = json_is_array(sub) ? json_array_size(sub) : 1;
+    for (size_t i = 0; i < n; i++) {
+        json_t *jch = json_is_array(sub) ? json_array_get(sub, i) : sub;
+        if (json_is_string(jch))
+            bx_retain_subscribed(bx_retain_of(hub), op->client_id, json_string_value(jch));
+    }
+}
+
+/* Every channel of a (un)subscribe has its engine answer: the reply. */
+static void subscription_done(op_t *op)
+{
+    if (op->engine_status)
+        set_unavailable(op->reply);
+    if (strcmp(bx_json_str(op->msg, "channel"), "/meta/subscribe") == 0)
+        send_retained(op);
+    op_reply(op);
+}
+
 /* A limit the engine enforces: the error names the subscription (a list
  * comma-separated, as 301 names connection types). */
 static void set_limit_error(op_t *op, int status)
@@ -702,11 +730,8 @@ static void subscribed(void *ud, int status, int changed)
         op->engine_status = status;
     if (status == BX_ESUBSLIMIT || status == BX_ECHANLIMIT)
         set_limit_error(op, status);
-    if (--op->outstanding == 0) {
-        if (op->engine_status)
-            set_unavailable(op->reply);
-        op_reply(op);
-    }
+    if (--op->outstanding == 0)
+        subscription_done(op);
 }
 
 /* Whether `ch` is within the server's channel caps. A name past them is
@@ -766,11 +791,8 @@ static void subscription_checked(op_t *op, int subscribe)
                 op->engine_status = rc;
         }
     }
-    if (--op->outstanding == 0) {
-        if (op->engine_status)
-            set_unavailable(op->reply);
-        op_reply(op);
-    }
+    if (--op->outstanding == 0)
+        subscription_done(op);
 }
 
 static void subscribe_checked(op_t *op)
@@ -861,6 +883,8 @@ static void publish_checked(op_t *op)
         published(op, rc);
         return;
     }
+    if (bx_hub_store(op->batch->hub))
+        bx_retain_publish(bx_retain_of(op->batch->hub), op->msg);
     /* nothing later in the batch depends on a publish's answer, only on
      * its place: the next message may go now (publishes of one batch reach
      * the engine together, and their deliveries leave in one write) */

@@ -12,6 +12,7 @@
 #include "lua/lbx_fs.h"
 #include "lua/lbx_httpc.h"
 #include "lua/lbx_json.h"
+#include "lua/lbx_proc.h"
 #include "lua/lbx_runtime.h"
 #include "lua/lbx_server.h"
 #include "lua/lbx_timer.h"
@@ -177,6 +178,7 @@ static int l_gc(lua_State *L)
     lbx_closing = 1;
     /* network clients first: their connections close in a turn or two */
     lbx_httpc_close_all();
+    lbx_proc_close_all();
     for (int i = 0; i < 4; i++)
         uv_run(lbx_loop(), UV_RUN_NOWAIT);
     if (lbx_server_count() > 0) {
@@ -258,5 +260,6 @@ int luaopen_bayeux_core(lua_State *L)
     lbx_fs_open(L);
     lbx_crypto_open(L);
     lbx_httpc_open(L);
+    lbx_proc_open(L);
     return 1;
 }

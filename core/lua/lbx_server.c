@@ -16,7 +16,10 @@
 #include "lua/lbx_json.h"
 #include "lua/lbx_request.h"
 #include "lua/lbx_server.h"
+#include "base/multipart.h"
 #include "bayeux/protocol.h"
+#include "bayeux/retain.h"
+#include "net/upload.h"
 #include "server.h"
 #include "transport/sse.h"
 #include "transport/ws.h"
@@ -28,7 +31,7 @@ typedef struct lserver {
     bx_server_t *s;
     struct lserver **box;
     struct lserver *next;       /* in the list of servers not fully closed */
-    int self_ref, event_ref, request_ref, close_ref;
+    int self_ref, event_ref, request_ref, close_ref, upload_ref;
     int handshake_ref;          /* fn(client_id, user) of server:on_handshake */
     int closing;
     bx_dict_t sinks;            /* client id -> lsink_t */
@@ -53,16 +56,35 @@ typedef struct {
 
 struct lreq;
 
+/* What req->data points to: an upload still arriving (from the head on),
+ * or the Lua handle of a request handed to the handler. */
+enum { DATA_REQ = 1, DATA_UPLOAD };
+
+/* A multipart body streamed to disk (net/upload.h) for an upload route. */
+typedef struct {
+    int kind;                   /* DATA_UPLOAD */
+    lserver_t *ls;
+    bx_http_req_t *req;
+    bx_upload_t *up;
+    int progress_ref;           /* fn(bytes, total) or LUA_NOREF */
+    int keep;                   /* the files outlive the answer */
+    int has_total;
+    uint64_t total;             /* Content-Length */
+} lupload_t;
+
 /* One call of the request handler, on on_app's stack: the handler may
  * answer the request (which frees it) and then raise. */
 typedef struct {
     lserver_t *ls;
     bx_http_req_t *req;
     struct lreq *r;             /* the Lua handle, while unanswered */
+    lupload_t *lu;              /* the upload, until the handle owns it */
     int gone;                   /* answered or aborted: not ours any more */
 } app_call_t;
 
 typedef struct lreq {
+    int kind;                   /* DATA_REQ */
+    lupload_t *lu;              /* its upload's files and fields, or NULL */
     bx_http_req_t *req;
     struct lreq **box;
     int self_ref;
@@ -198,7 +220,8 @@ static int l_server(lua_State *L)
     lserver_t *ls = bx_calloc(1, sizeof(*ls));
     ls->box = box;
     ls->self_ref = self_ref;
-    ls->event_ref = ls->request_ref = ls->close_ref = ls->handshake_ref = LUA_NOREF;
+    ls->event_ref = ls->request_ref = ls->close_ref = ls->upload_ref = LUA_NOREF;
+    ls->handshake_ref = LUA_NOREF;
     ls->s = s;
     *box = ls;
     ls->next = servers;
@@ -362,6 +385,7 @@ static void server_closed(void *ud)
         luaL_unref(L, LUA_REGISTRYINDEX, ls->event_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, ls->handshake_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, ls->request_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, ls->upload_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, ls->self_ref);
     }
     free(ls);
@@ -705,10 +729,23 @@ static int s_set_extensions(lua_State *L)
 
 /* ---- Application requests ---- */
 
+/* Ends an upload: its files are removed unless kept. */
+static void upload_release(lupload_t *lu, int remove)
+{
+    lua_State *L = lbx_state();
+
+    bx_upload_free(lu->up, remove);
+    if (L && !lbx_closing)
+        luaL_unref(L, LUA_REGISTRYINDEX, lu->progress_ref);
+    free(lu);
+}
+
 /* The request is answered or gone: the Lua handle no longer reaches it. */
 static void req_release(lreq_t *r)
 {
     lua_State *L = lbx_state();
+    if (r->lu)
+        upload_release(r->lu, !r->lu->keep);
     if (r->box)
         *r->box = NULL;
     if (L && !lbx_closing)
@@ -730,6 +767,9 @@ static int deliver_request(lua_State *L)
     lua_pushvalue(L, -1);
     int self_ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* may raise: nothing held yet */
     lreq_t *r = bx_calloc(1, sizeof(*r));
+    r->kind = DATA_REQ;
+    r->lu = call->lu;
+    call->lu = NULL;
     r->req = call->req;
     r->box = box;
     r->self_ref = self_ref;
@@ -743,11 +783,15 @@ static int deliver_request(lua_State *L)
     return 0;
 }
 
-static void on_app(void *ud, bx_http_req_t *req)
+/* Hands a request to the Lua handler; `lu` (may be NULL) is its upload,
+ * which the handle then owns. */
+static void app_dispatch(lserver_t *ls, bx_http_req_t *req, lupload_t *lu)
 {
-    app_call_t call = { ud, req, NULL, 0 };
+    app_call_t call = { ls, req, NULL, lu, 0 };
     req->data = NULL;
     int rc = lbx_invoke("request handler", deliver_request, &call);
+    if (call.lu)                /* the handle was never made */
+        upload_release(call.lu, 1);
     if (call.r)
         call.r->call = NULL;
     /* a handler that answered and then raised has nothing left to answer:
@@ -760,12 +804,208 @@ static void on_app(void *ud, bx_http_req_t *req)
     }
 }
 
+static void on_app(void *ud, bx_http_req_t *req)
+{
+    lupload_t *lu = req->data;
+
+    if (lu && lu->kind == DATA_UPLOAD) {
+        bx_upload_finish(lu->up);   /* upload_done() goes on */
+        return;
+    }
+    app_dispatch(ud, req, NULL);
+}
+
 static void on_app_abort(void *ud, bx_http_req_t *req)
 {
-    lreq_t *r = req->data;
+    int *kind = req->data;
     (void)ud;
-    if (r)
-        req_release(r);
+    if (!kind)
+        return;
+    req->data = NULL;
+    if (*kind == DATA_UPLOAD)
+        upload_release((lupload_t *)kind, 1);
+    else
+        req_release((lreq_t *)kind);
+}
+
+/* ---- Uploads ---- */
+
+/* The upload route's answer for a request head: its options. */
+typedef struct {
+    lserver_t *ls;
+    bx_http_req_t *req;
+    int found;
+    lua_Integer max_size, max_fields;
+    int keep;
+    int progress_ref;
+    char dir[4096];
+} head_call_t;
+
+static int deliver_head(lua_State *L)
+{
+    head_call_t *hc = lua_touserdata(L, 1);
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, hc->ls->upload_ref);
+    lbx_push_request(L, hc->req, 0);
+    lua_call(L, 1, 1);
+    if (!lua_istable(L, -1))
+        return 0;
+    int t = lua_gettop(L);
+    lua_getfield(L, t, "max_size");
+    hc->max_size = luaL_checkinteger(L, -1);
+    lua_getfield(L, t, "max_fields");
+    hc->max_fields = luaL_optinteger(L, -1, 1024 * 1024);
+    lua_getfield(L, t, "keep");
+    hc->keep = lua_toboolean(L, -1);
+    lua_getfield(L, t, "dir");
+    size_t dl;
+    const char *dir = luaL_checklstring(L, -1, &dl);
+    if (dl == 0 || dl >= sizeof(hc->dir) || memchr(dir, '\0', dl))
+        return luaL_error(L, "upload: dir is not a folder path");
+    memcpy(hc->dir, dir, dl + 1);
+    lua_getfield(L, t, "progress");
+    if (lua_isfunction(L, -1))
+        hc->progress_ref = luaL_ref(L, LUA_REGISTRYINDEX);     /* the last thing done */
+    hc->found = 1;
+    return 0;
+}
+
+typedef struct {
+    lupload_t *lu;
+    uint64_t bytes;
+} progress_call_t;
+
+static int deliver_progress(lua_State *L)
+{
+    progress_call_t *pc = lua_touserdata(L, 1);
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pc->lu->progress_ref);
+    lua_pushinteger(L, (lua_Integer)pc->bytes);
+    if (pc->lu->has_total)
+        lua_pushinteger(L, (lua_Integer)pc->lu->total);
+    else
+        lua_pushnil(L);
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+static void upload_progress(void *ud, uint64_t bytes)
+{
+    lupload_t *lu = ud;
+    progress_call_t pc = { lu, bytes };
+
+    if (lu->progress_ref != LUA_NOREF && !lbx_closing)
+        lbx_invoke("upload progress", deliver_progress, &pc);
+}
+
+static void upload_resume(void *ud)
+{
+    lupload_t *lu = ud;
+    bx_http_body_resume(lu->req);
+}
+
+static void upload_done(void *ud, int status)
+{
+    lupload_t *lu = ud;
+    bx_http_req_t *req = lu->req;
+
+    if (status) {
+        req->data = NULL;
+        upload_release(lu, 1);
+        bx_http_respond_text(req, status, "text/plain; charset=utf-8",
+                             status == 400 ? "Bad request: not a multipart/form-data body\n"
+                             : status == 413 ? "Payload too large\n"
+                             : "Internal server error\n", BX_HTTP_CLOSE);
+        return;
+    }
+    app_dispatch(lu->ls, req, lu);
+}
+
+static int upload_data(void *ud, const char *data, size_t len)
+{
+    lupload_t *lu = ud;
+    int rc = bx_upload_data(lu->up, data, len);
+    return rc == BX_UPLOAD_PAUSE ? BX_HTTP_BODY_PAUSE : rc;
+}
+
+static void upload_gone(void *ud)
+{
+    lupload_t *lu = ud;
+    lu->req->data = NULL;
+    upload_release(lu, 1);
+}
+
+/* A head arrived outside the mount: a multipart body for an upload route
+ * is streamed to disk; anything else is collected as usual. */
+static int on_app_head(void *ud, bx_http_req_t *req, bx_http_body_t *body)
+{
+    static const bx_upload_cbs_t cbs = { upload_progress, upload_resume, upload_done };
+    lserver_t *ls = ud;
+    char boundary[BX_MULTIPART_MAX_BOUNDARY + 1];
+    const bx_str_t *ct = bx_http_header(req, "Content-Type");
+    size_t blen;
+
+    if (ls->upload_ref == LUA_NOREF || lbx_closing || !ct ||
+        !(blen = bx_multipart_boundary(ct->base, ct->len, boundary)))
+        return 0;
+    head_call_t *hc = bx_calloc(1, sizeof(*hc));
+    hc->ls = ls;
+    hc->req = req;
+    hc->progress_ref = LUA_NOREF;
+    if (lbx_invoke("upload route", deliver_head, hc) != 0 || !hc->found) {
+        lua_State *L = lbx_state();
+        if (L && !lbx_closing)
+            luaL_unref(L, LUA_REGISTRYINDEX, hc->progress_ref);
+        int found = hc->found;
+        free(hc);
+        return found ? 500 : 0;
+    }
+    lupload_t *lu = bx_calloc(1, sizeof(*lu));
+    lu->kind = DATA_UPLOAD;
+    lu->ls = ls;
+    lu->req = req;
+    lu->progress_ref = hc->progress_ref;
+    lu->keep = hc->keep;
+    const bx_str_t *cl = bx_http_header(req, "Content-Length");
+    if (cl && !bx_http_header(req, "Transfer-Encoding")) {
+        char num[32];
+        snprintf(num, sizeof(num), "%.*s", (int)(cl->len < 31 ? cl->len : 31), cl->base);
+        lu->total = strtoull(num, NULL, 10);
+        lu->has_total = 1;
+    }
+    bx_upload_opts_t o = { hc->dir, hc->max_size > 0 ? (uint64_t)hc->max_size : 0,
+                           hc->max_fields > 0 ? (size_t)hc->max_fields : 0 };
+    if (lu->has_total && lu->total > o.max_size) {
+        /* refused before the client sends it */
+        lua_State *L = lbx_state();
+        if (L && !lbx_closing)
+            luaL_unref(L, LUA_REGISTRYINDEX, lu->progress_ref);
+        free(lu);
+        free(hc);
+        return 413;
+    }
+    lu->up = bx_upload_new(lbx_loop(), boundary, blen, &o, &cbs, lu);    /* copies the folder */
+    free(hc);
+    req->data = lu;
+    body->data = upload_data;
+    body->gone = upload_gone;
+    body->ud = lu;
+    return 1;
+}
+
+/* server:on_upload(fn): fn(req) for a multipart/form-data request head
+ * outside the mount returns nil (collect the body as usual) or the upload
+ * options { max_size, dir, max_fields, keep, progress = fn(bytes, total) }. */
+static int s_on_upload(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    luaL_unref(L, LUA_REGISTRYINDEX, ls->upload_ref);
+    ls->upload_ref = ref;
+    bx_server_on_app_head(ls->s, on_app_head);
+    return 0;
 }
 
 /* server:on_request(fn): fn(req) for every request outside the mount. */
@@ -793,7 +1033,39 @@ static lreq_t *check_req(lua_State *L)
  * body, remote } */
 static int r_info(lua_State *L)
 {
-    lbx_push_request(L, check_req(L)->req, 1);
+    lreq_t *r = check_req(L);
+    lbx_push_request(L, r->req, 1);
+    if (!r->lu)
+        return 1;
+    /* an upload: files = { { field, filename, path, size, content_type } },
+     * fields = { name = value } */
+    lua_newtable(L);
+    const bx_upload_file_t *f;
+    for (size_t i = 0; (f = bx_upload_file(r->lu->up, i)) != NULL; i++) {
+        lua_createtable(L, 0, 5);
+        lua_pushstring(L, f->field);
+        lua_setfield(L, -2, "field");
+        lua_pushstring(L, f->filename);
+        lua_setfield(L, -2, "filename");
+        lua_pushstring(L, f->path);
+        lua_setfield(L, -2, "path");
+        lua_pushinteger(L, (lua_Integer)f->size);
+        lua_setfield(L, -2, "size");
+        if (f->content_type) {
+            lua_pushstring(L, f->content_type);
+            lua_setfield(L, -2, "content_type");
+        }
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "files");
+    size_t n;
+    const bx_upload_field_t *fl = bx_upload_fields(r->lu->up, &n);
+    lua_createtable(L, 0, (int)n);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushlstring(L, fl[i].value, fl[i].len);
+        lua_setfield(L, -2, fl[i].name);
+    }
+    lua_setfield(L, -2, "fields");
     return 1;
 }
 
@@ -892,6 +1164,21 @@ static int r_send_file(lua_State *L)
     return 0;
 }
 
+/* server:retain(pattern, ttl) -> true | nil, err */
+static int s_retain(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    const char *pattern = luaL_checkstring(L, 2);
+    lua_Number ttl = luaL_checknumber(L, 3);
+    if (bx_retain_add(bx_retain_of(bx_server_hub(ls->s)), pattern, ttl) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "'%s' is not a channel name or pattern", pattern);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* ---- Registration ---- */
 
 void lbx_server_open(lua_State *L)
@@ -899,8 +1186,8 @@ void lbx_server_open(lua_State *L)
     static const luaL_Reg smeth[] = {
         { "listen", s_listen }, { "port", s_port }, { "close", s_close },
         { "process", s_process }, { "bind", s_bind }, { "unbind", s_unbind },
-        { "on_event", s_on_event }, { "on_request", s_on_request },
-        { "on_handshake", s_on_handshake },
+        { "on_event", s_on_event }, { "on_request", s_on_request }, { "on_upload", s_on_upload },
+        { "on_handshake", s_on_handshake }, { "retain", s_retain },
         { "set_extensions", s_set_extensions }, { "stats", s_stats },
         { "metrics", s_metrics }, { NULL, NULL }
     };

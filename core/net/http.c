@@ -58,6 +58,7 @@ typedef struct {
 typedef struct hreq {
     bx_http_req_t pub;
     hconn_t *hc;                /* NULL once detached from its connection */
+    hconn_t *reading;           /* its connection while its body streams in */
     struct hreq *next;          /* connection queue, or the server's abort list */
     bx_buf_t raw;               /* url then header bytes; pub points into it */
     size_t url_len;
@@ -66,6 +67,7 @@ typedef struct hreq {
     bx_chunkv_t out;            /* the answer, waiting for earlier answers */
     struct filebody *file;      /* a file still to send after `out` */
     char ip[48];                /* copy: the request may outlive its conn */
+    bx_http_body_t stream;      /* the body's reader, when streamed */
     uint64_t began;             /* loop time of its first byte (access log) */
     unsigned in_value : 1;      /* last header callback was a value */
     unsigned headers_done : 1;  /* trailers must not move raw */
@@ -75,6 +77,7 @@ typedef struct hreq {
     unsigned keep_alive : 1;
     unsigned head : 1;          /* HEAD: no body in the answer */
     unsigned hijacked : 1;
+    unsigned streamed : 1;      /* the body goes to `stream`, not `pub.body` */
 } hreq_t;
 
 /* Bytes read past a hijacked request, delivered on a later turn. */
@@ -116,6 +119,7 @@ struct hconn {
     unsigned hs_started : 1;    /* a byte of the next head has arrived */
     unsigned hs_cr : 1;         /* the last byte was a CR */
     unsigned hs_value : 1;      /* past the colon of a field line */
+    unsigned body_paused : 1;   /* a streamed body's reader is behind */
 };
 
 struct bx_http_server_s {
@@ -124,6 +128,7 @@ struct bx_http_server_s {
     uint64_t idle_ms;           /* 0: no idle timeout */
     bx_http_request_cb on_request;
     bx_http_abort_cb on_abort;
+    bx_http_head_cb on_head;
     void *ud;
     uv_tcp_t listener;
     int port;
@@ -297,6 +302,9 @@ static const char *http_date(void)
 
 static void req_free(hreq_t *r)
 {
+    /* a streamed body not handed over: its reader lets go */
+    if (r->streamed && !r->delivered && r->stream.gone)
+        r->stream.gone(r->stream.ud);
     if (r->file)
         file_detach(r->file);
     bx_buf_free(&r->raw);
@@ -464,6 +472,7 @@ static void deadline_cb(uv_timer_t *t)
 static void enqueue(hconn_t *hc, hreq_t *r)
 {
     r->hc = hc;
+    r->reading = NULL;
     r->next = NULL;
     if (hc->qtail)
         hc->qtail->next = r;
@@ -953,15 +962,39 @@ static int on_headers_complete(http_parser *p)
     q->method = http_method_str((enum http_method)p->method);
     q->http_minor = p->http_minor;
     r->head = p->method == HTTP_HEAD;
-    /* Refuse a declared oversize body before the client sends it. */
-    if ((p->flags & F_CONTENTLENGTH) && p->content_length > hc->s->lim.max_body) {
-        hc->err_status = 413;
-        return -1;
+    snprintf(r->ip, sizeof(r->ip), "%s", bx_conn_peer_ip(hc->conn));
+    q->remote_addr = r->ip;
+    return 0;
+}
+
+/* The head of hc->cur is parsed and a body follows: the head callback
+ * chooses between collecting and streaming it (outside the parser, as it
+ * is the application's), then an oversize declared body is refused before
+ * the client sends it, and a client waiting for 100 Continue gets it.
+ * Returns 0, or the status to fail the connection with. */
+static int head_done(hconn_t *hc)
+{
+    hreq_t *r = hc->cur;
+    http_parser *p = &hc->parser;
+    bx_http_server_t *s = hc->s;
+
+    if (s->on_head) {
+        bx_http_body_t body = { NULL, NULL, NULL };
+        int rc = s->on_head(s->ud, &r->pub, &body);
+        if (rc >= 400)
+            return rc;
+        if (rc == 1 && body.data) {
+            r->stream = body;
+            r->streamed = 1;
+            r->reading = hc;
+        }
     }
+    if (!r->streamed && (p->flags & F_CONTENTLENGTH) && p->content_length > s->lim.max_body)
+        return 413;
     /* curl and others wait for this before a large upload. Only when no
      * answer is owed, or it would jump ahead of an earlier response. */
     if (p->http_major == 1 && p->http_minor >= 1 && !hc->qhead) {
-        const bx_str_t *e = bx_http_header(q, "Expect");
+        const bx_str_t *e = bx_http_header(&r->pub, "Expect");
         if (e && e->len == 12 && strncasecmp(e->base, "100-continue", 12) == 0)
             bx_conn_write_copy(hc->conn, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     }
@@ -971,8 +1004,19 @@ static int on_headers_complete(http_parser *p)
 static int on_body(http_parser *p, const char *at, size_t len)
 {
     hconn_t *hc = p->data;
-    bx_buf_t *body = &hc->cur->pub.body;
+    hreq_t *r = hc->cur;
+    bx_buf_t *body = &r->pub.body;
 
+    if (r->streamed) {
+        int rc = r->stream.data(r->stream.ud, at, len);
+        if (rc == BX_HTTP_BODY_PAUSE) {
+            hc->body_paused = 1;    /* hc_read stops reading once this input is parsed */
+        } else if (rc != 0) {
+            hc->err_status = rc >= 400 && rc <= 599 ? rc : 500;
+            return -1;
+        }
+        return 0;
+    }
     if (body->len + len > hc->s->lim.max_body) {
         hc->err_status = 413;
         return -1;
@@ -989,8 +1033,6 @@ static int on_message_complete(http_parser *p)
     hc->cur = NULL;
     r->keep_alive = http_should_keep_alive(p) != 0;
     r->pub.upgrade = p->upgrade;
-    snprintf(r->ip, sizeof(r->ip), "%s", bx_conn_peer_ip(hc->conn));
-    r->pub.remote_addr = r->ip;
     bx_metrics.http_requests++;
     hc->ready = r;
     /* Return to feed() so the application runs outside the parser. */
@@ -1123,8 +1165,15 @@ static void feed(hconn_t *hc, const char *data, size_t len)
         }
         r = hc->ready;
         if (!r) {
-            if (head_end)
+            if (head_end) {
+                int status = head_done(hc);
+                if (status) {
+                    request_end(hc);
+                    fail(hc, status);
+                    return;
+                }
                 body_start(hc);
+            }
             if (n == 0)
                 return;         /* defensive: the parser made no progress */
             continue;
@@ -1194,8 +1243,12 @@ static void hc_read(bx_conn_t *c, void *ud, const char *data, size_t len, int st
     hc->feeding = 1;
     feed(hc, data, len);
     hc->feeding = 0;
-    if (hc->hijacked)
+    if (hc->hijacked) {
         hc_free(hc);
+        return;
+    }
+    if (hc->body_paused && !hc->stop)
+        bx_conn_pause(hc->conn);
 }
 
 static void maybe_finish(bx_http_server_t *s);
@@ -1225,7 +1278,7 @@ static void hc_resume(hconn_t *hc)
         hc_free(hc);
         return;
     }
-    if (!hc->suspended)
+    if (!hc->suspended && !hc->body_paused)
         bx_conn_resume(hc->conn);
 }
 
@@ -1504,6 +1557,25 @@ bx_http_server_t *bx_http_server_new(uv_loop_t *loop, const bx_http_limits_t *li
     bx_list_init(&s->idle_list);
     bx_list_init(&s->resume_list);
     return s;
+}
+
+void bx_http_server_on_head(bx_http_server_t *s, bx_http_head_cb on_head)
+{
+    s->on_head = on_head;
+}
+
+void bx_http_body_resume(bx_http_req_t *req)
+{
+    hreq_t *r = (hreq_t *)req;
+    /* while its body is read the request is its connection's current one;
+     * then it is queued (and detached if the connection closes) */
+    hconn_t *hc = r->hc ? r->hc : r->reading;
+
+    if (!hc || !hc->body_paused)
+        return;
+    hc->body_paused = 0;
+    if (!hc->suspended && !hc->stop && !bx_conn_is_closing(hc->conn))
+        bx_conn_resume(hc->conn);
 }
 
 int bx_http_listen(bx_http_server_t *s, const char *host, int port)

@@ -24,7 +24,9 @@
  * A request is handed to the application once it is complete (headers and
  * the whole body). The application answers with bx_http_respond(), now or
  * later (a held long-poll). If the connection dies before that, the abort
- * callback runs once and the request is freed afterwards.
+ * callback runs once and the request is freed afterwards. A head callback
+ * may instead take a body as a stream, as it arrives (an upload written to
+ * disk), with its own limit in place of max_body.
  */
 #ifndef BX_HTTP_H
 #define BX_HTTP_H
@@ -85,6 +87,34 @@ void bx_http_limits_default(bx_http_limits_t *l);
  * bx_http_hijack(). */
 typedef void (*bx_http_request_cb)(void *ud, bx_http_req_t *req);
 
+/* A body handed over as it arrives, instead of collected (see
+ * bx_http_head_cb). */
+typedef struct {
+    /* The next `len` bytes of the (de-chunked) body. Returns 0,
+     * BX_HTTP_BODY_PAUSE to stop reading the connection (what was already
+     * read is still passed on) until bx_http_body_resume(), or an HTTP
+     * status >= 400 that refuses the request: it is answered with that
+     * status and the connection is closed. */
+    int (*data)(void *ud, const char *data, size_t len);
+    /* The request ended before it was handed to on_request (refused, or
+     * its connection closed): the reader frees what it holds. Not called
+     * once the request was handed over (the abort callback is then called
+     * as for any request). Called outside the data callback. */
+    void (*gone)(void *ud);
+    void *ud;
+} bx_http_body_t;
+
+#define BX_HTTP_BODY_PAUSE 1
+
+/* The head of a request with a body arrived (its headers, method, path and
+ * remote address are set; the body is not). Returns 0 to have the body
+ * collected into req->body (max_body applies), 1 to receive it through
+ * *body as it arrives (max_body does not apply: the reader limits it; the
+ * request is handed to on_request with an empty body once the body ended),
+ * or an HTTP status >= 400 to refuse the request at once. Must not answer
+ * the request. */
+typedef int (*bx_http_head_cb)(void *ud, bx_http_req_t *req, bx_http_body_t *body);
+
 /* The connection of an unanswered request closed. After this returns the
  * request is freed; it must not be answered. Called at most once per
  * request, never from inside a bx_http_* call. */
@@ -95,6 +125,13 @@ typedef void (*bx_http_abort_cb)(void *ud, bx_http_req_t *req);
 bx_http_server_t *bx_http_server_new(uv_loop_t *loop, const bx_http_limits_t *limits,
                                      bx_http_request_cb on_request, bx_http_abort_cb on_abort,
                                      void *ud);
+
+/* Sets the head callback (NULL: every body is collected). */
+void bx_http_server_on_head(bx_http_server_t *s, bx_http_head_cb on_head);
+
+/* Reads the connection of a streamed body again after its data callback
+ * answered BX_HTTP_BODY_PAUSE. Harmless once the body has ended. */
+void bx_http_body_resume(bx_http_req_t *req);
 
 /* Binds and listens on host:port (port 0 = ephemeral). Returns 0 or a
  * negative libuv error (e.g. UV_EADDRINUSE). */

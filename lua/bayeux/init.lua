@@ -75,6 +75,12 @@ local OPTIONS = {
                            "a positive number of seconds" },
     route_deadline = { "number", function(v) return v >= 0 end,
                        "seconds, 0 or more (0: no deadline)" },
+    retain = { "table", function(v)
+        for k, p in pairs(v) do
+            if math_type(k) ~= "integer" or type(p) ~= "string" then return false end
+        end
+        return true
+    end, "an array of channel patterns" },
     monitor = { "string", function(v) return v:sub(1, 1) == "/" and not v:find("[%s?#]") end,
                 "a path starting with '/'" },
     monitor_token = { "string", function(v) return v ~= "" end, "a non-empty string" },
@@ -244,6 +250,100 @@ end
 --- The loop's clock, in seconds.
 _M.now = core.now
 
+-- ---------------------------------------------------------------------------
+-- Work beside the loop: child processes, files, HTTP requests
+-- ---------------------------------------------------------------------------
+
+--- Runs `cmd` (a program found on PATH, or a path; no shell) with `args` (an
+-- array of strings) without waiting for it. opts: stdout = fn(line),
+-- stderr = fn(line), env = { NAME = value } (added to this process's
+-- environment), cwd = folder. on_exit(code, signal) runs once, after the
+-- last line of output. Returns the process (`:kill([signal])`, `:pid()`),
+-- or nil and an error when it cannot be started.
+function _M.spawn(cmd, args, opts, on_exit)
+    if type(cmd) ~= "string" or (args ~= nil and type(args) ~= "table")
+            or (opts ~= nil and type(opts) ~= "table")
+            or (on_exit ~= nil and type(on_exit) ~= "function") then
+        error("bayeux.spawn(cmd, args, opts, on_exit)", 2)
+    end
+    opts = opts or {}
+    for k in pairs(opts) do
+        if k ~= "stdout" and k ~= "stderr" and k ~= "env" and k ~= "cwd" then
+            error("bayeux.spawn: unknown option '" .. tostring(k) .. "'", 2)
+        end
+    end
+    local out, err = opts.stdout, opts.stderr
+    if (out ~= nil and type(out) ~= "function") or (err ~= nil and type(err) ~= "function")
+            or (opts.env ~= nil and type(opts.env) ~= "table")
+            or (opts.cwd ~= nil and type(opts.cwd) ~= "string") then
+        error("bayeux.spawn: stdout/stderr must be functions, env a table, cwd a string", 2)
+    end
+    return core.spawn(cmd, args, opts.env, opts.cwd, function(event, a, b)
+        if event == "stdout" then
+            if out then out(a) end
+        elseif event == "stderr" then
+            if err then err(a) end
+        elseif on_exit then
+            on_exit(a, b)
+        end
+    end)
+end
+
+--- Files read and written whole in the loop's thread pool.
+_M.fs = {}
+
+--- Reads the file at `path`: cb(data) or cb(nil, err), later.
+function _M.fs.read(path, cb)
+    if type(path) ~= "string" or type(cb) ~= "function" then
+        error("bayeux.fs.read(path, cb)", 2)
+    end
+    core.read_file(path, cb)
+end
+
+--- Writes `data` to the file at `path` (made or replaced): cb(true) or
+-- cb(nil, err), later.
+function _M.fs.write(path, data, cb)
+    if type(path) ~= "string" or type(data) ~= "string" or type(cb) ~= "function" then
+        error("bayeux.fs.write(path, data, cb)", 2)
+    end
+    core.write_file(path, data, cb)
+end
+
+_M.http = {}
+
+--- One HTTP request on the loop: req = { method = "GET", url =
+-- "http://host[:port]/path?query", headers = { Name = value }, body =
+-- string, timeout = seconds (default 30) }; cb(res) with res = { status,
+-- body }, or cb(nil, err) when no answer came.
+function _M.http.request(req, cb)
+    if type(req) ~= "table" or type(req.url) ~= "string" or type(cb) ~= "function" then
+        error("bayeux.http.request({ url = ..., method, headers, body, timeout }, cb)", 2)
+    end
+    local host, port, path = req.url:match("^http://([^/:]+):?(%d*)(.*)$")
+    if not host then
+        error("bayeux.http.request: url must be http://host[:port]/path, not " .. req.url, 2)
+    end
+    if host:sub(1, 1) == "[" then host = host:sub(2, -2) end
+    port = tonumber(port) or 80
+    if path == "" then path = "/" end
+    local lines = {}
+    for k, v in pairs(req.headers or {}) do
+        local name, value = tostring(k), tostring(v)
+        if name:find("[\r\n:]") or value:find("[\r\n]") then
+            error("bayeux.http.request: invalid header '" .. name .. "'", 2)
+        end
+        lines[#lines + 1] = name .. ": " .. value .. "\r\n"
+    end
+    local method = (req.method or (req.body and "POST" or "GET")):upper()
+    local client = core.http_client(host, port)
+    client:request(method, path, #lines > 0 and table.concat(lines) or nil, req.body,
+        req.timeout or 30, function(status, body, err)
+            -- the client is closed on a later turn, not inside its own callback
+            core.timer(0, false, function() client:close() end)
+            if status then cb({ status = status, body = body }) else cb(nil, err) end
+        end)
+end
+
 --- A client of a Bayeux server over the network (lua/bayeux/client.lua):
 -- the in-process client's API, Faye's `new Faye.Client(url)`.
 function _M.client(url, opts)
@@ -267,8 +367,8 @@ local NO_LISTENERS = {}
 function _M.server(opts)
     local o = check_options(opts)
     o.mount = o.mount or "/bayeux"
-    local deadline, route_deadline = o.extension_deadline, o.route_deadline
-    o.extension_deadline, o.route_deadline = nil, nil
+    local deadline, route_deadline, retain = o.extension_deadline, o.route_deadline, o.retain
+    o.extension_deadline, o.route_deadline, o.retain = nil, nil, nil
     local monitor, monitor_token = o.monitor, o.monitor_token
     o.monitor, o.monitor_token = nil, nil
     if o.log then
@@ -288,6 +388,10 @@ function _M.server(opts)
         listeners = {},
         routes = {},
     }, Server)
+    for _, pattern in ipairs(retain or {}) do
+        local kept, err = srv:retain(pattern, 3600)
+        if not kept then error("bayeux.server: retain: " .. err, 2) end
+    end
     -- hands an event from the core to the listeners of its name, with the
     -- client's user (server:enable_users) as the last argument
     self.dispatch = function(ev, client_id, ch, data)
@@ -312,6 +416,19 @@ function _M.server(opts)
     end
     if monitor then require("bayeux.monitor")(self, monitor, monitor_token, _M) end
     return self
+end
+
+--- Keeps the last message of each channel inside `pattern` ("/jobs/**")
+-- for opts.ttl seconds (default 3600) after it was published: a client
+-- subscribing to the channel gets it at once after its subscribe succeeds.
+-- A message whose data has `final = true` is delivered and ends it.
+function Server:retain(pattern, opts)
+    local ttl = opts and opts.ttl or 3600
+    if type(pattern) ~= "string" or type(ttl) ~= "number" or ttl <= 0 then
+        error("server:retain(pattern, { ttl = seconds })", 2)
+    end
+    local ok, err = self.core:retain(pattern, ttl)
+    if not ok then error("server:retain: " .. err, 2) end
 end
 
 --- Starts listening on host (default "127.0.0.1", this machine only; "0.0.0.0"
@@ -643,8 +760,10 @@ local function req_json(req)
     return v
 end
 
---- req:form() -> the url-encoded body as a table of strings.
+--- req:form() -> the url-encoded body as a table of strings (an upload
+-- route's multipart body: its plain fields).
 local function req_form(req)
+    if req.fields then return req.fields end
     return decode_query(req.body)
 end
 
@@ -1014,10 +1133,67 @@ local function dispatch(self, req)
     end
 end
 
+-- The upload options of the route a multipart request head goes to (the
+-- route dispatch will pick), as the core wants them, or nil.
+local function upload_for(self, info)
+    for _, r in ipairs(self.routes) do
+        local params = r.match(info.path)
+        if params and r.method == info.method then
+            local up = r.upload
+            if not up then return nil end
+            local out = { max_size = up.max_size, dir = up.dir, keep = up.keep,
+                          max_fields = up.max_fields }
+            if up.progress then
+                info.params = params
+                add_request_helpers(info)
+                out.progress = function(received, total)
+                    local ok, err = xpcall(up.progress, traceback, info, received, total)
+                    if not ok then
+                        log("route ", r.method, " ", r.pattern, ": upload progress failed on ",
+                            info.path, ": ", tostring(err))
+                    end
+                end
+            end
+            return out
+        end
+    end
+    return nil
+end
+
+-- Checks a route's `upload` option; returns it with its defaults.
+local function check_upload(up)
+    local function bad(what)
+        error("server:route: upload." .. what, 3)
+    end
+    if type(up) ~= "table" then bad("must be a table") end
+    for k in pairs(up) do
+        if k ~= "max_size" and k ~= "dir" and k ~= "keep" and k ~= "progress"
+                and k ~= "max_fields" then
+            bad(tostring(k) .. " is not an upload option")
+        end
+    end
+    local max_size = up.max_size or 100 * 1024 * 1024
+    if math_type(max_size) ~= "integer" or max_size <= 0 then
+        bad("max_size must be a positive integer (bytes)")
+    end
+    local max_fields = up.max_fields or 1024 * 1024
+    if math_type(max_fields) ~= "integer" or max_fields <= 0 then
+        bad("max_fields must be a positive integer (bytes)")
+    end
+    local dir = up.dir or os.getenv("TMPDIR") or "/tmp"
+    if type(dir) ~= "string" or dir == "" then bad("dir must be a folder path") end
+    if up.progress ~= nil and type(up.progress) ~= "function" then
+        bad("progress must be a function(req, received, total)")
+    end
+    return { max_size = max_size, max_fields = max_fields, dir = dir, keep = up.keep and true,
+             progress = up.progress }
+end
+
 --- Adds a route: method ("GET", "POST", ...), a path pattern ("/users/:id",
 -- "/files/*path", "/d/:id.json") and handler(req, res). opts.deadline
--- (seconds, 0 for none) overrides the server's route_deadline. A pattern
--- that could never match a request raises.
+-- (seconds, 0 for none) overrides the server's route_deadline; opts.upload
+-- streams a multipart/form-data body to disk (see docs/lua-api.md). A
+-- pattern that could never match a request raises.
 function Server:route(method, pattern, handler, opts)
     if type(method) ~= "string" or type(pattern) ~= "string" or type(handler) ~= "function" then
         error("server:route(method, pattern, handler)", 2)
@@ -1025,8 +1201,11 @@ function Server:route(method, pattern, handler, opts)
     local deadline = opts and opts.deadline
     if opts ~= nil and (type(opts) ~= "table"
             or (deadline ~= nil and (type(deadline) ~= "number" or deadline < 0))) then
-        error("server:route(method, pattern, handler, { deadline = seconds (0: none) })", 2)
+        error("server:route(method, pattern, handler, "
+            .. "{ deadline = seconds (0: none), upload = {...} })", 2)
     end
+    local upload = opts and opts.upload
+    if upload ~= nil then upload = check_upload(upload) end
     -- the paths the mount owns (the core's rule): the mount itself, below
     -- it, and "<mount>.ext" with one extension; a route there never runs
     local mount, rest = self.mount, nil
@@ -1039,11 +1218,15 @@ function Server:route(method, pattern, handler, opts)
     local match = channel.route_matcher(pattern)
     self.routes[#self.routes + 1] = {
         method = method:upper(), pattern = pattern, match = match, handler = handler,
-        deadline = deadline,
+        deadline = deadline, upload = upload,
     }
     if not self.routing then
         self.routing = true
         self.core:on_request(function(req) dispatch(self, req) end)
+    end
+    if upload and not self.uploading then
+        self.uploading = true
+        self.core:on_upload(function(info) return upload_for(self, info) end)
     end
 end
 
