@@ -69,9 +69,15 @@
 
   $('logout').addEventListener('click', () => {
     sessionStorage.removeItem('im-login');
-    if (state.client) state.client.disconnect();
+    const client = state.client;
     state.client = null;
-    location.reload();
+    let gone = false;
+    const reload = () => { if (!gone) { gone = true; location.reload(); } };
+    if (!client) return reload();
+    // a reload cancels requests in flight: let the server hear the
+    // disconnect first (so the others see us leave at once), within 2 s
+    client.disconnect().then(reload, reload);
+    setTimeout(reload, 2000);
   });
 
   // ------------------------------------------------------ conversations
