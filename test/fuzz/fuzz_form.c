@@ -60,8 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 0)
         return 0;
     uint8_t mode = data[0];
-    fuzz_handshake(mode & 32 ? "b1" : NULL);
-    fuzz_subst(data + 1, size - 1, &rest);
+    fuzz_subst(data + 1, size - 1, mode & 32 ? "b1" : NULL, &rest);
     const char *p = rest.data ? rest.data : "";
     size_t n = rest.len;
     const char *origin = NULL;

@@ -1,9 +1,9 @@
 /*
  * fuzz_net.h - what the socket-driven libFuzzer targets share: a whole
  * bayeux server (bx_server_t: router, transports, hub, memory engine) on
- * 127.0.0.1, a client handshaken in-process for each input whose clientId
- * replaces every "@@" of it (so inputs reach the paths behind the client
- * checks),
+ * 127.0.0.1, a client handshaken in-process for each input that has "@@",
+ * whose clientId replaces every "@@" of it (so inputs reach the paths
+ * behind the client checks),
  * and one real client connection per input: it writes the bytes, half-
  * closes, and reads until the server closes, or until a safety deadline
  * (a held connect or an open WebSocket the server keeps by design).
@@ -64,7 +64,6 @@ static void fuzz_handshake(const char *browser)
 {
     json_t *hs = json_pack("{s:s,s:s,s:[s]}", "channel", "/meta/handshake", "version", "1.0",
                            "supportedConnectionTypes", "websocket");
-    fuzz_cid[0] = '\0';
     bx_protocol_process_browser(bx_server_hub(fuzz_server), hs, NULL, 0, browser,
                                 fuzz_hs_reply, NULL);
     json_decref(hs);
@@ -97,17 +96,25 @@ static void fuzz_setup(void (*opts)(bx_server_opts_t *o))
     uv_ip4_addr("127.0.0.1", bx_server_port(fuzz_server), &fuzz_addr);
 }
 
-/* A copy of `data` with every "@@" replaced by the client's id. */
-static void fuzz_subst(const uint8_t *data, size_t size, bx_buf_t *out)
+/* A copy of `data` with every "@@" replaced by the id of a client
+ * handshaken for this input (bound to `browser`, NULL: none). Only an input
+ * that names one gets one: a handshake per input cost more than the rest
+ * of most inputs, and an id nobody names reaches nothing. */
+static void fuzz_subst(const uint8_t *data, size_t size, const char *browser, bx_buf_t *out)
 {
-    for (size_t i = 0; i < size; i++) {
-        if (i + 1 < size && data[i] == '@' && data[i + 1] == '@') {
-            bx_buf_puts(out, fuzz_cid);
-            i++;
-        } else {
-            bx_buf_append(out, (const char *)data + i, 1);
-        }
+    const char *p = (const char *)data, *end = p + size, *at;
+
+    while ((at = memmem(p, (size_t)(end - p), "@@", 2)) != NULL) {
+        if (at > p)
+            bx_buf_append(out, p, (size_t)(at - p));
+        if (!fuzz_cid[0])
+            fuzz_handshake(browser);
+        bx_buf_puts(out, fuzz_cid);
+        p = at + 2;
     }
+    if (end > p)
+        bx_buf_append(out, p, (size_t)(end - p));
+    fuzz_cid[0] = '\0';
 }
 
 static void fuzz_closed(uv_handle_t *h)
