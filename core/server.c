@@ -54,11 +54,15 @@ void bx_server_opts_default(bx_server_opts_t *o)
      * costs the loop next to nothing */
     o->max_channel_length = 4096;
     o->max_channel_depth = 128;
-    /* the channel index cannot grow without bound. Subscriptions per
-     * client are not limited by default: the application's own in-process
-     * client may hold thousands (one per user channel), and the limit
-     * counts every client alike */
+    /* the channel index cannot grow without bound; and one network client
+     * cannot take it all (max_channels is the node's: without a limit per
+     * client one of them could subscribe to a million names and leave the
+     * rest "Too many channels"). A real client holds a handful, a busy one
+     * dozens; a thousand is far above that and bounds what one costs (an
+     * entry in the client and in the index each). The server's in-process
+     * clients are not limited: they subscribe for the application */
     o->max_channels = 1000000;
+    o->max_subscriptions = 1000;
     bx_http_limits_default(&o->http);
 }
 
@@ -200,7 +204,7 @@ bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts, char *
     bx_hub_opts_t hopts = {
         opts->timeout > 0 ? opts->timeout : 60, opts->interval, opts->max_reply,
         opts->max_channel_length, opts->max_channel_depth, opts->publish_rate,
-        opts->publish_burst
+        opts->publish_burst, opts->max_subscriptions
     };
     bx_endpoint_opts_t eopts = {
         opts->mount, opts->ping, opts->max_frame, opts->max_output, opts->client_script,
@@ -208,7 +212,7 @@ bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts, char *
         opts->allowed_origins, opts->browser_cookie
     };
     bx_engine_opts_t engine_opts = {
-        hopts.timeout, opts->queue_limit, opts->max_subscriptions, opts->max_channels
+        hopts.timeout, opts->queue_limit, opts->max_channels
     };
 
     s->loop = loop;

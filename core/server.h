@@ -42,9 +42,10 @@ typedef struct {
     size_t max_channel_length;  /* bytes of a channel name or pattern; default
                                    4096; longer -> 405 Invalid channel */
     size_t max_channel_depth;   /* segments of one; default 128; more -> 405 */
-    size_t max_subscriptions;   /* channels one client may subscribe to;
-                                   default 0 = no limit; more -> 403 Too
-                                   many subscriptions */
+    size_t max_subscriptions;   /* channels one client may subscribe to over
+                                   the network (in-process clients: no
+                                   limit); default 1000; 0 = no limit; more
+                                   -> 403 Too many subscriptions */
     size_t max_channels;        /* distinct channels and patterns subscribed
                                    to on this node; default 1000000; more ->
                                    403 Too many channels; 0 = no limit */

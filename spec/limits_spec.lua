@@ -64,22 +64,8 @@ describe("subscriptions per client (--max-subscriptions)", function()
   end)
 end)
 
-describe("the default subscription limit", function()
-  local srv, port
-
-  lazy_setup(function() srv = start{}; port = srv.port end)
-  lazy_teardown(function() if srv then srv:finish() end end)
-
-  -- off: the application's in-process client may hold thousands
-  -- (inprocess_spec subscribes 2000), and the limit counts it alike
-  it("is none", function()
-    local b = H.bayeux(port)
-    local cid = b:handshake()
-    local list = {}
-    for i = 1, 2000 do list[i] = "/many/" .. i end
-    assert.is_true(b:post1(sub_msg(b, cid, list)).successful)
-  end)
-end)
+-- the default (1000 for a network client, none for in-process clients) and
+-- the other engines: sub_limit_spec.lua
 
 describe("channels per server (--max-channels)", function()
   local srv, port

@@ -41,6 +41,9 @@ typedef struct {
                                    for the rest); 0 = no limit */
     double publish_burst;       /* the bucket's size; 0 = one second's worth
                                    (at least 1) */
+    size_t max_subscriptions;   /* channels one client may subscribe to over
+                                   the network (the engine counts; in-process
+                                   subscribes are not limited); 0 = no limit */
 } bx_hub_opts_t;
 
 /* A held /meta/connect waiting for messages. `release` ends the hold:

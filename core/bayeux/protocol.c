@@ -734,6 +734,17 @@ static void subscribed(void *ud, int status, int changed)
         subscription_done(op);
 }
 
+/* The channels the client of `op` may hold after a subscribe: the
+ * server's limit for a request from the network; none for the server's own
+ * in-process clients, which subscribe on behalf of the application (a
+ * presence roster, a bridge) and may need more than any one user. */
+static size_t sub_limit(const op_t *op)
+{
+    if (op->batch->flags & BX_PROTO_LOCAL)
+        return 0;
+    return bx_hub_opts(op->batch->hub)->max_subscriptions;
+}
+
 /* Whether `ch` is within the server's channel caps. A name past them is
  * "invalid" (405), as Faye's grammar would have it if it had caps: the
  * caps keep one message from costing the loop O(length x depth). */
@@ -783,7 +794,8 @@ static void subscription_checked(op_t *op, int subscribe)
             break;
         op->outstanding++;
         int rc = subscribe
-            ? e->ops->subscribe(e, op->client_id, json_string_value(jch), subscribed, op)
+            ? e->ops->subscribe(e, op->client_id, json_string_value(jch), sub_limit(op),
+                                subscribed, op)
             : e->ops->unsubscribe(e, op->client_id, json_string_value(jch), subscribed, op);
         if (rc != 0) {
             op->outstanding--;

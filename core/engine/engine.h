@@ -96,11 +96,14 @@ typedef struct {
     /* Marks `id` alive now (every connect). No callback. */
     void (*ping)(bx_engine_t *e, const char *id);
     /* Adds / removes a subscription; `yes` tells whether anything changed.
-     * cb may be NULL. A subscribe past opts.max_subscriptions or
+     * cb may be NULL. A subscribe that would give the client more than
+     * `limit` channels (0: no limit) or the node more than
      * opts.max_channels changes nothing and answers BX_ESUBSLIMIT or
      * BX_ECHANLIMIT (a subscription the client already has is never
-     * refused). */
-    int (*subscribe)(bx_engine_t *e, const char *id, const char *channel,
+     * refused). The limit comes with each call, not with the client: the
+     * caller knows who asks (a network session is limited, the server's
+     * own in-process client is not), the engine only counts. */
+    int (*subscribe)(bx_engine_t *e, const char *id, const char *channel, size_t limit,
                      bx_engine_bool_cb cb, void *ud);
     int (*unsubscribe)(bx_engine_t *e, const char *id, const char *channel,
                        bx_engine_bool_cb cb, void *ud);
@@ -144,7 +147,7 @@ struct bx_engine_s {
 #define BX_EUNKNOWN   (-2)      /* no such client */
 #define BX_EUNAVAILABLE (-3)    /* the engine cannot answer now (its store is
                                    out of reach): retry later */
-#define BX_ESUBSLIMIT (-4)      /* subscribe: the client has max_subscriptions */
+#define BX_ESUBSLIMIT (-4)      /* subscribe: the client has `limit` channels */
 #define BX_ECHANLIMIT (-5)      /* subscribe: the node's index has max_channels
                                    channels and this one is not among them */
 
@@ -153,8 +156,6 @@ typedef struct {
     double timeout;             /* seconds; a client is gone after 2 x timeout
                                    without a connect; default 60 */
     size_t queue_limit;         /* messages kept per client; 0 = default 1000 */
-    size_t max_subscriptions;   /* channels one client may subscribe to; 0 =
-                                   no limit; beyond: BX_ESUBSLIMIT */
     size_t max_channels;        /* distinct channels and patterns subscribed
                                    to on this node; 0 = no limit; beyond:
                                    BX_ECHANLIMIT */

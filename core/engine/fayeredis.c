@@ -157,10 +157,14 @@ static const char SWEEP_LUA[] =
     "return chans\n";
 
 /* KEYS: clients, client's channels, NS/channels<channel>; ARGV: id,
- * channel, SADD or SREM. -1 for an unknown client, else whether the
- * client's set changed. */
+ * channel, SADD or SREM, the limit of channels per client (0: none). -1
+ * for an unknown client, -2 for a subscribe past the limit (nothing
+ * changed), else whether the client's set changed. */
 static const char SUBSCRIBE_LUA[] =
     "if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return -1 end\n"
+    "local limit = tonumber(ARGV[4])\n"
+    "if ARGV[3] == 'SADD' and limit > 0 and redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0\n"
+    "   and redis.call('SCARD', KEYS[2]) >= limit then return -2 end\n"
     "local n = redis.call(ARGV[3], KEYS[2], ARGV[2])\n"
     "redis.call(ARGV[3], KEYS[3], ARGV[1])\n"
     "return n\n";
@@ -681,7 +685,9 @@ static int on_subscribed(op_t *op, int status, redisReply *rep)
     fr_t *r = op->r;
     int yes = 0;
     if (status == 0) {
-        if (rep->type != REDIS_REPLY_INTEGER || rep->integer < 0)
+        if (rep->type == REDIS_REPLY_INTEGER && rep->integer == -2)
+            status = BX_ESUBSLIMIT;
+        else if (rep->type != REDIS_REPLY_INTEGER || rep->integer < 0)
             status = BX_EUNKNOWN;
         else
             yes = rep->integer > 0;
@@ -693,8 +699,8 @@ static int on_subscribed(op_t *op, int status, redisReply *rep)
     return 0;
 }
 
-static int sub_op(fr_t *r, const char *id, const char *ch, int on, bx_engine_bool_cb cb,
-                  void *ud)
+static int sub_op(fr_t *r, const char *id, const char *ch, int on, size_t limit,
+                  bx_engine_bool_cb cb, void *ud)
 {
     op_t *op = op_new(r, on_subscribed, ud);
     op->cb.b = cb;
@@ -710,19 +716,20 @@ static int sub_op(fr_t *r, const char *id, const char *ch, int on, bx_engine_boo
     op_arg(op, op->id);
     op_arg(op, ch);
     op_arg(op, on ? "SADD" : "SREM");
+    op_argf(op, "%zu", limit);
     return op_start(op);
 }
 
-static int fr_subscribe(bx_engine_t *e, const char *id, const char *ch, bx_engine_bool_cb cb,
-                        void *ud)
+static int fr_subscribe(bx_engine_t *e, const char *id, const char *ch, size_t limit,
+                        bx_engine_bool_cb cb, void *ud)
 {
-    return sub_op((fr_t *)e, id, ch, 1, cb, ud);
+    return sub_op((fr_t *)e, id, ch, 1, limit, cb, ud);
 }
 
 static int fr_unsubscribe(bx_engine_t *e, const char *id, const char *ch,
                           bx_engine_bool_cb cb, void *ud)
 {
-    return sub_op((fr_t *)e, id, ch, 0, cb, ud);
+    return sub_op((fr_t *)e, id, ch, 0, 0, cb, ud);
 }
 
 /* The end of a publish: the event and the callback. */

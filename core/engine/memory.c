@@ -60,7 +60,6 @@ typedef struct op {
 typedef struct {
     bx_engine_t base;
     size_t queue_limit;
-    size_t max_subscriptions;   /* 0: no limit */
     size_t max_channels;        /* 0: no limit */
     unsigned long dropped;
     size_t nsubs;               /* subscriptions, for stats */
@@ -339,8 +338,8 @@ static void m_ping(bx_engine_t *e, const char *id)
         touch((memory_t *)e, c);
 }
 
-static int m_subscribe(bx_engine_t *e, const char *id, const char *ch, bx_engine_bool_cb cb,
-                       void *ud)
+static int m_subscribe(bx_engine_t *e, const char *id, const char *ch, size_t limit,
+                       bx_engine_bool_cb cb, void *ud)
 {
     memory_t *m = (memory_t *)e;
     client_t *c = find(m, id);
@@ -353,7 +352,7 @@ static int m_subscribe(bx_engine_t *e, const char *id, const char *ch, bx_engine
         bx_dict_t *subs = bx_dict_get(&m->index, ch, len);
         /* the caps bound what one client, and all of them, make the node
          * keep: a subscription costs an entry in the client and the index */
-        if (m->max_subscriptions && c->channels.count >= m->max_subscriptions)
+        if (limit && c->channels.count >= limit)
             status = BX_ESUBSLIMIT;
         else if (!subs && m->max_channels && m->index.count >= m->max_channels)
             status = BX_ECHANLIMIT;
@@ -511,6 +510,12 @@ static int m_requeue(bx_engine_t *e, const char *id, bx_chunkv_t *msgs,
 int bx_engine_memory_has(bx_engine_t *e, const char *id)
 {
     return find((memory_t *)e, id) != NULL;
+}
+
+int bx_engine_memory_over(bx_engine_t *e, const char *id, const char *ch, size_t limit)
+{
+    client_t *c = find((memory_t *)e, id);
+    return c && limit && c->channels.count >= limit && !bx_dict_get(&c->channels, ch, strlen(ch));
 }
 
 int bx_engine_memory_adopt(bx_engine_t *e, const char *id)
@@ -679,7 +684,6 @@ bx_engine_t *bx_engine_memory_new(uv_loop_t *loop, const bx_proxy_t *proxy,
     m->queue_limit = opts && opts->queue_limit ? opts->queue_limit : DEFAULT_QUEUE_LIMIT;
     if (m->queue_limit > UINT32_MAX / 2)
         m->queue_limit = UINT32_MAX / 2;    /* the ring counts in 32 bits */
-    m->max_subscriptions = opts ? opts->max_subscriptions : 0;
     m->max_channels = opts ? opts->max_channels : 0;
     bx_list_init(&m->ops);
     bx_later_init(&m->later, on_later, m);

@@ -19,6 +19,11 @@ bx_engine_t *bx_engine_memory_new(uv_loop_t *loop, const bx_proxy_t *proxy,
 /* Whether `id` is a client of this engine now. */
 int bx_engine_memory_has(bx_engine_t *e, const char *id);
 
+/* Whether a subscribe of client `id` to `ch` with `limit` (0: none) would
+ * be refused BX_ESUBSLIMIT: the client has `limit` channels and not `ch`.
+ * 0 for an unknown client. */
+int bx_engine_memory_over(bx_engine_t *e, const char *id, const char *ch, size_t limit);
+
 /* Makes a client of the given 31-character `id` (made by another
  * process), pinged now, with no subscription. -1 if it exists already. */
 int bx_engine_memory_adopt(bx_engine_t *e, const char *id);

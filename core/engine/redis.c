@@ -147,6 +147,7 @@ typedef struct early {
     void *ud;
     char id[32];
     char *ch;
+    size_t limit;               /* a subscribe's */
 } early_t;
 
 typedef struct {
@@ -166,8 +167,8 @@ static int forget(redis_t *r, const char *id, int event, bx_engine_done_cb cb, v
 static void on_ctl(redis_t *r, const char *text, size_t len);
 static void reregister_one(void *ud, const char *id, const char *ch, size_t len);
 static void flush_early(redis_t *r, int status);
-static int defer_early(redis_t *r, int op, const char *id, const char *ch, void (*fn)(void),
-                       void *ud);
+static int defer_early(redis_t *r, int op, const char *id, const char *ch, size_t limit,
+                       void (*fn)(void), void *ud);
 
 static void busy_update(redis_t *r)
 {
@@ -586,6 +587,7 @@ typedef struct pop {
     struct pop *next;
     int unsub;
     int remote;                 /* asked by another process: acknowledge */
+    size_t limit;               /* a subscribe's */
     char token[80];
     bx_engine_bool_cb cb;
     void *ud;
@@ -609,6 +611,7 @@ typedef struct {
 typedef struct {
     redis_t *r;
     int unsub;
+    size_t limit;               /* a subscribe's */
     int yes;
     int waiting;                /* for the holder's acknowledgement */
     uint64_t deadline;
@@ -620,7 +623,7 @@ typedef struct {
 } rop_t;
 
 static int local_subscribe(redis_t *r, const char *id, const char *ch, int unsub,
-                           bx_engine_bool_cb cb, void *ud);
+                           size_t limit, bx_engine_bool_cb cb, void *ud);
 
 static double wall_ms(void)
 {
@@ -827,7 +830,7 @@ static void apply_pop(redis_t *r, const char *id, pop_t *p, int gone)
 {
     if (p->remote) {
         char *t = ack_token(r, p->token);
-        if (gone || local_subscribe(r, id, p->ch, p->unsub, on_acked, t) != 0)
+        if (gone || local_subscribe(r, id, p->ch, p->unsub, 0, on_acked, t) != 0)
             on_acked(t, 0, 0);
         return;
     }
@@ -836,11 +839,13 @@ static void apply_pop(redis_t *r, const char *id, pop_t *p, int gone)
             p->cb(p->ud, BX_EUNKNOWN, 0);
         return;
     }
-    bx_buf_t s = BX_BUF_INIT;
-    ckey(r, &s, id, "s");
-    cmd0s(r, NULL, NULL, p->unsub ? "SREM" : "SADD", s.data, p->ch);
-    bx_buf_free(&s);
-    if (local_subscribe(r, id, p->ch, p->unsub, p->cb, p->ud) != 0 && p->cb)
+    if (p->unsub || !bx_engine_memory_over(r->inner, id, p->ch, p->limit)) {
+        bx_buf_t s = BX_BUF_INIT;
+        ckey(r, &s, id, "s");
+        cmd0s(r, NULL, NULL, p->unsub ? "SREM" : "SADD", s.data, p->ch);
+        bx_buf_free(&s);
+    }
+    if (local_subscribe(r, id, p->ch, p->unsub, p->limit, p->cb, p->ud) != 0 && p->cb)
         p->cb(p->ud, BX_ECANCELED, 0);
 }
 
@@ -925,7 +930,7 @@ static void adopt_cut(adopt_t *a)
     if (!a->gone && bx_engine_memory_adopt(r->inner, a->id) == 0) {
         r->quiet++;
         for (size_t i = 0; i < a->nchans; i++)
-            r->inner->ops->subscribe(r->inner, a->id, a->chans[i], NULL, NULL);
+            r->inner->ops->subscribe(r->inner, a->id, a->chans[i], 0, NULL, NULL);
         r->quiet--;
     }
     for (size_t i = 0; i < a->nchans; i++)
@@ -1083,16 +1088,27 @@ static void on_rop_exec(void *ud, int status, redisReply *rep)
         rop_answer(o, BX_ECANCELED);
         return;
     }
-    if (!exec_ok(status, rep, 3)) {
+    if (!exec_ok(status, rep, 4)) {
         rop_answer(o, BX_EUNAVAILABLE);
         return;
     }
-    if (rep->element[2]->type != REDIS_REPLY_STRING) {
+    if (rep->element[3]->type != REDIS_REPLY_STRING) {
         rop_answer(o, BX_EUNKNOWN);
         return;
     }
-    o->yes = rep->element[0]->type == REDIS_REPLY_INTEGER && rep->element[0]->integer > 0;
-    redisReply *h = rep->element[1];
+    o->yes = rep->element[1]->type == REDIS_REPLY_INTEGER && rep->element[1]->integer > 0;
+    if (!o->unsub && o->yes && o->limit && rep->element[0]->type == REDIS_REPLY_INTEGER &&
+        (size_t)rep->element[0]->integer >= o->limit) {
+        /* one past the limit: taken back before anybody acts on it (the
+         * holder is told only of what stays) */
+        bx_buf_t k = BX_BUF_INIT;
+        ckey(r, &k, o->id, "s");
+        cmd0s(r, NULL, NULL, "SREM", k.data, o->ch);
+        bx_buf_free(&k);
+        rop_answer(o, BX_ESUBSLIMIT);
+        return;
+    }
+    redisReply *h = rep->element[2];
     if (h->type != REDIS_REPLY_STRING || strcmp(h->str, r->node) == 0) {
         rop_answer(o, 0);       /* nobody holds it: the next holder reads the SET */
         return;
@@ -1113,7 +1129,7 @@ static void on_rop_exec(void *ud, int status, redisReply *rep)
 }
 
 static int remote_subscribe(redis_t *r, const char *id, const char *ch, int unsub,
-                            bx_engine_bool_cb cb, void *ud)
+                            size_t limit, bx_engine_bool_cb cb, void *ud)
 {
     bx_buf_t s = BX_BUF_INIT, h = BX_BUF_INIT, k = BX_BUF_INIT;
     size_t len = strlen(ch);
@@ -1124,6 +1140,7 @@ static int remote_subscribe(redis_t *r, const char *id, const char *ch, int unsu
     rop_t *o = bx_calloc(1, sizeof(*o) + len + 1);
     o->r = r;
     o->unsub = unsub;
+    o->limit = limit;
     o->cb = cb;
     o->ud = ud;
     memcpy(o->id, id, 32);
@@ -1135,6 +1152,8 @@ static int remote_subscribe(redis_t *r, const char *id, const char *ch, int unsu
     const char *zs[3] = { "ZSCORE", k.data, id };
     const char *sa[3] = { unsub ? "SREM" : "SADD", s.data, ch };
     rc = cmd0(r, NULL, NULL, 1, multi, NULL);
+    if (rc == 0)
+        rc = cmd0s(r, NULL, NULL, "SCARD", s.data, NULL);   /* the count before: the limit */
     if (rc == 0)
         rc = cmd0(r, NULL, NULL, 3, sa, NULL);
     if (rc == 0)
@@ -1153,11 +1172,12 @@ static int remote_subscribe(redis_t *r, const char *id, const char *ch, int unsu
     return 0;
 }
 
-static pop_t *pop_new(int unsub, const char *ch, bx_engine_bool_cb cb, void *ud)
+static pop_t *pop_new(int unsub, const char *ch, size_t limit, bx_engine_bool_cb cb, void *ud)
 {
     size_t len = strlen(ch);
     pop_t *p = bx_calloc(1, sizeof(*p) + len + 1);
     p->unsub = unsub;
+    p->limit = limit;
     p->cb = cb;
     p->ud = ud;
     memcpy(p->ch, ch, len + 1);
@@ -1229,14 +1249,15 @@ static void on_ctl(redis_t *r, const char *text, size_t len)
             break;
         adopt_t *a = bx_dict_get(&r->adopts, id, strlen(id));
         if (a) {
-            pop_t *p = pop_new(kind[0] == 'U', ch, NULL, NULL);
+            pop_t *p = pop_new(kind[0] == 'U', ch, 0, NULL, NULL);
             p->remote = 1;
             snprintf(p->token, sizeof(p->token), "%s", arg);
             *a->pops_tail = p;
             a->pops_tail = &p->next;
         } else if (bx_engine_memory_has(r->inner, id)) {
             char *t = ack_token(r, arg);
-            if (local_subscribe(r, id, ch, kind[0] == 'U', on_acked, t) != 0)
+            /* in the SET already: the asker checked the limit there */
+            if (local_subscribe(r, id, ch, kind[0] == 'U', 0, on_acked, t) != 0)
                 free(t);
         }
         break;
@@ -1406,7 +1427,7 @@ static int r_create_client(bx_engine_t *e, bx_engine_id_cb cb, void *ud)
     if (r->closing)
         return BX_ECANCELED;
     if (r->first_connect)
-        return defer_early(r, E_CREATE, NULL, NULL, (void (*)(void))cb, ud);
+        return defer_early(r, E_CREATE, NULL, NULL, 0, (void (*)(void))cb, ud);
     made_t *m = bx_calloc(1, sizeof(*m));
     m->r = r;
     m->cb = cb;
@@ -1447,7 +1468,7 @@ static int r_client_exists(bx_engine_t *e, const char *id, bx_engine_bool_cb cb,
     if (!id || strlen(id) != 31 || bx_engine_memory_has(r->inner, id))
         return r->inner->ops->client_exists(r->inner, id, cb, ud);
     if (r->first_connect)
-        return defer_early(r, E_EXISTS, id, NULL, (void (*)(void))cb, ud);
+        return defer_early(r, E_EXISTS, id, NULL, 0, (void (*)(void))cb, ud);
     ask_t *q = bx_calloc(1, sizeof(*q));
     q->r = r;
     q->cb = cb;
@@ -1474,7 +1495,7 @@ static int r_destroy_client(bx_engine_t *e, const char *id, bx_engine_done_cb cb
     if (!id || strlen(id) != 31 || bx_engine_memory_has(r->inner, id))
         return r->inner->ops->destroy_client(r->inner, id, cb, ud);
     if (r->first_connect)
-        return defer_early(r, E_DESTROY, id, NULL, (void (*)(void))cb, ud);
+        return defer_early(r, E_DESTROY, id, NULL, 0, (void (*)(void))cb, ud);
     return forget(r, id, 1, cb, ud);
 }
 
@@ -1522,7 +1543,7 @@ static void on_inner_subscribed(void *ud, int status, int yes)
 /* (Un)subscribes a client held here in the inner engine; a subscribe
  * answers once Redis confirmed the subscription it needs. */
 static int local_subscribe(redis_t *r, const char *id, const char *ch, int unsub,
-                           bx_engine_bool_cb cb, void *ud)
+                           size_t limit, bx_engine_bool_cb cb, void *ud)
 {
     size_t len = strlen(ch);
     sub_t *s;
@@ -1535,7 +1556,7 @@ static int local_subscribe(redis_t *r, const char *id, const char *ch, int unsub
     s->cb = cb;
     s->ud = ud;
     memcpy(s->channel, ch, len + 1);
-    rc = r->inner->ops->subscribe(r->inner, id, ch, on_inner_subscribed, s);
+    rc = r->inner->ops->subscribe(r->inner, id, ch, limit, on_inner_subscribed, s);
     if (rc != 0)
         free(s);
     return rc;
@@ -1543,7 +1564,7 @@ static int local_subscribe(redis_t *r, const char *id, const char *ch, int unsub
 
 /* Held here: the inner engine and the SET; being taken over: after the
  * handoff; held elsewhere (or nowhere): the SET, and the holder is told. */
-static int any_subscribe(redis_t *r, const char *id, const char *ch, int unsub,
+static int any_subscribe(redis_t *r, const char *id, const char *ch, int unsub, size_t limit,
                          bx_engine_bool_cb cb, void *ud)
 {
     adopt_t *a;
@@ -1551,36 +1572,40 @@ static int any_subscribe(redis_t *r, const char *id, const char *ch, int unsub,
     if (r->closing)
         return BX_ECANCELED;
     if (!id || strlen(id) != 31)
-        return local_subscribe(r, id, ch, unsub, cb, ud);
+        return local_subscribe(r, id, ch, unsub, limit, cb, ud);
     if ((a = bx_dict_get(&r->adopts, id, 31)) != NULL) {
-        pop_t *p = pop_new(unsub, ch, cb, ud);
+        pop_t *p = pop_new(unsub, ch, limit, cb, ud);
         *a->pops_tail = p;
         a->pops_tail = &p->next;
         return 0;
     }
     if (bx_engine_memory_has(r->inner, id)) {
-        bx_buf_t k = BX_BUF_INIT;
-        ckey(r, &k, id, "s");
-        cmd0s(r, NULL, NULL, unsub ? "SREM" : "SADD", k.data, ch);
-        bx_buf_free(&k);
-        return local_subscribe(r, id, ch, unsub, cb, ud);
+        /* the SET follows what the inner engine will do: a subscribe
+         * past the limit is refused there, and must not reach the SET */
+        if (unsub || !bx_engine_memory_over(r->inner, id, ch, limit)) {
+            bx_buf_t k = BX_BUF_INIT;
+            ckey(r, &k, id, "s");
+            cmd0s(r, NULL, NULL, unsub ? "SREM" : "SADD", k.data, ch);
+            bx_buf_free(&k);
+        }
+        return local_subscribe(r, id, ch, unsub, limit, cb, ud);
     }
     if (r->first_connect)
-        return defer_early(r, unsub ? E_UNSUBSCRIBE : E_SUBSCRIBE, id, ch, (void (*)(void))cb,
-                           ud);
-    return remote_subscribe(r, id, ch, unsub, cb, ud);
+        return defer_early(r, unsub ? E_UNSUBSCRIBE : E_SUBSCRIBE, id, ch, limit,
+                           (void (*)(void))cb, ud);
+    return remote_subscribe(r, id, ch, unsub, limit, cb, ud);
 }
 
-static int r_subscribe(bx_engine_t *e, const char *id, const char *ch, bx_engine_bool_cb cb,
-                       void *ud)
+static int r_subscribe(bx_engine_t *e, const char *id, const char *ch, size_t limit,
+                       bx_engine_bool_cb cb, void *ud)
 {
-    return any_subscribe((redis_t *)e, id, ch, 0, cb, ud);
+    return any_subscribe((redis_t *)e, id, ch, 0, limit, cb, ud);
 }
 
 static int r_unsubscribe(bx_engine_t *e, const char *id, const char *ch, bx_engine_bool_cb cb,
                          void *ud)
 {
-    return any_subscribe((redis_t *)e, id, ch, 1, cb, ud);
+    return any_subscribe((redis_t *)e, id, ch, 1, 0, cb, ud);
 }
 
 static void pub_step(pub_t *p, int status)
@@ -1717,8 +1742,8 @@ static int r_publish(bx_engine_t *e, const json_t *message, bx_engine_done_cb cb
 }
 
 /* Keeps a call for when the first connection's outcome is known. */
-static int defer_early(redis_t *r, int op, const char *id, const char *ch, void (*fn)(void),
-                       void *ud)
+static int defer_early(redis_t *r, int op, const char *id, const char *ch, size_t limit,
+                       void (*fn)(void), void *ud)
 {
     early_t *x = bx_calloc(1, sizeof(*x));
     x->op = op;
@@ -1726,6 +1751,7 @@ static int defer_early(redis_t *r, int op, const char *id, const char *ch, void 
     x->ud = ud;
     snprintf(x->id, sizeof(x->id), "%s", id ? id : "");
     x->ch = ch ? bx_strdup(ch) : NULL;
+    x->limit = limit;
     *r->early_tail = x;
     r->early_tail = &x->next;
     return 0;
@@ -1734,7 +1760,7 @@ static int defer_early(redis_t *r, int op, const char *id, const char *ch, void 
 static int r_create_client(bx_engine_t *e, bx_engine_id_cb cb, void *ud);
 static int r_client_exists(bx_engine_t *e, const char *id, bx_engine_bool_cb cb, void *ud);
 static int r_destroy_client(bx_engine_t *e, const char *id, bx_engine_done_cb cb, void *ud);
-static int any_subscribe(redis_t *r, const char *id, const char *ch, int unsub,
+static int any_subscribe(redis_t *r, const char *id, const char *ch, int unsub, size_t limit,
                          bx_engine_bool_cb cb, void *ud);
 static int r_take(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud);
 
@@ -1772,7 +1798,7 @@ static void run_early(redis_t *r, early_t *x, int status)
     case E_SUBSCRIBE:
     case E_UNSUBSCRIBE:
         if (!rc)
-            rc = any_subscribe(r, x->id, x->ch, x->op == E_UNSUBSCRIBE,
+            rc = any_subscribe(r, x->id, x->ch, x->op == E_UNSUBSCRIBE, x->limit,
                                (bx_engine_bool_cb)x->fn, x->ud);
         if (rc != 0 && x->fn)
             ((bx_engine_bool_cb)x->fn)(x->ud, rc, 0);
@@ -1825,7 +1851,7 @@ static int r_take(bx_engine_t *e, const char *id, bx_engine_take_cb cb, void *ud
         return 0;
     }
     if (r->first_connect)
-        return defer_early(r, E_TAKE, id, NULL, (void (*)(void))cb, ud);
+        return defer_early(r, E_TAKE, id, NULL, 0, (void (*)(void))cb, ud);
     if (!up0(r))
         return r->inner->ops->take(r->inner, id, cb, ud);   /* unknown here */
     return adopt_start(r, id, cb, ud);

@@ -246,7 +246,7 @@ static int make_client(bx_engine_t *e, char out[32])
 static int sub(bx_engine_t *e, const char *id, const char *ch)
 {
     rec_t r = { 0 };
-    if (CALL(e->ops->subscribe(e, id, ch, bool_cb, &r)) != 0 || r.calls != 0)
+    if (CALL(e->ops->subscribe(e, id, ch, 0, bool_cb, &r)) != 0 || r.calls != 0)
         return -1;
     drain(e->loop);
     return r.calls == 1 && r.status == 0 ? r.yes : -1;
@@ -449,7 +449,7 @@ static void test_subscribe(void)
     BX_CHECK_STR(f.ev[2].channel, "/a/*");
 
     /* unknown client */
-    BX_CHECK_INT(CALL(e->ops->subscribe(e, "nope", "/x", bool_cb, &r)), 0);
+    BX_CHECK_INT(CALL(e->ops->subscribe(e, "nope", "/x", 0, bool_cb, &r)), 0);
     BX_CHECK_INT(r.calls, 0);
     drain(&loop);
     BX_CHECK_INT(r.calls, 1);
@@ -473,7 +473,7 @@ static void test_subscribe(void)
     BX_CHECK_INT(r.yes, 0);
     BX_CHECK_INT(ev_count(&f, BX_EV_UNSUBSCRIBE, id), 1);
     /* subscribe with NULL cb is allowed */
-    BX_CHECK_INT(CALL(e->ops->subscribe(e, id, "/c", NULL, NULL)), 0);
+    BX_CHECK_INT(CALL(e->ops->subscribe(e, id, "/c", 0, NULL, NULL)), 0);
     drain(&loop);
     BX_CHECK_INT(ev_count(&f, BX_EV_SUBSCRIBE, id), 3);
     /* after unsubscribing, a publish does not reach it */
@@ -481,6 +481,56 @@ static void test_subscribe(void)
     fake_connect(&f, id);
     take_queue(&f, e, id);
     BX_CHECK_INT(f.ndl, 0);
+    TEARDOWN();
+}
+
+/* Subscribes with a limit; the status (yes in *yes). */
+static int sub_limited(bx_engine_t *e, const char *id, const char *ch, size_t limit, int *yes)
+{
+    rec_t r = { 0 };
+    if (CALL(e->ops->subscribe(e, id, ch, limit, bool_cb, &r)) != 0 || r.calls != 0)
+        return -100;
+    drain(e->loop);
+    *yes = r.yes;
+    return r.calls == 1 ? r.status : -101;
+}
+
+/* The limit comes with each call: past it nothing changes (no event, no
+ * delivery), a channel the client has is never refused, and another call
+ * with no limit (the server's in-process client's) is not held to it. */
+static void test_subscribe_limit(void)
+{
+    SETUP(60, 0);
+    char id[32];
+    int yes = -1;
+
+    BX_CHECK_INT(make_client(e, id), 0);
+    BX_CHECK_INT(sub_limited(e, id, "/l/a", 2, &yes), 0);
+    BX_CHECK_INT(yes, 1);
+    BX_CHECK_INT(sub_limited(e, id, "/l/*", 2, &yes), 0);
+    BX_CHECK_INT(sub_limited(e, id, "/l/c", 2, &yes), BX_ESUBSLIMIT);
+    BX_CHECK_INT(yes, 0);
+    BX_CHECK_INT(ev_count(&f, BX_EV_SUBSCRIBE, id), 2);
+    BX_CHECK_INT(sub_limited(e, id, "/l/a", 2, &yes), 0);   /* has it */
+    BX_CHECK_INT(yes, 0);
+    /* nothing of the refused one stayed: freed one place, /l/c fits */
+    BX_CHECK_INT(publish_text(e, "{\"channel\":\"/l/c\",\"data\":1}"), 0);
+    fake_connect(&f, id);
+    take_queue(&f, e, id);
+    BX_CHECK_INT(f.ndl, 1);     /* through /l/* only: once */
+    rec_t r = { 0 };
+    BX_CHECK_INT(CALL(e->ops->unsubscribe(e, id, "/l/*", bool_cb, &r)), 0);
+    drain(&loop);
+    BX_CHECK_INT(sub_limited(e, id, "/l/c", 2, &yes), 0);
+    BX_CHECK_INT(yes, 1);
+    BX_CHECK_INT(sub_limited(e, id, "/l/d", 2, &yes), BX_ESUBSLIMIT);
+    /* no limit: as many as asked */
+    for (int i = 0; i < 5; i++) {
+        char ch[16];
+        snprintf(ch, sizeof(ch), "/u/%d", i);
+        BX_CHECK_INT(sub_limited(e, id, ch, 0, &yes), 0);
+        BX_CHECK_INT(yes, 1);
+    }
     TEARDOWN();
 }
 
@@ -1002,7 +1052,7 @@ static void test_close_cancels(void)
     /* pending operations of every callback kind */
     BX_CHECK_INT(CALL(e->ops->create_client(e, id_cb, &c)), 0);
     BX_CHECK_INT(CALL(e->ops->client_exists(e, id, bool_cb, &x)), 0);
-    BX_CHECK_INT(CALL(e->ops->subscribe(e, id, "/c", bool_cb, &s)), 0);
+    BX_CHECK_INT(CALL(e->ops->subscribe(e, id, "/c", 0, bool_cb, &s)), 0);
     BX_CHECK_INT(CALL(e->ops->publish(e, m, done_cb, &p)), 0);
     bx_chunkv_push_new(&back, bx_chunk_new("b", 1));
     BX_CHECK_INT(CALL(e->ops->requeue(e, id, &back, done_cb, &q)), 0);
@@ -1031,7 +1081,7 @@ static void test_close_cancels(void)
     /* calls while closing fail at once and never call back */
     BX_CHECK_INT(CALL(e->ops->create_client(e, id_cb, &late)), BX_ECANCELED);
     BX_CHECK_INT(CALL(e->ops->client_exists(e, id, bool_cb, &late)), BX_ECANCELED);
-    BX_CHECK_INT(CALL(e->ops->subscribe(e, id, "/c", bool_cb, &late)), BX_ECANCELED);
+    BX_CHECK_INT(CALL(e->ops->subscribe(e, id, "/c", 0, bool_cb, &late)), BX_ECANCELED);
     BX_CHECK_INT(CALL(e->ops->unsubscribe(e, id, "/c", bool_cb, &late)), BX_ECANCELED);
     BX_CHECK_INT(CALL(e->ops->publish(e, m, done_cb, &late)), BX_ECANCELED);
     BX_CHECK_INT(CALL(e->ops->destroy_client(e, id, done_cb, &late)), BX_ECANCELED);
@@ -1074,6 +1124,7 @@ static void run_all(void)
     BX_RUN(test_create_client);
     BX_RUN(test_client_exists);
     BX_RUN(test_subscribe);
+    BX_RUN(test_subscribe_limit);
     BX_RUN(test_publish_fanout);
     BX_RUN(test_queue_and_order);
     BX_RUN(test_requeue);

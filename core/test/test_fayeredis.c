@@ -196,7 +196,7 @@ static int client(uv_loop_t *loop, bx_engine_t *e, char id[32])
 static int subscribe(uv_loop_t *loop, bx_engine_t *e, const char *id, const char *ch)
 {
     rec_t r = { 0 };
-    if (e->ops->subscribe(e, id, ch, bool_cb, &r) != 0 || !run_until(loop, &r.calls, 1, 10))
+    if (e->ops->subscribe(e, id, ch, 0, bool_cb, &r) != 0 || !run_until(loop, &r.calls, 1, 10))
         return -1;
     return r.status == 0 ? r.yes : -1;
 }

@@ -939,6 +939,7 @@ typedef struct {
     uv_timer_t t;
     bx_engine_t *e;
     char id[32], ch[64];
+    size_t limit;
     bx_engine_bool_cb cb;
     void *ud;
     int hops;
@@ -955,17 +956,18 @@ static void late_fire(uv_timer_t *t)
     if (--l->hops > 0)
         return;                 /* a few loop turns in flight */
     uv_timer_stop(t);
-    g_real->subscribe(l->e, l->id, l->ch, l->cb, l->ud);
+    g_real->subscribe(l->e, l->id, l->ch, l->limit, l->cb, l->ud);
     uv_close((uv_handle_t *)t, late_closed);
 }
 
-static int late_subscribe(bx_engine_t *e, const char *id, const char *ch, bx_engine_bool_cb cb,
-                          void *ud)
+static int late_subscribe(bx_engine_t *e, const char *id, const char *ch, size_t limit,
+                          bx_engine_bool_cb cb, void *ud)
 {
     late_t *l = bx_calloc(1, sizeof(*l));
     l->e = e;
     snprintf(l->id, sizeof(l->id), "%s", id);
     snprintf(l->ch, sizeof(l->ch), "%s", ch);
+    l->limit = limit;
     l->cb = cb;
     l->ud = ud;
     l->hops = 3;

@@ -144,7 +144,7 @@ static int subscribe(uv_loop_t *loop, bx_engine_t *e, const char *id, const char
 {
     rec_t r = { 0 };
     g_inside = 1;
-    int rc = e->ops->subscribe(e, id, ch, bool_cb, &r);
+    int rc = e->ops->subscribe(e, id, ch, 0, bool_cb, &r);
     g_inside = 0;
     if (rc != 0 || !run_until(loop, &r.calls, 1, 10))
         return -1;

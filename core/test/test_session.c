@@ -98,7 +98,7 @@ static void test_requeue_goes_in_front_in_order(void)
     BX_CHECK_INT(e->ops->create_client(e, id_cb, id), 0);
     uv_run(&loop, UV_RUN_DEFAULT);
     BX_CHECK_INT(strlen(id), 31);
-    BX_CHECK_INT(e->ops->subscribe(e, id, "/q", NULL, NULL), 0);
+    BX_CHECK_INT(e->ops->subscribe(e, id, "/q", 0, NULL, NULL), 0);
     uv_run(&loop, UV_RUN_DEFAULT);
 
     /* one newer message queued, then two older ones given back */
@@ -218,7 +218,7 @@ static int setup(fixture_t *f)
     if (f->e->ops->create_client(f->e, id_cb, f->id) != 0)
         return -1;
     uv_run(&f->loop, UV_RUN_DEFAULT);
-    if (strlen(f->id) != 31 || f->e->ops->subscribe(f->e, f->id, "/q", NULL, NULL) != 0)
+    if (strlen(f->id) != 31 || f->e->ops->subscribe(f->e, f->id, "/q", 0, NULL, NULL) != 0)
         return -1;
     uv_run(&f->loop, UV_RUN_DEFAULT);
     f->sink.base.push = rs_push;
