@@ -263,6 +263,24 @@ describe("bayeux.ext.jwt", function()
     -- the right token signed with another secret
     refused(app.port, mint({ sub = "a", iss = "spec", aud = "im", exp = "soon" }, nil,
       "another secret of at least 32 bytes!!"), "401::Invalid token")
+    -- unused bits set in the signature's last character: the same bytes
+    -- to a lax decoder, so only the canonical check refuses it
+    local A = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    local last = A:find(s:sub(-1), 1, true) - 1
+    assert.are.equal(0, last % 4)     -- 32 bytes: two unused bits, zero
+    refused(app.port, h .. "." .. p .. "." .. s:sub(1, -2) .. A:sub(last + 2, last + 2),
+      "401::Invalid token")
+    -- a crit header, rightly signed: an extension we do not know is refused
+    local crit = b64url('{"alg":"HS256","typ":"JWT","crit":["exp"]}') .. "." .. p
+    local f = H.tmpdir()
+    H.writefile(f .. "/in", crit)
+    local pipe = io.popen(("openssl dgst -sha256 -binary -hmac %s %s/in"):format(
+      H.q("0123456789abcdef0123456789abcdef-spec"), f))
+    local sig = pipe:read("a")
+    pipe:close()
+    os.execute("rm -rf " .. H.q(f))
+    assert.are.equal(32, #sig)
+    refused(app.port, crit .. "." .. b64url(sig), "401::Invalid token")
     -- the token as a number, an object
     local r = handshake(app.port, 42)
     assert.are.equal("401::Invalid token", r.error)
