@@ -297,6 +297,20 @@ int bx_server_port(const bx_server_t *s)
     return s->http ? bx_http_port(s->http) : -1;
 }
 
+static void adopt_refused(uv_handle_t *h)
+{
+    free(h);
+}
+
+void bx_server_adopt(bx_server_t *s, uv_tcp_t *tcp)
+{
+    if (!s->http) {
+        uv_close((uv_handle_t *)tcp, adopt_refused);
+        return;
+    }
+    bx_http_adopt(s->http, tcp);
+}
+
 void bx_server_on_app(bx_server_t *s, bx_server_app_cb cb, bx_server_app_cb abort_cb,
                       void *ud)
 {

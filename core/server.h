@@ -102,6 +102,11 @@ int bx_server_listen_ex(bx_server_t *s, const char *host, int port, int reusepor
 /* The bound port, or -1. */
 int bx_server_port(const bx_server_t *s);
 
+/* Serves a stream connected already, as if the listener had accepted it
+ * (net/http.h's bx_http_adopt: `tcp` from bx_malloc, stolen). The server
+ * must be listening (bx_server_listen); else `tcp` is closed. */
+void bx_server_adopt(bx_server_t *s, uv_tcp_t *tcp);
+
 /* Sets the application handler (NULL: every path outside the mount
  * answers 404). */
 void bx_server_on_app(bx_server_t *s, bx_server_app_cb cb, bx_server_app_cb abort_cb,

@@ -1457,7 +1457,6 @@ static void on_connection(uv_stream_t *server, int status)
 {
     bx_http_server_t *s = server->data;
     uv_tcp_t *tcp;
-    bx_conn_t *conn;
 
     if (status < 0)
         return;
@@ -1468,6 +1467,17 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     uv_tcp_nodelay(tcp, 1);
+    bx_http_adopt(s, tcp);
+}
+
+void bx_http_adopt(bx_http_server_t *s, uv_tcp_t *tcp)
+{
+    bx_conn_t *conn;
+
+    if (s->closing) {
+        uv_close((uv_handle_t *)tcp, free_handle_cb);
+        return;
+    }
     conn = bx_conn_new(s->loop, tcp, refused_read, refused_close, NULL);
     /* the address first: a refused one must not shed anybody */
     if (s->addrs && addr_admit(s, conn) < 0)

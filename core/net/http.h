@@ -142,6 +142,15 @@ int bx_http_listen(bx_http_server_t *s, const char *host, int port);
  * and the kernel spreads the connections over them. */
 int bx_http_listen_ex(bx_http_server_t *s, const char *host, int port, int reuseport);
 
+/* Serves `tcp`, a stream connected already (accepted elsewhere, or one end
+ * of a socketpair opened with uv_tcp_open: the fuzz targets drive the
+ * server so, without a TCP handshake per input), as if it had just been
+ * accepted: the per-address and max_conns checks apply. `tcp` must come
+ * from bx_malloc and be initialised on the server's loop; it is stolen
+ * (closed and freed with its connection, or at once if the server is
+ * closing). */
+void bx_http_adopt(bx_http_server_t *s, uv_tcp_t *tcp);
+
 /* The port actually bound (useful with port 0), or -1 if not listening. */
 int bx_http_port(const bx_http_server_t *s);
 

@@ -1,20 +1,28 @@
 /*
  * fuzz_net.h - what the socket-driven libFuzzer targets share: a whole
- * bayeux server (bx_server_t: router, transports, hub, memory engine) on
- * 127.0.0.1, a client handshaken in-process for each input that has "@@",
- * whose clientId replaces every "@@" of it (so inputs reach the paths
- * behind the client checks),
- * and one real client connection per input: it writes the bytes, half-
- * closes, and reads until the server closes, or until a safety deadline
- * (a held connect or an open WebSocket the server keeps by design).
+ * bayeux server (bx_server_t: router, transports, hub, memory engine), a
+ * client handshaken in-process for each input that has "@@", whose
+ * clientId replaces every "@@" of it (so inputs reach the paths behind the
+ * client checks), and one real client connection per input: it writes the
+ * bytes, half-closes, and reads until the server closes, or until a
+ * safety deadline (a held connect or an open WebSocket the server keeps by
+ * design).
+ *
+ * The connection is a socketpair (AF_UNIX) whose server end the server
+ * adopts as if its listener had accepted it (bx_server_adopt): the same
+ * reads, writes, half-close and close as a TCP peer's, without a TCP
+ * handshake, accept and loopback stack per input, which cost more than
+ * the server's own work on most inputs.
  *
  * Header-only, one includer per binary (each target is one .c file).
  */
 #ifndef BX_FUZZ_NET_H
 #define BX_FUZZ_NET_H
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <uv.h>
 #include "base/buf.h"
 #include "base/json.h"
@@ -27,7 +35,6 @@
 
 typedef struct {
     uv_tcp_t tcp;
-    uv_connect_t connect;
     uv_write_t write;
     uv_shutdown_t shutdown;
     uv_timer_t deadline;
@@ -38,7 +45,6 @@ typedef struct {
 
 static uv_loop_t fuzz_loop;
 static bx_server_t *fuzz_server;
-static struct sockaddr_in fuzz_addr;
 static char fuzz_rbuf[65536];
 static char fuzz_cid[32];       /* the in-process client, or "" */
 
@@ -80,6 +86,9 @@ static void fuzz_setup(void (*opts)(bx_server_opts_t *o))
     bx_server_opts_t o;
     char err[256];
 
+    /* as the Lua module does for a server process: a write to a peer that
+     * has gone is an EPIPE to handle, not a signal */
+    signal(SIGPIPE, SIG_IGN);
     uv_loop_init(&fuzz_loop);
     bx_server_opts_default(&o);
     /* short: a held connect ends soon, and the "@@" clients (one per
@@ -91,9 +100,9 @@ static void fuzz_setup(void (*opts)(bx_server_opts_t *o))
     if (opts)
         opts(&o);
     fuzz_server = bx_server_new(&fuzz_loop, &o, err, sizeof(err));
+    /* listening makes its HTTP server; the inputs come by socketpair */
     if (!fuzz_server || bx_server_listen(fuzz_server, "127.0.0.1", 0) < 0)
         abort();
-    uv_ip4_addr("127.0.0.1", bx_server_port(fuzz_server), &fuzz_addr);
 }
 
 /* A copy of `data` with every "@@" replaced by the id of a client
@@ -162,19 +171,6 @@ static void fuzz_write_cb(uv_write_t *req, int status)
     uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, fuzz_shutdown_cb);
 }
 
-static void fuzz_connect_cb(uv_connect_t *req, int status)
-{
-    fuzz_client_t *c = req->data;
-
-    if (status < 0 || c->closing) {
-        fuzz_close(c);
-        return;
-    }
-    uv_read_start((uv_stream_t *)&c->tcp, fuzz_alloc, fuzz_read);
-    c->write.data = c;
-    uv_write(&c->write, (uv_stream_t *)&c->tcp, &c->buf, 1, fuzz_write_cb);
-}
-
 static void fuzz_deadline_cb(uv_timer_t *t)
 {
     fuzz_close(t->data);
@@ -185,17 +181,25 @@ static void fuzz_deadline_cb(uv_timer_t *t)
 static void fuzz_exchange(const char *bytes, size_t len)
 {
     fuzz_client_t c;
+    uv_tcp_t *peer = bx_malloc(sizeof(*peer));
+    int sv[2];
 
     memset(&c, 0, sizeof(c));
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        abort();
+    uv_tcp_init(&fuzz_loop, peer);
     uv_tcp_init(&fuzz_loop, &c.tcp);
+    if (uv_tcp_open(peer, sv[0]) < 0 || uv_tcp_open(&c.tcp, sv[1]) < 0)
+        abort();
+    bx_server_adopt(fuzz_server, peer);
     uv_timer_init(&fuzz_loop, &c.deadline);
     c.tcp.data = &c;
     c.deadline.data = &c;
-    c.connect.data = &c;
+    c.write.data = &c;
     c.buf = uv_buf_init((char *)bytes, (unsigned)len);
     uv_timer_start(&c.deadline, fuzz_deadline_cb, FUZZ_CONN_MS, 0);
-    if (uv_tcp_connect(&c.connect, &c.tcp, (struct sockaddr *)&fuzz_addr, fuzz_connect_cb) < 0)
-        abort();
+    uv_read_start((uv_stream_t *)&c.tcp, fuzz_alloc, fuzz_read);
+    uv_write(&c.write, (uv_stream_t *)&c.tcp, &c.buf, 1, fuzz_write_cb);
     while (c.done < 2)
         uv_run(&fuzz_loop, UV_RUN_ONCE);
     for (int i = 0; i < 4; i++)
