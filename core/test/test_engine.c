@@ -14,6 +14,7 @@
  */
 #include "bx_test.h"
 #include "bx_redis_server.h"
+#include "bx_engine_test.h"
 #include "engine/engine.h"
 #include "base/json.h"
 
@@ -50,9 +51,6 @@ typedef struct {
     ev_rec_t ev[MAXREC];
     int nev;
 } fake_t;
-
-static int g_inside;            /* set while an engine call is on the stack */
-static int g_reentered;         /* a callback ran while g_inside was set */
 
 static int f_has_connection(void *ud, const char *id)
 {
@@ -167,46 +165,6 @@ static int ev_count(const fake_t *f, bx_event_t ev, const char *id)
     return n;
 }
 
-/* ---- Callback recorders ---- */
-
-typedef struct {
-    int calls;
-    int status;
-    int yes;
-    char id[32];
-} rec_t;
-
-static void id_cb(void *ud, int status, const char *id)
-{
-    rec_t *r = ud;
-    g_reentered |= g_inside;
-    r->calls++;
-    r->status = status;
-    snprintf(r->id, sizeof(r->id), "%s", id ? id : "");
-}
-
-static void bool_cb(void *ud, int status, int yes)
-{
-    rec_t *r = ud;
-    g_reentered |= g_inside;
-    r->calls++;
-    r->status = status;
-    r->yes = yes;
-}
-
-static void done_cb(void *ud, int status)
-{
-    rec_t *r = ud;
-    g_reentered |= g_inside;
-    r->calls++;
-    r->status = status;
-}
-
-static void closed_cb(void *ud)
-{
-    (*(int *)ud)++;
-}
-
 /* Engine calls wrapped so that callbacks can detect re-entry. */
 #define CALL(expr) (g_inside = 1, bx_engine_call_rc_ = (expr), g_inside = 0, bx_engine_call_rc_)
 static int bx_engine_call_rc_;
@@ -270,7 +228,7 @@ static void engine_close(bx_engine_t *e)
 {
     int done = 0;
     uv_loop_t *loop = e->loop;
-    e->ops->close(e, closed_cb, &done);
+    e->ops->close(e, closed, &done);
     uv_run(loop, UV_RUN_DEFAULT);
     if (done != 1)
         fprintf(stderr, "  engine close: done called %d times\n", done);
@@ -1010,7 +968,7 @@ static void test_close_cancels(void)
     BX_CHECK_INT(CALL(e->ops->take(e, id, f_took, &f)), 0);
     BX_CHECK_INT(c.calls + x.calls + s.calls + p.calls + d.calls + q.calls + f.ntakes, 0);
 
-    e->ops->close(e, closed_cb, &done);
+    e->ops->close(e, closed, &done);
     /* close answers them, each once, canceled */
     BX_CHECK_INT(c.calls, 1);
     BX_CHECK_INT(c.status, BX_ECANCELED);
