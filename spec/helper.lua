@@ -186,6 +186,15 @@ function Proc:wait_listening(timeout)
   end
 end
 
+-- A loopback port nobody listens on now (bound, then released): for a
+-- redis-server a test starts, or a server that must be unreachable.
+function H.free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return port
+end
+
 -- Deadline for a server to come up: 10 s (BAYEUX_START_TIMEOUT overrides);
 -- after one start has hung, later ones only wait 2 s so a broken server
 -- cannot stall the whole suite.
