@@ -237,6 +237,27 @@ describe("channel history options", function()
     ]])
   end)
 
+  it("is an option of bayeux serve", function()
+    local srv = H.start_server { "--history", "/chat/**:2:300", "--history", "/x:5:1.5" }
+    local b = H.bayeux(srv.port)
+    local cid = b:handshake()
+    b:subscribe(cid, "/chat/a")
+    for i = 1, 3 do assert.is_true(b:publish(nil, "/chat/a", { i = i }).successful) end
+    local offs = {}
+    for _, m in ipairs(b:connect(cid, 0, 30)) do
+      if m.channel == "/chat/a" then offs[#offs + 1] = m.ext.history.offset end
+    end
+    assert.are.same({ 1, 2, 3 }, offs)
+    local cid2 = b:handshake()
+    local r = b:post1{ channel = "/meta/subscribe", clientId = cid2, subscription = "/chat/a",
+                       id = "s", ext = { history = H.object() } }
+    local epoch = r.ext.history["/chat/a"].epoch
+    r = b:post1{ channel = "/meta/subscribe", clientId = cid2, subscription = "/chat/a",
+                 id = "s2", ext = { history = { ["/chat/a"] = { offset = 0, epoch = epoch } } } }
+    assert.are.equal("too old", r.ext.history["/chat/a"].reason)   -- size 2 kept 2, 3
+    srv:finish()
+  end)
+
   it("changes nothing for a server without history", function()
     local srv = H.start_app [[
       local server = require("bayeux").server { mount = "/faye" }
