@@ -12,6 +12,7 @@ local server = bayeux.server {
   history = { ["/chat/**"] = { size = 100, ttl = 300 }, ["/small/*"] = { size = 3 } },
 }
 server:history("/short/*", { size = 10, ttl = 0.3 })
+server:history("/brief/*", { size = 10, ttl = 0.2, keep = 0.3 })
 server:listen(0, "127.0.0.1")
 ]]
 
@@ -196,6 +197,22 @@ describe("channel history", function()
     assert.is_true(r.successful)
     assert.are.equal("unknown offset", r.ext.history["/chat/a"].reason)
     assert.is_true(b:publish(nil, "/chat/a", { ok = true }).successful)
+  end)
+
+  it("forgets a quiet channel after keep; an old offset is then too old", function()
+    publish_n("/brief/a", 2)
+    local seen = position("/brief/a")
+    assert.are.equal(2, seen.offset)
+    H.sleep(1.2)                                -- past ttl + keep, and the 1 s sweep
+    publish_n("/plain", 1)                      -- a publish sweeps
+    local cid = b:handshake()
+    local r = subscribe_from(cid, "/brief/a", { ["/brief/a"] = seen })
+    assert.are.equal("too old", r.ext.history["/brief/a"].reason)
+    -- published on again: its offsets start above the forgotten ones
+    local cid2 = b:handshake()
+    b:subscribe(cid2, "/brief/a")
+    publish_n("/brief/a", 1)
+    assert.are.same({ 3 }, offsets(deliveries(cid2)))
   end)
 
   it("answers 'epoch changed' after a restart (history lost)", function()

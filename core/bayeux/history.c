@@ -5,10 +5,13 @@
  * each serialized once (as the engine serializes a delivery, without its
  * clientId, with its ext.history), its offset and its expiry, and the top
  * offset given so far. Offsets are contiguous within a channel, starting
- * at 1; a channel's stream is kept while the process lives (its messages
- * go at their ttl; the counter stays, so a returning client is told the
- * truth: nothing missed, or too old), and the epoch is drawn once per
- * store, so that a restart (history lost) is seen as a changed epoch.
+ * at 1. The messages go at their ttl (the ring is freed when empty); the
+ * counter stays `keep` seconds longer, so that a client returning after a
+ * quiet spell is told the truth (nothing missed, or too old). A channel
+ * forgotten after that and published on again starts above every offset
+ * a forgotten channel reached, so an old offset is "too old", never a
+ * position in the new stream. The epoch is drawn once per store, so that
+ * a restart (history lost) is seen as a changed epoch.
  *
  * Replay goes through the engine's requeue right after the engine applied
  * the subscription (the memory engine applies calls as they are made): the
@@ -29,6 +32,7 @@ typedef struct {
     size_t len;
     size_t size;
     uint64_t ttl_ms;
+    uint64_t keep_ms;
 } hpat_t;
 
 typedef struct {
@@ -38,9 +42,11 @@ typedef struct {
 } hmsg_t;
 
 typedef struct {
-    hmsg_t *ring;               /* `size` slots */
+    hmsg_t *ring;               /* `size` slots; NULL while empty */
     size_t size, head, n;       /* oldest at head */
-    uint64_t top;               /* the last offset given (0: none yet) */
+    uint64_t top;               /* the last offset given */
+    uint64_t forget;            /* loop time (ms) after which an empty
+                                   stream is forgotten */
 } hchan_t;
 
 struct bx_history_s {
@@ -49,6 +55,7 @@ struct bx_history_s {
     size_t npats;
     bx_dict_t chans;
     uint64_t swept;
+    uint64_t forgotten;         /* the highest top of a forgotten stream */
     char epoch[13];
 };
 
@@ -100,18 +107,20 @@ const char *bx_history_epoch(const bx_history_t *h)
     return h->epoch;
 }
 
-int bx_history_add(bx_history_t *h, const char *pattern, size_t size, double ttl)
+int bx_history_add(bx_history_t *h, const char *pattern, size_t size, double ttl,
+                   double keep)
 {
     size_t len = strlen(pattern);
 
     if (!(bx_channel_parse(pattern, len) & (BX_CHANNEL_NAME | BX_CHANNEL_PATTERN)) ||
-        size == 0 || size > 1000000 || !(ttl > 0))
+        size == 0 || size > 1000000 || !(ttl > 0) || !(keep >= 0))
         return -1;
     h->pats = bx_realloc(h->pats, (h->npats + 1) * sizeof(*h->pats));
     h->pats[h->npats].pattern = bx_strdup(pattern);
     h->pats[h->npats].len = len;
     h->pats[h->npats].size = size;
     h->pats[h->npats].ttl_ms = (uint64_t)(ttl * 1000.0 + 0.5);
+    h->pats[h->npats].keep_ms = (uint64_t)(keep * 1000.0 + 0.5);
     h->npats++;
     return 0;
 }
@@ -133,16 +142,31 @@ static void expire(hchan_t *c, uint64_t now)
         c->head = (c->head + 1) % c->size;
         c->n--;
     }
+    if (!c->n && c->ring) {
+        free(c->ring);
+        c->ring = NULL;
+        c->head = 0;
+    }
 }
 
+/* Expired messages go; streams empty past their `forget` time are
+ * forgotten (a publish on every new channel name must not keep memory). */
 static void sweep(bx_history_t *h, uint64_t now)
 {
     bx_dict_iter_t it = BX_DICT_ITER_INIT;
     bx_dict_entry_t *e;
 
     h->swept = now;
-    while ((e = bx_dict_next(&h->chans, &it)) != NULL)
-        expire(e->value, now);
+    while ((e = bx_dict_next(&h->chans, &it)) != NULL) {
+        hchan_t *c = e->value;
+        expire(c, now);
+        if (!c->n && c->forget <= now) {
+            if (c->top > h->forgotten)
+                h->forgotten = c->top;
+            bx_dict_del(&h->chans, e->key, e->klen);
+            chan_free(c);
+        }
+    }
 }
 
 void bx_history_publish(bx_history_t *h, json_t *msg)
@@ -165,10 +189,13 @@ void bx_history_publish(bx_history_t *h, json_t *msg)
     if (!c) {
         c = bx_calloc(1, sizeof(*c));
         c->size = p->size;
-        c->ring = bx_calloc(c->size, sizeof(*c->ring));
+        c->top = h->forgotten;
         bx_dict_set(&h->chans, ch, len, c);
     }
     expire(c, now);
+    if (!c->ring)
+        c->ring = bx_calloc(c->size, sizeof(*c->ring));
+    c->forget = now + p->ttl_ms + p->keep_ms;
     if (!json_is_object(ext)) {
         ext = json_object();
         json_object_set_new(msg, "ext", ext);
@@ -243,6 +270,10 @@ static json_t *recover(bx_history_t *h, const char *ch, size_t len, const json_t
         return pos;
     }
     uint64_t top = c ? c->top : 0;
+    if (!c && from > 0 && from <= h->forgotten) {
+        refuse(pos, "too old");         /* its stream was forgotten */
+        return pos;
+    }
     if (from > top) {
         refuse(pos, "unknown offset");
         return pos;

@@ -38,9 +38,12 @@ bx_history_t *bx_history_get(bx_hub_t *h);
 
 /* Keeps history for the channels inside `pattern` (a channel name or
  * pattern, as a subscription): the last `size` messages (> 0), each for
- * `ttl` seconds (> 0). The first pattern that matches a channel decides.
- * Returns 0, or -1 for a bad pattern, size or ttl. */
-int bx_history_add(bx_history_t *h, const char *pattern, size_t size, double ttl);
+ * `ttl` seconds (> 0); a channel's position (its last offset) is kept
+ * `keep` seconds (>= 0) after its last message expired, then forgotten.
+ * The first pattern that matches a channel decides. Returns 0, or -1 for
+ * a bad pattern, size, ttl or keep. */
+int bx_history_add(bx_history_t *h, const char *pattern, size_t size, double ttl,
+                   double keep);
 
 /* A publish is about to reach the engine: if its channel has history,
  * `msg` (borrowed, changed in place) gets ext.history = {offset, epoch}

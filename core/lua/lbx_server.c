@@ -1180,19 +1180,22 @@ static int s_retain(lua_State *L)
     return 1;
 }
 
-/* server:history(pattern, size, ttl) -> true | nil, err */
+/* server:history(pattern, size, ttl, keep) -> true | nil, err */
 static int s_history(lua_State *L)
 {
     lserver_t *ls = check_server(L);
     const char *pattern = luaL_checkstring(L, 2);
     lua_Integer size = luaL_checkinteger(L, 3);
     lua_Number ttl = luaL_checknumber(L, 4);
-    if (size <= 0 || size > 1000000 || !(ttl > 0)) {
+    lua_Number keep = luaL_checknumber(L, 5);
+    if (size <= 0 || size > 1000000 || !(ttl > 0) || !(keep >= 0)) {
         lua_pushnil(L);
-        lua_pushliteral(L, "size must be an integer from 1 to 1000000, ttl a positive number");
+        lua_pushliteral(L, "size must be an integer from 1 to 1000000, ttl a positive "
+                           "number, keep 0 or more");
         return 2;
     }
-    if (bx_history_add(bx_history_of(bx_server_hub(ls->s)), pattern, (size_t)size, ttl) != 0) {
+    bx_history_t *h = bx_history_of(bx_server_hub(ls->s));
+    if (bx_history_add(h, pattern, (size_t)size, ttl, keep) != 0) {
         lua_pushnil(L);
         lua_pushfstring(L, "'%s' is not a channel name or pattern", pattern);
         return 2;

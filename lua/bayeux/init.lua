@@ -85,11 +85,13 @@ local OPTIONS = {
         for k, p in pairs(v) do
             if type(k) ~= "string" or type(p) ~= "table" then return false end
             for f, x in pairs(p) do
-                if (f ~= "size" and f ~= "ttl") or type(x) ~= "number" then return false end
+                if (f ~= "size" and f ~= "ttl" and f ~= "keep") or type(x) ~= "number" then
+                    return false
+                end
             end
         end
         return true
-    end, "a table { [pattern] = { size = messages, ttl = seconds } }" },
+    end, "a table { [pattern] = { size = messages, ttl = seconds, keep = seconds } }" },
     monitor = { "string", function(v) return v:sub(1, 1) == "/" and not v:find("[%s?#]") end,
                 "a path starting with '/'" },
     monitor_token = { "string", function(v) return v ~= "" end, "a non-empty string" },
@@ -460,17 +462,20 @@ end
 -- last opts.size messages (default 100), each for opts.ttl seconds (default
 -- 300), stamped with ext.history = { offset, epoch }; a client subscribing
 -- with the last position it saw gets what it missed (docs/delivery.md).
--- The memory engine only: with Redis, history would be one process's.
+-- A channel's position is kept opts.keep seconds (default 3600) after its
+-- last message expired. The memory engine only: with Redis, history would
+-- be one process's.
 function Server:history(pattern, opts)
     local size, ttl = opts and opts.size or 100, opts and opts.ttl or 300
+    local keep = opts and opts.keep or 3600
     if type(pattern) ~= "string" or math_type(size) ~= "integer" or size <= 0
-        or type(ttl) ~= "number" or ttl <= 0 then
-        error("server:history(pattern, { size = messages, ttl = seconds })", 2)
+        or type(ttl) ~= "number" or ttl <= 0 or type(keep) ~= "number" or keep < 0 then
+        error("server:history(pattern, { size = messages, ttl = seconds, keep = seconds })", 2)
     end
     if self.engine_name ~= "memory" then
         error("server:history: history needs the memory engine (docs/delivery.md)", 2)
     end
-    local ok, err = self.core:history(pattern, size, ttl)
+    local ok, err = self.core:history(pattern, size, ttl, keep)
     if not ok then error("server:history: " .. err, 2) end
 end
 
