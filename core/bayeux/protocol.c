@@ -778,8 +778,9 @@ static const json_t *history_wanted(op_t *op)
     return want;
 }
 
-/* The engine applied the subscription of `jch`: what the client missed
- * goes in front of its queue now, and the reply says where it stands. */
+/* The engine took the subscription of `jch` (the memory engine applies it
+ * in the call): what the client missed goes in front of its queue now,
+ * and the reply says where it stands. */
 static void history_subscribed(op_t *op, const json_t *want, const json_t *jch)
 {
     json_t *ext = json_object_get(op->reply, "ext");
