@@ -88,6 +88,8 @@ struct bx_hub_s {
     void *close_ud;
     void *store;                /* bx_hub_set_store */
     void (*store_free)(void *p);
+    void *history;              /* bx_hub_set_history */
+    void (*history_free)(void *p);
 };
 
 static void on_tick(void *ud);
@@ -1004,6 +1006,8 @@ void bx_hub_free(bx_hub_t *s)
     drop_deferred(s);
     if (s->store)
         s->store_free(s->store);
+    if (s->history)
+        s->history_free(s->history);
     bx_dict_free(&s->sessions);
     dict_free_all(&s->buckets);
     dict_free_all(&s->browsers);
@@ -1019,4 +1023,15 @@ void bx_hub_set_store(bx_hub_t *s, void *p, void (*free_fn)(void *p))
 void *bx_hub_store(bx_hub_t *s)
 {
     return s->store;
+}
+
+void bx_hub_set_history(bx_hub_t *s, void *p, void (*free_fn)(void *p))
+{
+    s->history = p;
+    s->history_free = free_fn;
+}
+
+void *bx_hub_history(const bx_hub_t *s)
+{
+    return s->history;
 }

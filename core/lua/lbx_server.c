@@ -18,6 +18,7 @@
 #include "lua/lbx_server.h"
 #include "base/multipart.h"
 #include "bayeux/protocol.h"
+#include "bayeux/history.h"
 #include "bayeux/retain.h"
 #include "net/upload.h"
 #include "server.h"
@@ -1179,6 +1180,30 @@ static int s_retain(lua_State *L)
     return 1;
 }
 
+/* server:history(pattern, size, ttl, keep) -> true | nil, err */
+static int s_history(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    const char *pattern = luaL_checkstring(L, 2);
+    lua_Integer size = luaL_checkinteger(L, 3);
+    lua_Number ttl = luaL_checknumber(L, 4);
+    lua_Number keep = luaL_checknumber(L, 5);
+    if (size <= 0 || size > 1000000 || !(ttl > 0) || !(keep >= 0)) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "size must be an integer from 1 to 1000000, ttl a positive "
+                           "number, keep 0 or more");
+        return 2;
+    }
+    bx_history_t *h = bx_history_of(bx_server_hub(ls->s));
+    if (bx_history_add(h, pattern, (size_t)size, ttl, keep) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "'%s' is not a channel name or pattern", pattern);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* ---- Registration ---- */
 
 void lbx_server_open(lua_State *L)
@@ -1187,7 +1212,7 @@ void lbx_server_open(lua_State *L)
         { "listen", s_listen }, { "port", s_port }, { "close", s_close },
         { "process", s_process }, { "bind", s_bind }, { "unbind", s_unbind },
         { "on_event", s_on_event }, { "on_request", s_on_request }, { "on_upload", s_on_upload },
-        { "on_handshake", s_on_handshake }, { "retain", s_retain },
+        { "on_handshake", s_on_handshake }, { "retain", s_retain }, { "history", s_history },
         { "set_extensions", s_set_extensions }, { "stats", s_stats },
         { "metrics", s_metrics }, { NULL, NULL }
     };

@@ -11,7 +11,7 @@ local channel = require "bayeux.channel"
 local error, type, pairs, ipairs, setmetatable, tostring = error, type, pairs, ipairs,
     setmetatable, tostring
 local table_remove, table_unpack, io, math_type = table.remove, table.unpack, io, math.type
-local math_tointeger, table_concat = math.tointeger, table.concat
+local math_tointeger, table_concat, table_sort = math.tointeger, table.concat, table.sort
 local xpcall, traceback, getinfo = xpcall, debug.traceback, debug.getinfo
 local next = next
 
@@ -81,6 +81,17 @@ local OPTIONS = {
         end
         return true
     end, "an array of channel patterns" },
+    history = { "table", function(v)
+        for k, p in pairs(v) do
+            if type(k) ~= "string" or type(p) ~= "table" then return false end
+            for f, x in pairs(p) do
+                if (f ~= "size" and f ~= "ttl" and f ~= "keep") or type(x) ~= "number" then
+                    return false
+                end
+            end
+        end
+        return true
+    end, "a table { [pattern] = { size = messages, ttl = seconds, keep = seconds } }" },
     monitor = { "string", function(v) return v:sub(1, 1) == "/" and not v:find("[%s?#]") end,
                 "a path starting with '/'" },
     monitor_token = { "string", function(v) return v ~= "" end, "a non-empty string" },
@@ -369,6 +380,8 @@ function _M.server(opts)
     o.mount = o.mount or "/bayeux"
     local deadline, route_deadline, retain = o.extension_deadline, o.route_deadline, o.retain
     o.extension_deadline, o.route_deadline, o.retain = nil, nil, nil
+    local history = o.history
+    o.history = nil
     local monitor, monitor_token = o.monitor, o.monitor_token
     o.monitor, o.monitor_token = nil, nil
     if o.log then
@@ -387,7 +400,21 @@ function _M.server(opts)
         mount = o.mount:gsub("(.)/+$", "%1"),
         listeners = {},
         routes = {},
+        engine_name = o.engine or "memory",
     }, Server)
+    if history then
+        -- in pattern order, so that the first that matches decides the same
+        -- way on every run
+        local patterns = {}
+        for pattern in pairs(history) do patterns[#patterns + 1] = pattern end
+        table_sort(patterns)
+        for _, pattern in ipairs(patterns) do
+            local hok, herr = pcall(self.history, self, pattern, history[pattern])
+            if not hok then
+                error("bayeux.server: " .. (tostring(herr):gsub("^[^:]*:%d+: ", "")), 2)
+            end
+        end
+    end
     for _, pattern in ipairs(retain or {}) do
         local kept, err = srv:retain(pattern, 3600)
         if not kept then error("bayeux.server: retain: " .. err, 2) end
@@ -429,6 +456,27 @@ function Server:retain(pattern, opts)
     end
     local ok, err = self.core:retain(pattern, ttl)
     if not ok then error("server:retain: " .. err, 2) end
+end
+
+--- Keeps the history of each channel inside `pattern` ("/chat/**"): its
+-- last opts.size messages (default 100), each for opts.ttl seconds (default
+-- 300), stamped with ext.history = { offset, epoch }; a client subscribing
+-- with the last position it saw gets what it missed (docs/delivery.md).
+-- A channel's position is kept opts.keep seconds (default 3600) after its
+-- last message expired. The memory engine only: with Redis, history would
+-- be one process's.
+function Server:history(pattern, opts)
+    local size, ttl = opts and opts.size or 100, opts and opts.ttl or 300
+    local keep = opts and opts.keep or 3600
+    if type(pattern) ~= "string" or math_type(size) ~= "integer" or size <= 0
+        or type(ttl) ~= "number" or ttl <= 0 or type(keep) ~= "number" or keep < 0 then
+        error("server:history(pattern, { size = messages, ttl = seconds, keep = seconds })", 2)
+    end
+    if self.engine_name ~= "memory" then
+        error("server:history: history needs the memory engine (docs/delivery.md)", 2)
+    end
+    local ok, err = self.core:history(pattern, size, ttl, keep)
+    if not ok then error("server:history: " .. err, 2) end
 end
 
 --- Starts listening on host (default "127.0.0.1", this machine only; "0.0.0.0"
