@@ -242,9 +242,15 @@ describe("channel history options", function()
     return err
   end
 
-  it("refuses history with the Redis engine, and bad sizes and patterns", function()
-    assert.matches("history needs the memory engine", run [[
-      require("bayeux").server { engine = "redis://127.0.0.1:1", history = { ["/a/*"] = {} } }
+  it("refuses history with faye mode or Redis shards, and bad sizes and patterns", function()
+    assert.matches("history needs the memory engine, or the Redis engine in native mode", run [[
+      require("bayeux").server { engine = "redis://127.0.0.1:1?mode=faye",
+                                 history = { ["/a/*"] = {} } }
+    ]])
+    assert.matches("history needs the memory engine, or the Redis engine in native mode", run [[
+      require("bayeux").server { engine = { shards = { "redis://127.0.0.1:1",
+                                                       "redis://127.0.0.1:2" } },
+                                 history = { ["/a/*"] = {} } }
     ]])
     assert.matches("size = messages", run [[
       require("bayeux").server { history = { ["/a/*"] = { size = 0 } } }

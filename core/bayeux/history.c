@@ -56,6 +56,7 @@ struct bx_history_s {
     bx_dict_t chans;
     uint64_t swept;
     uint64_t forgotten;         /* the highest top of a forgotten stream */
+    int shared;                 /* the engine keeps it (engine.h history) */
     char epoch[13];
 };
 
@@ -102,6 +103,11 @@ bx_history_t *bx_history_get(bx_hub_t *hub)
     return bx_hub_history(hub);
 }
 
+int bx_history_shared(const bx_history_t *h)
+{
+    return h->shared;
+}
+
 const char *bx_history_epoch(const bx_history_t *h)
 {
     return h->epoch;
@@ -115,6 +121,15 @@ int bx_history_add(bx_history_t *h, const char *pattern, size_t size, double ttl
     if (!(bx_channel_parse(pattern, len) & (BX_CHANNEL_NAME | BX_CHANNEL_PATTERN)) ||
         size == 0 || size > 1000000 || !(ttl > 0) || !(keep >= 0))
         return -1;
+    bx_engine_t *e = bx_hub_engine(h->hub);
+    if (e->ops->history) {
+        /* shared by every process: the engine numbers and keeps */
+        if (e->ops->history(e, pattern, size, ttl, keep) != 0)
+            return -2;
+        h->shared = 1;
+    } else if (strcmp(e->ops->name, "memory") != 0) {
+        return -2;              /* another process would number its own */
+    }
     h->pats = bx_realloc(h->pats, (h->npats + 1) * sizeof(*h->pats));
     h->pats[h->npats].pattern = bx_strdup(pattern);
     h->pats[h->npats].len = len;
@@ -178,6 +193,12 @@ void bx_history_publish(bx_history_t *h, json_t *msg)
     uint64_t now = uv_now(bx_hub_loop(h->hub));
     const hpat_t *p = ch ? pattern_of(h, ch, len) : NULL;
 
+    if (h->shared) {
+        /* the engine stamps it; only the server speaks for history */
+        if (json_is_object(ext))
+            json_object_del(ext, "history");
+        return;
+    }
     if (now - h->swept >= 1000)
         sweep(h, now);
     if (!p) {

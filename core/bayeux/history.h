@@ -15,8 +15,9 @@
  *              or "recovered": false with "reason": "too old",
  *              "epoch changed", "unknown offset" or "no history".
  *
- * The store is this process's, in memory: the memory engine only (the
- * Lua layer refuses history with another engine). With no pattern
+ * The store is this process's, in memory, with the memory engine; an
+ * engine with ops->history (the Redis engine) keeps it instead, shared by
+ * every process, and this file only configures it. With no pattern
  * configured the hub has no store, and the protocol looks at nothing else.
  */
 #ifndef BX_HISTORY_H
@@ -40,8 +41,11 @@ bx_history_t *bx_history_get(bx_hub_t *h);
  * pattern, as a subscription): the last `size` messages (> 0), each for
  * `ttl` seconds (> 0); a channel's position (its last offset) is kept
  * `keep` seconds (>= 0) after its last message expired, then forgotten.
- * The first pattern that matches a channel decides. Returns 0, or -1 for
- * a bad pattern, size, ttl or keep. */
+ * The first pattern that matches a channel decides. Returns 0, -1 for
+ * a bad pattern, size, ttl or keep, or -2 when the hub's engine can keep
+ * no history (neither the memory engine nor one with ops->history). With
+ * an engine that keeps it (the Redis engine), the engine numbers, keeps
+ * and replays, shared by every process (bx_history_shared). */
 int bx_history_add(bx_history_t *h, const char *pattern, size_t size, double ttl,
                    double keep);
 
@@ -64,6 +68,11 @@ int bx_history_valid(const json_t *want);
  * not name get their position, as a starting point. */
 void bx_history_subscribed(bx_history_t *h, const char *client_id, const char *sub,
                            const json_t *want, json_t *answer);
+
+/* Whether the engine keeps the history (engine.h: ops->history): then a
+ * subscribe naming positions goes to ops->subscribe_history, and
+ * bx_history_publish only removes a publisher's ext.history. */
+int bx_history_shared(const bx_history_t *h);
 
 /* The store's epoch (a NUL-terminated string, borrowed). */
 const char *bx_history_epoch(const bx_history_t *h);

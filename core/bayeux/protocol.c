@@ -781,7 +781,7 @@ static const json_t *history_wanted(op_t *op)
 /* The engine took the subscription of `jch` (the memory engine applies it
  * in the call): what the client missed goes in front of its queue now,
  * and the reply says where it stands. */
-static void history_subscribed(op_t *op, const json_t *want, const json_t *jch)
+static json_t *history_answer(op_t *op)
 {
     json_t *ext = json_object_get(op->reply, "ext");
     json_t *answer;
@@ -795,8 +795,23 @@ static void history_subscribed(op_t *op, const json_t *want, const json_t *jch)
         answer = json_object();
         json_object_set_new(ext, "history", answer);
     }
+    return answer;
+}
+
+static void history_subscribed(op_t *op, const json_t *want, const json_t *jch)
+{
     bx_history_subscribed(bx_history_get(op->batch->hub), op->client_id,
-                          json_string_value(jch), want, answer);
+                          json_string_value(jch), want, history_answer(op));
+}
+
+/* A subscribe naming positions when the engine keeps the history (the
+ * Redis engine, shared by every process): the engine subscribes and
+ * replays in one, and fills the answer before its callback. */
+static int history_subscribe(op_t *op, const json_t *want, const json_t *jch)
+{
+    bx_engine_t *e = bx_hub_engine(op->batch->hub);
+    return e->ops->subscribe_history(e, op->client_id, json_string_value(jch), want,
+                                     history_answer(op), subscribed, op);
 }
 
 static void subscription_checked(op_t *op, int subscribe)
@@ -823,14 +838,16 @@ static void subscription_checked(op_t *op, int subscribe)
         if (check_channel(op, jch))
             break;
         op->outstanding++;
-        int rc = subscribe
+        int shared = want && bx_history_shared(bx_history_get(op->batch->hub));
+        int rc = shared ? history_subscribe(op, want, jch)
+            : subscribe
             ? e->ops->subscribe(e, op->client_id, json_string_value(jch), subscribed, op)
             : e->ops->unsubscribe(e, op->client_id, json_string_value(jch), subscribed, op);
         if (rc != 0) {
             op->outstanding--;
             if (unavailable(rc))
                 op->engine_status = rc;
-        } else if (want) {
+        } else if (want && !shared) {
             history_subscribed(op, want, jch);
         }
     }

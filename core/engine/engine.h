@@ -130,6 +130,24 @@ typedef struct {
     /* Frees the engine; pending callbacks are called with status
      * BX_ECANCELED first. `done` is called once everything is closed. */
     void (*close)(bx_engine_t *e, void (*done)(void *ud), void *ud);
+    /* Channel history kept in the engine's store, shared by every process
+     * (docs/delivery.md); both NULL in an engine that keeps none (with the
+     * memory engine the hub keeps it, bayeux/history.c).
+     * history: keeps the channels inside `pattern` as bx_history_add
+     * says (the first pattern that matches decides); every publish on
+     * them gets ext.history from the store. 0, or -1 when this engine
+     * cannot (then nothing changed). No callback. */
+    int (*history)(bx_engine_t *e, const char *pattern, size_t size, double ttl,
+                   double keep);
+    /* subscribe_history: subscribe, with recovery: the messages each
+     * channel of `want` (borrowed; valid, as bx_history_valid) that
+     * `channel` matches missed go in front of the queue of `id`, exactly
+     * those published before the subscription took effect, and `answer`
+     * (borrowed, an object; filled before cb) gets each channel's position
+     * as the reply's ext.history. Otherwise as subscribe. */
+    int (*subscribe_history)(bx_engine_t *e, const char *id, const char *channel,
+                             const json_t *want, json_t *answer, bx_engine_bool_cb cb,
+                             void *ud);
 } bx_engine_ops_t;
 
 struct bx_engine_s {

@@ -1332,6 +1332,8 @@ static const bx_engine_ops_t fayeredis_ops = {
     fr_requeue,
     fr_stats,
     fr_close,
+    NULL,               /* history: not in faye-redis's layout */
+    NULL,
 };
 
 bx_engine_t *bx_engine_fayeredis_new(uv_loop_t *loop, const bx_proxy_t *proxy,

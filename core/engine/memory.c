@@ -662,6 +662,8 @@ static const bx_engine_ops_t memory_ops = {
     m_requeue,
     m_stats,
     m_close,
+    NULL,               /* history: the hub keeps it */
+    NULL,
 };
 
 bx_engine_t *bx_engine_memory_new(uv_loop_t *loop, const bx_proxy_t *proxy,

@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "base/channel.h"
 #include "base/dict.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -103,6 +104,11 @@ typedef struct redis_s {
     int quiet;                  /* the inner engine's events are bookkeeping */
     uv_timer_t tick;
     uint64_t last_flush;
+    /* channel history shared in Redis (see "Channel history" below) */
+    struct rhist *hist;         /* the configured patterns */
+    size_t nhist;
+    bx_dict_t hsubs;            /* seq -> hsub_t: replays waiting for their
+                                   marker on the stream */
     int closing, open;
     void (*close_done)(void *ud);
     void *close_ud;
@@ -162,6 +168,13 @@ typedef struct {
 } pub_t;
 
 static void on_keep(uv_prepare_t *h) { (void)h; }
+static const struct rhist *hist_pattern(redis_t *r, const char *ch, size_t len);
+static int hist_publish(redis_t *r, shard_t *sh, const struct rhist *hp,
+                        const json_t *message, const bx_buf_t *stream,
+                        const bx_buf_t *prefix, pub_t *p);
+static void hist_marker(redis_t *r, const char *text, size_t len);
+static void hist_release(redis_t *r, int status);
+static void hist_close(redis_t *r);
 static int forget(redis_t *r, const char *id, int event, bx_engine_done_cb cb, void *ud);
 static void on_ctl(redis_t *r, const char *text, size_t len);
 static void reregister_one(void *ud, const char *id, const char *ch, size_t len);
@@ -463,6 +476,8 @@ static void on_sub_state(void *ud, int up, const char *why)
     sh->last[0] = '\0';
     if (!up)
         echo_release(r, 0);     /* published; what Redis drops is lost */
+    if (!up)
+        hist_release(r, 0);     /* the markers owed will not come */
     busy_update(r);
 }
 
@@ -510,6 +525,10 @@ static void on_push(void *ud, redisReply *rep)
         return;                 /* the same publish through another subscription */
     memcpy(sh->last, payload->str, 47);
     sh->last[47] = '\0';
+    if (payload->len > 48 && payload->str[48] == 'R') {
+        hist_marker(r, payload->str, payload->len);     /* a replay */
+        return;
+    }
     msg = bx_json_parse(payload->str + 48, payload->len - 48);
     if (msg) {
         r->remote = 1;
@@ -1643,13 +1662,15 @@ static int do_publish(redis_t *r, const json_t *message, bx_engine_done_cb cb, v
     if (!json_is_string(jch))
         return r->inner->ops->publish(r->inner, message, cb, ud);
     shard_t *sh = &r->shards[owner_of(r, json_string_value(jch), json_string_length(jch))];
+    const struct rhist *hp = r->nhist ? hist_pattern(r, json_string_value(jch),
+                                                     json_string_length(jch)) : NULL;
     if (!bx_redis_up(sh->cmd))
         return BX_EUNAVAILABLE;
     bx_buf_puts(&key, r->ns);
     bx_buf_puts(&key, "/m");
     bx_buf_append(&key, json_string_value(jch), json_string_length(jch));
     bx_buf_printf(&payload, "%s%016llx ", r->node, (unsigned long long)++r->seq);
-    {
+    if (!hp) {
         json_t *copy = json_copy((json_t *)message);
         json_object_del(copy, "clientId");
         bx_json_dump(copy, &payload);
@@ -1667,7 +1688,8 @@ static int do_publish(redis_t *r, const json_t *message, bx_engine_done_cb cb, v
     lens[1] = key.len;
     argv[2] = payload.data;
     lens[2] = payload.len;
-    rc = bx_redis_command(sh->cmd, on_published, p, 3, argv, lens);
+    rc = hp ? hist_publish(r, sh, hp, message, &key, &payload, p)
+            : bx_redis_command(sh->cmd, on_published, p, 3, argv, lens);
     bx_buf_free(&key);
     bx_buf_free(&payload);
     if (rc != 0) {
@@ -1947,6 +1969,7 @@ static void r_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
      * "canceled" */
     echo_release(r, BX_ECANCELED);
     bx_dict_free(&r->echoes);
+    hist_close(r);
     {
         bx_dict_iter_t it = BX_DICT_ITER_INIT;
         bx_dict_entry_t *en;
@@ -1982,6 +2005,546 @@ static void r_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
     uv_close((uv_handle_t *)&r->tick, keep_closed);
 }
 
+/* ---- Channel history, shared in Redis ----
+ *
+ * For the channels inside a configured pattern (docs/delivery.md), on the
+ * channel's shard (history needs one shard: see r_history):
+ *
+ *   NS/h<channel>    HASH top (the last offset), epoch; expires ttl + keep
+ *                    after the channel's last publish
+ *   NS/hm<channel>   LIST "<offset> <expiry ms> <message>", the last `size`;
+ *                    expires ttl after the last publish
+ *
+ * A publish is one script that numbers the message (HINCRBY), writes
+ * ext.history into its text (the engine sends the text cut where the
+ * position goes), keeps it and PUBLISHes it: the offsets are in the order
+ * of the stream every process applies. The epoch is made by the first
+ * script that finds no hash: a flushed Redis gives a new one.
+ *
+ * A subscribe naming positions, for a client held here: the Redis
+ * subscription is taken first; once Redis confirmed it, one script reads
+ * what each named channel missed and PUBLISHes it as a marker ("<node>
+ * <seq> R<json>") on the subscription's own stream. What was published
+ * before the script is in the marker, what comes after arrives after it on
+ * the same connection; when the marker arrives, the replay goes in front
+ * of the client's queue and its subscription is applied, in that turn. A
+ * client held elsewhere (or before the first connection) is subscribed
+ * first and replayed after, without that guarantee.
+ */
+
+/* KEYS: hash, list. ARGV: stream, payload prefix, text before the
+ * position, text after it, a new epoch, size, ttl ms, keep ms. */
+static const char HIST_PUBLISH[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local ep = redis.call('HGET', KEYS[1], 'epoch')\n"
+    "if not ep then ep = ARGV[5]; redis.call('HSET', KEYS[1], 'epoch', ep) end\n"
+    "local n = redis.call('HINCRBY', KEYS[1], 'top', 1)\n"
+    "local msg = ARGV[3] .. '{\"offset\":' .. n .. ',\"epoch\":\"' .. ep .. '\"}' .. ARGV[4]\n"
+    "redis.call('RPUSH', KEYS[2], n .. ' ' .. (now + tonumber(ARGV[7])) .. ' ' .. msg)\n"
+    "redis.call('LTRIM', KEYS[2], -tonumber(ARGV[6]), -1)\n"
+    "redis.call('PEXPIRE', KEYS[2], ARGV[7])\n"
+    "redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[7]) + tonumber(ARGV[8]))\n"
+    "redis.call('PUBLISH', ARGV[1], ARGV[2] .. msg)\n"
+    "return n\n";
+
+/* KEYS: hash, list per channel. ARGV: the stream for the marker ("":
+ * none), its prefix, a new epoch, then per channel: the offset the client
+ * saw (-1: only the position), its epoch, ttl + keep ms. Returns (and
+ * publishes) [[status, top, epoch, message...], ...]. */
+static const char HIST_REPLAY[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local out = {}\n"
+    "for i = 1, #KEYS / 2 do\n"
+    "  local h, l = KEYS[2 * i - 1], KEYS[2 * i]\n"
+    "  local from, want = tonumber(ARGV[3 * i + 1]), ARGV[3 * i + 2]\n"
+    "  local ep = redis.call('HGET', h, 'epoch')\n"
+    "  if not ep then\n"
+    "    ep = ARGV[3]\n"
+    "    redis.call('HSET', h, 'epoch', ep)\n"
+    "    redis.call('PEXPIRE', h, ARGV[3 * i + 3])\n"
+    "  end\n"
+    "  local top = tonumber(redis.call('HGET', h, 'top') or '0')\n"
+    "  local r = { 'ok', top, ep }\n"
+    "  if from < 0 then r[1] = 'pos'\n"
+    "  elseif want ~= ep then r[1] = 'epoch changed'\n"
+    "  elseif from > top then r[1] = 'unknown offset'\n"
+    "  else\n"
+    "    local first, msgs = top + 1, {}\n"
+    "    for _, it in ipairs(redis.call('LRANGE', l, 0, -1)) do\n"
+    "      local a = string.find(it, ' ', 1, true)\n"
+    "      local b = string.find(it, ' ', a + 1, true)\n"
+    "      local off = tonumber(string.sub(it, 1, a - 1))\n"
+    "      if tonumber(string.sub(it, a + 1, b - 1)) > now then\n"
+    "        if off < first then first = off end\n"
+    "        if off > from then msgs[#msgs + 1] = string.sub(it, b + 1) end\n"
+    "      end\n"
+    "    end\n"
+    "    if from + 1 < first then r[1] = 'too old'\n"
+    "    else for _, m in ipairs(msgs) do r[#r + 1] = m end end\n"
+    "  end\n"
+    "  out[i] = r\n"
+    "end\n"
+    "local text = cjson.encode(out)\n"
+    "if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2] .. text) end\n"
+    "return text\n";
+
+typedef struct rhist {
+    char *pattern;
+    size_t len, size;
+    uint64_t ttl_ms, keep_ms;
+} rhist_t;
+
+/* A subscribe with recovery under way. */
+typedef struct {
+    redis_t *r;
+    bx_engine_bool_cb cb;
+    void *ud;
+    json_t *answer;             /* borrowed: the reply's ext.history */
+    json_t *ask;                /* [[channel, offset, epoch], ...] */
+    int refs;                   /* the waits that hold it */
+    int here;                   /* the marker decides */
+    int waiting;                /* in r->hsubs, for its marker */
+    int replied, applied, answered, reffed, yes;
+    char *text;                 /* the script's reply, before the marker */
+    size_t tlen;
+    char key[17];
+    char id[32];
+    char ch[];
+} hsub_t;
+
+static const rhist_t *hist_pattern(redis_t *r, const char *ch, size_t len)
+{
+    for (size_t i = 0; i < r->nhist; i++)
+        if (bx_channel_matches(r->hist[i].pattern, r->hist[i].len, ch, len))
+            return &r->hist[i];
+    return NULL;
+}
+
+/* engine.h history: one shard only (a subscribe's replay and its
+ * channels' streams must be on one connection). */
+static int r_history(bx_engine_t *e, const char *pattern, size_t size, double ttl,
+                     double keep)
+{
+    redis_t *r = (redis_t *)e;
+    if (r->nshards != 1)
+        return -1;
+    r->hist = bx_realloc(r->hist, (r->nhist + 1) * sizeof(*r->hist));
+    r->hist[r->nhist].pattern = bx_strdup(pattern);
+    r->hist[r->nhist].len = strlen(pattern);
+    r->hist[r->nhist].size = size;
+    r->hist[r->nhist].ttl_ms = (uint64_t)(ttl * 1000.0 + 0.5);
+    r->hist[r->nhist].keep_ms = (uint64_t)(keep * 1000.0 + 0.5);
+    r->nhist++;
+    return 0;
+}
+
+static void hist_keys(redis_t *r, const char *ch, size_t len, bx_buf_t *hash, bx_buf_t *list)
+{
+    bx_buf_puts(hash, r->ns);
+    bx_buf_puts(hash, "/h");
+    bx_buf_append(hash, ch, len);
+    bx_buf_puts(list, r->ns);
+    bx_buf_puts(list, "/hm");
+    bx_buf_append(list, ch, len);
+}
+
+/* Sends `message` through HIST_PUBLISH instead of a PUBLISH on `stream`
+ * (payloads start with `prefix`); as bx_redis_command. */
+static int hist_publish(redis_t *r, shard_t *sh, const rhist_t *hp, const json_t *message,
+                        const bx_buf_t *stream, const bx_buf_t *prefix, pub_t *p)
+{
+    static const char mark[] = "\"\\u0001\"}}";     /* where the position goes */
+    const char *ch = bx_json_str(message, "channel");
+    json_t *copy = json_copy((json_t *)message);
+    json_t *ext = json_object_get(copy, "ext");
+    bx_buf_t text = BX_BUF_INIT, hash = BX_BUF_INIT, list = BX_BUF_INIT;
+    char epoch[32], nums[3][24];
+    int rc;
+
+    /* ext.history last in ext, ext last in the message: the text ends
+     * with the mark, which nothing else can end it with */
+    ext = json_is_object(ext) ? json_copy(ext) : json_object();
+    json_object_del(copy, "clientId");
+    json_object_del(copy, "ext");
+    json_object_del(ext, "history");
+    json_object_set_new(ext, "history", json_string("\001"));
+    json_object_set_new(copy, "ext", ext);
+    bx_json_dump(copy, &text);
+    json_decref(copy);
+    if (text.len < sizeof(mark) - 1 ||
+        memcmp(text.data + text.len - (sizeof(mark) - 1), mark, sizeof(mark) - 1) != 0) {
+        bx_buf_free(&text);
+        return -1;
+    }
+    bx_engine_random_id(epoch);
+    epoch[12] = '\0';
+    snprintf(nums[0], sizeof(nums[0]), "%zu", hp->size);
+    snprintf(nums[1], sizeof(nums[1]), "%llu", (unsigned long long)hp->ttl_ms);
+    snprintf(nums[2], sizeof(nums[2]), "%llu", (unsigned long long)hp->keep_ms);
+    hist_keys(r, ch, strlen(ch), &hash, &list);
+    const char *argv[] = { "EVAL", HIST_PUBLISH, "2", hash.data, list.data, stream->data,
+                           prefix->data, text.data, "}}", epoch, nums[0], nums[1], nums[2] };
+    size_t lens[] = { 4, sizeof(HIST_PUBLISH) - 1, 1, hash.len, list.len, stream->len,
+                      prefix->len, text.len - (sizeof(mark) - 1) + 1, 2, 12,
+                      strlen(nums[0]), strlen(nums[1]), strlen(nums[2]) };
+    /* the text before the position ends with "history": (the mark's
+     * first byte, '"', was the value's) */
+    lens[7] = text.len - (sizeof(mark) - 1);
+    rc = bx_redis_command(sh->cmd, on_published, p, 13, argv, lens);
+    bx_buf_free(&text);
+    bx_buf_free(&hash);
+    bx_buf_free(&list);
+    return rc;
+}
+
+static void hs_unref(hsub_t *hs)
+{
+    if (--hs->refs > 0)
+        return;
+    json_decref(hs->ask);
+    free(hs->text);
+    free(hs);
+}
+
+/* The subscribe's answer, once; the Redis subscription taken for the
+ * replay is let go (the client's own holds it now, if it was made). */
+static void hs_answer(hsub_t *hs, int status, int yes)
+{
+    redis_t *r = hs->r;
+    if (hs->answered)
+        return;
+    hs->answered = 1;
+    if (hs->reffed && !r->closing)
+        target_ref(r, hs->ch, -1);
+    hs->reffed = 0;
+    if (hs->cb)
+        hs->cb(hs->ud, status, yes);
+}
+
+static void on_hist_subscribed(void *ud, int status, int yes)
+{
+    hsub_t *hs = ud;
+    hs_answer(hs, status, hs->here ? yes : hs->yes);
+    hs_unref(hs);
+}
+
+/* The script's result (`text`, [[status, top, epoch, message...], ...]):
+ * the answer, the replay in front of the queue, then the subscription
+ * (held here: in this same turn, before the next message of the stream). */
+static void hist_apply(hsub_t *hs, const char *text, size_t len)
+{
+    redis_t *r = hs->r;
+    json_t *res = bx_json_parse(text, len);
+    bx_chunkv_t out = BX_CHUNKV_INIT;
+
+    hs->applied = 1;
+    if (!json_is_array(res) || json_array_size(res) != json_array_size(hs->ask)) {
+        json_decref(res);
+        hs_answer(hs, BX_EUNAVAILABLE, 0);
+        return;
+    }
+    for (size_t i = 0; i < json_array_size(res); i++) {
+        json_t *rec = json_array_get(res, i);
+        const char *status = json_string_value(json_array_get(rec, 0));
+        json_t *pos = json_object();
+        json_object_set(pos, "offset", json_array_get(rec, 1));
+        json_object_set(pos, "epoch", json_array_get(rec, 2));
+        if (status && strcmp(status, "ok") == 0) {
+            json_object_set_new(pos, "recovered", json_true());
+            for (size_t j = 3; j < json_array_size(rec); j++) {
+                json_t *m = json_array_get(rec, j);
+                if (json_is_string(m))
+                    bx_chunkv_push_new(&out, bx_chunk_new(json_string_value(m),
+                                                          json_string_length(m)));
+            }
+        } else if (status && strcmp(status, "pos") != 0) {
+            json_object_set_new(pos, "recovered", json_false());
+            json_object_set_new(pos, "reason", json_string(status));
+        }
+        json_object_set_new(hs->answer,
+                            json_string_value(json_array_get(json_array_get(hs->ask, i), 0)),
+                            pos);
+    }
+    json_decref(res);
+    if (out.n)
+        r_requeue(&r->base, hs->id, &out, NULL, NULL);
+    bx_chunkv_free(&out);
+    if (!hs->here) {
+        hs_answer(hs, 0, hs->yes);
+        return;
+    }
+    hs->refs++;
+    int rc = any_subscribe(r, hs->id, hs->ch, 0, on_hist_subscribed, hs);
+    if (rc != 0) {
+        hs->refs--;
+        hs_answer(hs, rc, 0);
+    }
+}
+
+static void on_hist_reply(void *ud, int status, redisReply *rep)
+{
+    hsub_t *hs = ud;
+    redis_t *r = hs->r;
+
+    unbusy(r);
+    hs->replied = 1;
+    if (status != 0 || !rep || rep->type != REDIS_REPLY_STRING || r->closing) {
+        if (hs->waiting) {
+            hs->waiting = 0;
+            bx_dict_del(&r->hsubs, hs->key, 16);
+            hs->refs--;
+        }
+        hs_answer(hs, r->closing || status == BX_REDIS_ECANCELED ? BX_ECANCELED
+                                                                 : BX_EUNAVAILABLE, 0);
+    } else if (!hs->waiting && !hs->applied) {
+        hist_apply(hs, rep->str, rep->len);
+    } else if (hs->waiting) {
+        /* the marker is the one that counts; this, if it never comes */
+        hs->text = bx_malloc(rep->len + 1);
+        memcpy(hs->text, rep->str, rep->len);
+        hs->tlen = rep->len;
+    }
+    hs_unref(hs);
+}
+
+/* Sends HIST_REPLAY; with `marker`, its result comes back on the stream
+ * of the subscription too. */
+static int hist_ask(hsub_t *hs)
+{
+    redis_t *r = hs->r;
+    shard_t *sh = &r->shards[0];
+    size_t n = json_array_size(hs->ask);
+    size_t argc = 6 + 5 * n;
+    const char **argv = bx_malloc(argc * sizeof(*argv));
+    size_t *lens = bx_malloc(argc * sizeof(*lens));
+    bx_buf_t *keys = bx_calloc(2 * n, sizeof(*keys));
+    char (*nums)[48] = bx_malloc(n * sizeof(*nums));
+    bx_buf_t stream = BX_BUF_INIT, prefix = BX_BUF_INIT;
+    char epoch[32], count[24];
+    int marker = hs->here && bx_redis_up(sh->sub);
+    int rc;
+
+    snprintf(hs->key, sizeof(hs->key), "%016llx", (unsigned long long)++r->seq);
+    if (marker) {
+        bx_buf_puts(&stream, r->ns);
+        bx_buf_puts(&stream, "/m");
+        bx_buf_puts(&stream, hs->ch);   /* a pattern's own name matches it */
+    }
+    bx_buf_printf(&prefix, "%s%s R", r->node, hs->key);
+    bx_engine_random_id(epoch);
+    snprintf(count, sizeof(count), "%zu", 2 * n);
+    argv[0] = "EVAL";
+    argv[1] = HIST_REPLAY;
+    argv[2] = count;
+    argv[3 + 2 * n] = stream.len ? stream.data : "";
+    argv[4 + 2 * n] = prefix.data;
+    argv[5 + 2 * n] = epoch;
+    lens[0] = 4;
+    lens[1] = sizeof(HIST_REPLAY) - 1;
+    lens[2] = strlen(count);
+    lens[3 + 2 * n] = stream.len;
+    lens[4 + 2 * n] = prefix.len;
+    lens[5 + 2 * n] = 12;
+    for (size_t i = 0; i < n; i++) {
+        json_t *a = json_array_get(hs->ask, i);
+        const char *ch = json_string_value(json_array_get(a, 0));
+        const rhist_t *hp = hist_pattern(r, ch, strlen(ch));
+        hist_keys(r, ch, strlen(ch), &keys[2 * i], &keys[2 * i + 1]);
+        argv[3 + 2 * i] = keys[2 * i].data;
+        lens[3 + 2 * i] = keys[2 * i].len;
+        argv[4 + 2 * i] = keys[2 * i + 1].data;
+        lens[4 + 2 * i] = keys[2 * i + 1].len;
+        snprintf(nums[i], 24, "%lld", (long long)json_integer_value(json_array_get(a, 1)));
+        snprintf(nums[i] + 24, 24, "%llu", (unsigned long long)(hp->ttl_ms + hp->keep_ms));
+        argv[6 + 2 * n + 3 * i] = nums[i];
+        lens[6 + 2 * n + 3 * i] = strlen(nums[i]);
+        argv[7 + 2 * n + 3 * i] = json_string_value(json_array_get(a, 2));
+        lens[7 + 2 * n + 3 * i] = json_string_length(json_array_get(a, 2));
+        argv[8 + 2 * n + 3 * i] = nums[i] + 24;
+        lens[8 + 2 * n + 3 * i] = strlen(nums[i] + 24);
+    }
+    rc = bx_redis_command(sh->cmd, on_hist_reply, hs, (int)(6 + 5 * n), argv, lens);
+    for (size_t i = 0; i < 2 * n; i++)
+        bx_buf_free(&keys[i]);
+    free(keys);
+    free(nums);
+    free(argv);
+    free(lens);
+    bx_buf_free(&stream);
+    bx_buf_free(&prefix);
+    if (rc != 0)
+        return BX_EUNAVAILABLE;
+    r->busy++;
+    busy_update(r);
+    hs->refs++;
+    if (marker) {
+        hs->waiting = 1;
+        hs->refs++;
+        bx_dict_set(&r->hsubs, hs->key, 16, hs);
+    }
+    return 0;
+}
+
+/* The Redis subscription is confirmed (or its connection is down: then
+ * no marker will come, and the reply decides). */
+static void on_hist_target(void *ud, int status, int yes)
+{
+    hsub_t *hs = ud;
+    int rc = status;
+    (void)yes;
+    if (rc == 0)
+        rc = hist_ask(hs);
+    if (rc != 0)
+        hs_answer(hs, rc, 0);
+    hs_unref(hs);
+}
+
+/* Held elsewhere: subscribed; now the replay. */
+static void on_hist_fb_subscribed(void *ud, int status, int yes)
+{
+    hsub_t *hs = ud;
+    int rc = status;
+    hs->yes = yes;
+    if (rc == 0)
+        rc = hist_ask(hs);
+    if (rc != 0)
+        hs_answer(hs, rc, 0);
+    hs_unref(hs);
+}
+
+/* A marker from the stream: "<node><seq> R<json>". */
+static void hist_marker(redis_t *r, const char *text, size_t len)
+{
+    hsub_t *hs;
+    if (r->closing || memcmp(text, r->node, 31) != 0 ||
+        (hs = bx_dict_del(&r->hsubs, text + 31, 16)) == NULL)
+        return;                 /* another process's */
+    hs->waiting = 0;
+    hist_apply(hs, text + 49, len - 49);
+    hs_unref(hs);
+}
+
+/* A subscriber connection went down: the markers it owed will not come;
+ * each replay goes by the script's reply. */
+static void hist_release(redis_t *r, int status)
+{
+    bx_dict_iter_t it;
+    bx_dict_entry_t *e;
+    hsub_t *due[64];
+    int n;
+    do {
+        n = 0;
+        it = (bx_dict_iter_t)BX_DICT_ITER_INIT;
+        while (n < 64 && (e = bx_dict_next(&r->hsubs, &it)) != NULL)
+            due[n++] = e->value;
+        for (int i = 0; i < n; i++) {
+            hsub_t *hs = due[i];
+            bx_dict_del(&r->hsubs, hs->key, 16);
+            hs->waiting = 0;
+            if (status)
+                hs_answer(hs, status, 0);
+            else if (hs->text)
+                hist_apply(hs, hs->text, hs->tlen);
+            hs_unref(hs);
+        }
+    } while (n == 64);
+}
+
+/* engine.h subscribe_history. */
+static int r_subscribe_history(bx_engine_t *e, const char *id, const char *ch,
+                               const json_t *want, json_t *answer, bx_engine_bool_cb cb,
+                               void *ud)
+{
+    redis_t *r = (redis_t *)e;
+    size_t len = strlen(ch);
+    json_t *ask = json_array();
+    const char *key;
+    json_t *pos;
+    hsub_t *hs;
+    int rc;
+
+    if (r->closing) {
+        json_decref(ask);
+        return BX_ECANCELED;
+    }
+    json_object_foreach((json_t *)want, key, pos) {
+        size_t klen = strlen(key);
+        if (!bx_channel_matches(ch, len, key, klen))
+            continue;
+        if (!hist_pattern(r, key, klen)) {
+            json_t *no = json_pack("{s:i,s:s,s:b,s:s}", "offset", 0, "epoch", "",
+                                   "recovered", 0, "reason", "no history");
+            json_object_set_new(answer, key, no);
+            continue;
+        }
+        json_array_append_new(ask, json_pack("[s,O,O]", key, json_object_get(pos, "offset"),
+                                             json_object_get(pos, "epoch")));
+    }
+    if (!json_object_get(want, ch) && !(bx_channel_parse(ch, len) & BX_CHANNEL_PATTERN) &&
+        hist_pattern(r, ch, len))
+        json_array_append_new(ask, json_pack("[s,i,s]", ch, -1, ""));
+    if (json_array_size(ask) == 0) {
+        json_decref(ask);
+        return any_subscribe(r, id, ch, 0, cb, ud);
+    }
+    hs = bx_calloc(1, sizeof(*hs) + len + 1);
+    hs->r = r;
+    hs->cb = cb;
+    hs->ud = ud;
+    hs->answer = answer;
+    hs->ask = ask;
+    memcpy(hs->ch, ch, len + 1);
+    snprintf(hs->id, sizeof(hs->id), "%s", id ? id : "");
+    hs->here = id && strlen(id) == 31 && !r->first_connect &&
+               !bx_dict_get(&r->adopts, id, 31) && bx_engine_memory_has(r->inner, id);
+    hs->refs = 1;
+    if (!hs->here) {
+        rc = any_subscribe(r, id, ch, 0, on_hist_fb_subscribed, hs);
+    } else {
+        target_t *t;
+        target_ref(r, ch, 1);
+        hs->reffed = 1;
+        t = target_get(r, ch);
+        int wait = t->pending > 0 || r->shards[0].sub_first;
+        if (wait) {
+            waiter_t *w = bx_calloc(1, sizeof(*w));
+            w->cb = on_hist_target;
+            w->ud = hs;
+            w->next = t->waiters;
+            t->waiters = w;
+            r->busy++;
+            busy_update(r);
+            rc = 0;
+        } else {
+            rc = hist_ask(hs);
+            if (rc == 0)
+                hs_unref(hs);   /* the call's own hold */
+        }
+        if (rc != 0) {
+            target_ref(r, ch, -1);
+            hs->reffed = 0;
+        }
+    }
+    if (rc != 0) {
+        hs->answered = 1;
+        hs_unref(hs);
+    }
+    return rc;
+}
+
+/* The engine closes: the patterns go, and replays waiting for a marker
+ * are answered "canceled". */
+static void hist_close(redis_t *r)
+{
+    hist_release(r, BX_ECANCELED);
+    bx_dict_free(&r->hsubs);
+    for (size_t i = 0; i < r->nhist; i++)
+        free(r->hist[i].pattern);
+    free(r->hist);
+}
+
 static const bx_engine_ops_t redis_ops = {
     "redis",
     r_create_client,
@@ -1995,6 +2558,8 @@ static const bx_engine_ops_t redis_ops = {
     r_requeue,
     r_stats,
     r_close,
+    r_history,
+    r_subscribe_history,
 };
 
 bx_engine_t *bx_engine_redis_new(uv_loop_t *loop, const bx_proxy_t *proxy,

@@ -1195,7 +1195,13 @@ static int s_history(lua_State *L)
         return 2;
     }
     bx_history_t *h = bx_history_of(bx_server_hub(ls->s));
-    if (bx_history_add(h, pattern, (size_t)size, ttl, keep) != 0) {
+    int rc = bx_history_add(h, pattern, (size_t)size, ttl, keep);
+    if (rc == -2) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "history needs the memory engine, or the Redis engine in native "
+                           "mode on one server (docs/delivery.md)");
+        return 2;
+    } else if (rc != 0) {
         lua_pushnil(L);
         lua_pushfstring(L, "'%s' is not a channel name or pattern", pattern);
         return 2;

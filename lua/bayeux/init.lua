@@ -463,17 +463,14 @@ end
 -- 300), stamped with ext.history = { offset, epoch }; a client subscribing
 -- with the last position it saw gets what it missed (docs/delivery.md).
 -- A channel's position is kept opts.keep seconds (default 3600) after its
--- last message expired. The memory engine only: with Redis, history would
--- be one process's.
+-- last message expired. With the Redis engine (native mode, one server) the
+-- history is kept in Redis, shared by every process; faye mode refuses it.
 function Server:history(pattern, opts)
     local size, ttl = opts and opts.size or 100, opts and opts.ttl or 300
     local keep = opts and opts.keep or 3600
     if type(pattern) ~= "string" or math_type(size) ~= "integer" or size <= 0
         or type(ttl) ~= "number" or ttl <= 0 or type(keep) ~= "number" or keep < 0 then
         error("server:history(pattern, { size = messages, ttl = seconds, keep = seconds })", 2)
-    end
-    if self.engine_name ~= "memory" then
-        error("server:history: history needs the memory engine (docs/delivery.md)", 2)
     end
     local ok, err = self.core:history(pattern, size, ttl, keep)
     if not ok then error("server:history: " .. err, 2) end
