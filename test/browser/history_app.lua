@@ -1,8 +1,8 @@
 -- test/browser/history_app.lua - the server test/browser/history.test.js
 -- runs: a Bayeux mount at /faye with history on /h/** (size 100, ttl 300),
--- the test page at /page.
+-- the test page at /page; ENGINE=redis://... for the Redis engine.
 --
---   PORT=0 TIMEOUT=3 lua5.4 bin/bayeux test/browser/history_app.lua
+--   PORT=0 TIMEOUT=3 [ENGINE=URL] lua5.4 bin/bayeux test/browser/history_app.lua
 --
 -- Test hooks:
 --   POST /expire?client=ID   the session ID ends as if it had expired: the
@@ -19,6 +19,7 @@ local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 
 local server = bayeux.server {
   mount = "/faye", timeout = timeout,
+  engine = os.getenv("ENGINE"),         -- a Redis URL, or nil: memory
   history = { ["/h/**"] = { size = 100, ttl = 300 } },
 }
 
