@@ -29,7 +29,8 @@
  * server, a pattern on every server (its channels are anywhere).
  *
  * Clients live in Redis too, so that any process serves any request of
- * any client: see "Sessions" below.
+ * any client: see "Sessions" below. So does channel history, when
+ * configured: see "Channel history" below.
  *
  * The connections' handles keep no loop alive (net/redis.h); a prepare
  * handle does, while a PUBLISH waits for its reply or the first connection
