@@ -2107,7 +2107,7 @@ typedef struct {
     int refs;                   /* the waits that hold it */
     int here;                   /* the marker decides */
     int waiting;                /* in r->hsubs, for its marker */
-    int replied, applied, answered, reffed, yes;
+    int applied, answered, reffed, yes;
     char *text;                 /* the script's reply, before the marker */
     size_t tlen;
     char key[17];
@@ -2187,12 +2187,10 @@ static int hist_publish(redis_t *r, shard_t *sh, const rhist_t *hp, const json_t
     hist_keys(r, ch, strlen(ch), &hash, &list);
     const char *argv[] = { "EVAL", HIST_PUBLISH, "2", hash.data, list.data, stream->data,
                            prefix->data, text.data, "}}", epoch, nums[0], nums[1], nums[2] };
+    /* the text before the position ends with "history": */
     size_t lens[] = { 4, sizeof(HIST_PUBLISH) - 1, 1, hash.len, list.len, stream->len,
-                      prefix->len, text.len - (sizeof(mark) - 1) + 1, 2, 12,
+                      prefix->len, text.len - (sizeof(mark) - 1), 2, 12,
                       strlen(nums[0]), strlen(nums[1]), strlen(nums[2]) };
-    /* the text before the position ends with "history": (the mark's
-     * first byte, '"', was the value's) */
-    lens[7] = text.len - (sizeof(mark) - 1);
     rc = bx_redis_command(sh->cmd, on_published, p, 13, argv, lens);
     bx_buf_free(&text);
     bx_buf_free(&hash);
@@ -2290,7 +2288,6 @@ static void on_hist_reply(void *ud, int status, redisReply *rep)
     redis_t *r = hs->r;
 
     unbusy(r);
-    hs->replied = 1;
     if (status != 0 || !rep || rep->type != REDIS_REPLY_STRING || r->closing) {
         if (hs->waiting) {
             hs->waiting = 0;
