@@ -78,6 +78,8 @@ struct bx_hub_s {
     void *event_ud;
     bx_hub_handshake_cb handshake_cb;
     void *handshake_ud;
+    bx_hub_hold_cb hold_cb;     /* may keep a handshake's reply back */
+    void *hold_ud;
     bx_ext_hook incoming, outgoing;
     bx_list_t outpasses;        /* deliveries inside outgoing extensions */
     void (*ext_abandon)(void *ud);
@@ -865,10 +867,20 @@ void bx_hub_on_handshake(bx_hub_t *s, bx_hub_handshake_cb cb, void *ud)
     s->handshake_ud = ud;
 }
 
-void bx_hub_handshaken(bx_hub_t *s, const char *id, const json_t *msg)
+void bx_hub_on_handshake_hold(bx_hub_t *s, bx_hub_hold_cb cb, void *ud)
 {
-    if (s->handshake_cb && !s->closing)
+    s->hold_cb = cb;
+    s->hold_ud = ud;
+}
+
+int bx_hub_handshaken(bx_hub_t *s, const char *id, const json_t *msg,
+                      void (*resume)(void *resume_ud), void *resume_ud)
+{
+    if (s->closing)
+        return 0;
+    if (s->handshake_cb)
         s->handshake_cb(s->handshake_ud, id, msg);
+    return s->hold_cb && s->hold_cb(s->hold_ud, id, msg, resume, resume_ud);
 }
 
 void bx_hub_set_extensions(bx_hub_t *s, bx_ext_hook incoming, bx_ext_hook outgoing,

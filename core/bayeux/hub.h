@@ -112,8 +112,21 @@ typedef void (*bx_hub_handshake_cb)(void *ud, const char *client_id, const json_
 /* Sets the handshake listener (NULL for none). */
 void bx_hub_on_handshake(bx_hub_t *h, bx_hub_handshake_cb cb, void *ud);
 
-/* The protocol reports a handshake that made client `id` (see above). */
-void bx_hub_handshaken(bx_hub_t *h, const char *id, const json_t *msg);
+/* Handshake hold: called after the listener, with the same arguments and
+ * a continuation. Returns 1 when it keeps the reply back until it calls
+ * resume(resume_ud) (exactly once, on a later turn: an identity being
+ * written to the engine's shared store, so that a process serving the
+ * client's next message finds it), 0 when the reply may go now. */
+typedef int (*bx_hub_hold_cb)(void *ud, const char *client_id, const json_t *msg,
+                              void (*resume)(void *resume_ud), void *resume_ud);
+
+/* Sets the handshake hold (NULL for none). */
+void bx_hub_on_handshake_hold(bx_hub_t *h, bx_hub_hold_cb cb, void *ud);
+
+/* The protocol reports a handshake that made client `id` (see above).
+ * Returns 1 when the hold keeps the reply: resume(resume_ud) comes later. */
+int bx_hub_handshaken(bx_hub_t *h, const char *id, const json_t *msg,
+                      void (*resume)(void *resume_ud), void *resume_ud);
 
 /* Number of clients with a held connect or a bound socket here (kept as
  * a count: O(1)). */

@@ -453,6 +453,13 @@ static void op_reply(op_t *op)
 
 /* ---- /meta/handshake ---- */
 
+static void handshake_answer(void *ud)
+{
+    op_t *op = ud;
+    advise(op, NULL);
+    op_reply(op);
+}
+
 static void handshake_created(void *ud, int status, const char *id)
 {
     op_t *op = ud;
@@ -460,15 +467,16 @@ static void handshake_created(void *ud, int status, const char *id)
         json_object_set_new(op->reply, "clientId", json_string(id));
         if (op->batch->browser)
             bx_session_set_browser(op->batch->hub, id, op->batch->browser);
-        bx_hub_handshaken(op->batch->hub, id, op->msg);
+        /* an identity on its way to the shared store: the reply waits */
+        if (bx_hub_handshaken(op->batch->hub, id, op->msg, handshake_answer, op))
+            return;
     } else if (unavailable(status)) {
         op->engine_status = status;
         set_unavailable(op->reply);
     } else {
         set_error(op->reply, 500, NULL);
     }
-    advise(op, NULL);
-    op_reply(op);
+    handshake_answer(op);
 }
 
 static void handshake(op_t *op)

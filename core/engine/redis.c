@@ -1982,6 +1982,75 @@ static void r_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
     uv_close((uv_handle_t *)&r->tick, keep_closed);
 }
 
+/* ---- The shared store: commands of the layers above (engine.h) ---- */
+
+typedef struct {
+    redis_t *r;
+    bx_engine_store_cb cb;
+    void *ud;
+} store_t;
+
+json_t *bx_engine_redis_reply_json(const struct redisReply *rep)
+{
+    switch (rep->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+        return json_stringn_nocheck(rep->str, rep->len);
+    case REDIS_REPLY_INTEGER:
+        return json_integer(rep->integer);
+    case REDIS_REPLY_ARRAY: {
+        json_t *a = json_array();
+        for (size_t i = 0; i < rep->elements; i++)
+            json_array_append_new(a, bx_engine_redis_reply_json(rep->element[i]));
+        return a;
+    }
+    case REDIS_REPLY_ERROR:
+        return json_pack("{s:s%}", "error", rep->str, rep->len);
+    default:
+        return json_null();
+    }
+}
+
+static void on_stored(void *ud, int status, redisReply *rep)
+{
+    store_t *s = ud;
+    redis_t *r = s->r;
+    json_t *j = NULL;
+    int st = status == BX_REDIS_ECANCELED || r->closing ? BX_ECANCELED
+           : status ? BX_EUNAVAILABLE : 0;
+
+    unbusy(r);
+    if (st == 0)
+        j = rep ? bx_engine_redis_reply_json(rep) : json_null();
+    s->cb(s->ud, st, j);
+    json_decref(j);
+    free(s);
+}
+
+int bx_engine_redis_store(bx_engine_t *e, int argc, const char **argv, const size_t *lens,
+                          bx_engine_store_cb cb, void *ud)
+{
+    redis_t *r = (redis_t *)e;
+    if (r->closing)
+        return BX_ECANCELED;
+    if (!up0(r))
+        return BX_EUNAVAILABLE;
+    store_t *s = bx_calloc(1, sizeof(*s));
+    s->r = r;
+    s->cb = cb;
+    s->ud = ud;
+    if (cmd0(r, on_stored, s, argc, argv, lens) != 0) {
+        free(s);
+        return BX_EUNAVAILABLE;
+    }
+    return 0;
+}
+
+const char *bx_engine_redis_ns(bx_engine_t *e)
+{
+    return ((redis_t *)e)->ns;
+}
+
 static const bx_engine_ops_t redis_ops = {
     "redis",
     r_create_client,

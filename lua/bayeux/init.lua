@@ -394,25 +394,34 @@ function _M.server(opts)
     end
     -- hands an event from the core to the listeners of its name, with the
     -- client's user (server:enable_users) as the last argument
-    self.dispatch = function(ev, client_id, ch, data)
-        local users = self.users
-        local user = users and client_id and users[client_id] or nil
+    local function fire(ev, client_id, ch, data)
+        local ids = self.ids
+        local user = ids and client_id and ids:get(client_id) or nil
         -- a session that ended takes its identity along, first: a
         -- listener that raises must not keep it
-        if ev == "disconnect" and user then users[client_id] = nil end
+        if ev == "disconnect" and ids and client_id then ids:drop(client_id) end
         -- without identities, Faye's arguments exactly (no trailing nil)
         local with_channel = ev == "subscribe" or ev == "unsubscribe"
         for _, f in ipairs(self.listeners[ev] or NO_LISTENERS) do
             if ev == "publish" then
-                if users then f(client_id, ch, data, user) else f(client_id, ch, data) end
+                if ids then f(client_id, ch, data, user) else f(client_id, ch, data) end
             elseif with_channel then
-                if users then f(client_id, ch, user) else f(client_id, ch) end
-            elseif users then
+                if ids then f(client_id, ch, user) else f(client_id, ch) end
+            elseif ids then
                 f(client_id, user)
             else
                 f(client_id)
             end
         end
+    end
+    self.dispatch = function(ev, client_id, ch, data)
+        local ids = self.ids
+        -- a client handshaken on another process (Redis engine): its
+        -- identity is read from Redis first
+        if ids and client_id and ids:get(client_id) == nil and ids:shared() then
+            return ids:fetch(client_id, function() fire(ev, client_id, ch, data) end)
+        end
+        fire(ev, client_id, ch, data)
     end
     if monitor then require("bayeux.monitor")(self, monitor, monitor_token, _M) end
     return self
@@ -477,7 +486,7 @@ end
 watch_events = function(self)
     local names, seen = {}, {}
     for n in pairs(self.listeners) do names[#names + 1] = n; seen[n] = true end
-    if self.users and not seen.disconnect then names[#names + 1] = "disconnect" end
+    if self.ids and not seen.disconnect then names[#names + 1] = "disconnect" end
     self.core:on_event(self.dispatch, names)
 end
 
@@ -590,16 +599,27 @@ end
 
 local function chain_runner(self)
     return function(stage, message, request, done, cont)
-        if stage == 0 and self.users then
+        local ids = self.ids
+        if stage == 0 and ids then
             -- the identity is the server's, never the client's: a `user`
             -- member from the wire is replaced by the session's
             local id = message.clientId
-            message.user = type(id) == "string" and self.users[id] or nil
+            local user = type(id) == "string" and ids:get(id)
             local finish = done
             done = function(msg)
                 if msg ~= nil then settle_user(self, msg, request) end
                 return finish(msg)
             end
+            if user == nil and type(id) == "string" and ids:shared()
+                and message.channel ~= "/meta/handshake" then
+                -- handshaken on another process: its identity is in Redis
+                return ids:fetch(id, function(u)
+                    message.user = u or nil
+                    run_chain(stage, "incoming", self.extensions, self.extension_labels, 0,
+                              message, request, done, cont)
+                end)
+            end
+            message.user = user or nil
         end
         -- self.extensions is replaced, never changed in place, by
         -- add/remove: a chain in progress keeps the list it started with
@@ -617,7 +637,7 @@ end
 
 local function install_extensions(self)
     -- identities need the incoming chain (settle_user), extensions or not
-    local incoming, outgoing = self.users ~= nil, false
+    local incoming, outgoing = self.ids ~= nil, false
     local labels = {}
     for i, ext in ipairs(self.extensions) do
         incoming = incoming or type(ext.incoming) == "function"
@@ -676,12 +696,12 @@ function Server:enable_users(opts)
         error("server:enable_users: from must be a field name or false", 2)
     end
     self.user_field = from
-    if self.users then return end
-    local users = {}
-    self.users = users
+    if self.ids then return end
+    local ids = require("bayeux.identity").new(self)
+    self.ids = ids
     self.core:on_handshake(function(client_id, user)
         if type(user) == "table" and type(user.id) == "string" and user.id ~= "" then
-            users[client_id] = user
+            ids:put(client_id, user)
         end
     end)
     watch_events(self)
@@ -691,7 +711,7 @@ end
 --- The user bound to `client_id` (a table with `id`, and `claims` for
 -- bayeux.ext.jwt), or nil.
 function Server:user(client_id)
-    return self.users and self.users[client_id] or nil
+    return self.ids and self.ids:get(client_id) or nil
 end
 
 -- ---------------------------------------------------------------------------
@@ -714,16 +734,34 @@ end
 --- Who is in `channel` now: { channel, count (users), connections
 -- (clients), users = { ids, sorted }, clients = { [client_id] = user id
 -- or false } }, or nil for a channel no server:track_presence covers.
-function Server:presence(ch)
+-- With fn, fn(that) on a later turn instead; with a Redis engine fn is
+-- needed (the answer, every process's, comes from Redis; fn(nil, err)
+-- when Redis cannot answer).
+function Server:presence(ch, fn)
+    if fn ~= nil and type(fn) ~= "function" then
+        error("server:presence(channel[, fn]): fn must be a function", 2)
+    end
     local t = self.presence_tracker
-    return t and t:list(ch) or nil
+    if not t then
+        if fn then core.timer(0, false, function() fn(nil) end) end
+        return nil
+    end
+    return t:list(ch, fn)
 end
 
---- users, clients in `channel` now, in O(1); nil when not tracked.
-function Server:presence_count(ch)
+--- users, clients in `channel` now, in O(1); nil when not tracked. With
+-- fn, fn(users, clients) on a later turn instead (needed with a Redis
+-- engine, as for server:presence).
+function Server:presence_count(ch, fn)
+    if fn ~= nil and type(fn) ~= "function" then
+        error("server:presence_count(channel[, fn]): fn must be a function", 2)
+    end
     local t = self.presence_tracker
-    if not t then return nil end
-    return t:count(ch)
+    if not t then
+        if fn then core.timer(0, false, function() fn(nil) end) end
+        return nil
+    end
+    return t:count(ch, fn)
 end
 
 -- ---------------------------------------------------------------------------
