@@ -27,14 +27,23 @@
 //      Carol;
 //   9. carol logs out: alice sees "2 here: Alice, Bob" and carol offline.
 // Every page: no page errors; every /meta/connect over the transport.
+// The same again over websocket and long-polling with the app as two
+// processes sharing a private redis-server (ENGINE=redis://...): alice's
+// page on one, bob's and carol's on the other; presence, messages,
+// refusals and the stamped sender cross processes.
 //
 // Prints "ok - name" / "not ok - name" and ends with "N passed, N failed";
 // exits 1 on any failure. Bounded to 240 s.
 'use strict';
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const crypto = require('crypto');
+const { spawn } = require('child_process');
 const h = require('./harness');
 const { assert, assertEqual, test } = h;
 
-const FILE_MS = 240000;
+const FILE_MS = 360000;
 const PARALLEL = 2;
 const TEST_MS = 100000;         // per transport (three pages): generous, for a loaded machine
 const WAIT_MS = 15000;
@@ -44,7 +53,41 @@ const TRANSPORTS = [
   { transport: 'eventsource', disable: ['websocket'] },
   { transport: 'long-polling', disable: ['websocket', 'eventsource'] },
   { transport: 'callback-polling', disable: ['websocket', 'eventsource', 'long-polling'] },
+  { transport: 'websocket', disable: [], redis: true },
+  { transport: 'long-polling', disable: ['websocket', 'eventsource'], redis: true },
 ];
+
+// A private redis-server for the two-process cases, started on first use.
+const redis = { proc: null, port: 0, dir: null, ready: null };
+
+function startRedis() {
+  if (redis.ready) return redis.ready;
+  redis.ready = (async () => {
+    redis.port = await h.freePort();
+    redis.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bx-im-redis-'));
+    redis.proc = spawn('redis-server', ['--port', String(redis.port), '--bind', '127.0.0.1',
+      '--save', '', '--appendonly', 'no', '--dir', redis.dir, '--loglevel', 'warning'],
+    { stdio: 'ignore' });
+    const net = require('net');
+    for (let i = 0; i < 200; i++) {
+      const up = await new Promise((resolve) => {
+        const sock = net.connect(redis.port, '127.0.0.1');
+        sock.on('error', () => resolve(false));
+        sock.on('connect', () => sock.write('PING\r\n'));
+        sock.on('data', (d) => { sock.destroy(); resolve(String(d).startsWith('+PONG')); });
+      });
+      if (up) return;
+      await h.delay(25);
+    }
+    throw new Error('redis-server did not answer');
+  })();
+  return redis.ready;
+}
+
+process.on('exit', () => {
+  if (redis.proc && redis.proc.exitCode === null) redis.proc.kill('SIGKILL');
+  if (redis.dir) try { fs.rmSync(redis.dir, { recursive: true, force: true }); } catch (e) { /* gone */ }
+});
 
 const PASSWORDS = { alice: 'rabbit', bob: 'builder', carol: 'singer' };
 
@@ -82,19 +125,33 @@ async function main() {
   const browser = await h.launchBrowser();
   const apps = [];
   try {
-    await h.pool(TRANSPORTS.map((t) => () => test(`IM example, three users over ${t.transport}`, async () => {
-      const app = await h.startServer(`im ${t.transport}`, ['lua5.4', 'bin/bayeux', 'examples/im/app.lua'],
-                                      { PORT: '0', TIMEOUT: '10' });
+    await h.pool(TRANSPORTS.map((t, i) => () => test(`IM example, three users over ${t.transport}` +
+                                                     (t.redis ? ', two processes on Redis' : ''), async () => {
+      const env = { PORT: '0', TIMEOUT: '10' };
+      if (t.redis) {
+        await startRedis();
+        env.ENGINE = `redis://127.0.0.1:${redis.port}/0?namespace=im${i}`;
+        env.IM_SECRET = crypto.randomBytes(32).toString('hex');
+      }
+      const app = await h.startServer(`im ${t.transport}`, ['lua5.4', 'bin/bayeux', 'examples/im/app.lua'], env);
       apps.push(app);
-      const origin = new URL(app.url).origin;
+      let other = app;
+      if (t.redis) {
+        other = await h.startServer(`im ${t.transport} (2)`, ['lua5.4', 'bin/bayeux', 'examples/im/app.lua'], env);
+        apps.push(other);
+      }
+      // alice on the first process; bob and carol on the second (the same
+      // one without Redis)
+      const appOf = { alice: app, bob: other, carol: other };
       const support = { websocket: await h.supportsWebSocket(app.url),
                         eventsource: await h.supportsEventSource(app.url) };
       const expected = h.expectedTransport(t.transport, support);
-      const url = origin + '/' + (t.disable.length ? '?disable=' + t.disable.join(',') : '');
-      const tag = `[${t.transport}]`;
+      const query = '/' + (t.disable.length ? '?disable=' + t.disable.join(',') : '');
+      const tag = `[${t.transport}${t.redis ? ' redis' : ''}]`;
       const ready = () => document.getElementById('login-form') !== null && window.Faye !== undefined;
       const pages = {};
-      for (const name of ['alice', 'bob', 'carol']) pages[name] = await h.openPage(browser, url, { ready });
+      for (const name of ['alice', 'bob', 'carol'])
+        pages[name] = await h.openPage(browser, new URL(appOf[name].url).origin + query, { ready });
       const { alice, bob, carol } = pages;
 
       // 1. log in (carol mistypes first)
@@ -194,6 +251,7 @@ async function main() {
       assertEqual(carol.net.consoleErrors, [], 'carol: no page errors');
       await Promise.all(Object.values(pages).map((p) => p.close()));
       await h.stopServer(app);
+      if (other !== app) await h.stopServer(other);
     }, TEST_MS)), PARALLEL);
   } finally {
     await browser.close().catch(() => {});
