@@ -769,9 +769,12 @@ static int s_store(lua_State *L)
     const char *argv[64];
     size_t lens[64];
     for (lua_Integer i = 1; i <= n; i++) {
-        lua_geti(L, 2, i);
-        argv[i - 1] = luaL_checklstring(L, -1, &lens[i - 1]);
-        lua_pop(L, 1);      /* the table keeps the string alive */
+        /* strings only: the table keeps them alive once popped (a number
+         * converted on the stack would not be) */
+        if (lua_geti(L, 2, i) != LUA_TSTRING)
+            return luaL_error(L, "server:store: argument %d is not a string", (int)i);
+        argv[i - 1] = lua_tolstring(L, -1, &lens[i - 1]);
+        lua_pop(L, 1);
     }
     lua_pushvalue(L, 3);
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* may raise: nothing held yet */
