@@ -46,6 +46,7 @@ const { assert, assertEqual, test } = h;
 const FILE_MS = 360000;
 const PARALLEL = 2;
 const TEST_MS = 100000;         // per transport (three pages): generous, for a loaded machine
+const REDIS_TEST_MS = 150000;   // the same with two processes and a redis-server
 const WAIT_MS = 15000;
 
 const TRANSPORTS = [
@@ -155,6 +156,7 @@ async function main() {
       const { alice, bob, carol } = pages;
 
       // 1. log in (carol mistypes first)
+      if (t.redis) h.note(`${tag} step 1`);
       await login(carol, 'carol', 'wrong');
       await waitFor(carol, 'carol', 'saw the login error',
         () => document.getElementById('login-error').textContent === 'Wrong user name or password');
@@ -163,6 +165,7 @@ async function main() {
         await waitFor(pages[name], name, 'got ready', () => window.im && window.im.ready === true);
 
       // 2. presence
+      if (t.redis) h.note(`${tag} step 2`);
       for (const name of ['alice', 'bob', 'carol']) {
         await waitFor(pages[name], name, 'saw three people in #general',
           () => document.getElementById('members').textContent === '3 here: Alice, Bob, Carol');
@@ -171,15 +174,18 @@ async function main() {
         ['bob', 'carol'].every((p) => document.querySelector(`#people .dot[data-person="${p}"]`).classList.contains('online')));
 
       // 3. a room
+      if (t.redis) h.note(`${tag} step 3`);
       await send(alice, `hello everyone ${tag}`);
       for (const name of ['alice', 'bob', 'carol']) await sees(pages[name], name, 'Alice', `hello everyone ${tag}`);
 
       // 4. typing
+      if (t.redis) h.note(`${tag} step 4`);
       await bob.type('#text', 'hm', { delay: 20 });
       await waitFor(alice, 'alice', 'saw bob typing', () => document.getElementById('typing').textContent === 'Bob is typing…');
       await bob.fill('#text', '');
 
       // 5. one to one
+      if (t.redis) h.note(`${tag} step 5`);
       await alice.click('li[data-channel="/dm/alice/bob"]');
       await send(alice, `psst bob ${tag}`);
       await sees(alice, 'alice', 'Alice', `psst bob ${tag}`);
@@ -192,6 +198,7 @@ async function main() {
       assertEqual(await carol.$('li[data-channel="/dm/alice/bob"]'), null, 'carol has no alice-bob conversation');
 
       // 6. a group room carol is not in
+      if (t.redis) h.note(`${tag} step 6`);
       await bob.click('li[data-channel="/room/dev"]');
       await send(bob, `build time ${tag}`);
       await waitFor(alice, 'alice', 'got an unread badge in #dev',
@@ -201,6 +208,7 @@ async function main() {
       assertEqual(await carol.$('li[data-channel="/room/dev"]'), null, 'carol has no #dev');
 
       // 7. carol tries to listen in
+      if (t.redis) h.note(`${tag} step 7`);
       const attempts = await carol.evaluate(async (channels) => {
         window.stolen = [];
         const out = {};
@@ -229,6 +237,7 @@ async function main() {
         assert(!carolText.includes(secret), `carol never got "${secret}"`);
 
       // 8. a spoofed name
+      if (t.redis) h.note(`${tag} step 8`);
       const spoofed = await carol.evaluate((text) => Promise.race([
         window.im.client.publish('/room/general', { id: 'spoof', text, from: 'alice' }).then(() => 'ok', (e) => String(e)),
         new Promise((resolve) => setTimeout(() => resolve('no answer in 15 s'), 15000))]), `it is me, alice ${tag}`);
@@ -237,6 +246,7 @@ async function main() {
       await sees(alice, 'alice', 'Carol', `it is me, alice ${tag}`);
 
       // 9. carol leaves
+      if (t.redis) h.note(`${tag} step 9`);
       await carol.click('#logout');
       await waitFor(alice, 'alice', 'saw carol leave #general',
         () => document.getElementById('members').textContent === '2 here: Alice, Bob');
@@ -252,7 +262,7 @@ async function main() {
       await Promise.all(Object.values(pages).map((p) => p.close()));
       await h.stopServer(app);
       if (other !== app) await h.stopServer(other);
-    }, TEST_MS)), PARALLEL);
+    }, t.redis ? REDIS_TEST_MS : TEST_MS)), PARALLEL);
   } finally {
     await browser.close().catch(() => {});
     await Promise.all(apps.map((app) => h.stopServer(app)));
