@@ -38,7 +38,17 @@ typedef struct session {
                                    they answer, so it finds what went back */
     struct session *next_dirty;
     bx_list_t ka;               /* on keepalives while its sink wants it */
+    struct ack *ack;            /* acknowledged delivery negotiated (ext.ack
+                                   at handshake); NULL for the others */
 } session_t;
+
+/* The acknowledgement state of a client that negotiated it (CometD's ack
+ * extension, docs/delivery.md): the last batch answered, and its messages
+ * until a connect acknowledges it. It lives as long as the client. */
+typedef struct ack {
+    int64_t batch;              /* id of the last batch answered (0: none) */
+    bx_chunkv_t unacked;        /* its messages (own references) */
+} ack_t;
 
 typedef struct deferred {
     bx_later_t later;
@@ -64,6 +74,8 @@ struct bx_hub_s {
     size_t buckets_sweep;       /* sweep the refilled ones past this count */
     bx_dict_t browsers;         /* client id -> browser id (strdup) */
     size_t connected;           /* sessions with a hold or a sink */
+    size_t acks;                /* sessions with ack_t: 0 keeps the protocol
+                                   off the ack path entirely */
     bx_list_t keepalives;       /* sessions whose sink wants keep-alive */
     session_t *dirty;
     bx_list_t defers;           /* of deferred_t, queued and not yet run */
@@ -156,17 +168,28 @@ static void mark_dirty(bx_hub_t *s, session_t *ss)
     bx_later_queue(s->loop, &s->tick);
 }
 
+/* Whether the session has a connection deliveries may go to now: a held
+ * connect, or a bound sink unless the client acknowledges batches (its
+ * messages then ride /meta/connect answers only, whose ext.ack carries
+ * the batch id, as CometD's server does). */
+static int can_deliver(const session_t *ss)
+{
+    return ss->hold || (ss->sink && !ss->ack);
+}
+
 /* Frees a session that has nothing left to do (and is not on the dirty
  * list, whose pass frees it instead). */
 static void session_gc(bx_hub_t *s, session_t *ss)
 {
     if (ss->hold || ss->sink || ss->pending.n || ss->dirty || ss->outpasses || ss->pinned ||
-        ss->taking || ss->requeuing)
+        ss->taking || ss->requeuing || ss->ack)
         return;
     bx_dict_del(&s->sessions, ss->id, strlen(ss->id));
     bx_chunkv_free(&ss->pending);
     free(ss);
 }
+
+static void ack_connect(bx_hub_t *s, session_t *ss, bx_waiter_t *w);
 
 void bx_session_hold(bx_hub_t *s, const char *id, bx_waiter_t *w)
 {
@@ -179,6 +202,10 @@ void bx_session_hold(bx_hub_t *s, const char *id, bx_waiter_t *w)
         set_hold(s, ss, NULL);
         old->release(old, &none);
     }
+    if (ss->ack)
+        ack_connect(s, ss, w);
+    else
+        w->ack = -1;
     set_hold(s, ss, w);
     ss->want_queue = 1;
     mark_dirty(s, ss);
@@ -249,17 +276,21 @@ static void p_requeued(void *ud, int status)
     if (!ss)
         return;
     ss->requeuing--;
-    if (ss->want_queue && (ss->hold || ss->sink))
+    if (ss->want_queue && can_deliver(ss))
         mark_dirty(s, ss);
     else
         session_gc(s, ss);
 }
+
+static void ack_given_back(ack_t *a, const bx_chunkv_t *msgs);
 
 void bx_session_give_back(bx_hub_t *s, const char *id, bx_chunkv_t *msgs)
 {
     /* a closing engine keeps nothing: what it holds is dropped too */
     if (msgs->n && !s->closing) {
         session_t *ss = session_get(s, id);
+        if (ss && ss->ack)
+            ack_given_back(ss->ack, msgs);
         requeue_t *r = bx_malloc(sizeof(*r));
         r->s = s;
         snprintf(r->id, sizeof(r->id), "%s", id);
@@ -270,6 +301,80 @@ void bx_session_give_back(bx_hub_t *s, const char *id, bx_chunkv_t *msgs)
             ss->requeuing++;
     }
     bx_chunkv_clear(msgs);
+}
+
+/* ---- Acknowledged delivery (CometD's ack extension) ----
+ *
+ * A client that negotiated it gets its messages only in answers to its
+ * /meta/connect (never through a bound socket on its own), each answer
+ * with messages a new batch id in ext.ack. The hub keeps the batch's
+ * messages (references) until the next connect: carrying that id, it
+ * acknowledges them and they are dropped; carrying anything else (an
+ * older id: the answer was lost on the way), they go back in front of the
+ * engine's queue (requeue) and that connect's take finds them ahead of
+ * newer ones. The engine so holds the only copy while the client has no
+ * connect in flight, and its queue limit applies to them. */
+
+void bx_session_ack_enable(bx_hub_t *s, const char *id)
+{
+    session_t *ss = session_make(s, id);
+    if (!ss->ack) {
+        ss->ack = bx_calloc(1, sizeof(*ss->ack));
+        s->acks++;
+    }
+}
+
+size_t bx_hub_acks(const bx_hub_t *s)
+{
+    return s->acks;
+}
+
+static void ack_free(bx_hub_t *s, session_t *ss)
+{
+    if (ss->ack) {
+        bx_chunkv_free(&ss->ack->unacked);
+        free(ss->ack);
+        ss->ack = NULL;
+        s->acks--;
+    }
+}
+
+/* A connect of an acknowledging client: `w->ack` is the id it carried
+ * (-1 for none). Its answer repeats the last id until it carries a new
+ * batch (ack_sent). */
+static void ack_connect(bx_hub_t *s, session_t *ss, bx_waiter_t *w)
+{
+    ack_t *a = ss->ack;
+
+    if (a->unacked.n) {
+        if (w->ack == a->batch)
+            bx_chunkv_clear(&a->unacked);
+        else
+            bx_session_give_back(s, ss->id, &a->unacked);   /* before the take */
+    }
+    w->ack = a->batch;
+}
+
+/* The messages `msgs` go out in the answer of `w`: a new batch, kept
+ * until acknowledged. */
+static void ack_sent(ack_t *a, bx_waiter_t *w, const bx_chunkv_t *msgs)
+{
+    if (!msgs->n)
+        return;
+    bx_chunkv_clear(&a->unacked);   /* not reached: a connect resolved it */
+    for (size_t i = 0; i < msgs->n; i++)
+        bx_chunkv_push(&a->unacked, msgs->v[i]);
+    w->ack = ++a->batch;
+}
+
+/* What a released connect took goes back because its connection never
+ * sent it: the engine has the batch again, so the hub forgets it (a
+ * stale ack must not bring it back twice). */
+static void ack_given_back(ack_t *a, const bx_chunkv_t *msgs)
+{
+    if (msgs != &a->unacked && a->unacked.n && msgs->n == a->unacked.n &&
+        msgs->v[0] == a->unacked.v[0])
+        bx_chunkv_clear(&a->unacked);
 }
 
 /* ---- Outgoing extensions on deliveries ----
@@ -360,7 +465,7 @@ static void outpass_done(void *ud, json_t *msg)
     }
     pending_insert(ss, &v);
     bx_chunkv_free(&v);
-    if (ss->hold || ss->sink) {
+    if (can_deliver(ss)) {
         mark_dirty(s, ss);
     } else {
         /* the connection ended meanwhile (or the client was destroyed):
@@ -446,8 +551,7 @@ static void p_took(void *ud, int status, const char *id, bx_chunkv_t *msgs);
  * connection here; one take at a time. */
 static void maybe_take(bx_hub_t *s, session_t *ss)
 {
-    if (ss->want_queue && !ss->taking && !ss->requeuing && !s->closing &&
-        (ss->hold || ss->sink)) {
+    if (ss->want_queue && !ss->taking && !ss->requeuing && !s->closing && can_deliver(ss)) {
         ss->want_queue = 0;
         if (s->engine->ops->take(s->engine, ss->id, p_took, s) == 0)
             ss->taking = 1;
@@ -468,9 +572,9 @@ static void deliver_session(bx_hub_t *s, session_t *ss)
         maybe_take(s, ss);      /* with messages in hand, after them */
     if (ss->taking && !ss->pending.n)
         return;                 /* p_took answers (an empty release waits) */
-    if (s->outgoing && ss->pending.n && (ss->sink || ss->hold))
+    if (s->outgoing && ss->pending.n && can_deliver(ss))
         outgoing_pass(s, ss, &ss->pending);
-    if (ss->pending.n && ss->sink) {
+    if (ss->pending.n && ss->sink && !ss->ack) {
         bx_chunkv_t msgs = ss->pending;
         ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
         /* an in-process client's push runs Lua, which may unbind or
@@ -503,6 +607,8 @@ static void deliver_session(bx_hub_t *s, session_t *ss)
         ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
         bound_reply(s, &msgs, &back);
         bx_metrics.messages_out += msgs.n;
+        if (ss->ack)
+            ack_sent(ss->ack, w, &msgs);
         set_hold(s, ss, NULL);
         ss->pinned++;
         w->release(w, &msgs);
@@ -510,7 +616,7 @@ static void deliver_session(bx_hub_t *s, session_t *ss)
         bx_chunkv_free(&msgs);
     }
     ss->release_empty = 0;
-    if (!ss->hold && !ss->sink)
+    if (!can_deliver(ss))
         bx_chunkv_move(&back, &ss->pending);
     if (ss->taking) {
         /* older than what the take brings: they go first, with it */
@@ -589,6 +695,7 @@ static void p_closed(void *ud, const char *id)
     if (!ss)
         return;
     bx_chunkv_clear(&ss->pending);
+    ack_free(s, ss);
     if (ss->hold) {
         ss->release_empty = 1;
         mark_dirty(s, ss);
@@ -969,6 +1076,7 @@ int bx_hub_close(bx_hub_t *s, void (*done)(void *ud), void *ud)
             sink->close(sink);
         }
         bx_chunkv_free(&ss->pending);
+        ack_free(s, ss);
         free(ss);
     }
     bx_dict_free(&s->sessions);

@@ -52,6 +52,11 @@ typedef struct bx_waiter_s {
     void *request;              /* borrowed: the HTTP request holding it, shown
                                    to outgoing extensions on deliveries; NULL
                                    for none; valid while held */
+    int64_t ack;                /* acknowledged delivery (docs/delivery.md):
+                                   in, the ext.ack id the connect carried (-1
+                                   for none), read by bx_session_hold; out,
+                                   the id its answer carries, -1 for none (a
+                                   client that did not negotiate it) */
 } bx_waiter_t;
 
 /* A socket-like consumer bound to a session (WebSocket, EventSource, an
@@ -209,6 +214,15 @@ void bx_session_unbind(bx_hub_t *s, const char *id, bx_sink_t *sink);
 
 /* Whether `id` currently has a sink bound here. */
 int bx_session_has_sink(bx_hub_t *s, const char *id);
+
+/* Client `id` negotiated acknowledged delivery (ext.ack at handshake):
+ * from now on its messages go only in answers to its connects, each batch
+ * kept until a later connect acknowledges it (docs/delivery.md). The state
+ * lives until the client is destroyed. */
+void bx_session_ack_enable(bx_hub_t *s, const char *id);
+
+/* Number of clients here that negotiated acknowledged delivery (O(1)). */
+size_t bx_hub_acks(const bx_hub_t *h);
 
 /* Gives back messages a held connect was answered with but its connection
  * never sent (it went away first): `msgs` (entries stolen) go in front of
