@@ -205,7 +205,7 @@ void bx_session_hold(bx_hub_t *s, const char *id, bx_waiter_t *w)
     if (ss->ack)
         ack_connect(s, ss, w);
     else
-        w->ack = -1;
+        w->batch = -1;
     set_hold(s, ss, w);
     ss->want_queue = 1;
     mark_dirty(s, ss);
@@ -341,7 +341,8 @@ static void ack_free(bx_hub_t *s, session_t *ss)
 
 /* A connect of an acknowledging client: `w->ack` is the id it carried
  * (-1 for none). Its answer repeats the last id until it carries a new
- * batch (ack_sent). */
+ * batch (ack_sent). Run again when the client's state arrives from
+ * another node while the connect is held (p_arrive). */
 static void ack_connect(bx_hub_t *s, session_t *ss, bx_waiter_t *w)
 {
     ack_t *a = ss->ack;
@@ -352,7 +353,7 @@ static void ack_connect(bx_hub_t *s, session_t *ss, bx_waiter_t *w)
         else
             bx_session_give_back(s, ss->id, &a->unacked);   /* before the take */
     }
-    w->ack = a->batch;
+    w->batch = a->batch;
 }
 
 /* The messages `msgs` go out in the answer of `w`: a new batch, kept
@@ -364,7 +365,61 @@ static void ack_sent(ack_t *a, bx_waiter_t *w, const bx_chunkv_t *msgs)
     bx_chunkv_clear(&a->unacked);   /* not reached: a connect resolved it */
     for (size_t i = 0; i < msgs->n; i++)
         bx_chunkv_push(&a->unacked, msgs->v[i]);
-    w->ack = ++a->batch;
+    w->batch = ++a->batch;
+}
+
+/* The client moves to another node (engine handoff): its batch id and
+ * unacknowledged messages, one per line (compact JSON has no raw
+ * newline), for that node's p_arrive; the state is forgotten here. */
+static char *p_leave(void *ud, const char *id, size_t *len)
+{
+    bx_hub_t *s = ud;
+    session_t *ss = session_get(s, id);
+    bx_buf_t b = BX_BUF_INIT;
+
+    if (!ss || !ss->ack || s->closing)
+        return NULL;
+    bx_buf_printf(&b, "%lld", (long long)ss->ack->batch);
+    for (size_t i = 0; i < ss->ack->unacked.n; i++) {
+        bx_buf_append(&b, "\n", 1);
+        bx_buf_append(&b, ss->ack->unacked.v[i]->data, ss->ack->unacked.v[i]->len);
+    }
+    ack_free(s, ss);
+    session_gc(s, ss);
+    char *out = bx_malloc(b.len + 1);
+    memcpy(out, b.data, b.len);
+    out[b.len] = '\0';
+    *len = b.len;
+    bx_buf_free(&b);
+    return out;
+}
+
+/* The state p_leave handed over on the node the client left: it
+ * negotiated acknowledgements, and its last batch may be unacknowledged. A
+ * connect held meanwhile is checked against it now, before the takes
+ * that waited for the handoff are answered. */
+static void p_arrive(void *ud, const char *id, const char *state, size_t len)
+{
+    bx_hub_t *s = ud;
+    const char *p = state, *end = state + len;
+
+    if (s->closing)
+        return;
+    bx_session_ack_enable(s, id);
+    session_t *ss = session_get(s, id);
+    ack_t *a = ss->ack;
+    a->batch = strtoll(p, NULL, 10);
+    bx_chunkv_clear(&a->unacked);
+    p = memchr(p, '\n', len);
+    while (p && p < end) {
+        const char *line = p + 1, *nl = memchr(line, '\n', (size_t)(end - line));
+        const char *stop = nl ? nl : end;
+        if (stop > line)
+            bx_chunkv_push_new(&a->unacked, bx_chunk_new(line, (size_t)(stop - line)));
+        p = nl;
+    }
+    if (ss->hold)
+        ack_connect(s, ss, ss->hold);
 }
 
 /* What a released connect took goes back because its connection never
@@ -930,7 +985,9 @@ bx_hub_t *bx_hub_new(uv_loop_t *loop, const bx_hub_opts_t *opts)
 
 bx_proxy_t bx_hub_proxy(bx_hub_t *s)
 {
-    bx_proxy_t proxy = { s, p_has_connection, p_wake, p_closed, p_trigger };
+    bx_proxy_t proxy = { .ud = s, .has_connection = p_has_connection, .wake = p_wake,
+                         .closed = p_closed, .trigger = p_trigger, .leave = p_leave,
+                         .arrive = p_arrive };
     return proxy;
 }
 

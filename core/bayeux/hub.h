@@ -53,10 +53,11 @@ typedef struct bx_waiter_s {
                                    to outgoing extensions on deliveries; NULL
                                    for none; valid while held */
     int64_t ack;                /* acknowledged delivery (docs/delivery.md):
-                                   in, the ext.ack id the connect carried (-1
-                                   for none), read by bx_session_hold; out,
-                                   the id its answer carries, -1 for none (a
-                                   client that did not negotiate it) */
+                                   the ext.ack id the connect carried, -1 for
+                                   none; read by the hub while held */
+    int64_t batch;              /* set by the hub: the ext.ack id its answer
+                                   carries, -1 for none (a client that did
+                                   not negotiate acknowledgements) */
 } bx_waiter_t;
 
 /* A socket-like consumer bound to a session (WebSocket, EventSource, an

@@ -640,8 +640,8 @@ static void hold_release(bx_waiter_t *w, bx_chunkv_t *msgs)
     op_t *op = (op_t *)((char *)w - offsetof(op_t, waiter));
     bx_batch_t *b = op->batch;
     hold_stop(op);
-    if (w->ack >= 0)
-        ack_stamp(op, w->ack);
+    if (w->batch >= 0)
+        ack_stamp(op, w->batch);
     if (msgs->n) {
         given_t *g = bx_calloc(1, sizeof(*g));
         memcpy(g->client_id, op->client_id, sizeof(g->client_id));
@@ -704,8 +704,9 @@ static void connect_checked(op_t *op)
         hold = 86400;           /* a client cannot pin a request for days */
 
     /* the connect's ext.ack, for a client that acknowledges (the hub
-     * decides; with none here, not even looked at) */
-    op->waiter.ack = bx_hub_acks(s) ? ack_of(op->msg) : -1;
+     * decides: one may arrive from another node while this is held) */
+    op->waiter.ack = ack_of(op->msg);
+    op->waiter.batch = -1;
     /* the message is done with and the reply is final until released:
      * keep them as the reply's text only */
     op->held_reply = bx_json_chunk(op->reply);  /* exact size: it may wait long */

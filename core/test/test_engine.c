@@ -120,6 +120,8 @@ static void fake_init(fake_t *f, uv_loop_t *loop, bx_proxy_t *p)
     p->wake = f_wake;
     p->closed = f_closed;
     p->trigger = f_trigger;
+    p->leave = NULL;
+    p->arrive = NULL;
 }
 
 static void f_closed(void *ud, const char *id)

@@ -7,9 +7,10 @@
 // way. Many sequence-numbered publishes (by a second client, not relayed)
 // must all arrive, in order, none twice: over long-polling and WebSocket,
 // on the memory engine and on the Redis engine (a private redis-server; the
-// subscriber on one process, the publisher on the other). A client taken
-// over by another process (no sticky sessions) is not covered: see "Limits"
-// in docs/delivery.md. The same run against Faye's Node server prints what it loses
+// subscriber on one process, the publisher on the other; then a relay that
+// moves the subscriber to the other process at every cut, so an
+// unacknowledged batch follows a client taken over without sticky
+// sessions). The same run against Faye's Node server prints what it loses
 // (not asserted: Faye has no acknowledgements).
 //
 //   node test/interop/ack.test.js
@@ -268,6 +269,13 @@ if (!FAYE) {
       await redisUp();
       const r = await run({ ports: [test.A.port], pubUrl: test.B.url, transport: T });
       checkRun(r, T, 'redis engine');
+    });
+  }
+  for (const T of ['long-polling', 'websocket']) {
+    test(`Redis engine, the subscriber moves to the other process at every cut (no sticky sessions) [${T}]`, async () => {
+      await redisUp();
+      const r = await run({ ports: [test.A.port, test.B.port], pubUrl: test.B.url, transport: T });
+      checkRun(r, T, 'redis engine, handoff');
     });
   }
 }
