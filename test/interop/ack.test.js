@@ -27,6 +27,7 @@ const { spawn } = require('child_process');
 const { pathToFileURL } = require('url');
 
 const H = require('./harness');
+const { startRelay: startCutRelay } = require('./cut_relay');
 const { delay, withTimeout, assert, assertEqual } = H;
 
 const MOUNT = '/cometd';
@@ -93,56 +94,13 @@ function startServer(opts = {}) {
 }
 
 // ----------------------------------------------------------- cutting relay
-// A TCP relay to `ports` (the first at start). A chunk from the server
-// that carries a delivery on /seq/ is, every `every`-th time and at most
-// MAX_CUTS times, passed only in half; then both sides are closed (and
-// with several ports, the next connections go to the next one). The
-// client's WebSocket upgrade loses its Sec-WebSocket-Extensions, so frames
-// stay readable here (no permessage-deflate).
+// (cut_relay.js): half of a response carrying /seq/ deliveries, then both
+// sides closed; with several ports, the next connections go to the next.
 
-function startRelay(ports, every = 1) {
-  const relay = { ports, idx: 0, seen: 0, cuts: 0, server: null, url: null, pairs: new Set() };
-  relay.server = net.createServer((down) => {
-    const up = net.connect(relay.ports[relay.idx], '127.0.0.1');
-    const pair = { down, up };
-    relay.pairs.add(pair);
-    let dead = false;
-    const drop = () => { dead = true; down.destroy(); up.destroy(); relay.pairs.delete(pair); };
-    down.on('error', drop); up.on('error', drop);
-    down.on('close', drop); up.on('close', drop);
-    down.on('data', (d) => {
-      if (dead) return;
-      if (d.includes('Sec-WebSocket-Extensions')) {
-        d = Buffer.from(d.toString('latin1').replace(/Sec-WebSocket-Extensions:[^\r\n]*\r\n/gi, ''), 'latin1');
-      }
-      up.write(d);
-    });
-    up.on('data', (d) => {
-      if (dead) return;
-      if (relay.cuts < MAX_CUTS && d.includes('"channel":"/seq/') && ++relay.seen % every === 0) {
-        relay.cuts++;
-        relay.idx = (relay.idx + 1) % relay.ports.length;
-        dead = true;
-        up.destroy();
-        down.end(d.subarray(0, d.length >> 1));
-        setTimeout(() => { down.destroy(); relay.pairs.delete(pair); }, 50);
-        return;
-      }
-      down.write(d);
-    });
-  });
-  relay.close = () => {
-    for (const p of relay.pairs) { p.down.destroy(); p.up.destroy(); }
-    relay.server.close();
-  };
+async function startRelay(ports, every) {
+  const relay = await startCutRelay(ports, { every, maxCuts: MAX_CUTS, mount: MOUNT });
   relays.push(relay);
-  return new Promise((resolve, reject) => {
-    relay.server.on('error', reject);
-    relay.server.listen(0, '127.0.0.1', () => {
-      relay.url = `http://127.0.0.1:${relay.server.address().port}${MOUNT}`;
-      resolve(relay);
-    });
-  });
+  return relay;
 }
 
 // ------------------------------------------------------------------ client
