@@ -755,5 +755,58 @@ function Client:disconnect(cb)
         { attempts = 1, on_abort = once })
 end
 
+-- ---- Acknowledged delivery ----
+
+-- A copy of `ext` (a message's ext table, or nil) with ack = value.
+local function with_ack(ext, value)
+    local t = {}
+    if type(ext) == "table" then
+        for k, v in pairs(ext) do t[k] = v end
+    end
+    t.ack = value
+    return t
+end
+
+--- bayeux.ack_extension(): acknowledged delivery (docs/delivery.md),
+-- opt-in, one per client: client:add_extension(bayeux.ack_extension()).
+-- The wire of CometD's AckExtension: ext.ack = true on the handshake; once
+-- the server answers ext.ack = true, every /meta/connect carries the id of
+-- the last batch received (its connect answer's ext.ack), and a batch
+-- whose answer was lost on the way comes again, ahead of newer messages.
+function _M.ack_extension()
+    local ext = { enabled = false, batch = 0 }
+
+    function ext.outgoing(self, message, callback)
+        if message.channel == "/meta/handshake" then
+            message.ext = with_ack(message.ext, true)
+            self.enabled, self.batch = false, 0
+        elseif message.channel == "/meta/connect" and self.enabled then
+            message.ext = with_ack(message.ext, self.batch)
+        end
+        callback(message)
+    end
+
+    function ext.incoming(self, message, callback)
+        local ack = type(message.ext) == "table" and message.ext.ack or nil
+        if message.channel == "/meta/handshake" and message.successful == true then
+            -- CometD servers may answer { enabled, batch } instead of true
+            if type(ack) == "table" then
+                self.enabled = ack.enabled == true
+                if self.enabled and math.type(ack.batch) == "integer" then
+                    self.batch = ack.batch
+                end
+            else
+                self.enabled = ack == true
+            end
+        elseif message.channel == "/meta/connect" and message.successful == true and self.enabled
+            and math.type(ack) == "integer" then
+            self.batch = ack
+        end
+        callback(message)
+    end
+
+    return ext
+end
+
 _M.Client = Client
 return _M

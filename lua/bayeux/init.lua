@@ -350,6 +350,12 @@ function _M.client(url, opts)
     return require("bayeux.client").new(url, opts)
 end
 
+--- An extension for a network client: acknowledged delivery, CometD's
+-- ack extension (lua/bayeux/client.lua, docs/delivery.md).
+function _M.ack_extension()
+    return require("bayeux.client").ack_extension()
+end
+
 -- ---------------------------------------------------------------------------
 -- Server
 -- ---------------------------------------------------------------------------

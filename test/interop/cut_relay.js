@@ -60,3 +60,15 @@ function startRelay(ports, { every = 1, first = every, maxCuts = 8, pattern = '"
 }
 
 module.exports = { startRelay };
+
+// As a program (for specs): node test/interop/cut_relay.js PORT [EVERY [FIRST
+// [MAXCUTS]]] relays to 127.0.0.1:PORT, prints "RELAY <port>", then "CUT <n>"
+// at each cut; runs until killed.
+if (require.main === module) {
+  const [port, every = 1, first = every, maxCuts = 8] = process.argv.slice(2).map(Number);
+  startRelay([port], { every, first, maxCuts }).then((relay) => {
+    console.log(`RELAY ${relay.port}`);
+    let cuts = 0;
+    setInterval(() => { while (cuts < relay.cuts) console.log(`CUT ${++cuts}`); }, 20);
+  });
+}
