@@ -1265,11 +1265,18 @@
   // handshake; once the server answers ext.ack = true, every /meta/connect
   // carries the id of the last batch received (its connect answer's
   // ext.ack), and a batch whose answer was lost on the way comes again,
-  // ahead of newer messages. A server without it ignores ext.ack.
+  // ahead of newer messages. A server without it ignores ext.ack. The
+  // client then leaves EventSource aside: acknowledged messages ride
+  // /meta/connect answers only, and an EventSource session's connects are
+  // answered at once and advised to wait a whole timeout.
   class AckExtension {
     constructor() {
       this.enabled = false;      // the server said yes at the last handshake
       this.batch = 0;            // the last batch id received
+    }
+
+    added(client) {
+      client.disable('eventsource');
     }
 
     outgoing(message, callback) {

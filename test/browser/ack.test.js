@@ -6,7 +6,8 @@
 // straight to the server) all arrive, in order, none twice, over
 // WebSocket and long-polling; the handshake asks for ext.ack and the
 // connects carry the batch ids. Without the extension the client sends no
-// ext.ack (the fast path stays as it was).
+// ext.ack (the fast path stays as it was). With it, EventSource is left
+// aside (acknowledged messages ride /meta/connect answers only).
 //
 //   node test/browser/ack.test.js
 //
@@ -63,9 +64,10 @@ async function run(browser, server, transport, ack) {
     got = await page.evaluate(() => window.got.slice());
     const meta = await page.evaluate(() => window.meta);
     const used = await page.evaluate(() => window.client._dispatcher.transport && window.client._dispatcher.transport.name);
+    const noEventSource = await page.evaluate(() => window.client._dispatcher.disabled.has('eventsource'));
     await page.evaluate(() => window.client.disconnect());
     await page.close();
-    return { got, meta, cuts: relay.cuts, used };
+    return { got, meta, cuts: relay.cuts, used, noEventSource };
   } finally {
     relay.close();
   }
@@ -90,6 +92,7 @@ h.run(async () => {
         assert(Math.max(...acks) >= 1, `batches acknowledged: ${acks}`);
         assert(r.cuts >= 3, `responses cut: ${r.cuts}`);
         assertEqual(r.used, T, 'transport');
+        assertEqual(r.noEventSource, true, 'EventSource left aside');
         const want = Array.from({ length: N }, (_, i) => i + 1);
         assertEqual(r.got, want, `what arrived (${r.got.length})`);
         h.note(`[${T}] ${r.cuts} responses cut, ${N} of ${N} arrived in order, none twice`);
