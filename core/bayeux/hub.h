@@ -126,7 +126,8 @@ void bx_hub_handshaken(bx_hub_t *h, const char *id, const json_t *msg);
 size_t bx_hub_connected(const bx_hub_t *h);
 
 /* Number of sessions: clients this hub holds a connection or messages
- * for. */
+ * for, and those that negotiated acknowledged delivery here (their state
+ * lives as long as the client). */
 size_t bx_hub_sessions(const bx_hub_t *h);
 
 /* Whether the hub is closing (bx_hub_close_begin was called). */
