@@ -74,8 +74,7 @@ struct bx_hub_s {
     size_t buckets_sweep;       /* sweep the refilled ones past this count */
     bx_dict_t browsers;         /* client id -> browser id (strdup) */
     size_t connected;           /* sessions with a hold or a sink */
-    size_t acks;                /* sessions with ack_t: 0 keeps the protocol
-                                   off the ack path entirely */
+    size_t acks;                /* sessions with ack_t (bx_hub_acks) */
     bx_list_t keepalives;       /* sessions whose sink wants keep-alive */
     session_t *dirty;
     bx_list_t defers;           /* of deferred_t, queued and not yet run */
@@ -312,8 +311,8 @@ void bx_session_give_back(bx_hub_t *s, const char *id, bx_chunkv_t *msgs)
  * acknowledges them and they are dropped; carrying anything else (an
  * older id: the answer was lost on the way), they go back in front of the
  * engine's queue (requeue) and that connect's take finds them ahead of
- * newer ones. The engine so holds the only copy while the client has no
- * connect in flight, and its queue limit applies to them. */
+ * newer ones. So the hub holds at most one answer's worth per client, and
+ * once back in the queue they count toward its limit like any message. */
 
 void bx_session_ack_enable(bx_hub_t *s, const char *id)
 {
