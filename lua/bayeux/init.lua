@@ -548,11 +548,11 @@ end
 -- Runs one message through every extension's `incoming` (stage 0) or
 -- `outgoing` (stage 1), in the order they were added, each continuing
 -- through its callback, then hands the result to `done` (C). Each
--- extension's label goes to `cont` (C) before it runs: a missed deadline's
--- log line names it. This runs for every message: the state of a chain
+-- extension's label goes to the C continuation `cont` (label(cont, text))
+-- before it runs: a missed deadline's log line names it. This runs for every message: the state of a chain
 -- travels as arguments and one callback closure per extension called is
 -- all it allocates.
-local function run_chain(stage, key, list, labels, i, msg, request, done, cont)
+local function run_chain(stage, key, list, labels, i, msg, request, done, cont, label)
     if msg == nil then return done(nil) end
     local ext
     repeat
@@ -561,14 +561,14 @@ local function run_chain(stage, key, list, labels, i, msg, request, done, cont)
     until not ext or type(ext[key]) == "function"
     if not ext then return done(msg) end
     local fn, called = ext[key], false
-    cont:label(labels[i])
+    label(cont, labels[i])
     local function callback(m)
         if called then
             log("extension ", key, ": callback called twice; ignored")
             return
         end
         called = true
-        run_chain(stage, key, list, labels, i, m, request, done, cont)
+        run_chain(stage, key, list, labels, i, m, request, done, cont, label)
     end
     local ok, err
     if wants_request(fn) then
@@ -589,7 +589,7 @@ local function run_chain(stage, key, list, labels, i, msg, request, done, cont)
 end
 
 local function chain_runner(self)
-    return function(stage, message, request, done, cont)
+    return function(stage, message, request, done, cont, label)
         if stage == 0 and self.users then
             -- the identity is the server's, never the client's: a `user`
             -- member from the wire is replaced by the session's
@@ -604,7 +604,7 @@ local function chain_runner(self)
         -- self.extensions is replaced, never changed in place, by
         -- add/remove: a chain in progress keeps the list it started with
         run_chain(stage, stage == 0 and "incoming" or "outgoing", self.extensions,
-                  self.extension_labels, 0, message, request, done, cont)
+                  self.extension_labels, 0, message, request, done, cont, label)
     end
 end
 
