@@ -548,9 +548,10 @@ end
 -- Runs one message through every extension's `incoming` (stage 0) or
 -- `outgoing` (stage 1), in the order they were added, each continuing
 -- through its callback, then hands the result to `done` (C). Each
--- extension's label goes to the C continuation `cont` (label(cont, text))
--- before it runs: a missed deadline's log line names it. This runs for every message: the state of a chain
--- travels as arguments and one callback closure per extension called is
+-- extension's label goes to the C continuation `cont` (by C's
+-- label(cont, text)) before it runs: a missed deadline's log line names
+-- it. This runs for every message: the state of a chain travels as
+-- arguments and one callback closure per extension called is
 -- all it allocates.
 local function run_chain(stage, key, list, labels, i, msg, request, done, cont, label)
     if msg == nil then return done(nil) end
