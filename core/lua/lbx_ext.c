@@ -142,14 +142,12 @@ static void cont_deliver(cont_t *c, json_t *msg, int later)
     }
 }
 
-/* The message Lua handed back, as JSON. Most extensions only read it and
- * hand the very message they got back: then the message as it entered is
- * kept (the same JSON, found by comparing) rather than built anew. */
+/* The message Lua handed back, as JSON, when it differs from the one that
+ * entered (protected: a value JSON cannot hold raises). */
 static int convert(lua_State *L)
 {
     json_t **out = lua_touserdata(L, 2);
-    json_t *orig = lua_touserdata(L, 3);
-    *out = lbx_json_same(L, 1, orig) ? json_incref(orig) : lbx_check_json(L, 1);
+    *out = lbx_check_json(L, 1);
     return 0;
 }
 
@@ -168,14 +166,18 @@ static int l_continue(lua_State *L)
         if (!lua_istable(L, 1)) {
             lbx_log("an extension passed a %s to its callback", luaL_typename(L, 1));
             msg = failed(c, "500::Internal server error");
+        } else if (lbx_json_same(L, 1, c->orig)) {
+            /* most extensions only read the message and hand the very
+             * one they got back: its JSON is kept rather than built anew
+             * (comparing allocates nothing, so needs no pcall) */
+            msg = json_incref(c->orig);
         } else {
             /* a message JSON cannot hold fails like a raising extension:
              * the continuation still ends, now */
             lua_pushcfunction(L, convert);
             lua_pushvalue(L, 1);
             lua_pushlightuserdata(L, &msg);
-            lua_pushlightuserdata(L, c->orig);
-            if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+            if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
                 lbx_log("an extension passed a message that is not JSON to its callback: %s",
                         lua_tostring(L, -1));
                 lua_pop(L, 1);
