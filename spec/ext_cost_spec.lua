@@ -101,6 +101,14 @@ describe("a message in a Lua extension", function()
     assert.is_true(b:post { { channel = "/fine", data = {}, id = b:next_id() } }[1].successful)
   end)
 
+  it("is still stopped after the server was idle (the watchdog's timer slept)", function()
+    H.sleep(1.5)    -- over a second without a call: the ticks stop
+    local r = b:post { { channel = "/loop", data = { n = 3 }, id = "l2" } }
+    assert.is_false(r[1].successful)
+    assert.are.equal("500::Internal server error", r[1].error)
+    assert.is_true(b:post { { channel = "/fine", data = {}, id = b:next_id() } }[1].successful)
+  end)
+
   it("pins nothing in the Lua registry while it waits", function()
     local before = refs()
     local msgs = {}

@@ -85,17 +85,32 @@ static volatile sig_atomic_t watch_in_call;     /* an outermost invoke runs */
 static volatile sig_atomic_t watch_seq;         /* counts outermost invokes */
 static volatile sig_atomic_t watch_seen = -1;   /* watch_seq at the last tick */
 static volatile sig_atomic_t watch_armed;       /* the count hook is set */
+static volatile sig_atomic_t watch_quiet;       /* ticks in a row with no call */
+static volatile sig_atomic_t watch_asleep;      /* the timer is stopped */
 static int watch_depth;                         /* invokes on the stack */
 static int watch_made;
 static timer_t watch_timer;
+static const struct itimerspec watch_every = {
+    .it_interval = { .tv_sec = WATCH_MS / 1000, .tv_nsec = (WATCH_MS % 1000) * 1000000L },
+    .it_value = { .tv_sec = WATCH_MS / 1000, .tv_nsec = (WATCH_MS % 1000) * 1000000L },
+};
 
 static void watch_tick(int sig)
 {
+    static const struct itimerspec stop;
     (void)sig;
     if (!watch_in_call || !mainL) {
+        /* an idle server is not woken five times a second: the timer
+         * stops after a second without a call, and the next call starts
+         * it again */
         watch_seen = -1;
+        if (++watch_quiet >= 1000 / WATCH_MS && !watch_asleep) {
+            timer_settime(watch_timer, 0, &stop, NULL);
+            watch_asleep = 1;
+        }
         return;
     }
+    watch_quiet = 0;
     if (watch_seen == watch_seq && !watch_armed) {
         watch_armed = 1;
         lua_sethook(mainL, budget_hook, LUA_MASKCOUNT, budget);
@@ -108,10 +123,6 @@ static void watch_start(void)
 {
     struct sigaction sa;
     struct sigevent ev;
-    struct itimerspec every = {
-        .it_interval = { .tv_sec = WATCH_MS / 1000, .tv_nsec = (WATCH_MS % 1000) * 1000000L },
-        .it_value = { .tv_sec = WATCH_MS / 1000, .tv_nsec = (WATCH_MS % 1000) * 1000000L },
-    };
 
     watch_made = 1;
     memset(&sa, 0, sizeof(sa));
@@ -128,7 +139,8 @@ static void watch_start(void)
         watch_made = -1;
         return;
     }
-    timer_settime(watch_timer, 0, &every, NULL);
+    watch_asleep = 0;
+    timer_settime(watch_timer, 0, &watch_every, NULL);
 }
 
 static void watch_stop(void)
@@ -164,6 +176,12 @@ int lbx_invoke(const char *what, lua_CFunction marshal, void *ud)
             lua_sethook(L, budget_hook, LUA_MASKCOUNT, budget);
         watch_seq = (watch_seq + 1) & 0x3fffffff;
         watch_in_call = 1;
+        /* after in_call is set: a tick from here on keeps the timer going */
+        if (watch_asleep) {
+            watch_asleep = 0;
+            watch_quiet = 0;
+            timer_settime(watch_timer, 0, &watch_every, NULL);
+        }
     }
     rc = lua_pcall(L, 1, 0, top + 1);
     if (--watch_depth == 0) {
