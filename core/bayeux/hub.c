@@ -20,6 +20,7 @@
 #include "net/conn.h"
 
 typedef struct session {
+    bx_idict_link_t slot;       /* in the hub's sessions, keyed by id */
     char id[32];
     bx_waiter_t *hold;
     bx_sink_t *sink;
@@ -59,7 +60,7 @@ struct bx_hub_s {
     uv_loop_t *loop;
     bx_hub_opts_t opts;
     bx_engine_t *engine;        /* borrowed (bx_hub_attach) */
-    bx_dict_t sessions;
+    bx_idict_t sessions;        /* of session_t, keyed by their own id */
     bx_dict_t buckets;          /* publish rate: key -> bucket_t */
     size_t buckets_sweep;       /* sweep the refilled ones past this count */
     bx_dict_t browsers;         /* client id -> browser id (strdup) */
@@ -103,7 +104,8 @@ typedef struct {
 
 static session_t *session_get(bx_hub_t *s, const char *id)
 {
-    return bx_dict_get(&s->sessions, id, strlen(id));
+    bx_idict_link_t *l = bx_idict_get(&s->sessions, id, strlen(id));
+    return l ? BX_CONTAINER(l, session_t, slot) : NULL;
 }
 
 static session_t *session_make(bx_hub_t *s, const char *id)
@@ -113,7 +115,7 @@ static session_t *session_make(bx_hub_t *s, const char *id)
         ss = bx_calloc(1, sizeof(*ss));
         bx_list_init(&ss->ka);
         snprintf(ss->id, sizeof(ss->id), "%s", id);
-        bx_dict_set(&s->sessions, ss->id, strlen(ss->id), ss);
+        bx_idict_add(&s->sessions, &ss->slot, ss->id, strlen(ss->id));
     }
     return ss;
 }
@@ -165,7 +167,7 @@ static void session_gc(bx_hub_t *s, session_t *ss)
     if (ss->hold || ss->sink || ss->pending.n || ss->dirty || ss->outpasses || ss->pinned ||
         ss->taking || ss->requeuing)
         return;
-    bx_dict_del(&s->sessions, ss->id, strlen(ss->id));
+    bx_idict_del(&s->sessions, &ss->slot);
     bx_chunkv_free(&ss->pending);
     free(ss);
 }
@@ -911,8 +913,8 @@ int bx_hub_closing(const bx_hub_t *s)
 
 void bx_hub_close_begin(bx_hub_t *s)
 {
-    bx_dict_iter_t it = BX_DICT_ITER_INIT;
-    bx_dict_entry_t *en;
+    bx_idict_iter_t it = BX_IDICT_ITER_INIT;
+    bx_idict_link_t *en;
 
     if (s->closing)
         return;
@@ -922,8 +924,8 @@ void bx_hub_close_begin(bx_hub_t *s)
     s->incoming = s->outgoing = NULL;
     /* answer every held connect now, so that the answers reach the sockets
      * before the listener closes them */
-    while ((en = bx_dict_next(&s->sessions, &it)) != NULL) {
-        session_t *ss = en->value;
+    while ((en = bx_idict_next(&s->sessions, &it)) != NULL) {
+        session_t *ss = BX_CONTAINER(en, session_t, slot);
         if (ss->hold) {
             bx_waiter_t *w = ss->hold;
             bx_chunkv_t msgs = ss->pending;
@@ -952,12 +954,12 @@ static void holds_closed(void *ud)
 
 int bx_hub_close(bx_hub_t *s, void (*done)(void *ud), void *ud)
 {
-    bx_dict_iter_t it = BX_DICT_ITER_INIT;
-    bx_dict_entry_t *en;
+    bx_idict_iter_t it = BX_IDICT_ITER_INIT;
+    bx_idict_link_t *en;
 
     bx_hub_close_begin(s);
-    while ((en = bx_dict_next(&s->sessions, &it)) != NULL) {
-        session_t *ss = en->value;
+    while ((en = bx_idict_next(&s->sessions, &it)) != NULL) {
+        session_t *ss = BX_CONTAINER(en, session_t, slot);
         if (ss->hold) {
             /* held after close began (a lookup was already in flight) */
             bx_waiter_t *w = ss->hold;
@@ -973,7 +975,7 @@ int bx_hub_close(bx_hub_t *s, void (*done)(void *ud), void *ud)
         bx_chunkv_free(&ss->pending);
         free(ss);
     }
-    bx_dict_free(&s->sessions);
+    bx_idict_free(&s->sessions);
     s->dirty = NULL;
     free_events(s->ev_head);
     free_events(s->fire_head);
@@ -1008,7 +1010,7 @@ void bx_hub_free(bx_hub_t *s)
         s->store_free(s->store);
     if (s->history)
         s->history_free(s->history);
-    bx_dict_free(&s->sessions);
+    bx_idict_free(&s->sessions);
     dict_free_all(&s->buckets);
     dict_free_all(&s->browsers);
     free(s);

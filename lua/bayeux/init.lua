@@ -596,48 +596,56 @@ end
 -- Runs one message through every extension's `incoming` (stage 0) or
 -- `outgoing` (stage 1), in the order they were added, each continuing
 -- through its callback, then hands the result to `done` (C). Each
--- extension's label goes to `cont` (C) before it runs: a missed deadline's
--- log line names it. This runs for every message: the state of a chain
--- travels as arguments and one callback closure per extension called is
--- all it allocates.
-local function run_chain(stage, key, list, labels, i, msg, request, done, cont)
-    if msg == nil then return done(nil) end
+-- extension's label goes to the C continuation `cont` (by C's
+-- label(cont, text)) before it runs: a missed deadline's log line names
+-- it. This runs for every message: the chain's state is one table `st`
+-- (st.at: the extension whose callback is awaited), and each extension
+-- called costs one callback closure over it and its place.
+local function run_chain(st, i, msg)
+    if msg == nil then
+        st.at = -1
+        return st.done(nil)
+    end
+    local list, key = st.list, st.key
     local ext
     repeat
         i = i + 1
         ext = list[i]
     until not ext or type(ext[key]) == "function"
-    if not ext then return done(msg) end
-    local fn, called = ext[key], false
-    cont:label(labels[i])
+    if not ext then
+        st.at = -1
+        return st.done(msg)
+    end
+    local fn = ext[key]
+    st.label(st.cont, st.labels[i])
+    st.at = i
     local function callback(m)
-        if called then
+        if st.at ~= i then
             log("extension ", key, ": callback called twice; ignored")
             return
         end
-        called = true
-        run_chain(stage, key, list, labels, i, m, request, done, cont)
+        run_chain(st, i, m)
     end
     local ok, err
     if wants_request(fn) then
-        ok, err = xpcall(fn, traceback, msg, request, callback)
+        ok, err = xpcall(fn, traceback, msg, st.request, callback)
     else
         ok, err = xpcall(fn, traceback, msg, callback)
     end
     if not ok then
         core.ext_error()
         log("extension ", key, " failed: ", tostring(err))
-        if not called then
-            called = true
+        if st.at == i then      -- not called back before it raised
+            st.at = -1
             msg.error = "500::Internal server error"
-            if stage == 1 and msg.successful ~= nil then msg.successful = false end
-            done(msg)
+            if st.stage == 1 and msg.successful ~= nil then msg.successful = false end
+            st.done(msg)
         end
     end
 end
 
 local function chain_runner(self)
-    return function(stage, message, request, done, cont)
+    return function(stage, message, request, done, cont, label)
         if stage == 0 and self.users then
             -- the identity is the server's, never the client's: a `user`
             -- member from the wire is replaced by the session's
@@ -651,8 +659,10 @@ local function chain_runner(self)
         end
         -- self.extensions is replaced, never changed in place, by
         -- add/remove: a chain in progress keeps the list it started with
-        run_chain(stage, stage == 0 and "incoming" or "outgoing", self.extensions,
-                  self.extension_labels, 0, message, request, done, cont)
+        run_chain({ stage = stage, key = stage == 0 and "incoming" or "outgoing",
+                    list = self.extensions, labels = self.extension_labels,
+                    request = request, done = done, cont = cont, label = label, at = 0 },
+                  0, message)
     end
 end
 
