@@ -28,6 +28,14 @@ server:add_extension {
       bayeux.timer(0.35, function() m.data.ok = true; cb(m) end)
     elseif ch == "/loop" then
       while true do end
+    elseif ch == "/coloop" then
+      -- a coroutine made and resumed inside the call loops: the watchdog
+      -- arms the main thread only, the budget must reach it too
+      coroutine.wrap(function() while true do end end)()
+    elseif ch == "/coloop2" then
+      local co = coroutine.create(function() local n = 0; while true do n = n + 1 end end)
+      local ok, err = coroutine.resume(co)
+      error(err)
     else
       cb(m)
     end
@@ -96,6 +104,17 @@ describe("a message in a Lua extension", function()
     -- and a route handler stuck in a loop as well
     local st, _, body, extra = H.request(srv.port, "GET", "/spin", nil, nil, 30)
     assert.are.equal(500, st, tostring(body) .. tostring(extra))
+    local _, n = srv:stderr():gsub("instruction budget exceeded", "")
+    assert.is_true(n >= 2, srv:stderr())
+    assert.is_true(b:post { { channel = "/fine", data = {}, id = b:next_id() } }[1].successful)
+  end)
+
+  it("stops a loop inside a coroutine the extension made", function()
+    for i, ch in ipairs { "/coloop", "/coloop2" } do
+      local r = b:post { { channel = ch, data = { n = i }, id = "c" .. i } }
+      assert.is_false(r[1].successful)
+      assert.are.equal("500::Internal server error", r[1].error)
+    end
     local _, n = srv:stderr():gsub("instruction budget exceeded", "")
     assert.is_true(n >= 2, srv:stderr())
     assert.is_true(b:post { { channel = "/fine", data = {}, id = b:next_id() } }[1].successful)

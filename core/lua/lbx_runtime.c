@@ -3,6 +3,7 @@
  * logging, the later-turn queue, and lbx_invoke(), the one trampoline
  * through which C calls Lua (see lbx_runtime.h).
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -150,6 +151,57 @@ static void watch_stop(void)
     watch_made = 0;
 }
 
+/* coroutine.create and coroutine.wrap, wrapped. The watchdog arms the
+ * main thread only, so a coroutine that loops would run free: a coroutine
+ * is made with the budget's count hook instead (lua_newthread copies the
+ * creating thread's hook), as when every call from C ran under it. The
+ * creator's own hook is set just for the call, with the tick blocked so
+ * that an arming meanwhile is not undone. */
+static int co_hooked(lua_State *L)
+{
+    int n = lua_gettop(L), rc;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    if (lua_gethook(L) || watch_depth == 0) {
+        /* armed, or a coroutine: the new one inherits; outside a call
+         * from C (an app's main chunk) nothing is budgeted */
+        lua_call(L, n, LUA_MULTRET);
+        return lua_gettop(L);
+    }
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, WATCH_SIGNAL);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, budget);
+    rc = lua_pcall(L, n, LUA_MULTRET, 0);
+    lua_sethook(L, NULL, 0, 0);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != LUA_OK)
+        return lua_error(L);
+    return lua_gettop(L);
+}
+
+static void co_wrap(lua_State *L, const char *name)
+{
+    if (lua_getfield(L, -1, name) != LUA_TFUNCTION || lua_tocfunction(L, -1) == co_hooked) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushcclosure(L, co_hooked, 1);
+    lua_setfield(L, -2, name);
+}
+
+/* Wraps the coroutine library's constructors (once per state). */
+static void co_install(lua_State *L)
+{
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    if (lua_getfield(L, -1, "coroutine") == LUA_TTABLE) {
+        co_wrap(L, "create");
+        co_wrap(L, "wrap");
+    }
+    lua_pop(L, 2);
+}
+
 int lbx_invoke(const char *what, lua_CFunction marshal, void *ud)
 {
     lua_State *L = mainL;
@@ -217,6 +269,7 @@ int lbx_runtime_open(lua_State *L)
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
     mainL = lua_tothread(L, -1);
     lua_pop(L, 1);
+    co_install(L);
     return made;
 }
 
