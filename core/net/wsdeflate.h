@@ -1,0 +1,65 @@
+/*
+ * wsdeflate.h - permessage-deflate (RFC 7692) for the frame layer
+ * (wsframe.c): the handshake's negotiation, and the codec of one message.
+ *
+ * No context takeover either way. The server always answers with
+ * server_no_context_takeover (the RFC lets it add that parameter) and
+ * client_no_context_takeover (likewise), so every message is compressed
+ * on its own: a socket keeps no zlib state at all, idle or not, and one
+ * inflater and one deflater per window size serve the whole process.
+ *
+ * Because a compressed message depends only on its bytes (and the window
+ * size), the compressed form of a frame payload is shared: a payload made
+ * only of chunks that others hold too (a delivery serialized once, with
+ * the static "[" and "]" around it) is compressed once per turn of the
+ * loop, and every socket that sends the same chunks gets the same
+ * compressed chunk. A payload holding a chunk of its own (a socket's
+ * reply, several messages joined into a new chunk) is compressed for that
+ * socket alone.
+ *
+ * A payload under BX_WSDEFLATE_MIN bytes, or one that would not shrink,
+ * is sent as it is (the RFC leaves the choice to each message).
+ */
+#ifndef BX_WSDEFLATE_H
+#define BX_WSDEFLATE_H
+
+#include <stddef.h>
+#include <uv.h>
+#include "base/buf.h"
+
+/* Payloads shorter than this go uncompressed: a short JSON message saves
+ * a few bytes at most and costs a deflate call. */
+#define BX_WSDEFLATE_MIN 128
+
+/* Parses the Sec-WebSocket-Extensions offers `offers` (`len` bytes, every
+ * header of the request joined with ","). Accepts the first
+ * permessage-deflate offer it can honour: returns the window bits of our
+ * compression (9..15) and appends the extension's answer to `answer` (the
+ * value of a Sec-WebSocket-Extensions response header). Returns 0, adding
+ * nothing, when no offer can be accepted (none made, malformed, or asking
+ * for what zlib cannot do: server_max_window_bits=8). */
+int bx_wsdeflate_negotiate(const char *offers, size_t len, bx_buf_t *answer);
+
+/* Compresses `payload` (borrowed) with a window of `bits`, or finds it
+ * compressed earlier in this turn of `loop`. Returns a new reference to
+ * the compressed bytes (without the final 00 00 ff ff), or NULL: send the
+ * payload as it is (short, or it would not shrink). */
+bx_chunk_t *bx_wsdeflate_deflate(uv_loop_t *loop, unsigned bits, const bx_chunkv_t *payload);
+
+/* Inflates one message `in` into `out` (reset first). Returns 0; 1009
+ * when it inflates to more than `limit` bytes (stopped there: a bomb is
+ * not inflated past the limit); 1007 when the bytes are not a deflate
+ * stream, or `text` is set and the result is not UTF-8. */
+unsigned bx_wsdeflate_inflate(const uint8_t *in, size_t len, size_t limit, int text,
+                              bx_buf_t *out);
+
+/* Counters, for tests and the bench. */
+typedef struct {
+    uint64_t deflates;          /* payloads compressed (cache misses) */
+    uint64_t shared;            /* payloads found compressed (cache hits) */
+    uint64_t inflated;          /* bytes produced by inflate */
+} bx_wsdeflate_stats_t;
+
+extern bx_wsdeflate_stats_t bx_wsdeflate_stats;
+
+#endif
