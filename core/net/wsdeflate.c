@@ -189,13 +189,19 @@ int bx_wsdeflate_negotiate(const char *offers, size_t len, bx_buf_t *answer)
 
 /* ---- Deflate, shared within a turn ---- */
 
-#define CACHE_N 32              /* distinct shared payloads per turn */
-#define KEY_MAX 4               /* chunks of a shareable payload */
+#define CACHE_N 32              /* distinct payloads remembered per turn */
 
+/* A payload compressed in this turn. It is found again by the identity of
+ * its chunks (a delivery with the static brackets around it: a pointer
+ * comparison), or else by its bytes (several deliveries joined into a
+ * chunk of each socket's own, identical for every member of a room):
+ * length and checksum, then the bytes themselves. */
 typedef struct {
     unsigned bits;
-    size_t n;
-    bx_chunk_t *key[KEY_MAX];   /* a reference each */
+    size_t len;
+    uLong sum;                  /* adler32 of the bytes; 0 until needed */
+    int summed;
+    bx_chunkv_t key;            /* the payload's chunks, a reference each */
     bx_chunk_t *z;              /* a reference, or NULL: goes uncompressed */
 } entry_t;
 
@@ -211,8 +217,7 @@ static z_stream *deflaters[16][2];
 
 static void entry_clear(entry_t *e)
 {
-    for (size_t i = 0; i < e->n; i++)
-        bx_chunk_unref(e->key[i]);
+    bx_chunkv_free(&e->key);
     bx_chunk_unref(e->z);
     memset(e, 0, sizeof(*e));
 }
@@ -227,24 +232,61 @@ static void flush_cache(void *ud)
     cache_used = cache_next = 0;
 }
 
-/* Whether every chunk of `pl` is held elsewhere too (or static): a chunk
- * with one reference, ours, cannot be in any other socket's frame. */
-static int shareable(const bx_chunkv_t *pl)
+static uLong checksum(const bx_chunkv_t *pl)
 {
-    if (pl->n == 0 || pl->n > KEY_MAX)
-        return 0;
+    uLong a = adler32(0L, Z_NULL, 0);
+
     for (size_t i = 0; i < pl->n; i++)
-        if (pl->v[i]->refs == 1)
+        a = adler32(a, (const Bytef *)pl->v[i]->data, (uInt)pl->v[i]->len);
+    return a;
+}
+
+/* Whether two payloads of the same length hold the same bytes, however
+ * they are cut into chunks. */
+static int same_bytes(const bx_chunkv_t *a, const bx_chunkv_t *b)
+{
+    size_t i = 0, j = 0, ai = 0, bj = 0;
+
+    while (i < a->n && j < b->n) {
+        size_t k = a->v[i]->len - ai, l = b->v[j]->len - bj;
+        if (l < k)
+            k = l;
+        if (k && memcmp(a->v[i]->data + ai, b->v[j]->data + bj, k) != 0)
             return 0;
+        ai += k;
+        bj += k;
+        if (ai == a->v[i]->len)
+            i++, ai = 0;
+        if (bj == b->v[j]->len)
+            j++, bj = 0;
+    }
     return 1;
 }
 
-static entry_t *lookup(unsigned bits, const bx_chunkv_t *pl)
+static entry_t *lookup(unsigned bits, const bx_chunkv_t *pl, size_t len)
 {
+    uLong sum = 0;
+    int summed = 0;
+
     for (size_t i = 0; i < cache_used; i++) {
         entry_t *e = &cache[i];
-        if (e->bits == bits && e->n == pl->n &&
-            memcmp(e->key, pl->v, pl->n * sizeof(bx_chunk_t *)) == 0)
+        if (e->bits == bits && e->key.n == pl->n &&
+            memcmp(e->key.v, pl->v, pl->n * sizeof(bx_chunk_t *)) == 0)
+            return e;
+    }
+    for (size_t i = 0; i < cache_used; i++) {
+        entry_t *e = &cache[i];
+        if (e->bits != bits || e->len != len)
+            continue;
+        if (!summed) {
+            sum = checksum(pl);
+            summed = 1;
+        }
+        if (!e->summed) {
+            e->sum = checksum(&e->key);
+            e->summed = 1;
+        }
+        if (e->sum == sum && same_bytes(&e->key, pl))
             return e;
     }
     return NULL;
@@ -305,9 +347,7 @@ bx_chunk_t *bx_wsdeflate_deflate(uv_loop_t *loop, unsigned bits, const bx_chunkv
 
     if (len < BX_WSDEFLATE_MIN || bits < 9 || bits > 15)
         return NULL;
-    if (!shareable(payload))
-        return compress_payload(bits, payload, len);
-    e = lookup(bits, payload);
+    e = lookup(bits, payload, len);
     if (e) {
         bx_wsdeflate_stats.shared++;
         return e->z ? bx_chunk_ref(e->z) : NULL;
@@ -322,9 +362,9 @@ bx_chunk_t *bx_wsdeflate_deflate(uv_loop_t *loop, unsigned bits, const bx_chunkv
     if (cache_used < CACHE_N)
         cache_used++;
     e->bits = bits;
-    e->n = payload->n;
+    e->len = len;
     for (size_t i = 0; i < payload->n; i++)
-        e->key[i] = bx_chunk_ref(payload->v[i]);
+        bx_chunkv_push(&e->key, payload->v[i]);
     e->z = compress_payload(bits, payload, len);
     bx_later_queue(loop, &cache_flush);
     return e->z ? bx_chunk_ref(e->z) : NULL;

@@ -557,6 +557,22 @@ static void test_shared_compression(void)
     /* compressed once, shared by the other seven */
     BX_CHECK_INT(bx_wsdeflate_stats.deflates - before.deflates, 1);
     BX_CHECK_INT(bx_wsdeflate_stats.shared - before.shared, NSOCK - 1);
+
+    /* three publishes in one turn: each socket's frame joins them into a
+     * chunk of its own, with the same bytes: still compressed once */
+    before = bx_wsdeflate_stats;
+    for (int k = 0; k < 3; k++) {
+        m = json_pack("{s:s,s:{s:s,s:i}}", "channel", "/c", "data", "text", data, "k", k);
+        bx_protocol_process(bx_server_hub(env.s), m, NULL, BX_PROTO_LOCAL, ignore_reply, &acks);
+        json_decref(m);
+    }
+    for (int i = 0; i <= NSOCK; i++) {
+        BX_CHECK_INT(wait_frame(&env, &cl[i], &p, 3000), i < NSOCK ? 0xc1 : 0x81);
+        BX_CHECK(strstr(p.data, "\"k\":0}}"));
+        BX_CHECK(strstr(p.data, "\"k\":2}}]"));
+    }
+    BX_CHECK_INT(bx_wsdeflate_stats.deflates - before.deflates, 1);
+    BX_CHECK_INT(bx_wsdeflate_stats.shared - before.shared, NSOCK - 1);
     bx_buf_free(&p);
     for (int i = 0; i <= NSOCK; i++)
         client_close_wait(&cl[i]);
