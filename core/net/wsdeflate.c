@@ -195,25 +195,28 @@ int bx_wsdeflate_negotiate(const char *offers, size_t len, bx_buf_t *answer)
  * its chunks (a delivery with the static brackets around it: a pointer
  * comparison), or else by its bytes (several deliveries joined into a
  * chunk of each socket's own, identical for every member of a room):
- * length and checksum, then the bytes themselves. */
+ * same length, then memcmp, which stops at the first difference (frames
+ * of different messages differ early: channel, id) and costs far less
+ * than a checksum of the whole payload would. */
 typedef struct {
     unsigned bits;
     size_t len;
-    uLong sum;                  /* adler32 of the bytes; 0 until needed */
-    int summed;
     bx_chunkv_t key;            /* the payload's chunks, a reference each */
     bx_chunk_t *z;              /* a reference, or NULL: goes uncompressed */
+    int tried;                  /* compressed (z NULL: it would not shrink) */
 } entry_t;
 
 static entry_t cache[CACHE_N];
 static size_t cache_used, cache_next;
 static bx_later_t cache_flush;
 static int cache_flush_ready;
-/* by window bits, then small (memLevel 4) or not (8): a reset clears the
- * hash table, 64 KB at memLevel 8, which costs more than compressing a
- * short message */
+/* by window bits, then small or not. A small payload's deflater has a
+ * small hash table (memLevel 4: a reset clears 4 KB, not 64 KB) and fixed
+ * Huffman codes: building dynamic trees costs ~50k instructions a block,
+ * more than compressing a short message; for JSON the fixed codes lose a
+ * few percent of the size. */
 static z_stream *deflaters[16][2];
-#define SMALL_MAX 8192
+#define SMALL_MAX 2048
 
 static void entry_clear(entry_t *e)
 {
@@ -230,15 +233,6 @@ static void flush_cache(void *ud)
     for (size_t i = 0; i < cache_used; i++)
         entry_clear(&cache[i]);
     cache_used = cache_next = 0;
-}
-
-static uLong checksum(const bx_chunkv_t *pl)
-{
-    uLong a = adler32(0L, Z_NULL, 0);
-
-    for (size_t i = 0; i < pl->n; i++)
-        a = adler32(a, (const Bytef *)pl->v[i]->data, (uInt)pl->v[i]->len);
-    return a;
 }
 
 /* Whether two payloads of the same length hold the same bytes, however
@@ -265,9 +259,6 @@ static int same_bytes(const bx_chunkv_t *a, const bx_chunkv_t *b)
 
 static entry_t *lookup(unsigned bits, const bx_chunkv_t *pl, size_t len)
 {
-    uLong sum = 0;
-    int summed = 0;
-
     for (size_t i = 0; i < cache_used; i++) {
         entry_t *e = &cache[i];
         if (e->bits == bits && e->key.n == pl->n &&
@@ -276,17 +267,7 @@ static entry_t *lookup(unsigned bits, const bx_chunkv_t *pl, size_t len)
     }
     for (size_t i = 0; i < cache_used; i++) {
         entry_t *e = &cache[i];
-        if (e->bits != bits || e->len != len)
-            continue;
-        if (!summed) {
-            sum = checksum(pl);
-            summed = 1;
-        }
-        if (!e->summed) {
-            e->sum = checksum(&e->key);
-            e->summed = 1;
-        }
-        if (e->sum == sum && same_bytes(&e->key, pl))
+        if (e->bits == bits && e->len == len && same_bytes(&e->key, pl))
             return e;
     }
     return NULL;
@@ -299,7 +280,7 @@ static z_stream *deflater(unsigned bits, size_t len)
     if (!deflaters[bits][small]) {
         z_stream *z = bx_calloc(1, sizeof(*z));
         if (deflateInit2(z, LEVEL, Z_DEFLATED, -(int)bits, small ? 4 : 8,
-                         Z_DEFAULT_STRATEGY) != Z_OK) {
+                         small ? Z_FIXED : Z_DEFAULT_STRATEGY) != Z_OK) {
             free(z);
             return NULL;
         }
@@ -349,7 +330,13 @@ bx_chunk_t *bx_wsdeflate_deflate(uv_loop_t *loop, unsigned bits, const bx_chunkv
         return NULL;
     e = lookup(bits, payload, len);
     if (e) {
-        bx_wsdeflate_stats.shared++;
+        if (!e->tried) {
+            /* a short payload seen a second time: a fan-out, worth it */
+            e->tried = 1;
+            e->z = compress_payload(bits, payload, len);
+        } else if (e->z) {
+            bx_wsdeflate_stats.shared++;
+        }
         return e->z ? bx_chunk_ref(e->z) : NULL;
     }
     if (!cache_flush_ready) {
@@ -365,7 +352,10 @@ bx_chunk_t *bx_wsdeflate_deflate(uv_loop_t *loop, unsigned bits, const bx_chunkv
     e->len = len;
     for (size_t i = 0; i < payload->n; i++)
         bx_chunkv_push(&e->key, payload->v[i]);
-    e->z = compress_payload(bits, payload, len);
+    if (len >= BX_WSDEFLATE_EAGER) {
+        e->tried = 1;
+        e->z = compress_payload(bits, payload, len);
+    }
     bx_later_queue(loop, &cache_flush);
     return e->z ? bx_chunk_ref(e->z) : NULL;
 }

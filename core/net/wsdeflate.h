@@ -9,16 +9,22 @@
  * inflater and one deflater per window size serve the whole process.
  *
  * Because a compressed message depends only on its bytes (and the window
- * size), the compressed form of a frame payload is shared: a payload made
- * only of chunks that others hold too (a delivery serialized once, with
- * the static "[" and "]" around it) is compressed once per turn of the
- * loop, and every socket that sends the same chunks gets the same
- * compressed chunk. A payload holding a chunk of its own (a socket's
- * reply, several messages joined into a new chunk) is compressed for that
- * socket alone.
+ * size), the compressed form of a frame payload is shared: a payload is
+ * compressed once per turn of the loop, and every socket that sends the
+ * same payload in that turn gets the same compressed chunk. The same
+ * payload is recognised by its chunks (a delivery serialized once, with
+ * the static "[" and "]" around it: pointers compared) or by its bytes
+ * (several deliveries joined into a chunk of each socket's own: lengths,
+ * then memcmp). The last 32 payloads of the turn are remembered.
  *
  * A payload under BX_WSDEFLATE_MIN bytes, or one that would not shrink,
- * is sent as it is (the RFC leaves the choice to each message).
+ * is sent as it is (the RFC leaves the choice to each message). zlib
+ * spends ~80k instructions on any flushed block, however short (it builds
+ * the Huffman trees to choose between them), more than a short frame's
+ * write costs: a payload under BX_WSDEFLATE_EAGER bytes goes as it is the
+ * first time in a turn, and is compressed when a second socket sends it
+ * (a fan-out, where the cost is shared). So a socket's own short replies
+ * are never compressed.
  */
 #ifndef BX_WSDEFLATE_H
 #define BX_WSDEFLATE_H
@@ -30,6 +36,9 @@
 /* Payloads shorter than this go uncompressed: a short JSON message saves
  * a few bytes at most and costs a deflate call. */
 #define BX_WSDEFLATE_MIN 128
+
+/* Payloads this long are compressed the first time they are sent. */
+#define BX_WSDEFLATE_EAGER 1024
 
 /* Parses the Sec-WebSocket-Extensions offers `offers` (`len` bytes, every
  * header of the request joined with ","). Accepts the first
@@ -55,8 +64,8 @@ unsigned bx_wsdeflate_inflate(const uint8_t *in, size_t len, size_t limit, int t
 
 /* Counters, for tests and the bench. */
 typedef struct {
-    uint64_t deflates;          /* payloads compressed (cache misses) */
-    uint64_t shared;            /* payloads found compressed (cache hits) */
+    uint64_t deflates;          /* payloads compressed */
+    uint64_t shared;            /* payloads found compressed in this turn */
     uint64_t inflated;          /* bytes produced by inflate */
 } bx_wsdeflate_stats_t;
 

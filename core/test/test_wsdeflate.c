@@ -389,10 +389,11 @@ static void test_negotiated_round_trip(void)
     BX_CHECK_INT(cl.status, 101);
     BX_CHECK(strstr(cl.in.data, "Sec-WebSocket-Extensions: permessage-deflate; "
                                 "server_no_context_takeover; client_no_context_takeover\r\n"));
-    /* compressed in, compressed out (the handshake reply is long) */
+    /* compressed in; the reply, short and this socket's own, goes as it
+     * is (BX_WSDEFLATE_EAGER) */
     send_deflated(&cl, HANDSHAKE);
     int b0 = wait_frame(&env, &cl, &p, 2000);
-    BX_CHECK_INT(b0, 0xc1);
+    BX_CHECK_INT(b0, 0x81);
     BX_CHECK(strstr(p.data, "\"channel\":\"/meta/handshake\""));
     BX_CHECK(strstr(p.data, "\"successful\":true"));
     /* plain in, and a short reply goes plain */
@@ -409,7 +410,7 @@ static void test_negotiated_round_trip(void)
     bx_buf_free(&z);
     BX_CHECK_INT(wait_frame(&env, &cl, &p, 2000), 0x8a);
     BX_CHECK_STR(p.data, "hi");
-    BX_CHECK_INT(wait_frame(&env, &cl, &p, 2000), 0xc1);
+    BX_CHECK_INT(wait_frame(&env, &cl, &p, 2000), 0x81);
     BX_CHECK(strstr(p.data, "\"successful\":true"));
     bx_buf_free(&p);
     client_close_wait(&cl);
@@ -534,7 +535,7 @@ static void test_shared_compression(void)
     client_t cl[NSOCK + 1];
     bx_buf_t p = BX_BUF_INIT;
     int acks = 0;
-    char data[400];
+    char data[1500];
 
     env_open(&env);
     for (int i = 0; i <= NSOCK; i++) {
@@ -573,6 +574,29 @@ static void test_shared_compression(void)
     }
     BX_CHECK_INT(bx_wsdeflate_stats.deflates - before.deflates, 1);
     BX_CHECK_INT(bx_wsdeflate_stats.shared - before.shared, NSOCK - 1);
+
+    /* a short one (under BX_WSDEFLATE_EAGER): the first socket gets it
+     * as it is, the second one's compresses it for the rest */
+    before = bx_wsdeflate_stats;
+    data[300] = '\0';
+    m = json_pack("{s:s,s:{s:s}}", "channel", "/c", "data", "text", data);
+    bx_protocol_process(bx_server_hub(env.s), m, NULL, BX_PROTO_LOCAL, ignore_reply, &acks);
+    json_decref(m);
+    int plain = 0, compressed = 0;
+    for (int i = 0; i < NSOCK; i++) {
+        int b0 = wait_frame(&env, &cl[i], &p, 3000);
+        BX_CHECK(b0 == 0x81 || b0 == 0xc1);
+        BX_CHECK(strstr(p.data, "[{\"channel\":\"/c\",\"data\":{\"text\":\"aaaa"));
+        if (b0 == 0x81)
+            plain++;
+        else
+            compressed++;
+    }
+    BX_CHECK_INT(wait_frame(&env, &cl[NSOCK], &p, 3000), 0x81);
+    BX_CHECK_INT(plain, 1);
+    BX_CHECK_INT(compressed, NSOCK - 1);
+    BX_CHECK_INT(bx_wsdeflate_stats.deflates - before.deflates, 1);
+    BX_CHECK_INT(bx_wsdeflate_stats.shared - before.shared, NSOCK - 2);
     bx_buf_free(&p);
     for (int i = 0; i <= NSOCK; i++)
         client_close_wait(&cl[i]);
