@@ -187,6 +187,62 @@ int bx_wsdeflate_negotiate(const char *offers, size_t len, bx_buf_t *answer)
     return 0;
 }
 
+int bx_wsdeflate_accept(const char *answer, size_t len)
+{
+    cur_t c = { answer, answer + len };
+    const char *name;
+    size_t n;
+    unsigned seen = 0, bits = 15;
+
+    skip_ws(&c);
+    if (!token(&c, &name, &n) || n != 18 || strncasecmp(name, "permessage-deflate", 18) != 0)
+        return -1;
+    for (;;) {
+        const char *pn;
+        size_t pl;
+        char v[16];
+        unsigned flag, b = 0;
+        skip_ws(&c);
+        if (c.p == c.end)
+            break;
+        if (*c.p != ';')
+            return -1;      /* a second extension: we offered one */
+        c.p++;
+        skip_ws(&c);
+        if (!token(&c, &pn, &pl))
+            return -1;
+        skip_ws(&c);
+        v[0] = '\0';
+        int has_value = 0;
+        if (c.p < c.end && *c.p == '=') {
+            c.p++;
+            skip_ws(&c);
+            if (!value(&c, v, sizeof(v)))
+                return -1;
+            has_value = 1;
+            b = window_bits(v);
+        }
+#define IS(lit) (pl == sizeof(lit) - 1 && strncasecmp(pn, lit, pl) == 0)
+        if (IS("server_no_context_takeover") && !has_value)
+            flag = P_SNCT;
+        else if (IS("client_no_context_takeover") && !has_value)
+            flag = P_CNCT;
+        else if (IS("server_max_window_bits") && b)
+            flag = P_SMWB;
+        else if (IS("client_max_window_bits") && b >= 9)
+            flag = P_CMWB, bits = b;    /* zlib makes no 8-bit window */
+        else
+            return -1;
+#undef IS
+        if (seen & flag)
+            return -1;
+        seen |= flag;
+    }
+    /* we asked for no context takeover from the server: without it every
+     * socket would keep an inflater between messages */
+    return (seen & P_SNCT) ? (int)bits : -1;
+}
+
 /* ---- Deflate, shared within a turn ---- */
 
 #define CACHE_N 32              /* distinct payloads remembered per turn */

@@ -49,6 +49,18 @@
  * for what zlib cannot do: server_max_window_bits=8). */
 int bx_wsdeflate_negotiate(const char *offers, size_t len, bx_buf_t *answer);
 
+/* What a client offers (a Sec-WebSocket-Extensions header value). */
+#define BX_WSDEFLATE_OFFER \
+    "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+
+/* A client's check of the server's answer `answer` (`len` bytes) to
+ * BX_WSDEFLATE_OFFER: returns the window bits our compression may use
+ * (9..15), or -1 when the answer is not one we can take (the connection
+ * must fail, RFC 7692 section 5): another or a second extension, unknown
+ * or repeated parameters, no server_no_context_takeover,
+ * client_max_window_bits=8. */
+int bx_wsdeflate_accept(const char *answer, size_t len);
+
 /* Compresses `payload` (borrowed) with a window of `bits`, or finds it
  * compressed earlier in this turn of `loop`. Returns a new reference to
  * the compressed bytes (without the final 00 00 ff ff), or NULL: send the

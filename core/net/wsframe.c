@@ -245,12 +245,11 @@ static void send_masked(bx_wsframe_t *f, unsigned opcode, int rsv1, const bx_chu
 {
     size_t len = bx_chunkv_bytes(payload), k = 0;
     bx_chunk_t *h = bx_wsframe_header(opcode, len);
-
-    if (rsv1)
-        h->data[0] |= 0x40;
     bx_buf_t out = BX_BUF_INIT;
     uint8_t key[4];
 
+    if (rsv1)
+        h->data[0] |= 0x40;
     if (RAND_bytes(key, sizeof(key)) != 1)
         memset(key, 0x5a, sizeof(key));     /* masking is not secrecy */
     bx_buf_append(&out, h->data, h->len);

@@ -96,6 +96,31 @@ static void test_negotiate(void)
     BX_CHECK_INT(nego("", a, sizeof(a)), 0);
 }
 
+static int acc(const char *a)
+{
+    return bx_wsdeflate_accept(a, strlen(a));
+}
+
+/* A client's check of the server's answer. */
+static void test_accept(void)
+{
+    BX_CHECK_INT(acc("permessage-deflate; server_no_context_takeover; "
+                     "client_no_context_takeover"), 15);
+    BX_CHECK_INT(acc("permessage-deflate;server_no_context_takeover;"
+                     "client_max_window_bits=10"), 10);
+    BX_CHECK_INT(acc("permessage-deflate; server_no_context_takeover; "
+                     "server_max_window_bits=\"12\""), 15);
+    /* the server would keep its context: we asked it not to */
+    BX_CHECK_INT(acc("permessage-deflate"), -1);
+    BX_CHECK_INT(acc("permessage-deflate; server_no_context_takeover; "
+                     "client_max_window_bits=8"), -1);
+    BX_CHECK_INT(acc("permessage-deflate; server_no_context_takeover; x=1"), -1);
+    BX_CHECK_INT(acc("permessage-deflate; server_no_context_takeover; "
+                     "server_no_context_takeover"), -1);
+    BX_CHECK_INT(acc("permessage-deflate; server_no_context_takeover, x-other"), -1);
+    BX_CHECK_INT(acc("x-other"), -1);
+}
+
 /* ---- Codec ---- */
 
 static void test_round_trip(void)
@@ -606,6 +631,7 @@ static void test_shared_compression(void)
 int main(void)
 {
     BX_RUN(test_negotiate);
+    BX_RUN(test_accept);
     BX_RUN(test_round_trip);
     BX_RUN(test_bomb_stops_at_limit);
     BX_RUN(test_negotiated_round_trip);
