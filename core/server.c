@@ -48,6 +48,7 @@ void bx_server_opts_default(bx_server_opts_t *o)
     o->timeout = 60;
     o->queue_limit = 1000;
     o->max_frame = 1 << 20;
+    o->deflate = 1;
     o->max_output = 4 << 20;
     o->max_reply = 1 << 20;
     /* far beyond any real channel name, low enough that a publish to one
@@ -205,7 +206,7 @@ bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts, char *
     bx_endpoint_opts_t eopts = {
         opts->mount, opts->ping, opts->max_frame, opts->max_output, opts->client_script,
         opts->http.idle_timeout > 0 ? opts->http.idle_timeout : 120,
-        opts->allowed_origins, opts->browser_cookie
+        opts->allowed_origins, opts->browser_cookie, opts->deflate
     };
     bx_engine_opts_t engine_opts = {
         hopts.timeout, opts->queue_limit, opts->max_subscriptions, opts->max_channels

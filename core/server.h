@@ -59,6 +59,8 @@ typedef struct {
                                    WebSocket and JSONP; NULL = any; copied */
     int browser_cookie;         /* bind clients handshaken over the HTTP
                                    transports to a BAYEUX_BROWSER cookie */
+    int deflate;                /* accept permessage-deflate (RFC 7692) on
+                                   WebSockets that offer it; default 1 */
     const char *client_script;  /* file served as <mount>/client.js; copied */
     const char *metrics;        /* path answering GET with the Prometheus
                                    exposition (core/metrics.h); NULL = none;

@@ -188,6 +188,9 @@ static int l_server(lua_State *L)
     lua_getfield(L, 1, "browser_cookie");
     o.browser_cookie = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    if (lua_getfield(L, 1, "deflate") != LUA_TNIL)
+        o.deflate = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     if (lua_getfield(L, 1, "allowed_origins") != LUA_TNIL) {
         /* the strings stay referenced by the options table until
          * bx_server_new has copied them; the array is a userdata */

@@ -16,6 +16,7 @@
 #include "base/buf.h"
 #include "net/conn.h"
 #include "net/wsc.h"
+#include "net/wsdeflate.h"
 #include "net/wsframe.h"
 
 #define MAX_HEAD 16384
@@ -116,6 +117,24 @@ static int header_is(const char *head, const char *name, const char *value)
     return 0;
 }
 
+/* The value of header `name` in `head` into *len, or NULL. */
+static const char *header_value(const char *head, const char *name, size_t *len)
+{
+    size_t n = strlen(name);
+    for (const char *p = strstr(head, "\r\n"); p; p = strstr(p + 2, "\r\n")) {
+        const char *l = p + 2;
+        if (strncasecmp(l, name, n) == 0 && l[n] == ':') {
+            l += n + 1;
+            while (*l == ' ' || *l == '\t')
+                l++;
+            const char *e = strstr(l, "\r\n");
+            *len = e ? (size_t)(e - l) : strlen(l);
+            return l;
+        }
+    }
+    return NULL;
+}
+
 static void on_read(bx_conn_t *c, void *ud, const char *data, size_t len, int status)
 {
     bx_wsc_t *w = ud;
@@ -144,7 +163,16 @@ static void on_read(bx_conn_t *c, void *ud, const char *data, size_t len, int st
         fail(w, "bad upgrade answer");
         return;
     }
+    size_t elen;
+    const char *ext = header_value(w->head.data, "Sec-WebSocket-Extensions", &elen);
+    int bits = ext ? bx_wsdeflate_accept(ext, elen) : 0;
+    if (bits < 0) {
+        fail(w, "bad upgrade answer");
+        return;
+    }
     bx_wsframe_init(&w->f, w->conn, 1, 0, &frame_cb, w);
+    if (bits)
+        bx_wsframe_deflate(&w->f, (unsigned)bits);
     w->state = W_OPEN;
     if (w->timer) {
         uv_close((uv_handle_t *)w->timer, timer_free);
@@ -186,7 +214,8 @@ static void on_connect(uv_connect_t *creq, int status)
     bx_buf_t req = BX_BUF_INIT;
     bx_buf_printf(&req, "GET %s HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\n"
                         "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                        "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                        "Sec-WebSocket-Version: 13\r\n"
+                        "Sec-WebSocket-Extensions: " BX_WSDEFLATE_OFFER "\r\n%s\r\n",
                   w->path, w->host, w->port, w->key, w->headers ? w->headers : "");
     bx_conn_write_copy(w->conn, req.data, req.len);
     bx_buf_free(&req);

@@ -4,7 +4,9 @@
  *
  * It resolves, connects, sends the upgrade request and checks the answer
  * (101 and the Sec-WebSocket-Accept of its key); then frames go both ways
- * through wslay in client mode (outgoing frames masked).
+ * through wslay in client mode (outgoing frames masked). It offers
+ * permessage-deflate without context takeover either way (wsdeflate.h);
+ * an answer it cannot take fails the upgrade ("bad upgrade answer").
  */
 #ifndef BX_WSC_H
 #define BX_WSC_H

@@ -244,11 +244,17 @@ static void test_upgrade(void)
     ENV_CLOSE(&env);
 }
 
+static void no_deflate(bx_server_opts_t *o)
+{
+    o->deflate = 0;
+}
+
+/* Accepted by default: test_wsdeflate.c. */
 static void test_deflate_declined(void)
 {
     env_t env;
     client_t cl;
-    env_open(&env, NULL);
+    env_open(&env, no_deflate);
     ws_open(&env, &cl, "/faye", "Sec-WebSocket-Version: 13\r\n"
                                 "Sec-WebSocket-Extensions: permessage-deflate; "
                                 "client_max_window_bits\r\n");

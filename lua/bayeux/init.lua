@@ -70,6 +70,7 @@ local OPTIONS = {
         return #v > 0
     end, "a non-empty list of origins such as \"https://example.com\"" },
     browser_cookie = { "boolean", function() return true end, "a boolean" },
+    deflate = { "boolean", function() return true end, "a boolean" },
     client_script = { "string", function() return true end, "a file path" },
     extension_deadline = { "number", function(v) return v > 0 end,
                            "a positive number of seconds" },
