@@ -438,8 +438,15 @@ end
 -- opts.raise == false it returns nil and the error instead. With
 -- opts.reuse_port the socket has SO_REUSEPORT: other processes of the same
 -- user may listen on the same port, and the kernel spreads the connections
--- (bayeux serve --workers).
+-- (bayeux serve --workers). With opts.tls = { cert = FILE, key = FILE }
+-- (PEM: the certificate chain, the private key) the port speaks HTTPS, and
+-- so WSS and EventSource over TLS; SIGHUP loads the files again. The one
+-- table form works too: server:listen{ port = 443, host = ..., tls = ... }.
 function Server:listen(port, host, opts)
+    if type(port) == "table" and host == nil and opts == nil then
+        opts = port
+        port, host = opts.port, opts.host
+    end
     host = host or "127.0.0.1"
     if type(port) ~= "number" or math_type(port) ~= "integer" then
         error("server:listen(port, host): port must be an integer", 2)
@@ -447,13 +454,20 @@ function Server:listen(port, host, opts)
     if opts ~= nil and type(opts) ~= "table" then
         error("server:listen(port, host, opts): opts must be a table", 2)
     end
-    local bound, err = self.core:listen(port, host, opts and opts.reuse_port)
+    local tls = opts and opts.tls
+    if tls ~= nil and (type(tls) ~= "table" or type(tls.cert) ~= "string"
+                       or type(tls.key) ~= "string") then
+        error("server:listen: tls must be { cert = FILE, key = FILE }", 2)
+    end
+    local bound, err = self.core:listen(port, host, opts and opts.reuse_port, tls)
     if not bound then
         if opts and opts.raise == false then return nil, err end
         error("server:listen: " .. tostring(err), 2)
     end
     self.port = bound
-    io.stdout:write(("bayeux: listening on http://%s:%d%s\n"):format(host, bound, self.mount))
+    self.tls = tls and true or nil
+    io.stdout:write(("bayeux: listening on %s://%s:%d%s\n"):format(tls and "https" or "http",
+                                                                   host, bound, self.mount))
     io.stdout:flush()
     return bound
 end
