@@ -517,6 +517,8 @@ static void cl_reload_after(void)
         BX_CHECK_STR(cn, "one");
         BX_CHECK_INT(https_get(reload_keep, "/still", &body), 200);
         BX_CHECK(body_is(&body, "hello"));
+        tls_close(reload_keep);
+        reload_keep = NULL;
     }
     bx_buf_free(&body);
     SSL_CTX_free(cx);
@@ -542,7 +544,6 @@ static void test_reload(void)
     BX_CHECK_INT(bx_tls_ctx_reload(S.ctx, err, sizeof(err)), -1);
     BX_CHECK(strstr(err, "served.crt") != NULL);
     BX_CHECK_INT(bx_tls_reload_all(), 1);
-    reload_keep = NULL;
     run_client(cl_reload_after);
     /* a key that does not match the certificate */
     copy_file(cert2, certf);
