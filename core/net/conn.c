@@ -156,6 +156,19 @@ static void free_handle_cb(uv_handle_t *h)
     free(h);
 }
 
+/* Starts the linger timer: the connection closes after LINGER_IDLE_MS
+ * without input, LINGER_MAX_MS at most. */
+static void linger_start(bx_conn_t *c)
+{
+    c->linger_end = uv_now(c->ls->loop) + LINGER_MAX_MS;
+    if (!c->linger) {
+        c->linger = bx_malloc(sizeof(*c->linger));
+        uv_timer_init(c->ls->loop, c->linger);
+        c->linger->data = c;
+    }
+    uv_timer_start(c->linger, linger_timer_cb, LINGER_IDLE_MS, 0);
+}
+
 static void shutdown_cb(uv_shutdown_t *req, int status)
 {
     bx_conn_t *c = req->data;
@@ -174,11 +187,7 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
      * time (nginx's lingering close). Reading may be on already (the
      * request was refused while its body arrived) or paused by the owner. */
     c->flags |= C_LINGER;
-    c->linger_end = uv_now(c->ls->loop) + LINGER_MAX_MS;
-    c->linger = bx_malloc(sizeof(*c->linger));
-    uv_timer_init(c->ls->loop, c->linger);
-    c->linger->data = c;
-    uv_timer_start(c->linger, linger_timer_cb, LINGER_IDLE_MS, 0);
+    linger_start(c);
     if (c->flags & C_PAUSED) {
         c->flags &= ~C_PAUSED;
         if (uv_read_start((uv_stream_t *)c->tcp, alloc_cb, read_cb) < 0)
@@ -462,6 +471,8 @@ static void tls_input(bx_conn_t *c, char *buf, size_t len, size_t cap)
 {
     int was_ready = bx_tls_ready(c->tls);
 
+    if (c->linger)
+        linger_touch(c);        /* a closing handshake goes on: bounded still */
     bx_tls_feed(c->tls, buf, len);
     for (;;) {
         size_t got = 0;
@@ -636,6 +647,11 @@ void bx_conn_close_after_write(bx_conn_t *c)
     if (c->flags & (C_CLOSING | C_DRAIN))
         return;
     c->flags |= C_DRAIN;
+    /* Until its handshake has finished a TLS connection can send nothing,
+     * and its owner no longer watches it: a peer that never finishes must
+     * not hold it open. So it is bounded as lingering is. */
+    if (c->tls && !bx_tls_ready(c->tls))
+        linger_start(c);
     if (c->flags & C_WRITING)
         return;                 /* write_cb goes on */
     if (c->tls)

@@ -707,6 +707,50 @@ static void test_renegotiation(void)
     stop_server();
 }
 
+static void cl_refused(void)
+{
+    SSL_CTX *cx = client_ctx(cert1, 0);
+    SSL *a = tls_open(cx, S.port);
+    bx_buf_t body = BX_BUF_INIT;
+    char out[256];
+    int closed, fd;
+
+    BX_CHECK(a != NULL);
+    if (a)
+        BX_CHECK_INT(https_get(a, "/", &body), 200);
+    /* over max_conns_per_addr: refused (a 429 waiting for a handshake that
+     * never comes); the server must not keep it open */
+    fd = tcp_connect(S.port);
+    BX_CHECK(fd >= 0);
+    read_all(fd, out, sizeof(out), &closed);
+    BX_CHECK(closed);
+    close(fd);
+    /* one that does handshake reads the refusal */
+    SSL *b = tls_open(cx, S.port);
+    BX_CHECK(b != NULL);
+    if (b) {
+        int n = SSL_read(b, out, sizeof(out) - 1);
+        BX_CHECK(n > 0 && strncmp(out, "HTTP/1.1 429 ", 13) == 0);
+        tls_close(b);
+    }
+    if (a)
+        tls_close(a);
+    bx_buf_free(&body);
+    SSL_CTX_free(cx);
+    client_finished();
+}
+
+/* A refused connection (max_conns_per_addr) is closed after its answer
+ * even when its peer never sends a handshake to carry it. */
+static void test_refused_without_handshake(void)
+{
+    bx_http_limits_t lim = { .max_conns_per_addr = 1 };
+
+    start_server(&lim);
+    run_client(cl_refused);
+    stop_server();
+}
+
 static int conns_seen;
 
 static void cl_no_close_notify(void)
@@ -770,6 +814,7 @@ int main(void)
     BX_RUN(test_stalled_handshake);
     BX_RUN(test_renegotiation);
     BX_RUN(test_no_close_notify);
+    BX_RUN(test_refused_without_handshake);
     remove_files();
     return BX_REPORT();
 }
