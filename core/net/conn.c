@@ -566,6 +566,17 @@ void bx_conn_use_tls(bx_conn_t *c, bx_tls_ctx_t *ctx)
     c->tls = bx_tls_new(ctx);
 }
 
+void bx_conn_use_tls_client(bx_conn_t *c, bx_tls_ctx_t *ctx, const char *host)
+{
+    c->tls = bx_tls_new_client(ctx, host);
+    mark_dirty(c);              /* the ClientHello */
+}
+
+const char *bx_conn_tls_error(const bx_conn_t *c)
+{
+    return c->tls ? bx_tls_error(c->tls) : NULL;
+}
+
 void bx_conn_set_callbacks(bx_conn_t *c, bx_conn_read_cb on_read, bx_conn_close_cb on_close,
                            void *ud)
 {

@@ -46,6 +46,15 @@ bx_conn_t *bx_conn_new(uv_loop_t *loop, uv_tcp_t *tcp, bx_conn_read_cb on_read,
  * records once sealed. */
 void bx_conn_use_tls(bx_conn_t *c, bx_tls_ctx_t *ctx);
 
+/* Makes `c` the client side of a TLS session of `ctx` (borrowed) with
+ * `host` (checked against the server's certificate); otherwise as
+ * bx_conn_use_tls. The handshake starts at the next flush pass. */
+void bx_conn_use_tls_client(bx_conn_t *c, bx_tls_ctx_t *ctx, const char *host);
+
+/* Why the TLS session of `c` failed, or NULL (none, or no failure).
+ * Borrowed from `c`. */
+const char *bx_conn_tls_error(const bx_conn_t *c);
+
 /* Replaces the callbacks and their user data (used when a protocol takes
  * over a connection, e.g. an HTTP upgrade). */
 void bx_conn_set_callbacks(bx_conn_t *c, bx_conn_read_cb on_read, bx_conn_close_cb on_close,

@@ -11,6 +11,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ struct bx_tls_ctx_s {
 struct bx_tls_s {
     SSL *ssl;
     BIO *in, *out;              /* owned by ssl */
+    char *error;                /* bx_tls_error */
 };
 
 static bx_tls_ctx_t *contexts;
@@ -111,10 +113,41 @@ bx_tls_ctx_t *bx_tls_ctx_new(const char *cert_file, const char *key_file, char *
     return ctx;
 }
 
+bx_tls_ctx_t *bx_tls_client_ctx_new(const char *ca_file, char *err, size_t errlen)
+{
+    SSL_CTX *x;
+    bx_tls_ctx_t *ctx;
+
+    ERR_clear_error();
+    x = SSL_CTX_new(TLS_client_method());
+    if (!x) {
+        ssl_error(err, errlen, "cannot create a TLS context for", "a client");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(x, TLS1_2_VERSION);
+    SSL_CTX_set_mode(x, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_verify(x, SSL_VERIFY_PEER, NULL);
+    if ((ca_file ? SSL_CTX_load_verify_locations(x, ca_file, NULL)
+                 : SSL_CTX_set_default_verify_paths(x)) != 1) {
+        ssl_error(err, errlen, "cannot load the CA certificates", ca_file ? ca_file : "(system)");
+        SSL_CTX_free(x);
+        return NULL;
+    }
+    ctx = bx_calloc(1, sizeof(*ctx));
+    ctx->ssl = x;
+    ctx->refs = 1;              /* not on `contexts`: nothing to reload */
+    return ctx;
+}
+
 int bx_tls_ctx_reload(bx_tls_ctx_t *ctx, char *err, size_t errlen)
 {
-    SSL_CTX *x = load(ctx->cert, ctx->key, err, errlen);
+    SSL_CTX *x;
 
+    if (!ctx->cert) {
+        snprintf(err, errlen, "a client context has no files to reload");
+        return -1;
+    }
+    x = load(ctx->cert, ctx->key, err, errlen);
     if (!x)
         return -1;
     SSL_CTX_free(ctx->ssl);     /* sessions made from it hold a reference */
@@ -180,11 +213,35 @@ bx_tls_t *bx_tls_new(bx_tls_ctx_t *ctx)
     return t;
 }
 
+bx_tls_t *bx_tls_new_client(bx_tls_ctx_t *ctx, const char *host)
+{
+    bx_tls_t *t = bx_tls_new(ctx);
+    X509_VERIFY_PARAM *param = SSL_get0_param(t->ssl);
+
+    SSL_set_connect_state(t->ssl);
+    /* an IP address is checked as one, and is not sent as SNI (RFC 6066) */
+    if (X509_VERIFY_PARAM_set1_ip_asc(param, host) != 1) {
+        ERR_clear_error();
+        SSL_set_tlsext_host_name(t->ssl, host);
+        X509_VERIFY_PARAM_set1_host(param, host, 0);
+    }
+    ERR_clear_error();
+    SSL_do_handshake(t->ssl);   /* the ClientHello, into the output BIO */
+    ERR_clear_error();
+    return t;
+}
+
+const char *bx_tls_error(const bx_tls_t *t)
+{
+    return t->error;
+}
+
 void bx_tls_free(bx_tls_t *t)
 {
     if (!t)
         return;
     SSL_free(t->ssl);           /* and both BIOs */
+    free(t->error);
     free(t);
 }
 
@@ -220,11 +277,16 @@ ssize_t bx_tls_read(bx_tls_t *t, void *buf, size_t cap)
     default:
         rc = ERR_GET_REASON(ERR_peek_error()) == SSL_R_HTTP_REQUEST ? BX_TLS_PLAIN_HTTP
                                                                     : BX_TLS_ERROR;
-        if (bx_log_enabled(BX_LOG_DEBUG)) {
-            char why[256] = "no detail";
+        if (!t->error) {
+            char why[300] = "TLS failure";
             unsigned long e = ERR_peek_error();
-            if (e)
+            long v = SSL_get_verify_result(t->ssl);
+            if (v != X509_V_OK)
+                snprintf(why, sizeof(why), "certificate verify failed: %s",
+                         X509_verify_cert_error_string(v));
+            else if (e)
                 ERR_error_string_n(e, why, sizeof(why));
+            t->error = bx_strdup(why);
             bx_logf(BX_LOG_DEBUG, "tls", "connection failed: %s", why);
         }
         ERR_clear_error();

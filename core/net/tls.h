@@ -38,6 +38,11 @@ enum {
 bx_tls_ctx_t *bx_tls_ctx_new(const char *cert_file, const char *key_file, char *err,
                              size_t errlen);
 
+/* Returns a new client context (one reference): servers' certificates are
+ * checked against the CA certificates in `ca_file` (PEM), or the system's
+ * when NULL. NULL with a message in `err` if the file cannot be loaded. */
+bx_tls_ctx_t *bx_tls_client_ctx_new(const char *ca_file, char *err, size_t errlen);
+
 /* Loads the context's files again. Returns 0, or -1 with a message in
  * `err` and the previous certificate kept. */
 int bx_tls_ctx_reload(bx_tls_ctx_t *ctx, char *err, size_t errlen);
@@ -54,6 +59,15 @@ void bx_tls_ctx_unref(bx_tls_ctx_t *ctx);
 /* Returns a new server-side session of `ctx` (borrowed: the session needs
  * no reference to it). */
 bx_tls_t *bx_tls_new(bx_tls_ctx_t *ctx);
+
+/* Returns a new client-side session of `ctx` (borrowed) for `host` (a DNS
+ * name, sent as SNI, or an IP address), whose certificate must name it.
+ * The handshake starts at once: its first records wait in bx_tls_pending. */
+bx_tls_t *bx_tls_new_client(bx_tls_ctx_t *ctx, const char *host);
+
+/* Why the session failed ("certificate verify failed: ...") once
+ * bx_tls_read answered BX_TLS_ERROR, else NULL. Borrowed from `t`. */
+const char *bx_tls_error(const bx_tls_t *t);
 
 /* Frees a session. NULL is ok. */
 void bx_tls_free(bx_tls_t *t);

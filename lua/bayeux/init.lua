@@ -312,19 +312,23 @@ end
 _M.http = {}
 
 --- One HTTP request on the loop: req = { method = "GET", url =
--- "http://host[:port]/path?query", headers = { Name = value }, body =
--- string, timeout = seconds (default 30) }; cb(res) with res = { status,
--- body }, or cb(nil, err) when no answer came.
+-- "http://host[:port]/path?query" (or https://), headers = { Name = value },
+-- body = string, timeout = seconds (default 30), ca = a PEM file of CA
+-- certificates for https (default: the system's) }; cb(res) with res = {
+-- status, body }, or cb(nil, err) when no answer came.
 function _M.http.request(req, cb)
     if type(req) ~= "table" or type(req.url) ~= "string" or type(cb) ~= "function" then
         error("bayeux.http.request({ url = ..., method, headers, body, timeout }, cb)", 2)
     end
-    local host, port, path = req.url:match("^http://([^/:]+):?(%d*)(.*)$")
+    local scheme, host, port, path = req.url:match("^(https?)://([^/:]+):?(%d*)(.*)$")
     if not host then
-        error("bayeux.http.request: url must be http://host[:port]/path, not " .. req.url, 2)
+        error("bayeux.http.request: url must be http(s)://host[:port]/path, not " .. req.url, 2)
+    end
+    if req.ca ~= nil and type(req.ca) ~= "string" then
+        error("bayeux.http.request: ca must be a file name", 2)
     end
     if host:sub(1, 1) == "[" then host = host:sub(2, -2) end
-    port = tonumber(port) or 80
+    port = tonumber(port) or (scheme == "https" and 443 or 80)
     if path == "" then path = "/" end
     local lines = {}
     for k, v in pairs(req.headers or {}) do
@@ -335,7 +339,7 @@ function _M.http.request(req, cb)
         lines[#lines + 1] = name .. ": " .. value .. "\r\n"
     end
     local method = (req.method or (req.body and "POST" or "GET")):upper()
-    local client = core.http_client(host, port)
+    local client = core.http_client(host, port, scheme == "https" and (req.ca or true) or nil)
     client:request(method, path, #lines > 0 and table.concat(lines) or nil, req.body,
         req.timeout or 30, function(status, body, err)
             -- the client is closed on a later turn, not inside its own callback
