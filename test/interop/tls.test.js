@@ -9,14 +9,17 @@
 //   node test/interop/tls.test.js
 //
 // Prints "ok - name" / "not ok - name" per test and ends with "N passed,
-// N failed"; exits 1 on any failure. The whole file is bounded to 60 s.
+// N failed"; exits 1 on any failure. The whole file is bounded to 100 s.
+// Last, `--workers 2` (with a private redis-server) shows the parent
+// passing SIGHUP on: both workers reload.
 'use strict';
 const fs = require('fs');
 const http = require('http');
 const https = require('https');
 const tls = require('tls');
 const path = require('path');
-const { execFile } = require('child_process');
+const net = require('net');
+const { execFile, spawn } = require('child_process');
 const H = require('./harness');
 const { withTimeout, assert, assertEqual, poll } = H;
 const { makeCA } = require('./tls_certs');
@@ -34,7 +37,8 @@ fs.copyFileSync(one.key, served.key);
 let server = null;
 const clients = [];
 const tests = [];
-const test = (name, fn) => tests.push({ name, fn, ms: TEST_MS });
+const others = [];               // more servers, stopped at the end if still up
+const test = (name, fn, ms = TEST_MS) => tests.push({ name, fn, ms });
 
 function newClient(which) {
   const c = new faye.Client(server.url, { timeout: 10, retry: 1, tls: { ca: ca.caPem } });
@@ -194,16 +198,69 @@ test('SIGHUP: new connections get the new certificate, open ones go on, a bad fi
   assertEqual((await request('GET', '/bayeux/client.js')).status, 200, 'still serving');
 });
 
+// A private redis-server for --workers (which needs a shared engine).
+async function startRedis(dir) {
+  const port = await new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+  });
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '',
+    '--appendonly', 'no', '--dir', dir, '--loglevel', 'warning'], { stdio: 'ignore' });
+  redisProcs.push(proc);
+  for (let i = 0; i < 200; i++) {
+    const up = await new Promise((resolve) => {
+      const c = net.connect(port, '127.0.0.1', () => { c.destroy(); resolve(true); });
+      c.on('error', () => resolve(false));
+    });
+    if (up) return port;
+    await H.delay(25);
+  }
+  throw new Error('redis-server did not start');
+}
+const redisProcs = [];
+process.on('exit', () => { for (const p of redisProcs) if (p.exitCode === null) p.kill('SIGKILL'); });
+
+test('--workers 2: SIGHUP to the parent reloads the certificate in every worker', async () => {
+  const wserved = { cert: path.join(ca.dir, 'w.crt'), key: path.join(ca.dir, 'w.key') };
+  fs.copyFileSync(one.cert, wserved.cert);
+  fs.copyFileSync(one.key, wserved.key);
+  const rport = await startRedis(ca.dir);
+  const start = H.startServer({ mount: '/bayeux', timeout: 10,
+    extra: `--workers 2 --engine 'redis://127.0.0.1:${rport}/0?namespace=tlsw' --tls-cert ${wserved.cert} --tls-key ${wserved.key}` });
+  others.push(start.srv);
+  const W = await start;
+  const count = (re) => (W.log.match(re) || []).length;
+  await poll(() => count(/bayeux: listening on https:/g) === 2, 'two workers listening', 20000);
+  const fingerprint = () => new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port: W.port, ca: ca.caPem }, () => {
+      const fp = s.getPeerCertificate().fingerprint256;
+      s.destroy();
+      resolve(fp);
+    });
+    s.on('error', reject);
+  });
+  assertEqual(await fingerprint(), one.fingerprint, 'the first certificate');
+  fs.copyFileSync(two.cert, wserved.cert);
+  fs.copyFileSync(two.key, wserved.key);
+  W.proc.kill('SIGHUP');
+  await poll(() => count(/tls: reloaded /g) === 2, 'both workers reloaded', 10000);
+  // the kernel spreads connections over both workers: every one gets it
+  for (let i = 0; i < 20; i++) assertEqual(await fingerprint(), two.fingerprint, `connection ${i}`);
+  const exit = await H.stopServer(W, 10000);
+  assertEqual(exit, { code: 0, signal: null }, 'the parent exits 0 on SIGTERM');
+}, 40000);
+
 H.runFile({
   tests,
-  fileMs: 60000,
+  fileMs: 100000,
   start: async () => {
     server = await H.startServer({ mount: '/bayeux', timeout: 10,
       extra: `--tls-cert ${served.cert} --tls-key ${served.key}` });
     assert(server.url.startsWith('https://'), `listening line says https: ${server.url}`);
     return server;
   },
-  servers: () => [server].filter(Boolean),
+  servers: () => [server, ...others.filter((o) => !o.exit)].filter(Boolean),
   finish: async () => {
     await Promise.all(clients.map((c) => withTimeout(c.disconnect(), 2000, 'disconnect').catch(() => {})));
     ca.remove();
