@@ -82,7 +82,7 @@ PKG_LIBS   := $(shell pkg-config --libs libuv jansson hiredis)
 PKG_VERS   := $(shell pkg-config --modversion libuv jansson hiredis)
 endif
 
-LIBS      = $(PKG_LIBS) -lhttp_parser -lwslay -lcrypto -lz -lm
+LIBS      = $(PKG_LIBS) -lhttp_parser -lwslay -lssl -lcrypto -lz -lm
 BX_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(WERROR) -Icore $(PKG_CFLAGS)
 ALL_CFLAGS = $(BX_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 

@@ -275,10 +275,17 @@ int bx_server_listen(bx_server_t *s, const char *host, int port)
 
 int bx_server_listen_ex(bx_server_t *s, const char *host, int port, int reuseport)
 {
+    return bx_server_listen_tls(s, host, port, reuseport, NULL);
+}
+
+int bx_server_listen_tls(bx_server_t *s, const char *host, int port, int reuseport,
+                         bx_tls_ctx_t *tls)
+{
     if (s->http || s->closing)
         return UV_EALREADY;
     s->http = bx_http_server_new(s->loop, &s->opts.http, on_request, on_abort, s);
     bx_http_server_on_head(s->http, on_head);
+    bx_http_server_set_tls(s->http, tls);
     int rc = bx_http_listen_ex(s->http, host, port, reuseport);
     if (rc != 0) {
         bx_http_server_close(s->http, NULL, NULL);

@@ -100,6 +100,12 @@ int bx_server_listen(bx_server_t *s, const char *host, int port);
  * several processes (bayeux serve --workers) share the port. */
 int bx_server_listen_ex(bx_server_t *s, const char *host, int port, int reuseport);
 
+/* bx_server_listen_ex speaking HTTPS (and WSS, EventSource over TLS) with
+ * the certificate of `tls` (borrowed: the listener takes a reference);
+ * NULL: plain HTTP. */
+int bx_server_listen_tls(bx_server_t *s, const char *host, int port, int reuseport,
+                         bx_tls_ctx_t *tls);
+
 /* The bound port, or -1. */
 int bx_server_port(const bx_server_t *s);
 

@@ -234,15 +234,33 @@ static int l_server(lua_State *L)
     return 1;
 }
 
-/* server:listen(port, host, reuseport) -> port | nil, err */
+/* server:listen(port, host, reuseport, tls) -> port | nil, err; tls is nil
+ * or { cert = FILE, key = FILE } (PEM) */
 static int s_listen(lua_State *L)
 {
     lserver_t *ls = check_server(L);
     lua_Integer port = luaL_checkinteger(L, 2);
     const char *host = luaL_optstring(L, 3, "127.0.0.1");
     int reuseport = lua_toboolean(L, 4);
+    bx_tls_ctx_t *tls = NULL;
     luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
-    int rc = bx_server_listen_ex(ls->s, host, (int)port, reuseport);
+    if (!lua_isnoneornil(L, 5)) {
+        char err[512];
+        luaL_checktype(L, 5, LUA_TTABLE);
+        lua_getfield(L, 5, "cert");
+        lua_getfield(L, 5, "key");
+        const char *cert = lua_tostring(L, -2), *key = lua_tostring(L, -1);
+        luaL_argcheck(L, cert && key, 5, "tls needs cert and key (file names)");
+        tls = bx_tls_ctx_new(cert, key, err, sizeof(err));
+        if (!tls) {
+            lua_pushnil(L);
+            lua_pushstring(L, err);
+            lua_pushliteral(L, "TLS");
+            return 3;
+        }
+    }
+    int rc = bx_server_listen_tls(ls->s, host, (int)port, reuseport, tls);
+    bx_tls_ctx_unref(tls);      /* the listener holds its own reference */
     if (rc != 0) {
         lua_pushnil(L);
         lua_pushfstring(L, "cannot listen on %s:%d: %s", host, (int)port, uv_strerror(rc));

@@ -28,6 +28,8 @@ struct bx_wsc_s {
     int state;
     int closing;                /* bx_wsc_close() was called */
     char *host, *path, *headers;
+    bx_tls_ctx_t *tls;          /* a reference: wss; NULL: ws */
+    char tls_error[200];        /* the reason of a failed TLS handshake */
     char port[8];
     char key[32], accept[32];
     uv_getaddrinfo_t gai;
@@ -61,6 +63,7 @@ static void finish(bx_wsc_t *w)
     bx_wsframe_free(&w->f);
     bx_buf_free(&w->head);
     free(w->host);
+    bx_tls_ctx_unref(w->tls);
     free(w->path);
     free(w->headers);
     free(w);
@@ -140,6 +143,11 @@ static void on_read(bx_conn_t *c, void *ud, const char *data, size_t len, int st
     bx_wsc_t *w = ud;
 
     if (status < 0) {
+        const char *tls = bx_conn_tls_error(c);
+        if (tls && !w->reason) {
+            snprintf(w->tls_error, sizeof(w->tls_error), "TLS: %s", tls);
+            w->reason = w->tls_error;
+        }
         if (!w->reason)
             w->reason = w->state == W_UPGRADE ? "bad upgrade answer" : "closed";
         return;                 /* the close callback follows */
@@ -206,6 +214,8 @@ static void on_connect(uv_connect_t *creq, int status)
     }
     w->state = W_UPGRADE;
     w->conn = bx_conn_new(w->loop, w->tcp, on_read, on_close, w);
+    if (w->tls)
+        bx_conn_use_tls_client(w->conn, w->tls, w->host);
     RAND_bytes(raw, sizeof(raw));
     EVP_EncodeBlock((unsigned char *)w->key, raw, sizeof(raw));
     snprintf(in, sizeof(in), "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", w->key);
@@ -266,10 +276,18 @@ static void on_timeout(uv_timer_t *t)
 bx_wsc_t *bx_wsc_open(uv_loop_t *loop, const char *host, int port, const char *path,
                       const char *headers, unsigned timeout_ms, bx_wsc_cb cb, void *ud)
 {
+    return bx_wsc_open_tls(loop, host, port, path, headers, timeout_ms, NULL, cb, ud);
+}
+
+bx_wsc_t *bx_wsc_open_tls(uv_loop_t *loop, const char *host, int port, const char *path,
+                          const char *headers, unsigned timeout_ms, bx_tls_ctx_t *tls,
+                          bx_wsc_cb cb, void *ud)
+{
     bx_wsc_t *w = bx_calloc(1, sizeof(*w));
     struct addrinfo hints;
 
     w->loop = loop;
+    w->tls = tls ? bx_tls_ctx_ref(tls) : NULL;
     w->host = bx_strdup(host);
     w->path = bx_strdup(path);
     w->headers = headers ? bx_strdup(headers) : NULL;

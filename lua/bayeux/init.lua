@@ -324,19 +324,23 @@ end
 _M.http = {}
 
 --- One HTTP request on the loop: req = { method = "GET", url =
--- "http://host[:port]/path?query", headers = { Name = value }, body =
--- string, timeout = seconds (default 30) }; cb(res) with res = { status,
--- body }, or cb(nil, err) when no answer came.
+-- "http://host[:port]/path?query" (or https://), headers = { Name = value },
+-- body = string, timeout = seconds (default 30), ca = a PEM file of CA
+-- certificates for https (default: the system's) }; cb(res) with res = {
+-- status, body }, or cb(nil, err) when no answer came.
 function _M.http.request(req, cb)
     if type(req) ~= "table" or type(req.url) ~= "string" or type(cb) ~= "function" then
         error("bayeux.http.request({ url = ..., method, headers, body, timeout }, cb)", 2)
     end
-    local host, port, path = req.url:match("^http://([^/:]+):?(%d*)(.*)$")
+    local scheme, host, port, path = req.url:match("^(https?)://([^/:]+):?(%d*)(.*)$")
     if not host then
-        error("bayeux.http.request: url must be http://host[:port]/path, not " .. req.url, 2)
+        error("bayeux.http.request: url must be http(s)://host[:port]/path, not " .. req.url, 2)
+    end
+    if req.ca ~= nil and type(req.ca) ~= "string" then
+        error("bayeux.http.request: ca must be a file name", 2)
     end
     if host:sub(1, 1) == "[" then host = host:sub(2, -2) end
-    port = tonumber(port) or 80
+    port = tonumber(port) or (scheme == "https" and 443 or 80)
     if path == "" then path = "/" end
     local lines = {}
     for k, v in pairs(req.headers or {}) do
@@ -347,7 +351,7 @@ function _M.http.request(req, cb)
         lines[#lines + 1] = name .. ": " .. value .. "\r\n"
     end
     local method = (req.method or (req.body and "POST" or "GET")):upper()
-    local client = core.http_client(host, port)
+    local client = core.http_client(host, port, scheme == "https" and (req.ca or true) or nil)
     client:request(method, path, #lines > 0 and table.concat(lines) or nil, req.body,
         req.timeout or 30, function(status, body, err)
             -- the client is closed on a later turn, not inside its own callback
@@ -487,8 +491,15 @@ end
 -- opts.raise == false it returns nil and the error instead. With
 -- opts.reuse_port the socket has SO_REUSEPORT: other processes of the same
 -- user may listen on the same port, and the kernel spreads the connections
--- (bayeux serve --workers).
+-- (bayeux serve --workers). With opts.tls = { cert = FILE, key = FILE }
+-- (PEM: the certificate chain, the private key) the port speaks HTTPS, and
+-- so WSS and EventSource over TLS; SIGHUP loads the files again. The one
+-- table form works too: server:listen{ port = 443, host = ..., tls = ... }.
 function Server:listen(port, host, opts)
+    if type(port) == "table" and host == nil and opts == nil then
+        opts = port
+        port, host = opts.port, opts.host
+    end
     host = host or "127.0.0.1"
     if type(port) ~= "number" or math_type(port) ~= "integer" then
         error("server:listen(port, host): port must be an integer", 2)
@@ -496,13 +507,20 @@ function Server:listen(port, host, opts)
     if opts ~= nil and type(opts) ~= "table" then
         error("server:listen(port, host, opts): opts must be a table", 2)
     end
-    local bound, err = self.core:listen(port, host, opts and opts.reuse_port)
+    local tls = opts and opts.tls
+    if tls ~= nil and (type(tls) ~= "table" or type(tls.cert) ~= "string"
+                       or type(tls.key) ~= "string") then
+        error("server:listen: tls must be { cert = FILE, key = FILE }", 2)
+    end
+    local bound, err = self.core:listen(port, host, opts and opts.reuse_port, tls)
     if not bound then
         if opts and opts.raise == false then return nil, err end
         error("server:listen: " .. tostring(err), 2)
     end
     self.port = bound
-    io.stdout:write(("bayeux: listening on http://%s:%d%s\n"):format(host, bound, self.mount))
+    self.tls = tls and true or nil
+    io.stdout:write(("bayeux: listening on %s://%s:%d%s\n"):format(tls and "https" or "http",
+                                                                   host, bound, self.mount))
     io.stdout:flush()
     return bound
 end
