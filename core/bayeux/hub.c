@@ -20,6 +20,7 @@
 #include "net/conn.h"
 
 typedef struct session {
+    bx_idict_link_t slot;       /* in the hub's sessions, keyed by id */
     char id[32];
     bx_waiter_t *hold;
     bx_sink_t *sink;
@@ -69,7 +70,7 @@ struct bx_hub_s {
     uv_loop_t *loop;
     bx_hub_opts_t opts;
     bx_engine_t *engine;        /* borrowed (bx_hub_attach) */
-    bx_dict_t sessions;
+    bx_idict_t sessions;        /* of session_t, keyed by their own id */
     bx_dict_t buckets;          /* publish rate: key -> bucket_t */
     size_t buckets_sweep;       /* sweep the refilled ones past this count */
     bx_dict_t browsers;         /* client id -> browser id (strdup) */
@@ -99,6 +100,8 @@ struct bx_hub_s {
     void *close_ud;
     void *store;                /* bx_hub_set_store */
     void (*store_free)(void *p);
+    void *history;              /* bx_hub_set_history */
+    void (*history_free)(void *p);
 };
 
 static void on_tick(void *ud);
@@ -112,7 +115,8 @@ typedef struct {
 
 static session_t *session_get(bx_hub_t *s, const char *id)
 {
-    return bx_dict_get(&s->sessions, id, strlen(id));
+    bx_idict_link_t *l = bx_idict_get(&s->sessions, id, strlen(id));
+    return l ? BX_CONTAINER(l, session_t, slot) : NULL;
 }
 
 static session_t *session_make(bx_hub_t *s, const char *id)
@@ -122,7 +126,7 @@ static session_t *session_make(bx_hub_t *s, const char *id)
         ss = bx_calloc(1, sizeof(*ss));
         bx_list_init(&ss->ka);
         snprintf(ss->id, sizeof(ss->id), "%s", id);
-        bx_dict_set(&s->sessions, ss->id, strlen(ss->id), ss);
+        bx_idict_add(&s->sessions, &ss->slot, ss->id, strlen(ss->id));
     }
     return ss;
 }
@@ -183,7 +187,7 @@ static void session_gc(bx_hub_t *s, session_t *ss)
     if (ss->hold || ss->sink || ss->pending.n || ss->dirty || ss->outpasses || ss->pinned ||
         ss->taking || ss->requeuing || ss->ack)
         return;
-    bx_dict_del(&s->sessions, ss->id, strlen(ss->id));
+    bx_idict_del(&s->sessions, &ss->slot);
     bx_chunkv_free(&ss->pending);
     free(ss);
 }
@@ -1072,8 +1076,8 @@ int bx_hub_closing(const bx_hub_t *s)
 
 void bx_hub_close_begin(bx_hub_t *s)
 {
-    bx_dict_iter_t it = BX_DICT_ITER_INIT;
-    bx_dict_entry_t *en;
+    bx_idict_iter_t it = BX_IDICT_ITER_INIT;
+    bx_idict_link_t *en;
 
     if (s->closing)
         return;
@@ -1083,8 +1087,8 @@ void bx_hub_close_begin(bx_hub_t *s)
     s->incoming = s->outgoing = NULL;
     /* answer every held connect now, so that the answers reach the sockets
      * before the listener closes them */
-    while ((en = bx_dict_next(&s->sessions, &it)) != NULL) {
-        session_t *ss = en->value;
+    while ((en = bx_idict_next(&s->sessions, &it)) != NULL) {
+        session_t *ss = BX_CONTAINER(en, session_t, slot);
         if (ss->hold) {
             bx_waiter_t *w = ss->hold;
             bx_chunkv_t msgs = ss->pending;
@@ -1113,12 +1117,12 @@ static void holds_closed(void *ud)
 
 int bx_hub_close(bx_hub_t *s, void (*done)(void *ud), void *ud)
 {
-    bx_dict_iter_t it = BX_DICT_ITER_INIT;
-    bx_dict_entry_t *en;
+    bx_idict_iter_t it = BX_IDICT_ITER_INIT;
+    bx_idict_link_t *en;
 
     bx_hub_close_begin(s);
-    while ((en = bx_dict_next(&s->sessions, &it)) != NULL) {
-        session_t *ss = en->value;
+    while ((en = bx_idict_next(&s->sessions, &it)) != NULL) {
+        session_t *ss = BX_CONTAINER(en, session_t, slot);
         if (ss->hold) {
             /* held after close began (a lookup was already in flight) */
             bx_waiter_t *w = ss->hold;
@@ -1135,7 +1139,7 @@ int bx_hub_close(bx_hub_t *s, void (*done)(void *ud), void *ud)
         ack_free(s, ss);
         free(ss);
     }
-    bx_dict_free(&s->sessions);
+    bx_idict_free(&s->sessions);
     s->dirty = NULL;
     free_events(s->ev_head);
     free_events(s->fire_head);
@@ -1168,7 +1172,9 @@ void bx_hub_free(bx_hub_t *s)
     drop_deferred(s);
     if (s->store)
         s->store_free(s->store);
-    bx_dict_free(&s->sessions);
+    if (s->history)
+        s->history_free(s->history);
+    bx_idict_free(&s->sessions);
     dict_free_all(&s->buckets);
     dict_free_all(&s->browsers);
     free(s);
@@ -1183,4 +1189,15 @@ void bx_hub_set_store(bx_hub_t *s, void *p, void (*free_fn)(void *p))
 void *bx_hub_store(bx_hub_t *s)
 {
     return s->store;
+}
+
+void bx_hub_set_history(bx_hub_t *s, void *p, void (*free_fn)(void *p))
+{
+    s->history = p;
+    s->history_free = free_fn;
+}
+
+void *bx_hub_history(const bx_hub_t *s)
+{
+    return s->history;
 }

@@ -158,6 +158,11 @@ void bx_hub_free(bx_hub_t *h);
 void bx_hub_set_store(bx_hub_t *h, void *p, void (*free_fn)(void *p));
 void *bx_hub_store(bx_hub_t *h);
 
+/* The same for channel history (history.c): NULL until set, which is the
+ * fast path's test (no history configured, nothing else is looked at). */
+void bx_hub_set_history(bx_hub_t *h, void *p, void (*free_fn)(void *p));
+void *bx_hub_history(const bx_hub_t *h);
+
 /* Extension hooks (the Lua layer installs them). Each gets a message (a new
  * reference it must pass on or drop) and calls `next` exactly once, never
  * inside the hook call itself, with the message to continue with (stolen)

@@ -15,6 +15,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "bayeux/history.h"
 #include "bayeux/protocol.h"
 #include "bayeux/retain.h"
 
@@ -817,6 +818,45 @@ static int check_channel(op_t *op, const json_t *jch)
     return err;
 }
 
+/* Channel history (history.h): the positions a subscribe names, when the
+ * server keeps history; NULL otherwise (nothing else is looked at). A bad
+ * one is the subscribe's error. */
+static const json_t *history_wanted(op_t *op)
+{
+    bx_history_t *h = bx_history_get(op->batch->hub);
+    json_t *want;
+
+    if (!h)
+        return NULL;
+    want = json_object_get(json_object_get(op->msg, "ext"), "history");
+    if (want && !bx_history_valid(want)) {
+        set_error_text(op->reply, 400, "ext.history", "Bad history position");
+        return NULL;
+    }
+    return want;
+}
+
+/* The engine took the subscription of `jch` (the memory engine applies it
+ * in the call): what the client missed goes in front of its queue now,
+ * and the reply says where it stands. */
+static void history_subscribed(op_t *op, const json_t *want, const json_t *jch)
+{
+    json_t *ext = json_object_get(op->reply, "ext");
+    json_t *answer;
+
+    if (!ext) {
+        ext = json_object();
+        json_object_set_new(op->reply, "ext", ext);
+    }
+    answer = json_object_get(ext, "history");
+    if (!answer) {
+        answer = json_object();
+        json_object_set_new(ext, "history", answer);
+    }
+    bx_history_subscribed(bx_history_get(op->batch->hub), op->client_id,
+                          json_string_value(jch), want, answer);
+}
+
 static void subscription_checked(op_t *op, int subscribe)
 {
     json_t *sub = json_object_get(op->msg, "subscription");
@@ -826,6 +866,7 @@ static void subscription_checked(op_t *op, int subscribe)
     if (!bx_json_truthy(sub))
         set_error(op->reply, 402, "subscription");
     json_object_set_new(op->reply, "subscription", sub ? json_incref(sub) : json_array());
+    const json_t *want = subscribe && !has_error(op->reply) ? history_wanted(op) : NULL;
     if (has_error(op->reply)) {
         op_reply(op);
         return;
@@ -847,6 +888,8 @@ static void subscription_checked(op_t *op, int subscribe)
             op->outstanding--;
             if (unavailable(rc))
                 op->engine_status = rc;
+        } else if (want) {
+            history_subscribed(op, want, jch);
         }
     }
     if (--op->outstanding == 0)
@@ -936,6 +979,8 @@ static void publish_checked(op_t *op)
         return;
     }
     bx_engine_t *e = bx_hub_engine(op->batch->hub);
+    if (bx_history_get(op->batch->hub))
+        bx_history_publish(bx_history_get(op->batch->hub), op->msg);
     int rc = e->ops->publish(e, op->msg, published, op);
     if (rc != 0) {
         published(op, rc);

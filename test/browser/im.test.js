@@ -29,15 +29,27 @@
 // Every page: no page errors; every /meta/connect over the transport.
 //
 // Prints "ok - name" / "not ok - name" and ends with "N passed, N failed";
-// exits 1 on any failure. Bounded to 240 s.
+// exits 1 on any failure. Bounded to 390 s (FILE_MS).
 'use strict';
 const h = require('./harness');
 const { assert, assertEqual, test } = h;
 
-const FILE_MS = 240000;
 const PARALLEL = 2;
-const TEST_MS = 100000;         // per transport (three pages): generous, for a loaded machine
+// Every wait below is bounded by WAIT_MS and names what did not happen: a
+// step that hangs fails there. TEST_MS only bounds the sum of ~40 browser
+// steps, which on a machine loaded to 8 runnable tasks a core took more
+// than 100 s with no step failing; the file bound covers two rounds.
+const TEST_MS = 180000;         // per transport (three pages)
+const FILE_MS = 2 * TEST_MS + 30000;
 const WAIT_MS = 15000;
+
+// Each test's steps with their start (s since the test began), printed if
+// the test runs out of time: the slow step, not just "timed out".
+const traces = {};
+function step(tag, what) {
+  const t = traces[tag];
+  if (t) t.steps.push(`${((Date.now() - t.start) / 1000).toFixed(1)}s ${what}`);
+}
 
 const TRANSPORTS = [
   { transport: 'websocket', disable: [] },
@@ -55,6 +67,7 @@ function messages(page) {
 }
 
 async function waitFor(page, who, what, fn, arg) {
+  step(page.imTag, `${who} ${what}`);
   await page.waitForFunction(fn, arg, { timeout: WAIT_MS }).catch(async () => {
     throw new Error(`${who}: never ${what}; messages ${JSON.stringify(await messages(page))}, ` +
                     `members ${await page.textContent('#members')}, status ${await page.textContent('#status')}`);
@@ -68,6 +81,7 @@ function sees(page, who, from, text) {
 }
 
 async function login(page, user, password) {
+  step(page.imTag, `${user} logs in`);
   await page.fill('#login-user', user);
   await page.fill('#login-password', password);
   await page.click('#login-button');
@@ -92,9 +106,16 @@ async function main() {
       const expected = h.expectedTransport(t.transport, support);
       const url = origin + '/' + (t.disable.length ? '?disable=' + t.disable.join(',') : '');
       const tag = `[${t.transport}]`;
+      traces[tag] = { start: Date.now(), steps: [] };
+      const dump = setTimeout(() => console.log(`# ${tag} steps: ${traces[tag].steps.join('; ')}`),
+                              TEST_MS - 1000);
       const ready = () => document.getElementById('login-form') !== null && window.Faye !== undefined;
       const pages = {};
-      for (const name of ['alice', 'bob', 'carol']) pages[name] = await h.openPage(browser, url, { ready });
+      for (const name of ['alice', 'bob', 'carol']) {
+        step(tag, `${name} opens the page`);
+        pages[name] = await h.openPage(browser, url, { ready });
+        pages[name].imTag = tag;
+      }
       const { alice, bob, carol } = pages;
 
       // 1. log in (carol mistypes first)
@@ -144,6 +165,7 @@ async function main() {
       assertEqual(await carol.$('li[data-channel="/room/dev"]'), null, 'carol has no #dev');
 
       // 7. carol tries to listen in
+      step(tag, 'carol tries what is not hers');
       const attempts = await carol.evaluate(async (channels) => {
         window.stolen = [];
         const out = {};
@@ -172,6 +194,7 @@ async function main() {
         assert(!carolText.includes(secret), `carol never got "${secret}"`);
 
       // 8. a spoofed name
+      step(tag, 'carol publishes as alice');
       const spoofed = await carol.evaluate((text) => Promise.race([
         window.im.client.publish('/room/general', { id: 'spoof', text, from: 'alice' }).then(() => 'ok', (e) => String(e)),
         new Promise((resolve) => setTimeout(() => resolve('no answer in 15 s'), 15000))]), `it is me, alice ${tag}`);
@@ -194,6 +217,7 @@ async function main() {
       assertEqual(carol.net.consoleErrors, [], 'carol: no page errors');
       await Promise.all(Object.values(pages).map((p) => p.close()));
       await h.stopServer(app);
+      clearTimeout(dump);
     }, TEST_MS)), PARALLEL);
   } finally {
     await browser.close().catch(() => {});
