@@ -65,6 +65,16 @@ typedef struct {
     /* An event happened. `channel` and `data` may be NULL. */
     void (*trigger)(void *ud, bx_event_t ev, const char *id, const char *channel,
                     const json_t *data);
+    /* Optional (NULL for none), for engines where another node takes a
+     * client over (redis.c's handoff). `leave`: the client `id` moves away;
+     * returns what the proxy keeps for it beside the engine's queue (an
+     * unacknowledged batch, hub.c) as text (new, malloc'd, `*len` bytes),
+     * or NULL for nothing, and forgets it. The engine carries the text to
+     * the node taking the client over, whose `arrive` gets it (borrowed)
+     * after the handed-over queue is in place and before that node's takes
+     * for `id` are answered. */
+    char *(*leave)(void *ud, const char *id, size_t *len);
+    void (*arrive)(void *ud, const char *id, const char *state, size_t len);
 } bx_proxy_t;
 
 /* What an engine counts, as this node knows it now. */

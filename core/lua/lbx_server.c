@@ -18,6 +18,7 @@
 #include "lua/lbx_server.h"
 #include "base/multipart.h"
 #include "bayeux/protocol.h"
+#include "bayeux/history.h"
 #include "bayeux/retain.h"
 #include "net/upload.h"
 #include "server.h"
@@ -189,6 +190,9 @@ static int l_server(lua_State *L)
     lua_getfield(L, 1, "browser_cookie");
     o.browser_cookie = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    if (lua_getfield(L, 1, "deflate") != LUA_TNIL)
+        o.deflate = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     if (lua_getfield(L, 1, "allowed_origins") != LUA_TNIL) {
         /* the strings stay referenced by the options table until
          * bx_server_new has copied them; the array is a userdata */
@@ -232,15 +236,33 @@ static int l_server(lua_State *L)
     return 1;
 }
 
-/* server:listen(port, host, reuseport) -> port | nil, err */
+/* server:listen(port, host, reuseport, tls) -> port | nil, err; tls is nil
+ * or { cert = FILE, key = FILE } (PEM) */
 static int s_listen(lua_State *L)
 {
     lserver_t *ls = check_server(L);
     lua_Integer port = luaL_checkinteger(L, 2);
     const char *host = luaL_optstring(L, 3, "127.0.0.1");
     int reuseport = lua_toboolean(L, 4);
+    bx_tls_ctx_t *tls = NULL;
     luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
-    int rc = bx_server_listen_ex(ls->s, host, (int)port, reuseport);
+    if (!lua_isnoneornil(L, 5)) {
+        char err[512];
+        luaL_checktype(L, 5, LUA_TTABLE);
+        lua_getfield(L, 5, "cert");
+        lua_getfield(L, 5, "key");
+        const char *cert = lua_tostring(L, -2), *key = lua_tostring(L, -1);
+        luaL_argcheck(L, cert && key, 5, "tls needs cert and key (file names)");
+        tls = bx_tls_ctx_new(cert, key, err, sizeof(err));
+        if (!tls) {
+            lua_pushnil(L);
+            lua_pushstring(L, err);
+            lua_pushliteral(L, "TLS");
+            return 3;
+        }
+    }
+    int rc = bx_server_listen_tls(ls->s, host, (int)port, reuseport, tls);
+    bx_tls_ctx_unref(tls);      /* the listener holds its own reference */
     if (rc != 0) {
         lua_pushnil(L);
         lua_pushfstring(L, "cannot listen on %s:%d: %s", host, (int)port, uv_strerror(rc));
@@ -1337,6 +1359,30 @@ static int s_retain(lua_State *L)
     return 1;
 }
 
+/* server:history(pattern, size, ttl, keep) -> true | nil, err */
+static int s_history(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    const char *pattern = luaL_checkstring(L, 2);
+    lua_Integer size = luaL_checkinteger(L, 3);
+    lua_Number ttl = luaL_checknumber(L, 4);
+    lua_Number keep = luaL_checknumber(L, 5);
+    if (size <= 0 || size > 1000000 || !(ttl > 0) || !(keep >= 0)) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "size must be an integer from 1 to 1000000, ttl a positive "
+                           "number, keep 0 or more");
+        return 2;
+    }
+    bx_history_t *h = bx_history_of(bx_server_hub(ls->s));
+    if (bx_history_add(h, pattern, (size_t)size, ttl, keep) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "'%s' is not a channel name or pattern", pattern);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* ---- Registration ---- */
 
 void lbx_server_open(lua_State *L)
@@ -1345,7 +1391,7 @@ void lbx_server_open(lua_State *L)
         { "listen", s_listen }, { "port", s_port }, { "close", s_close },
         { "process", s_process }, { "bind", s_bind }, { "unbind", s_unbind },
         { "on_event", s_on_event }, { "on_request", s_on_request }, { "on_upload", s_on_upload },
-        { "on_handshake", s_on_handshake }, { "retain", s_retain },
+        { "on_handshake", s_on_handshake }, { "retain", s_retain }, { "history", s_history },
         { "store", s_store }, { "store_ns", s_store_ns },
         { "share_identities", s_share_identities },
         { "set_extensions", s_set_extensions }, { "stats", s_stats },
