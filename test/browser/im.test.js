@@ -41,7 +41,7 @@ const path = require('path');
 const crypto = require('crypto');
 const { spawn } = require('child_process');
 const h = require('./harness');
-const { assert, assertEqual, test } = h;
+const { assert, assertEqual, test, withTimeout } = h;
 
 const PARALLEL = 2;
 // Every wait below is bounded by WAIT_MS and names what did not happen: a
@@ -270,9 +270,15 @@ async function main() {
         assertEqual(h.connectTypes(page), [expected], `${name}'s connects`);
       }
       assertEqual(carol.net.consoleErrors, [], 'carol: no page errors');
-      await Promise.all(Object.values(pages).map((p) => p.close()));
-      await h.stopServer(app);
-      if (other !== app) await h.stopServer(other);
+      // a run that passed every step once hung here (closing pages or
+      // stopping a server): each is bounded and named
+      for (const [name, page] of Object.entries(pages)) {
+        step(tag, `${name}'s page closes`);
+        await withTimeout(page.close(), WAIT_MS, `${tag} closing ${name}'s page`);
+      }
+      step(tag, 'the server stops');
+      await withTimeout(h.stopServer(app), WAIT_MS, `${tag} stopping the server`);
+      if (other !== app) await withTimeout(h.stopServer(other), WAIT_MS, `${tag} stopping the second server`);
       clearTimeout(dump);
     }, TEST_MS)), PARALLEL);
   } finally {
