@@ -1342,6 +1342,51 @@
     }
   }
 
+  // Acknowledged delivery (docs/delivery.md), opt-in, one per client:
+  //   client.addExtension(new Faye.AckExtension());
+  // The same wire as CometD's AckExtension: ext.ack = true on the
+  // handshake; once the server answers ext.ack = true, every /meta/connect
+  // carries the id of the last batch received (its connect answer's
+  // ext.ack), and a batch whose answer was lost on the way comes again,
+  // ahead of newer messages. A server without it ignores ext.ack. The
+  // client then leaves EventSource aside: acknowledged messages ride
+  // /meta/connect answers only, and an EventSource session's connects are
+  // answered at once and advised to wait a whole timeout.
+  class AckExtension {
+    constructor() {
+      this.enabled = false;      // the server said yes at the last handshake
+      this.batch = 0;            // the last batch id received
+    }
+
+    added(client) {
+      client.disable('eventsource');
+    }
+
+    outgoing(message, callback) {
+      if (message.channel === '/meta/handshake') {
+        message.ext = Object.assign({}, message.ext, { ack: true });
+        this.enabled = false;
+        this.batch = 0;
+      } else if (message.channel === '/meta/connect' && this.enabled) {
+        message.ext = Object.assign({}, message.ext, { ack: this.batch });
+      }
+      callback(message);
+    }
+
+    incoming(message, callback) {
+      const ack = message.ext && message.ext.ack;
+      if (message.channel === '/meta/handshake' && message.successful) {
+        // CometD servers may answer { enabled, batch } instead of true
+        this.enabled = ack === true || (!!ack && typeof ack === 'object' && ack.enabled === true);
+        if (this.enabled && typeof ack === 'object' && typeof ack.batch === 'number') this.batch = ack.batch;
+      } else if (message.channel === '/meta/connect' && message.successful && this.enabled &&
+                 typeof ack === 'number') {
+        this.batch = ack;
+      }
+      callback(message);
+    }
+  }
+
   Object.assign(Client.prototype, Events);
   Client.prototype.UNCONNECTED = UNCONNECTED;
   Client.prototype.CONNECTING = CONNECTING;
@@ -1354,6 +1399,7 @@
     Client,
     Subscription,
     Publication,
+    AckExtension,
     Error: BayeuxError,
     Channel: { expand: expandChannel },
     History,

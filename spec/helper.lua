@@ -173,7 +173,7 @@ function Proc:wait_listening(timeout)
   local deadline = H.now() + (timeout or 10)
   while true do
     local out = self:stdout()
-    local url, port = out:match("bayeux: listening on (http://[^:/%s]+:(%d+)[^%s]*)")
+    local url, port = out:match("bayeux: listening on (https?://[^:/%s]+:(%d+)[^%s]*)")
     if url then return tonumber(port), url end
     if self:exit_code() then
       return nil, "server exited (" .. tostring(self:exit_code()) .. ") before listening; stderr: "

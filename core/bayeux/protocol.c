@@ -454,22 +454,82 @@ static void op_reply(op_t *op)
 
 /* ---- /meta/handshake ---- */
 
+/* ---- Acknowledged delivery (docs/delivery.md) ---- */
+
+/* Whether a handshake asks for acknowledged delivery: CometD's
+ * AckExtension sends ext.ack = true. */
+static int ack_wanted(const json_t *msg)
+{
+    return json_is_true(json_object_get(json_object_get(msg, "ext"), "ack"));
+}
+
+/* The batch id a connect acknowledges: its ext.ack when an integer, else
+ * -1 (none: whatever was answered last goes again). */
+static int64_t ack_of(const json_t *msg)
+{
+    json_t *a = json_object_get(json_object_get(msg, "ext"), "ack");
+    return json_is_integer(a) && json_integer_value(a) >= 0 ? (int64_t)json_integer_value(a) : -1;
+}
+
+/* The handshake made a client that acknowledges batches: the hub keeps
+ * them, and the reply says so (ext.ack = true, which every CometD client
+ * version reads as enabled). */
+static void ack_handshaken(op_t *op, const char *id)
+{
+    json_t *ext = json_object_get(op->reply, "ext");
+    bx_session_ack_enable(op->batch->hub, id);
+    if (!json_is_object(ext)) {
+        ext = json_object();
+        json_object_set_new(op->reply, "ext", ext);
+    }
+    json_object_set_new(ext, "ack", json_true());
+}
+
+/* Puts the batch id `id` in the ext.ack of a held connect's reply. */
+static void ack_stamp(op_t *op, int64_t id)
+{
+    json_t *reply = bx_json_parse(op->held_reply->data, op->held_reply->len);
+    json_t *ext;
+
+    if (!reply)
+        return;                 /* not reached: we wrote that text */
+    ext = json_object_get(reply, "ext");
+    if (!json_is_object(ext)) {
+        ext = json_object();
+        json_object_set_new(reply, "ext", ext);
+    }
+    json_object_set_new(ext, "ack", json_integer((json_int_t)id));
+    bx_chunk_unref(op->held_reply);
+    op->held_reply = bx_json_chunk(reply);
+    json_decref(reply);
+}
+
+static void handshake_answer(void *ud)
+{
+    op_t *op = ud;
+    advise(op, NULL);
+    op_reply(op);
+}
+
 static void handshake_created(void *ud, int status, const char *id)
 {
     op_t *op = ud;
     if (status == 0) {
         json_object_set_new(op->reply, "clientId", json_string(id));
+        if (ack_wanted(op->msg))
+            ack_handshaken(op, id);
         if (op->batch->browser)
             bx_session_set_browser(op->batch->hub, id, op->batch->browser);
-        bx_hub_handshaken(op->batch->hub, id, op->msg);
+        /* an identity on its way to the shared store: the reply waits */
+        if (bx_hub_handshaken(op->batch->hub, id, op->msg, handshake_answer, op))
+            return;
     } else if (unavailable(status)) {
         op->engine_status = status;
         set_unavailable(op->reply);
     } else {
         set_error(op->reply, 500, NULL);
     }
-    advise(op, NULL);
-    op_reply(op);
+    handshake_answer(op);
 }
 
 static void handshake(op_t *op)
@@ -589,6 +649,8 @@ static void hold_release(bx_waiter_t *w, bx_chunkv_t *msgs)
     op_t *op = (op_t *)((char *)w - offsetof(op_t, waiter));
     bx_batch_t *b = op->batch;
     hold_stop(op);
+    if (w->batch >= 0)
+        ack_stamp(op, w->batch);
     if (msgs->n) {
         given_t *g = bx_calloc(1, sizeof(*g));
         memcpy(g->client_id, op->client_id, sizeof(g->client_id));
@@ -650,6 +712,10 @@ static void connect_checked(op_t *op)
     if (hold > 86400)
         hold = 86400;           /* a client cannot pin a request for days */
 
+    /* the connect's ext.ack, for a client that acknowledges (the hub
+     * decides: one may arrive from another node while this is held) */
+    op->waiter.ack = ack_of(op->msg);
+    op->waiter.batch = -1;
     /* the message is done with and the reply is final until released:
      * keep them as the reply's text only */
     op->held_reply = bx_json_chunk(op->reply);  /* exact size: it may wait long */

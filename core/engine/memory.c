@@ -35,6 +35,7 @@ typedef struct {
 } ring_t;
 
 typedef struct client {
+    bx_idict_link_t slot;       /* in m->clients, keyed by id */
     char id[32];
     bx_dict_t channels;         /* channel -> (void *)1 */
     ring_t queue;
@@ -64,7 +65,7 @@ typedef struct {
     size_t max_channels;        /* 0: no limit */
     unsigned long dropped;
     size_t nsubs;               /* subscriptions, for stats */
-    bx_dict_t clients;          /* id -> client_t */
+    bx_idict_t clients;         /* of client_t, keyed by their own id */
     bx_dict_t index;            /* channel -> bx_dict_t of id -> client_t */
     bx_list_t live;             /* every client_t, least recently pinged
                                    first: expiry looks only at those due */
@@ -242,7 +243,8 @@ static void touch(memory_t *m, client_t *c)
 
 static client_t *find(memory_t *m, const char *id)
 {
-    return id ? bx_dict_get(&m->clients, id, strlen(id)) : NULL;
+    bx_idict_link_t *l = id ? bx_idict_get(&m->clients, id, strlen(id)) : NULL;
+    return l ? BX_CONTAINER(l, client_t, slot) : NULL;
 }
 
 static void trigger(memory_t *m, bx_event_t ev, const char *id, const char *ch,
@@ -278,7 +280,7 @@ static void destroy(memory_t *m, client_t *c)
     bx_dict_iter_t it = BX_DICT_ITER_INIT;
     bx_dict_entry_t *e;
 
-    bx_dict_del(&m->clients, c->id, 31);
+    bx_idict_del(&m->clients, &c->slot);
     bx_list_remove(&c->live);
     while ((e = bx_dict_next(&c->channels, &it)) != NULL)
         unsubscribe_one(m, c, e->key);
@@ -304,7 +306,7 @@ static int m_create_client(bx_engine_t *e, bx_engine_id_cb cb, void *ud)
         bx_engine_random_id(c->id);
     while (find(m, c->id));
     touch(m, c);
-    bx_dict_set(&m->clients, c->id, 31, c);
+    bx_idict_add(&m->clients, &c->slot, c->id, 31);
     trigger(m, BX_EV_HANDSHAKE, c->id, NULL, NULL);
     op_t *op = defer(m, OP_ID, (void (*)(void))cb, ud);
     memcpy(op->id, c->id, 32);
@@ -524,7 +526,7 @@ int bx_engine_memory_adopt(bx_engine_t *e, const char *id)
     memcpy(c->id, id, 32);
     bx_list_init(&c->live);
     touch(m, c);
-    bx_dict_set(&m->clients, c->id, 31, c);
+    bx_idict_add(&m->clients, &c->slot, c->id, 31);
     return 0;
 }
 
@@ -537,7 +539,7 @@ int bx_engine_memory_release(bx_engine_t *e, const char *id, bx_chunkv_t *out)
 
     if (!c)
         return BX_EUNKNOWN;
-    bx_dict_del(&m->clients, c->id, 31);
+    bx_idict_del(&m->clients, &c->slot);
     bx_list_remove(&c->live);
     while ((en = bx_dict_next(&c->channels, &it)) != NULL)
         unsubscribe_one(m, c, en->key);
@@ -552,11 +554,11 @@ int bx_engine_memory_release(bx_engine_t *e, const char *id, bx_chunkv_t *out)
 void bx_engine_memory_each(bx_engine_t *e, bx_engine_memory_each_cb fn, void *ud)
 {
     memory_t *m = (memory_t *)e;
-    bx_dict_iter_t it = BX_DICT_ITER_INIT;
-    bx_dict_entry_t *en;
+    bx_idict_iter_t it = BX_IDICT_ITER_INIT;
+    bx_idict_link_t *en;
 
-    while ((en = bx_dict_next(&m->clients, &it)) != NULL) {
-        client_t *c = en->value;
+    while ((en = bx_idict_next(&m->clients, &it)) != NULL) {
+        client_t *c = BX_CONTAINER(en, client_t, slot);
         bx_dict_iter_t ci = BX_DICT_ITER_INIT;
         bx_dict_entry_t *ce;
         fn(ud, c->id, NULL, 0);
@@ -623,14 +625,15 @@ static void m_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
         free(op);
     }
     m->nspare = 0;
-    while ((en = bx_dict_next(&m->clients, &it)) != NULL) {
-        client_t *c = en->value;
+    bx_idict_iter_t ci = BX_IDICT_ITER_INIT;
+    bx_idict_link_t *cl;
+    while ((cl = bx_idict_next(&m->clients, &ci)) != NULL) {
+        client_t *c = BX_CONTAINER(cl, client_t, slot);
         bx_dict_free(&c->channels);
         ring_free(&c->queue);
         free(c);
     }
-    bx_dict_free(&m->clients);
-    it = (bx_dict_iter_t)BX_DICT_ITER_INIT;
+    bx_idict_free(&m->clients);
     while ((en = bx_dict_next(&m->index, &it)) != NULL) {
         bx_dict_free(en->value);
         free(en->value);

@@ -551,6 +551,9 @@ static void on_push(void *ud, redisReply *rep)
  *   NS/c/<id>/s     SET of its channels
  *   NS/c/<id>/h     the id of the process holding it
  *   NS/c/<id>/q     LIST: its queue while it moves between processes
+ *   NS/c/<id>/x     what the old holder's proxy keeps for it beside the
+ *                   queue (proxy.leave: an unacknowledged batch), while
+ *                   it moves; the claimer's proxy gets it (proxy.arrive)
  *
  * so any process answers "does it exist" and takes a subscribe. A
  * connection (a connect held, a socket bound) for a client held elsewhere
@@ -563,11 +566,13 @@ static void on_push(void *ud, redisReply *rep)
  *   2. the pub/sub stream of the first shard is one order for everyone:
  *      the old holder keeps every message before H (it has them or gets
  *      them before H), releases the client at H, RPUSHes its queue to
- *      NS/c/<id>/q and PUBLISHes "R <holder> <id>"; the claimer makes the
+ *      NS/c/<id>/q (and SETs NS/c/<id>/x to what its proxy hands over)
+ *      and PUBLISHes "R <holder> <id>"; the claimer makes the
  *      client in its inner engine at H (its own H in its own stream), so
  *      it gets every message after H;
- *   3. at R the claimer takes the list (LRANGE+DEL in MULTI) and puts it in
- *      front of its queue, then answers the takes that waited.
+ *   3. at R the claimer takes the list and the proxy's text (LRANGE, GET,
+ *      DEL in MULTI), puts the list in front of its queue, gives the text
+ *      to its proxy, then answers the takes that waited.
  *
  * Each message is so queued by exactly one process, in the order of the
  * stream. A holder that does not answer within HANDOFF_MS (it died) is
@@ -780,6 +785,7 @@ static void on_forgot(void *ud, int status, redisReply *rep)
 static int forget(redis_t *r, const char *id, int event, bx_engine_done_cb cb, void *ud)
 {
     bx_buf_t k = BX_BUF_INIT, s = BX_BUF_INIT, h = BX_BUF_INIT, q = BX_BUF_INIT;
+    bx_buf_t x = BX_BUF_INIT;
     forget_t *f = NULL;
     int rc;
 
@@ -787,6 +793,7 @@ static int forget(redis_t *r, const char *id, int event, bx_engine_done_cb cb, v
     ckey(r, &s, id, "s");
     ckey(r, &h, id, "h");
     ckey(r, &q, id, "q");
+    ckey(r, &x, id, "x");
     if (event || cb) {
         f = bx_calloc(1, sizeof(*f));
         f->r = r;
@@ -797,8 +804,8 @@ static int forget(redis_t *r, const char *id, int event, bx_engine_done_cb cb, v
     }
     rc = cmd0s(r, f ? on_forgot : NULL, f, "ZREM", k.data, id);
     if (rc == 0) {
-        const char *argv[4] = { "DEL", s.data, h.data, q.data };
-        cmd0(r, NULL, NULL, 4, argv, NULL);
+        const char *argv[5] = { "DEL", s.data, h.data, q.data, x.data };
+        cmd0(r, NULL, NULL, 5, argv, NULL);
         ctl_send(r, "D %s %s", r->node, id);
     } else {
         free(f);
@@ -807,6 +814,7 @@ static int forget(redis_t *r, const char *id, int event, bx_engine_done_cb cb, v
     bx_buf_free(&s);
     bx_buf_free(&h);
     bx_buf_free(&q);
+    bx_buf_free(&x);
     return rc ? BX_EUNAVAILABLE : 0;
 }
 
@@ -865,8 +873,9 @@ static void apply_pop(redis_t *r, const char *id, pop_t *p, int gone)
 }
 
 /* The end of a handoff: `msgs` (the list, may be NULL) goes in front of
- * the queue, then the waiting takes and (un)subscribes are served. */
-static void adopt_finish(adopt_t *a, bx_chunkv_t *msgs)
+ * the queue, the old holder's proxy text (`state`, `len` bytes; may be
+ * NULL) to ours, then the waiting takes and (un)subscribes are served. */
+static void adopt_finish(adopt_t *a, bx_chunkv_t *msgs, const char *state, size_t len)
 {
     redis_t *r = a->r;
     int gone = a->gone || !bx_engine_memory_has(r->inner, a->id);
@@ -874,6 +883,8 @@ static void adopt_finish(adopt_t *a, bx_chunkv_t *msgs)
     bx_dict_del(&r->adopts, a->id, 31);
     if (!gone && msgs && msgs->n)
         r->inner->ops->requeue(r->inner, a->id, msgs, NULL, NULL);  /* applied in order before the takes below */
+    if (!gone && state && r->base.proxy.arrive)
+        r->base.proxy.arrive(r->base.proxy.ud, a->id, state, len);
     if (a->gone && bx_engine_memory_has(r->inner, a->id)) {
         r->quiet++;
         r->inner->ops->destroy_client(r->inner, a->id, NULL, NULL);
@@ -905,13 +916,19 @@ static void on_adopt_list(void *ud, int status, redisReply *rep)
     unbusy(r);
     if (r->closing)
         return;                 /* r_close frees the adoption */
-    if (exec_ok(status, rep, 2) && rep->element[0]->type == REDIS_REPLY_ARRAY) {
+    const char *state = NULL;
+    size_t len = 0;
+    if (exec_ok(status, rep, 4) && rep->element[0]->type == REDIS_REPLY_ARRAY) {
         redisReply *l = rep->element[0];
         for (size_t i = 0; i < l->elements; i++)
             if (l->element[i]->type == REDIS_REPLY_STRING)
                 bx_chunkv_push_new(&msgs, bx_chunk_new(l->element[i]->str, l->element[i]->len));
+        if (rep->element[2]->type == REDIS_REPLY_STRING) {
+            state = rep->element[2]->str;
+            len = rep->element[2]->len;
+        }
     }
-    adopt_finish(a, &msgs);
+    adopt_finish(a, &msgs, state, len);
     bx_chunkv_free(&msgs);
 }
 
@@ -919,10 +936,11 @@ static void on_adopt_list(void *ud, int status, redisReply *rep)
 static void adopt_fetch(adopt_t *a)
 {
     redis_t *r = a->r;
-    bx_buf_t q = BX_BUF_INIT;
+    bx_buf_t q = BX_BUF_INIT, x = BX_BUF_INIT;
 
     a->state = A_LIST;
     ckey(r, &q, a->id, "q");
+    ckey(r, &x, a->id, "x");
     const char *multi[1] = { "MULTI" }, *exec[1] = { "EXEC" };
     const char *lr[4] = { "LRANGE", q.data, "0", "-1" };
     int rc = cmd0(r, NULL, NULL, 1, multi, NULL);
@@ -931,10 +949,15 @@ static void adopt_fetch(adopt_t *a)
     if (rc == 0)
         rc = cmd0s(r, NULL, NULL, "DEL", q.data, NULL);
     if (rc == 0)
+        rc = cmd0s(r, NULL, NULL, "GET", x.data, NULL);
+    if (rc == 0)
+        rc = cmd0s(r, NULL, NULL, "DEL", x.data, NULL);
+    if (rc == 0)
         rc = cmd0(r, on_adopt_list, a, 1, exec, NULL);
     bx_buf_free(&q);
+    bx_buf_free(&x);
     if (rc != 0)
-        adopt_finish(a, NULL);
+        adopt_finish(a, NULL, NULL, 0);
 }
 
 /* The cut: from here on this process queues the client's messages. */
@@ -1011,7 +1034,7 @@ static void on_adopt_exec(void *ud, int status, redisReply *rep)
     if (!exec_ok(status, rep, 3) || rep->element[2]->type != REDIS_REPLY_STRING
         || rep->element[0]->type != REDIS_REPLY_ARRAY) {
         a->gone = 1;            /* unknown (or Redis went away): no client */
-        adopt_finish(a, NULL);
+        adopt_finish(a, NULL, NULL, 0);
         return;
     }
     if (rep->element[1]->type == REDIS_REPLY_STRING)
@@ -1209,9 +1232,21 @@ static void on_ctl(redis_t *r, const char *text, size_t len)
         } else if (bx_engine_memory_has(r->inner, id)) {
             /* claimed away: what came before H is ours to hand over */
             bx_chunkv_t msgs = BX_CHUNKV_INIT;
+            size_t slen = 0;
             r->quiet++;
             bx_engine_memory_release(r->inner, id, &msgs);
             r->quiet--;
+            char *state = r->base.proxy.leave ? r->base.proxy.leave(r->base.proxy.ud, id, &slen)
+                                              : NULL;
+            if (state) {
+                bx_buf_t x = BX_BUF_INIT;
+                ckey(r, &x, id, "x");
+                const char *argv[3] = { "SET", x.data, state };
+                size_t lens[3] = { 3, x.len, slen };
+                cmd0(r, NULL, NULL, 3, argv, lens);
+                bx_buf_free(&x);
+                free(state);
+            }
             if (msgs.n) {
                 bx_buf_t q = BX_BUF_INIT;
                 ckey(r, &q, id, "q");
@@ -2543,6 +2578,75 @@ static void hist_close(redis_t *r)
     free(r->hist);
 }
 
+/* ---- The shared store: commands of the layers above (engine.h) ---- */
+
+typedef struct {
+    redis_t *r;
+    bx_engine_store_cb cb;
+    void *ud;
+} store_t;
+
+json_t *bx_engine_redis_reply_json(const struct redisReply *rep)
+{
+    switch (rep->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+        return json_stringn_nocheck(rep->str, rep->len);
+    case REDIS_REPLY_INTEGER:
+        return json_integer(rep->integer);
+    case REDIS_REPLY_ARRAY: {
+        json_t *a = json_array();
+        for (size_t i = 0; i < rep->elements; i++)
+            json_array_append_new(a, bx_engine_redis_reply_json(rep->element[i]));
+        return a;
+    }
+    case REDIS_REPLY_ERROR:
+        return json_pack("{s:s%}", "error", rep->str, rep->len);
+    default:
+        return json_null();
+    }
+}
+
+static void on_stored(void *ud, int status, redisReply *rep)
+{
+    store_t *s = ud;
+    redis_t *r = s->r;
+    json_t *j = NULL;
+    int st = status == BX_REDIS_ECANCELED || r->closing ? BX_ECANCELED
+           : status ? BX_EUNAVAILABLE : 0;
+
+    unbusy(r);
+    if (st == 0)
+        j = rep ? bx_engine_redis_reply_json(rep) : json_null();
+    s->cb(s->ud, st, j);
+    json_decref(j);
+    free(s);
+}
+
+int bx_engine_redis_store(bx_engine_t *e, int argc, const char **argv, const size_t *lens,
+                          bx_engine_store_cb cb, void *ud)
+{
+    redis_t *r = (redis_t *)e;
+    if (r->closing)
+        return BX_ECANCELED;
+    if (!up0(r))
+        return BX_EUNAVAILABLE;
+    store_t *s = bx_calloc(1, sizeof(*s));
+    s->r = r;
+    s->cb = cb;
+    s->ud = ud;
+    if (cmd0(r, on_stored, s, argc, argv, lens) != 0) {
+        free(s);
+        return BX_EUNAVAILABLE;
+    }
+    return 0;
+}
+
+const char *bx_engine_redis_ns(bx_engine_t *e)
+{
+    return ((redis_t *)e)->ns;
+}
+
 static const bx_engine_ops_t redis_ops = {
     "redis",
     r_create_client,
@@ -2567,7 +2671,7 @@ bx_engine_t *bx_engine_redis_new(uv_loop_t *loop, const bx_proxy_t *proxy,
     redis_t *r;
     bx_redis_addr_t addrs[MAX_SHARDS];
     const char *names[MAX_SHARDS];
-    bx_proxy_t inner_proxy;
+    bx_proxy_t inner_proxy = { 0 };
     int n = 0;
 
     /* "redis://a,redis://b": one shard per URL */

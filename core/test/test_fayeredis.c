@@ -111,7 +111,8 @@ static void R_do(const char *fmt, const char *a, const char *b)
 
 static bx_engine_t *engine_ns(uv_loop_t *loop, fake_t *f, double timeout, const char *ns)
 {
-    bx_proxy_t p = { f, f_has_connection, f_wake, f_closed, f_trigger };
+    bx_proxy_t p = { .ud = f, .has_connection = f_has_connection, .wake = f_wake,
+                     .closed = f_closed, .trigger = f_trigger };
     bx_engine_opts_t opts = { .timeout = timeout };
     char url[128], err[128];
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0?namespace=%s&mode=faye", g_rs.port, ns);

@@ -75,6 +75,8 @@ static bx_engine_t *engine(uv_loop_t *loop, node_t *n, bx_proxy_t *p)
     p->wake = n_wake;
     p->closed = n_closed;
     p->trigger = n_trigger;
+    p->leave = NULL;
+    p->arrive = NULL;
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d?namespace=two", g_rs.port);
     return bx_engine_new(url, loop, p, &o, err, sizeof(err));
 }
@@ -331,6 +333,8 @@ static void test_shards(void)
     pa.wake = n_wake;
     pa.closed = n_closed;
     pa.trigger = n_trigger;
+    pa.leave = NULL;
+    pa.arrive = NULL;
     pb = pa;
     pb.ud = &nb;
     bx_engine_t *a = bx_engine_new(url, &loop, &pa, &o, err, sizeof(err));

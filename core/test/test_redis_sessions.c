@@ -81,6 +81,8 @@ static bx_engine_t *engine(uv_loop_t *loop, node_t *n, bx_proxy_t *p, double tim
     p->wake = n_wake;
     p->closed = n_closed;
     p->trigger = n_trigger;
+    p->leave = NULL;
+    p->arrive = NULL;
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d?namespace=sessions", g_rs.port);
     return bx_engine_new(url, loop, p, &o, err, sizeof(err));
 }

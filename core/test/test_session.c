@@ -86,7 +86,8 @@ static void test_requeue_goes_in_front_in_order(void)
 {
     uv_loop_t loop;
     proxy_rec_t rec = { 0 };
-    bx_proxy_t proxy = { &rec, r_has_connection, r_wake, r_closed, r_trigger };
+    bx_proxy_t proxy = { .ud = &rec, .has_connection = r_has_connection, .wake = r_wake,
+                         .closed = r_closed, .trigger = r_trigger };
     bx_engine_opts_t eo = { .timeout = 60, .queue_limit = 4 };
     bx_engine_stats_t st;
     char err[128];
