@@ -25,16 +25,19 @@ typedef struct session {
     bx_waiter_t *hold;
     bx_sink_t *sink;
     bx_chunkv_t pending;        /* delivered by the engine, not yet handed on */
-    int dirty;
-    int want_queue;             /* ask the engine for its queue on the pass */
-    int release_empty;          /* release the hold even with nothing */
+    /* flags of one byte and the counters side by side: every idle
+     * WebSocket session has one of these, and 152 bytes stay in the
+     * allocator's 160-byte class where 168 took 176 */
+    uint8_t dirty;
+    uint8_t want_queue;         /* ask the engine for its queue on the pass */
+    uint8_t release_empty;      /* release the hold even with nothing */
+    uint8_t taking;             /* a take() is in flight (one at a time) */
     int outpasses;              /* deliveries inside outgoing extensions */
     struct outpass *out_first;  /* those passes, oldest first: their results */
     struct outpass *out_last;   /* are handed on in this order */
     int pinned;                 /* inside a push or a release: a sink or a
                                    waiter may unbind (even rebind) meanwhile,
                                    the pass still uses the session after */
-    int taking;                 /* a take() is in flight (one at a time) */
     int requeuing;              /* requeue() calls in flight: no take until
                                    they answer, so it finds what went back */
     struct session *next_dirty;

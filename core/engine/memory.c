@@ -27,11 +27,15 @@
 
 /* A client's queue: a ring, so that a full queue drops its oldest
  * message in O(1) (not a memmove of queue_limit pointers per message).
- * It grows by doubling up to queue_limit. */
+ * It grows by doubling up to queue_limit. A take hands its array over,
+ * so an idle client holds none; `want` remembers the size the last take
+ * needed, so that the next burst allocates it at once instead of growing
+ * 4 -> 8 -> ... again (a malloc and a copy each) at every take. */
 typedef struct {
     bx_chunk_t **v;
     uint32_t head, n, cap;      /* oldest at v[head]; 32 bits keep it as
                                    small as the vector it replaced */
+    uint32_t want;              /* first capacity after a take (0: 4) */
 } ring_t;
 
 typedef struct client {
@@ -178,6 +182,17 @@ static void ring_free(ring_t *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* The smallest power of two >= n, at least 4: the capacity a take of n
+ * messages asks the next burst to start with. */
+static uint32_t ring_want(uint32_t n)
+{
+    uint32_t cap = 4;
+
+    while (cap < n && cap < UINT32_MAX / 4)
+        cap *= 2;
+    return cap;
+}
+
 /* Appends `chunk` (a new reference is taken). A full ring of `limit`
  * drops its oldest entry and returns 1. */
 static int ring_push(ring_t *r, bx_chunk_t *chunk, uint32_t limit)
@@ -192,7 +207,8 @@ static int ring_push(ring_t *r, bx_chunk_t *chunk, uint32_t limit)
     }
     if (r->n == r->cap) {
         /* grow, straightening the ring into the new array */
-        uint32_t cap = r->cap ? (r->cap > limit / 2 ? limit : 2 * r->cap) : 4;
+        uint32_t cap = r->cap ? (r->cap > limit / 2 ? limit : 2 * r->cap)
+                              : (r->want ? r->want : 4);
         if (cap > limit)
             cap = limit;
         bx_chunk_t **v = bx_malloc(cap * sizeof(*v));
@@ -211,6 +227,8 @@ static int ring_push(ring_t *r, bx_chunk_t *chunk, uint32_t limit)
 /* Moves the ring's entries, oldest first, into an empty `out`. */
 static void ring_take(ring_t *r, bx_chunkv_t *out)
 {
+    uint32_t want = ring_want(r->n);
+
     if (r->head == 0) {
         /* already in order: hand the array over as it is */
         out->v = r->v;
@@ -224,6 +242,7 @@ static void ring_take(ring_t *r, bx_chunkv_t *out)
         free(r->v);
     }
     memset(r, 0, sizeof(*r));
+    r->want = want;
 }
 
 /* ---- Liveness order ---- */

@@ -59,7 +59,6 @@ struct bx_conn_s {
     bx_conn_read_cb on_read;
     bx_conn_close_cb on_close;
     void *ud;
-    unsigned flags;
     bx_chunkv_t pending;        /* queued, not yet handed to uv_write */
     bx_chunkv_t inflight;       /* handed to uv_write, held until write_cb */
     size_t pending_bytes;
@@ -77,6 +76,8 @@ struct bx_conn_s {
     uint8_t family;             /* the peer: AF_INET, AF_INET6, or 0 */
     uint16_t port;
     unsigned char addr[16];     /* formatted on demand (bx_conn_peer) */
+    unsigned flags;             /* here, in what was padding: 200 bytes stay
+                                   in the allocator's 208-byte class */
     bx_tls_t *tls;              /* bx_conn_use_tls; NULL for plain TCP */
 };
 

@@ -149,7 +149,7 @@ void bx_wsframe_init(bx_wsframe_t *f, bx_conn_t *conn, int client, size_t max_ms
     memset(f, 0, sizeof(*f));
     f->conn = conn;
     f->client = client ? 1 : 0;
-    f->max_msg = max_msg;
+    f->max_msg = max_msg > UINT32_MAX ? UINT32_MAX : (uint32_t)max_msg;
     f->cb = cb;
     f->ud = ud;
 }

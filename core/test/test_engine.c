@@ -773,6 +773,32 @@ static void test_queue_ring(void)
     TEARDOWN();
 }
 
+/* After a take, the next burst starts at the size the last one needed
+ * (no regrowing from 4 at every take): it must still be whole and in
+ * order, then shrink back when a take needs less. */
+static void test_queue_burst(void)
+{
+    SETUP(60, 0);
+    char id[32];
+
+    BX_CHECK_INT(make_client(e, id), 0);
+    BX_CHECK_INT(sub(e, id, "/q"), 1);
+    fake_connect(&f, id);
+    BX_CHECK_INT(publish_range(e, 0, 50), 0);
+    take_queue(&f, e, id);
+    BX_CHECK(delivered_range(&f, id, 0, 0, 50));
+    BX_CHECK_INT(publish_range(e, 50, 120), 0);     /* over the 64 it kept */
+    take_queue(&f, e, id);
+    BX_CHECK(delivered_range(&f, id, 50, 50, 120));
+    BX_CHECK_INT(publish_range(e, 120, 121), 0);
+    take_queue(&f, e, id);
+    BX_CHECK_INT(publish_range(e, 121, 130), 0);    /* grows again from 4 */
+    take_queue(&f, e, id);
+    BX_CHECK(delivered_range(&f, id, 120, 120, 130));
+    BX_CHECK_INT(dropped(e), 0);
+    TEARDOWN();
+}
+
 static void test_queue_of_one(void)
 {
     SETUP(60, 1);
@@ -1075,6 +1101,7 @@ static void run_all(void)
     BX_RUN(test_requeue);
     BX_RUN(test_queue_limit);
     BX_RUN(test_queue_ring);
+    BX_RUN(test_queue_burst);
     BX_RUN(test_queue_of_one);
     BX_RUN(test_destroy_client);
     BX_RUN(test_expiry);

@@ -15,6 +15,7 @@
 #include "base/json.h"
 #include "server.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 
 /* ---- A proxy for the engine alone ---- */
@@ -242,6 +243,44 @@ static void teardown(fixture_t *f)
     bx_chunkv_free(&f->sink.got);
     bx_server_close(f->s, closed_cb, &f->closed);
     uv_run(&f->loop, UV_RUN_DEFAULT);
+}
+
+/* ---- What a session costs ---- */
+
+#define SESSIONS_N 2000
+#define SESSION_MAX_BYTES 172   /* glibc: a 152-byte session is a 160-byte
+                                   block; plus its share of the buckets */
+
+/* Heap per hub session bound to a socket: every idle WebSocket client has
+ * one, so its size is part of the idle memory target
+ * (docs/benchmarks.md). */
+static void test_session_memory(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    printf("# skipped: the sanitizer's allocator keeps its own books\n");
+#else
+    fixture_t f;
+    char ids[SESSIONS_N][32];
+    rec_sink_t sink = { .base = { .push = rs_push, .close = rs_close } };
+
+    BX_CHECK_INT(setup(&f), 0);
+    bx_hub_t *hub = bx_server_hub(f.s);
+    for (int i = 0; i < SESSIONS_N; i++)
+        snprintf(ids[i], sizeof(ids[i]), "memory%025d", i);
+    size_t before = mallinfo2().uordblks;
+    for (int i = 0; i < SESSIONS_N; i++)
+        bx_session_bind(hub, ids[i], &sink.base);
+    size_t after = mallinfo2().uordblks;
+    size_t per = after > before ? (after - before) / SESSIONS_N : 0;
+    printf("# heap per hub session: %zu bytes\n", per);
+    BX_CHECK(per > 0);
+    BX_CHECK(per <= SESSION_MAX_BYTES);
+    for (int i = 0; i < SESSIONS_N; i++)
+        bx_session_unbind(hub, ids[i], &sink.base);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    bx_chunkv_free(&sink.got);
+    teardown(&f);
+#endif
 }
 
 /* Two passes of the outgoing extension finish in the same turn: both
@@ -480,5 +519,6 @@ int main(void)
     BX_RUN(test_pass_results_wait_for_the_next_connection);
     BX_RUN(test_take_answered_after_the_connection_left);
     BX_RUN(test_take_waits_for_requeue);
+    BX_RUN(test_session_memory);
     return BX_REPORT();
 }
