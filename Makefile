@@ -53,7 +53,7 @@ BUILD_GOALS := $(filter-out $(SETUP_GOALS),$(or $(MAKECMDGOALS),all))
 # name or, for libraries without a .pc file, a header to preprocess.
 PC_DEPS  := libuv:libuv1-dev jansson:libjansson-dev hiredis:libhiredis-dev
 HDR_DEPS := http_parser.h:libhttp-parser-dev wslay/wslay.h:libwslay-dev \
-            openssl/sha.h:libssl-dev
+            openssl/sha.h:libssl-dev zlib.h:zlib1g-dev
 ifeq ($(LUA_INCDIR),)
 PC_DEPS  += lua5.4:liblua5.4-dev
 LUA_CFLAGS = $(shell pkg-config --cflags lua5.4)
@@ -82,7 +82,7 @@ PKG_LIBS   := $(shell pkg-config --libs libuv jansson hiredis)
 PKG_VERS   := $(shell pkg-config --modversion libuv jansson hiredis)
 endif
 
-LIBS      = $(PKG_LIBS) -lhttp_parser -lwslay -lcrypto -lm
+LIBS      = $(PKG_LIBS) -lhttp_parser -lwslay -lssl -lcrypto -lz -lm
 BX_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(WERROR) -Icore $(PKG_CFLAGS)
 ALL_CFLAGS = $(BX_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 

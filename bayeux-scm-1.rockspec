@@ -13,6 +13,7 @@ external_dependencies = {
     HTTP_PARSER = { header = "http_parser.h", library = "http_parser" },
     WSLAY = { header = "wslay/wslay.h", library = "wslay" },
     OPENSSL = { header = "openssl/sha.h", library = "crypto" },
+    ZLIB = { header = "zlib.h", library = "z" },
 }
 build = {
     type = "make",

@@ -45,6 +45,7 @@
 
 #include <http_parser.h>
 #include <uv.h>
+#include <zlib.h>
 
 enum { T_WS, T_LP };
 enum { S_CONNECTING, S_UPGRADE, S_HANDSHAKE, S_SUBSCRIBE, S_READY, S_DEAD };
@@ -75,7 +76,7 @@ struct conn {
 static struct {
     const char *host, *mount, *scenario, *channel;
     int port, transport, ceiling, subs, pubs, rooms, per, batch, inflight;
-    int size, conns, parallel, pid;
+    int size, conns, parallel, pid, deflate;
     long msgs;
     double rate, secs, drain, setup, hold;
 } opt = {
@@ -101,6 +102,7 @@ static uint32_t *msg_room, *msg_got, *room_members;
 static uint16_t *msg_pub;
 static uint64_t sent_total, done_total, acked_total, frames_sent;
 static uint64_t deliveries, dups, wrong, del_frames, del_bytes, errors, conn_errors;
+static uint64_t wire_bytes, z_frames, ws_frames;    /* data frames from the server */
 static uint64_t http_ok, http_fail;
 static uint64_t t_run0, t_end, t_settle;
 static struct rusage ru0, ru1;
@@ -534,6 +536,38 @@ static void on_payload(conn *c, const char *p, size_t n)
 
 /* ---- WebSocket frames from the server (unmasked) ---- */
 
+/* --deflate: a message with RSV1 is inflated (no context takeover: each
+ * on its own) into a buffer shared by every connection. */
+static z_stream zin;
+static char *zbuf;
+static size_t zcap;
+
+static int ws_inflate(const char *p, size_t n, size_t *outlen)
+{
+    static const uint8_t tail[4] = { 0, 0, 0xff, 0xff };
+    size_t len = 0;
+    int r = Z_OK;
+    if (!zin.state && inflateInit2(&zin, -15) != Z_OK) return -1;
+    inflateReset(&zin);
+    for (int part = 0; part < 2 && r != Z_STREAM_END; part++) {
+        zin.next_in = part ? (Bytef *)tail : (Bytef *)p;
+        zin.avail_in = part ? 4 : (uInt)n;
+        do {
+            if (zcap - len < 65536) {
+                zcap = zcap ? zcap * 2 : 1 << 20;
+                zbuf = xrealloc(zbuf, zcap);
+            }
+            zin.next_out = (Bytef *)zbuf + len;
+            zin.avail_out = (uInt)(zcap - len);
+            r = inflate(&zin, Z_SYNC_FLUSH);
+            len = zcap - zin.avail_out;
+            if (r != Z_OK && r != Z_BUF_ERROR && r != Z_STREAM_END) return -1;
+        } while (zin.avail_out == 0 && r != Z_STREAM_END);
+    }
+    *outlen = len;
+    return 0;
+}
+
 static size_t ws_parse(conn *c, const char *p, size_t n)
 {
     size_t at = 0;
@@ -555,7 +589,18 @@ static size_t ws_parse(conn *c, const char *p, size_t n)
         if (n - at - hl < len) break;
         int op = h[0] & 0x0f;
         const char *pl = p + at + hl;
-        if (op == 1 || op == 0 || op == 2) on_payload(c, pl, (size_t)len);
+        if ((op == 1 || op == 0 || op == 2) && (h[0] & 0x40)) {
+            size_t zl;
+            ws_frames++;
+            z_frames++;
+            wire_bytes += len;
+            if (ws_inflate(pl, (size_t)len, &zl) != 0) { conn_dead(c, "bad deflate data"); break; }
+            on_payload(c, zbuf, zl);
+        } else if (op == 1 || op == 0 || op == 2) {
+            ws_frames++;
+            wire_bytes += len;
+            on_payload(c, pl, (size_t)len);
+        }
         else if (op == 9) ws_send(c, 10, pl, (size_t)len);
         else if (op == 8) conn_dead(c, "closed by the server");
         at += hl + (size_t)len;
@@ -686,11 +731,14 @@ static void on_connect(uv_connect_t *req, int status)
     }
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (c->transport == T_WS) {
-        char m[256];
+        char m[384];
         int n = snprintf(m, sizeof m, "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                          "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                         "Sec-WebSocket-Version: 13\r\n\r\n", opt.ceiling ? "/ws" : opt.mount,
-                         opt.host, opt.port);
+                         "%sSec-WebSocket-Version: 13\r\n\r\n", opt.ceiling ? "/ws" : opt.mount,
+                         opt.host, opt.port,
+                         opt.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                                       "client_no_context_takeover; "
+                                       "server_no_context_takeover\r\n" : "");
         c->state = S_UPGRADE;
         out(c, m, (size_t)n);
     } else {
@@ -912,6 +960,8 @@ static void usage(void)
             "  --inflight N                 messages in flight per publisher (1)\n"
             "  --rate R                     publish frames per second instead of a window\n"
             "  --size B                     padding bytes in each message's data (60)\n"
+            "  --deflate                    offer permessage-deflate; inflate what comes\n"
+            "                               compressed\n"
             "  --msgs N --secs S            most messages (20000), seconds publishing (3)\n"
             "  --drain S --setup S          wait for the last deliveries (10), set-up (60)\n"
             "  --conns N                    HTTP connections (20)\n"
@@ -927,6 +977,7 @@ static void parse_args(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define OPT(name) (!strcmp(a, name) && v && ++i)
         if (!strcmp(a, "--ceiling")) opt.ceiling = 1;
+        else if (!strcmp(a, "--deflate")) opt.deflate = 1;
         else if (!strcmp(a, "--help")) usage();
         else if (OPT("--host")) opt.host = v;
         else if (OPT("--port")) opt.port = atoi(v);
@@ -1009,6 +1060,10 @@ static void report(void)
         jnum("per_server_cpu_s", scpu > 0 ? (double)deliveries / scpu : NAN);
         jnum("msgs_per_frame", del_frames ? (double)deliveries / (double)del_frames : NAN);
         jnum("bytes_per_delivery", deliveries ? (double)del_bytes / (double)deliveries : NAN);
+        /* payload bytes on the wire (compressed or not) per delivery */
+        jnum("wire_bytes_per_delivery",
+             deliveries ? (double)wire_bytes / (double)deliveries : NAN);
+        jnum("deflated_frames_pct", ws_frames ? 100.0 * (double)z_frames / (double)ws_frames : NAN);
     }
     if (http) {
         jnum("requests", (double)(http_ok + http_fail));
@@ -1046,6 +1101,21 @@ int main(int argc, char **argv)
     loop = uv_default_loop();
     pad = xrealloc(NULL, (size_t)opt.size + 1);
     memset(pad, 'x', (size_t)opt.size);
+    if (opt.deflate) {
+        /* words, as a chat message has: 'x' repeated would compress to
+         * almost nothing and flatter the extension */
+        static const char *words[] = { "the", "meeting", "moved", "to", "room", "four",
+            "after", "lunch", "please", "bring", "your", "notes", "and", "a", "laptop",
+            "we", "will", "review", "numbers", "for", "next", "quarter" };
+        size_t at = 0;
+        unsigned seed = 12345;
+        while (at < (size_t)opt.size) {
+            seed = seed * 1103515245u + 12345u;
+            const char *w = words[(seed >> 16) % (sizeof words / sizeof *words)];
+            for (size_t i = 0; w[i] && at < (size_t)opt.size; i++) pad[at++] = w[i];
+            if (at < (size_t)opt.size) pad[at++] = ' ';
+        }
+    }
     pad[opt.size] = 0;
     subs = calloc((size_t)opt.subs + 1, sizeof *subs);
     pubs = calloc((size_t)opt.pubs + 1, sizeof *pubs);

@@ -29,7 +29,7 @@ const ROUNDS = +process.env.ROUNDS || (QUICK ? 1 : 3);
 const ONLY = process.env.ONLY ? process.env.ONLY.split(',') : null;
 // SERVERS=bayeux,ceiling keeps those (and their +ext/-ext variants)
 const PICK = process.env.SERVERS ? process.env.SERVERS.split(',') : null;
-const picked = (name) => !PICK || PICK.includes(name.replace(/[-+]ext$/, ''));
+const picked = (name) => !PICK || PICK.includes(name.replace(/[-+](ext|z|z0)$/, ''));
 const BXLOAD = path.join(root, 'build', 'bench', 'bxload');
 const CEILING = path.join(root, 'build', 'bench', 'ceiling');
 
@@ -39,6 +39,11 @@ const SERVERS = {
   faye: ['node', 'test/interop/faye-ref-server.js', '--port', '0', '--mount', '/faye',
     '--timeout', '45'],
   ceiling: [CEILING, '--port', '0'],
+  // permessage-deflate off (bayeux compresses by default) / on (Faye)
+  'bayeux-z0': ['lua5.4', 'bin/bayeux', 'serve', '--port', '0', '--mount', '/faye', '--timeout', '45',
+    '--max-conns', '30000', '--no-deflate'],
+  'faye+z': ['node', 'test/interop/faye-ref-server.js', '--port', '0', '--mount', '/faye',
+    '--timeout', '45', '--deflate'],
   'bayeux+ext': ['lua5.4', 'bin/bayeux', 'bench/ext_app.lua'],
   'bayeux-ext': ['lua5.4', 'bin/bayeux', 'bench/ext_app.lua', '--no-ext'],
   'faye+ext': ['node', 'bench/faye_ext_server.js'],
@@ -62,6 +67,13 @@ const SCENARIOS = [
   { key: 'ws50', title: 'WebSocket fan-out, 50 publishes in flight', servers: TRIO,
     args: ['--subs', 1000, '--inflight', 50, '--msgs', 20000, '--secs', 3],
     quick: ['--subs', 50, '--inflight', 50, '--msgs', 2000, '--secs', 0.5] },
+  // the generator offers permessage-deflate and inflates; messages of 1 KB
+  // of words. bayeux compresses a delivery once for all its recipients,
+  // Faye (the permessage-deflate npm package) once per recipient.
+  { key: 'wsz', title: 'WebSocket fan-out with permessage-deflate offered, 1 KB messages, 50 in flight',
+    servers: ['bayeux', 'bayeux-z0', 'faye+z', 'faye'],
+    args: ['--deflate', '--size', 1000, '--subs', 1000, '--inflight', 50, '--msgs', 10000, '--secs', 3],
+    quick: ['--deflate', '--size', 1000, '--subs', 50, '--inflight', 50, '--msgs', 1000, '--secs', 0.5] },
   { key: 'lp', title: 'long-polling fan-out, 50 publishes in flight', servers: TRIO,
     args: ['--transport', 'lp', '--subs', 1000, '--inflight', 50, '--msgs', 20000, '--secs', 3],
     quick: ['--transport', 'lp', '--subs', 50, '--inflight', 50, '--msgs', 1000, '--secs', 0.5] },
@@ -109,6 +121,14 @@ const ROWS = [
   { s: 'ws50', f: 'rate', label: 'WS fan-out, 1,000 subscribers, 50 in flight', unit: 'deliveries/s' },
   { s: 'ws50', f: 'per_server_cpu_s', label: '  same, per server CPU second', unit: 'deliveries/CPU s' },
   { s: 'ws50', f: 'p99_ms', label: '  same, latency p99', unit: 'ms', lower: true },
+  { s: 'wsz', f: 'per_server_cpu_s', label: 'WS fan-out, 1 KB messages, permessage-deflate', unit: 'deliveries/CPU s',
+    pair: ['bayeux', 'faye+z'] },
+  { s: 'wsz', f: 'per_server_cpu_s', label: '  same, deflate off', unit: 'deliveries/CPU s',
+    pair: ['bayeux-z0', 'faye'] },
+  { s: 'wsz', f: 'wire_bytes_per_delivery', label: '  bytes on the wire per delivery, deflate', unit: 'B', lower: true,
+    pair: ['bayeux', 'faye+z'] },
+  { s: 'wsz', f: 'wire_bytes_per_delivery', label: '  same, deflate off', unit: 'B', lower: true,
+    pair: ['bayeux-z0', 'faye'] },
   { s: 'lp', f: 'rate', label: 'long-polling fan-out, 1,000 held connects, 50 in flight', unit: 'deliveries/s' },
   { s: 'lp', f: 'per_server_cpu_s', label: '  same, per server CPU second', unit: 'deliveries/CPU s' },
   { s: 'cometd', f: 'rate', label: 'CometD profile, deliveries (offered: 92,000/s)', unit: 'deliveries/s' },
@@ -209,6 +229,8 @@ function describe(r) {
     parts.push(`${fmt(r.rate)} deliveries/s`, `${fmt(r.per_server_cpu_s)} per server CPU s`,
       `p50 ${fmt(r.p50_ms)} p99 ${fmt(r.p99_ms)} max ${fmt(r.max_ms)} ms`,
       `${fmt(r.msgs_per_frame)} msgs/frame`, `${fmt(r.msgs)} msgs`);
+    if (r.deflated_frames_pct > 0)
+      parts.push(`${fmt(r.wire_bytes_per_delivery)} wire B/delivery`, `${fmt(r.deflated_frames_pct)} % frames deflated`);
   } else if (r.scenario && r.scenario.startsWith('http-')) {
     parts.push(`${fmt(r.rate)} requests/s`, `${fmt(r.per_server_cpu_s)} per server CPU s`,
       `p50 ${fmt(r.p50_ms)} p99 ${fmt(r.p99_ms)} ms`);

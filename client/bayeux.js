@@ -1259,6 +1259,134 @@
     }
   }
 
+  // ------------------------------------------------------------- history
+
+  // Channel history with recovery (docs/delivery.md), an extension the
+  // page adds: client.addExtension(new Faye.History({ onReset })). It
+  // remembers the last offset and epoch it saw on each history channel;
+  // every /meta/subscribe (a re-handshake resubscribes) names them in
+  // ext.history, so the server replays what was missed, in order. A
+  // message at or below an offset already seen is dropped (no doubles).
+  // onReset(channel, reason) is called when the server cannot replay
+  // ("too old", "epoch changed", "unknown offset"): the page reloads.
+  class History {
+    constructor(options) {
+      this._onReset = options && options.onReset;
+      this._seen = new Map();           // channel -> { offset, epoch }
+    }
+
+    // The positions the extension holds, for a page that keeps them over a
+    // reload (give them back with restore()).
+    positions() {
+      const out = {};
+      for (const [ch, pos] of this._seen) out[ch] = { offset: pos.offset, epoch: pos.epoch };
+      return out;
+    }
+
+    restore(positions) {
+      for (const ch of Object.keys(positions || {})) {
+        const pos = positions[ch];
+        if (pos && Number.isInteger(pos.offset) && typeof pos.epoch === 'string')
+          this._seen.set(ch, { offset: pos.offset, epoch: pos.epoch });
+      }
+    }
+
+    outgoing(message, callback) {
+      if (message.channel === '/meta/subscribe') {
+        const subs = [].concat(message.subscription);
+        const want = {};
+        for (const [ch, pos] of this._seen) {
+          const covering = expandChannel(ch);
+          if (subs.some((s) => covering.includes(s))) want[ch] = { offset: pos.offset, epoch: pos.epoch };
+        }
+        message.ext = Object.assign({}, message.ext, { history: want });
+      }
+      callback(message);
+    }
+
+    incoming(message, callback) {
+      const h = message.ext && message.ext.history;
+      if (message.channel === '/meta/subscribe') {
+        if (message.successful && h && typeof h === 'object') this._answered(h);
+        callback(message);
+        return;
+      }
+      if (!h || typeof message.channel !== 'string' || message.channel.startsWith('/meta/') ||
+          !Number.isInteger(h.offset) || typeof h.epoch !== 'string') {
+        callback(message);
+        return;
+      }
+      const seen = this._seen.get(message.channel);
+      if (seen && seen.epoch === h.epoch && h.offset <= seen.offset) {
+        callback(null);                 // replayed, and already had it
+        return;
+      }
+      this._seen.set(message.channel, { offset: h.offset, epoch: h.epoch });
+      callback(message);
+    }
+
+    _answered(answer) {
+      for (const ch of Object.keys(answer)) {
+        const pos = answer[ch];
+        if (!pos || !Number.isInteger(pos.offset) || typeof pos.epoch !== 'string') continue;
+        const seen = this._seen.get(ch);
+        if (pos.recovered === false) {
+          // start again from where the channel stands now
+          if (!(seen && seen.epoch === pos.epoch && seen.offset > pos.offset))
+            this._seen.set(ch, { offset: pos.offset, epoch: pos.epoch });
+          if (typeof this._onReset === 'function') guarded(this._onReset, null, [ch, pos.reason]);
+        } else if (!seen) {
+          this._seen.set(ch, { offset: pos.offset, epoch: pos.epoch });
+        }
+      }
+    }
+  }
+
+  // Acknowledged delivery (docs/delivery.md), opt-in, one per client:
+  //   client.addExtension(new Faye.AckExtension());
+  // The same wire as CometD's AckExtension: ext.ack = true on the
+  // handshake; once the server answers ext.ack = true, every /meta/connect
+  // carries the id of the last batch received (its connect answer's
+  // ext.ack), and a batch whose answer was lost on the way comes again,
+  // ahead of newer messages. A server without it ignores ext.ack. The
+  // client then leaves EventSource aside: acknowledged messages ride
+  // /meta/connect answers only, and an EventSource session's connects are
+  // answered at once and advised to wait a whole timeout.
+  class AckExtension {
+    constructor() {
+      this.enabled = false;      // the server said yes at the last handshake
+      this.batch = 0;            // the last batch id received
+    }
+
+    added(client) {
+      client.disable('eventsource');
+    }
+
+    outgoing(message, callback) {
+      if (message.channel === '/meta/handshake') {
+        message.ext = Object.assign({}, message.ext, { ack: true });
+        this.enabled = false;
+        this.batch = 0;
+      } else if (message.channel === '/meta/connect' && this.enabled) {
+        message.ext = Object.assign({}, message.ext, { ack: this.batch });
+      }
+      callback(message);
+    }
+
+    incoming(message, callback) {
+      const ack = message.ext && message.ext.ack;
+      if (message.channel === '/meta/handshake' && message.successful) {
+        // CometD servers may answer { enabled, batch } instead of true
+        this.enabled = ack === true || (!!ack && typeof ack === 'object' && ack.enabled === true);
+        if (this.enabled && typeof ack === 'object' && typeof ack.batch === 'number') this.batch = ack.batch;
+      } else if (message.channel === '/meta/connect' && message.successful && this.enabled &&
+                 typeof ack === 'number') {
+        this.batch = ack;
+      }
+      callback(message);
+    }
+  }
+
   Object.assign(Client.prototype, Events);
   Client.prototype.UNCONNECTED = UNCONNECTED;
   Client.prototype.CONNECTING = CONNECTING;
@@ -1271,8 +1399,10 @@
     Client,
     Subscription,
     Publication,
+    AckExtension,
     Error: BayeuxError,
     Channel: { expand: expandChannel },
+    History,
   };
 
   root.Faye = Faye;

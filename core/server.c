@@ -48,6 +48,7 @@ void bx_server_opts_default(bx_server_opts_t *o)
     o->timeout = 60;
     o->queue_limit = 1000;
     o->max_frame = 1 << 20;
+    o->deflate = 1;
     o->max_output = 4 << 20;
     o->max_reply = 1 << 20;
     /* far beyond any real channel name, low enough that a publish to one
@@ -209,7 +210,7 @@ bx_server_t *bx_server_new(uv_loop_t *loop, const bx_server_opts_t *opts, char *
     bx_endpoint_opts_t eopts = {
         opts->mount, opts->ping, opts->max_frame, opts->max_output, opts->client_script,
         opts->http.idle_timeout > 0 ? opts->http.idle_timeout : 120,
-        opts->allowed_origins, opts->browser_cookie
+        opts->allowed_origins, opts->browser_cookie, opts->deflate
     };
     bx_engine_opts_t engine_opts = {
         hopts.timeout, opts->queue_limit, opts->max_channels
@@ -278,10 +279,17 @@ int bx_server_listen(bx_server_t *s, const char *host, int port)
 
 int bx_server_listen_ex(bx_server_t *s, const char *host, int port, int reuseport)
 {
+    return bx_server_listen_tls(s, host, port, reuseport, NULL);
+}
+
+int bx_server_listen_tls(bx_server_t *s, const char *host, int port, int reuseport,
+                         bx_tls_ctx_t *tls)
+{
     if (s->http || s->closing)
         return UV_EALREADY;
     s->http = bx_http_server_new(s->loop, &s->opts.http, on_request, on_abort, s);
     bx_http_server_on_head(s->http, on_head);
+    bx_http_server_set_tls(s->http, tls);
     int rc = bx_http_listen_ex(s->http, host, port, reuseport);
     if (rc != 0) {
         bx_http_server_close(s->http, NULL, NULL);

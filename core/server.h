@@ -60,6 +60,8 @@ typedef struct {
                                    WebSocket and JSONP; NULL = any; copied */
     int browser_cookie;         /* bind clients handshaken over the HTTP
                                    transports to a BAYEUX_BROWSER cookie */
+    int deflate;                /* accept permessage-deflate (RFC 7692) on
+                                   WebSockets that offer it; default 1 */
     const char *client_script;  /* file served as <mount>/client.js; copied */
     const char *metrics;        /* path answering GET with the Prometheus
                                    exposition (core/metrics.h); NULL = none;
@@ -98,6 +100,12 @@ int bx_server_listen(bx_server_t *s, const char *host, int port);
 /* bx_server_listen; `reuseport` non-zero: with SO_REUSEPORT, so that
  * several processes (bayeux serve --workers) share the port. */
 int bx_server_listen_ex(bx_server_t *s, const char *host, int port, int reuseport);
+
+/* bx_server_listen_ex speaking HTTPS (and WSS, EventSource over TLS) with
+ * the certificate of `tls` (borrowed: the listener takes a reference);
+ * NULL: plain HTTP. */
+int bx_server_listen_tls(bx_server_t *s, const char *host, int port, int reuseport,
+                         bx_tls_ctx_t *tls);
 
 /* The bound port, or -1. */
 int bx_server_port(const bx_server_t *s);

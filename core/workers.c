@@ -40,7 +40,7 @@ struct pool_s {
     int stopping;
     int alive;                  /* processes running */
     int handles;                /* handles to close before returning */
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
 };
 
 static void start_worker(worker_t *w);
@@ -116,6 +116,16 @@ static void on_signal(uv_signal_t *h, int signum)
     }
     if (pool->alive == 0)
         uv_stop(pool->loop);
+}
+
+/* SIGHUP: every worker reloads its TLS certificate (lbx_module.c). */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    pool_t *pool = h->data;
+    (void)signum;
+    for (int i = 0; i < pool->n; i++)
+        if (pool->w[i].running)
+            uv_process_kill(&pool->w[i].proc, SIGHUP);
 }
 
 /* Binds host:port with SO_REUSEPORT, not listening; returns the socket or
@@ -195,9 +205,11 @@ int bx_workers_run(uv_loop_t *loop, const char *const *argv, int n, const char *
     pool.w = bx_calloc((size_t)n, sizeof(*pool.w));
     uv_signal_init(loop, &pool.sigterm);
     uv_signal_init(loop, &pool.sigint);
-    pool.sigterm.data = pool.sigint.data = &pool;
+    uv_signal_init(loop, &pool.sighup);
+    pool.sigterm.data = pool.sigint.data = pool.sighup.data = &pool;
     uv_signal_start(&pool.sigterm, on_signal, SIGTERM);
     uv_signal_start(&pool.sigint, on_signal, SIGINT);
+    uv_signal_start(&pool.sighup, on_sighup, SIGHUP);
     for (int i = 0; i < n; i++) {
         worker_t *w = &pool.w[i];
         w->pool = &pool;
@@ -208,9 +220,10 @@ int bx_workers_run(uv_loop_t *loop, const char *const *argv, int n, const char *
     }
     uv_run(loop, UV_RUN_DEFAULT);
     /* every worker is gone: close what is left, then return */
-    pool.handles = 2 + n;
+    pool.handles = 3 + n;
     uv_close((uv_handle_t *)&pool.sigterm, on_closed);
     uv_close((uv_handle_t *)&pool.sigint, on_closed);
+    uv_close((uv_handle_t *)&pool.sighup, on_closed);
     for (int i = 0; i < n; i++) {
         pool.w[i].restart.data = &pool;
         uv_close((uv_handle_t *)&pool.w[i].restart, on_closed);

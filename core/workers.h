@@ -11,7 +11,8 @@
  * copies of the command `argv` (NULL-terminated, borrowed), each given
  * "--port P --reuse-port" after its own arguments, on `loop` until SIGTERM
  * or SIGINT: a worker that exits is logged and started again; the signal
- * is passed to every worker and the call returns once they are all gone.
+ * is passed to every worker and the call returns once they are all gone;
+ * SIGHUP is passed on (each worker reloads its TLS certificate).
  * Returns 0, or a negative libuv error (nothing started) with a message
  * in `err`. */
 int bx_workers_run(uv_loop_t *loop, const char *const *argv, int n, const char *host,

@@ -7,14 +7,6 @@
 local H = require "spec.helper"
 local socket = require "socket"
 
--- A loopback port nobody listens on (bound, then released).
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
-end
-
 describe("redis engine, faye mode", function()
   it("bayeux.server takes &mode=faye, and refuses another mode", function()
     local dir = H.tmpdir()
@@ -26,7 +18,7 @@ srv:close()
 print(pcall(bayeux.server, { engine = "redis://127.0.0.1/0?mode=node" }))
 print(pcall(bayeux.server, { engine = "redis://a?mode=faye,redis://b?mode=faye" }))
 os.exit(0)
-]]):format(free_port()))
+]]):format(H.free_port()))
     local p = H.spawn{ dir .. "/app.lua" }
     p:wait(10)
     local out = p:stdout()
@@ -41,7 +33,7 @@ os.exit(0)
     local srv, b
 
     lazy_setup(function()
-      srv = H.start_server{ "--engine", "redis://127.0.0.1:" .. free_port() .. "?mode=faye" }
+      srv = H.start_server{ "--engine", "redis://127.0.0.1:" .. H.free_port() .. "?mode=faye" }
       b = H.bayeux(srv.port)
     end)
 

@@ -173,7 +173,7 @@ function Proc:wait_listening(timeout)
   local deadline = H.now() + (timeout or 10)
   while true do
     local out = self:stdout()
-    local url, port = out:match("bayeux: listening on (http://[^:/%s]+:(%d+)[^%s]*)")
+    local url, port = out:match("bayeux: listening on (https?://[^:/%s]+:(%d+)[^%s]*)")
     if url then return tonumber(port), url end
     if self:exit_code() then
       return nil, "server exited (" .. tostring(self:exit_code()) .. ") before listening; stderr: "
@@ -184,6 +184,15 @@ function Proc:wait_listening(timeout)
     end
     H.sleep(0.01)
   end
+end
+
+-- A loopback port nobody listens on now (bound, then released): for a
+-- redis-server a test starts, or a server that must be unreachable.
+function H.free_port()
+  local s = assert(socket.bind("127.0.0.1", 0))
+  local _, port = s:getsockname()
+  s:close()
+  return port
 end
 
 -- Deadline for a server to come up: 10 s (BAYEUX_START_TIMEOUT overrides);

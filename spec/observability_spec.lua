@@ -6,13 +6,6 @@ local H = require "spec.helper"
 local WS = require "spec.ws_client"
 local socket = require "socket"
 
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
-end
-
 -- Every stderr line decoded as JSON (a line that is not JSON fails).
 local function json_lines(text)
   local out = {}
@@ -85,7 +78,7 @@ describe("JSON logs", function()
   end)
 
   it("says once, as a warn line with the shard, that Redis is unreachable", function()
-    local port = free_port()
+    local port = H.free_port()
     local srv = H.start_server{ "--engine", "redis://127.0.0.1:" .. port, "--log-format", "json" }
     local l = wait_lines(srv, function(x) return x.component == "redis" end)
     assert.is_truthy(l, "no redis line in " .. srv:stderr())
@@ -295,7 +288,7 @@ srv:listen(0, "127.0.0.1")
 
   it("with the Redis engine: latency, reconnects and shards down", function()
     local srv = H.start_server{ "--metrics", "/metrics", "--engine",
-                                "redis://127.0.0.1:" .. free_port() }
+                                "redis://127.0.0.1:" .. H.free_port() }
     local m
     for _ = 1, 100 do
       m = parse_exposition(scrape(srv.port))

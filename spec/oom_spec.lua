@@ -73,13 +73,17 @@ local bayeux = require "bayeux"
 local core = require "bayeux.core"
 local server = bayeux.server { mount = "/faye" }
 local noop = function() end
+-- bind takes a registry reference: enough binds that one of them grows the
+-- registry whatever its size at start (else no allocation might fail)
+local ids = {}
+for i = 1, 40 do ids[i] = "c" .. i end
 
 local ops = {
   timer = function() bayeux.timer(100, noop):cancel() end,
   server = function() core.server({ mount = "/x" }):close() end,
   bind = function()
-    server.core:bind("c1", noop)
-    server.core:unbind("c1")
+    for _, id in ipairs(ids) do server.core:bind(id, noop) end
+    for _, id in ipairs(ids) do server.core:unbind(id) end
   end,
   process = function()
     server.core:process({ { channel = "/meta/handshake", version = "1.0",

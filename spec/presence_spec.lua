@@ -1,13 +1,17 @@
 -- Presence: server:track_presence(pattern), server:presence(channel),
--- server:presence_count(channel), join/leave on /presence/<channel>.
+-- server:presence_count(channel), join/leave on /presence/<channel>; the
+-- same with the state in Redis (a redis-server started here; across
+-- processes: spec/presence_redis_spec.lua).
 local H = require "spec.helper"
+local socket = require "socket"
 
 local APP = [[
 local bayeux = require "bayeux"
 local jwt = require "bayeux.ext.jwt"
 
 local SECRET = "0123456789abcdef0123456789abcdef-presence"
-local server = bayeux.server { mount = "/faye", timeout = 2 }
+local server = bayeux.server { mount = "/faye", timeout = 2,
+                               engine = os.getenv("BX_SPEC_ENGINE") or "memory" }
 server:add_extension(jwt { secret = SECRET, required = false })
 server:track_presence("/room/*")
 server:track_presence("/big/*", { list = 2 })
@@ -17,13 +21,23 @@ server:route("POST", "/mint", function(req, res)
   res:json { token = jwt.sign(c, { secret = SECRET }) }
 end)
 server:route("GET", "/presence/*ch", function(req, res)
-  local p = server:presence("/" .. req.params.ch)
-  if not p then return res:json { tracked = false } end
+  local ch = "/" .. req.params.ch
+  server:presence(ch, function(p)
+    if not p then return res:json { tracked = false } end
+    server:presence_count(ch, function(users, conns)
+      p.clients = bayeux.object(p.clients)
+      p.users = bayeux.array(p.users)
+      p.counted = { users, conns }
+      res:json(p)
+    end)
+  end)
+end)
+server:route("GET", "/now/*ch", function(req, res)
+  -- the answer without a callback: this process's, memory engine only
+  local ok, p = pcall(server.presence, server, "/" .. req.params.ch)
+  if not ok then return res:json { error = tostring(p) } end
   local users, conns = server:presence_count("/" .. req.params.ch)
-  p.clients = bayeux.object(p.clients)
-  p.users = bayeux.array(p.users)
-  p.counted = { users, conns }
-  res:json(p)
+  res:json { users = bayeux.array(p and p.users or {}), counted = { users, conns } }
 end)
 server:route("GET", "/user/:id", function(req, res)
   local u = server:user(req.params.id)
@@ -32,11 +46,42 @@ end)
 server:listen(0, "127.0.0.1")
 ]]
 
-describe("presence", function()
-  local app
+local function free_port()
+  local sock = assert(socket.bind("127.0.0.1", 0))
+  local _, port = sock:getsockname()
+  sock:close()
+  return port
+end
 
-  setup(function() app = H.start_app(APP) end)
-  teardown(function() if app then app:finish() end end)
+for _, engine in ipairs { "memory", "redis" } do
+describe("presence (" .. engine .. " engine)", function()
+  local app, rdir
+
+  setup(function()
+    if engine == "memory" then
+      app = H.start_app(APP)
+      return
+    end
+    rdir = H.tmpdir()
+    local port = free_port()
+    assert(os.execute(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
+      .. "--daemonize yes --pidfile %s/redis.pid --dir %s --loglevel warning"):format(port, rdir, rdir)))
+    local deadline = H.now() + 5
+    repeat
+      local c = socket.connect("127.0.0.1", port)
+      if c then c:close() break end
+      socket.sleep(0.05)
+    until H.now() > deadline
+    app = H.start_app(APP, { env = "BX_SPEC_ENGINE=" .. H.q("redis://127.0.0.1:" .. port .. "/0") })
+  end)
+  teardown(function()
+    if app then app:finish() end
+    if rdir then
+      local pid = tonumber(H.readfile(rdir .. "/redis.pid") or "")
+      if pid then os.execute("kill " .. pid) end
+      os.execute("rm -rf " .. H.q(rdir))
+    end
+  end)
 
   local function get(path)
     local st, _, text = H.request(app.port, "GET", path)
@@ -114,6 +159,19 @@ describe("presence", function()
     assert.are.same({ 0, 0 }, wait_presence("/room/a", function(x) return x.count == 0 end).counted)
   end)
 
+  it("answers without a callback with the memory engine only", function()
+    local b, cid = session("gina")
+    b:subscribe(cid, "/room/n")
+    wait_presence("/room/n", function(x) return x.connections == 1 end)
+    local r = get("/now/room/n")
+    if engine == "memory" then
+      assert.are.same({ users = { "gina" }, counted = { 1, 1 } }, r)
+    else
+      assert.matches("with a Redis engine the answer comes to fn", r.error)
+    end
+    b:disconnect(cid)
+  end)
+
   it("counts an anonymous client as a user of its own, and ignores wildcard subscriptions", function()
     local ba, anon = session(nil)
     local bd, dave = session("dave")
@@ -167,3 +225,4 @@ describe("presence", function()
     assert.are.equal("403:/presence/room/a:Forbidden channel", r.error)
   end)
 end)
+end

@@ -5,14 +5,6 @@
 local H = require "spec.helper"
 local socket = require "socket"
 
--- A loopback port nobody listens on (bound, then released).
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
-end
-
 describe("redis engine", function()
   it("bayeux.server takes a Redis URL as its engine, and refuses what is not one", function()
     local dir = H.tmpdir()
@@ -24,7 +16,7 @@ srv:close()
 print(pcall(bayeux.server, { engine = "mysql://x" }))
 print(pcall(bayeux.server, { engine = "redis://host:notaport" }))
 os.exit(0)
-]]):format(free_port()))
+]]):format(H.free_port()))
     local p = H.spawn{ dir .. "/app.lua" }
     p:wait(10)
     local out = p:stdout()
@@ -37,7 +29,7 @@ os.exit(0)
 
   it("takes the engine as a table: url or shards, and a namespace for them all", function()
     local dir = H.tmpdir()
-    local port, down = free_port(), free_port()
+    local port, down = H.free_port(), H.free_port()
     assert(os.execute(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
       .. "--daemonize yes --pidfile %s/redis.pid --dir %s --loglevel warning"):format(port, dir, dir)))
     -- one RESP command over a fresh connection: the reply's first line
@@ -104,7 +96,7 @@ bayeux.run()
     local srv, b
 
     lazy_setup(function()
-      srv = H.start_server{ "--engine", "redis://127.0.0.1:" .. free_port() }
+      srv = H.start_server{ "--engine", "redis://127.0.0.1:" .. H.free_port() }
       b = H.bayeux(srv.port)
     end)
 

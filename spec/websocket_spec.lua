@@ -58,15 +58,32 @@ describe("WebSocket", function()
       end
     end)
 
-    it("declines permessage-deflate by not accepting it", function()
+    it("accepts permessage-deflate without context takeover; a short reply goes as it is", function()
       local ws, st, h = WS.open(port, "/faye",
         { "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits" })
       assert.are.equal(101, st)
-      assert.is_nil(h["sec-websocket-extensions"])
+      assert.are.equal("permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+                       h["sec-websocket-extensions"])
       ws:send_text("[]")
       local _, raw = ws:recv_json(2)
       assert.are.equal("[]", raw)
       ws:close()
+    end)
+
+    it("declines permessage-deflate with --no-deflate", function()
+      local plain = H.start_server{ "--no-deflate" }
+      local ok, err = pcall(function()
+        local ws, st, h = WS.open(plain.port, "/faye",
+          { "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits" })
+        assert.are.equal(101, st)
+        assert.is_nil(h["sec-websocket-extensions"])
+        ws:send_text("[]")
+        local _, raw = ws:recv_json(2)
+        assert.are.equal("[]", raw)
+        ws:close()
+      end)
+      plain:finish()
+      assert(ok, err)
     end)
 
     it("refuses a bad upgrade: no key -> 400, another version -> 426", function()

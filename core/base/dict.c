@@ -158,3 +158,92 @@ void bx_dict_free(bx_dict_t *d)
     d->mask = 0;
     d->count = 0;
 }
+
+/* ---- Intrusive tables ---- */
+
+static bx_idict_link_t **ifind(const bx_idict_t *d, const char *key, size_t len, uint32_t h)
+{
+    bx_idict_link_t **pp = &d->buckets[h & d->mask];
+    for (; *pp; pp = &(*pp)->next)
+        if ((*pp)->hash == h && (*pp)->klen == len && memcmp((*pp)->key, key, len) == 0)
+            return pp;
+    return pp;
+}
+
+bx_idict_link_t *bx_idict_get(const bx_idict_t *d, const char *key, size_t len)
+{
+    if (!d->buckets)
+        return NULL;
+    return *ifind(d, key, len, bx_dict_hash(key, len));
+}
+
+static void igrow(bx_idict_t *d)
+{
+    size_t n = d->buckets ? (d->mask + 1) * 2 : 2;
+    bx_idict_link_t **nb = bx_calloc(n, sizeof(*nb));
+    if (d->buckets) {
+        for (size_t i = 0; i <= d->mask; i++) {
+            bx_idict_link_t *e = d->buckets[i], *next;
+            for (; e; e = next) {
+                next = e->next;
+                e->next = nb[e->hash & (n - 1)];
+                nb[e->hash & (n - 1)] = e;
+            }
+        }
+        free(d->buckets);
+    }
+    d->buckets = nb;
+    d->mask = n - 1;
+}
+
+bx_idict_link_t *bx_idict_add(bx_idict_t *d, bx_idict_link_t *l, const char *key, size_t len)
+{
+    if (!d->buckets || d->count > d->mask)
+        igrow(d);
+    uint32_t h = bx_dict_hash(key, len);
+    bx_idict_link_t **pp = ifind(d, key, len, h), *old = *pp;
+    l->key = key;
+    l->hash = h;
+    l->klen = (uint32_t)len;
+    if (old) {
+        l->next = old->next;
+        old->next = NULL;
+    } else {
+        l->next = NULL;
+        d->count++;
+    }
+    *pp = l;
+    return old;
+}
+
+void bx_idict_del(bx_idict_t *d, bx_idict_link_t *l)
+{
+    bx_idict_link_t **pp = &d->buckets[l->hash & d->mask];
+    while (*pp != l)
+        pp = &(*pp)->next;
+    *pp = l->next;
+    l->next = NULL;
+    d->count--;
+}
+
+bx_idict_link_t *bx_idict_next(const bx_idict_t *d, bx_idict_iter_t *it)
+{
+    if (!d->buckets)
+        return NULL;
+    bx_idict_link_t *e = it->next;
+    while (!e) {
+        if (it->bucket > d->mask)
+            return NULL;
+        e = d->buckets[it->bucket++];
+    }
+    it->next = e->next;
+    return e;
+}
+
+void bx_idict_free(bx_idict_t *d)
+{
+    free(d->buckets);
+    d->buckets = NULL;
+    d->mask = 0;
+    d->count = 0;
+}

@@ -20,25 +20,39 @@
 #include "net/conn.h"
 
 typedef struct session {
+    bx_idict_link_t slot;       /* in the hub's sessions, keyed by id */
     char id[32];
     bx_waiter_t *hold;
     bx_sink_t *sink;
     bx_chunkv_t pending;        /* delivered by the engine, not yet handed on */
-    int dirty;
-    int want_queue;             /* ask the engine for its queue on the pass */
-    int release_empty;          /* release the hold even with nothing */
+    /* flags of one byte and the counters side by side: every idle
+     * WebSocket session has one of these (160 bytes with `ack`: glibc's
+     * 176-byte class; 168 took 192) */
+    uint8_t dirty;
+    uint8_t want_queue;         /* ask the engine for its queue on the pass */
+    uint8_t release_empty;      /* release the hold even with nothing */
+    uint8_t taking;             /* a take() is in flight (one at a time) */
     int outpasses;              /* deliveries inside outgoing extensions */
     struct outpass *out_first;  /* those passes, oldest first: their results */
     struct outpass *out_last;   /* are handed on in this order */
     int pinned;                 /* inside a push or a release: a sink or a
                                    waiter may unbind (even rebind) meanwhile,
                                    the pass still uses the session after */
-    int taking;                 /* a take() is in flight (one at a time) */
     int requeuing;              /* requeue() calls in flight: no take until
                                    they answer, so it finds what went back */
     struct session *next_dirty;
     bx_list_t ka;               /* on keepalives while its sink wants it */
+    struct ack *ack;            /* acknowledged delivery negotiated (ext.ack
+                                   at handshake); NULL for the others */
 } session_t;
+
+/* The acknowledgement state of a client that negotiated it (CometD's ack
+ * extension, docs/delivery.md): the last batch answered, and its messages
+ * until a connect acknowledges it. It lives as long as the client. */
+typedef struct ack {
+    int64_t batch;              /* id of the last batch answered (0: none) */
+    bx_chunkv_t unacked;        /* its messages (own references) */
+} ack_t;
 
 typedef struct deferred {
     bx_later_t later;
@@ -59,11 +73,12 @@ struct bx_hub_s {
     uv_loop_t *loop;
     bx_hub_opts_t opts;
     bx_engine_t *engine;        /* borrowed (bx_hub_attach) */
-    bx_dict_t sessions;
+    bx_idict_t sessions;        /* of session_t, keyed by their own id */
     bx_dict_t buckets;          /* publish rate: key -> bucket_t */
     size_t buckets_sweep;       /* sweep the refilled ones past this count */
     bx_dict_t browsers;         /* client id -> browser id (strdup) */
     size_t connected;           /* sessions with a hold or a sink */
+    size_t acks;                /* sessions with ack_t (bx_hub_acks) */
     bx_list_t keepalives;       /* sessions whose sink wants keep-alive */
     session_t *dirty;
     bx_list_t defers;           /* of deferred_t, queued and not yet run */
@@ -78,6 +93,8 @@ struct bx_hub_s {
     void *event_ud;
     bx_hub_handshake_cb handshake_cb;
     void *handshake_ud;
+    bx_hub_hold_cb hold_cb;     /* may keep a handshake's reply back */
+    void *hold_ud;
     bx_ext_hook incoming, outgoing;
     bx_list_t outpasses;        /* deliveries inside outgoing extensions */
     void (*ext_abandon)(void *ud);
@@ -88,6 +105,8 @@ struct bx_hub_s {
     void *close_ud;
     void *store;                /* bx_hub_set_store */
     void (*store_free)(void *p);
+    void *history;              /* bx_hub_set_history */
+    void (*history_free)(void *p);
 };
 
 static void on_tick(void *ud);
@@ -101,7 +120,8 @@ typedef struct {
 
 static session_t *session_get(bx_hub_t *s, const char *id)
 {
-    return bx_dict_get(&s->sessions, id, strlen(id));
+    bx_idict_link_t *l = bx_idict_get(&s->sessions, id, strlen(id));
+    return l ? BX_CONTAINER(l, session_t, slot) : NULL;
 }
 
 static session_t *session_make(bx_hub_t *s, const char *id)
@@ -111,7 +131,7 @@ static session_t *session_make(bx_hub_t *s, const char *id)
         ss = bx_calloc(1, sizeof(*ss));
         bx_list_init(&ss->ka);
         snprintf(ss->id, sizeof(ss->id), "%s", id);
-        bx_dict_set(&s->sessions, ss->id, strlen(ss->id), ss);
+        bx_idict_add(&s->sessions, &ss->slot, ss->id, strlen(ss->id));
     }
     return ss;
 }
@@ -156,17 +176,28 @@ static void mark_dirty(bx_hub_t *s, session_t *ss)
     bx_later_queue(s->loop, &s->tick);
 }
 
+/* Whether the session has a connection deliveries may go to now: a held
+ * connect, or a bound sink unless the client acknowledges batches (its
+ * messages then ride /meta/connect answers only, whose ext.ack carries
+ * the batch id, as CometD's server does). */
+static int can_deliver(const session_t *ss)
+{
+    return ss->hold || (ss->sink && !ss->ack);
+}
+
 /* Frees a session that has nothing left to do (and is not on the dirty
  * list, whose pass frees it instead). */
 static void session_gc(bx_hub_t *s, session_t *ss)
 {
     if (ss->hold || ss->sink || ss->pending.n || ss->dirty || ss->outpasses || ss->pinned ||
-        ss->taking || ss->requeuing)
+        ss->taking || ss->requeuing || ss->ack)
         return;
-    bx_dict_del(&s->sessions, ss->id, strlen(ss->id));
+    bx_idict_del(&s->sessions, &ss->slot);
     bx_chunkv_free(&ss->pending);
     free(ss);
 }
+
+static void ack_connect(bx_hub_t *s, session_t *ss, bx_waiter_t *w);
 
 void bx_session_hold(bx_hub_t *s, const char *id, bx_waiter_t *w)
 {
@@ -179,6 +210,10 @@ void bx_session_hold(bx_hub_t *s, const char *id, bx_waiter_t *w)
         set_hold(s, ss, NULL);
         old->release(old, &none);
     }
+    if (ss->ack)
+        ack_connect(s, ss, w);
+    else
+        w->batch = -1;
     set_hold(s, ss, w);
     ss->want_queue = 1;
     mark_dirty(s, ss);
@@ -249,17 +284,21 @@ static void p_requeued(void *ud, int status)
     if (!ss)
         return;
     ss->requeuing--;
-    if (ss->want_queue && (ss->hold || ss->sink))
+    if (ss->want_queue && can_deliver(ss))
         mark_dirty(s, ss);
     else
         session_gc(s, ss);
 }
+
+static void ack_given_back(ack_t *a, const bx_chunkv_t *msgs);
 
 void bx_session_give_back(bx_hub_t *s, const char *id, bx_chunkv_t *msgs)
 {
     /* a closing engine keeps nothing: what it holds is dropped too */
     if (msgs->n && !s->closing) {
         session_t *ss = session_get(s, id);
+        if (ss && ss->ack)
+            ack_given_back(ss->ack, msgs);
         requeue_t *r = bx_malloc(sizeof(*r));
         r->s = s;
         snprintf(r->id, sizeof(r->id), "%s", id);
@@ -270,6 +309,135 @@ void bx_session_give_back(bx_hub_t *s, const char *id, bx_chunkv_t *msgs)
             ss->requeuing++;
     }
     bx_chunkv_clear(msgs);
+}
+
+/* ---- Acknowledged delivery (CometD's ack extension) ----
+ *
+ * A client that negotiated it gets its messages only in answers to its
+ * /meta/connect (never through a bound socket on its own), each answer
+ * with messages a new batch id in ext.ack. The hub keeps the batch's
+ * messages (references) until the next connect: carrying that id, it
+ * acknowledges them and they are dropped; carrying anything else (an
+ * older id: the answer was lost on the way), they go back in front of the
+ * engine's queue (requeue) and that connect's take finds them ahead of
+ * newer ones. So the hub holds at most one answer's worth per client, and
+ * once back in the queue they count toward its limit like any message. */
+
+void bx_session_ack_enable(bx_hub_t *s, const char *id)
+{
+    session_t *ss = session_make(s, id);
+    if (!ss->ack) {
+        ss->ack = bx_calloc(1, sizeof(*ss->ack));
+        s->acks++;
+    }
+}
+
+size_t bx_hub_acks(const bx_hub_t *s)
+{
+    return s->acks;
+}
+
+static void ack_free(bx_hub_t *s, session_t *ss)
+{
+    if (ss->ack) {
+        bx_chunkv_free(&ss->ack->unacked);
+        free(ss->ack);
+        ss->ack = NULL;
+        s->acks--;
+    }
+}
+
+/* A connect of an acknowledging client: `w->ack` is the id it carried
+ * (-1 for none). Its answer repeats the last id until it carries a new
+ * batch (ack_sent). Run again when the client's state arrives from
+ * another node while the connect is held (p_arrive). */
+static void ack_connect(bx_hub_t *s, session_t *ss, bx_waiter_t *w)
+{
+    ack_t *a = ss->ack;
+
+    if (a->unacked.n) {
+        if (w->ack == a->batch)
+            bx_chunkv_clear(&a->unacked);
+        else
+            bx_session_give_back(s, ss->id, &a->unacked);   /* before the take */
+    }
+    w->batch = a->batch;
+}
+
+/* The messages `msgs` go out in the answer of `w`: a new batch, kept
+ * until acknowledged. */
+static void ack_sent(ack_t *a, bx_waiter_t *w, const bx_chunkv_t *msgs)
+{
+    if (!msgs->n)
+        return;
+    bx_chunkv_clear(&a->unacked);   /* not reached: a connect resolved it */
+    for (size_t i = 0; i < msgs->n; i++)
+        bx_chunkv_push(&a->unacked, msgs->v[i]);
+    w->batch = ++a->batch;
+}
+
+/* The client moves to another node (engine handoff): its batch id and
+ * unacknowledged messages, one per line (compact JSON has no raw
+ * newline), for that node's p_arrive; the state is forgotten here. */
+static char *p_leave(void *ud, const char *id, size_t *len)
+{
+    bx_hub_t *s = ud;
+    session_t *ss = session_get(s, id);
+    bx_buf_t b = BX_BUF_INIT;
+
+    if (!ss || !ss->ack || s->closing)
+        return NULL;
+    bx_buf_printf(&b, "%lld", (long long)ss->ack->batch);
+    for (size_t i = 0; i < ss->ack->unacked.n; i++) {
+        bx_buf_append(&b, "\n", 1);
+        bx_buf_append(&b, ss->ack->unacked.v[i]->data, ss->ack->unacked.v[i]->len);
+    }
+    ack_free(s, ss);
+    session_gc(s, ss);
+    char *out = bx_malloc(b.len + 1);
+    memcpy(out, b.data, b.len);
+    out[b.len] = '\0';
+    *len = b.len;
+    bx_buf_free(&b);
+    return out;
+}
+
+/* The state p_leave handed over on the node the client left: it
+ * negotiated acknowledgements, and its last batch may be unacknowledged. A
+ * connect held meanwhile is checked against it now, before the takes
+ * that waited for the handoff are answered. */
+static void p_arrive(void *ud, const char *id, const char *state, size_t len)
+{
+    bx_hub_t *s = ud;
+    const char *p = state, *end = state + len;
+
+    if (s->closing)
+        return;
+    bx_session_ack_enable(s, id);
+    session_t *ss = session_get(s, id);
+    ack_t *a = ss->ack;
+    a->batch = strtoll(p, NULL, 10);
+    bx_chunkv_clear(&a->unacked);
+    p = memchr(p, '\n', len);
+    while (p && p < end) {
+        const char *line = p + 1, *nl = memchr(line, '\n', (size_t)(end - line));
+        const char *stop = nl ? nl : end;
+        if (stop > line)
+            bx_chunkv_push_new(&a->unacked, bx_chunk_new(line, (size_t)(stop - line)));
+        p = nl;
+    }
+    if (ss->hold)
+        ack_connect(s, ss, ss->hold);
+}
+
+/* What a released connect took goes back because its connection never
+ * sent it: the engine has the batch again, so the hub forgets it (a
+ * stale ack must not bring it back twice). */
+static void ack_given_back(ack_t *a, const bx_chunkv_t *msgs)
+{
+    if (msgs != &a->unacked && a->unacked.n && msgs->n == a->unacked.n &&
+        msgs->v[0] == a->unacked.v[0])
+        bx_chunkv_clear(&a->unacked);
 }
 
 /* ---- Outgoing extensions on deliveries ----
@@ -360,7 +528,7 @@ static void outpass_done(void *ud, json_t *msg)
     }
     pending_insert(ss, &v);
     bx_chunkv_free(&v);
-    if (ss->hold || ss->sink) {
+    if (can_deliver(ss)) {
         mark_dirty(s, ss);
     } else {
         /* the connection ended meanwhile (or the client was destroyed):
@@ -446,8 +614,7 @@ static void p_took(void *ud, int status, const char *id, bx_chunkv_t *msgs);
  * connection here; one take at a time. */
 static void maybe_take(bx_hub_t *s, session_t *ss)
 {
-    if (ss->want_queue && !ss->taking && !ss->requeuing && !s->closing &&
-        (ss->hold || ss->sink)) {
+    if (ss->want_queue && !ss->taking && !ss->requeuing && !s->closing && can_deliver(ss)) {
         ss->want_queue = 0;
         if (s->engine->ops->take(s->engine, ss->id, p_took, s) == 0)
             ss->taking = 1;
@@ -468,9 +635,9 @@ static void deliver_session(bx_hub_t *s, session_t *ss)
         maybe_take(s, ss);      /* with messages in hand, after them */
     if (ss->taking && !ss->pending.n)
         return;                 /* p_took answers (an empty release waits) */
-    if (s->outgoing && ss->pending.n && (ss->sink || ss->hold))
+    if (s->outgoing && ss->pending.n && can_deliver(ss))
         outgoing_pass(s, ss, &ss->pending);
-    if (ss->pending.n && ss->sink) {
+    if (ss->pending.n && ss->sink && !ss->ack) {
         bx_chunkv_t msgs = ss->pending;
         ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
         /* an in-process client's push runs Lua, which may unbind or
@@ -503,6 +670,8 @@ static void deliver_session(bx_hub_t *s, session_t *ss)
         ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
         bound_reply(s, &msgs, &back);
         bx_metrics.messages_out += msgs.n;
+        if (ss->ack)
+            ack_sent(ss->ack, w, &msgs);
         set_hold(s, ss, NULL);
         ss->pinned++;
         w->release(w, &msgs);
@@ -510,7 +679,7 @@ static void deliver_session(bx_hub_t *s, session_t *ss)
         bx_chunkv_free(&msgs);
     }
     ss->release_empty = 0;
-    if (!ss->hold && !ss->sink)
+    if (!can_deliver(ss))
         bx_chunkv_move(&back, &ss->pending);
     if (ss->taking) {
         /* older than what the take brings: they go first, with it */
@@ -589,6 +758,7 @@ static void p_closed(void *ud, const char *id)
     if (!ss)
         return;
     bx_chunkv_clear(&ss->pending);
+    ack_free(s, ss);
     if (ss->hold) {
         ss->release_empty = 1;
         mark_dirty(s, ss);
@@ -823,7 +993,9 @@ bx_hub_t *bx_hub_new(uv_loop_t *loop, const bx_hub_opts_t *opts)
 
 bx_proxy_t bx_hub_proxy(bx_hub_t *s)
 {
-    bx_proxy_t proxy = { s, p_has_connection, p_wake, p_closed, p_trigger };
+    bx_proxy_t proxy = { .ud = s, .has_connection = p_has_connection, .wake = p_wake,
+                         .closed = p_closed, .trigger = p_trigger, .leave = p_leave,
+                         .arrive = p_arrive };
     return proxy;
 }
 
@@ -865,10 +1037,20 @@ void bx_hub_on_handshake(bx_hub_t *s, bx_hub_handshake_cb cb, void *ud)
     s->handshake_ud = ud;
 }
 
-void bx_hub_handshaken(bx_hub_t *s, const char *id, const json_t *msg)
+void bx_hub_on_handshake_hold(bx_hub_t *s, bx_hub_hold_cb cb, void *ud)
 {
-    if (s->handshake_cb && !s->closing)
+    s->hold_cb = cb;
+    s->hold_ud = ud;
+}
+
+int bx_hub_handshaken(bx_hub_t *s, const char *id, const json_t *msg,
+                      void (*resume)(void *resume_ud), void *resume_ud)
+{
+    if (s->closing)
+        return 0;
+    if (s->handshake_cb)
         s->handshake_cb(s->handshake_ud, id, msg);
+    return s->hold_cb && s->hold_cb(s->hold_ud, id, msg, resume, resume_ud);
 }
 
 void bx_hub_set_extensions(bx_hub_t *s, bx_ext_hook incoming, bx_ext_hook outgoing,
@@ -909,8 +1091,8 @@ int bx_hub_closing(const bx_hub_t *s)
 
 void bx_hub_close_begin(bx_hub_t *s)
 {
-    bx_dict_iter_t it = BX_DICT_ITER_INIT;
-    bx_dict_entry_t *en;
+    bx_idict_iter_t it = BX_IDICT_ITER_INIT;
+    bx_idict_link_t *en;
 
     if (s->closing)
         return;
@@ -920,8 +1102,8 @@ void bx_hub_close_begin(bx_hub_t *s)
     s->incoming = s->outgoing = NULL;
     /* answer every held connect now, so that the answers reach the sockets
      * before the listener closes them */
-    while ((en = bx_dict_next(&s->sessions, &it)) != NULL) {
-        session_t *ss = en->value;
+    while ((en = bx_idict_next(&s->sessions, &it)) != NULL) {
+        session_t *ss = BX_CONTAINER(en, session_t, slot);
         if (ss->hold) {
             bx_waiter_t *w = ss->hold;
             bx_chunkv_t msgs = ss->pending;
@@ -950,12 +1132,12 @@ static void holds_closed(void *ud)
 
 int bx_hub_close(bx_hub_t *s, void (*done)(void *ud), void *ud)
 {
-    bx_dict_iter_t it = BX_DICT_ITER_INIT;
-    bx_dict_entry_t *en;
+    bx_idict_iter_t it = BX_IDICT_ITER_INIT;
+    bx_idict_link_t *en;
 
     bx_hub_close_begin(s);
-    while ((en = bx_dict_next(&s->sessions, &it)) != NULL) {
-        session_t *ss = en->value;
+    while ((en = bx_idict_next(&s->sessions, &it)) != NULL) {
+        session_t *ss = BX_CONTAINER(en, session_t, slot);
         if (ss->hold) {
             /* held after close began (a lookup was already in flight) */
             bx_waiter_t *w = ss->hold;
@@ -969,9 +1151,10 @@ int bx_hub_close(bx_hub_t *s, void (*done)(void *ud), void *ud)
             sink->close(sink);
         }
         bx_chunkv_free(&ss->pending);
+        ack_free(s, ss);
         free(ss);
     }
-    bx_dict_free(&s->sessions);
+    bx_idict_free(&s->sessions);
     s->dirty = NULL;
     free_events(s->ev_head);
     free_events(s->fire_head);
@@ -1004,7 +1187,9 @@ void bx_hub_free(bx_hub_t *s)
     drop_deferred(s);
     if (s->store)
         s->store_free(s->store);
-    bx_dict_free(&s->sessions);
+    if (s->history)
+        s->history_free(s->history);
+    bx_idict_free(&s->sessions);
     dict_free_all(&s->buckets);
     dict_free_all(&s->browsers);
     free(s);
@@ -1019,4 +1204,15 @@ void bx_hub_set_store(bx_hub_t *s, void *p, void (*free_fn)(void *p))
 void *bx_hub_store(bx_hub_t *s)
 {
     return s->store;
+}
+
+void bx_hub_set_history(bx_hub_t *s, void *p, void (*free_fn)(void *p))
+{
+    s->history = p;
+    s->history_free = free_fn;
+}
+
+void *bx_hub_history(const bx_hub_t *s)
+{
+    return s->history;
 }

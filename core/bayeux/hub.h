@@ -55,6 +55,12 @@ typedef struct bx_waiter_s {
     void *request;              /* borrowed: the HTTP request holding it, shown
                                    to outgoing extensions on deliveries; NULL
                                    for none; valid while held */
+    int64_t ack;                /* acknowledged delivery (docs/delivery.md):
+                                   the ext.ack id the connect carried, -1 for
+                                   none; read by the hub while held */
+    int64_t batch;              /* set by the hub: the ext.ack id its answer
+                                   carries, -1 for none (a client that did
+                                   not negotiate acknowledgements) */
 } bx_waiter_t;
 
 /* A socket-like consumer bound to a session (WebSocket, EventSource, an
@@ -115,15 +121,29 @@ typedef void (*bx_hub_handshake_cb)(void *ud, const char *client_id, const json_
 /* Sets the handshake listener (NULL for none). */
 void bx_hub_on_handshake(bx_hub_t *h, bx_hub_handshake_cb cb, void *ud);
 
-/* The protocol reports a handshake that made client `id` (see above). */
-void bx_hub_handshaken(bx_hub_t *h, const char *id, const json_t *msg);
+/* Handshake hold: called after the listener, with the same arguments and
+ * a continuation. Returns 1 when it keeps the reply back until it calls
+ * resume(resume_ud) (exactly once, on a later turn: an identity being
+ * written to the engine's shared store, so that a process serving the
+ * client's next message finds it), 0 when the reply may go now. */
+typedef int (*bx_hub_hold_cb)(void *ud, const char *client_id, const json_t *msg,
+                              void (*resume)(void *resume_ud), void *resume_ud);
+
+/* Sets the handshake hold (NULL for none). */
+void bx_hub_on_handshake_hold(bx_hub_t *h, bx_hub_hold_cb cb, void *ud);
+
+/* The protocol reports a handshake that made client `id` (see above).
+ * Returns 1 when the hold keeps the reply: resume(resume_ud) comes later. */
+int bx_hub_handshaken(bx_hub_t *h, const char *id, const json_t *msg,
+                      void (*resume)(void *resume_ud), void *resume_ud);
 
 /* Number of clients with a held connect or a bound socket here (kept as
  * a count: O(1)). */
 size_t bx_hub_connected(const bx_hub_t *h);
 
 /* Number of sessions: clients this hub holds a connection or messages
- * for. */
+ * for, and those that negotiated acknowledged delivery here (their state
+ * lives as long as the client). */
 size_t bx_hub_sessions(const bx_hub_t *h);
 
 /* Whether the hub is closing (bx_hub_close_begin was called). */
@@ -153,6 +173,11 @@ void bx_hub_free(bx_hub_t *h);
  * hub is freed. bx_hub_store is NULL until set. */
 void bx_hub_set_store(bx_hub_t *h, void *p, void (*free_fn)(void *p));
 void *bx_hub_store(bx_hub_t *h);
+
+/* The same for channel history (history.c): NULL until set, which is the
+ * fast path's test (no history configured, nothing else is looked at). */
+void bx_hub_set_history(bx_hub_t *h, void *p, void (*free_fn)(void *p));
+void *bx_hub_history(const bx_hub_t *h);
 
 /* Extension hooks (the Lua layer installs them). Each gets a message (a new
  * reference it must pass on or drop) and calls `next` exactly once, never
@@ -212,6 +237,15 @@ void bx_session_unbind(bx_hub_t *s, const char *id, bx_sink_t *sink);
 
 /* Whether `id` currently has a sink bound here. */
 int bx_session_has_sink(bx_hub_t *s, const char *id);
+
+/* Client `id` negotiated acknowledged delivery (ext.ack at handshake):
+ * from now on its messages go only in answers to its connects, each batch
+ * kept until a later connect acknowledges it (docs/delivery.md). The state
+ * lives until the client is destroyed. */
+void bx_session_ack_enable(bx_hub_t *s, const char *id);
+
+/* Number of clients here that negotiated acknowledged delivery (O(1)). */
+size_t bx_hub_acks(const bx_hub_t *h);
 
 /* Gives back messages a held connect was answered with but its connection
  * never sent (it went away first): `msgs` (entries stolen) go in front of

@@ -15,6 +15,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "bayeux/history.h"
 #include "bayeux/protocol.h"
 #include "bayeux/retain.h"
 
@@ -453,22 +454,82 @@ static void op_reply(op_t *op)
 
 /* ---- /meta/handshake ---- */
 
+/* ---- Acknowledged delivery (docs/delivery.md) ---- */
+
+/* Whether a handshake asks for acknowledged delivery: CometD's
+ * AckExtension sends ext.ack = true. */
+static int ack_wanted(const json_t *msg)
+{
+    return json_is_true(json_object_get(json_object_get(msg, "ext"), "ack"));
+}
+
+/* The batch id a connect acknowledges: its ext.ack when an integer, else
+ * -1 (none: whatever was answered last goes again). */
+static int64_t ack_of(const json_t *msg)
+{
+    json_t *a = json_object_get(json_object_get(msg, "ext"), "ack");
+    return json_is_integer(a) && json_integer_value(a) >= 0 ? (int64_t)json_integer_value(a) : -1;
+}
+
+/* The handshake made a client that acknowledges batches: the hub keeps
+ * them, and the reply says so (ext.ack = true, which every CometD client
+ * version reads as enabled). */
+static void ack_handshaken(op_t *op, const char *id)
+{
+    json_t *ext = json_object_get(op->reply, "ext");
+    bx_session_ack_enable(op->batch->hub, id);
+    if (!json_is_object(ext)) {
+        ext = json_object();
+        json_object_set_new(op->reply, "ext", ext);
+    }
+    json_object_set_new(ext, "ack", json_true());
+}
+
+/* Puts the batch id `id` in the ext.ack of a held connect's reply. */
+static void ack_stamp(op_t *op, int64_t id)
+{
+    json_t *reply = bx_json_parse(op->held_reply->data, op->held_reply->len);
+    json_t *ext;
+
+    if (!reply)
+        return;                 /* not reached: we wrote that text */
+    ext = json_object_get(reply, "ext");
+    if (!json_is_object(ext)) {
+        ext = json_object();
+        json_object_set_new(reply, "ext", ext);
+    }
+    json_object_set_new(ext, "ack", json_integer((json_int_t)id));
+    bx_chunk_unref(op->held_reply);
+    op->held_reply = bx_json_chunk(reply);
+    json_decref(reply);
+}
+
+static void handshake_answer(void *ud)
+{
+    op_t *op = ud;
+    advise(op, NULL);
+    op_reply(op);
+}
+
 static void handshake_created(void *ud, int status, const char *id)
 {
     op_t *op = ud;
     if (status == 0) {
         json_object_set_new(op->reply, "clientId", json_string(id));
+        if (ack_wanted(op->msg))
+            ack_handshaken(op, id);
         if (op->batch->browser)
             bx_session_set_browser(op->batch->hub, id, op->batch->browser);
-        bx_hub_handshaken(op->batch->hub, id, op->msg);
+        /* an identity on its way to the shared store: the reply waits */
+        if (bx_hub_handshaken(op->batch->hub, id, op->msg, handshake_answer, op))
+            return;
     } else if (unavailable(status)) {
         op->engine_status = status;
         set_unavailable(op->reply);
     } else {
         set_error(op->reply, 500, NULL);
     }
-    advise(op, NULL);
-    op_reply(op);
+    handshake_answer(op);
 }
 
 static void handshake(op_t *op)
@@ -588,6 +649,8 @@ static void hold_release(bx_waiter_t *w, bx_chunkv_t *msgs)
     op_t *op = (op_t *)((char *)w - offsetof(op_t, waiter));
     bx_batch_t *b = op->batch;
     hold_stop(op);
+    if (w->batch >= 0)
+        ack_stamp(op, w->batch);
     if (msgs->n) {
         given_t *g = bx_calloc(1, sizeof(*g));
         memcpy(g->client_id, op->client_id, sizeof(g->client_id));
@@ -649,6 +712,10 @@ static void connect_checked(op_t *op)
     if (hold > 86400)
         hold = 86400;           /* a client cannot pin a request for days */
 
+    /* the connect's ext.ack, for a client that acknowledges (the hub
+     * decides: one may arrive from another node while this is held) */
+    op->waiter.ack = ack_of(op->msg);
+    op->waiter.batch = -1;
     /* the message is done with and the reply is final until released:
      * keep them as the reply's text only */
     op->held_reply = bx_json_chunk(op->reply);  /* exact size: it may wait long */
@@ -770,6 +837,60 @@ static int check_channel(op_t *op, const json_t *jch)
     return err;
 }
 
+/* Channel history (history.h): the positions a subscribe names, when the
+ * server keeps history; NULL otherwise (nothing else is looked at). A bad
+ * one is the subscribe's error. */
+static const json_t *history_wanted(op_t *op)
+{
+    bx_history_t *h = bx_history_get(op->batch->hub);
+    json_t *want;
+
+    if (!h)
+        return NULL;
+    want = json_object_get(json_object_get(op->msg, "ext"), "history");
+    if (want && !bx_history_valid(want)) {
+        set_error_text(op->reply, 400, "ext.history", "Bad history position");
+        return NULL;
+    }
+    return want;
+}
+
+/* The engine took the subscription of `jch` (the memory engine applies it
+ * in the call): what the client missed goes in front of its queue now,
+ * and the reply says where it stands. */
+static json_t *history_answer(op_t *op)
+{
+    json_t *ext = json_object_get(op->reply, "ext");
+    json_t *answer;
+
+    if (!ext) {
+        ext = json_object();
+        json_object_set_new(op->reply, "ext", ext);
+    }
+    answer = json_object_get(ext, "history");
+    if (!answer) {
+        answer = json_object();
+        json_object_set_new(ext, "history", answer);
+    }
+    return answer;
+}
+
+static void history_subscribed(op_t *op, const json_t *want, const json_t *jch)
+{
+    bx_history_subscribed(bx_history_get(op->batch->hub), op->client_id,
+                          json_string_value(jch), want, history_answer(op));
+}
+
+/* A subscribe naming positions when the engine keeps the history (the
+ * Redis engine, shared by every process): the engine subscribes and
+ * replays in one, and fills the answer before its callback. */
+static int history_subscribe(op_t *op, const json_t *want, const json_t *jch)
+{
+    bx_engine_t *e = bx_hub_engine(op->batch->hub);
+    return e->ops->subscribe_history(e, op->client_id, json_string_value(jch), sub_limit(op),
+                                     want, history_answer(op), subscribed, op);
+}
+
 static void subscription_checked(op_t *op, int subscribe)
 {
     json_t *sub = json_object_get(op->msg, "subscription");
@@ -779,6 +900,7 @@ static void subscription_checked(op_t *op, int subscribe)
     if (!bx_json_truthy(sub))
         set_error(op->reply, 402, "subscription");
     json_object_set_new(op->reply, "subscription", sub ? json_incref(sub) : json_array());
+    const json_t *want = subscribe && !has_error(op->reply) ? history_wanted(op) : NULL;
     if (has_error(op->reply)) {
         op_reply(op);
         return;
@@ -793,7 +915,9 @@ static void subscription_checked(op_t *op, int subscribe)
         if (check_channel(op, jch))
             break;
         op->outstanding++;
-        int rc = subscribe
+        int shared = want && bx_history_shared(bx_history_get(op->batch->hub));
+        int rc = shared ? history_subscribe(op, want, jch)
+            : subscribe
             ? e->ops->subscribe(e, op->client_id, json_string_value(jch), sub_limit(op),
                                 subscribed, op)
             : e->ops->unsubscribe(e, op->client_id, json_string_value(jch), subscribed, op);
@@ -801,6 +925,8 @@ static void subscription_checked(op_t *op, int subscribe)
             op->outstanding--;
             if (unavailable(rc))
                 op->engine_status = rc;
+        } else if (want && !shared) {
+            history_subscribed(op, want, jch);
         }
     }
     if (--op->outstanding == 0)
@@ -890,6 +1016,8 @@ static void publish_checked(op_t *op)
         return;
     }
     bx_engine_t *e = bx_hub_engine(op->batch->hub);
+    if (bx_history_get(op->batch->hub))
+        bx_history_publish(bx_history_get(op->batch->hub), op->msg);
     int rc = e->ops->publish(e, op->msg, published, op);
     if (rc != 0) {
         published(op, rc);

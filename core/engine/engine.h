@@ -65,6 +65,16 @@ typedef struct {
     /* An event happened. `channel` and `data` may be NULL. */
     void (*trigger)(void *ud, bx_event_t ev, const char *id, const char *channel,
                     const json_t *data);
+    /* Optional (NULL for none), for engines where another node takes a
+     * client over (redis.c's handoff). `leave`: the client `id` moves away;
+     * returns what the proxy keeps for it beside the engine's queue (an
+     * unacknowledged batch, hub.c) as text (new, malloc'd, `*len` bytes),
+     * or NULL for nothing, and forgets it. The engine carries the text to
+     * the node taking the client over, whose `arrive` gets it (borrowed)
+     * after the handed-over queue is in place and before that node's takes
+     * for `id` are answered. */
+    char *(*leave)(void *ud, const char *id, size_t *len);
+    void (*arrive)(void *ud, const char *id, const char *state, size_t len);
 } bx_proxy_t;
 
 /* What an engine counts, as this node knows it now. */
@@ -133,6 +143,24 @@ typedef struct {
     /* Frees the engine; pending callbacks are called with status
      * BX_ECANCELED first. `done` is called once everything is closed. */
     void (*close)(bx_engine_t *e, void (*done)(void *ud), void *ud);
+    /* Channel history kept in the engine's store, shared by every process
+     * (docs/delivery.md); both NULL in an engine that keeps none (with the
+     * memory engine the hub keeps it, bayeux/history.c).
+     * history: keeps the channels inside `pattern` as bx_history_add
+     * says (the first pattern that matches decides); every publish on
+     * them gets ext.history from the store. 0, or -1 when this engine
+     * cannot (then nothing changed). No callback. */
+    int (*history)(bx_engine_t *e, const char *pattern, size_t size, double ttl,
+                   double keep);
+    /* subscribe_history: subscribe, with recovery: the messages each
+     * channel of `want` (borrowed; valid, as bx_history_valid) that
+     * `channel` matches missed go in front of the queue of `id`, exactly
+     * those published before the subscription took effect, and `answer`
+     * (borrowed, an object; filled before cb) gets each channel's position
+     * as the reply's ext.history. Otherwise as subscribe (`limit` too). */
+    int (*subscribe_history)(bx_engine_t *e, const char *id, const char *channel,
+                             size_t limit, const json_t *want, json_t *answer,
+                             bx_engine_bool_cb cb, void *ud);
 } bx_engine_ops_t;
 
 struct bx_engine_s {
@@ -167,6 +195,34 @@ typedef struct {
  * for an unknown type or an engine that cannot be made. */
 bx_engine_t *bx_engine_new(const char *type, uv_loop_t *loop, const bx_proxy_t *proxy,
                            const bx_engine_opts_t *opts, char *err, size_t errlen);
+
+/* ---- The shared store ----
+ * The Redis engines keep clients in Redis; the layers above may keep state
+ * of their own beside them there (an identity bound to a client, presence),
+ * so that every process sharing the engine sees it. An optional capability
+ * of those two engines, not an op every engine has: the memory engine has
+ * no shared store (bx_engine_store_ns gives NULL). */
+
+/* The answer of a store command: `reply` (borrowed, NULL unless status is
+ * 0) is Redis's reply as JSON: a string, an integer, null, an array of
+ * those, or {"error": "<text>"} for an error reply. status: 0,
+ * BX_EUNAVAILABLE (Redis out of reach, or lost before the reply) or
+ * BX_ECANCELED (the engine closed). */
+typedef void (*bx_engine_store_cb)(void *ud, int status, const json_t *reply);
+
+/* Sends one command to the engine's store (the first Redis server):
+ * `argv`/`lens` borrowed, `lens` may be NULL for NUL-terminated strings.
+ * Returns 0 and calls cb exactly once on a later turn; or BX_EUNAVAILABLE
+ * (Redis not up now), BX_ECANCELED (closing) or BX_EUNKNOWN (no store),
+ * never calling it. Commands are applied in the order they were sent. */
+int bx_engine_store_call(bx_engine_t *e, int argc, const char **argv, const size_t *lens,
+                         bx_engine_store_cb cb, void *ud);
+
+/* The key namespace of the engine's store (borrowed, lives with the engine),
+ * or NULL for an engine without one. *faye (may be NULL) is set to 1 for
+ * faye-redis's layout (NS/clients/<id>/...), 0 for the native one
+ * (NS/c/<id>/...). */
+const char *bx_engine_store_ns(bx_engine_t *e, int *faye);
 
 /* Fills `out` (32 bytes) with a fresh 31-character [0-9a-z] id from the
  * kernel's CSPRNG, NUL-terminated. */

@@ -29,3 +29,27 @@ bx_engine_t *bx_engine_new(const char *type, uv_loop_t *loop, const bx_proxy_t *
     snprintf(err, errlen, "unknown engine '%s'", type ? type : "(null)");
     return NULL;
 }
+
+/* The shared store: an optional capability of the two Redis engines
+ * (engine.h), dispatched here where they are known. */
+int bx_engine_store_call(bx_engine_t *e, int argc, const char **argv, const size_t *lens,
+                         bx_engine_store_cb cb, void *ud)
+{
+    if (!strcmp(e->ops->name, "redis"))
+        return bx_engine_redis_store(e, argc, argv, lens, cb, ud);
+    if (!strcmp(e->ops->name, "fayeredis"))
+        return bx_engine_fayeredis_store(e, argc, argv, lens, cb, ud);
+    return BX_EUNKNOWN;
+}
+
+const char *bx_engine_store_ns(bx_engine_t *e, int *faye)
+{
+    int is_faye = !strcmp(e->ops->name, "fayeredis");
+    if (faye)
+        *faye = is_faye;
+    if (is_faye)
+        return bx_engine_fayeredis_ns(e);
+    if (!strcmp(e->ops->name, "redis"))
+        return bx_engine_redis_ns(e);
+    return NULL;
+}

@@ -46,6 +46,7 @@
 #include "base/dict.h"
 #include "base/json.h"
 #include "engine/fayeredis.h"
+#include "engine/redis.h"
 
 #define DEFAULT_QUEUE_LIMIT 1000
 #define ID_MAX 64               /* client ids of other servers: up to this */
@@ -1326,6 +1327,57 @@ static void fr_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
     uv_close((uv_handle_t *)&r->gc, handle_closed);
 }
 
+/* ---- The shared store: commands of the layers above (engine.h) ---- */
+
+typedef struct {
+    fr_t *r;
+    bx_engine_store_cb cb;
+    void *ud;
+} store_t;
+
+static void on_stored(void *ud, int status, redisReply *rep)
+{
+    store_t *s = ud;
+    fr_t *r = s->r;
+    json_t *j = NULL;
+    int st = status == BX_REDIS_ECANCELED || r->closing ? BX_ECANCELED
+           : status ? BX_EUNAVAILABLE : 0;
+
+    r->busy--;
+    busy_update(r);
+    if (st == 0)
+        j = rep ? bx_engine_redis_reply_json(rep) : json_null();
+    s->cb(s->ud, st, j);
+    json_decref(j);
+    free(s);
+}
+
+int bx_engine_fayeredis_store(bx_engine_t *e, int argc, const char **argv,
+                              const size_t *lens, bx_engine_store_cb cb, void *ud)
+{
+    fr_t *r = (fr_t *)e;
+    if (r->closing)
+        return BX_ECANCELED;
+    if (!bx_redis_up(r->cmd))
+        return BX_EUNAVAILABLE;
+    store_t *s = bx_calloc(1, sizeof(*s));
+    s->r = r;
+    s->cb = cb;
+    s->ud = ud;
+    if (bx_redis_command(r->cmd, on_stored, s, argc, argv, lens) != 0) {
+        free(s);
+        return BX_EUNAVAILABLE;
+    }
+    r->busy++;
+    busy_update(r);
+    return 0;
+}
+
+const char *bx_engine_fayeredis_ns(bx_engine_t *e)
+{
+    return ((fr_t *)e)->ns;
+}
+
 static const bx_engine_ops_t fayeredis_ops = {
     "fayeredis",
     fr_create_client,
@@ -1339,6 +1391,8 @@ static const bx_engine_ops_t fayeredis_ops = {
     fr_requeue,
     fr_stats,
     fr_close,
+    NULL,               /* history: not in faye-redis's layout */
+    NULL,
 };
 
 bx_engine_t *bx_engine_fayeredis_new(uv_loop_t *loop, const bx_proxy_t *proxy,

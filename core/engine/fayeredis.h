@@ -20,4 +20,10 @@ bx_engine_t *bx_engine_fayeredis_new(uv_loop_t *loop, const bx_proxy_t *proxy,
                                      const bx_engine_opts_t *opts,
                                      const bx_redis_addr_t *addr);
 
+/* engine.h's bx_engine_store_call / bx_engine_store_ns for this engine
+ * (`e` must be one): the commands go to its command connection. */
+int bx_engine_fayeredis_store(bx_engine_t *e, int argc, const char **argv,
+                              const size_t *lens, bx_engine_store_cb cb, void *ud);
+const char *bx_engine_fayeredis_ns(bx_engine_t *e);
+
 #endif

@@ -27,14 +27,19 @@
 
 /* A client's queue: a ring, so that a full queue drops its oldest
  * message in O(1) (not a memmove of queue_limit pointers per message).
- * It grows by doubling up to queue_limit. */
+ * It grows by doubling up to queue_limit. A take hands its array over,
+ * so an idle client holds none; `want` remembers the size the last take
+ * needed, so that the next burst allocates it at once instead of growing
+ * 4 -> 8 -> ... again (a malloc and a copy each) at every take. */
 typedef struct {
     bx_chunk_t **v;
     uint32_t head, n, cap;      /* oldest at v[head]; 32 bits keep it as
                                    small as the vector it replaced */
+    uint32_t want;              /* first capacity after a take (0: 4) */
 } ring_t;
 
 typedef struct client {
+    bx_idict_link_t slot;       /* in m->clients, keyed by id */
     char id[32];
     bx_dict_t channels;         /* channel -> (void *)1 */
     ring_t queue;
@@ -63,7 +68,7 @@ typedef struct {
     size_t max_channels;        /* 0: no limit */
     unsigned long dropped;
     size_t nsubs;               /* subscriptions, for stats */
-    bx_dict_t clients;          /* id -> client_t */
+    bx_idict_t clients;         /* of client_t, keyed by their own id */
     bx_dict_t index;            /* channel -> bx_dict_t of id -> client_t */
     bx_list_t live;             /* every client_t, least recently pinged
                                    first: expiry looks only at those due */
@@ -176,6 +181,17 @@ static void ring_free(ring_t *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* The smallest power of two >= n, at least 4: the capacity a take of n
+ * messages asks the next burst to start with. */
+static uint32_t ring_want(uint32_t n)
+{
+    uint32_t cap = 4;
+
+    while (cap < n && cap < UINT32_MAX / 4)
+        cap *= 2;
+    return cap;
+}
+
 /* Appends `chunk` (a new reference is taken). A full ring of `limit`
  * drops its oldest entry and returns 1. */
 static int ring_push(ring_t *r, bx_chunk_t *chunk, uint32_t limit)
@@ -190,7 +206,8 @@ static int ring_push(ring_t *r, bx_chunk_t *chunk, uint32_t limit)
     }
     if (r->n == r->cap) {
         /* grow, straightening the ring into the new array */
-        uint32_t cap = r->cap ? (r->cap > limit / 2 ? limit : 2 * r->cap) : 4;
+        uint32_t cap = r->cap ? (r->cap > limit / 2 ? limit : 2 * r->cap)
+                              : (r->want ? r->want : 4);
         if (cap > limit)
             cap = limit;
         bx_chunk_t **v = bx_malloc(cap * sizeof(*v));
@@ -209,6 +226,8 @@ static int ring_push(ring_t *r, bx_chunk_t *chunk, uint32_t limit)
 /* Moves the ring's entries, oldest first, into an empty `out`. */
 static void ring_take(ring_t *r, bx_chunkv_t *out)
 {
+    uint32_t want = ring_want(r->n);
+
     if (r->head == 0) {
         /* already in order: hand the array over as it is */
         out->v = r->v;
@@ -222,6 +241,7 @@ static void ring_take(ring_t *r, bx_chunkv_t *out)
         free(r->v);
     }
     memset(r, 0, sizeof(*r));
+    r->want = want;
 }
 
 /* ---- Liveness order ---- */
@@ -241,7 +261,8 @@ static void touch(memory_t *m, client_t *c)
 
 static client_t *find(memory_t *m, const char *id)
 {
-    return id ? bx_dict_get(&m->clients, id, strlen(id)) : NULL;
+    bx_idict_link_t *l = id ? bx_idict_get(&m->clients, id, strlen(id)) : NULL;
+    return l ? BX_CONTAINER(l, client_t, slot) : NULL;
 }
 
 static void trigger(memory_t *m, bx_event_t ev, const char *id, const char *ch,
@@ -277,7 +298,7 @@ static void destroy(memory_t *m, client_t *c)
     bx_dict_iter_t it = BX_DICT_ITER_INIT;
     bx_dict_entry_t *e;
 
-    bx_dict_del(&m->clients, c->id, 31);
+    bx_idict_del(&m->clients, &c->slot);
     bx_list_remove(&c->live);
     while ((e = bx_dict_next(&c->channels, &it)) != NULL)
         unsubscribe_one(m, c, e->key);
@@ -303,7 +324,7 @@ static int m_create_client(bx_engine_t *e, bx_engine_id_cb cb, void *ud)
         bx_engine_random_id(c->id);
     while (find(m, c->id));
     touch(m, c);
-    bx_dict_set(&m->clients, c->id, 31, c);
+    bx_idict_add(&m->clients, &c->slot, c->id, 31);
     trigger(m, BX_EV_HANDSHAKE, c->id, NULL, NULL);
     op_t *op = defer(m, OP_ID, (void (*)(void))cb, ud);
     memcpy(op->id, c->id, 32);
@@ -529,7 +550,7 @@ int bx_engine_memory_adopt(bx_engine_t *e, const char *id)
     memcpy(c->id, id, 32);
     bx_list_init(&c->live);
     touch(m, c);
-    bx_dict_set(&m->clients, c->id, 31, c);
+    bx_idict_add(&m->clients, &c->slot, c->id, 31);
     return 0;
 }
 
@@ -542,7 +563,7 @@ int bx_engine_memory_release(bx_engine_t *e, const char *id, bx_chunkv_t *out)
 
     if (!c)
         return BX_EUNKNOWN;
-    bx_dict_del(&m->clients, c->id, 31);
+    bx_idict_del(&m->clients, &c->slot);
     bx_list_remove(&c->live);
     while ((en = bx_dict_next(&c->channels, &it)) != NULL)
         unsubscribe_one(m, c, en->key);
@@ -557,11 +578,11 @@ int bx_engine_memory_release(bx_engine_t *e, const char *id, bx_chunkv_t *out)
 void bx_engine_memory_each(bx_engine_t *e, bx_engine_memory_each_cb fn, void *ud)
 {
     memory_t *m = (memory_t *)e;
-    bx_dict_iter_t it = BX_DICT_ITER_INIT;
-    bx_dict_entry_t *en;
+    bx_idict_iter_t it = BX_IDICT_ITER_INIT;
+    bx_idict_link_t *en;
 
-    while ((en = bx_dict_next(&m->clients, &it)) != NULL) {
-        client_t *c = en->value;
+    while ((en = bx_idict_next(&m->clients, &it)) != NULL) {
+        client_t *c = BX_CONTAINER(en, client_t, slot);
         bx_dict_iter_t ci = BX_DICT_ITER_INIT;
         bx_dict_entry_t *ce;
         fn(ud, c->id, NULL, 0);
@@ -628,14 +649,15 @@ static void m_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
         free(op);
     }
     m->nspare = 0;
-    while ((en = bx_dict_next(&m->clients, &it)) != NULL) {
-        client_t *c = en->value;
+    bx_idict_iter_t ci = BX_IDICT_ITER_INIT;
+    bx_idict_link_t *cl;
+    while ((cl = bx_idict_next(&m->clients, &ci)) != NULL) {
+        client_t *c = BX_CONTAINER(cl, client_t, slot);
         bx_dict_free(&c->channels);
         ring_free(&c->queue);
         free(c);
     }
-    bx_dict_free(&m->clients);
-    it = (bx_dict_iter_t)BX_DICT_ITER_INIT;
+    bx_idict_free(&m->clients);
     while ((en = bx_dict_next(&m->index, &it)) != NULL) {
         bx_dict_free(en->value);
         free(en->value);
@@ -667,6 +689,8 @@ static const bx_engine_ops_t memory_ops = {
     m_requeue,
     m_stats,
     m_close,
+    NULL,               /* history: the hub keeps it */
+    NULL,
 };
 
 bx_engine_t *bx_engine_memory_new(uv_loop_t *loop, const bx_proxy_t *proxy,

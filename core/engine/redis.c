@@ -29,7 +29,8 @@
  * server, a pattern on every server (its channels are anywhere).
  *
  * Clients live in Redis too, so that any process serves any request of
- * any client: see "Sessions" below.
+ * any client: see "Sessions" below. So does channel history, when
+ * configured: see "Channel history" below.
  *
  * The connections' handles keep no loop alive (net/redis.h); a prepare
  * handle does, while a PUBLISH waits for its reply or the first connection
@@ -41,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "base/channel.h"
 #include "base/dict.h"
 #include "base/json.h"
 #include "base/log.h"
@@ -103,6 +105,11 @@ typedef struct redis_s {
     int quiet;                  /* the inner engine's events are bookkeeping */
     uv_timer_t tick;
     uint64_t last_flush;
+    /* channel history shared in Redis (see "Channel history" below) */
+    struct rhist *hist;         /* the configured patterns */
+    size_t nhist;
+    bx_dict_t hsubs;            /* seq -> hsub_t: replays waiting for their
+                                   marker on the stream */
     int closing, open;
     void (*close_done)(void *ud);
     void *close_ud;
@@ -163,6 +170,13 @@ typedef struct {
 } pub_t;
 
 static void on_keep(uv_prepare_t *h) { (void)h; }
+static const struct rhist *hist_pattern(redis_t *r, const char *ch, size_t len);
+static int hist_publish(redis_t *r, shard_t *sh, const struct rhist *hp,
+                        const json_t *message, const bx_buf_t *stream,
+                        const bx_buf_t *prefix, pub_t *p);
+static void hist_marker(redis_t *r, const char *text, size_t len);
+static void hist_release(redis_t *r, int status);
+static void hist_close(redis_t *r);
 static int forget(redis_t *r, const char *id, int event, bx_engine_done_cb cb, void *ud);
 static void on_ctl(redis_t *r, const char *text, size_t len);
 static void reregister_one(void *ud, const char *id, const char *ch, size_t len);
@@ -464,6 +478,8 @@ static void on_sub_state(void *ud, int up, const char *why)
     sh->last[0] = '\0';
     if (!up)
         echo_release(r, 0);     /* published; what Redis drops is lost */
+    if (!up)
+        hist_release(r, 0);     /* the markers owed will not come */
     busy_update(r);
 }
 
@@ -511,6 +527,10 @@ static void on_push(void *ud, redisReply *rep)
         return;                 /* the same publish through another subscription */
     memcpy(sh->last, payload->str, 47);
     sh->last[47] = '\0';
+    if (payload->len > 48 && payload->str[48] == 'R') {
+        hist_marker(r, payload->str, payload->len);     /* a replay */
+        return;
+    }
     msg = bx_json_parse(payload->str + 48, payload->len - 48);
     if (msg) {
         r->remote = 1;
@@ -532,6 +552,9 @@ static void on_push(void *ud, redisReply *rep)
  *   NS/c/<id>/s     SET of its channels
  *   NS/c/<id>/h     the id of the process holding it
  *   NS/c/<id>/q     LIST: its queue while it moves between processes
+ *   NS/c/<id>/x     what the old holder's proxy keeps for it beside the
+ *                   queue (proxy.leave: an unacknowledged batch), while
+ *                   it moves; the claimer's proxy gets it (proxy.arrive)
  *
  * so any process answers "does it exist" and takes a subscribe. A
  * connection (a connect held, a socket bound) for a client held elsewhere
@@ -544,11 +567,13 @@ static void on_push(void *ud, redisReply *rep)
  *   2. the pub/sub stream of the first shard is one order for everyone:
  *      the old holder keeps every message before H (it has them or gets
  *      them before H), releases the client at H, RPUSHes its queue to
- *      NS/c/<id>/q and PUBLISHes "R <holder> <id>"; the claimer makes the
+ *      NS/c/<id>/q (and SETs NS/c/<id>/x to what its proxy hands over)
+ *      and PUBLISHes "R <holder> <id>"; the claimer makes the
  *      client in its inner engine at H (its own H in its own stream), so
  *      it gets every message after H;
- *   3. at R the claimer takes the list (LRANGE+DEL in MULTI) and puts it in
- *      front of its queue, then answers the takes that waited.
+ *   3. at R the claimer takes the list and the proxy's text (LRANGE, GET,
+ *      DEL in MULTI), puts the list in front of its queue, gives the text
+ *      to its proxy, then answers the takes that waited.
  *
  * Each message is so queued by exactly one process, in the order of the
  * stream. A holder that does not answer within HANDOFF_MS (it died) is
@@ -763,6 +788,7 @@ static void on_forgot(void *ud, int status, redisReply *rep)
 static int forget(redis_t *r, const char *id, int event, bx_engine_done_cb cb, void *ud)
 {
     bx_buf_t k = BX_BUF_INIT, s = BX_BUF_INIT, h = BX_BUF_INIT, q = BX_BUF_INIT;
+    bx_buf_t x = BX_BUF_INIT;
     forget_t *f = NULL;
     int rc;
 
@@ -770,6 +796,7 @@ static int forget(redis_t *r, const char *id, int event, bx_engine_done_cb cb, v
     ckey(r, &s, id, "s");
     ckey(r, &h, id, "h");
     ckey(r, &q, id, "q");
+    ckey(r, &x, id, "x");
     if (event || cb) {
         f = bx_calloc(1, sizeof(*f));
         f->r = r;
@@ -780,8 +807,8 @@ static int forget(redis_t *r, const char *id, int event, bx_engine_done_cb cb, v
     }
     rc = cmd0s(r, f ? on_forgot : NULL, f, "ZREM", k.data, id);
     if (rc == 0) {
-        const char *argv[4] = { "DEL", s.data, h.data, q.data };
-        cmd0(r, NULL, NULL, 4, argv, NULL);
+        const char *argv[5] = { "DEL", s.data, h.data, q.data, x.data };
+        cmd0(r, NULL, NULL, 5, argv, NULL);
         ctl_send(r, "D %s %s", r->node, id);
     } else {
         free(f);
@@ -790,6 +817,7 @@ static int forget(redis_t *r, const char *id, int event, bx_engine_done_cb cb, v
     bx_buf_free(&s);
     bx_buf_free(&h);
     bx_buf_free(&q);
+    bx_buf_free(&x);
     return rc ? BX_EUNAVAILABLE : 0;
 }
 
@@ -850,8 +878,9 @@ static void apply_pop(redis_t *r, const char *id, pop_t *p, int gone)
 }
 
 /* The end of a handoff: `msgs` (the list, may be NULL) goes in front of
- * the queue, then the waiting takes and (un)subscribes are served. */
-static void adopt_finish(adopt_t *a, bx_chunkv_t *msgs)
+ * the queue, the old holder's proxy text (`state`, `len` bytes; may be
+ * NULL) to ours, then the waiting takes and (un)subscribes are served. */
+static void adopt_finish(adopt_t *a, bx_chunkv_t *msgs, const char *state, size_t len)
 {
     redis_t *r = a->r;
     int gone = a->gone || !bx_engine_memory_has(r->inner, a->id);
@@ -859,6 +888,8 @@ static void adopt_finish(adopt_t *a, bx_chunkv_t *msgs)
     bx_dict_del(&r->adopts, a->id, 31);
     if (!gone && msgs && msgs->n)
         r->inner->ops->requeue(r->inner, a->id, msgs, NULL, NULL);  /* applied in order before the takes below */
+    if (!gone && state && r->base.proxy.arrive)
+        r->base.proxy.arrive(r->base.proxy.ud, a->id, state, len);
     if (a->gone && bx_engine_memory_has(r->inner, a->id)) {
         r->quiet++;
         r->inner->ops->destroy_client(r->inner, a->id, NULL, NULL);
@@ -890,13 +921,19 @@ static void on_adopt_list(void *ud, int status, redisReply *rep)
     unbusy(r);
     if (r->closing)
         return;                 /* r_close frees the adoption */
-    if (exec_ok(status, rep, 2) && rep->element[0]->type == REDIS_REPLY_ARRAY) {
+    const char *state = NULL;
+    size_t len = 0;
+    if (exec_ok(status, rep, 4) && rep->element[0]->type == REDIS_REPLY_ARRAY) {
         redisReply *l = rep->element[0];
         for (size_t i = 0; i < l->elements; i++)
             if (l->element[i]->type == REDIS_REPLY_STRING)
                 bx_chunkv_push_new(&msgs, bx_chunk_new(l->element[i]->str, l->element[i]->len));
+        if (rep->element[2]->type == REDIS_REPLY_STRING) {
+            state = rep->element[2]->str;
+            len = rep->element[2]->len;
+        }
     }
-    adopt_finish(a, &msgs);
+    adopt_finish(a, &msgs, state, len);
     bx_chunkv_free(&msgs);
 }
 
@@ -904,10 +941,11 @@ static void on_adopt_list(void *ud, int status, redisReply *rep)
 static void adopt_fetch(adopt_t *a)
 {
     redis_t *r = a->r;
-    bx_buf_t q = BX_BUF_INIT;
+    bx_buf_t q = BX_BUF_INIT, x = BX_BUF_INIT;
 
     a->state = A_LIST;
     ckey(r, &q, a->id, "q");
+    ckey(r, &x, a->id, "x");
     const char *multi[1] = { "MULTI" }, *exec[1] = { "EXEC" };
     const char *lr[4] = { "LRANGE", q.data, "0", "-1" };
     int rc = cmd0(r, NULL, NULL, 1, multi, NULL);
@@ -916,10 +954,15 @@ static void adopt_fetch(adopt_t *a)
     if (rc == 0)
         rc = cmd0s(r, NULL, NULL, "DEL", q.data, NULL);
     if (rc == 0)
+        rc = cmd0s(r, NULL, NULL, "GET", x.data, NULL);
+    if (rc == 0)
+        rc = cmd0s(r, NULL, NULL, "DEL", x.data, NULL);
+    if (rc == 0)
         rc = cmd0(r, on_adopt_list, a, 1, exec, NULL);
     bx_buf_free(&q);
+    bx_buf_free(&x);
     if (rc != 0)
-        adopt_finish(a, NULL);
+        adopt_finish(a, NULL, NULL, 0);
 }
 
 /* The cut: from here on this process queues the client's messages. */
@@ -996,7 +1039,7 @@ static void on_adopt_exec(void *ud, int status, redisReply *rep)
     if (!exec_ok(status, rep, 3) || rep->element[2]->type != REDIS_REPLY_STRING
         || rep->element[0]->type != REDIS_REPLY_ARRAY) {
         a->gone = 1;            /* unknown (or Redis went away): no client */
-        adopt_finish(a, NULL);
+        adopt_finish(a, NULL, NULL, 0);
         return;
     }
     if (rep->element[1]->type == REDIS_REPLY_STRING)
@@ -1209,9 +1252,21 @@ static void on_ctl(redis_t *r, const char *text, size_t len)
         } else if (bx_engine_memory_has(r->inner, id)) {
             /* claimed away: what came before H is ours to hand over */
             bx_chunkv_t msgs = BX_CHUNKV_INIT;
+            size_t slen = 0;
             r->quiet++;
             bx_engine_memory_release(r->inner, id, &msgs);
             r->quiet--;
+            char *state = r->base.proxy.leave ? r->base.proxy.leave(r->base.proxy.ud, id, &slen)
+                                              : NULL;
+            if (state) {
+                bx_buf_t x = BX_BUF_INIT;
+                ckey(r, &x, id, "x");
+                const char *argv[3] = { "SET", x.data, state };
+                size_t lens[3] = { 3, x.len, slen };
+                cmd0(r, NULL, NULL, 3, argv, lens);
+                bx_buf_free(&x);
+                free(state);
+            }
             if (msgs.n) {
                 bx_buf_t q = BX_BUF_INIT;
                 ckey(r, &q, id, "q");
@@ -1668,13 +1723,15 @@ static int do_publish(redis_t *r, const json_t *message, bx_engine_done_cb cb, v
     if (!json_is_string(jch))
         return r->inner->ops->publish(r->inner, message, cb, ud);
     shard_t *sh = &r->shards[owner_of(r, json_string_value(jch), json_string_length(jch))];
+    const struct rhist *hp = r->nhist ? hist_pattern(r, json_string_value(jch),
+                                                     json_string_length(jch)) : NULL;
     if (!bx_redis_up(sh->cmd))
         return BX_EUNAVAILABLE;
     bx_buf_puts(&key, r->ns);
     bx_buf_puts(&key, "/m");
     bx_buf_append(&key, json_string_value(jch), json_string_length(jch));
     bx_buf_printf(&payload, "%s%016llx ", r->node, (unsigned long long)++r->seq);
-    {
+    if (!hp) {
         json_t *copy = json_copy((json_t *)message);
         json_object_del(copy, "clientId");
         bx_json_dump(copy, &payload);
@@ -1692,7 +1749,8 @@ static int do_publish(redis_t *r, const json_t *message, bx_engine_done_cb cb, v
     lens[1] = key.len;
     argv[2] = payload.data;
     lens[2] = payload.len;
-    rc = bx_redis_command(sh->cmd, on_published, p, 3, argv, lens);
+    rc = hp ? hist_publish(r, sh, hp, message, &key, &payload, p)
+            : bx_redis_command(sh->cmd, on_published, p, 3, argv, lens);
     bx_buf_free(&key);
     bx_buf_free(&payload);
     if (rc != 0) {
@@ -1973,6 +2031,7 @@ static void r_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
      * "canceled" */
     echo_release(r, BX_ECANCELED);
     bx_dict_free(&r->echoes);
+    hist_close(r);
     {
         bx_dict_iter_t it = BX_DICT_ITER_INIT;
         bx_dict_entry_t *en;
@@ -2008,6 +2067,614 @@ static void r_close(bx_engine_t *e, void (*done)(void *ud), void *ud)
     uv_close((uv_handle_t *)&r->tick, keep_closed);
 }
 
+/* ---- Channel history, shared in Redis ----
+ *
+ * For the channels inside a configured pattern (docs/delivery.md), on the
+ * channel's shard (history needs one shard: see r_history):
+ *
+ *   NS/h<channel>    HASH top (the last offset), epoch; expires ttl + keep
+ *                    after the channel's last publish
+ *   NS/hm<channel>   LIST "<offset> <expiry ms> <message>", the last `size`;
+ *                    expires ttl after the last publish
+ *
+ * A publish is one script that numbers the message (HINCRBY), writes
+ * ext.history into its text (the engine sends the text cut where the
+ * position goes), keeps it and PUBLISHes it: the offsets are in the order
+ * of the stream every process applies. The epoch is made by the first
+ * script that finds no hash: a flushed Redis gives a new one.
+ *
+ * A subscribe naming positions, for a client held here: the Redis
+ * subscription is taken first; once Redis confirmed it, one script reads
+ * what each named channel missed and PUBLISHes it as a marker ("<node>
+ * <seq> R<json>") on the subscription's own stream. What was published
+ * before the script is in the marker, what comes after arrives after it on
+ * the same connection; when the marker arrives, the replay goes in front
+ * of the client's queue and its subscription is applied, in that turn. A
+ * client held elsewhere (or before the first connection) is subscribed
+ * first and replayed after, without that guarantee.
+ */
+
+/* KEYS: hash, list. ARGV: stream, payload prefix, text before the
+ * position, text after it, a new epoch, size, ttl ms, keep ms. */
+static const char HIST_PUBLISH[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local ep = redis.call('HGET', KEYS[1], 'epoch')\n"
+    "if not ep then ep = ARGV[5]; redis.call('HSET', KEYS[1], 'epoch', ep) end\n"
+    "local n = redis.call('HINCRBY', KEYS[1], 'top', 1)\n"
+    "local msg = ARGV[3] .. '{\"offset\":' .. n .. ',\"epoch\":\"' .. ep .. '\"}' .. ARGV[4]\n"
+    "redis.call('RPUSH', KEYS[2], n .. ' ' .. (now + tonumber(ARGV[7])) .. ' ' .. msg)\n"
+    "redis.call('LTRIM', KEYS[2], -tonumber(ARGV[6]), -1)\n"
+    "redis.call('PEXPIRE', KEYS[2], ARGV[7])\n"
+    "redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[7]) + tonumber(ARGV[8]))\n"
+    "redis.call('PUBLISH', ARGV[1], ARGV[2] .. msg)\n"
+    "return n\n";
+
+/* KEYS: hash, list per channel. ARGV: the stream for the marker ("":
+ * none), its prefix, a new epoch, then per channel: the offset the client
+ * saw (-1: only the position), its epoch, ttl + keep ms. Returns (and
+ * publishes) [[status, top, epoch, message...], ...]. */
+static const char HIST_REPLAY[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local out = {}\n"
+    "for i = 1, #KEYS / 2 do\n"
+    "  local h, l = KEYS[2 * i - 1], KEYS[2 * i]\n"
+    "  local from, want = tonumber(ARGV[3 * i + 1]), ARGV[3 * i + 2]\n"
+    "  local ep = redis.call('HGET', h, 'epoch')\n"
+    "  if not ep then\n"
+    "    ep = ARGV[3]\n"
+    "    redis.call('HSET', h, 'epoch', ep)\n"
+    "    redis.call('PEXPIRE', h, ARGV[3 * i + 3])\n"
+    "  end\n"
+    "  local top = tonumber(redis.call('HGET', h, 'top') or '0')\n"
+    "  local r = { 'ok', top, ep }\n"
+    "  if from < 0 then r[1] = 'pos'\n"
+    "  elseif want ~= ep then r[1] = 'epoch changed'\n"
+    "  elseif from > top then r[1] = 'unknown offset'\n"
+    "  else\n"
+    "    local first, msgs = top + 1, {}\n"
+    "    for _, it in ipairs(redis.call('LRANGE', l, 0, -1)) do\n"
+    "      local a = string.find(it, ' ', 1, true)\n"
+    "      local b = string.find(it, ' ', a + 1, true)\n"
+    "      local off = tonumber(string.sub(it, 1, a - 1))\n"
+    "      if tonumber(string.sub(it, a + 1, b - 1)) > now then\n"
+    "        if off < first then first = off end\n"
+    "        if off > from then msgs[#msgs + 1] = string.sub(it, b + 1) end\n"
+    "      end\n"
+    "    end\n"
+    "    if from + 1 < first then r[1] = 'too old'\n"
+    "    else for _, m in ipairs(msgs) do r[#r + 1] = m end end\n"
+    "  end\n"
+    "  out[i] = r\n"
+    "end\n"
+    "local text = cjson.encode(out)\n"
+    "if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2] .. text) end\n"
+    "return text\n";
+
+typedef struct rhist {
+    char *pattern;
+    size_t len, size;
+    uint64_t ttl_ms, keep_ms;
+} rhist_t;
+
+/* A subscribe with recovery under way. */
+typedef struct {
+    redis_t *r;
+    bx_engine_bool_cb cb;
+    void *ud;
+    json_t *answer;             /* borrowed: the reply's ext.history */
+    json_t *ask;                /* [[channel, offset, epoch], ...] */
+    size_t limit;               /* the client's subscriptions at most (0: none) */
+    int refs;                   /* the waits that hold it */
+    int here;                   /* the marker decides */
+    int waiting;                /* in r->hsubs, for its marker */
+    int applied, answered, reffed, yes;
+    char *text;                 /* the script's reply, before the marker */
+    size_t tlen;
+    char key[17];
+    char id[32];
+    char ch[];
+} hsub_t;
+
+static const rhist_t *hist_pattern(redis_t *r, const char *ch, size_t len)
+{
+    for (size_t i = 0; i < r->nhist; i++)
+        if (bx_channel_matches(r->hist[i].pattern, r->hist[i].len, ch, len))
+            return &r->hist[i];
+    return NULL;
+}
+
+/* engine.h history: one shard only (a subscribe's replay and its
+ * channels' streams must be on one connection). */
+static int r_history(bx_engine_t *e, const char *pattern, size_t size, double ttl,
+                     double keep)
+{
+    redis_t *r = (redis_t *)e;
+    if (r->nshards != 1)
+        return -1;
+    r->hist = bx_realloc(r->hist, (r->nhist + 1) * sizeof(*r->hist));
+    r->hist[r->nhist].pattern = bx_strdup(pattern);
+    r->hist[r->nhist].len = strlen(pattern);
+    r->hist[r->nhist].size = size;
+    r->hist[r->nhist].ttl_ms = (uint64_t)(ttl * 1000.0 + 0.5);
+    r->hist[r->nhist].keep_ms = (uint64_t)(keep * 1000.0 + 0.5);
+    r->nhist++;
+    return 0;
+}
+
+static void hist_keys(redis_t *r, const char *ch, size_t len, bx_buf_t *hash, bx_buf_t *list)
+{
+    bx_buf_puts(hash, r->ns);
+    bx_buf_puts(hash, "/h");
+    bx_buf_append(hash, ch, len);
+    bx_buf_puts(list, r->ns);
+    bx_buf_puts(list, "/hm");
+    bx_buf_append(list, ch, len);
+}
+
+/* Sends `message` through HIST_PUBLISH instead of a PUBLISH on `stream`
+ * (payloads start with `prefix`); as bx_redis_command. */
+static int hist_publish(redis_t *r, shard_t *sh, const rhist_t *hp, const json_t *message,
+                        const bx_buf_t *stream, const bx_buf_t *prefix, pub_t *p)
+{
+    static const char mark[] = "\"\\u0001\"}}";     /* where the position goes */
+    const char *ch = bx_json_str(message, "channel");
+    json_t *copy = json_copy((json_t *)message);
+    json_t *ext = json_object_get(copy, "ext");
+    bx_buf_t text = BX_BUF_INIT, hash = BX_BUF_INIT, list = BX_BUF_INIT;
+    char epoch[32], nums[3][24];
+    int rc;
+
+    /* ext.history last in ext, ext last in the message: the text ends
+     * with the mark, which nothing else can end it with */
+    ext = json_is_object(ext) ? json_copy(ext) : json_object();
+    json_object_del(copy, "clientId");
+    json_object_del(copy, "ext");
+    json_object_del(ext, "history");
+    json_object_set_new(ext, "history", json_string("\001"));
+    json_object_set_new(copy, "ext", ext);
+    bx_json_dump(copy, &text);
+    json_decref(copy);
+    if (text.len < sizeof(mark) - 1 ||
+        memcmp(text.data + text.len - (sizeof(mark) - 1), mark, sizeof(mark) - 1) != 0) {
+        bx_buf_free(&text);
+        return -1;
+    }
+    bx_engine_random_id(epoch);
+    epoch[12] = '\0';
+    snprintf(nums[0], sizeof(nums[0]), "%zu", hp->size);
+    snprintf(nums[1], sizeof(nums[1]), "%llu", (unsigned long long)hp->ttl_ms);
+    snprintf(nums[2], sizeof(nums[2]), "%llu", (unsigned long long)hp->keep_ms);
+    hist_keys(r, ch, strlen(ch), &hash, &list);
+    const char *argv[] = { "EVAL", HIST_PUBLISH, "2", hash.data, list.data, stream->data,
+                           prefix->data, text.data, "}}", epoch, nums[0], nums[1], nums[2] };
+    /* the text before the position ends with "history": */
+    size_t lens[] = { 4, sizeof(HIST_PUBLISH) - 1, 1, hash.len, list.len, stream->len,
+                      prefix->len, text.len - (sizeof(mark) - 1), 2, 12,
+                      strlen(nums[0]), strlen(nums[1]), strlen(nums[2]) };
+    rc = bx_redis_command(sh->cmd, on_published, p, 13, argv, lens);
+    bx_buf_free(&text);
+    bx_buf_free(&hash);
+    bx_buf_free(&list);
+    return rc;
+}
+
+static void hs_unref(hsub_t *hs)
+{
+    if (--hs->refs > 0)
+        return;
+    json_decref(hs->ask);
+    free(hs->text);
+    free(hs);
+}
+
+/* The subscribe's answer, once; the Redis subscription taken for the
+ * replay is let go (the client's own holds it now, if it was made). */
+static void hs_answer(hsub_t *hs, int status, int yes)
+{
+    redis_t *r = hs->r;
+    if (hs->answered)
+        return;
+    hs->answered = 1;
+    if (hs->reffed && !r->closing)
+        target_ref(r, hs->ch, -1);
+    hs->reffed = 0;
+    if (hs->cb)
+        hs->cb(hs->ud, status, yes);
+}
+
+static void on_hist_subscribed(void *ud, int status, int yes)
+{
+    hsub_t *hs = ud;
+    hs_answer(hs, status, hs->here ? yes : hs->yes);
+    hs_unref(hs);
+}
+
+/* The script's result (`text`, [[status, top, epoch, message...], ...]):
+ * the answer, the replay in front of the queue, then the subscription
+ * (held here: in this same turn, before the next message of the stream). */
+static void hist_apply(hsub_t *hs, const char *text, size_t len)
+{
+    redis_t *r = hs->r;
+    json_t *res = bx_json_parse(text, len);
+    bx_chunkv_t out = BX_CHUNKV_INIT;
+
+    hs->applied = 1;
+    if (!json_is_array(res) || json_array_size(res) != json_array_size(hs->ask)) {
+        json_decref(res);
+        hs_answer(hs, BX_EUNAVAILABLE, 0);
+        return;
+    }
+    for (size_t i = 0; i < json_array_size(res); i++) {
+        json_t *rec = json_array_get(res, i);
+        const char *status = json_string_value(json_array_get(rec, 0));
+        json_t *pos = json_object();
+        json_object_set(pos, "offset", json_array_get(rec, 1));
+        json_object_set(pos, "epoch", json_array_get(rec, 2));
+        if (status && strcmp(status, "ok") == 0) {
+            json_object_set_new(pos, "recovered", json_true());
+            for (size_t j = 3; j < json_array_size(rec); j++) {
+                json_t *m = json_array_get(rec, j);
+                if (json_is_string(m))
+                    bx_chunkv_push_new(&out, bx_chunk_new(json_string_value(m),
+                                                          json_string_length(m)));
+            }
+        } else if (status && strcmp(status, "pos") != 0) {
+            json_object_set_new(pos, "recovered", json_false());
+            json_object_set_new(pos, "reason", json_string(status));
+        }
+        json_object_set_new(hs->answer,
+                            json_string_value(json_array_get(json_array_get(hs->ask, i), 0)),
+                            pos);
+    }
+    json_decref(res);
+    if (out.n)
+        r_requeue(&r->base, hs->id, &out, NULL, NULL);
+    bx_chunkv_free(&out);
+    if (!hs->here) {
+        hs_answer(hs, 0, hs->yes);
+        return;
+    }
+    hs->refs++;
+    int rc = any_subscribe(r, hs->id, hs->ch, 0, hs->limit, on_hist_subscribed, hs);
+    if (rc != 0) {
+        hs->refs--;
+        hs_answer(hs, rc, 0);
+    }
+}
+
+static void on_hist_reply(void *ud, int status, redisReply *rep)
+{
+    hsub_t *hs = ud;
+    redis_t *r = hs->r;
+
+    unbusy(r);
+    if (status != 0 || !rep || rep->type != REDIS_REPLY_STRING || r->closing) {
+        if (hs->waiting) {
+            hs->waiting = 0;
+            bx_dict_del(&r->hsubs, hs->key, 16);
+            hs->refs--;
+        }
+        hs_answer(hs, r->closing || status == BX_REDIS_ECANCELED ? BX_ECANCELED
+                                                                 : BX_EUNAVAILABLE, 0);
+    } else if (!hs->waiting && !hs->applied) {
+        hist_apply(hs, rep->str, rep->len);
+    } else if (hs->waiting) {
+        /* the marker is the one that counts; this, if it never comes */
+        hs->text = bx_malloc(rep->len + 1);
+        memcpy(hs->text, rep->str, rep->len);
+        hs->tlen = rep->len;
+    }
+    hs_unref(hs);
+}
+
+/* Sends HIST_REPLAY; with `marker`, its result comes back on the stream
+ * of the subscription too. */
+static int hist_ask(hsub_t *hs)
+{
+    redis_t *r = hs->r;
+    shard_t *sh = &r->shards[0];
+    size_t n = json_array_size(hs->ask);
+    size_t argc = 6 + 5 * n;
+    const char **argv = bx_malloc(argc * sizeof(*argv));
+    size_t *lens = bx_malloc(argc * sizeof(*lens));
+    bx_buf_t *keys = bx_calloc(2 * n, sizeof(*keys));
+    char (*nums)[48] = bx_malloc(n * sizeof(*nums));
+    bx_buf_t stream = BX_BUF_INIT, prefix = BX_BUF_INIT;
+    char epoch[32], count[24];
+    int marker = hs->here && bx_redis_up(sh->sub);
+    int rc;
+
+    snprintf(hs->key, sizeof(hs->key), "%016llx", (unsigned long long)++r->seq);
+    if (marker) {
+        bx_buf_puts(&stream, r->ns);
+        bx_buf_puts(&stream, "/m");
+        bx_buf_puts(&stream, hs->ch);   /* a pattern's own name matches it */
+    }
+    bx_buf_printf(&prefix, "%s%s R", r->node, hs->key);
+    bx_engine_random_id(epoch);
+    snprintf(count, sizeof(count), "%zu", 2 * n);
+    argv[0] = "EVAL";
+    argv[1] = HIST_REPLAY;
+    argv[2] = count;
+    argv[3 + 2 * n] = stream.len ? stream.data : "";
+    argv[4 + 2 * n] = prefix.data;
+    argv[5 + 2 * n] = epoch;
+    lens[0] = 4;
+    lens[1] = sizeof(HIST_REPLAY) - 1;
+    lens[2] = strlen(count);
+    lens[3 + 2 * n] = stream.len;
+    lens[4 + 2 * n] = prefix.len;
+    lens[5 + 2 * n] = 12;
+    for (size_t i = 0; i < n; i++) {
+        json_t *a = json_array_get(hs->ask, i);
+        const char *ch = json_string_value(json_array_get(a, 0));
+        const rhist_t *hp = hist_pattern(r, ch, strlen(ch));
+        hist_keys(r, ch, strlen(ch), &keys[2 * i], &keys[2 * i + 1]);
+        argv[3 + 2 * i] = keys[2 * i].data;
+        lens[3 + 2 * i] = keys[2 * i].len;
+        argv[4 + 2 * i] = keys[2 * i + 1].data;
+        lens[4 + 2 * i] = keys[2 * i + 1].len;
+        snprintf(nums[i], 24, "%lld", (long long)json_integer_value(json_array_get(a, 1)));
+        snprintf(nums[i] + 24, 24, "%llu", (unsigned long long)(hp->ttl_ms + hp->keep_ms));
+        argv[6 + 2 * n + 3 * i] = nums[i];
+        lens[6 + 2 * n + 3 * i] = strlen(nums[i]);
+        argv[7 + 2 * n + 3 * i] = json_string_value(json_array_get(a, 2));
+        lens[7 + 2 * n + 3 * i] = json_string_length(json_array_get(a, 2));
+        argv[8 + 2 * n + 3 * i] = nums[i] + 24;
+        lens[8 + 2 * n + 3 * i] = strlen(nums[i] + 24);
+    }
+    rc = bx_redis_command(sh->cmd, on_hist_reply, hs, (int)(6 + 5 * n), argv, lens);
+    for (size_t i = 0; i < 2 * n; i++)
+        bx_buf_free(&keys[i]);
+    free(keys);
+    free(nums);
+    free(argv);
+    free(lens);
+    bx_buf_free(&stream);
+    bx_buf_free(&prefix);
+    if (rc != 0)
+        return BX_EUNAVAILABLE;
+    r->busy++;
+    busy_update(r);
+    hs->refs++;
+    if (marker) {
+        hs->waiting = 1;
+        hs->refs++;
+        bx_dict_set(&r->hsubs, hs->key, 16, hs);
+    }
+    return 0;
+}
+
+/* The Redis subscription is confirmed (or its connection is down: then
+ * no marker will come, and the reply decides). */
+static void on_hist_target(void *ud, int status, int yes)
+{
+    hsub_t *hs = ud;
+    int rc = status;
+    (void)yes;
+    if (rc == 0)
+        rc = hist_ask(hs);
+    if (rc != 0)
+        hs_answer(hs, rc, 0);
+    hs_unref(hs);
+}
+
+/* Held elsewhere: subscribed; now the replay. */
+static void on_hist_fb_subscribed(void *ud, int status, int yes)
+{
+    hsub_t *hs = ud;
+    int rc = status;
+    hs->yes = yes;
+    if (rc == 0)
+        rc = hist_ask(hs);
+    if (rc != 0)
+        hs_answer(hs, rc, 0);
+    hs_unref(hs);
+}
+
+/* A marker from the stream: "<node><seq> R<json>". */
+static void hist_marker(redis_t *r, const char *text, size_t len)
+{
+    hsub_t *hs;
+    if (r->closing || memcmp(text, r->node, 31) != 0 ||
+        (hs = bx_dict_del(&r->hsubs, text + 31, 16)) == NULL)
+        return;                 /* another process's */
+    hs->waiting = 0;
+    hist_apply(hs, text + 49, len - 49);
+    hs_unref(hs);
+}
+
+/* A subscriber connection went down: the markers it owed will not come;
+ * each replay goes by the script's reply. */
+static void hist_release(redis_t *r, int status)
+{
+    bx_dict_iter_t it;
+    bx_dict_entry_t *e;
+    hsub_t *due[64];
+    int n;
+    do {
+        n = 0;
+        it = (bx_dict_iter_t)BX_DICT_ITER_INIT;
+        while (n < 64 && (e = bx_dict_next(&r->hsubs, &it)) != NULL)
+            due[n++] = e->value;
+        for (int i = 0; i < n; i++) {
+            hsub_t *hs = due[i];
+            bx_dict_del(&r->hsubs, hs->key, 16);
+            hs->waiting = 0;
+            if (status)
+                hs_answer(hs, status, 0);
+            else if (hs->text)
+                hist_apply(hs, hs->text, hs->tlen);
+            hs_unref(hs);
+        }
+    } while (n == 64);
+}
+
+/* engine.h subscribe_history. */
+static int r_subscribe_history(bx_engine_t *e, const char *id, const char *ch,
+                               size_t limit, const json_t *want, json_t *answer, bx_engine_bool_cb cb,
+                               void *ud)
+{
+    redis_t *r = (redis_t *)e;
+    size_t len = strlen(ch);
+    json_t *ask = json_array();
+    const char *key;
+    json_t *pos;
+    hsub_t *hs;
+    int rc;
+
+    if (r->closing) {
+        json_decref(ask);
+        return BX_ECANCELED;
+    }
+    json_object_foreach((json_t *)want, key, pos) {
+        size_t klen = strlen(key);
+        if (!bx_channel_matches(ch, len, key, klen))
+            continue;
+        if (!hist_pattern(r, key, klen)) {
+            json_t *no = json_pack("{s:i,s:s,s:b,s:s}", "offset", 0, "epoch", "",
+                                   "recovered", 0, "reason", "no history");
+            json_object_set_new(answer, key, no);
+            continue;
+        }
+        json_array_append_new(ask, json_pack("[s,O,O]", key, json_object_get(pos, "offset"),
+                                             json_object_get(pos, "epoch")));
+    }
+    if (!json_object_get(want, ch) && !(bx_channel_parse(ch, len) & BX_CHANNEL_PATTERN) &&
+        hist_pattern(r, ch, len))
+        json_array_append_new(ask, json_pack("[s,i,s]", ch, -1, ""));
+    if (json_array_size(ask) == 0) {
+        json_decref(ask);
+        return any_subscribe(r, id, ch, 0, limit, cb, ud);
+    }
+    hs = bx_calloc(1, sizeof(*hs) + len + 1);
+    hs->r = r;
+    hs->cb = cb;
+    hs->ud = ud;
+    hs->answer = answer;
+    hs->ask = ask;
+    hs->limit = limit;
+    memcpy(hs->ch, ch, len + 1);
+    snprintf(hs->id, sizeof(hs->id), "%s", id ? id : "");
+    hs->here = id && strlen(id) == 31 && !r->first_connect &&
+               !bx_dict_get(&r->adopts, id, 31) && bx_engine_memory_has(r->inner, id);
+    hs->refs = 1;
+    if (!hs->here) {
+        rc = any_subscribe(r, id, ch, 0, limit, on_hist_fb_subscribed, hs);
+    } else {
+        target_t *t;
+        target_ref(r, ch, 1);
+        hs->reffed = 1;
+        t = target_get(r, ch);
+        int wait = t->pending > 0 || r->shards[0].sub_first;
+        if (wait) {
+            waiter_t *w = bx_calloc(1, sizeof(*w));
+            w->cb = on_hist_target;
+            w->ud = hs;
+            w->next = t->waiters;
+            t->waiters = w;
+            r->busy++;
+            busy_update(r);
+            rc = 0;
+        } else {
+            rc = hist_ask(hs);
+            if (rc == 0)
+                hs_unref(hs);   /* the call's own hold */
+        }
+        if (rc != 0) {
+            target_ref(r, ch, -1);
+            hs->reffed = 0;
+        }
+    }
+    if (rc != 0) {
+        hs->answered = 1;
+        hs_unref(hs);
+    }
+    return rc;
+}
+
+/* The engine closes: the patterns go, and replays waiting for a marker
+ * are answered "canceled". */
+static void hist_close(redis_t *r)
+{
+    hist_release(r, BX_ECANCELED);
+    bx_dict_free(&r->hsubs);
+    for (size_t i = 0; i < r->nhist; i++)
+        free(r->hist[i].pattern);
+    free(r->hist);
+}
+
+/* ---- The shared store: commands of the layers above (engine.h) ---- */
+
+typedef struct {
+    redis_t *r;
+    bx_engine_store_cb cb;
+    void *ud;
+} store_t;
+
+json_t *bx_engine_redis_reply_json(const struct redisReply *rep)
+{
+    switch (rep->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+        return json_stringn_nocheck(rep->str, rep->len);
+    case REDIS_REPLY_INTEGER:
+        return json_integer(rep->integer);
+    case REDIS_REPLY_ARRAY: {
+        json_t *a = json_array();
+        for (size_t i = 0; i < rep->elements; i++)
+            json_array_append_new(a, bx_engine_redis_reply_json(rep->element[i]));
+        return a;
+    }
+    case REDIS_REPLY_ERROR:
+        return json_pack("{s:s%}", "error", rep->str, rep->len);
+    default:
+        return json_null();
+    }
+}
+
+static void on_stored(void *ud, int status, redisReply *rep)
+{
+    store_t *s = ud;
+    redis_t *r = s->r;
+    json_t *j = NULL;
+    int st = status == BX_REDIS_ECANCELED || r->closing ? BX_ECANCELED
+           : status ? BX_EUNAVAILABLE : 0;
+
+    unbusy(r);
+    if (st == 0)
+        j = rep ? bx_engine_redis_reply_json(rep) : json_null();
+    s->cb(s->ud, st, j);
+    json_decref(j);
+    free(s);
+}
+
+int bx_engine_redis_store(bx_engine_t *e, int argc, const char **argv, const size_t *lens,
+                          bx_engine_store_cb cb, void *ud)
+{
+    redis_t *r = (redis_t *)e;
+    if (r->closing)
+        return BX_ECANCELED;
+    if (!up0(r))
+        return BX_EUNAVAILABLE;
+    store_t *s = bx_calloc(1, sizeof(*s));
+    s->r = r;
+    s->cb = cb;
+    s->ud = ud;
+    if (cmd0(r, on_stored, s, argc, argv, lens) != 0) {
+        free(s);
+        return BX_EUNAVAILABLE;
+    }
+    return 0;
+}
+
+const char *bx_engine_redis_ns(bx_engine_t *e)
+{
+    return ((redis_t *)e)->ns;
+}
+
 static const bx_engine_ops_t redis_ops = {
     "redis",
     r_create_client,
@@ -2021,6 +2688,8 @@ static const bx_engine_ops_t redis_ops = {
     r_requeue,
     r_stats,
     r_close,
+    r_history,
+    r_subscribe_history,
 };
 
 bx_engine_t *bx_engine_redis_new(uv_loop_t *loop, const bx_proxy_t *proxy,
@@ -2030,7 +2699,7 @@ bx_engine_t *bx_engine_redis_new(uv_loop_t *loop, const bx_proxy_t *proxy,
     redis_t *r;
     bx_redis_addr_t addrs[MAX_SHARDS];
     const char *names[MAX_SHARDS];
-    bx_proxy_t inner_proxy;
+    bx_proxy_t inner_proxy = { 0 };
     int n = 0;
 
     /* "redis://a,redis://b": one shard per URL */

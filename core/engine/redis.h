@@ -24,4 +24,16 @@ bx_engine_t *bx_engine_redis_new(uv_loop_t *loop, const bx_proxy_t *proxy,
  * every process computes alike. */
 int bx_engine_redis_shard_of(const char *const *names, int n, const char *channel);
 
+/* engine.h's bx_engine_store_call / bx_engine_store_ns for this engine
+ * (`e` must be one): the commands go to the first server's command
+ * connection. */
+int bx_engine_redis_store(bx_engine_t *e, int argc, const char **argv, const size_t *lens,
+                          bx_engine_store_cb cb, void *ud);
+const char *bx_engine_redis_ns(bx_engine_t *e);
+
+/* A Redis reply as JSON (new reference; engine.h's bx_engine_store_cb says
+ * how); shared with fayeredis.c. */
+struct redisReply;
+json_t *bx_engine_redis_reply_json(const struct redisReply *rep);
+
 #endif

@@ -2,11 +2,13 @@
  * lbx_ext.c - server extensions written in Lua (Faye's incoming/outgoing).
  *
  * The C hooks of bayeux/hub.h hand each message to one Lua function, the chain
- * runner installed by the façade, together with a continuation. The
- * continuation is a closure over a small userdata that is pinned in the
- * registry while the message is in the chain, so that:
+ * runner installed by the façade, together with a continuation: a C closure
+ * over a cont_t and the generation it was made for. cont_t's come from a
+ * pool and are never freed (a stale closure may still point at one), and a
+ * cont_t's generation moves on when it finishes, so that:
  *   - calling it twice is noticed (logged, ignored) without touching freed
- *     memory;
+ *     memory, and without a userdata, a finalizer or a registry reference
+ *     per message (a few thousand instructions each message otherwise);
  *   - a continuation called synchronously, inside the hook call, finishes
  *     on a later turn (the callback contract of bayeux/hub.h);
  *   - a continuation never called is answered after a deadline.
@@ -22,27 +24,50 @@
 #include "base/json.h"
 #include "base/list.h"
 
-#define CONT_MT "bayeux.continuation"
-
 typedef struct cont {
-    bx_list_t link;             /* pending list of its lext_t */
+    bx_list_t link;             /* pending list of its lext_t; or the pool */
     struct lext *x;
     bx_ext_next_cb next_cb;
     void *next_ud;
     json_t *orig;               /* the message as it entered (for errors) */
-    json_t *result;             /* set when finished inside the hook call */
     uint64_t started;
-    int ref;                    /* registry pin while pending */
+    lua_Integer gen;            /* its closures' generation; moves on when done */
     int stage;                  /* 0 incoming, 1 outgoing */
-    int in_call;
-    int done;
+    int in_call;                /* its hook call is running: stays out of the pool */
     struct call *call;          /* the hook call it was made in, while in it */
     char label[96];             /* the extension holding it, named by Lua (logs) */
 } cont_t;
 
+/* Free cont_t's. Never given back to the allocator: a closure Lua kept may
+ * still name one (it finds the generation moved on), so the pool stays at
+ * the most messages ever inside extensions at once. */
+static bx_list_t pool = BX_LIST_INIT(pool);
+
+static cont_t *cont_get(void)
+{
+    cont_t *c;
+    if (bx_list_empty(&pool)) {
+        c = bx_calloc(1, sizeof(*c));
+    } else {
+        c = BX_CONTAINER(pool.next, cont_t, link);
+        bx_list_remove(&c->link);
+        lua_Integer gen = c->gen;
+        memset(c, 0, sizeof(*c));
+        c->gen = gen;
+    }
+    bx_list_init(&c->link);
+    return c;
+}
+
+/* Back to the pool once finished and out of its hook call. */
+static void cont_put(cont_t *c)
+{
+    bx_list_push_head(&pool, &c->link);
+}
+
 typedef struct lext {
     bx_hub_t *s;
-    int runner_ref;             /* function(stage, message, request, done, cont) */
+    int runner_ref;             /* function(stage, message, request, done, cont, label) */
     int incoming, outgoing;
     double deadline;            /* seconds */
     bx_list_t pending;          /* of cont_t, newest first */
@@ -71,20 +96,19 @@ typedef struct call {
     int finished;               /* the continuation ran during the call */
 } call_t;
 
-/* Ends the continuation: it is no longer pending nor pinned. */
+/* Ends the continuation: it is no longer pending, and its closures are
+ * stale. Back to the pool now, or when its hook call returns. */
 static void cont_finish(cont_t *c)
 {
-    lua_State *L = lbx_state();
-    c->done = 1;
+    c->gen++;
     if (c->call)
         c->call->finished = 1;  /* its hook call must not finish it again */
     bx_list_remove(&c->link);
     if (c->orig)
         json_decref(c->orig);
     c->orig = NULL;
-    if (L && !lbx_closing && c->ref != LUA_NOREF)
-        luaL_unref(L, LUA_REGISTRYINDEX, c->ref);
-    c->ref = LUA_NOREF;
+    if (!c->in_call)
+        cont_put(c);
 }
 
 typedef struct {
@@ -118,24 +142,22 @@ static void cont_deliver(cont_t *c, json_t *msg, int later)
     }
 }
 
-/* The message Lua handed back, as JSON. Most extensions only read it and
- * hand the very message they got back: then the message as it entered is
- * kept (the same JSON, found by comparing) rather than built anew. */
+/* The message Lua handed back, as JSON, when it differs from the one that
+ * entered (protected: a value JSON cannot hold raises). */
 static int convert(lua_State *L)
 {
     json_t **out = lua_touserdata(L, 2);
-    json_t *orig = lua_touserdata(L, 3);
-    *out = lbx_json_same(L, 1, orig) ? json_incref(orig) : lbx_check_json(L, 1);
+    *out = lbx_check_json(L, 1);
     return 0;
 }
 
 /* The continuation Lua calls: cont(message) or cont(nil) to drop. */
 static int l_continue(lua_State *L)
 {
-    cont_t *c = luaL_checkudata(L, lua_upvalueindex(1), CONT_MT);
+    cont_t *c = lua_touserdata(L, lua_upvalueindex(1));
     json_t *msg = NULL;
 
-    if (c->done) {
+    if (c->gen != lua_tointeger(L, lua_upvalueindex(2))) {
         bx_metrics.ext_errors++;
         lbx_log("an extension called its callback twice; the second call is ignored");
         return 0;
@@ -144,14 +166,18 @@ static int l_continue(lua_State *L)
         if (!lua_istable(L, 1)) {
             lbx_log("an extension passed a %s to its callback", luaL_typename(L, 1));
             msg = failed(c, "500::Internal server error");
+        } else if (lbx_json_same(L, 1, c->orig)) {
+            /* most extensions only read the message and hand the very
+             * one they got back: its JSON is kept rather than built anew
+             * (comparing allocates nothing, so needs no pcall) */
+            msg = json_incref(c->orig);
         } else {
             /* a message JSON cannot hold fails like a raising extension:
              * the continuation still ends, now */
             lua_pushcfunction(L, convert);
             lua_pushvalue(L, 1);
             lua_pushlightuserdata(L, &msg);
-            lua_pushlightuserdata(L, c->orig);
-            if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+            if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
                 lbx_log("an extension passed a message that is not JSON to its callback: %s",
                         lua_tostring(L, -1));
                 lua_pop(L, 1);
@@ -163,26 +189,22 @@ static int l_continue(lua_State *L)
     return 0;
 }
 
-/* cont:label(text): which extension holds the message now, for the log
- * line of a missed deadline. */
+/* label(cont, text): which extension holds the message now, for the log
+ * line of a missed deadline. A stale continuation labels nothing. */
 static int cont_label(lua_State *L)
 {
-    cont_t *c = luaL_checkudata(L, 1, CONT_MT);
     size_t n;
     const char *text = luaL_checklstring(L, 2, &n);
+    if (lua_tocfunction(L, 1) != l_continue || !lua_getupvalue(L, 1, 1) ||
+        !lua_getupvalue(L, 1, 2))
+        return luaL_argerror(L, 1, "not a continuation");
+    cont_t *c = lua_touserdata(L, -2);
+    if (c->gen != lua_tointeger(L, -1))
+        return 0;
     if (n >= sizeof(c->label))
         n = sizeof(c->label) - 1;
     memcpy(c->label, text, n);
     c->label[n] = '\0';
-    return 0;
-}
-
-static int cont_gc(lua_State *L)
-{
-    cont_t *c = luaL_checkudata(L, 1, CONT_MT);
-    if (c->orig)
-        json_decref(c->orig);
-    c->orig = NULL;
     return 0;
 }
 
@@ -222,11 +244,7 @@ static void push_request(lua_State *L, bx_http_req_t *req)
 static int call_runner(lua_State *L)
 {
     call_t *k = lua_touserdata(L, 1);
-    cont_t *c = lua_newuserdatauv(L, sizeof(*c), 0);
-    memset(c, 0, sizeof(*c));
-    bx_list_init(&c->link);
-    c->ref = LUA_NOREF;
-    luaL_setmetatable(L, CONT_MT);
+    cont_t *c = cont_get();
     c->x = k->x;
     c->stage = k->stage;
     c->next_cb = k->next;
@@ -234,8 +252,7 @@ static int call_runner(lua_State *L)
     c->call = k;
     c->orig = json_incref(k->msg);
     c->started = uv_now(lbx_loop());
-    lua_pushvalue(L, -1);
-    c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    c->in_call = 1;             /* out of the pool until hook() returns */
     bx_list_push_head(&k->x->pending, &c->link);
     k->c = c;
 
@@ -243,14 +260,12 @@ static int call_runner(lua_State *L)
     lua_pushinteger(L, k->stage);
     lbx_push_json(L, k->msg);
     push_request(L, k->req);
-    lua_pushvalue(L, -5);                   /* the continuation's state */
-    lua_pushcclosure(L, l_continue, 1);
-    lua_pushvalue(L, -6);                   /* ... and itself, for cont:label() */
-    c->in_call = 1;
-    lua_call(L, 5, 0);
-    /* c stays valid here: still pinned, or referenced from this stack */
-    c->in_call = 0;
-    c->call = NULL;
+    lua_pushlightuserdata(L, c);
+    lua_pushinteger(L, c->gen);
+    lua_pushcclosure(L, l_continue, 2);
+    lua_pushvalue(L, -1);                   /* cont, for label(cont, text) */
+    lua_pushcfunction(L, cont_label);
+    lua_call(L, 6, 0);
     return 0;
 }
 
@@ -276,14 +291,14 @@ static void hook(lext_t *x, int stage, json_t *msg, void *request, bx_ext_next_c
         l->ud = next_ud;
         l->msg = failed(&tmp, "500::Internal server error");
         bx_hub_defer(x->s, run_later, l);
-    } else if (rc != 0 && !k.finished) {
-        /* the runner raised before calling back: k.c is still pinned */
+    } else {
+        /* k.c is out of the pool while in_call, whatever Lua did */
         k.c->in_call = 0;
         k.c->call = NULL;
-        cont_deliver(k.c, failed(k.c, "500::Internal server error"), 1);
-    } else if (!k.finished) {
-        k.c->in_call = 0;
-        k.c->call = NULL;
+        if (k.finished)
+            cont_put(k.c);
+        else if (rc != 0)       /* the runner raised before calling back */
+            cont_deliver(k.c, failed(k.c, "500::Internal server error"), 1);
     }
     json_decref(msg);
 }
@@ -382,12 +397,5 @@ void lbx_ext_free(lext_t *x)
 
 void lbx_ext_open(lua_State *L)
 {
-    luaL_newmetatable(L, CONT_MT);
-    lua_pushcfunction(L, cont_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, cont_label);
-    lua_setfield(L, -2, "label");
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    (void)L;                    /* continuations need no metatable */
 }

@@ -2,12 +2,12 @@
  * lbx_httpc.c - bayeux.core.http_client(host, port): an HTTP client object
  * on the module's loop.
  *
- *   local c = core.http_client("127.0.0.1", 8000)
+ *   local c = core.http_client("127.0.0.1", 8000[, tls])
  *   c:request("POST", "/faye", "Content-Type: application/json\r\n", body,
  *             timeout_seconds, function(status, body, err) end)
  *   c:close()     -- requests in flight answer (nil, nil, "aborted")
  *
- *   local ws = core.ws_open(host, port, path, headers, timeout, function(event, data) end)
+ *   local ws = core.ws_open(host, port, path, headers, timeout, function(event, data) end[, tls])
  *   ws:send(text) -> true | false;  ws:close()
  *   events: "open", "message" (data: the text), "closed" (data: the reason)
  *
@@ -15,6 +15,10 @@
  * the C client lives on until its connections are closed. Each request
  * holds its function in the registry until it is answered, so a client
  * with requests in flight is not collected.
+ *
+ * tls: nil or false for http/ws; true for https/wss checked against the
+ * system's CA certificates; a file name for https/wss checked against the
+ * CA certificates in that PEM file.
  */
 #include <stdlib.h>
 #include "base/buf.h"
@@ -110,7 +114,29 @@ static void on_answer(void *ud, int status, const char *body, size_t len, const 
     free(r);
 }
 
-/* core.http_client(host, port) -> client */
+static bx_tls_ctx_t *system_ctx;   /* the system's CAs, loaded once */
+
+/* The client context the argument at `idx` asks for (see the top), a new
+ * reference, or NULL for plain TCP; raises if a CA file cannot be loaded. */
+static bx_tls_ctx_t *tls_arg(lua_State *L, int idx)
+{
+    char err[512];
+    bx_tls_ctx_t *ctx;
+
+    if (lua_isnoneornil(L, idx) || (lua_isboolean(L, idx) && !lua_toboolean(L, idx)))
+        return NULL;
+    if (lua_isboolean(L, idx)) {
+        if (!system_ctx && !(system_ctx = bx_tls_client_ctx_new(NULL, err, sizeof(err))))
+            luaL_error(L, "%s", err);
+        return bx_tls_ctx_ref(system_ctx);
+    }
+    ctx = bx_tls_client_ctx_new(luaL_checkstring(L, idx), err, sizeof(err));
+    if (!ctx)
+        luaL_error(L, "%s", err);
+    return ctx;
+}
+
+/* core.http_client(host, port, tls) -> client */
 static int l_http_client(lua_State *L)
 {
     const char *host = luaL_checkstring(L, 1);
@@ -120,8 +146,11 @@ static int l_http_client(lua_State *L)
     lclient_t **box = lua_newuserdatauv(L, sizeof(lclient_t *), 0);
     *box = NULL;
     set_mt(L, HTTPC_MT, client_meth, c_close);
+    bx_tls_ctx_t *tls = tls_arg(L, 3);     /* may raise: nothing held yet */
     lclient_t *c = bx_calloc(1, sizeof(*c));
     c->h = bx_httpc_new(lbx_loop(), host, (int)port);
+    bx_httpc_set_tls(c->h, tls);
+    bx_tls_ctx_unref(tls);      /* the client holds its own reference */
     c->box = box;
     *box = c;
     bx_list_push_head(&live, &c->link);
@@ -206,7 +235,7 @@ static void on_ws(void *ud, int event, const char *data, size_t len)
     }
 }
 
-/* core.ws_open(host, port, path, headers, timeout, fn) -> socket */
+/* core.ws_open(host, port, path, headers, timeout, fn, tls) -> socket */
 static int l_ws_open(lua_State *L)
 {
     const char *host = luaL_checkstring(L, 1);
@@ -221,6 +250,7 @@ static int l_ws_open(lua_State *L)
     lws_t **box = lua_newuserdatauv(L, sizeof(lws_t *), 0);
     *box = NULL;
     set_mt(L, WS_MT, ws_meth, ws_gc);
+    bx_tls_ctx_t *tls = tls_arg(L, 7);
     lua_pushvalue(L, 6);
     int fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushvalue(L, -1);
@@ -231,8 +261,9 @@ static int l_ws_open(lua_State *L)
     s->box = box;
     *box = s;
     bx_list_push_head(&live_ws, &s->link);
-    s->w = bx_wsc_open(lbx_loop(), host, (int)port, path, headers, (unsigned)(secs * 1000),
-                       on_ws, s);
+    s->w = bx_wsc_open_tls(lbx_loop(), host, (int)port, path, headers, (unsigned)(secs * 1000),
+                           tls, on_ws, s);
+    bx_tls_ctx_unref(tls);
     return 1;
 }
 
@@ -272,6 +303,8 @@ static int ws_gc(lua_State *L)
 
 void lbx_httpc_close_all(void)
 {
+    bx_tls_ctx_unref(system_ctx);   /* the clients hold their own references */
+    system_ctx = NULL;
     while (!bx_list_empty(&live))
         client_close(BX_CONTAINER(live.next, lclient_t, link));
     BX_LIST_FOREACH(l, &live_ws) {

@@ -24,7 +24,6 @@ static void push_mark(lua_State *L, char *key)
 static void push_json(lua_State *L, const json_t *j, int depth)
 {
     size_t i;
-    const char *k;
     json_t *v;
 
     if (depth > MAX_DEPTH)
@@ -33,9 +32,13 @@ static void push_json(lua_State *L, const json_t *j, int depth)
     switch (json_typeof(j)) {
     case JSON_OBJECT:
         lua_createtable(L, 0, (int)json_object_size(j));
-        json_object_foreach((json_t *)j, k, v) {
-            push_json(L, v, depth + 1);
-            lua_setfield(L, -2, k);
+        /* keys by length, set raw: the table has no metatable yet, and
+         * lua_setfield would measure and look up each key's C string */
+        for (void *it = json_object_iter((json_t *)j); it;
+             it = json_object_iter_next((json_t *)j, it)) {
+            lua_pushlstring(L, json_object_iter_key(it), json_object_iter_key_len(it));
+            push_json(L, json_object_iter_value(it), depth + 1);
+            lua_rawset(L, -3);
         }
         push_mark(L, &object_key);
         lua_setmetatable(L, -2);

@@ -25,7 +25,9 @@ json_t **lbx_check_json_boxed(lua_State *L, int idx);
  * (borrowed): the same kinds, the same keys, the same scalars, bit for bit.
  * Lets a caller keep `j` instead of converting a value that came back
  * unchanged. A value that would not convert (a function, a cycle) is not
- * the same. Raises only on memory errors. */
+ * the same. Allocates nothing (the stack grows only through
+ * lua_checkstack, which answers "not the same" when it cannot), so it
+ * does not raise. */
 int lbx_json_same(lua_State *L, int idx, const json_t *j);
 
 /* Registers the JSON helpers (null, array, object marks) in the module

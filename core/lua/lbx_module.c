@@ -16,9 +16,10 @@
 #include "lua/lbx_runtime.h"
 #include "lua/lbx_server.h"
 #include "lua/lbx_timer.h"
+#include "net/tls.h"
 #include "workers.h"
 
-static uv_signal_t sigint, sigterm;
+static uv_signal_t sigint, sigterm, sighup;
 static int stopping;
 static char gc_key;
 
@@ -47,17 +48,29 @@ static void on_signal(uv_signal_t *h, int signum)
     begin_stop();
 }
 
+/* SIGHUP: the TLS listeners load their certificate files again; the
+ * connections already open keep theirs (net/tls.h). */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    (void)h;
+    (void)signum;
+    bx_tls_reload_all();
+}
+
 /* bayeux.core.run(): runs the loop until stop() or a signal. */
 static int l_run(lua_State *L)
 {
     stopping = 0;
     uv_signal_start(&sigint, on_signal, SIGINT);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_signal_start(&sighup, on_sighup, SIGHUP);
     uv_unref((uv_handle_t *)&sigint);
     uv_unref((uv_handle_t *)&sigterm);
+    uv_unref((uv_handle_t *)&sighup);
     uv_run(lbx_loop(), UV_RUN_DEFAULT);
     uv_signal_stop(&sigint);
     uv_signal_stop(&sigterm);
+    uv_signal_stop(&sighup);
     (void)L;
     return 0;
 }
@@ -243,6 +256,7 @@ int luaopen_bayeux_core(lua_State *L)
     if (made) {
         uv_signal_init(lbx_loop(), &sigint);
         uv_signal_init(lbx_loop(), &sigterm);
+        uv_signal_init(lbx_loop(), &sighup);
         signal(SIGPIPE, SIG_IGN);
         /* tie the loop's life to the state's: a sentinel whose __gc shuts
          * everything down when lua_close runs */

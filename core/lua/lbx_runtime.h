@@ -42,7 +42,8 @@ void lbx_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * 1 if the loop was made now, 0 if it existed, -1 if it cannot be. */
 int lbx_runtime_open(lua_State *L);
 
-/* Sets the instruction budget of one lbx_invoke (bayeux.core.budget). */
+/* Sets the instruction budget of one lbx_invoke (bayeux.core.budget): the
+ * instructions a call may run once the watchdog finds it running long. */
 void lbx_set_budget(int n);
 
 /* The state is closing and the servers are closed: runs what is still

@@ -18,6 +18,7 @@
 #include "lua/lbx_server.h"
 #include "base/multipart.h"
 #include "bayeux/protocol.h"
+#include "bayeux/history.h"
 #include "bayeux/retain.h"
 #include "net/upload.h"
 #include "server.h"
@@ -33,6 +34,8 @@ typedef struct lserver {
     struct lserver *next;       /* in the list of servers not fully closed */
     int self_ref, event_ref, request_ref, close_ref, upload_ref;
     int handshake_ref;          /* fn(client_id, user) of server:on_handshake */
+    char *hold_key[2];          /* server:share_identities: the identity key
+                                   is hold_key[0] .. id .. hold_key[1] */
     int closing;
     bx_dict_t sinks;            /* client id -> lsink_t */
     lext_t *ext;                /* Lua extensions, created on first use */
@@ -187,6 +190,9 @@ static int l_server(lua_State *L)
     lua_getfield(L, 1, "browser_cookie");
     o.browser_cookie = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    if (lua_getfield(L, 1, "deflate") != LUA_TNIL)
+        o.deflate = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     if (lua_getfield(L, 1, "allowed_origins") != LUA_TNIL) {
         /* the strings stay referenced by the options table until
          * bx_server_new has copied them; the array is a userdata */
@@ -230,15 +236,33 @@ static int l_server(lua_State *L)
     return 1;
 }
 
-/* server:listen(port, host, reuseport) -> port | nil, err */
+/* server:listen(port, host, reuseport, tls) -> port | nil, err; tls is nil
+ * or { cert = FILE, key = FILE } (PEM) */
 static int s_listen(lua_State *L)
 {
     lserver_t *ls = check_server(L);
     lua_Integer port = luaL_checkinteger(L, 2);
     const char *host = luaL_optstring(L, 3, "127.0.0.1");
     int reuseport = lua_toboolean(L, 4);
+    bx_tls_ctx_t *tls = NULL;
     luaL_argcheck(L, port >= 0 && port <= 65535, 2, "port out of range");
-    int rc = bx_server_listen_ex(ls->s, host, (int)port, reuseport);
+    if (!lua_isnoneornil(L, 5)) {
+        char err[512];
+        luaL_checktype(L, 5, LUA_TTABLE);
+        lua_getfield(L, 5, "cert");
+        lua_getfield(L, 5, "key");
+        const char *cert = lua_tostring(L, -2), *key = lua_tostring(L, -1);
+        luaL_argcheck(L, cert && key, 5, "tls needs cert and key (file names)");
+        tls = bx_tls_ctx_new(cert, key, err, sizeof(err));
+        if (!tls) {
+            lua_pushnil(L);
+            lua_pushstring(L, err);
+            lua_pushliteral(L, "TLS");
+            return 3;
+        }
+    }
+    int rc = bx_server_listen_tls(ls->s, host, (int)port, reuseport, tls);
+    bx_tls_ctx_unref(tls);      /* the listener holds its own reference */
     if (rc != 0) {
         lua_pushnil(L);
         lua_pushfstring(L, "cannot listen on %s:%d: %s", host, (int)port, uv_strerror(rc));
@@ -375,6 +399,8 @@ static void server_closed(void *ud)
 
     unlink_server(ls);
     bx_dict_free(&ls->sinks);
+    free(ls->hold_key[0]);
+    free(ls->hold_key[1]);
     if (ls->ext)
         lbx_ext_free(ls->ext);
     if (L && !lbx_closing) {
@@ -711,6 +737,160 @@ static int s_on_handshake(lua_State *L)
     luaL_unref(L, LUA_REGISTRYINDEX, ls->handshake_ref);
     ls->handshake_ref = ref;
     bx_hub_on_handshake(bx_server_hub(ls->s), on_handshake, ls);
+    return 0;
+}
+
+/* ---- The engine's shared store (engine.h): identities, presence ---- */
+
+typedef struct {
+    int fn_ref;
+    int status;
+    const json_t *reply;
+} lstore_t;
+
+static int deliver_store(lua_State *L)
+{
+    lstore_t *c = lua_touserdata(L, 1);
+    const json_t *err = json_is_object(c->reply) ? json_object_get(c->reply, "error") : NULL;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->fn_ref);
+    if (c->status != 0 || err) {
+        lua_pushnil(L);
+        lua_pushstring(L, err ? json_string_value(err)
+                          : c->status == BX_ECANCELED ? "closed" : "unavailable");
+        lua_call(L, 2, 0);
+    } else {
+        lbx_push_json(L, c->reply);
+        lua_call(L, 1, 0);
+    }
+    return 0;
+}
+
+static void on_store(void *ud, int status, const json_t *reply)
+{
+    lstore_t *c = ud;
+    lua_State *L = lbx_state();
+    if (L && !lbx_closing) {
+        c->status = status;
+        c->reply = reply;
+        lbx_invoke("store callback", deliver_store, c);
+        luaL_unref(L, LUA_REGISTRYINDEX, c->fn_ref);
+    }
+    free(c);
+}
+
+/* server:store({ "CMD", "arg", ... }, fn) -> true | nil, err: one command on
+ * the engine's shared store; fn(reply) or fn(nil, err) on a later turn.
+ * nil, "no store" with the memory engine. */
+static int s_store(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    lua_Integer n = luaL_len(L, 2);
+    luaL_argcheck(L, n >= 1 && n <= 64, 2, "1 to 64 arguments");
+    const char *argv[64];
+    size_t lens[64];
+    for (lua_Integer i = 1; i <= n; i++) {
+        /* strings only: the table keeps them alive once popped (a number
+         * converted on the stack would not be) */
+        if (lua_geti(L, 2, i) != LUA_TSTRING)
+            return luaL_error(L, "server:store: argument %d is not a string", (int)i);
+        argv[i - 1] = lua_tolstring(L, -1, &lens[i - 1]);
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, 3);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* may raise: nothing held yet */
+    lstore_t *c = bx_calloc(1, sizeof(*c));
+    c->fn_ref = ref;
+    int rc = bx_engine_store_call(bx_server_engine(ls->s), (int)n, argv, lens, on_store, c);
+    if (rc != 0) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+        free(c);
+        lua_pushnil(L);
+        lua_pushstring(L, rc == BX_EUNKNOWN ? "no store" : rc == BX_ECANCELED ? "closed"
+                                                                 : "unavailable");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* server:store_ns() -> namespace, "bayeux" | "faye"; nil without a store. */
+static int s_store_ns(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    int faye = 0;
+    const char *ns = bx_engine_store_ns(bx_server_engine(ls->s), &faye);
+    if (!ns)
+        return 0;
+    lua_pushstring(L, ns);
+    lua_pushstring(L, faye ? "faye" : "bayeux");
+    return 2;
+}
+
+typedef struct {
+    void (*resume)(void *ud);
+    void *ud;
+} lhold_t;
+
+static void on_held(void *ud, int status, const json_t *reply)
+{
+    lhold_t *h = ud;
+    if (status != 0 || json_is_object(reply))
+        bx_logf(BX_LOG_WARN, "lua", "an identity could not be stored (%s): other processes "
+               "see the session as anonymous", status ? "Redis out of reach" : "error reply");
+    h->resume(h->ud);
+    free(h);
+}
+
+/* The handshake hold: a handshake that left the extensions with a `user`
+ * writes it (JSON) to the store before its reply goes, so that the process
+ * that gets the client's next message reads it there. */
+static int on_hold(void *ud, const char *id, const json_t *msg, void (*resume)(void *),
+                   void *resume_ud)
+{
+    lserver_t *ls = ud;
+    const json_t *user = json_object_get(msg, "user");
+    if (!json_is_object(user) || !ls->hold_key[0])
+        return 0;
+    char *text = json_dumps(user, JSON_COMPACT | JSON_ENCODE_ANY);
+    bx_buf_t key = BX_BUF_INIT;
+    bx_buf_printf(&key, "%s%s%s", ls->hold_key[0], id, ls->hold_key[1]);
+    const char *argv[3] = { "SET", key.data, text ? text : "null" };
+    lhold_t *h = bx_calloc(1, sizeof(*h));
+    h->resume = resume;
+    h->ud = resume_ud;
+    int rc = bx_engine_store_call(bx_server_engine(ls->s), 3, argv, NULL, on_held, h);
+    bx_buf_free(&key);
+    free(text);
+    if (rc != 0) {
+        free(h);
+        bx_logf(BX_LOG_WARN, "lua", "an identity could not be stored (Redis out of reach): "
+               "other processes see the session as anonymous");
+        return 0;
+    }
+    return 1;
+}
+
+/* server:share_identities(prefix, suffix): from now on a handshake's
+ * `user` is written to the store under prefix .. client id .. suffix
+ * before the reply goes (server:enable_users with a Redis engine). */
+static int s_share_identities(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    const char *prefix = luaL_checkstring(L, 2);
+    const char *suffix = luaL_checkstring(L, 3);
+    char *p = strdup(prefix), *x = strdup(suffix);
+    if (!p || !x) {
+        free(p);
+        free(x);
+        return luaL_error(L, "out of memory");
+    }
+    free(ls->hold_key[0]);
+    free(ls->hold_key[1]);
+    ls->hold_key[0] = p;
+    ls->hold_key[1] = x;
+    bx_hub_on_handshake_hold(bx_server_hub(ls->s), on_hold, ls);
     return 0;
 }
 
@@ -1179,6 +1359,36 @@ static int s_retain(lua_State *L)
     return 1;
 }
 
+/* server:history(pattern, size, ttl, keep) -> true | nil, err */
+static int s_history(lua_State *L)
+{
+    lserver_t *ls = check_server(L);
+    const char *pattern = luaL_checkstring(L, 2);
+    lua_Integer size = luaL_checkinteger(L, 3);
+    lua_Number ttl = luaL_checknumber(L, 4);
+    lua_Number keep = luaL_checknumber(L, 5);
+    if (size <= 0 || size > 1000000 || !(ttl > 0) || !(keep >= 0)) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "size must be an integer from 1 to 1000000, ttl a positive "
+                           "number, keep 0 or more");
+        return 2;
+    }
+    bx_history_t *h = bx_history_of(bx_server_hub(ls->s));
+    int rc = bx_history_add(h, pattern, (size_t)size, ttl, keep);
+    if (rc == -2) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "history needs the memory engine, or the Redis engine in native "
+                           "mode on one server (docs/delivery.md)");
+        return 2;
+    } else if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "'%s' is not a channel name or pattern", pattern);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* ---- Registration ---- */
 
 void lbx_server_open(lua_State *L)
@@ -1187,7 +1397,9 @@ void lbx_server_open(lua_State *L)
         { "listen", s_listen }, { "port", s_port }, { "close", s_close },
         { "process", s_process }, { "bind", s_bind }, { "unbind", s_unbind },
         { "on_event", s_on_event }, { "on_request", s_on_request }, { "on_upload", s_on_upload },
-        { "on_handshake", s_on_handshake }, { "retain", s_retain },
+        { "on_handshake", s_on_handshake }, { "retain", s_retain }, { "history", s_history },
+        { "store", s_store }, { "store_ns", s_store_ns },
+        { "share_identities", s_share_identities },
         { "set_extensions", s_set_extensions }, { "stats", s_stats },
         { "metrics", s_metrics }, { NULL, NULL }
     };

@@ -13,6 +13,7 @@
  * costs no read memory at all.
  */
 #include "net/conn.h"
+#include "net/tls.h"
 #include "base/metrics.h"
 
 #include "base/list.h"
@@ -58,7 +59,6 @@ struct bx_conn_s {
     bx_conn_read_cb on_read;
     bx_conn_close_cb on_close;
     void *ud;
-    unsigned flags;
     bx_chunkv_t pending;        /* queued, not yet handed to uv_write */
     bx_chunkv_t inflight;       /* handed to uv_write, held until write_cb */
     size_t pending_bytes;
@@ -76,6 +76,9 @@ struct bx_conn_s {
     uint8_t family;             /* the peer: AF_INET, AF_INET6, or 0 */
     uint16_t port;
     unsigned char addr[16];     /* formatted on demand (bx_conn_peer) */
+    unsigned flags;             /* here, in what was padding: 200 bytes stay
+                                   in the allocator's 208-byte class */
+    bx_tls_t *tls;              /* bx_conn_use_tls; NULL for plain TCP */
 };
 
 static loopstate_t *loops;      /* the server is single-threaded: one list */
@@ -154,6 +157,19 @@ static void free_handle_cb(uv_handle_t *h)
     free(h);
 }
 
+/* Starts the linger timer: the connection closes after LINGER_IDLE_MS
+ * without input, LINGER_MAX_MS at most. */
+static void linger_start(bx_conn_t *c)
+{
+    c->linger_end = uv_now(c->ls->loop) + LINGER_MAX_MS;
+    if (!c->linger) {
+        c->linger = bx_malloc(sizeof(*c->linger));
+        uv_timer_init(c->ls->loop, c->linger);
+        c->linger->data = c;
+    }
+    uv_timer_start(c->linger, linger_timer_cb, LINGER_IDLE_MS, 0);
+}
+
 static void shutdown_cb(uv_shutdown_t *req, int status)
 {
     bx_conn_t *c = req->data;
@@ -172,11 +188,7 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
      * time (nginx's lingering close). Reading may be on already (the
      * request was refused while its body arrived) or paused by the owner. */
     c->flags |= C_LINGER;
-    c->linger_end = uv_now(c->ls->loop) + LINGER_MAX_MS;
-    c->linger = bx_malloc(sizeof(*c->linger));
-    uv_timer_init(c->ls->loop, c->linger);
-    c->linger->data = c;
-    uv_timer_start(c->linger, linger_timer_cb, LINGER_IDLE_MS, 0);
+    linger_start(c);
     if (c->flags & C_PAUSED) {
         c->flags &= ~C_PAUSED;
         if (uv_read_start((uv_stream_t *)c->tcp, alloc_cb, read_cb) < 0)
@@ -216,6 +228,49 @@ static void check_drained(bx_conn_t *c)
     cb(c, c->drain_ud);
 }
 
+/* A TLS connection owes records besides its pending chunks: handshake
+ * messages or alerts made while reading, or the close_notify that ends a
+ * close_after_write. */
+static int tls_owes(const bx_conn_t *c)
+{
+    return c->tls && (bx_tls_pending(c->tls) ||
+                      ((c->flags & C_DRAIN) && !c->pending.n && bx_tls_owes_close(c->tls)));
+}
+
+/* Seals the pending plaintext into records, as one ciphertext chunk in
+ * c->inflight (with c->inflight_bytes its size). Until the handshake has
+ * finished the plaintext stays pending. Returns -1 on a TLS failure. */
+static int tls_seal(bx_conn_t *c)
+{
+    size_t i, plain = 0;
+    bx_chunk_t *out;
+
+    for (i = 0; i < c->pending.n; i++) {
+        bx_chunk_t *ch = c->pending.v[i];
+        int rc = bx_tls_write(c->tls, ch->data, ch->len);
+        if (rc < 0)
+            return -1;
+        if (rc > 0)
+            break;
+        plain += ch->len;
+    }
+    if (i > 0) {
+        for (size_t j = 0; j < i; j++)
+            bx_chunk_unref(c->pending.v[j]);
+        memmove(c->pending.v, c->pending.v + i, (c->pending.n - i) * sizeof(*c->pending.v));
+        c->pending.n -= i;
+        c->pending_bytes -= plain;
+    }
+    if (c->pending.n == 0 && (c->flags & C_DRAIN))
+        bx_tls_close_notify(c->tls);
+    out = bx_tls_take(c->tls);
+    if (out) {
+        bx_chunkv_push_new(&c->inflight, out);
+        c->inflight_bytes = out->len;
+    }
+    return 0;
+}
+
 static void write_cb(uv_write_t *req, int status)
 {
     bx_conn_t *c = req->data;
@@ -232,7 +287,7 @@ static void write_cb(uv_write_t *req, int status)
         bx_conn_close(c);
         return;
     }
-    if (c->pending.n)
+    if (c->pending.n || tls_owes(c))
         mark_dirty(c);
     else if (c->flags & C_DRAIN)
         begin_shutdown(c);
@@ -253,13 +308,32 @@ static void start_write(bx_conn_t *c)
 
     if (c->flags & (C_CLOSING | C_WRITING))
         return;
-    if (n == 0) {
-        check_drained(c);
-        return;
+    if (c->tls) {
+        /* the records of everything pending, as one chunk: one writev */
+        if (tls_seal(c) < 0) {
+            bx_conn_close(c);
+            return;
+        }
+        n = c->inflight.n;
+        total = c->inflight_bytes;
+        c->inflight_bytes = 0;
+        if (n == 0) {
+            /* the handshake never finished: no close_notify to send */
+            if ((c->flags & C_DRAIN) && !c->pending.n)
+                begin_shutdown(c);
+            else
+                check_drained(c);
+            return;
+        }
+    } else {
+        if (n == 0) {
+            check_drained(c);
+            return;
+        }
+        bx_chunkv_move(&c->inflight, &c->pending);
+        total = c->pending_bytes;
+        c->pending_bytes = 0;
     }
-    bx_chunkv_move(&c->inflight, &c->pending);
-    total = c->pending_bytes;
-    c->pending_bytes = 0;
     bufs = n <= WRITE_INLINE ? small : bx_malloc(n * sizeof(*bufs));
     for (i = 0; i < n; i++)
         bufs[i] = uv_buf_init(c->inflight.v[i]->data, (unsigned)c->inflight.v[i]->len);
@@ -277,6 +351,8 @@ static void start_write(bx_conn_t *c)
         bx_chunkv_free(&c->inflight);
         if (r < 0)
             bx_conn_close(c);
+        else if (c->pending.n || tls_owes(c))
+            mark_dirty(c);      /* TLS: plaintext waiting for the handshake */
         else if (c->flags & C_DRAIN)
             begin_shutdown(c);
         else
@@ -342,6 +418,87 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     }
 }
 
+/* Hands `len` bytes of input to the owner (or discards them). */
+static void deliver(bx_conn_t *c, const char *data, size_t len)
+{
+    /* After close_after_write the owner considers us gone: discard. */
+    if (!(c->flags & (C_CLOSING | C_DRAIN)) && c->on_read)
+        c->on_read(c, c->ud, data, len, 0);
+    else if (c->linger && !(c->flags & C_CLOSING))
+        linger_touch(c);
+}
+
+/* The input ended: EOF (status UV_EOF) or an error. */
+static void input_end(bx_conn_t *c, int status)
+{
+    if (c->flags & C_CLOSING)
+        return;
+    if (c->flags & C_LINGER) {
+        bx_conn_close(c);
+    } else if (c->flags & C_DRAIN) {
+        /* The peer half-closed; still deliver what we owe it, then
+         * close without lingering. */
+        c->flags |= C_EOF;
+        uv_read_stop((uv_stream_t *)c->tcp);
+    } else {
+        bx_conn_close(c);
+        if (c->on_read)
+            c->on_read(c, c->ud, NULL, 0, status);
+    }
+}
+
+/* A TLS connection failed: sends what the session has to say (an alert),
+ * best effort and unqueued, then ends the input. Plain HTTP sent to the
+ * TLS port gets a plain answer saying so. */
+static void tls_fail(bx_conn_t *c, int why)
+{
+    static const char plain[] =
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 35\r\n"
+        "Connection: close\r\n\r\nThis port speaks HTTPS, not HTTP.\r\n";
+    bx_chunk_t *out = why == BX_TLS_PLAIN_HTTP ? NULL : bx_tls_take(c->tls);
+    uv_buf_t b = out ? uv_buf_init(out->data, (unsigned)out->len)
+                     : uv_buf_init((char *)plain, sizeof(plain) - 1);
+
+    if (!(c->flags & (C_WRITING | C_CLOSING)))
+        uv_try_write((uv_stream_t *)c->tcp, &b, 1);
+    bx_chunk_unref(out);
+    input_end(c, UV_EPROTO);
+}
+
+/* Ciphertext arrived in `buf` (of `cap` bytes, `len` used): decrypts it
+ * into the same buffer, which the session copied, and delivers the
+ * plaintext, up to one buffer at a time. */
+static void tls_input(bx_conn_t *c, char *buf, size_t len, size_t cap)
+{
+    int was_ready = bx_tls_ready(c->tls);
+
+    if (c->linger)
+        linger_touch(c);        /* a closing handshake goes on: bounded still */
+    bx_tls_feed(c->tls, buf, len);
+    for (;;) {
+        size_t got = 0;
+        ssize_t rc = 0;
+
+        while (got < cap && (rc = bx_tls_read(c->tls, buf + got, cap - got)) > 0)
+            got += (size_t)rc;
+        /* the handshake's answers, or plaintext that waited for it */
+        if (bx_tls_pending(c->tls) || (!was_ready && bx_tls_ready(c->tls) && c->pending.n))
+            mark_dirty(c);
+        was_ready = bx_tls_ready(c->tls);
+        if (got)
+            deliver(c, buf, got);
+        if (c->flags & C_CLOSING)
+            return;
+        if (rc > 0)
+            continue;           /* the buffer was full: maybe more */
+        if (rc == BX_TLS_EOF)
+            input_end(c, UV_EOF);
+        else if (rc < 0)
+            tls_fail(c, (int)rc);
+        return;
+    }
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     bx_conn_t *c = s->data;
@@ -349,24 +506,12 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
     if (nread > 0) {
         bx_metrics.bytes_in += (uint64_t)nread;
-        /* After close_after_write the owner considers us gone: discard. */
-        if (!(c->flags & (C_CLOSING | C_DRAIN)) && c->on_read)
-            c->on_read(c, c->ud, buf->base, (size_t)nread, 0);
-        else if (c->linger && !(c->flags & C_CLOSING))
-            linger_touch(c);
-    } else if (nread < 0 && !(c->flags & C_CLOSING)) {
-        if (c->flags & C_LINGER) {
-            bx_conn_close(c);
-        } else if (c->flags & C_DRAIN) {
-            /* The peer half-closed; still deliver what we owe it, then
-             * close without lingering. */
-            c->flags |= C_EOF;
-            uv_read_stop(s);
-        } else {
-            bx_conn_close(c);
-            if (c->on_read)
-                c->on_read(c, c->ud, NULL, 0, (int)nread);
-        }
+        if (c->tls && !(c->flags & (C_CLOSING | C_LINGER)))
+            tls_input(c, buf->base, (size_t)nread, buf->len);
+        else
+            deliver(c, buf->base, (size_t)nread);
+    } else if (nread < 0) {
+        input_end(c, (int)nread);
     }
     if (buf->base == ls->rbuf)
         ls->rbuf_busy = 0;
@@ -415,6 +560,22 @@ bx_conn_t *bx_conn_new(uv_loop_t *loop, uv_tcp_t *tcp, bx_conn_read_cb on_read,
     if (uv_read_start((uv_stream_t *)tcp, alloc_cb, read_cb) < 0)
         bx_conn_close(c);       /* on_close follows on a later turn */
     return c;
+}
+
+void bx_conn_use_tls(bx_conn_t *c, bx_tls_ctx_t *ctx)
+{
+    c->tls = bx_tls_new(ctx);
+}
+
+void bx_conn_use_tls_client(bx_conn_t *c, bx_tls_ctx_t *ctx, const char *host)
+{
+    c->tls = bx_tls_new_client(ctx, host);
+    mark_dirty(c);              /* the ClientHello */
+}
+
+const char *bx_conn_tls_error(const bx_conn_t *c)
+{
+    return c->tls ? bx_tls_error(c->tls) : NULL;
 }
 
 void bx_conn_set_callbacks(bx_conn_t *c, bx_conn_read_cb on_read, bx_conn_close_cb on_close,
@@ -498,7 +659,16 @@ void bx_conn_close_after_write(bx_conn_t *c)
     if (c->flags & (C_CLOSING | C_DRAIN))
         return;
     c->flags |= C_DRAIN;
-    if (!(c->flags & C_WRITING) && c->pending.n == 0)
+    /* Until its handshake has finished a TLS connection can send nothing,
+     * and its owner no longer watches it: a peer that never finishes must
+     * not hold it open. So it is bounded as lingering is. */
+    if (c->tls && !bx_tls_ready(c->tls))
+        linger_start(c);
+    if (c->flags & C_WRITING)
+        return;                 /* write_cb goes on */
+    if (c->tls)
+        mark_dirty(c);          /* the flush pass seals and adds close_notify */
+    else if (c->pending.n == 0)
         begin_shutdown(c);
     /* otherwise write_cb starts the shutdown once the queue is empty */
 }
@@ -514,6 +684,7 @@ static void close_cb(uv_handle_t *h)
         c->on_free(c->free_ud);
     bx_chunkv_free(&c->pending);
     bx_chunkv_free(&c->inflight);
+    bx_tls_free(c->tls);
     free(c->tcp);
     free(c);
     conn_count--;

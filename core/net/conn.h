@@ -17,6 +17,7 @@
 
 #include <uv.h>
 #include "base/buf.h"
+#include "net/tls.h"
 
 typedef struct bx_conn_s bx_conn_t;
 
@@ -34,6 +35,25 @@ typedef void (*bx_conn_close_cb)(bx_conn_t *c, void *ud);
  * (it is closed and freed with the connection). Reading starts at once. */
 bx_conn_t *bx_conn_new(uv_loop_t *loop, uv_tcp_t *tcp, bx_conn_read_cb on_read,
                        bx_conn_close_cb on_close, void *ud);
+
+/* Makes `c` the server side of a TLS session of `ctx` (borrowed): the
+ * bytes read are decrypted before the read callback sees them, and what is
+ * written is sealed into records at the flush pass (one writev still).
+ * Call right after bx_conn_new, before anything is written. A failed
+ * handshake closes the connection (the read callback gets UV_EPROTO); the
+ * peer's close_notify reads as EOF; close_after_write sends close_notify.
+ * Bytes counted by bx_conn_pending_bytes are plaintext while queued and
+ * records once sealed. */
+void bx_conn_use_tls(bx_conn_t *c, bx_tls_ctx_t *ctx);
+
+/* Makes `c` the client side of a TLS session of `ctx` (borrowed) with
+ * `host` (checked against the server's certificate); otherwise as
+ * bx_conn_use_tls. The handshake starts at the next flush pass. */
+void bx_conn_use_tls_client(bx_conn_t *c, bx_tls_ctx_t *ctx, const char *host);
+
+/* Why the TLS session of `c` failed, or NULL (none, or no failure).
+ * Borrowed from `c`. */
+const char *bx_conn_tls_error(const bx_conn_t *c);
 
 /* Replaces the callbacks and their user data (used when a protocol takes
  * over a connection, e.g. an HTTP upgrade). */

@@ -132,6 +132,7 @@ struct bx_http_server_s {
     void *ud;
     uv_tcp_t listener;
     int port;
+    bx_tls_ctx_t *tls;          /* a reference; NULL: plain HTTP */
     bx_later_t defer;           /* runs run_deferred() on a later turn */
     uv_timer_t idle;
     uv_timer_t deadline;        /* head_list and body_list */
@@ -1479,6 +1480,8 @@ void bx_http_adopt(bx_http_server_t *s, uv_tcp_t *tcp)
         return;
     }
     conn = bx_conn_new(s->loop, tcp, refused_read, refused_close, NULL);
+    if (s->tls)
+        bx_conn_use_tls(conn, s->tls);
     /* the address first: a refused one must not shed anybody */
     if (s->addrs && addr_admit(s, conn) < 0)
         return;
@@ -1588,6 +1591,14 @@ void bx_http_body_resume(bx_http_req_t *req)
         bx_conn_resume(hc->conn);
 }
 
+void bx_http_server_set_tls(bx_http_server_t *s, bx_tls_ctx_t *ctx)
+{
+    if (ctx)
+        bx_tls_ctx_ref(ctx);
+    bx_tls_ctx_unref(s->tls);
+    s->tls = ctx;
+}
+
 int bx_http_listen(bx_http_server_t *s, const char *host, int port)
 {
     return bx_http_listen_ex(s, host, port, 0);
@@ -1664,6 +1675,7 @@ static void timer_closed_cb(uv_handle_t *h)
     run_deferred(s);            /* anything the last callbacks queued */
     if (s->addrs)
         addrs_unref(s->addrs);  /* upgraded connections may still hold it */
+    bx_tls_ctx_unref(s->tls);   /* the connections' sessions hold their own */
     if (s->done)
         s->done(s->done_ud);
     free(s);

@@ -133,6 +133,11 @@ void bx_http_server_on_head(bx_http_server_t *s, bx_http_head_cb on_head);
  * answered BX_HTTP_BODY_PAUSE. Harmless once the body has ended. */
 void bx_http_body_resume(bx_http_req_t *req);
 
+/* Makes the server speak HTTPS: every connection accepted from now on is
+ * the server side of a TLS session of `ctx` (a reference is taken; NULL
+ * goes back to plain HTTP). Call before bx_http_listen. */
+void bx_http_server_set_tls(bx_http_server_t *s, bx_tls_ctx_t *ctx);
+
 /* Binds and listens on host:port (port 0 = ephemeral). Returns 0 or a
  * negative libuv error (e.g. UV_EADDRINUSE). */
 int bx_http_listen(bx_http_server_t *s, const char *host, int port);

@@ -26,6 +26,7 @@ typedef struct pconn_s pconn_t;
 struct bx_httpc_s {
     uv_loop_t *loop;
     char *host;
+    bx_tls_ctx_t *tls;          /* a reference: https; NULL: http */
     char port[8];
     bx_list_t conns;            /* every pconn_t, busy or idle; newest first */
     int nconns;
@@ -87,6 +88,7 @@ static void client_maybe_free(bx_httpc_t *h)
 {
     if (h->closing && h->nconns == 0) {
         free(h->host);
+        bx_tls_ctx_unref(h->tls);
         free(h);
     }
 }
@@ -206,7 +208,12 @@ static void conn_read(bx_conn_t *c, void *ud, const char *data, size_t len, int 
 static void conn_closed(bx_conn_t *c, void *ud)
 {
     pconn_t *p = ud;
-    pconn_teardown(p, "connection closed");
+    const char *tls = bx_conn_tls_error(c);
+    char why[200];
+
+    if (tls)
+        snprintf(why, sizeof(why), "TLS: %s", tls);
+    pconn_teardown(p, tls ? why : "connection closed");
 }
 
 /* ---- Connecting ---- */
@@ -236,6 +243,8 @@ static void on_connect(uv_connect_t *creq, int status)
     }
     p->state = P_OPEN;
     p->conn = bx_conn_new(p->h->loop, p->tcp, conn_read, conn_closed, p);
+    if (p->h->tls)
+        bx_conn_use_tls_client(p->conn, p->h->tls, p->h->host);
     if (p->req)
         send_req(p);
 }
@@ -320,6 +329,14 @@ bx_httpc_t *bx_httpc_new(uv_loop_t *loop, const char *host, int port)
     h->host = bx_strdup(host);
     snprintf(h->port, sizeof(h->port), "%d", port);
     return h;
+}
+
+void bx_httpc_set_tls(bx_httpc_t *h, bx_tls_ctx_t *ctx)
+{
+    if (ctx)
+        bx_tls_ctx_ref(ctx);
+    bx_tls_ctx_unref(h->tls);
+    h->tls = ctx;
 }
 
 int bx_httpc_request(bx_httpc_t *h, const char *method, const char *path, const char *headers,

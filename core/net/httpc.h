@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <uv.h>
+#include "net/tls.h"
 
 typedef struct bx_httpc_s bx_httpc_t;
 
@@ -28,6 +29,11 @@ typedef void (*bx_httpc_cb)(void *ud, int status, const char *body, size_t len,
 
 /* A client for http://host:port. `host` is copied. Returns a new client. */
 bx_httpc_t *bx_httpc_new(uv_loop_t *loop, const char *host, int port);
+
+/* Makes the client speak https: every connection opened from now on is a
+ * TLS client of `ctx` (a reference is taken), checking that the server's
+ * certificate names the host. Call before the first request. */
+void bx_httpc_set_tls(bx_httpc_t *h, bx_tls_ctx_t *ctx);
 
 /* Sends one request. `path` is the request target; `headers` extra header
  * lines, each ending in "\r\n" (may be NULL); body/len the request body

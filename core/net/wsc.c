@@ -16,6 +16,7 @@
 #include "base/buf.h"
 #include "net/conn.h"
 #include "net/wsc.h"
+#include "net/wsdeflate.h"
 #include "net/wsframe.h"
 
 #define MAX_HEAD 16384
@@ -27,6 +28,8 @@ struct bx_wsc_s {
     int state;
     int closing;                /* bx_wsc_close() was called */
     char *host, *path, *headers;
+    bx_tls_ctx_t *tls;          /* a reference: wss; NULL: ws */
+    char tls_error[200];        /* the reason of a failed TLS handshake */
     char port[8];
     char key[32], accept[32];
     uv_getaddrinfo_t gai;
@@ -60,6 +63,7 @@ static void finish(bx_wsc_t *w)
     bx_wsframe_free(&w->f);
     bx_buf_free(&w->head);
     free(w->host);
+    bx_tls_ctx_unref(w->tls);
     free(w->path);
     free(w->headers);
     free(w);
@@ -116,11 +120,34 @@ static int header_is(const char *head, const char *name, const char *value)
     return 0;
 }
 
+/* The value of header `name` in `head` into *len, or NULL. */
+static const char *header_value(const char *head, const char *name, size_t *len)
+{
+    size_t n = strlen(name);
+    for (const char *p = strstr(head, "\r\n"); p; p = strstr(p + 2, "\r\n")) {
+        const char *l = p + 2;
+        if (strncasecmp(l, name, n) == 0 && l[n] == ':') {
+            l += n + 1;
+            while (*l == ' ' || *l == '\t')
+                l++;
+            const char *e = strstr(l, "\r\n");
+            *len = e ? (size_t)(e - l) : strlen(l);
+            return l;
+        }
+    }
+    return NULL;
+}
+
 static void on_read(bx_conn_t *c, void *ud, const char *data, size_t len, int status)
 {
     bx_wsc_t *w = ud;
 
     if (status < 0) {
+        const char *tls = bx_conn_tls_error(c);
+        if (tls && !w->reason) {
+            snprintf(w->tls_error, sizeof(w->tls_error), "TLS: %s", tls);
+            w->reason = w->tls_error;
+        }
         if (!w->reason)
             w->reason = w->state == W_UPGRADE ? "bad upgrade answer" : "closed";
         return;                 /* the close callback follows */
@@ -144,7 +171,16 @@ static void on_read(bx_conn_t *c, void *ud, const char *data, size_t len, int st
         fail(w, "bad upgrade answer");
         return;
     }
+    size_t elen;
+    const char *ext = header_value(w->head.data, "Sec-WebSocket-Extensions", &elen);
+    int bits = ext ? bx_wsdeflate_accept(ext, elen) : 0;
+    if (bits < 0) {
+        fail(w, "bad upgrade answer");
+        return;
+    }
     bx_wsframe_init(&w->f, w->conn, 1, 0, &frame_cb, w);
+    if (bits)
+        bx_wsframe_deflate(&w->f, (unsigned)bits);
     w->state = W_OPEN;
     if (w->timer) {
         uv_close((uv_handle_t *)w->timer, timer_free);
@@ -178,6 +214,8 @@ static void on_connect(uv_connect_t *creq, int status)
     }
     w->state = W_UPGRADE;
     w->conn = bx_conn_new(w->loop, w->tcp, on_read, on_close, w);
+    if (w->tls)
+        bx_conn_use_tls_client(w->conn, w->tls, w->host);
     RAND_bytes(raw, sizeof(raw));
     EVP_EncodeBlock((unsigned char *)w->key, raw, sizeof(raw));
     snprintf(in, sizeof(in), "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", w->key);
@@ -186,7 +224,8 @@ static void on_connect(uv_connect_t *creq, int status)
     bx_buf_t req = BX_BUF_INIT;
     bx_buf_printf(&req, "GET %s HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\n"
                         "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                        "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                        "Sec-WebSocket-Version: 13\r\n"
+                        "Sec-WebSocket-Extensions: " BX_WSDEFLATE_OFFER "\r\n%s\r\n",
                   w->path, w->host, w->port, w->key, w->headers ? w->headers : "");
     bx_conn_write_copy(w->conn, req.data, req.len);
     bx_buf_free(&req);
@@ -237,10 +276,18 @@ static void on_timeout(uv_timer_t *t)
 bx_wsc_t *bx_wsc_open(uv_loop_t *loop, const char *host, int port, const char *path,
                       const char *headers, unsigned timeout_ms, bx_wsc_cb cb, void *ud)
 {
+    return bx_wsc_open_tls(loop, host, port, path, headers, timeout_ms, NULL, cb, ud);
+}
+
+bx_wsc_t *bx_wsc_open_tls(uv_loop_t *loop, const char *host, int port, const char *path,
+                          const char *headers, unsigned timeout_ms, bx_tls_ctx_t *tls,
+                          bx_wsc_cb cb, void *ud)
+{
     bx_wsc_t *w = bx_calloc(1, sizeof(*w));
     struct addrinfo hints;
 
     w->loop = loop;
+    w->tls = tls ? bx_tls_ctx_ref(tls) : NULL;
     w->host = bx_strdup(host);
     w->path = bx_strdup(path);
     w->headers = headers ? bx_strdup(headers) : NULL;

@@ -4,13 +4,16 @@
  *
  * It resolves, connects, sends the upgrade request and checks the answer
  * (101 and the Sec-WebSocket-Accept of its key); then frames go both ways
- * through wslay in client mode (outgoing frames masked).
+ * through wslay in client mode (outgoing frames masked). It offers
+ * permessage-deflate without context takeover either way (wsdeflate.h);
+ * an answer it cannot take fails the upgrade ("bad upgrade answer").
  */
 #ifndef BX_WSC_H
 #define BX_WSC_H
 
 #include <stddef.h>
 #include <uv.h>
+#include "net/tls.h"
 
 typedef struct bx_wsc_s bx_wsc_t;
 
@@ -30,6 +33,13 @@ typedef void (*bx_wsc_cb)(void *ud, int event, const char *data, size_t len);
  * limit). Returns a new socket; cb then reports its life. */
 bx_wsc_t *bx_wsc_open(uv_loop_t *loop, const char *host, int port, const char *path,
                       const char *headers, unsigned timeout_ms, bx_wsc_cb cb, void *ud);
+
+/* bx_wsc_open for wss://host:port/path when `tls` (a client context,
+ * net/tls.h; a reference is taken) is not NULL: the server's certificate
+ * must name `host`. A failed handshake closes with a reason "TLS: ...". */
+bx_wsc_t *bx_wsc_open_tls(uv_loop_t *loop, const char *host, int port, const char *path,
+                          const char *headers, unsigned timeout_ms, bx_tls_ctx_t *tls,
+                          bx_wsc_cb cb, void *ud);
 
 /* Queues one text message (copied). Returns 0, or -1 when the socket is not
  * open (not yet, or closing). */

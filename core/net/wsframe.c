@@ -3,6 +3,7 @@
  */
 #include <string.h>
 #include <openssl/rand.h>
+#include "net/wsdeflate.h"
 #include "net/wsframe.h"
 
 /* ---- wslay glue ---- */
@@ -42,10 +43,29 @@ static int genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, voi
     return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
 }
 
-/* Every data message received goes through here (a decoding codec would
- * sit here). */
-static void deliver(bx_wsframe_t *f, unsigned opcode, const uint8_t *data, size_t len)
+/* wslay's own limit when we set none. */
+#define WSLAY_DEFAULT_MAX ((size_t)1 << 31)
+
+/* Every data message received goes through here. RSV1 (wslay lets it
+ * through only when the extension was negotiated, and only on a first
+ * frame) means compressed: inflated, within the message limit, before the
+ * owner sees it. A refusal is noted for bx_wsframe_read, which closes. */
+static void deliver(bx_wsframe_t *f, unsigned opcode, unsigned rsv, const uint8_t *data,
+                    size_t len)
 {
+    if (wslay_get_rsv1(rsv)) {
+        bx_buf_t out = BX_BUF_INIT;
+        unsigned code = bx_wsdeflate_inflate(data, len, f->max_msg ? f->max_msg
+                                                                   : WSLAY_DEFAULT_MAX,
+                                             opcode == BX_WS_TEXT, &out);
+        if (code)
+            f->refuse = code;
+        else
+            f->cb->message(f->ud, opcode, (const uint8_t *)(out.data ? out.data : ""),
+                           out.len);
+        bx_buf_free(&out);
+        return;
+    }
     f->cb->message(f->ud, opcode, data, len);
 }
 
@@ -54,10 +74,10 @@ static void msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 {
     bx_wsframe_t *f = ud;
     (void)ctx;
-    if (f->closing)
+    if (f->closing || f->refuse)
         return;
     if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME)
-        deliver(f, arg->opcode, arg->msg, arg->msg_length);
+        deliver(f, arg->opcode, arg->rsv, arg->msg, arg->msg_length);
     else if ((arg->opcode == WSLAY_PING || arg->opcode == WSLAY_PONG) && f->cb->control)
         f->cb->control(f->ud, arg->opcode, arg->msg, arg->msg_length);
 }
@@ -129,7 +149,7 @@ void bx_wsframe_init(bx_wsframe_t *f, bx_conn_t *conn, int client, size_t max_ms
     memset(f, 0, sizeof(*f));
     f->conn = conn;
     f->client = client ? 1 : 0;
-    f->max_msg = max_msg;
+    f->max_msg = max_msg > UINT32_MAX ? UINT32_MAX : (uint32_t)max_msg;
     f->cb = cb;
     f->ud = ud;
 }
@@ -150,6 +170,8 @@ int bx_wsframe_read(bx_wsframe_t *f, const char *data, size_t len)
         }
         if (f->max_msg)
             wslay_event_config_set_max_recv_msg_length(f->ctx, f->max_msg);
+        if (f->deflate)
+            wslay_event_config_set_allowed_rsv_bits(f->ctx, WSLAY_RSV1_BIT);
     }
     track(f, (const uint8_t *)data, len);
     if (f->refuse) {
@@ -163,6 +185,12 @@ int bx_wsframe_read(bx_wsframe_t *f, const char *data, size_t len)
     f->inlen = 0;
     if (f->closing)
         return BX_WSF_OK;       /* a message's handler closed the socket */
+    if (f->refuse) {
+        /* a compressed message would not inflate (1007) or inflates past
+         * the limit (1009) */
+        bx_wsframe_close(f, f->refuse, NULL);
+        return BX_WSF_ERROR;
+    }
     if (r != 0) {
         /* a malformed frame header (reserved opcode, bad length...):
          * wslay queued a close without a status; say 1002 instead */
@@ -212,14 +240,16 @@ bx_chunk_t *bx_wsframe_header(unsigned opcode, size_t len)
 }
 
 /* A client's frame: header with the mask bit and key, then the payload
- * masked (RFC 6455 section 5.3), in one new buffer. */
-static void send_masked(bx_wsframe_t *f, unsigned opcode, const bx_chunkv_t *payload)
+ * masked (RFC 6455 section 5.3), in one new buffer. `rsv1`: compressed. */
+static void send_masked(bx_wsframe_t *f, unsigned opcode, int rsv1, const bx_chunkv_t *payload)
 {
     size_t len = bx_chunkv_bytes(payload), k = 0;
     bx_chunk_t *h = bx_wsframe_header(opcode, len);
     bx_buf_t out = BX_BUF_INIT;
     uint8_t key[4];
 
+    if (rsv1)
+        h->data[0] |= 0x40;
     if (RAND_bytes(key, sizeof(key)) != 1)
         memset(key, 0x5a, sizeof(key));     /* masking is not secrecy */
     bx_buf_append(&out, h->data, h->len);
@@ -237,20 +267,38 @@ static void send_masked(bx_wsframe_t *f, unsigned opcode, const bx_chunkv_t *pay
     bx_buf_free(&out);
 }
 
+void bx_wsframe_deflate(bx_wsframe_t *f, unsigned bits)
+{
+    f->deflate = (uint8_t)bits;
+}
+
 void bx_wsframe_send(bx_wsframe_t *f, unsigned opcode, bx_chunkv_t *payload)
 {
-    /* every data message sent goes through here (an encoding codec would
-     * sit here) */
+    int rsv1 = 0;
+
+    /* every data message sent goes through here: compressed when the
+     * extension is on and it pays (control frames never are) */
     if (f->closing || bx_conn_is_closing(f->conn)) {
         bx_chunkv_clear(payload);
         return;
     }
+    if (f->deflate && opcode < 8) {
+        bx_chunk_t *z = bx_wsdeflate_deflate(bx_conn_loop(f->conn), f->deflate, payload);
+        if (z) {
+            bx_chunkv_clear(payload);
+            bx_chunkv_push_new(payload, z);
+            rsv1 = 1;
+        }
+    }
     if (f->client) {
-        send_masked(f, opcode, payload);
+        send_masked(f, opcode, rsv1, payload);
         bx_chunkv_clear(payload);
         return;
     }
-    bx_conn_write_chunk(f->conn, bx_wsframe_header(opcode, bx_chunkv_bytes(payload)));
+    bx_chunk_t *h = bx_wsframe_header(opcode, bx_chunkv_bytes(payload));
+    if (rsv1)
+        h->data[0] |= 0x40;
+    bx_conn_write_chunk(f->conn, h);
     bx_conn_write(f->conn, payload);
 }
 

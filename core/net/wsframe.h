@@ -18,9 +18,14 @@
  * client's frames are masked (a copy, as masking changes the bytes).
  *
  * A data message in or out passes through one function each way
- * (deliver() and bx_wsframe_send() in wsframe.c): that is where a
- * per-message codec (permessage-deflate) sits, between wslay and the
- * connection.
+ * (deliver() and bx_wsframe_send() in wsframe.c): that is where
+ * permessage-deflate (net/wsdeflate.c) sits, between wslay and the
+ * connection, once the owner has negotiated it (bx_wsframe_deflate): a
+ * message whose first frame has RSV1 is inflated (at most max_msg bytes,
+ * else 1009), and a data frame sent is compressed when that pays, with
+ * the compressed bytes shared by every socket sending the same chunks in
+ * the same turn. RSV1 without the extension, or on a control or
+ * continuation frame, is refused (1002) by wslay.
  *
  * Nothing here closes the connection behind its owner's back except
  * through bx_wsframe_close / bx_wsframe_drop and the results of
@@ -59,16 +64,20 @@ typedef struct {
     bx_conn_t *conn;            /* borrowed */
     const bx_wsframe_cb_t *cb;  /* borrowed */
     void *ud;
-    size_t max_msg;             /* 0: no limit of ours */
     wslay_event_context_ptr ctx;
     const char *in;             /* the read being fed to wslay */
     size_t inlen;
     uint8_t hdr[14];            /* the frame header being tracked */
     uint8_t hdrlen;
+    uint8_t deflate;            /* permessage-deflate: our window bits (0: off) */
     uint64_t left;              /* payload bytes left in the current frame */
     uint64_t msg_len;           /* declared bytes of the data message so far */
     uint64_t msg_since;         /* loop time a fragmented message began */
-    unsigned refuse;            /* close code owed for a frame header (0: none) */
+    /* the rest in 8 bytes: every WebSocket has one of these, and 96 bytes
+     * keep ws_t in a smaller allocator class than 104 did */
+    uint32_t max_msg;           /* 0: no limit of ours (larger: 4 GiB - 1) */
+    uint16_t refuse;            /* close code owed for a frame header or an
+                                   undecodable message (0: none) */
     unsigned client : 1;        /* masks its frames; wslay in client mode */
     unsigned in_payload : 1;
     unsigned fragmented : 1;    /* a data message continues in later frames */
@@ -87,6 +96,10 @@ enum {
  * `max_msg`: the largest data message accepted (0: wslay's default). */
 void bx_wsframe_init(bx_wsframe_t *f, bx_conn_t *conn, int client, size_t max_msg,
                      const bx_wsframe_cb_t *cb, void *ud);
+
+/* Turns permessage-deflate on (the handshake accepted it), compressing
+ * with a window of `bits` (wsdeflate.h's bx_wsdeflate_negotiate). */
+void bx_wsframe_deflate(bx_wsframe_t *f, unsigned bits);
 
 /* Feeds `len` bytes read from the connection: messages go to cb->message,
  * owed answers to the connection. Ignored once closing. */

@@ -4,10 +4,13 @@
 #include "bx_test.h"
 #include "base/dict.h"
 
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #define V(n) ((void *)(uintptr_t)(n))
+#define BX_IDICT_ITEM(l) ((item_t *)(void *)((char *)(l) - offsetof(item_t, slot)))
 
 static void *get(bx_dict_t *d, const char *k)
 {
@@ -288,6 +291,78 @@ static void test_hash_repeated(void)
     BX_CHECK(bx_dict_hash(buf, sizeof(buf)) == fresh_hash(buf, sizeof(buf)));
 }
 
+/* The intrusive table: values carry their link and key; it allocates only
+ * its buckets, finds by key, replaces, unlinks, and iterates while the
+ * values it stands on are unlinked and freed. */
+typedef struct item {
+    bx_idict_link_t slot;
+    char id[32];
+    int n;
+} item_t;
+
+static item_t *iget(bx_idict_t *d, const char *k)
+{
+    bx_idict_link_t *l = bx_idict_get(d, k, strlen(k));
+    return l ? BX_IDICT_ITEM(l) : NULL;
+}
+
+static void test_intrusive(void)
+{
+    enum { N = 3000 };
+    bx_idict_t d = BX_IDICT_INIT;
+    item_t *items = calloc(N, sizeof(*items));
+    char k[32];
+
+    BX_CHECK(iget(&d, "none") == NULL);
+    for (int i = 0; i < N; i++) {
+        snprintf(items[i].id, sizeof(items[i].id), "client-%d", i);
+        items[i].n = i;
+        BX_CHECK(bx_idict_add(&d, &items[i].slot, items[i].id, strlen(items[i].id)) == NULL);
+    }
+    BX_CHECK_INT(d.count, N);
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof(k), "client-%d", i);
+        item_t *it = iget(&d, k);
+        BX_CHECK(it == &items[i]);
+    }
+    BX_CHECK(iget(&d, "client-") == NULL);
+    BX_CHECK(iget(&d, "client-30000") == NULL);
+
+    /* a second value under a key takes its place; the first is unlinked */
+    item_t twin = { .n = -1 };
+    snprintf(twin.id, sizeof(twin.id), "client-7");
+    BX_CHECK(bx_idict_add(&d, &twin.slot, twin.id, strlen(twin.id)) == &items[7].slot);
+    BX_CHECK(iget(&d, "client-7") == &twin);
+    BX_CHECK_INT(d.count, N);
+    bx_idict_del(&d, &twin.slot);
+    BX_CHECK(iget(&d, "client-7") == NULL);
+    BX_CHECK(bx_idict_add(&d, &items[7].slot, items[7].id, strlen(items[7].id)) == NULL);
+
+    /* unlink every other value the iterator stands on: all are seen once */
+    bx_idict_iter_t it = BX_IDICT_ITER_INIT;
+    bx_idict_link_t *l;
+    int visits = 0, kept = 0;
+    while ((l = bx_idict_next(&d, &it)) != NULL) {
+        item_t *x = BX_IDICT_ITEM(l);
+        visits++;
+        if (x->n % 2)
+            bx_idict_del(&d, l);
+        else
+            kept++;
+    }
+    BX_CHECK_INT(visits, N);
+    BX_CHECK_INT(kept, N / 2);
+    BX_CHECK_INT(d.count, N / 2);
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof(k), "client-%d", i);
+        BX_CHECK((iget(&d, k) != NULL) == (i % 2 == 0));
+    }
+    bx_idict_free(&d);
+    BX_CHECK_INT(d.count, 0);
+    BX_CHECK(iget(&d, "client-0") == NULL);
+    free(items);
+}
+
 int main(void)
 {
     (void)bx_test_close_walk;   /* harness helper for async tests; none here */
@@ -299,5 +374,6 @@ int main(void)
     BX_RUN(test_collisions_in_bucket);
     BX_RUN(test_known_collisions_differ);
     BX_RUN(test_hash_repeated);
+    BX_RUN(test_intrusive);
     return BX_REPORT();
 }

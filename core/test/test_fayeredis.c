@@ -13,6 +13,7 @@
  */
 #include "bx_test.h"
 #include "bx_redis_server.h"
+#include "bx_engine_test.h"
 #include "engine/engine.h"
 #include "base/json.h"
 
@@ -32,8 +33,6 @@ typedef struct {
     int took_status;
     bx_chunkv_t msgs;           /* what takes brought */
 } fake_t;
-
-static int g_inside, g_reentered;
 
 static int f_has_connection(void *ud, const char *id)
 {
@@ -74,58 +73,6 @@ static void f_took(void *ud, int status, const char *id, bx_chunkv_t *msgs)
     bx_chunkv_move(&f->msgs, msgs);
 }
 
-typedef struct {
-    int calls, status, yes;
-    char id[32];
-} rec_t;
-
-static void id_cb(void *ud, int status, const char *id)
-{
-    rec_t *r = ud;
-    g_reentered |= g_inside;
-    r->calls++;
-    r->status = status;
-    snprintf(r->id, 32, "%s", id ? id : "");
-}
-
-static void bool_cb(void *ud, int status, int yes)
-{
-    rec_t *r = ud;
-    g_reentered |= g_inside;
-    r->calls++;
-    r->status = status;
-    r->yes = yes;
-}
-
-static void done_cb(void *ud, int status)
-{
-    rec_t *r = ud;
-    g_reentered |= g_inside;
-    r->calls++;
-    r->status = status;
-}
-
-static void tick(uv_timer_t *t) { (void)t; }
-
-/* Runs the loop until *flag >= want, or `secs` (only a broken test waits
- * that long). A timer of its own keeps the loop alive meanwhile: the
- * engine's handles do not (a server's listeners do). */
-static int run_until(uv_loop_t *loop, const int *flag, int want, double secs)
-{
-    uv_timer_t t;
-    uv_timer_init(loop, &t);
-    uv_timer_start(&t, tick, 5, 5);
-    uv_update_time(loop);
-    uint64_t end = uv_now(loop) + (uint64_t)(secs * 1000);
-    while (*flag < want && uv_now(loop) < end) {
-        uv_run(loop, UV_RUN_ONCE);
-        uv_update_time(loop);
-    }
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return *flag >= want;
-}
-
 static bx_rs_t g_rs;
 static redisContext *g_rc;      /* "the other servers" */
 
@@ -164,7 +111,8 @@ static void R_do(const char *fmt, const char *a, const char *b)
 
 static bx_engine_t *engine_ns(uv_loop_t *loop, fake_t *f, double timeout, const char *ns)
 {
-    bx_proxy_t p = { f, f_has_connection, f_wake, f_closed, f_trigger };
+    bx_proxy_t p = { .ud = f, .has_connection = f_has_connection, .wake = f_wake,
+                     .closed = f_closed, .trigger = f_trigger };
     bx_engine_opts_t opts = { .timeout = timeout };
     char url[128], err[128];
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0?namespace=%s&mode=faye", g_rs.port, ns);
@@ -181,35 +129,22 @@ static bx_engine_t *engine(uv_loop_t *loop, fake_t *f, double timeout)
     return engine_ns(loop, f, timeout, NS);
 }
 
-static int client(uv_loop_t *loop, bx_engine_t *e, char id[32])
-{
-    rec_t r = { 0 };
-    g_inside = 1;
-    int rc = e->ops->create_client(e, id_cb, &r);
-    g_inside = 0;
-    if (rc != 0 || !run_until(loop, &r.calls, 1, 10) || r.status != 0)
-        return -1;
-    memcpy(id, r.id, 32);
-    return 0;
-}
-
 static int subscribe(uv_loop_t *loop, bx_engine_t *e, const char *id, const char *ch)
 {
-    rec_t r = { 0 };
-    if (e->ops->subscribe(e, id, ch, 0, bool_cb, &r) != 0 || !run_until(loop, &r.calls, 1, 10))
+    rec_t r;
+    if (subscribe_rec(loop, e, id, ch, &r) != 0)
         return -1;
     return r.status == 0 ? r.yes : -1;
 }
 
 static int publish(uv_loop_t *loop, bx_engine_t *e, const char *json)
 {
-    rec_t r = { 0 };
     json_t *m = bx_json_parse(json, strlen(json));
-    int rc = e->ops->publish(e, m, done_cb, &r);
-    json_decref(m);
-    if (rc != 0 || !run_until(loop, &r.calls, 1, 10))
+    if (!m)
         return -1;
-    return r.status;
+    int rc = publish_msg(loop, e, m);
+    json_decref(m);
+    return rc == -100 ? -1 : rc;
 }
 
 static int take(uv_loop_t *loop, bx_engine_t *e, fake_t *f, const char *id)
@@ -221,15 +156,6 @@ static int take(uv_loop_t *loop, bx_engine_t *e, fake_t *f, const char *id)
     if (rc != 0 || !run_until(loop, &f->took, want, 10))
         return -1;
     return f->took_status;
-}
-
-static void closed(void *ud) { (*(int *)ud)++; }
-
-static void close_engine(uv_loop_t *loop, bx_engine_t *e)
-{
-    int done = 0;
-    e->ops->close(e, closed, &done);
-    run_until(loop, &done, 1, 10);
 }
 
 /* Whether chunk `c` is the JSON text `want`. */

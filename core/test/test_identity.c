@@ -126,8 +126,84 @@ static void test_handshake_listener(void)
     BX_LOOP_CLOSE(&loop);
 }
 
+typedef struct {
+    int calls;
+    int hold;                   /* keep the reply back */
+    char user[32];
+    void (*resume)(void *ud);
+    void *resume_ud;
+} hold_t;
+
+static int on_hold(void *ud, const char *id, const json_t *msg, void (*resume)(void *),
+                   void *resume_ud)
+{
+    hold_t *h = ud;
+    const char *name = bx_json_str(json_object_get(msg, "user"), "id");
+    (void)id;
+    h->calls++;
+    snprintf(h->user, sizeof(h->user), "%s", name ? name : "");
+    if (!h->hold)
+        return 0;
+    h->resume = resume;
+    h->resume_ud = resume_ud;
+    return 1;
+}
+
+/* The handshake hold (bx_hub_on_handshake_hold): a hold that keeps the
+ * reply back (an identity on its way to Redis) delays it until resume,
+ * however long the loop runs meanwhile; one that declines does not. */
+static void test_handshake_hold(void)
+{
+    uv_loop_t loop;
+    bx_server_opts_t o;
+    heard_t h = { 0 };
+    hold_t k = { .hold = 1 };
+    int done = 0;
+
+    uv_loop_init(&loop);
+    bx_server_opts_default(&o);
+    bx_server_t *s = bx_server_new(&loop, &o, NULL, 0);
+    BX_CHECK(s != NULL);
+    bx_hub_on_handshake(bx_server_hub(s), on_handshake, &h);
+    bx_hub_on_handshake_hold(bx_server_hub(s), on_hold, &k);
+
+    roundtrip(&loop, s, "[{\"channel\":\"/meta/handshake\",\"version\":\"1.0\","
+                        "\"supportedConnectionTypes\":[\"long-polling\"],"
+                        "\"user\":{\"id\":\"alice\"}}]");
+    BX_CHECK_INT(h.calls, 1);               /* the listener first */
+    BX_CHECK_INT(k.calls, 1);
+    BX_CHECK_STR(k.user, "alice");
+    BX_CHECK_INT(g_cap.calls, 0);           /* held: no reply yet */
+    BX_CHECK(k.resume != NULL);
+    if (k.resume)
+        k.resume(k.resume_ud);
+    for (int i = 0; i < 20 && !g_cap.calls; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    BX_CHECK_INT(g_cap.calls, 1);
+    json_t *r = json_array_get(g_cap.reply, 0);
+    BX_CHECK(json_is_true(json_object_get(r, "successful")));
+    BX_CHECK_STR(h.id, bx_json_str(r, "clientId") ? bx_json_str(r, "clientId") : "?");
+
+    /* a hold that declines: the reply goes at once */
+    k.hold = 0;
+    k.resume = NULL;
+    roundtrip(&loop, s, "[{\"channel\":\"/meta/handshake\",\"version\":\"1.0\","
+                        "\"supportedConnectionTypes\":[\"long-polling\"]}]");
+    BX_CHECK_INT(k.calls, 2);
+    BX_CHECK_INT(g_cap.calls, 1);
+
+    if (g_cap.reply)
+        json_decref(g_cap.reply);
+    memset(&g_cap, 0, sizeof(g_cap));
+    bx_server_close(s, closed, &done);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    BX_CHECK_INT(done, 1);
+    BX_LOOP_CLOSE(&loop);
+}
+
 int main(void)
 {
     BX_RUN(test_handshake_listener);
+    BX_RUN(test_handshake_hold);
     return BX_REPORT();
 }

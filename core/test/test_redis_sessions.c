@@ -9,6 +9,7 @@
  */
 #include "bx_test.h"
 #include "bx_redis_server.h"
+#include "bx_engine_test.h"
 #include "engine/engine.h"
 #include "base/json.h"
 
@@ -66,53 +67,8 @@ static void took(void *ud, int status, const char *id, bx_chunkv_t *msgs)
     }
 }
 
-typedef struct {
-    int calls, status, yes;
-    char id[32];
-} rec_t;
-
-static void id_cb(void *ud, int status, const char *id)
-{
-    rec_t *r = ud;
-    r->calls++;
-    r->status = status;
-    snprintf(r->id, 32, "%s", id ? id : "");
-}
-
-static void bool_cb(void *ud, int status, int yes)
-{
-    rec_t *r = ud;
-    r->calls++;
-    r->status = status;
-    r->yes = yes;
-}
-
-static void done_cb(void *ud, int status)
-{
-    rec_t *r = ud;
-    r->calls++;
-    r->status = status;
-}
-
 static uv_timer_t g_tick;
 static void tick(uv_timer_t *t) { (void)t; }
-
-static int run_until(uv_loop_t *loop, const int *flag, int want, double secs)
-{
-    uv_update_time(loop);
-    uint64_t end = uv_now(loop) + (uint64_t)(secs * 1000);
-    while (*flag < want && uv_now(loop) < end) {
-        uv_run(loop, UV_RUN_ONCE);
-        uv_update_time(loop);
-    }
-    return *flag >= want;
-}
-
-static void run_for(uv_loop_t *loop, double secs)
-{
-    int never = 0;
-    run_until(loop, &never, 1, secs);
-}
 
 static bx_rs_t g_rs;
 
@@ -125,26 +81,17 @@ static bx_engine_t *engine(uv_loop_t *loop, node_t *n, bx_proxy_t *p, double tim
     p->wake = n_wake;
     p->closed = n_closed;
     p->trigger = n_trigger;
+    p->leave = NULL;
+    p->arrive = NULL;
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d?namespace=sessions", g_rs.port);
     return bx_engine_new(url, loop, p, &o, err, sizeof(err));
 }
 
-static int client(uv_loop_t *loop, bx_engine_t *e, char id[32])
-{
-    rec_t r = { 0 };
-    if (e->ops->create_client(e, id_cb, &r) != 0 || !run_until(loop, &r.calls, 1, 10)
-        || r.status != 0)
-        return -1;
-    memcpy(id, r.id, 32);
-    return 0;
-}
-
 static int subscribe(uv_loop_t *loop, bx_engine_t *e, const char *id, const char *ch)
 {
-    rec_t r = { 0 };
-    if (e->ops->subscribe(e, id, ch, 0, bool_cb, &r) != 0 || !run_until(loop, &r.calls, 1, 10))
-        return -100;
-    return r.status;
+    rec_t r;
+    int rc = subscribe_rec(loop, e, id, ch, &r);
+    return rc ? rc : r.status;
 }
 
 static int exists(uv_loop_t *loop, bx_engine_t *e, const char *id)
@@ -157,15 +104,10 @@ static int exists(uv_loop_t *loop, bx_engine_t *e, const char *id)
 
 static int publish(uv_loop_t *loop, bx_engine_t *e, const char *ch, int data)
 {
-    rec_t r = { 0 };
     json_t *m = json_pack("{s:s,s:i}", "channel", ch, "data", data);
-    int rc = e->ops->publish(e, m, done_cb, &r);
+    int rc = publish_msg(loop, e, m);
     json_decref(m);
-    if (rc != 0)
-        return rc;
-    if (!run_until(loop, &r.calls, 1, 10))
-        return -100;
-    return r.status;
+    return rc;
 }
 
 /* Starts a take of `id` on `e`; the answer lands in n and g_seq. */
@@ -188,15 +130,6 @@ static int take_wait(uv_loop_t *loop, node_t *n)
         uv_update_time(loop);
     }
     return n->taking == 0;
-}
-
-static void closed(void *ud) { (*(int *)ud)++; }
-
-static void close_engine(uv_loop_t *loop, bx_engine_t *e)
-{
-    int done = 0;
-    e->ops->close(e, closed, &done);
-    run_until(loop, &done, 1, 10);
 }
 
 static void loop_open(uv_loop_t *loop)

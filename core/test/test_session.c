@@ -15,6 +15,7 @@
 #include "base/json.h"
 #include "server.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 
 /* ---- A proxy for the engine alone ---- */
@@ -86,7 +87,8 @@ static void test_requeue_goes_in_front_in_order(void)
 {
     uv_loop_t loop;
     proxy_rec_t rec = { 0 };
-    bx_proxy_t proxy = { &rec, r_has_connection, r_wake, r_closed, r_trigger };
+    bx_proxy_t proxy = { .ud = &rec, .has_connection = r_has_connection, .wake = r_wake,
+                         .closed = r_closed, .trigger = r_trigger };
     bx_engine_opts_t eo = { .timeout = 60, .queue_limit = 4 };
     bx_engine_stats_t st;
     char err[128];
@@ -241,6 +243,45 @@ static void teardown(fixture_t *f)
     bx_chunkv_free(&f->sink.got);
     bx_server_close(f->s, closed_cb, &f->closed);
     uv_run(&f->loop, UV_RUN_DEFAULT);
+}
+
+/* ---- What a session costs ---- */
+
+#define SESSIONS_N 2000
+#define SESSION_MAX_BYTES 190   /* glibc: a 160-byte session (152 and the
+                                   ack pointer) is a 176-byte block; plus its
+                                   share of the buckets (~9) */
+
+/* Heap per hub session bound to a socket: every idle WebSocket client has
+ * one, so its size is part of the idle memory target
+ * (docs/benchmarks.md). */
+static void test_session_memory(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    printf("# skipped: the sanitizer's allocator keeps its own books\n");
+#else
+    fixture_t f;
+    char ids[SESSIONS_N][32];
+    rec_sink_t sink = { .base = { .push = rs_push, .close = rs_close } };
+
+    BX_CHECK_INT(setup(&f), 0);
+    bx_hub_t *hub = bx_server_hub(f.s);
+    for (int i = 0; i < SESSIONS_N; i++)
+        snprintf(ids[i], sizeof(ids[i]), "memory%025d", i);
+    size_t before = mallinfo2().uordblks;
+    for (int i = 0; i < SESSIONS_N; i++)
+        bx_session_bind(hub, ids[i], &sink.base);
+    size_t after = mallinfo2().uordblks;
+    size_t per = after > before ? (after - before) / SESSIONS_N : 0;
+    printf("# heap per hub session: %zu bytes\n", per);
+    BX_CHECK(per > 0);
+    BX_CHECK(per <= SESSION_MAX_BYTES);
+    for (int i = 0; i < SESSIONS_N; i++)
+        bx_session_unbind(hub, ids[i], &sink.base);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    bx_chunkv_free(&sink.got);
+    teardown(&f);
+#endif
 }
 
 /* Two passes of the outgoing extension finish in the same turn: both
@@ -479,5 +520,6 @@ int main(void)
     BX_RUN(test_pass_results_wait_for_the_next_connection);
     BX_RUN(test_take_answered_after_the_connection_left);
     BX_RUN(test_take_waits_for_requeue);
+    BX_RUN(test_session_memory);
     return BX_REPORT();
 }

@@ -10,6 +10,7 @@
 #include "base/buf.h"
 #include "net/conn.h"
 #include "net/wsc.h"
+#include "net/wsdeflate.h"
 #include "server.h"
 
 #include <signal.h>
@@ -131,6 +132,71 @@ static void test_bayeux_round_trip(void)
     BX_LOOP_CLOSE(&loop);
 }
 
+/* The client offers permessage-deflate and the server takes it: a 3 KB
+ * publish goes compressed, comes back compressed, and arrives intact. */
+static void test_deflate(void)
+{
+    uv_loop_t loop;
+    bx_server_opts_t so;
+    obs_t o = { 0 };
+    char cid[64], text[3001];
+    bx_buf_t m = BX_BUF_INIT;
+
+    uv_loop_init(&loop);
+    bx_server_opts_default(&so);
+    so.mount = "/faye";
+    so.timeout = 2;
+    bx_server_t *s = bx_server_new(&loop, &so, NULL, 0);
+    BX_CHECK_INT(bx_server_listen(s, "127.0.0.1", 0), 0);
+    g_obs = &o;
+    o.w = bx_wsc_open(&loop, "127.0.0.1", bx_server_port(s), "/faye", NULL, 5000, on_event, &o);
+    BX_CHECK(run_until(&loop, pred_open, 5000));
+    BX_CHECK_INT(o.opened, 1);
+    const char *hs = "[{\"channel\":\"/meta/handshake\",\"version\":\"1.0\","
+                     "\"supportedConnectionTypes\":[\"websocket\"],\"id\":\"1\"}]";
+    bx_wsc_send(o.w, hs, strlen(hs));
+    want_msgs = 1;
+    BX_CHECK(run_until(&loop, pred_msgs, 5000));
+    client_id(&o, cid, sizeof(cid));
+    bx_buf_printf(&m, "[{\"channel\":\"/meta/subscribe\",\"clientId\":\"%s\","
+                      "\"subscription\":\"/z\",\"id\":\"2\"}]", cid);
+    bx_wsc_send(o.w, m.data, m.len);
+    want_msgs = 2;
+    BX_CHECK(run_until(&loop, pred_msgs, 5000));
+    bx_buf_reset(&m);
+    bx_buf_printf(&m, "[{\"channel\":\"/meta/connect\",\"clientId\":\"%s\","
+                      "\"connectionType\":\"websocket\",\"id\":\"3\"}]", cid);
+    bx_wsc_send(o.w, m.data, m.len);
+    for (int i = 0; i < 3000; i++)
+        text[i] = "abcdefghij"[i % 10];
+    text[3000] = '\0';
+    bx_buf_reset(&m);
+    bx_buf_printf(&m, "[{\"channel\":\"/z\",\"clientId\":\"%s\",\"data\":\"%s\",\"id\":\"4\"}]",
+                  cid, text);
+    bx_wsdeflate_stats_t before = bx_wsdeflate_stats;
+    bx_wsc_send(o.w, m.data, m.len);
+    for (int i = 0; i < 50 && !strstr(o.msgs.data, text); i++) {
+        want_msgs = o.nmsg + 1;
+        run_until(&loop, pred_msgs, 100);
+    }
+    BX_CHECK(strstr(o.msgs.data, text) != NULL);
+    /* compressed by the client and by the server, inflated by both */
+    BX_CHECK(bx_wsdeflate_stats.deflates - before.deflates >= 2);
+    BX_CHECK(bx_wsdeflate_stats.inflated - before.inflated >= 2 * 3000);
+    BX_CHECK_INT(o.closed, 0);
+    bx_wsc_close(o.w);
+    BX_CHECK(run_until(&loop, pred_closed, 5000));
+
+    int done = 0;
+    bx_server_close(s, closed_cb, &done);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    BX_CHECK_INT(done, 1);
+    bx_buf_free(&m);
+    bx_buf_free(&o.msgs);
+    bx_conn_cleanup(&loop);
+    BX_LOOP_CLOSE(&loop);
+}
+
 static void test_failures(void)
 {
     uv_loop_t loop;
@@ -178,6 +244,7 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     BX_RUN(test_bayeux_round_trip);
+    BX_RUN(test_deflate);
     BX_RUN(test_failures);
     return BX_REPORT();
 }

@@ -31,6 +31,7 @@ typedef struct {
                                    origin (the router owns its copy) */
     int browser_cookie;         /* bind HTTP clients to a BAYEUX_BROWSER
                                    cookie (longpoll.c) */
+    int deflate;                /* accept permessage-deflate (ws.c) */
 } bx_endpoint_opts_t;
 
 /* The cookie of the opt-in browser binding. */

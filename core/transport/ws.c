@@ -25,6 +25,7 @@
 #include "base/list.h"
 #include "base/metrics.h"
 #include "bayeux/protocol.h"
+#include "net/wsdeflate.h"
 #include "net/wsframe.h"
 #include "transport/endpoint.h"
 #include "transport/streams.h"
@@ -99,6 +100,27 @@ static int valid_key(const bx_str_t *k)
             return 0;
     }
     return 1;
+}
+
+/* The permessage-deflate answer to the request's offers (every
+ * Sec-WebSocket-Extensions header, in order), into `answer`: our window
+ * bits, or 0 when none is accepted. */
+static unsigned negotiate_deflate(const bx_http_req_t *req, bx_buf_t *answer)
+{
+    bx_buf_t offers = BX_BUF_INIT;
+    unsigned bits;
+
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const bx_http_header_t *h = &req->headers[i];
+        if (h->name.len == 24 && strncasecmp(h->name.base, "Sec-WebSocket-Extensions", 24) == 0) {
+            if (offers.len)
+                bx_buf_append(&offers, ",", 1);
+            bx_buf_append(&offers, h->value.base, h->value.len);
+        }
+    }
+    bits = offers.len ? (unsigned)bx_wsdeflate_negotiate(offers.data, offers.len, answer) : 0;
+    bx_buf_free(&offers);
+    return bits;
 }
 
 /* ---- Writing ---- */
@@ -456,11 +478,18 @@ void bx_ws_handle(bx_endpoint_t *s, bx_http_req_t *req)
     nsockets++;
     bx_metrics.ws_opened++;
 
-    bx_buf_t h = BX_BUF_INIT;
+    bx_buf_t h = BX_BUF_INIT, ext = BX_BUF_INIT;
+    unsigned bits = s->opts.deflate ? negotiate_deflate(req, &ext) : 0;
+    if (bits)
+        bx_wsframe_deflate(&w->f, bits);
     bx_buf_printf(&h, "HTTP/1.1 101 Switching Protocols\r\n"
                       "Upgrade: websocket\r\n"
                       "Connection: Upgrade\r\n"
-                      "Sec-WebSocket-Accept: %s\r\n\r\n", accept);
+                      "Sec-WebSocket-Accept: %s\r\n", accept);
+    if (bits)
+        bx_buf_printf(&h, "Sec-WebSocket-Extensions: %.*s\r\n", (int)ext.len, ext.data);
+    bx_buf_puts(&h, "\r\n");
+    bx_buf_free(&ext);
     bx_conn_write_chunk(w->st.conn, bx_chunk_from_buf(&h));
     bx_buf_free(&h);
 }

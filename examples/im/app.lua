@@ -9,6 +9,14 @@
 -- test/browser/im.test.js drives it with three users in headless Chromium
 -- over every transport.
 --
+-- Several processes on one Redis (any process serves any request):
+--   export IM_SECRET=<64 hex digits> ENGINE=redis://127.0.0.1:6379
+--   PORT=8000 lua5.4 bin/bayeux examples/im/app.lua
+--   PORT=8001 lua5.4 bin/bayeux examples/im/app.lua
+-- identities, presence and messages are then every process's (the history
+-- of /api/history is each process's record of what it saw since it
+-- started).
+--
 -- How it holds together:
 --   POST /login {user, password}   checks the (fixed, demo) password and
 --                                  answers a JWT (HS256, 12 h) whose `sub` is
@@ -59,7 +67,8 @@ local function random_secret()
 end
 local SECRET = os.getenv("IM_SECRET") or random_secret()
 
-local server = bayeux.server { mount = "/faye", timeout = tonumber(os.getenv("TIMEOUT")) or 45 }
+local server = bayeux.server { mount = "/faye", timeout = tonumber(os.getenv("TIMEOUT")) or 45,
+                               engine = os.getenv("ENGINE") or "memory" }
 
 local private = { "/dm/{sub}/*", "/dm/*/{sub}", "/typing/dm/{sub}/*", "/typing/dm/*/{sub}" }
 local conversations = { "/room/{rooms}", "/dm/{sub}/*", "/dm/*/{sub}" }
@@ -139,8 +148,10 @@ server:route("GET", "/api/presence", function(req, res)
   if not claims then return res:status(401):json { error = "log in first" } end
   local channel = req.query_params.channel or ""
   if not may_read(claims, channel) then return res:status(403):json { error = "not yours" } end
-  local p = server:presence(channel)
-  res:json { channel = channel, users = bayeux.array(p and p.users or {}) }
+  -- every process's answer with a Redis engine: it comes from Redis
+  server:presence(channel, function(p)
+    res:json { channel = channel, users = bayeux.array(p and p.users or {}) }
+  end)
 end)
 
 server:route("GET", "/api/history", function(req, res)

@@ -48,21 +48,23 @@ local function guarded(what, fn, ...)
     if not ok then core.log("error", "client", what .. ": " .. tostring(err)) end
 end
 
--- "http://host:port/path" -> host, port, path; nil, err when not one.
+-- "http://host:port/path" -> host, port, path, secure (https or wss); nil,
+-- err when not one.
 local function parse_url(url)
     local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
     if not scheme then return nil, "not an absolute URL: " .. url end
     scheme = scheme:lower()
-    if scheme ~= "http" and scheme ~= "ws" then
-        return nil, "unsupported scheme " .. scheme .. " (http:// only)"
+    local secure = scheme == "https" or scheme == "wss"
+    if scheme ~= "http" and scheme ~= "ws" and not secure then
+        return nil, "unsupported scheme " .. scheme .. " (http:// or https:// only)"
     end
     local authority, path = rest:match("^([^/?#]*)(.*)$")
     if path == "" then path = "/" end
     local host, port = authority:match("^%[(.+)%]:?(%d*)$")
     if not host then host, port = authority:match("^([^:]*):?(%d*)$") end
     if not host or host == "" then return nil, "no host in URL: " .. url end
-    port = tonumber(port) or 80
-    return host, port, path
+    port = tonumber(port) or (secure and 443 or 80)
+    return host, port, path, secure
 end
 
 _M.parse_url = parse_url
@@ -81,14 +83,18 @@ function _M.new(url, opts)
             if type(v) ~= "number" or v < 0 or (k ~= "interval" and v == 0) then
                 error("bayeux.client: option " .. k .. " must be a positive number", 3)
             end
+        elseif k == "ca" then
+            if type(v) ~= "string" then error("bayeux.client: option ca must be a file name", 3) end
         elseif k ~= "headers" then
             error("bayeux.client: unknown option " .. tostring(k), 3)
         end
     end
-    local host, port, path = parse_url(url)
+    local host, port, path, secure = parse_url(url)
     if not host then error("bayeux.client: " .. port, 3) end
     local self = setmetatable({
         url = url, host = host, port = port, path = path,
+        -- https/wss: checked against opts.ca (a PEM file) or the system's CAs
+        tls = secure and (opts.ca or true) or nil,
         timeout = opts.timeout or 60,
         retry = opts.retry or 5,
         headers = {},
@@ -200,7 +206,7 @@ end
 -- ---- The dispatcher: envelopes, requests, retries ----
 
 function Client:_http()
-    if not self.http then self.http = core.http_client(self.host, self.port) end
+    if not self.http then self.http = core.http_client(self.host, self.port, self.tls) end
     return self.http
 end
 
@@ -360,7 +366,7 @@ function Client:_ws_open(then_fn)
                     self:_ws_open()
                 end
             end
-        end)
+        end, self.tls)
 end
 
 function Client:_ws_track(ws, envs, timeout)
@@ -753,6 +759,59 @@ function Client:disconnect(cb)
     end
     self:_send({ channel = "/meta/disconnect", clientId = self.client_id }, once,
         { attempts = 1, on_abort = once })
+end
+
+-- ---- Acknowledged delivery ----
+
+-- A copy of `ext` (a message's ext table, or nil) with ack = value.
+local function with_ack(ext, value)
+    local t = {}
+    if type(ext) == "table" then
+        for k, v in pairs(ext) do t[k] = v end
+    end
+    t.ack = value
+    return t
+end
+
+--- bayeux.ack_extension(): acknowledged delivery (docs/delivery.md),
+-- opt-in, one per client: client:add_extension(bayeux.ack_extension()).
+-- The wire of CometD's AckExtension: ext.ack = true on the handshake; once
+-- the server answers ext.ack = true, every /meta/connect carries the id of
+-- the last batch received (its connect answer's ext.ack), and a batch
+-- whose answer was lost on the way comes again, ahead of newer messages.
+function _M.ack_extension()
+    local ext = { enabled = false, batch = 0 }
+
+    function ext.outgoing(self, message, callback)
+        if message.channel == "/meta/handshake" then
+            message.ext = with_ack(message.ext, true)
+            self.enabled, self.batch = false, 0
+        elseif message.channel == "/meta/connect" and self.enabled then
+            message.ext = with_ack(message.ext, self.batch)
+        end
+        callback(message)
+    end
+
+    function ext.incoming(self, message, callback)
+        local ack = type(message.ext) == "table" and message.ext.ack or nil
+        if message.channel == "/meta/handshake" and message.successful == true then
+            -- CometD servers may answer { enabled, batch } instead of true
+            if type(ack) == "table" then
+                self.enabled = ack.enabled == true
+                if self.enabled and math.type(ack.batch) == "integer" then
+                    self.batch = ack.batch
+                end
+            else
+                self.enabled = ack == true
+            end
+        elseif message.channel == "/meta/connect" and message.successful == true and self.enabled
+            and math.type(ack) == "integer" then
+            self.batch = ack
+        end
+        callback(message)
+    end
+
+    return ext
 end
 
 _M.Client = Client

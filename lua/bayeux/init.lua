@@ -11,7 +11,7 @@ local channel = require "bayeux.channel"
 local error, type, pairs, ipairs, setmetatable, tostring = error, type, pairs, ipairs,
     setmetatable, tostring
 local table_remove, table_unpack, io, math_type = table.remove, table.unpack, io, math.type
-local math_tointeger, table_concat = math.tointeger, table.concat
+local math_tointeger, table_concat, table_sort = math.tointeger, table.concat, table.sort
 local xpcall, traceback, getinfo = xpcall, debug.traceback, debug.getinfo
 local next = next
 
@@ -70,6 +70,7 @@ local OPTIONS = {
         return #v > 0
     end, "a non-empty list of origins such as \"https://example.com\"" },
     browser_cookie = { "boolean", function() return true end, "a boolean" },
+    deflate = { "boolean", function() return true end, "a boolean" },
     client_script = { "string", function() return true end, "a file path" },
     extension_deadline = { "number", function(v) return v > 0 end,
                            "a positive number of seconds" },
@@ -81,6 +82,17 @@ local OPTIONS = {
         end
         return true
     end, "an array of channel patterns" },
+    history = { "table", function(v)
+        for k, p in pairs(v) do
+            if type(k) ~= "string" or type(p) ~= "table" then return false end
+            for f, x in pairs(p) do
+                if (f ~= "size" and f ~= "ttl" and f ~= "keep") or type(x) ~= "number" then
+                    return false
+                end
+            end
+        end
+        return true
+    end, "a table { [pattern] = { size = messages, ttl = seconds, keep = seconds } }" },
     monitor = { "string", function(v) return v:sub(1, 1) == "/" and not v:find("[%s?#]") end,
                 "a path starting with '/'" },
     monitor_token = { "string", function(v) return v ~= "" end, "a non-empty string" },
@@ -312,19 +324,23 @@ end
 _M.http = {}
 
 --- One HTTP request on the loop: req = { method = "GET", url =
--- "http://host[:port]/path?query", headers = { Name = value }, body =
--- string, timeout = seconds (default 30) }; cb(res) with res = { status,
--- body }, or cb(nil, err) when no answer came.
+-- "http://host[:port]/path?query" (or https://), headers = { Name = value },
+-- body = string, timeout = seconds (default 30), ca = a PEM file of CA
+-- certificates for https (default: the system's) }; cb(res) with res = {
+-- status, body }, or cb(nil, err) when no answer came.
 function _M.http.request(req, cb)
     if type(req) ~= "table" or type(req.url) ~= "string" or type(cb) ~= "function" then
         error("bayeux.http.request({ url = ..., method, headers, body, timeout }, cb)", 2)
     end
-    local host, port, path = req.url:match("^http://([^/:]+):?(%d*)(.*)$")
+    local scheme, host, port, path = req.url:match("^(https?)://([^/:]+):?(%d*)(.*)$")
     if not host then
-        error("bayeux.http.request: url must be http://host[:port]/path, not " .. req.url, 2)
+        error("bayeux.http.request: url must be http(s)://host[:port]/path, not " .. req.url, 2)
+    end
+    if req.ca ~= nil and type(req.ca) ~= "string" then
+        error("bayeux.http.request: ca must be a file name", 2)
     end
     if host:sub(1, 1) == "[" then host = host:sub(2, -2) end
-    port = tonumber(port) or 80
+    port = tonumber(port) or (scheme == "https" and 443 or 80)
     if path == "" then path = "/" end
     local lines = {}
     for k, v in pairs(req.headers or {}) do
@@ -335,7 +351,7 @@ function _M.http.request(req, cb)
         lines[#lines + 1] = name .. ": " .. value .. "\r\n"
     end
     local method = (req.method or (req.body and "POST" or "GET")):upper()
-    local client = core.http_client(host, port)
+    local client = core.http_client(host, port, scheme == "https" and (req.ca or true) or nil)
     client:request(method, path, #lines > 0 and table.concat(lines) or nil, req.body,
         req.timeout or 30, function(status, body, err)
             -- the client is closed on a later turn, not inside its own callback
@@ -348,6 +364,12 @@ end
 -- the in-process client's API, Faye's `new Faye.Client(url)`.
 function _M.client(url, opts)
     return require("bayeux.client").new(url, opts)
+end
+
+--- An extension for a network client: acknowledged delivery, CometD's
+-- ack extension (lua/bayeux/client.lua, docs/delivery.md).
+function _M.ack_extension()
+    return require("bayeux.client").ack_extension()
 end
 
 -- ---------------------------------------------------------------------------
@@ -369,6 +391,8 @@ function _M.server(opts)
     o.mount = o.mount or "/bayeux"
     local deadline, route_deadline, retain = o.extension_deadline, o.route_deadline, o.retain
     o.extension_deadline, o.route_deadline, o.retain = nil, nil, nil
+    local history = o.history
+    o.history = nil
     local monitor, monitor_token = o.monitor, o.monitor_token
     o.monitor, o.monitor_token = nil, nil
     if o.log then
@@ -387,32 +411,55 @@ function _M.server(opts)
         mount = o.mount:gsub("(.)/+$", "%1"),
         listeners = {},
         routes = {},
+        engine_name = o.engine or "memory",
     }, Server)
+    if history then
+        -- in pattern order, so that the first that matches decides the same
+        -- way on every run
+        local patterns = {}
+        for pattern in pairs(history) do patterns[#patterns + 1] = pattern end
+        table_sort(patterns)
+        for _, pattern in ipairs(patterns) do
+            local hok, herr = pcall(self.history, self, pattern, history[pattern])
+            if not hok then
+                error("bayeux.server: " .. (tostring(herr):gsub("^[^:]*:%d+: ", "")), 2)
+            end
+        end
+    end
     for _, pattern in ipairs(retain or {}) do
         local kept, err = srv:retain(pattern, 3600)
         if not kept then error("bayeux.server: retain: " .. err, 2) end
     end
     -- hands an event from the core to the listeners of its name, with the
     -- client's user (server:enable_users) as the last argument
-    self.dispatch = function(ev, client_id, ch, data)
-        local users = self.users
-        local user = users and client_id and users[client_id] or nil
+    local function fire(ev, client_id, ch, data)
+        local ids = self.ids
+        local user = ids and client_id and ids:get(client_id) or nil
         -- a session that ended takes its identity along, first: a
         -- listener that raises must not keep it
-        if ev == "disconnect" and user then users[client_id] = nil end
+        if ev == "disconnect" and ids and client_id then ids:drop(client_id) end
         -- without identities, Faye's arguments exactly (no trailing nil)
         local with_channel = ev == "subscribe" or ev == "unsubscribe"
         for _, f in ipairs(self.listeners[ev] or NO_LISTENERS) do
             if ev == "publish" then
-                if users then f(client_id, ch, data, user) else f(client_id, ch, data) end
+                if ids then f(client_id, ch, data, user) else f(client_id, ch, data) end
             elseif with_channel then
-                if users then f(client_id, ch, user) else f(client_id, ch) end
-            elseif users then
+                if ids then f(client_id, ch, user) else f(client_id, ch) end
+            elseif ids then
                 f(client_id, user)
             else
                 f(client_id)
             end
         end
+    end
+    self.dispatch = function(ev, client_id, ch, data)
+        local ids = self.ids
+        -- a client handshaken on another process (Redis engine): its
+        -- identity is read from Redis first
+        if ids and client_id and ids:get(client_id) == nil and ids:shared() then
+            return ids:fetch(client_id, function() fire(ev, client_id, ch, data) end)
+        end
+        fire(ev, client_id, ch, data)
     end
     if monitor then require("bayeux.monitor")(self, monitor, monitor_token, _M) end
     return self
@@ -431,6 +478,24 @@ function Server:retain(pattern, opts)
     if not ok then error("server:retain: " .. err, 2) end
 end
 
+--- Keeps the history of each channel inside `pattern` ("/chat/**"): its
+-- last opts.size messages (default 100), each for opts.ttl seconds (default
+-- 300), stamped with ext.history = { offset, epoch }; a client subscribing
+-- with the last position it saw gets what it missed (docs/delivery.md).
+-- A channel's position is kept opts.keep seconds (default 3600) after its
+-- last message expired. With the Redis engine (native mode, one server) the
+-- history is kept in Redis, shared by every process; faye mode refuses it.
+function Server:history(pattern, opts)
+    local size, ttl = opts and opts.size or 100, opts and opts.ttl or 300
+    local keep = opts and opts.keep or 3600
+    if type(pattern) ~= "string" or math_type(size) ~= "integer" or size <= 0
+        or type(ttl) ~= "number" or ttl <= 0 or type(keep) ~= "number" or keep < 0 then
+        error("server:history(pattern, { size = messages, ttl = seconds, keep = seconds })", 2)
+    end
+    local ok, err = self.core:history(pattern, size, ttl, keep)
+    if not ok then error("server:history: " .. err, 2) end
+end
+
 --- Starts listening on host (default "127.0.0.1", this machine only; "0.0.0.0"
 -- for every IPv4 interface). Returns the bound port. A port that cannot be
 -- bound (in use, no permission) raises at the caller's line, so an app
@@ -438,8 +503,15 @@ end
 -- opts.raise == false it returns nil and the error instead. With
 -- opts.reuse_port the socket has SO_REUSEPORT: other processes of the same
 -- user may listen on the same port, and the kernel spreads the connections
--- (bayeux serve --workers).
+-- (bayeux serve --workers). With opts.tls = { cert = FILE, key = FILE }
+-- (PEM: the certificate chain, the private key) the port speaks HTTPS, and
+-- so WSS and EventSource over TLS; SIGHUP loads the files again. The one
+-- table form works too: server:listen{ port = 443, host = ..., tls = ... }.
 function Server:listen(port, host, opts)
+    if type(port) == "table" and host == nil and opts == nil then
+        opts = port
+        port, host = opts.port, opts.host
+    end
     host = host or "127.0.0.1"
     if type(port) ~= "number" or math_type(port) ~= "integer" then
         error("server:listen(port, host): port must be an integer", 2)
@@ -447,13 +519,20 @@ function Server:listen(port, host, opts)
     if opts ~= nil and type(opts) ~= "table" then
         error("server:listen(port, host, opts): opts must be a table", 2)
     end
-    local bound, err = self.core:listen(port, host, opts and opts.reuse_port)
+    local tls = opts and opts.tls
+    if tls ~= nil and (type(tls) ~= "table" or type(tls.cert) ~= "string"
+                       or type(tls.key) ~= "string") then
+        error("server:listen: tls must be { cert = FILE, key = FILE }", 2)
+    end
+    local bound, err = self.core:listen(port, host, opts and opts.reuse_port, tls)
     if not bound then
         if opts and opts.raise == false then return nil, err end
         error("server:listen: " .. tostring(err), 2)
     end
     self.port = bound
-    io.stdout:write(("bayeux: listening on http://%s:%d%s\n"):format(host, bound, self.mount))
+    self.tls = tls and true or nil
+    io.stdout:write(("bayeux: listening on %s://%s:%d%s\n"):format(tls and "https" or "http",
+                                                                   host, bound, self.mount))
     io.stdout:flush()
     return bound
 end
@@ -477,7 +556,7 @@ end
 watch_events = function(self)
     local names, seen = {}, {}
     for n in pairs(self.listeners) do names[#names + 1] = n; seen[n] = true end
-    if self.users and not seen.disconnect then names[#names + 1] = "disconnect" end
+    if self.ids and not seen.disconnect then names[#names + 1] = "disconnect" end
     self.core:on_event(self.dispatch, names)
 end
 
@@ -548,63 +627,86 @@ end
 -- Runs one message through every extension's `incoming` (stage 0) or
 -- `outgoing` (stage 1), in the order they were added, each continuing
 -- through its callback, then hands the result to `done` (C). Each
--- extension's label goes to `cont` (C) before it runs: a missed deadline's
--- log line names it. This runs for every message: the state of a chain
--- travels as arguments and one callback closure per extension called is
--- all it allocates.
-local function run_chain(stage, key, list, labels, i, msg, request, done, cont)
-    if msg == nil then return done(nil) end
+-- extension's label goes to the C continuation `cont` (by C's
+-- label(cont, text)) before it runs: a missed deadline's log line names
+-- it. This runs for every message: the chain's state is one table `st`
+-- (st.at: the extension whose callback is awaited), and each extension
+-- called costs one callback closure over it and its place.
+local function run_chain(st, i, msg)
+    if msg == nil then
+        st.at = -1
+        return st.done(nil)
+    end
+    local list, key = st.list, st.key
     local ext
     repeat
         i = i + 1
         ext = list[i]
     until not ext or type(ext[key]) == "function"
-    if not ext then return done(msg) end
-    local fn, called = ext[key], false
-    cont:label(labels[i])
+    if not ext then
+        st.at = -1
+        return st.done(msg)
+    end
+    local fn = ext[key]
+    st.label(st.cont, st.labels[i])
+    st.at = i
     local function callback(m)
-        if called then
+        if st.at ~= i then
             log("extension ", key, ": callback called twice; ignored")
             return
         end
-        called = true
-        run_chain(stage, key, list, labels, i, m, request, done, cont)
+        run_chain(st, i, m)
     end
     local ok, err
     if wants_request(fn) then
-        ok, err = xpcall(fn, traceback, msg, request, callback)
+        ok, err = xpcall(fn, traceback, msg, st.request, callback)
     else
         ok, err = xpcall(fn, traceback, msg, callback)
     end
     if not ok then
         core.ext_error()
         log("extension ", key, " failed: ", tostring(err))
-        if not called then
-            called = true
+        if st.at == i then      -- not called back before it raised
+            st.at = -1
             msg.error = "500::Internal server error"
-            if stage == 1 and msg.successful ~= nil then msg.successful = false end
-            done(msg)
+            if st.stage == 1 and msg.successful ~= nil then msg.successful = false end
+            st.done(msg)
         end
     end
 end
 
 local function chain_runner(self)
-    return function(stage, message, request, done, cont)
-        if stage == 0 and self.users then
+    return function(stage, message, request, done, cont, label)
+        local ids = self.ids
+        if stage == 0 and ids then
             -- the identity is the server's, never the client's: a `user`
             -- member from the wire is replaced by the session's
             local id = message.clientId
-            message.user = type(id) == "string" and self.users[id] or nil
+            local user = type(id) == "string" and ids:get(id)
             local finish = done
             done = function(msg)
                 if msg ~= nil then settle_user(self, msg, request) end
                 return finish(msg)
             end
+            if user == nil and type(id) == "string" and ids:shared()
+                and message.channel ~= "/meta/handshake" then
+                -- handshaken on another process: its identity is in Redis
+                return ids:fetch(id, function(u)
+                    message.user = u or nil
+                    run_chain({ stage = stage, key = "incoming", list = self.extensions,
+                                labels = self.extension_labels, request = request,
+                                done = done, cont = cont, label = label, at = 0 },
+                              0, message)
+                end)
+            end
+            message.user = user or nil
         end
         -- self.extensions is replaced, never changed in place, by
         -- add/remove: a chain in progress keeps the list it started with
-        run_chain(stage, stage == 0 and "incoming" or "outgoing", self.extensions,
-                  self.extension_labels, 0, message, request, done, cont)
+        run_chain({ stage = stage, key = stage == 0 and "incoming" or "outgoing",
+                    list = self.extensions, labels = self.extension_labels,
+                    request = request, done = done, cont = cont, label = label, at = 0 },
+                  0, message)
     end
 end
 
@@ -617,7 +719,7 @@ end
 
 local function install_extensions(self)
     -- identities need the incoming chain (settle_user), extensions or not
-    local incoming, outgoing = self.users ~= nil, false
+    local incoming, outgoing = self.ids ~= nil, false
     local labels = {}
     for i, ext in ipairs(self.extensions) do
         incoming = incoming or type(ext.incoming) == "function"
@@ -676,12 +778,12 @@ function Server:enable_users(opts)
         error("server:enable_users: from must be a field name or false", 2)
     end
     self.user_field = from
-    if self.users then return end
-    local users = {}
-    self.users = users
+    if self.ids then return end
+    local ids = require("bayeux.identity").new(self)
+    self.ids = ids
     self.core:on_handshake(function(client_id, user)
         if type(user) == "table" and type(user.id) == "string" and user.id ~= "" then
-            users[client_id] = user
+            ids:put(client_id, user)
         end
     end)
     watch_events(self)
@@ -691,7 +793,7 @@ end
 --- The user bound to `client_id` (a table with `id`, and `claims` for
 -- bayeux.ext.jwt), or nil.
 function Server:user(client_id)
-    return self.users and self.users[client_id] or nil
+    return self.ids and self.ids:get(client_id) or nil
 end
 
 -- ---------------------------------------------------------------------------
@@ -714,16 +816,34 @@ end
 --- Who is in `channel` now: { channel, count (users), connections
 -- (clients), users = { ids, sorted }, clients = { [client_id] = user id
 -- or false } }, or nil for a channel no server:track_presence covers.
-function Server:presence(ch)
+-- With fn, fn(that) on a later turn instead; with a Redis engine fn is
+-- needed (the answer, every process's, comes from Redis; fn(nil, err)
+-- when Redis cannot answer).
+function Server:presence(ch, fn)
+    if fn ~= nil and type(fn) ~= "function" then
+        error("server:presence(channel[, fn]): fn must be a function", 2)
+    end
     local t = self.presence_tracker
-    return t and t:list(ch) or nil
+    if not t then
+        if fn then core.timer(0, false, function() fn(nil) end) end
+        return nil
+    end
+    return t:list(ch, fn)
 end
 
---- users, clients in `channel` now, in O(1); nil when not tracked.
-function Server:presence_count(ch)
+--- users, clients in `channel` now, in O(1); nil when not tracked. With
+-- fn, fn(users, clients) on a later turn instead (needed with a Redis
+-- engine, as for server:presence).
+function Server:presence_count(ch, fn)
+    if fn ~= nil and type(fn) ~= "function" then
+        error("server:presence_count(channel[, fn]): fn must be a function", 2)
+    end
     local t = self.presence_tracker
-    if not t then return nil end
-    return t:count(ch)
+    if not t then
+        if fn then core.timer(0, false, function() fn(nil) end) end
+        return nil
+    end
+    return t:count(ch, fn)
 end
 
 -- ---------------------------------------------------------------------------

@@ -115,5 +115,8 @@ server:route("GET", "/subscriptions", function(req, res)
   res:json(record(req.query_params.client or ""))
 end)
 
-assert(server:listen(port, "127.0.0.1"))
+-- TLS_CERT and TLS_KEY (PEM files): the same over HTTPS (test/browser/tls.test.js)
+local tls_cert, tls_key = os.getenv("TLS_CERT"), os.getenv("TLS_KEY")
+assert(server:listen(port, "127.0.0.1", tls_cert and { tls = { cert = tls_cert, key = tls_key } }
+                                        or nil))
 io.stdout:flush()

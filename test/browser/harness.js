@@ -57,7 +57,7 @@ function startServer(name, argv, env) {
     child.stdout.on('data', (d) => {
       out += d;
       handle.log += d;
-      const m = /bayeux: listening on (http:\/\/\S+)/.exec(out);
+      const m = /bayeux: listening on (https?:\/\/\S+)/.exec(out);
       if (m && !done) {
         done = true;
         clearTimeout(timer);
@@ -91,9 +91,10 @@ function stopServer(handle, ms = 5000) {
 }
 
 // test/browser/app.lua on `port` (0: any free port).
-function startApp(name, port) {
+// `env`: more environment (TLS_CERT and TLS_KEY for HTTPS).
+function startApp(name, port, env) {
   return startServer(name, ['lua5.4', 'bin/bayeux', 'test/browser/app.lua'],
-                     { PORT: String(port), TIMEOUT: String(SERVER_TIMEOUT) });
+                     Object.assign({ PORT: String(port), TIMEOUT: String(SERVER_TIMEOUT) }, env || {}));
 }
 
 function request(method, url, headers, body) {
@@ -173,7 +174,8 @@ function expectedTransport(wanted, support) {
 }
 
 
-function launchBrowser() {
+// `extraArgs`: more Chromium switches (tls.test.js pins a certificate).
+function launchBrowser(extraArgs) {
   const { chromium } = require(path.join(NODE_MODULES, 'playwright-core'));
   return chromium.launch({
     executablePath: CHROMIUM,
@@ -181,7 +183,7 @@ function launchBrowser() {
            '--disable-component-update', '--disable-sync', '--disable-quic',
            // pages that page.route() serves count as "public": without this,
            // Chromium blocks their WebSockets to 127.0.0.1
-           '--disable-features=LocalNetworkAccessChecks'],
+           '--disable-features=LocalNetworkAccessChecks'].concat(extraArgs || []),
   });
 }
 

@@ -27,24 +27,78 @@
 //      Carol;
 //   9. carol logs out: alice sees "2 here: Alice, Bob" and carol offline.
 // Every page: no page errors; every /meta/connect over the transport.
+// The same again over websocket and long-polling with the app as two
+// processes sharing a private redis-server (ENGINE=redis://...): alice's
+// page on one, bob's and carol's on the other; presence, messages,
+// refusals and the stamped sender cross processes.
 //
 // Prints "ok - name" / "not ok - name" and ends with "N passed, N failed";
-// exits 1 on any failure. Bounded to 240 s.
+// exits 1 on any failure. Bounded to TEST_MS per round of PARALLEL cases.
 'use strict';
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const crypto = require('crypto');
+const { spawn } = require('child_process');
 const h = require('./harness');
-const { assert, assertEqual, test } = h;
+const { assert, assertEqual, test, withTimeout } = h;
 
-const FILE_MS = 240000;
 const PARALLEL = 2;
-const TEST_MS = 100000;         // per transport (three pages): generous, for a loaded machine
+// Every wait below is bounded by WAIT_MS and names what did not happen: a
+// step that hangs fails there. TEST_MS only bounds the sum of ~40 browser
+// steps, which on a machine loaded to 8 runnable tasks a core took more
+// than 100 s with no step failing.
+const TEST_MS = 180000;         // per case (three pages)
 const WAIT_MS = 15000;
+
+// Each test's steps with their start (s since the test began), printed if
+// the test runs out of time: the slow step, not just "timed out".
+const traces = {};
+function step(tag, what) {
+  const t = traces[tag];
+  if (t) t.steps.push(`${((Date.now() - t.start) / 1000).toFixed(1)}s ${what}`);
+}
 
 const TRANSPORTS = [
   { transport: 'websocket', disable: [] },
   { transport: 'eventsource', disable: ['websocket'] },
   { transport: 'long-polling', disable: ['websocket', 'eventsource'] },
   { transport: 'callback-polling', disable: ['websocket', 'eventsource', 'long-polling'] },
+  { transport: 'websocket', disable: [], redis: true },
+  { transport: 'long-polling', disable: ['websocket', 'eventsource'], redis: true },
 ];
+
+// A private redis-server for the two-process cases, started on first use.
+const redis = { proc: null, port: 0, dir: null, ready: null };
+
+function startRedis() {
+  if (redis.ready) return redis.ready;
+  redis.ready = (async () => {
+    redis.port = await h.freePort();
+    redis.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bx-im-redis-'));
+    redis.proc = spawn('redis-server', ['--port', String(redis.port), '--bind', '127.0.0.1',
+      '--save', '', '--appendonly', 'no', '--dir', redis.dir, '--loglevel', 'warning'],
+    { stdio: 'ignore' });
+    const net = require('net');
+    for (let i = 0; i < 200; i++) {
+      const up = await new Promise((resolve) => {
+        const sock = net.connect(redis.port, '127.0.0.1');
+        sock.on('error', () => resolve(false));
+        sock.on('connect', () => sock.write('PING\r\n'));
+        sock.on('data', (d) => { sock.destroy(); resolve(String(d).startsWith('+PONG')); });
+      });
+      if (up) return;
+      await h.delay(25);
+    }
+    throw new Error('redis-server did not answer');
+  })();
+  return redis.ready;
+}
+
+process.on('exit', () => {
+  if (redis.proc && redis.proc.exitCode === null) redis.proc.kill('SIGKILL');
+  if (redis.dir) try { fs.rmSync(redis.dir, { recursive: true, force: true }); } catch (e) { /* gone */ }
+});
 
 const PASSWORDS = { alice: 'rabbit', bob: 'builder', carol: 'singer' };
 
@@ -55,6 +109,7 @@ function messages(page) {
 }
 
 async function waitFor(page, who, what, fn, arg) {
+  step(page.imTag, `${who} ${what}`);
   await page.waitForFunction(fn, arg, { timeout: WAIT_MS }).catch(async () => {
     throw new Error(`${who}: never ${what}; messages ${JSON.stringify(await messages(page))}, ` +
                     `members ${await page.textContent('#members')}, status ${await page.textContent('#status')}`);
@@ -68,6 +123,7 @@ function sees(page, who, from, text) {
 }
 
 async function login(page, user, password) {
+  step(page.imTag, `${user} logs in`);
   await page.fill('#login-user', user);
   await page.fill('#login-password', password);
   await page.click('#login-button');
@@ -82,19 +138,39 @@ async function main() {
   const browser = await h.launchBrowser();
   const apps = [];
   try {
-    await h.pool(TRANSPORTS.map((t) => () => test(`IM example, three users over ${t.transport}`, async () => {
-      const app = await h.startServer(`im ${t.transport}`, ['lua5.4', 'bin/bayeux', 'examples/im/app.lua'],
-                                      { PORT: '0', TIMEOUT: '10' });
+    await h.pool(TRANSPORTS.map((t, i) => () => test(`IM example, three users over ${t.transport}` +
+                                                     (t.redis ? ', two processes on Redis' : ''), async () => {
+      const env = { PORT: '0', TIMEOUT: '10' };
+      if (t.redis) {
+        await startRedis();
+        env.ENGINE = `redis://127.0.0.1:${redis.port}/0?namespace=im${i}`;
+        env.IM_SECRET = crypto.randomBytes(32).toString('hex');
+      }
+      const app = await h.startServer(`im ${t.transport}`, ['lua5.4', 'bin/bayeux', 'examples/im/app.lua'], env);
       apps.push(app);
-      const origin = new URL(app.url).origin;
+      let other = app;
+      if (t.redis) {
+        other = await h.startServer(`im ${t.transport} (2)`, ['lua5.4', 'bin/bayeux', 'examples/im/app.lua'], env);
+        apps.push(other);
+      }
+      // alice on the first process; bob and carol on the second (the same
+      // one without Redis)
+      const appOf = { alice: app, bob: other, carol: other };
       const support = { websocket: await h.supportsWebSocket(app.url),
                         eventsource: await h.supportsEventSource(app.url) };
       const expected = h.expectedTransport(t.transport, support);
-      const url = origin + '/' + (t.disable.length ? '?disable=' + t.disable.join(',') : '');
-      const tag = `[${t.transport}]`;
+      const query = '/' + (t.disable.length ? '?disable=' + t.disable.join(',') : '');
+      const tag = `[${t.transport}${t.redis ? ' redis' : ''}]`;
+      traces[tag] = { start: Date.now(), steps: [] };
+      const dump = setTimeout(() => console.log(`# ${tag} steps: ${traces[tag].steps.join('; ')}`),
+                              TEST_MS - 1000);
       const ready = () => document.getElementById('login-form') !== null && window.Faye !== undefined;
       const pages = {};
-      for (const name of ['alice', 'bob', 'carol']) pages[name] = await h.openPage(browser, url, { ready });
+      for (const name of ['alice', 'bob', 'carol']) {
+        step(tag, `${name} opens the page`);
+        pages[name] = await h.openPage(browser, new URL(appOf[name].url).origin + query, { ready });
+        pages[name].imTag = tag;
+      }
       const { alice, bob, carol } = pages;
 
       // 1. log in (carol mistypes first)
@@ -144,6 +220,7 @@ async function main() {
       assertEqual(await carol.$('li[data-channel="/room/dev"]'), null, 'carol has no #dev');
 
       // 7. carol tries to listen in
+      step(tag, 'carol tries what is not hers');
       const attempts = await carol.evaluate(async (channels) => {
         window.stolen = [];
         const out = {};
@@ -172,6 +249,7 @@ async function main() {
         assert(!carolText.includes(secret), `carol never got "${secret}"`);
 
       // 8. a spoofed name
+      step(tag, 'carol publishes as alice');
       const spoofed = await carol.evaluate((text) => Promise.race([
         window.im.client.publish('/room/general', { id: 'spoof', text, from: 'alice' }).then(() => 'ok', (e) => String(e)),
         new Promise((resolve) => setTimeout(() => resolve('no answer in 15 s'), 15000))]), `it is me, alice ${tag}`);
@@ -192,8 +270,16 @@ async function main() {
         assertEqual(h.connectTypes(page), [expected], `${name}'s connects`);
       }
       assertEqual(carol.net.consoleErrors, [], 'carol: no page errors');
-      await Promise.all(Object.values(pages).map((p) => p.close()));
-      await h.stopServer(app);
+      // a run that passed every step once hung here (closing pages or
+      // stopping a server): each is bounded and named
+      for (const [name, page] of Object.entries(pages)) {
+        step(tag, `${name}'s page closes`);
+        await withTimeout(page.close(), WAIT_MS, `${tag} closing ${name}'s page`);
+      }
+      step(tag, 'the server stops');
+      await withTimeout(h.stopServer(app), WAIT_MS, `${tag} stopping the server`);
+      if (other !== app) await withTimeout(h.stopServer(other), WAIT_MS, `${tag} stopping the second server`);
+      clearTimeout(dump);
     }, TEST_MS)), PARALLEL);
   } finally {
     await browser.close().catch(() => {});
@@ -201,4 +287,4 @@ async function main() {
   }
 }
 
-h.run(main, FILE_MS);
+h.run(main, Math.ceil(TRANSPORTS.length / PARALLEL) * TEST_MS + 30000);

@@ -8,7 +8,9 @@
 //
 // --engine 'redis://host:port/db?namespace=NS&mode=faye' runs it on
 // faye-redis 0.2.0 (as bayeux's faye mode names it); --gc N sets
-// faye-redis's sweep interval in seconds (default 60).
+// faye-redis's sweep interval in seconds (default 60). --deflate adds the
+// permessage-deflate npm extension to its WebSockets (the bench compares
+// it with bayeux's).
 //
 // Prints "bayeux: listening on http://<host>:<port><mount>" once listening.
 // SIGTERM/SIGINT close it and exit 0. Other paths answer 404.
@@ -21,6 +23,7 @@ const opts = { host: '127.0.0.1', port: 8000, mount: '/faye', timeout: 45, engin
 const argv = process.argv.slice(2);
 if (argv[0] === 'serve') argv.shift();
 for (let i = 0; i < argv.length; i++) {
+  if (argv[i] === '--deflate') { opts.deflate = true; continue; }
   const m = /^--(host|port|mount|timeout|engine|gc)(?:=(.*))?$/.exec(argv[i]);
   if (!m) {
     console.error(`faye-ref-server: unknown argument ${argv[i]}`);
@@ -57,6 +60,8 @@ function redisEngine(url, gc) {
 const adapterOpts = { mount: opts.mount, timeout: +opts.timeout };
 if (opts.engine) adapterOpts.engine = redisEngine(opts.engine, opts.gc);
 const bayeux = new faye.NodeAdapter(adapterOpts);
+if (opts.deflate)
+  bayeux.addWebsocketExtension(require(path.join(__dirname, '..', 'node', 'node_modules', 'permessage-deflate')));
 const server = http.createServer((req, res) => {
   res.writeHead(404, { 'Content-Type': 'text/plain' });
   res.end('not found\n');

@@ -75,7 +75,7 @@ function waiter(defaultMs) {
 // { proc, log, exit, url, port } once it prints its listening line;
 // `exit` becomes { code, signal } when it ends.
 function startServer({ mount, timeout, extra = '', cmd = CMD }) {
-  const line = /bayeux: listening on (http:\/\/\S+)/;
+  const line = /bayeux: listening on (https?:\/\/\S+)/;
   const srv = { proc: null, log: '', exit: null, url: null, port: null };
   const started = new Promise((resolve, reject) => {
     srv.proc = spawn('sh', ['-c', `exec ${cmd} serve --host 127.0.0.1 --port 0 --mount ${mount} --timeout ${timeout} ${extra}`], {

@@ -15,7 +15,9 @@
 -- `sub`. A good token binds the user { id = sub, claims = <payload> } to the
 -- session (server:enable_users): extensions then see `message.user` on
 -- every later message of that clientId, events get `user` as their last
--- argument, and publishes are stamped with the sender's id.
+-- argument, and publishes are stamped with the sender's id. With a Redis
+-- engine the user is kept in Redis too, so that every process sees it
+-- (lua/bayeux/identity.lua): the token is needed at the handshake only.
 --
 -- Refusals (the handshake, or a subscribe/publish):
 --   401::Authentication required   no token (and `required`, the default)
