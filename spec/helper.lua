@@ -195,6 +195,46 @@ function H.free_port()
   return port
 end
 
+-- One command to the Redis server on `port`, over a fresh connection: the
+-- reply's first line ("+PONG", ":3", "$-1", ...), nil if unreachable.
+function H.redis_cmd(port, ...)
+  local c = socket.connect("127.0.0.1", port)
+  if not c then return nil end
+  local args = { ... }
+  local req = { "*" .. #args .. "\r\n" }
+  for _, v in ipairs(args) do
+    v = tostring(v)
+    req[#req + 1] = "$" .. #v .. "\r\n" .. v .. "\r\n"
+  end
+  c:settimeout(2)
+  c:send(table.concat(req))
+  local line = c:receive("*l")
+  c:close()
+  return line
+end
+
+-- A private redis-server on a free loopback port (no persistence, in a
+-- folder of its own), answering PING when this returns:
+-- { port =, dir =, cmd = function(...) (H.redis_cmd on it), stop = function() }.
+function H.redis_server()
+  local dir = H.tmpdir()
+  local port = H.free_port()
+  assert(os.execute(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
+    .. "--daemonize yes --pidfile %s/redis.pid --dir %s --loglevel warning"):format(port, dir, dir)))
+  local deadline = H.now() + 10
+  while H.redis_cmd(port, "PING") ~= "+PONG" and H.now() < deadline do socket.sleep(0.05) end
+  return {
+    port = port,
+    dir = dir,
+    cmd = function(...) return H.redis_cmd(port, ...) end,
+    stop = function()
+      local pid = tonumber(H.readfile(dir .. "/redis.pid") or "")
+      if pid then os.execute("kill " .. pid) end
+      os.execute("rm -rf " .. H.q(dir))
+    end,
+  }
+end
+
 -- Deadline for a server to come up: 10 s (BAYEUX_START_TIMEOUT overrides);
 -- after one start has hung, later ones only wait 2 s so a broken server
 -- cannot stall the whole suite.

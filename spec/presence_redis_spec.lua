@@ -6,15 +6,6 @@
 -- same on both processes, once per user; a killed process's clients leave
 -- when they expire.
 local H = require "spec.helper"
-local socket = require "socket"
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
-end
-
 local APP = [[
 local bayeux = require "bayeux"
 local jwt = require "bayeux.ext.jwt"
@@ -64,30 +55,14 @@ server:listen(0, "127.0.0.1")
 
 for _, mode in ipairs { "bayeux", "faye" } do
 describe("identity and presence across processes (Redis engine, " .. mode .. " mode)", function()
-  local dir, rport, a, b
+  local rs, rport, a, b
   local clients = {}      -- { bayeux, cid } kept alive with connects
 
-  -- one RESP command over a fresh connection: the reply's first line
-  local function redis(...)
-    local c = socket.connect("127.0.0.1", rport)
-    if not c then return nil end
-    local args = { ... }
-    local req = { "*" .. #args .. "\r\n" }
-    for _, x in ipairs(args) do req[#req + 1] = "$" .. #x .. "\r\n" .. x .. "\r\n" end
-    c:settimeout(2)
-    c:send(table.concat(req))
-    local line = c:receive("*l")
-    c:close()
-    return line
-  end
+  local function redis(...) return rs.cmd(...) end
 
   setup(function()
-    dir = H.tmpdir()
-    rport = free_port()
-    assert(os.execute(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
-      .. "--daemonize yes --pidfile %s/redis.pid --dir %s --loglevel warning"):format(rport, dir, dir)))
-    local deadline = H.now() + 5
-    while redis("PING") ~= "+PONG" and H.now() < deadline do socket.sleep(0.05) end
+    rs = H.redis_server()
+    rport = rs.port
     local env = "BX_SPEC_REDIS=" .. H.q("redis://127.0.0.1:" .. rport .. "/0?namespace=pr&mode=" .. mode)
     a = H.start_app(APP, { env = env })
     b = H.start_app(APP, { env = env })
@@ -96,9 +71,7 @@ describe("identity and presence across processes (Redis engine, " .. mode .. " m
   teardown(function()
     if a then a:finish() end
     if b and b:alive() then b:kill() end
-    local pid = tonumber(H.readfile(dir .. "/redis.pid") or "")
-    if pid then os.execute("kill " .. pid) end
-    os.execute("rm -rf " .. H.q(dir))
+    if rs then rs.stop() end
   end)
 
   local function get(p, path)

@@ -3,7 +3,6 @@
 -- same with the state in Redis (a redis-server started here; across
 -- processes: spec/presence_redis_spec.lua).
 local H = require "spec.helper"
-local socket = require "socket"
 
 local APP = [[
 local bayeux = require "bayeux"
@@ -46,41 +45,21 @@ end)
 server:listen(0, "127.0.0.1")
 ]]
 
-local function free_port()
-  local sock = assert(socket.bind("127.0.0.1", 0))
-  local _, port = sock:getsockname()
-  sock:close()
-  return port
-end
-
 for _, engine in ipairs { "memory", "redis" } do
 describe("presence (" .. engine .. " engine)", function()
-  local app, rdir
+  local app, rs
 
   setup(function()
     if engine == "memory" then
       app = H.start_app(APP)
       return
     end
-    rdir = H.tmpdir()
-    local port = free_port()
-    assert(os.execute(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
-      .. "--daemonize yes --pidfile %s/redis.pid --dir %s --loglevel warning"):format(port, rdir, rdir)))
-    local deadline = H.now() + 5
-    repeat
-      local c = socket.connect("127.0.0.1", port)
-      if c then c:close() break end
-      socket.sleep(0.05)
-    until H.now() > deadline
-    app = H.start_app(APP, { env = "BX_SPEC_ENGINE=" .. H.q("redis://127.0.0.1:" .. port .. "/0") })
+    rs = H.redis_server()
+    app = H.start_app(APP, { env = "BX_SPEC_ENGINE=" .. H.q("redis://127.0.0.1:" .. rs.port .. "/0") })
   end)
   teardown(function()
     if app then app:finish() end
-    if rdir then
-      local pid = tonumber(H.readfile(rdir .. "/redis.pid") or "")
-      if pid then os.execute("kill " .. pid) end
-      os.execute("rm -rf " .. H.q(rdir))
-    end
+    if rs then rs.stop() end
   end)
 
   local function get(path)

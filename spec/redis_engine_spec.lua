@@ -28,26 +28,10 @@ os.exit(0)
   end)
 
   it("takes the engine as a table: url or shards, and a namespace for them all", function()
-    local dir = H.tmpdir()
-    local port, down = H.free_port(), H.free_port()
-    assert(os.execute(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
-      .. "--daemonize yes --pidfile %s/redis.pid --dir %s --loglevel warning"):format(port, dir, dir)))
-    -- one RESP command over a fresh connection: the reply's first line
-    local function redis(...)
-      local c = socket.connect("127.0.0.1", port)
-      if not c then return nil end
-      local args = { ... }
-      local req = { "*" .. #args .. "\r\n" }
-      for _, a in ipairs(args) do req[#req + 1] = "$" .. #a .. "\r\n" .. a .. "\r\n" end
-      c:settimeout(2)
-      c:send(table.concat(req))
-      local line = c:receive("*l")
-      c:close()
-      return line
-    end
+    local rs = H.redis_server()
+    local dir, port, down = rs.dir, rs.port, H.free_port()
+    local redis = rs.cmd
     local ok, err = pcall(function()
-      local deadline = H.now() + 5
-      while redis("PING") ~= "+PONG" and H.now() < deadline do socket.sleep(0.05) end
       H.writefile(dir .. "/app.lua", ([[
 local bayeux = require "bayeux"
 local srv = bayeux.server{ engine = { shards = { "redis://127.0.0.1:%d/0", "redis://127.0.0.1:%d/0" },
@@ -76,8 +60,7 @@ bayeux.run()
       -- the client is registered under the namespace given
       assert.are.equal(":1", redis("ZCARD", "tbl/clients"))
     end)
-    local pid = tonumber(H.readfile(dir .. "/redis.pid") or "")
-    if pid then os.execute("kill " .. pid) end
+    rs.stop()
     assert(ok, err)
   end)
 

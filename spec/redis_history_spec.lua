@@ -5,7 +5,6 @@
 -- what was missed, in order and once, while publishes go on; size and ttl
 -- hold in Redis; a flushed Redis is an "epoch changed".
 local H = require "spec.helper"
-local socket = require "socket"
 
 local APP = [[
 local bayeux = require "bayeux"
@@ -30,30 +29,13 @@ end
 ]]
 
 describe("channel history on the Redis engine", function()
-  local dir, rport, a, b, ba, bb
+  local rs, rport, a, b, ba, bb
 
-  -- one RESP command over a fresh connection: the reply's first line
-  local function redis(...)
-    local c = socket.connect("127.0.0.1", rport)
-    if not c then return nil end
-    local args = { ... }
-    local req = { "*" .. #args .. "\r\n" }
-    for _, v in ipairs(args) do req[#req + 1] = "$" .. #v .. "\r\n" .. v .. "\r\n" end
-    c:settimeout(2)
-    c:send(table.concat(req))
-    local line = c:receive("*l")
-    c:close()
-    return line
-  end
+  local function redis(...) return rs.cmd(...) end
 
   lazy_setup(function()
-    dir = H.tmpdir()
-    rport = H.free_port()
-    assert(os.execute(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
-      .. "--daemonize yes --pidfile %s/redis.pid --dir %s --loglevel warning")
-      :format(rport, dir, dir)))
-    local deadline = H.now() + 5
-    while redis("PING") ~= "+PONG" and H.now() < deadline do socket.sleep(0.05) end
+    rs = H.redis_server()
+    rport = rs.port
     a = H.start_app(APP:format(rport), { env = "PUBLISHER=1" })
     b = H.start_app(APP:format(rport))
     ba, bb = H.bayeux(a.port), H.bayeux(b.port)
@@ -62,9 +44,7 @@ describe("channel history on the Redis engine", function()
   lazy_teardown(function()
     if a then a:finish() end
     if b then b:finish() end
-    local pid = tonumber(H.readfile(dir .. "/redis.pid") or "")
-    if pid then os.execute("kill " .. pid) end
-    os.execute("rm -rf " .. H.q(dir))
+    if rs then rs.stop() end
   end)
 
   -- the deliveries of a long-poll connect's answer (not its reply)

@@ -11,41 +11,6 @@ local function sub_msg(b, cid, sub)
 end
 
 -- A loopback port nobody listens on (bound, then released).
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return port
-end
-
--- A redis-server of its own on a free port: { port =, stop = fn }.
-local function start_redis()
-  local dir = H.tmpdir()
-  local port = free_port()
-  assert(os.execute(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
-    .. "--daemonize yes --pidfile %s/redis.pid --dir %s --loglevel warning"):format(port, dir, dir)))
-  local deadline = H.now() + 10
-  while H.now() < deadline do
-    local c = socket.connect("127.0.0.1", port)
-    if c then
-      c:settimeout(2)
-      c:send("PING\r\n")
-      local line = c:receive("*l")
-      c:close()
-      if line == "+PONG" then break end
-    end
-    socket.sleep(0.05)
-  end
-  return {
-    port = port,
-    stop = function()
-      local pid = tonumber(H.readfile(dir .. "/redis.pid") or "")
-      if pid then os.execute("kill " .. pid) end
-      os.execute("rm -rf " .. H.q(dir))
-    end,
-  }
-end
-
 -- An app whose in-process client subscribes to 5 channels with
 -- max_subscriptions = 2, then serves GET /inproc with what it was told.
 local function inproc_app(engine)
@@ -154,7 +119,7 @@ describe("subscriptions per client, Redis engine", function()
   local redis, a, b, app
 
   lazy_setup(function()
-    redis = start_redis()
+    redis = H.redis_server()
     local url = ("redis://127.0.0.1:%d/0?namespace=sublim"):format(redis.port)
     a = H.start_server{ "--engine", url, "--max-subscriptions", "2" }
     b = H.start_server{ "--engine", url, "--max-subscriptions", "2" }
@@ -178,7 +143,7 @@ describe("subscriptions per client, Redis engine in faye mode", function()
   local redis, a, b, app
 
   lazy_setup(function()
-    redis = start_redis()
+    redis = H.redis_server()
     local url = ("redis://127.0.0.1:%d/0?mode=faye&namespace="):format(redis.port)
     a = H.start_server{ "--engine", url .. "fl", "--max-subscriptions", "2" }
     b = H.start_server{ "--engine", url .. "fl", "--max-subscriptions", "2" }

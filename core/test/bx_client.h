@@ -165,4 +165,52 @@ static inline void client_close_wait(client_t *cl)
     bx_buf_free(&cl->unsent);
 }
 
+/* ---- Reading a WebSocket (the test parses what the server sends) ---- */
+
+/* Parses the 101 answer once it is complete: cl->status, cl->upgraded,
+ * and cl->off past the head. */
+static inline void parse_upgrade(client_t *cl)
+{
+    if (cl->upgraded || cl->status)
+        return;
+    bx_buf_reserve(&cl->in, 1);
+    cl->in.data[cl->in.len] = '\0';
+    char *end = strstr(cl->in.data ? cl->in.data : "", "\r\n\r\n");
+    if (!end)
+        return;
+    cl->status = atoi(cl->in.data + 9);
+    cl->off = (size_t)(end + 4 - cl->in.data);
+    cl->upgraded = cl->status == 101;
+}
+
+/* The next complete server frame after the upgrade: its first byte, with
+ * the header's length in *hl and the payload's in *len (the caller moves
+ * cl->off past it); NULL while none is complete. */
+static inline const uint8_t *client_frame(client_t *cl, size_t *hl, uint64_t *len)
+{
+    parse_upgrade(cl);
+    if (!cl->upgraded)
+        return NULL;
+    const uint8_t *p = (const uint8_t *)cl->in.data + cl->off;
+    size_t avail = cl->in.len - cl->off;
+    *hl = 2;
+    if (avail < 2)
+        return NULL;
+    *len = p[1] & 0x7f;
+    if (*len == 126) {
+        *hl = 4;
+        if (avail < *hl)
+            return NULL;
+        *len = (uint64_t)p[2] << 8 | p[3];
+    } else if (*len == 127) {
+        *hl = 10;
+        if (avail < *hl)
+            return NULL;
+        *len = 0;
+        for (int i = 0; i < 8; i++)
+            *len = *len << 8 | p[2 + i];
+    }
+    return avail < *hl + *len ? NULL : p;
+}
+
 #endif

@@ -62,47 +62,14 @@ static void send_text(client_t *cl, const char *s)
     send_frame(cl, 1, 1, s, strlen(s), 0);
 }
 
-/* Parses the 101 answer once it is complete. */
-static void parse_upgrade(client_t *cl)
-{
-    if (cl->upgraded || cl->status)
-        return;
-    bx_buf_reserve(&cl->in, 1);
-    cl->in.data[cl->in.len] = '\0';
-    char *end = strstr(cl->in.data ? cl->in.data : "", "\r\n\r\n");
-    if (!end)
-        return;
-    cl->status = atoi(cl->in.data + 9);
-    cl->off = (size_t)(end + 4 - cl->in.data);
-    cl->upgraded = cl->status == 101;
-}
-
 /* Takes the next complete server frame: returns its opcode (or -1 when none
  * is complete yet); `payload` gets a NUL-terminated copy. */
 static int next_frame(client_t *cl, bx_buf_t *payload)
 {
-    parse_upgrade(cl);
-    if (!cl->upgraded)
-        return -1;
-    const uint8_t *p = (const uint8_t *)cl->in.data + cl->off;
-    size_t avail = cl->in.len - cl->off, hl = 2;
-    if (avail < 2)
-        return -1;
-    uint64_t len = p[1] & 0x7f;
-    if (len == 126) {
-        hl = 4;
-        if (avail < hl)
-            return -1;
-        len = (uint64_t)p[2] << 8 | p[3];
-    } else if (len == 127) {
-        hl = 10;
-        if (avail < hl)
-            return -1;
-        len = 0;
-        for (int i = 0; i < 8; i++)
-            len = len << 8 | p[2 + i];
-    }
-    if (avail < hl + len)
+    size_t hl;
+    uint64_t len;
+    const uint8_t *p = client_frame(cl, &hl, &len);
+    if (!p)
         return -1;
     bx_buf_reset(payload);
     bx_buf_append(payload, p + hl, (size_t)len);

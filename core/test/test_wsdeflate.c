@@ -276,46 +276,14 @@ static void send_deflated(client_t *cl, const char *s)
     bx_buf_free(&z);
 }
 
-static void parse_upgrade(client_t *cl)
-{
-    if (cl->upgraded || cl->status)
-        return;
-    bx_buf_reserve(&cl->in, 1);
-    cl->in.data[cl->in.len] = '\0';
-    char *end = strstr(cl->in.data ? cl->in.data : "", "\r\n\r\n");
-    if (!end)
-        return;
-    cl->status = atoi(cl->in.data + 9);
-    cl->off = (size_t)(end + 4 - cl->in.data);
-    cl->upgraded = cl->status == 101;
-}
-
 /* The next complete server frame: its first byte (-1: none yet), the
  * payload, inflated when RSV1 is set, NUL-terminated in `payload`. */
 static int next_frame(client_t *cl, bx_buf_t *payload)
 {
-    parse_upgrade(cl);
-    if (!cl->upgraded)
-        return -1;
-    const uint8_t *p = (const uint8_t *)cl->in.data + cl->off;
-    size_t avail = cl->in.len - cl->off, hl = 2;
-    if (avail < 2)
-        return -1;
-    uint64_t len = p[1] & 0x7f;
-    if (len == 126) {
-        hl = 4;
-        if (avail < hl)
-            return -1;
-        len = (uint64_t)p[2] << 8 | p[3];
-    } else if (len == 127) {
-        hl = 10;
-        if (avail < hl)
-            return -1;
-        len = 0;
-        for (int i = 0; i < 8; i++)
-            len = len << 8 | p[2 + i];
-    }
-    if (avail < hl + len)
+    size_t hl;
+    uint64_t len;
+    const uint8_t *p = client_frame(cl, &hl, &len);
+    if (!p)
         return -1;
     if (p[0] & 0x40) {
         if (bx_wsdeflate_inflate(p + hl, (size_t)len, 1 << 24, 0, payload) != 0)
