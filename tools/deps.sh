@@ -25,7 +25,7 @@ purpose=${1:-test}
 BUILD="gcc make pkg-config liblua5.4-dev libuv1-dev libjansson-dev
 libhttp-parser-dev libwslay-dev libssl-dev libhiredis-dev zlib1g-dev lua5.4"
 RUN="lua5.4 lua-lpeg"
-TEST="lua-busted lua-cjson lua-socket lua-check chromium clang libclang-rt-14-dev redis-server openssl
+TEST="lua-busted lua-cjson lua-socket lua-check chromium clang libclang-rt-14-dev redis-server openssl curl
 prometheus"
 # examples/jobs converts pictures with ImageMagick (and its browser test)
 EXAMPLES="imagemagick"
