@@ -581,10 +581,13 @@ static void on_push(void *ud, redisReply *rep)
  * the first one; a message on another shard published during the
  * handoff's few milliseconds may come twice or not at all.
  *
- * An (un)subscribe for a client held elsewhere updates the SET and GETs
- * the holder in one MULTI, then asks the holder ("S"/"U <from> <id>
- * <token> <channel>"), which acknowledges ("K <holder> <token>") once
- * its Redis subscription is confirmed. A disconnect anywhere removes the
+ * An (un)subscribe updates the SET and GETs the holder in one MULTI, even
+ * on the process holding the client: a claim's read of the SET is either
+ * before it (the holder is then the claimer) or after (the claimer has
+ * it). A holder elsewhere is asked ("S"/"U <from> <id> <token>
+ * <channel>") and acknowledges ("K <holder> <token> <status>") once its
+ * Redis subscription is confirmed, with the refusal of its max_channels,
+ * which takes the channel back out of the SET. A disconnect anywhere removes the
  * keys and PUBLISHes "D <from> <id>": the holder drops the client and
  * answers its held connect. Pings are batched into one ZADD per sweep
  * period (timeout / 2, from 0.25 to 1 s); every process removes clients
@@ -612,8 +615,9 @@ typedef struct pop {
     struct pop *next;
     int unsub;
     int remote;                 /* asked by another process: acknowledge */
+    int in_set;                 /* the SET has it already */
     size_t limit;               /* a subscribe's */
-    char token[80];
+    char token[96];
     bx_engine_bool_cb cb;
     void *ud;
     char ch[];
@@ -649,6 +653,7 @@ typedef struct {
 
 static int local_subscribe(redis_t *r, const char *id, const char *ch, int unsub,
                            size_t limit, bx_engine_bool_cb cb, void *ud);
+static void set_undo(redis_t *r, const char *id, const char *ch);
 
 static double wall_ms(void)
 {
@@ -831,24 +836,92 @@ static void adopt_free(adopt_t *a)
     free(a);
 }
 
-/* Sends the acknowledgement of a remote (un)subscribe. */
+/* A remote (un)subscribe's acknowledgement: what the asker needs, and
+ * the SET entry to take back when this process refused it (a limit). */
+typedef struct {
+    redis_t *r;
+    char id[32];
+    char *ch;
+    char token[];
+} ack_t;
+
+/* Sends the acknowledgement of a remote (un)subscribe, with the refusal
+ * of a limit, which the SET must not keep either: the next holder would
+ * apply it. */
 static void on_acked(void *ud, int status, int yes)
 {
-    char *token = ud;
-    redis_t *r = *(redis_t **)token;
+    ack_t *k = ud;
+    redis_t *r = k->r;
+    int refused = status == BX_ESUBSLIMIT || status == BX_ECHANLIMIT;
     (void)yes;
-    if (status != BX_ECANCELED && !r->closing)
-        ctl_send(r, "K %s %s", r->node, token + sizeof(redis_t *));
-    free(token);
+    if (status != BX_ECANCELED && !r->closing) {
+        if (refused && k->ch)
+            set_undo(r, k->id, k->ch);
+        ctl_send(r, "K %s %s %d", r->node, k->token, refused ? status : 0);
+    }
+    free(k->ch);
+    free(k);
 }
 
-static char *ack_token(redis_t *r, const char *token)
+static ack_t *ack_new(redis_t *r, const char *id, const char *ch, int unsub, const char *token)
 {
     size_t len = strlen(token);
-    char *t = bx_malloc(sizeof(redis_t *) + len + 1);
-    memcpy(t, &r, sizeof(r));
-    memcpy(t + sizeof(r), token, len + 1);
-    return t;
+    ack_t *k = bx_calloc(1, sizeof(*k) + len + 1);
+    k->r = r;
+    snprintf(k->id, sizeof(k->id), "%s", id);
+    k->ch = unsub ? NULL : bx_strdup(ch);
+    memcpy(k->token, token, len + 1);
+    return k;
+}
+
+/* Takes a refused subscribe's channel back out of client `id`'s SET. */
+static void set_undo(redis_t *r, const char *id, const char *ch)
+{
+    bx_buf_t s = BX_BUF_INIT;
+    ckey(r, &s, id, "s");
+    cmd0s(r, NULL, NULL, "SREM", s.data, ch);
+    bx_buf_free(&s);
+}
+
+/* A change made to the SET first, then to the inner engine: a refusal
+ * there (a limit) is taken back out of the SET. */
+typedef struct {
+    redis_t *r;
+    bx_engine_bool_cb cb;
+    void *ud;
+    char id[32];
+    char ch[];
+} here_t;
+
+static void on_here_done(void *ud, int status, int yes)
+{
+    here_t *h = ud;
+    if (status == BX_ESUBSLIMIT || status == BX_ECHANLIMIT)
+        if (!h->r->closing)
+            set_undo(h->r, h->id, h->ch);
+    if (h->cb)
+        h->cb(h->ud, status, yes);
+    free(h);
+}
+
+/* local_subscribe, for a change the SET has: a subscribe refused by the
+ * inner engine leaves the SET too. */
+static int here_subscribe(redis_t *r, const char *id, const char *ch, int unsub, size_t limit,
+                          bx_engine_bool_cb cb, void *ud)
+{
+    if (unsub)
+        return local_subscribe(r, id, ch, 1, 0, cb, ud);
+    size_t len = strlen(ch);
+    here_t *h = bx_calloc(1, sizeof(*h) + len + 1);
+    h->r = r;
+    h->cb = cb;
+    h->ud = ud;
+    snprintf(h->id, sizeof(h->id), "%s", id);
+    memcpy(h->ch, ch, len + 1);
+    int rc = local_subscribe(r, id, ch, 0, limit, on_here_done, h);
+    if (rc != 0)
+        free(h);
+    return rc;
 }
 
 /* Applies an (un)subscribe to a client held here: its own (which also
@@ -857,9 +930,9 @@ static char *ack_token(redis_t *r, const char *token)
 static void apply_pop(redis_t *r, const char *id, pop_t *p, int gone)
 {
     if (p->remote) {
-        char *t = ack_token(r, p->token);
-        if (gone || local_subscribe(r, id, p->ch, p->unsub, 0, on_acked, t) != 0)
-            on_acked(t, 0, 0);
+        ack_t *k = ack_new(r, id, p->ch, p->unsub, p->token);
+        if (gone || here_subscribe(r, id, p->ch, p->unsub, 0, on_acked, k) != 0)
+            on_acked(k, 0, 0);
         return;
     }
     if (gone) {
@@ -867,13 +940,17 @@ static void apply_pop(redis_t *r, const char *id, pop_t *p, int gone)
             p->cb(p->ud, BX_EUNKNOWN, 0);
         return;
     }
-    if (p->unsub || !bx_engine_memory_over(r->inner, id, p->ch, p->limit)) {
+    /* the SET follows the inner engine, which is this process's alone
+     * until the client moves again */
+    int over = !p->unsub && bx_engine_memory_over(r->inner, id, p->ch, p->limit);
+    if (!p->in_set && !over) {
         bx_buf_t s = BX_BUF_INIT;
         ckey(r, &s, id, "s");
         cmd0s(r, NULL, NULL, p->unsub ? "SREM" : "SADD", s.data, p->ch);
         bx_buf_free(&s);
     }
-    if (local_subscribe(r, id, p->ch, p->unsub, p->limit, p->cb, p->ud) != 0 && p->cb)
+    if (here_subscribe(r, id, p->ch, p->unsub, p->in_set ? 0 : p->limit, p->cb, p->ud) != 0
+        && p->cb)
         p->cb(p->ud, BX_ECANCELED, 0);
 }
 
@@ -1109,6 +1186,18 @@ static int adopt_start(redis_t *r, const char *id, bx_engine_take_cb cb, void *u
 
 /* ---- (Un)subscribing a client held elsewhere ---- */
 
+static pop_t *pop_new(int unsub, const char *ch, size_t limit, bx_engine_bool_cb cb, void *ud)
+{
+    size_t len = strlen(ch);
+    pop_t *p = bx_calloc(1, sizeof(*p) + len + 1);
+    p->unsub = unsub;
+    p->limit = limit;
+    p->cb = cb;
+    p->ud = ud;
+    memcpy(p->ch, ch, len + 1);
+    return p;
+}
+
 static void rop_answer(rop_t *o, int status)
 {
     redis_t *r = o->r;
@@ -1119,6 +1208,37 @@ static void rop_answer(rop_t *o, int status)
     if (o->cb)
         o->cb(o->ud, status, status ? 0 : o->yes);
     free(o);
+}
+
+/* The SET has the change and no other process held the client when it
+ * did: any claim since read it there. Applied here if the client is here
+ * (or being taken over here: after the cut, as the claim's read came
+ * before); done if it has left meanwhile. */
+static void rop_here(rop_t *o)
+{
+    redis_t *r = o->r;
+    adopt_t *a = bx_dict_get(&r->adopts, o->id, 31);
+
+    if (a) {
+        pop_t *p = pop_new(o->unsub, o->ch, 0, o->cb, o->ud);
+        p->in_set = 1;
+        *a->pops_tail = p;
+        a->pops_tail = &p->next;
+        free(o);
+        return;
+    }
+    if (bx_engine_memory_has(r->inner, o->id)) {
+        if (here_subscribe(r, o->id, o->ch, o->unsub, 0, o->cb, o->ud) != 0 && o->cb)
+            o->cb(o->ud, BX_ECANCELED, 0);
+        free(o);
+        return;
+    }
+    rop_answer(o, 0);
+}
+
+static int here_or_adopting(redis_t *r, const char *id)
+{
+    return bx_engine_memory_has(r->inner, id) || bx_dict_get(&r->adopts, id, 31);
 }
 
 static void on_rop_exec(void *ud, int status, redisReply *rep)
@@ -1132,10 +1252,15 @@ static void on_rop_exec(void *ud, int status, redisReply *rep)
         return;
     }
     if (!exec_ok(status, rep, 4)) {
-        rop_answer(o, BX_EUNAVAILABLE);
+        /* Redis went away: a client here goes on here, and is
+         * registered again, channels and all, when it is back */
+        if (here_or_adopting(r, o->id))
+            rop_here(o);
+        else
+            rop_answer(o, BX_EUNAVAILABLE);
         return;
     }
-    if (rep->element[3]->type != REDIS_REPLY_STRING) {
+    if (rep->element[3]->type != REDIS_REPLY_STRING && !here_or_adopting(r, o->id)) {
         rop_answer(o, BX_EUNKNOWN);
         return;
     }
@@ -1153,7 +1278,7 @@ static void on_rop_exec(void *ud, int status, redisReply *rep)
     }
     redisReply *h = rep->element[2];
     if (h->type != REDIS_REPLY_STRING || strcmp(h->str, r->node) == 0) {
-        rop_answer(o, 0);       /* nobody holds it: the next holder reads the SET */
+        rop_here(o);            /* or nobody holds it: the next holder reads the SET */
         return;
     }
     snprintf(o->token, sizeof(o->token), "%s:%llu", r->node, (unsigned long long)++r->seq);
@@ -1213,18 +1338,6 @@ static int remote_subscribe(redis_t *r, const char *id, const char *ch, int unsu
         return BX_EUNAVAILABLE;
     }
     return 0;
-}
-
-static pop_t *pop_new(int unsub, const char *ch, size_t limit, bx_engine_bool_cb cb, void *ud)
-{
-    size_t len = strlen(ch);
-    pop_t *p = bx_calloc(1, sizeof(*p) + len + 1);
-    p->unsub = unsub;
-    p->limit = limit;
-    p->cb = cb;
-    p->ud = ud;
-    memcpy(p->ch, ch, len + 1);
-    return p;
 }
 
 /* ---- The control channel ---- */
@@ -1310,17 +1423,21 @@ static void on_ctl(redis_t *r, const char *text, size_t len)
             *a->pops_tail = p;
             a->pops_tail = &p->next;
         } else if (bx_engine_memory_has(r->inner, id)) {
-            char *t = ack_token(r, arg);
-            /* in the SET already: the asker checked the limit there */
-            if (local_subscribe(r, id, ch, kind[0] == 'U', 0, on_acked, t) != 0)
-                free(t);
+            ack_t *k = ack_new(r, id, ch, kind[0] == 'U', arg);
+            /* in the SET already: the asker checked the client's limit
+             * there; the node's is this process's */
+            if (here_subscribe(r, id, ch, kind[0] == 'U', 0, on_acked, k) != 0) {
+                free(k->ch);
+                free(k);
+            }
         }
         break;
     }
     case 'K': {
         rop_t *o = bx_dict_get(&r->rops, id, strlen(id));
+        int st = n >= 4 ? atoi(arg) : 0;
         if (o)
-            rop_answer(o, 0);
+            rop_answer(o, st == BX_ESUBSLIMIT || st == BX_ECHANLIMIT ? st : 0);
         break;
     }
     case 'D': {
@@ -1635,20 +1752,68 @@ static int any_subscribe(redis_t *r, const char *id, const char *ch, int unsub, 
         return 0;
     }
     if (bx_engine_memory_has(r->inner, id)) {
-        /* the SET follows what the inner engine will do: a subscribe
-         * past the limit is refused there, and must not reach the SET */
-        if (unsub || !bx_engine_memory_over(r->inner, id, ch, limit)) {
-            bx_buf_t k = BX_BUF_INIT;
-            ckey(r, &k, id, "s");
-            cmd0s(r, NULL, NULL, unsub ? "SREM" : "SADD", k.data, ch);
-            bx_buf_free(&k);
-        }
-        return local_subscribe(r, id, ch, unsub, limit, cb, ud);
+        /* held here, maybe not for long: another process may be reading
+         * the SET to take the client over. The SET is changed first, with
+         * a look at the holder in the same MULTI: still this process, the
+         * claim (if any) comes after and reads the change; another one,
+         * it has the client and is asked, like any holder. A subscribe
+         * past the client's limit is refused here without a word to
+         * Redis; with Redis away, the client is registered again, with
+         * its channels, when it is back */
+        if ((!unsub && bx_engine_memory_over(r->inner, id, ch, limit)) || !up0(r))
+            return local_subscribe(r, id, ch, unsub, limit, cb, ud);
+        int rc = remote_subscribe(r, id, ch, unsub, limit, cb, ud);
+        return rc == BX_EUNAVAILABLE ? local_subscribe(r, id, ch, unsub, limit, cb, ud) : rc;
     }
     if (r->first_connect)
         return defer_early(r, unsub ? E_UNSUBSCRIBE : E_SUBSCRIBE, id, ch, limit,
                            (void (*)(void))cb, ud);
     return remote_subscribe(r, id, ch, unsub, limit, cb, ud);
+}
+
+/* After a held subscribe made in the inner engine at once: the SET's
+ * check. A claim that read the SET before the SADD has the client now:
+ * it is told, like a holder elsewhere (its acknowledgement is not waited
+ * for: the subscribe was answered here). */
+static void on_now_checked(void *ud, int status, redisReply *rep)
+{
+    rop_t *o = ud;
+    redis_t *r = o->r;
+
+    unbusy(r);
+    if (!r->closing && exec_ok(status, rep, 2) && rep->element[1]->type == REDIS_REPLY_STRING
+        && strcmp(rep->element[1]->str, r->node) != 0) {
+        snprintf(o->token, sizeof(o->token), "%s:%llu", r->node, (unsigned long long)++r->seq);
+        ctl_send(r, "S %s %s %s %s", r->node, o->id, o->token, o->ch);
+    }
+    free(o);
+}
+
+/* A subscribe of a client held here, made in the inner engine in this
+ * very turn (a history replay's cut relies on it), the SET checked after
+ * (on_now_checked). */
+static int now_subscribe(redis_t *r, const char *id, const char *ch, size_t limit,
+                         bx_engine_bool_cb cb, void *ud)
+{
+    size_t len = strlen(ch);
+    int rc = here_subscribe(r, id, ch, 0, limit, cb, ud);
+    if (rc != 0 || len > 300 || !up0(r) || bx_engine_memory_over(r->inner, id, ch, limit))
+        return rc;
+    rop_t *o = bx_calloc(1, sizeof(*o) + len + 1);
+    o->r = r;
+    memcpy(o->id, id, 32);
+    memcpy(o->ch, ch, len + 1);
+    bx_buf_t k = BX_BUF_INIT, h = BX_BUF_INIT;
+    ckey(r, &k, id, "s");
+    ckey(r, &h, id, "h");
+    const char *multi[1] = { "MULTI" }, *exec[1] = { "EXEC" };
+    if (cmd0(r, NULL, NULL, 1, multi, NULL) != 0 || cmd0s(r, NULL, NULL, "SADD", k.data, ch) != 0
+        || cmd0s(r, NULL, NULL, "GET", h.data, NULL) != 0
+        || cmd0(r, on_now_checked, o, 1, exec, NULL) != 0)
+        free(o);
+    bx_buf_free(&k);
+    bx_buf_free(&h);
+    return 0;
 }
 
 static int r_subscribe(bx_engine_t *e, const char *id, const char *ch, size_t limit,
@@ -2337,7 +2502,9 @@ static void hist_apply(hsub_t *hs, const char *text, size_t len)
         return;
     }
     hs->refs++;
-    int rc = any_subscribe(r, hs->id, hs->ch, 0, hs->limit, on_hist_subscribed, hs);
+    int now = bx_engine_memory_has(r->inner, hs->id) && !bx_dict_get(&r->adopts, hs->id, 31);
+    int rc = now ? now_subscribe(r, hs->id, hs->ch, hs->limit, on_hist_subscribed, hs)
+                 : any_subscribe(r, hs->id, hs->ch, 0, hs->limit, on_hist_subscribed, hs);
     if (rc != 0) {
         hs->refs--;
         hs_answer(hs, rc, 0);

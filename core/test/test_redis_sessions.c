@@ -72,10 +72,11 @@ static void tick(uv_timer_t *t) { (void)t; }
 
 static bx_rs_t g_rs;
 
-static bx_engine_t *engine(uv_loop_t *loop, node_t *n, bx_proxy_t *p, double timeout)
+static bx_engine_t *engine_max(uv_loop_t *loop, node_t *n, bx_proxy_t *p, double timeout,
+                              size_t max_channels)
 {
     char url[96], err[128];
-    bx_engine_opts_t o = { .timeout = timeout };
+    bx_engine_opts_t o = { .timeout = timeout, .max_channels = max_channels };
     p->ud = n;
     p->has_connection = n_has_connection;
     p->wake = n_wake;
@@ -85,6 +86,11 @@ static bx_engine_t *engine(uv_loop_t *loop, node_t *n, bx_proxy_t *p, double tim
     p->arrive = NULL;
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d?namespace=sessions", g_rs.port);
     return bx_engine_new(url, loop, p, &o, err, sizeof(err));
+}
+
+static bx_engine_t *engine(uv_loop_t *loop, node_t *n, bx_proxy_t *p, double timeout)
+{
+    return engine_max(loop, n, p, timeout, 0);
 }
 
 static int subscribe(uv_loop_t *loop, bx_engine_t *e, const char *id, const char *ch)
@@ -235,6 +241,115 @@ static void test_subscribe_elsewhere(void)
     BX_LOOP_CLOSE(&loop);
 }
 
+/* A subscribe (or unsubscribe) made on the process holding a client while
+ * another process takes it over: whichever reaches Redis first, the
+ * subscription is in force where the client goes (the claimer reads the
+ * channels at its claim; a later change must follow it there). Both
+ * orders of the two calls, several times, since which connection Redis
+ * hears first is the kernel's choice. */
+#define RACES 12
+
+static void test_subscribe_during_handoff(void)
+{
+    uv_loop_t loop;
+    node_t na = { 0 }, nb = { 0 }, np = { 0 };
+    bx_proxy_t pa, pb, pp;
+    int sub_ok = 0, unsub_ok = 0;
+
+    loop_open(&loop);
+    free(g_seq);
+    g_seq = NULL;
+    g_nseq = 0;
+    bx_engine_t *a = engine(&loop, &na, &pa, 60), *b = engine(&loop, &nb, &pb, 60);
+    bx_engine_t *p = engine(&loop, &np, &pp, 60);
+    BX_CHECK(a && b && p);
+    for (int k = 0; k < RACES; k++) {
+        char id[32], ch[32];
+        rec_t r = { 0 };
+        snprintf(ch, sizeof(ch), "/race/%d", k);
+        BX_CHECK_INT(client(&loop, a, id), 0);
+        /* the client is held by A; B takes it over as A subscribes it */
+        nb.n = 0;
+        if (k % 2) {
+            BX_CHECK_INT(take_start(b, &nb, id), 0);
+            BX_CHECK_INT(a->ops->subscribe(a, id, ch, 0, bool_cb, &r), 0);
+        } else {
+            BX_CHECK_INT(a->ops->subscribe(a, id, ch, 0, bool_cb, &r), 0);
+            BX_CHECK_INT(take_start(b, &nb, id), 0);
+        }
+        BX_CHECK(run_until(&loop, &r.calls, 1, 10));
+        BX_CHECK_INT(r.status, 0);
+        BX_CHECK(take_wait(&loop, &nb));
+        BX_CHECK_INT(publish(&loop, p, ch, 100 + k), 0);
+        run_for(&loop, 0.05);
+        BX_CHECK_INT(take_start(b, &nb, id), 0);
+        BX_CHECK(take_wait(&loop, &nb));
+        sub_ok += nb.n == 1 && nb.got[0] == 100 + k;
+        /* the other way: held by B, subscribed; A takes it over as B
+         * unsubscribes it: nothing more comes */
+        na.n = 0;
+        memset(&r, 0, sizeof(r));
+        if (k % 2) {
+            BX_CHECK_INT(take_start(a, &na, id), 0);
+            BX_CHECK_INT(b->ops->unsubscribe(b, id, ch, bool_cb, &r), 0);
+        } else {
+            BX_CHECK_INT(b->ops->unsubscribe(b, id, ch, bool_cb, &r), 0);
+            BX_CHECK_INT(take_start(a, &na, id), 0);
+        }
+        BX_CHECK(run_until(&loop, &r.calls, 1, 10));
+        BX_CHECK_INT(r.status, 0);
+        BX_CHECK(take_wait(&loop, &na));
+        BX_CHECK_INT(publish(&loop, p, ch, 200 + k), 0);
+        run_for(&loop, 0.05);
+        BX_CHECK_INT(take_start(a, &na, id), 0);
+        BX_CHECK(take_wait(&loop, &na));
+        unsub_ok += na.n == 0;
+    }
+    BX_CHECK_INT(sub_ok, RACES);
+    BX_CHECK_INT(unsub_ok, RACES);
+    close_engine(&loop, a);
+    close_engine(&loop, b);
+    close_engine(&loop, p);
+    BX_LOOP_CLOSE(&loop);
+}
+
+/* A subscribe the holder refuses for its max_channels, asked there or on
+ * another process, leaves no trace in Redis: the process the client moves
+ * to next (with room) does not subscribe it either. */
+static void test_channel_limit_not_kept(void)
+{
+    uv_loop_t loop;
+    node_t na = { 0 }, nb = { 0 }, np = { 0 };
+    bx_proxy_t pa, pb, pp;
+    char id[32];
+
+    loop_open(&loop);
+    bx_engine_t *a = engine_max(&loop, &na, &pa, 60, 1), *b = engine(&loop, &nb, &pb, 60);
+    bx_engine_t *p = engine(&loop, &np, &pp, 60);
+    BX_CHECK(a && b && p);
+    BX_CHECK_INT(client(&loop, a, id), 0);
+    BX_CHECK_INT(subscribe(&loop, a, id, "/lim/1"), 0);
+    BX_CHECK_INT(subscribe(&loop, a, id, "/lim/2"), BX_ECHANLIMIT);    /* asked on A */
+    BX_CHECK_INT(subscribe(&loop, b, id, "/lim/3"), BX_ECHANLIMIT);    /* on B, held by A */
+    BX_CHECK_INT(take_start(b, &nb, id), 0);
+    BX_CHECK(take_wait(&loop, &nb));
+    nb.n = 0;
+    for (int i = 1; i <= 3; i++) {
+        char ch[16];
+        snprintf(ch, sizeof(ch), "/lim/%d", i);
+        BX_CHECK_INT(publish(&loop, p, ch, i), 0);
+    }
+    run_for(&loop, 0.1);
+    BX_CHECK_INT(take_start(b, &nb, id), 0);
+    BX_CHECK(take_wait(&loop, &nb));
+    BX_CHECK_INT(nb.n, 1);
+    BX_CHECK_INT(nb.got[0], 1);
+    close_engine(&loop, a);
+    close_engine(&loop, b);
+    close_engine(&loop, p);
+    BX_LOOP_CLOSE(&loop);
+}
+
 static void test_expiry_everywhere(void)
 {
     uv_loop_t loop;
@@ -276,6 +391,8 @@ int main(void)
     }
     BX_RUN(test_connection_hops);
     BX_RUN(test_subscribe_elsewhere);
+    BX_RUN(test_subscribe_during_handoff);
+    BX_RUN(test_channel_limit_not_kept);
     BX_RUN(test_expiry_everywhere);
     bx_rs_stop(&g_rs);
     free(g_seq);

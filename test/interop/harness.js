@@ -185,7 +185,45 @@ async function runFile({ tests, fileMs, start, servers, finish }) {
   process.exit(failed ? 1 : 0);
 }
 
+// An HTTP proxy with no affinity at all, in front of `backends` (servers
+// from startServer) mounted at `mount`: each client's requests go to the
+// next backend in turn, counted per client (the clientId of a POST's first
+// message; "" for handshakes and the rest). A count over all requests
+// would let two clients in lockstep each stay on one process. Resolves
+// with { url, counts (requests per backend), server }.
+function roundRobin(backends, mount) {
+  const http = require('http');
+  const counts = backends.map(() => 0);
+  const turn = new Map();
+  const server = http.createServer((req, res) => {
+    const body = [];
+    req.on('data', (d) => body.push(d));
+    req.on('end', () => {
+      const data = Buffer.concat(body);
+      let key = '';
+      try {
+        const msgs = [].concat(JSON.parse(data.toString() || 'null'));
+        key = (msgs[0] && msgs[0].clientId) || '';
+      } catch (e) { /* not JSON: the shared turn */ }
+      const n = turn.get(key) || 0;
+      turn.set(key, n + 1);
+      const i = n % backends.length;
+      counts[i]++;
+      const to = new URL(backends[i].url);
+      const up = http.request({
+        host: to.hostname, port: to.port, method: req.method, path: req.url,
+        headers: { ...req.headers, host: to.host }, agent: false,
+      }, (ur) => { res.writeHead(ur.statusCode, ur.headers); ur.pipe(res); });
+      up.on('error', () => { res.statusCode = 502; res.end(); });
+      up.end(data);
+    });
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
+    resolve({ url: `http://127.0.0.1:${server.address().port}${mount}`, counts, server });
+  }));
+}
+
 module.exports = {
   ROOT, NODE_MODULES, CMD, delay, withTimeout, assert, assertEqual, poll, waiter,
-  startServer, stopServer, runFile,
+  startServer, stopServer, runFile, roundRobin,
 };

@@ -109,26 +109,6 @@ for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(1));
 
 // ----------------------------------------------------------------- helpers
 
-// An HTTP proxy that sends each request to the next of `backends` in turn.
-function roundRobin(backends) {
-  const counts = backends.map(() => 0);
-  let next = 0;
-  const server = http.createServer((req, res) => {
-    const i = next++ % backends.length;
-    counts[i]++;
-    const to = new URL(backends[i].url);
-    const up = http.request({
-      host: to.hostname, port: to.port, method: req.method, path: req.url,
-      headers: { ...req.headers, host: to.host }, agent: false,
-    }, (ur) => { res.writeHead(ur.statusCode, ur.headers); ur.pipe(res); });
-    up.on('error', () => { res.statusCode = 502; res.end(); });
-    req.pipe(up);
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
-    resolve({ url: `http://127.0.0.1:${server.address().port}/faye`, counts, server });
-  }));
-}
-
 function request(srv, method, pathname, body) {
   return new Promise((resolve, reject) => {
     const text = body === undefined ? '' : JSON.stringify(body);
@@ -224,7 +204,7 @@ H.runFile({
     const b = H.startServer({ mount: '/faye', timeout: SERVER_TIMEOUT, cmd });
     servers.push(b.srv);
     [A, B] = await Promise.all([a, b]);
-    proxy = await roundRobin([A, B]);
+    proxy = await H.roundRobin([A, B], '/faye');
     console.log(`# second server ${B.url}; proxy ${proxy.url}; redis-server on port ${redis.port}`);
     return A;
   },

@@ -245,29 +245,6 @@ test('Redis killed and restarted during traffic: both survive, answer, recover',
 
 // ------------------------------------------------- no sticky sessions
 
-// An HTTP proxy that sends each request to the next of `backends` in turn
-// (no affinity at all): a long-polling client's handshake, connects and
-// subscribes alternate between the processes.
-function roundRobin(backends) {
-  const http = require('http');
-  const counts = backends.map(() => 0);
-  let next = 0;
-  const server = http.createServer((req, res) => {
-    const i = next++ % backends.length;
-    counts[i]++;
-    const to = new URL(backends[i].url);
-    const up = http.request({
-      host: to.hostname, port: to.port, method: req.method, path: req.url,
-      headers: { ...req.headers, host: to.host }, agent: false,
-    }, (ur) => { res.writeHead(ur.statusCode, ur.headers); ur.pipe(res); });
-    up.on('error', () => { res.statusCode = 502; res.end(); });
-    req.pipe(up);
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
-    resolve({ url: `http://127.0.0.1:${server.address().port}/bayeux`, counts, server });
-  }));
-}
-
 // One Bayeux POST; resolves with the reply's messages.
 function bayeuxPost(url, msgs) {
   const http = require('http');
@@ -299,7 +276,7 @@ function rawConnect(srv, clientId, timeoutMs) {
 }
 
 test('no sticky sessions: long-polling clients alternating between processes get 2 x 300 publishes once each, in order', async () => {
-  const proxy = await roundRobin([A, B]);
+  const proxy = await H.roundRobin([A, B], '/bayeux');
   try {
     const subs = [];
     for (let i = 0; i < 2; i++) {
