@@ -22,8 +22,16 @@ server:track_presence("/room/*")
 
 local events, published, delivered = {}, {}, {}
 local watcher = server:client()
-watcher:subscribe("/presence/**", function(data) events[#events + 1] = data end)
-watcher:subscribe("/room/*", function(data) delivered[#delivered + 1] = data end)
+-- the test starts once both processes' watchers are subscribed (on Redis
+-- too): an event published before would not reach them
+local waiting = 2
+local function ready(ok, err)
+  assert(ok, err)
+  waiting = waiting - 1
+  if waiting == 0 then server:listen(0, "127.0.0.1") end
+end
+watcher:subscribe("/presence/**", function(data) events[#events + 1] = data end, ready)
+watcher:subscribe("/room/*", function(data) delivered[#delivered + 1] = data end, ready)
 server:on("publish", function(_, ch, data, user)
   if ch ~= "/room/a" then return end
   published[#published + 1] = { channel = ch, from = data.from, user = user and user.id or bayeux.null }
@@ -50,7 +58,6 @@ server:route("GET", "/seen", function(req, res)
   res:json { events = bayeux.array(events), published = bayeux.array(published),
              delivered = bayeux.array(delivered) }
 end)
-server:listen(0, "127.0.0.1")
 ]]
 
 for _, mode in ipairs { "bayeux", "faye" } do

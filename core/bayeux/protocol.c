@@ -67,11 +67,17 @@ typedef struct given {
 
 typedef struct op {
     bx_batch_t *batch;
-    json_t *msg;                /* the message after incoming extensions */
-    json_t *reply;
+    union {
+        struct {
+            json_t *msg;        /* the message after incoming extensions */
+            json_t *reply;
+        };
+        char held_id[16];       /* held_short: the reply's id, as JSON */
+    };
     bx_chunk_t *held_reply;     /* while held: the reply, serialized (a few
                                    hundred bytes less per idle client than
-                                   the json_t tree and the message) */
+                                   the json_t tree and the message); NULL
+                                   when held_short */
     bx_waiter_t waiter;         /* while a connect is held */
     bx_timeout_t timeout;       /* while held with a timeout */
     struct op *next;            /* while parked: the batch's parked ops;
@@ -81,6 +87,9 @@ typedef struct op {
     uint32_t seq;               /* its place in the batch */
     int8_t engine_status;       /* the engine could not answer (a status) */
     uint8_t exists;
+    uint8_t held_short;         /* held, its reply kept as held_id only: 1 +
+                                   the index of the template whose text it
+                                   is with this id and client_id (held_keep) */
     /* while parked, what runs when its turn comes; then, during a lookup,
      * what runs after it */
     void (*step)(struct op *op);
@@ -633,6 +642,168 @@ static void client_checks(op_t *op)
 
 /* ---- /meta/connect ---- */
 
+/* A held connect's reply text is the same for every client but for its
+ * id and clientId: the shapes seen (few: the reply is the server's but for
+ * the id, which may be a string or a number, and the connection type's
+ * advice) are kept once each, as the text with those two values cut out,
+ * so that an idle client keeps 16 bytes of its reply instead of a block of
+ * ~190 (the largest part of an idle session's memory). A process-wide
+ * table, never emptied: each entry is a text the server wrote, and a text
+ * that fits none, once the table is full, is kept whole as before. */
+typedef struct {
+    size_t len;                 /* text without the two values */
+    uint32_t first, second;     /* where the first and the second value go */
+    uint8_t id_first;           /* the first is the id (else the clientId) */
+    char *text;
+} held_tpl_t;
+
+#define HELD_TPLS 32
+#define CID_JSON 33             /* a client id as JSON: 31 bytes in quotes */
+static held_tpl_t g_tpls[HELD_TPLS];
+static int g_ntpls;
+
+/* The two values in `t`'s order. */
+static void tpl_values(const held_tpl_t *t, const char *id, size_t idlen, const char *cid,
+                       const char **v1, size_t *l1, const char **v2, size_t *l2)
+{
+    *v1 = t->id_first ? id : cid;
+    *l1 = t->id_first ? idlen : CID_JSON;
+    *v2 = t->id_first ? cid : id;
+    *l2 = t->id_first ? CID_JSON : idlen;
+}
+
+/* Whether `t` with `id` (idlen bytes of JSON) and `cid` (the client id as
+ * JSON) is `text`. */
+static int tpl_is(const held_tpl_t *t, const char *id, size_t idlen, const char *cid,
+                  const char *text, size_t len)
+{
+    const char *v1, *v2;
+    size_t l1, l2;
+    tpl_values(t, id, idlen, cid, &v1, &l1, &v2, &l2);
+    if (len != t->len + l1 + l2)
+        return 0;
+    const char *p = text;
+    size_t mid = t->second - t->first;
+    if (memcmp(p, t->text, t->first) != 0 || memcmp(p + t->first, v1, l1) != 0)
+        return 0;
+    p += t->first + l1;
+    if (memcmp(p, t->text + t->first, mid) != 0 || memcmp(p + mid, v2, l2) != 0)
+        return 0;
+    p += mid + l2;
+    return memcmp(p, t->text + t->second, t->len - t->second) == 0;
+}
+
+/* Where member `name` (with its quotes and colon) has value `v` in
+ * `text`, or NULL. A member name cannot occur inside a JSON string (its
+ * quotes would be escaped); tpl_find checks the result anyway. */
+static const char *member_at(const char *text, size_t len, const char *name, const char *v,
+                             size_t vlen)
+{
+    size_t nlen = strlen(name);
+    const char *end = text + len;
+    for (const char *q = text; (q = memmem(q, (size_t)(end - q), name, nlen)) != NULL; q++)
+        if ((size_t)(end - (q + nlen)) >= vlen && memcmp(q + nlen, v, vlen) == 0)
+            return q + nlen;
+    return NULL;
+}
+
+/* Finds (or adds) the template `text` is of; its index, or -1. */
+static int tpl_find(const char *id, size_t idlen, const char *cid, const char *text,
+                    size_t len)
+{
+    for (int i = 0; i < g_ntpls; i++)
+        if (tpl_is(&g_tpls[i], id, idlen, cid, text, len))
+            return i;
+    if (g_ntpls == HELD_TPLS)
+        return -1;
+    const char *pi = member_at(text, len, "\"id\":", id, idlen);
+    const char *pc = member_at(text, len, "\"clientId\":", cid, CID_JSON);
+    if (!pi || !pc || (pi < pc && pi + idlen > pc) || (pc < pi && pc + CID_JSON > pi))
+        return -1;
+    held_tpl_t t = { .id_first = pi < pc };
+    const char *v1, *v2;
+    size_t l1, l2;
+    tpl_values(&t, pi, idlen, pc, &v1, &l1, &v2, &l2);
+    size_t mid = (size_t)(v2 - (v1 + l1));
+    t.len = len - idlen - CID_JSON;
+    t.first = (uint32_t)(v1 - text);
+    t.second = (uint32_t)(t.first + mid);
+    t.text = bx_malloc(t.len + 1);
+    memcpy(t.text, text, t.first);
+    memcpy(t.text + t.first, v1 + l1, mid);
+    memcpy(t.text + t.second, v2 + l2, t.len - t.second);
+    t.text[t.len] = '\0';
+    if (!tpl_is(&t, id, idlen, cid, text, len)) {
+        free(t.text);
+        return -1;
+    }
+    g_tpls[g_ntpls] = t;
+    return g_ntpls++;
+}
+
+/* Keeps a connect's final reply for its hold: as its id only when the
+ * text is of a known shape, else the text; the message and the reply
+ * (json_t) are let go either way. */
+static void held_keep(op_t *op)
+{
+    json_t *id = json_object_get(op->reply, "id");
+    bx_buf_t text = BX_BUF_INIT, idj = BX_BUF_INIT;
+    char cid[CID_JSON + 1];
+    int i = -1;
+
+    bx_json_dump(op->reply, &text);
+    if (id && strlen(op->client_id) == 31) {
+        bx_json_dump(id, &idj);
+        snprintf(cid, sizeof(cid), "\"%s\"", op->client_id);
+        if (idj.len > 0 && idj.len < sizeof(op->held_id))
+            i = tpl_find(idj.data, idj.len, cid, text.data, text.len);
+    }
+    json_decref(op->reply);
+    json_decref(op->msg);
+    if (i >= 0) {
+        memset(op->held_id, 0, sizeof(op->held_id));
+        memcpy(op->held_id, idj.data, idj.len);
+        op->held_short = (uint8_t)(i + 1);
+        op->held_reply = NULL;
+    } else {
+        op->msg = op->reply = NULL;
+        op->held_reply = bx_chunk_new(text.data, text.len);
+    }
+    bx_buf_free(&text);
+    bx_buf_free(&idj);
+}
+
+/* The held reply as its text again (held_reply), at its release; the
+ * union holds the message's and the reply's pointers again (none). */
+static void held_expand(op_t *op)
+{
+    if (!op->held_short)
+        return;
+    const held_tpl_t *t = &g_tpls[op->held_short - 1];
+    char id[sizeof(op->held_id)], cid[CID_JSON + 1];
+    size_t idlen = strnlen(op->held_id, sizeof(op->held_id));
+    const char *v1, *v2;
+    size_t l1, l2;
+
+    memcpy(id, op->held_id, idlen);
+    snprintf(cid, sizeof(cid), "\"%s\"", op->client_id);
+    tpl_values(t, id, idlen, cid, &v1, &l1, &v2, &l2);
+    bx_chunk_t *c = bx_chunk_alloc(t->len + l1 + l2);
+    char *p = c->data;
+    memcpy(p, t->text, t->first);
+    p += t->first;
+    memcpy(p, v1, l1);
+    p += l1;
+    memcpy(p, t->text + t->first, t->second - t->first);
+    p += t->second - t->first;
+    memcpy(p, v2, l2);
+    p += l2;
+    memcpy(p, t->text + t->second, t->len - t->second);
+    op->held_short = 0;
+    op->msg = op->reply = NULL;
+    op->held_reply = c;
+}
+
 static void hold_stop(op_t *op)
 {
     bx_batch_t *b = op->batch;
@@ -649,6 +820,7 @@ static void hold_release(bx_waiter_t *w, bx_chunkv_t *msgs)
     op_t *op = (op_t *)((char *)w - offsetof(op_t, waiter));
     bx_batch_t *b = op->batch;
     hold_stop(op);
+    held_expand(op);
     if (w->batch >= 0)
         ack_stamp(op, w->batch);
     if (msgs->n) {
@@ -718,11 +890,7 @@ static void connect_checked(op_t *op)
     op->waiter.batch = -1;
     /* the message is done with and the reply is final until released:
      * keep them as the reply's text only */
-    op->held_reply = bx_json_chunk(op->reply);  /* exact size: it may wait long */
-    json_decref(op->reply);
-    op->reply = NULL;
-    json_decref(op->msg);
-    op->msg = NULL;
+    held_keep(op);
 
     op->waiter.release = hold_release;
     op->waiter.request = op->batch->request;

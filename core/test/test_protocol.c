@@ -432,6 +432,56 @@ static void test_connect_held_then_message(void)
     ENV_CLOSE(&env);
 }
 
+/* A held connect keeps its reply as its id only when the text is of a
+ * shape seen before (held_keep): whatever the id (string, number, escapes,
+ * a text that looks like a member, too long to keep short), each client
+ * held at once gets its own id and clientId back, and the rest of the
+ * reply as it was. */
+static void test_held_reply_ids(void)
+{
+    static const char *const IDS[] = {
+        "\"c\"", "\"1\"", "7", "\"a\\\"b\"", "\"\\\"clientId\\\":\\\"x\"",
+        "\"a-very-long-message-id-0123456789\"", "\"\\u0000\"", "12345678901234",
+    };
+    enum { N = sizeof(IDS) / sizeof(IDS[0]) };
+    env_t env;
+    cap_t c[N], p = { 0 };
+    char ids[N][32], text[512];
+    env_open(&env);
+    memset(c, 0, sizeof(c));
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++) {
+            if (round == 0) {
+                BX_CHECK_INT(handshake(&env, ids[i]), 0);
+                BX_CHECK_INT(subscribe_ok(&env, ids[i], "/held"), 0);
+            }
+            snprintf(text, sizeof(text),
+                     "{\"channel\":\"/meta/connect\",\"clientId\":\"%s\",\"connectionType\":"
+                     "\"long-polling\",\"id\":%s}", ids[i], IDS[i]);
+            post(&env, text, &c[i]);
+        }
+        turns(&env, 10);
+        json_t *ack = roundtrip(&env, "{\"channel\":\"/held\",\"data\":1}", &p);
+        BX_CHECK(ack && is_true(ack, "successful"));
+        cap_free(&p);
+        for (int i = 0; i < N; i++) {
+            wait_reply(&env, &c[i], 10);
+            BX_CHECK_INT(c[i].calls, 1);
+            json_t *r = rep(&c[i], 0);
+            BX_CHECK_STR(str(r, "channel"), "/meta/connect");
+            BX_CHECK_STR(str(r, "clientId"), ids[i]);
+            BX_CHECK(is_true(r, "successful"));
+            BX_CHECK(field_is(r, "id", IDS[i]));
+            BX_CHECK(field_is(r, "advice", "{\"reconnect\":\"retry\",\"interval\":0,"
+                                          "\"timeout\":60000}"));
+            BX_CHECK_INT(json_object_size(r), 5);
+            BX_CHECK_STR(str(rep(&c[i], 1), "channel"), "/held");
+            cap_free(&c[i]);
+        }
+    }
+    ENV_CLOSE(&env);
+}
+
 static void test_connect_batch_with_publish(void)
 {
     /* [connect, publish]: the publish ack first (completion order), then
@@ -1069,6 +1119,7 @@ int main(void)
     BX_RUN(test_connect_timeout_zero);
     BX_RUN(test_connect_timeout_zero_flushes_queue);
     BX_RUN(test_connect_held_then_message);
+    BX_RUN(test_held_reply_ids);
     BX_RUN(test_connect_batch_with_publish);
     BX_RUN(test_subscribe_forms);
     BX_RUN(test_subscribe_forbidden);

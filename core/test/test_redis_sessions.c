@@ -145,6 +145,36 @@ static void loop_open(uv_loop_t *loop)
     uv_timer_start(&g_tick, tick, 20, 20);
 }
 
+/* Three engines on one loop, as three processes: A and B take turns
+ * holding clients, P publishes. A's max_channels is `a_max` (0: none). */
+typedef struct {
+    uv_loop_t loop;
+    node_t na, nb, np;
+    bx_proxy_t pa, pb, pp;
+    bx_engine_t *a, *b, *p;
+} trio_t;
+
+static int trio_open(trio_t *t, size_t a_max)
+{
+    memset(t, 0, sizeof(*t));
+    loop_open(&t->loop);
+    free(g_seq);
+    g_seq = NULL;
+    g_nseq = 0;
+    t->a = engine_max(&t->loop, &t->na, &t->pa, 60, a_max);
+    t->b = engine(&t->loop, &t->nb, &t->pb, 60);
+    t->p = engine(&t->loop, &t->np, &t->pp, 60);
+    return t->a && t->b && t->p ? 0 : -1;
+}
+
+static void trio_close(trio_t *t)
+{
+    close_engine(&t->loop, t->a);
+    close_engine(&t->loop, t->b);
+    close_engine(&t->loop, t->p);
+    BX_LOOP_CLOSE(&t->loop);
+}
+
 /* ---- Tests ---- */
 
 #define ROUNDS 20
@@ -152,55 +182,45 @@ static void loop_open(uv_loop_t *loop)
 
 static void test_connection_hops(void)
 {
-    uv_loop_t loop;
-    node_t na = { 0 }, nb = { 0 }, np = { 0 };
-    bx_proxy_t pa, pb, pp;
+    trio_t t;
     char id[32];
     int ok = 1;
 
-    loop_open(&loop);
-    free(g_seq);
-    g_seq = NULL;
-    g_nseq = 0;
-    bx_engine_t *a = engine(&loop, &na, &pa, 60), *b = engine(&loop, &nb, &pb, 60);
-    bx_engine_t *p = engine(&loop, &np, &pp, 60);
-    BX_CHECK(a && b && p);
-    BX_CHECK_INT(client(&loop, a, id), 0);
-    BX_CHECK_INT(subscribe(&loop, a, id, "/h/*"), 0);
+    BX_CHECK_INT(trio_open(&t, 0), 0);
+    bx_engine_t *a = t.a, *b = t.b, *p = t.p;
+    BX_CHECK_INT(client(&t.loop, a, id), 0);
+    BX_CHECK_INT(subscribe(&t.loop, a, id, "/h/*"), 0);
     /* the connection moves at every round, while the publisher goes on:
      * each take on the other engine takes the client over */
     for (int r = 0; r < ROUNDS && ok; r++) {
         bx_engine_t *e = r % 2 ? b : a;
-        node_t *n = r % 2 ? &nb : &na;
+        node_t *n = r % 2 ? &t.nb : &t.na;
         ok = take_start(e, n, id) == 0;
         /* from the third engine and from both that take turns holding
          * the client: each applies its own publishes in Redis's order */
         for (int i = 0; i < PER && ok; i++) {
             bx_engine_t *from = i % 3 == 0 ? p : i % 3 == 1 ? a : b;
-            ok = publish(&loop, from, "/h/x", r * PER + i) == 0;
+            ok = publish(&t.loop, from, "/h/x", r * PER + i) == 0;
         }
-        ok = ok && take_wait(&loop, n);
+        ok = ok && take_wait(&t.loop, n);
     }
     BX_CHECK(ok);
     /* what is still queued, wherever it is */
-    run_for(&loop, 0.3);
+    run_for(&t.loop, 0.3);
     for (int r = 0; r < 3; r++) {
-        node_t *n = r % 2 ? &nb : &na;
+        node_t *n = r % 2 ? &t.nb : &t.na;
         BX_CHECK_INT(take_start(r % 2 ? b : a, n, id), 0);
-        BX_CHECK(take_wait(&loop, n));
+        BX_CHECK(take_wait(&t.loop, n));
     }
     BX_CHECK_INT(g_nseq, ROUNDS * PER);
     int in_order = 1;
     for (int i = 0; i < g_nseq && in_order; i++)
         in_order = g_seq[i] == i;
     BX_CHECK(in_order);
-    BX_CHECK(na.n > 0 && nb.n > 0);     /* both served the client */
+    BX_CHECK(t.na.n > 0 && t.nb.n > 0);     /* both served the client */
     /* and the subscription followed the client: both hold /h/x's Redis
      * subscription only while they hold the client */
-    close_engine(&loop, a);
-    close_engine(&loop, b);
-    close_engine(&loop, p);
-    BX_LOOP_CLOSE(&loop);
+    trio_close(&t);
 }
 
 static void test_subscribe_elsewhere(void)
@@ -249,68 +269,51 @@ static void test_subscribe_elsewhere(void)
  * hears first is the kernel's choice. */
 #define RACES 12
 
+/* One race: `holder` (un)subscribes client `id` to `ch` as `claimer`
+ * takes it over (`take_first`: the take is asked first); then P publishes
+ * `data` there, and the claimer takes what the client got: the data
+ * (subscribe) or nothing (unsubscribe). -1 when a step failed. */
+static int race(trio_t *t, bx_engine_t *holder, bx_engine_t *claimer, node_t *n,
+                const char *id, const char *ch, int unsub, int take_first, int data)
+{
+    rec_t r = { 0 };
+    int rc = 0;
+
+    n->n = 0;
+    if (take_first)
+        rc = take_start(claimer, n, id);
+    rc |= unsub ? holder->ops->unsubscribe(holder, id, ch, bool_cb, &r)
+                : holder->ops->subscribe(holder, id, ch, 0, bool_cb, &r);
+    if (!take_first)
+        rc |= take_start(claimer, n, id);
+    if (rc || !run_until(&t->loop, &r.calls, 1, 10) || r.status || !take_wait(&t->loop, n)
+        || publish(&t->loop, t->p, ch, data) != 0)
+        return -1;
+    run_for(&t->loop, 0.05);
+    if (take_start(claimer, n, id) != 0 || !take_wait(&t->loop, n))
+        return -1;
+    return unsub ? n->n == 0 : n->n == 1 && n->got[0] == data;
+}
+
 static void test_subscribe_during_handoff(void)
 {
-    uv_loop_t loop;
-    node_t na = { 0 }, nb = { 0 }, np = { 0 };
-    bx_proxy_t pa, pb, pp;
+    trio_t t;
     int sub_ok = 0, unsub_ok = 0;
 
-    loop_open(&loop);
-    free(g_seq);
-    g_seq = NULL;
-    g_nseq = 0;
-    bx_engine_t *a = engine(&loop, &na, &pa, 60), *b = engine(&loop, &nb, &pb, 60);
-    bx_engine_t *p = engine(&loop, &np, &pp, 60);
-    BX_CHECK(a && b && p);
+    BX_CHECK_INT(trio_open(&t, 0), 0);
     for (int k = 0; k < RACES; k++) {
         char id[32], ch[32];
-        rec_t r = { 0 };
         snprintf(ch, sizeof(ch), "/race/%d", k);
-        BX_CHECK_INT(client(&loop, a, id), 0);
-        /* the client is held by A; B takes it over as A subscribes it */
-        nb.n = 0;
-        if (k % 2) {
-            BX_CHECK_INT(take_start(b, &nb, id), 0);
-            BX_CHECK_INT(a->ops->subscribe(a, id, ch, 0, bool_cb, &r), 0);
-        } else {
-            BX_CHECK_INT(a->ops->subscribe(a, id, ch, 0, bool_cb, &r), 0);
-            BX_CHECK_INT(take_start(b, &nb, id), 0);
-        }
-        BX_CHECK(run_until(&loop, &r.calls, 1, 10));
-        BX_CHECK_INT(r.status, 0);
-        BX_CHECK(take_wait(&loop, &nb));
-        BX_CHECK_INT(publish(&loop, p, ch, 100 + k), 0);
-        run_for(&loop, 0.05);
-        BX_CHECK_INT(take_start(b, &nb, id), 0);
-        BX_CHECK(take_wait(&loop, &nb));
-        sub_ok += nb.n == 1 && nb.got[0] == 100 + k;
+        BX_CHECK_INT(client(&t.loop, t.a, id), 0);
+        /* held by A; B takes it over as A subscribes it */
+        sub_ok += race(&t, t.a, t.b, &t.nb, id, ch, 0, k % 2, 100 + k) == 1;
         /* the other way: held by B, subscribed; A takes it over as B
          * unsubscribes it: nothing more comes */
-        na.n = 0;
-        memset(&r, 0, sizeof(r));
-        if (k % 2) {
-            BX_CHECK_INT(take_start(a, &na, id), 0);
-            BX_CHECK_INT(b->ops->unsubscribe(b, id, ch, bool_cb, &r), 0);
-        } else {
-            BX_CHECK_INT(b->ops->unsubscribe(b, id, ch, bool_cb, &r), 0);
-            BX_CHECK_INT(take_start(a, &na, id), 0);
-        }
-        BX_CHECK(run_until(&loop, &r.calls, 1, 10));
-        BX_CHECK_INT(r.status, 0);
-        BX_CHECK(take_wait(&loop, &na));
-        BX_CHECK_INT(publish(&loop, p, ch, 200 + k), 0);
-        run_for(&loop, 0.05);
-        BX_CHECK_INT(take_start(a, &na, id), 0);
-        BX_CHECK(take_wait(&loop, &na));
-        unsub_ok += na.n == 0;
+        unsub_ok += race(&t, t.b, t.a, &t.na, id, ch, 1, k % 2, 200 + k) == 1;
     }
     BX_CHECK_INT(sub_ok, RACES);
     BX_CHECK_INT(unsub_ok, RACES);
-    close_engine(&loop, a);
-    close_engine(&loop, b);
-    close_engine(&loop, p);
-    BX_LOOP_CLOSE(&loop);
+    trio_close(&t);
 }
 
 /* A subscribe the holder refuses for its max_channels, asked there or on
@@ -318,36 +321,29 @@ static void test_subscribe_during_handoff(void)
  * to next (with room) does not subscribe it either. */
 static void test_channel_limit_not_kept(void)
 {
-    uv_loop_t loop;
-    node_t na = { 0 }, nb = { 0 }, np = { 0 };
-    bx_proxy_t pa, pb, pp;
+    trio_t t;
     char id[32];
 
-    loop_open(&loop);
-    bx_engine_t *a = engine_max(&loop, &na, &pa, 60, 1), *b = engine(&loop, &nb, &pb, 60);
-    bx_engine_t *p = engine(&loop, &np, &pp, 60);
-    BX_CHECK(a && b && p);
-    BX_CHECK_INT(client(&loop, a, id), 0);
-    BX_CHECK_INT(subscribe(&loop, a, id, "/lim/1"), 0);
-    BX_CHECK_INT(subscribe(&loop, a, id, "/lim/2"), BX_ECHANLIMIT);    /* asked on A */
-    BX_CHECK_INT(subscribe(&loop, b, id, "/lim/3"), BX_ECHANLIMIT);    /* on B, held by A */
-    BX_CHECK_INT(take_start(b, &nb, id), 0);
-    BX_CHECK(take_wait(&loop, &nb));
-    nb.n = 0;
+    BX_CHECK_INT(trio_open(&t, 1), 0);
+    bx_engine_t *a = t.a, *b = t.b, *p = t.p;
+    BX_CHECK_INT(client(&t.loop, a, id), 0);
+    BX_CHECK_INT(subscribe(&t.loop, a, id, "/lim/1"), 0);
+    BX_CHECK_INT(subscribe(&t.loop, a, id, "/lim/2"), BX_ECHANLIMIT);    /* asked on A */
+    BX_CHECK_INT(subscribe(&t.loop, b, id, "/lim/3"), BX_ECHANLIMIT);    /* on B, held by A */
+    BX_CHECK_INT(take_start(b, &t.nb, id), 0);
+    BX_CHECK(take_wait(&t.loop, &t.nb));
+    t.nb.n = 0;
     for (int i = 1; i <= 3; i++) {
         char ch[16];
         snprintf(ch, sizeof(ch), "/lim/%d", i);
-        BX_CHECK_INT(publish(&loop, p, ch, i), 0);
+        BX_CHECK_INT(publish(&t.loop, p, ch, i), 0);
     }
-    run_for(&loop, 0.1);
-    BX_CHECK_INT(take_start(b, &nb, id), 0);
-    BX_CHECK(take_wait(&loop, &nb));
-    BX_CHECK_INT(nb.n, 1);
-    BX_CHECK_INT(nb.got[0], 1);
-    close_engine(&loop, a);
-    close_engine(&loop, b);
-    close_engine(&loop, p);
-    BX_LOOP_CLOSE(&loop);
+    run_for(&t.loop, 0.1);
+    BX_CHECK_INT(take_start(b, &t.nb, id), 0);
+    BX_CHECK(take_wait(&t.loop, &t.nb));
+    BX_CHECK_INT(t.nb.n, 1);
+    BX_CHECK_INT(t.nb.got[0], 1);
+    trio_close(&t);
 }
 
 static void test_expiry_everywhere(void)
