@@ -208,7 +208,7 @@ void bx_session_hold(bx_hub_t *s, const char *id, bx_waiter_t *w)
         bx_waiter_t *old = ss->hold;
         bx_chunkv_t none = BX_CHUNKV_INIT;
         set_hold(s, ss, NULL);
-        old->release(old, &none);
+        old->ops->release(old, &none);
     }
     if (ss->ack)
         ack_connect(s, ss, w);
@@ -546,7 +546,8 @@ static void outgoing_pass(bx_hub_t *s, session_t *ss, bx_chunkv_t *msgs)
     outpass_t *p = NULL;
     /* as in Faye, a delivery shows the request of the connection carrying
      * it (the held connect, or the socket's upgrade request) */
-    void *request = ss->sink ? ss->sink->request : ss->hold ? ss->hold->request : NULL;
+    void *request = ss->sink ? ss->sink->request
+                  : ss->hold && ss->hold->ops->request ? ss->hold->ops->request(ss->hold) : NULL;
 
     for (size_t i = 0; i < msgs->n; i++) {
         bx_chunk_t *c = msgs->v[i];
@@ -674,7 +675,7 @@ static void deliver_session(bx_hub_t *s, session_t *ss)
             ack_sent(ss->ack, w, &msgs);
         set_hold(s, ss, NULL);
         ss->pinned++;
-        w->release(w, &msgs);
+        w->ops->release(w, &msgs);
         ss->pinned--;
         bx_chunkv_free(&msgs);
     }
@@ -1109,7 +1110,7 @@ void bx_hub_close_begin(bx_hub_t *s)
             bx_chunkv_t msgs = ss->pending;
             ss->pending = (bx_chunkv_t)BX_CHUNKV_INIT;
             set_hold(s, ss, NULL);
-            w->release(w, &msgs);
+            w->ops->release(w, &msgs);
             bx_chunkv_free(&msgs);
         }
     }
@@ -1143,7 +1144,7 @@ int bx_hub_close(bx_hub_t *s, void (*done)(void *ud), void *ud)
             bx_waiter_t *w = ss->hold;
             bx_chunkv_t none = BX_CHUNKV_INIT;
             set_hold(s, ss, NULL);
-            w->release(w, &none);
+            w->ops->release(w, &none);
         }
         if (ss->sink) {
             bx_sink_t *sink = ss->sink;

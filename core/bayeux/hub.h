@@ -46,15 +46,24 @@ typedef struct {
                                    subscribes are not limited); 0 = no limit */
 } bx_hub_opts_t;
 
-/* A held /meta/connect waiting for messages. `release` ends the hold:
- * `msgs` holds the messages to answer with (entries stolen; may be empty).
- * Called at most once per hold, from the delivery pass or from a session
- * ending, never from inside bx_session_hold(). */
-typedef struct bx_waiter_s {
+struct bx_waiter_s;
+
+/* What a kind of held connect does; one static table per kind (a pointer
+ * in each waiter, which an idle client's held connect embeds). */
+typedef struct {
+    /* Ends the hold: `msgs` holds the messages to answer with (entries
+     * stolen; may be empty). Called at most once per hold, from the
+     * delivery pass or from a session ending, never from inside
+     * bx_session_hold(). */
     void (*release)(struct bx_waiter_s *w, bx_chunkv_t *msgs);
-    void *request;              /* borrowed: the HTTP request holding it, shown
-                                   to outgoing extensions on deliveries; NULL
-                                   for none; valid while held */
+    /* Borrowed: the HTTP request holding it, shown to outgoing extensions
+     * on deliveries; NULL for none. May be NULL itself (none). */
+    void *(*request)(struct bx_waiter_s *w);
+} bx_waiter_ops_t;
+
+/* A held /meta/connect waiting for messages. */
+typedef struct bx_waiter_s {
+    const bx_waiter_ops_t *ops; /* borrowed, static */
     int64_t ack;                /* acknowledged delivery (docs/delivery.md):
                                    the ext.ack id the connect carried, -1 for
                                    none; read by the hub while held */

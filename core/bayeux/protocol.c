@@ -67,33 +67,40 @@ typedef struct given {
 
 typedef struct op {
     bx_batch_t *batch;
+    /* which member is in use: `held` says (an idle client's held
+     * connect is one of these: it is kept in glibc's 160-byte class) */
     union {
-        struct {
+        struct {                /* not held */
             json_t *msg;        /* the message after incoming extensions */
             json_t *reply;
         };
-        char held_id[16];       /* held_short: the reply's id, as JSON */
-    };
-    bx_chunk_t *held_reply;     /* while held: the reply, serialized (a few
+        bx_chunk_t *held_reply; /* HELD_TEXT: the reply, serialized (a few
                                    hundred bytes less per idle client than
-                                   the json_t tree and the message); NULL
-                                   when held_short */
+                                   the json_t tree and the message) */
+        char held_id[16];       /* HELD_SHORT: the reply's id, as JSON (""
+                                   for none), in template `tpl` (held_keep) */
+    };
     bx_waiter_t waiter;         /* while a connect is held */
     bx_timeout_t timeout;       /* while held with a timeout */
     struct op *next;            /* while parked: the batch's parked ops;
                                    while held: its held connects */
     char client_id[32];
-    size_t outstanding;         /* engine calls not answered yet */
+    uint32_t outstanding;       /* engine calls not answered yet */
     uint32_t seq;               /* its place in the batch */
     int8_t engine_status;       /* the engine could not answer (a status) */
     uint8_t exists;
-    uint8_t held_short;         /* held, its reply kept as held_id only: 1 +
-                                   the index of the template whose text it
-                                   is with this id and client_id (held_keep) */
+    uint8_t held;               /* 0, HELD_TEXT or HELD_SHORT */
+    uint8_t tpl;                /* HELD_SHORT: the template's index */
     /* while parked, what runs when its turn comes; then, during a lookup,
      * what runs after it */
     void (*step)(struct op *op);
 } op_t;
+
+enum { HELD_TEXT = 1, HELD_SHORT = 2 };
+
+#if UINTPTR_MAX == 0xffffffffffffffffu
+_Static_assert(sizeof(op_t) <= 152, "a held connect stays in glibc's 160-byte class");
+#endif
 
 static void op_reply(op_t *op);
 
@@ -373,10 +380,13 @@ static void op_done(op_t *op, json_t *reply)
         }
         json_decref(reply);
     }
-    json_decref(op->msg);
-    if (op->reply)
-        json_decref(op->reply);
-    bx_chunk_unref(op->held_reply);
+    if (op->held) {
+        bx_chunk_unref(op->held_reply);     /* held_expand made it HELD_TEXT */
+    } else {
+        json_decref(op->msg);
+        if (op->reply)
+            json_decref(op->reply);
+    }
     free(op);
     if (--b->pending == 0)
         batch_finish(b);
@@ -432,14 +442,16 @@ static void account(op_t *op, const json_t *reply)
 static void op_reply(op_t *op)
 {
     gate_pass(op);              /* the reply is known: no more engine work */
-    if (!op->held_reply && op->reply)
+    if (!op->held && op->reply)
         account(op, op->reply);
     void *eud;
     bx_ext_hook out = bx_hub_outgoing(op->batch->hub, &eud);
-    json_t *reply = op->reply;
+    json_t *reply = NULL;
 
-    op->reply = NULL;
-    if (op->held_reply) {
+    if (!op->held) {
+        reply = op->reply;
+        op->reply = NULL;
+    } else {
         bx_batch_t *b = op->batch;
         bx_chunk_t *text = op->held_reply;
         if (!out || b->canceled) {
@@ -716,7 +728,8 @@ static int tpl_find(const char *id, size_t idlen, const char *cid, const char *t
             return i;
     if (g_ntpls == HELD_TPLS)
         return -1;
-    const char *pi = member_at(text, len, "\"id\":", id, idlen);
+    /* no id (a connect need not have one): an empty value at the end */
+    const char *pi = idlen ? member_at(text, len, "\"id\":", id, idlen) : text + len;
     const char *pc = member_at(text, len, "\"clientId\":", cid, CID_JSON);
     if (!pi || !pc || (pi < pc && pi + idlen > pc) || (pc < pi && pc + CID_JSON > pi))
         return -1;
@@ -752,34 +765,35 @@ static void held_keep(op_t *op)
     int i = -1;
 
     bx_json_dump(op->reply, &text);
-    if (id && strlen(op->client_id) == 31) {
-        bx_json_dump(id, &idj);
+    if (strlen(op->client_id) == 31) {
+        if (id)
+            bx_json_dump(id, &idj);
         snprintf(cid, sizeof(cid), "\"%s\"", op->client_id);
-        if (idj.len > 0 && idj.len < sizeof(op->held_id))
-            i = tpl_find(idj.data, idj.len, cid, text.data, text.len);
+        if (idj.len < sizeof(op->held_id) && (!id || idj.len > 0))
+            i = tpl_find(idj.data ? idj.data : "", idj.len, cid, text.data, text.len);
     }
     json_decref(op->reply);
     json_decref(op->msg);
+    memset(op->held_id, 0, sizeof(op->held_id));
     if (i >= 0) {
-        memset(op->held_id, 0, sizeof(op->held_id));
-        memcpy(op->held_id, idj.data, idj.len);
-        op->held_short = (uint8_t)(i + 1);
-        op->held_reply = NULL;
+        if (idj.len)
+            memcpy(op->held_id, idj.data, idj.len);
+        op->held = HELD_SHORT;
+        op->tpl = (uint8_t)i;
     } else {
-        op->msg = op->reply = NULL;
+        op->held = HELD_TEXT;
         op->held_reply = bx_chunk_new(text.data, text.len);
     }
     bx_buf_free(&text);
     bx_buf_free(&idj);
 }
 
-/* The held reply as its text again (held_reply), at its release; the
- * union holds the message's and the reply's pointers again (none). */
+/* The held reply as its text again (HELD_TEXT), at its release. */
 static void held_expand(op_t *op)
 {
-    if (!op->held_short)
+    if (op->held != HELD_SHORT)
         return;
-    const held_tpl_t *t = &g_tpls[op->held_short - 1];
+    const held_tpl_t *t = &g_tpls[op->tpl];
     char id[sizeof(op->held_id)], cid[CID_JSON + 1];
     size_t idlen = strnlen(op->held_id, sizeof(op->held_id));
     const char *v1, *v2;
@@ -799,8 +813,8 @@ static void held_expand(op_t *op)
     memcpy(p, v2, l2);
     p += l2;
     memcpy(p, t->text + t->second, t->len - t->second);
-    op->held_short = 0;
-    op->msg = op->reply = NULL;
+    memset(op->held_id, 0, sizeof(op->held_id));
+    op->held = HELD_TEXT;
     op->held_reply = c;
 }
 
@@ -834,6 +848,14 @@ static void hold_release(bx_waiter_t *w, bx_chunkv_t *msgs)
     }
     op_reply(op);
 }
+
+static void *hold_request(bx_waiter_t *w)
+{
+    op_t *op = (op_t *)((char *)w - offsetof(op_t, waiter));
+    return op->batch->request;
+}
+
+static const bx_waiter_ops_t HOLD_OPS = { hold_release, hold_request };
 
 static void hold_timeout(bx_timeout_t *t)
 {
@@ -892,8 +914,7 @@ static void connect_checked(op_t *op)
      * keep them as the reply's text only */
     held_keep(op);
 
-    op->waiter.release = hold_release;
-    op->waiter.request = op->batch->request;
+    op->waiter.ops = &HOLD_OPS;
     op->next = op->batch->holds;
     op->batch->holds = op;
     bx_session_hold(s, op->client_id, &op->waiter);

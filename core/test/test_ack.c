@@ -34,6 +34,8 @@ static void on_release(bx_waiter_t *w, bx_chunkv_t *msgs)
     bx_chunkv_move(&c->got, msgs);
 }
 
+static const bx_waiter_ops_t RELEASE_OPS = { on_release, NULL };
+
 typedef struct {
     bx_server_t *s;
     bx_hub_t *hub;
@@ -83,7 +85,7 @@ static void do_connect(node_t *n, uv_loop_t *loop, const char *id, conn_t *c, in
 {
     bx_chunkv_free(&c->got);
     memset(c, 0, sizeof(*c));
-    c->w.release = on_release;
+    c->w.ops = &RELEASE_OPS;
     c->w.ack = ack;
     c->w.batch = -1;
     bx_session_hold(n->hub, id, &c->w);
@@ -209,7 +211,7 @@ static void handoff(int acknowledged)
     uv_run(&loop, UV_RUN_DEFAULT);
     bx_chunkv_free(&c.got);
     memset(&c, 0, sizeof(c));
-    c.w.release = on_release;
+    c.w.ops = &RELEASE_OPS;
     c.w.ack = acknowledged ? 1 : 0;
     bx_session_hold(b.hub, id, &c.w);
     BX_CHECK_INT(bx_hub_acks(b.hub), 0);
