@@ -103,6 +103,8 @@ _Static_assert(sizeof(op_t) <= 152, "a held connect stays in glibc's 160-byte cl
 #endif
 
 static void op_reply(op_t *op);
+static void held_write(const op_t *op, bx_buf_t *out);
+static void held_expand(op_t *op);
 
 /* ---- Errors and skeletons ---- */
 
@@ -380,9 +382,9 @@ static void op_done(op_t *op, json_t *reply)
         }
         json_decref(reply);
     }
-    if (op->held) {
-        bx_chunk_unref(op->held_reply);     /* held_expand made it HELD_TEXT */
-    } else {
+    if (op->held == HELD_TEXT) {
+        bx_chunk_unref(op->held_reply);
+    } else if (!op->held) {
         json_decref(op->msg);
         if (op->reply)
             json_decref(op->reply);
@@ -453,16 +455,21 @@ static void op_reply(op_t *op)
         op->reply = NULL;
     } else {
         bx_batch_t *b = op->batch;
-        bx_chunk_t *text = op->held_reply;
         if (!out || b->canceled) {
-            /* the common case: the text goes out as it was kept */
+            /* the common case: the text goes out as it was kept, made
+             * again straight into the batch's replies if kept short */
             if (!b->canceled) {
                 batch_next_reply(b);
-                bx_buf_append(&b->replies, text->data, text->len);
+                if (op->held == HELD_SHORT)
+                    held_write(op, &b->replies);
+                else
+                    bx_buf_append(&b->replies, op->held_reply->data, op->held_reply->len);
             }
             op_done(op, NULL);
             return;
         }
+        held_expand(op);
+        bx_chunk_t *text = op->held_reply;
         reply = bx_json_parse(text->data, text->len);
         if (!reply)
             reply = json_object();  /* not reached: we wrote that text */
@@ -509,6 +516,7 @@ static void ack_handshaken(op_t *op, const char *id)
 /* Puts the batch id `id` in the ext.ack of a held connect's reply. */
 static void ack_stamp(op_t *op, int64_t id)
 {
+    held_expand(op);
     json_t *reply = bx_json_parse(op->held_reply->data, op->held_reply->len);
     json_t *ext;
 
@@ -788,34 +796,35 @@ static void held_keep(op_t *op)
     bx_buf_free(&idj);
 }
 
-/* The held reply as its text again (HELD_TEXT), at its release. */
+/* Appends a HELD_SHORT op's reply text to `out`. */
+static void held_write(const op_t *op, bx_buf_t *out)
+{
+    const held_tpl_t *t = &g_tpls[op->tpl];
+    char cid[CID_JSON + 1];
+    const char *v1, *v2;
+    size_t l1, l2;
+
+    snprintf(cid, sizeof(cid), "\"%s\"", op->client_id);
+    tpl_values(t, op->held_id, strnlen(op->held_id, sizeof(op->held_id)), cid, &v1, &l1, &v2,
+               &l2);
+    bx_buf_append(out, t->text, t->first);
+    bx_buf_append(out, v1, l1);
+    bx_buf_append(out, t->text + t->first, t->second - t->first);
+    bx_buf_append(out, v2, l2);
+    bx_buf_append(out, t->text + t->second, t->len - t->second);
+}
+
+/* The held reply as a chunk of text (HELD_TEXT), for what changes it or
+ * shows it to an extension. */
 static void held_expand(op_t *op)
 {
     if (op->held != HELD_SHORT)
         return;
-    const held_tpl_t *t = &g_tpls[op->tpl];
-    char id[sizeof(op->held_id)], cid[CID_JSON + 1];
-    size_t idlen = strnlen(op->held_id, sizeof(op->held_id));
-    const char *v1, *v2;
-    size_t l1, l2;
-
-    memcpy(id, op->held_id, idlen);
-    snprintf(cid, sizeof(cid), "\"%s\"", op->client_id);
-    tpl_values(t, id, idlen, cid, &v1, &l1, &v2, &l2);
-    bx_chunk_t *c = bx_chunk_alloc(t->len + l1 + l2);
-    char *p = c->data;
-    memcpy(p, t->text, t->first);
-    p += t->first;
-    memcpy(p, v1, l1);
-    p += l1;
-    memcpy(p, t->text + t->first, t->second - t->first);
-    p += t->second - t->first;
-    memcpy(p, v2, l2);
-    p += l2;
-    memcpy(p, t->text + t->second, t->len - t->second);
+    bx_buf_t b = BX_BUF_INIT;
+    held_write(op, &b);
     memset(op->held_id, 0, sizeof(op->held_id));
     op->held = HELD_TEXT;
-    op->held_reply = c;
+    op->held_reply = bx_chunk_from_buf(&b);
 }
 
 static void hold_stop(op_t *op)
@@ -834,7 +843,6 @@ static void hold_release(bx_waiter_t *w, bx_chunkv_t *msgs)
     op_t *op = (op_t *)((char *)w - offsetof(op_t, waiter));
     bx_batch_t *b = op->batch;
     hold_stop(op);
-    held_expand(op);
     if (w->batch >= 0)
         ack_stamp(op, w->batch);
     if (msgs->n) {
