@@ -234,7 +234,25 @@ void bx_chunkv_move(bx_chunkv_t *dst, bx_chunkv_t *src)
 /* The most bytes copied into one chunk by bx_chunkv_push_joined. */
 #define JOIN_RUN_MAX 65536
 
-void bx_chunkv_push_joined(bx_chunkv_t *cv, const bx_chunkv_t *items, int first)
+/* The last join of several entries: its entries (references held, so no
+ * address in it can be reused by another chunk while it is kept), `first`
+ * and what it appended. A fan-out joins the same messages for every
+ * subscriber of a turn; all but the first take the result by reference
+ * instead of copying the messages again. Process-wide: the core runs on one
+ * thread. */
+static struct {
+    bx_chunkv_t items;
+    bx_chunkv_t out;
+    int first;
+} join_memo;
+
+void bx_chunkv_join_forget(void)
+{
+    bx_chunkv_free(&join_memo.items);
+    bx_chunkv_free(&join_memo.out);
+}
+
+static void join(bx_chunkv_t *cv, const bx_chunkv_t *items, int first)
 {
     BX_CHUNK_STATIC(comma, ",");
     size_t i = 0;
@@ -262,6 +280,27 @@ void bx_chunkv_push_joined(bx_chunkv_t *cv, const bx_chunkv_t *items, int first)
             bx_chunkv_push(cv, comma);
         bx_chunkv_push(cv, items->v[i++]);
     }
+}
+
+void bx_chunkv_push_joined(bx_chunkv_t *cv, const bx_chunkv_t *items, int first)
+{
+    size_t i;
+
+    if (items->n < 2) {         /* a lone entry is shared, never copied */
+        join(cv, items, first);
+        return;
+    }
+    if (join_memo.items.n != items->n || join_memo.first != first ||
+        memcmp(join_memo.items.v, items->v, items->n * sizeof(bx_chunk_t *)) != 0) {
+        bx_chunkv_clear(&join_memo.items);
+        bx_chunkv_clear(&join_memo.out);
+        join(&join_memo.out, items, first);
+        for (i = 0; i < items->n; i++)
+            bx_chunkv_push(&join_memo.items, items->v[i]);
+        join_memo.first = first;
+    }
+    for (i = 0; i < join_memo.out.n; i++)
+        bx_chunkv_push(cv, join_memo.out.v[i]);
 }
 
 void bx_chunkv_clear(bx_chunkv_t *cv)

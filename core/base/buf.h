@@ -123,6 +123,12 @@ void bx_chunkv_push(bx_chunkv_t *cv, bx_chunk_t *c);
 #define BX_JOIN_COPY_MAX 4096
 void bx_chunkv_push_joined(bx_chunkv_t *cv, const bx_chunkv_t *items, int first);
 
+/* bx_chunkv_push_joined keeps its last result, and references to the
+ * entries it came from, to hand it again to the next join of the same
+ * entries (a fan-out's subscribers); this drops them. Called once a pass
+ * of deliveries is over, so nothing is held for longer. */
+void bx_chunkv_join_forget(void);
+
 /* Total byte length of all entries. */
 size_t bx_chunkv_bytes(const bx_chunkv_t *cv);
 

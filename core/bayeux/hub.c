@@ -847,6 +847,7 @@ static void on_tick(void *ud)
         s->ev_head = s->ev_tail = NULL;
         bx_later_queue(s->loop, &s->fire);
     }
+    bx_chunkv_join_forget();    /* the last pass's frames are written */
     deliver_pass(s);
 }
 
@@ -1183,6 +1184,7 @@ void bx_hub_free(bx_hub_t *s)
         return;
     bx_later_cancel(&s->tick);
     bx_later_cancel(&s->fire);
+    bx_chunkv_join_forget();
     free_events(s->ev_head);
     free_events(s->fire_head);
     drop_deferred(s);

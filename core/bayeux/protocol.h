@@ -22,7 +22,9 @@ typedef void (*bx_protocol_reply_cb)(void *ud, bx_chunkv_t *reply, size_t nmsgs)
 
 #define BX_PROTO_LOCAL  1       /* an in-process client: may use /service, /meta */
 
-/* Processes `msgs` (borrowed). `request` is passed to extensions (NULL for
+/* Processes `msgs` (borrowed; its message objects are taken by reference
+ * and may be changed, so the caller must not use them after the call, only
+ * release them). `request` is passed to extensions (NULL for
  * in-process). `cb` is called exactly once, on a later loop turn, unless
  * the batch is canceled first. Returns the batch handle. */
 bx_batch_t *bx_protocol_process(bx_hub_t *h, const json_t *msgs, void *request, int flags,

@@ -178,7 +178,9 @@ static void test_joined_coalesces(void)
     bx_chunkv_push_joined(&out, &mixed, 1);
     BX_CHECK_INT(out.n, 4);         /* run, comma, big, run */
     BX_CHECK(out.v[2] == big);
-    BX_CHECK_INT(big->refs, 3);     /* ours, mixed's, out's */
+    BX_CHECK_INT(big->refs, 5);     /* ours, mixed's, out's, the memo's two */
+    bx_chunkv_join_forget();
+    BX_CHECK_INT(big->refs, 3);
     bx_buf_reset(&got);
     flatten(&out, &got);
     BX_CHECK_INT(got.len, 6 * 7 + 6 + big->len);   /* 7 members, 6 commas */
@@ -195,9 +197,60 @@ static void test_joined_coalesces(void)
     bx_chunkv_free(&one);
     bx_chunkv_free(&mixed);
     bx_chunk_unref(big);
+    bx_chunkv_join_forget();
     bx_chunkv_free(&items);
     bx_buf_free(&got);
     bx_buf_free(&want);
+}
+
+/* The same entries joined again (the next subscriber of a fan-out) give the
+ * same chunk by reference; other entries, or the same with `first`
+ * changed, are joined afresh; forgetting drops the memo's references. */
+static void test_joined_memo(void)
+{
+    bx_chunkv_t items = BX_CHUNKV_INIT, a = BX_CHUNKV_INIT, b = BX_CHUNKV_INIT;
+    bx_chunkv_t c = BX_CHUNKV_INIT, other = BX_CHUNKV_INIT;
+    bx_buf_t got = BX_BUF_INIT;
+
+    for (int i = 0; i < 3; i++) {
+        char msg[8];
+        int n = snprintf(msg, sizeof(msg), "[%d]", i);
+        bx_chunkv_push_new(&items, bx_chunk_new(msg, (size_t)n));
+    }
+    bx_chunkv_push_joined(&a, &items, 1);
+    bx_chunkv_push_joined(&b, &items, 1);
+    BX_CHECK_INT(a.n, 1);
+    BX_CHECK_INT(b.n, 1);
+    BX_CHECK(a.v[0] == b.v[0]);
+    BX_CHECK_INT(a.v[0]->refs, 3);  /* a's, b's, the memo's */
+
+    bx_chunkv_push_joined(&c, &items, 0);
+    BX_CHECK(c.v[0] != a.v[0]);
+    flatten(&c, &got);
+    BX_CHECK(got.len == 12 && memcmp(got.data, ",[0],[1],[2]", 12) == 0);
+    BX_CHECK_INT(a.v[0]->refs, 2);  /* the memo moved on */
+
+    /* the same entries but one: joined afresh, with its own bytes */
+    for (int i = 0; i < 2; i++)
+        bx_chunkv_push(&other, items.v[i]);
+    bx_chunkv_push_new(&other, bx_chunk_new("[9]", 3));
+    bx_chunkv_clear(&c);
+    bx_chunkv_push_joined(&c, &other, 1);
+    bx_buf_reset(&got);
+    flatten(&c, &got);
+    BX_CHECK(got.len == 11 && memcmp(got.data, "[0],[1],[9]", 11) == 0);
+
+    BX_CHECK_INT(items.v[0]->refs, 3);  /* items', other's, the memo's */
+    bx_chunkv_join_forget();
+    BX_CHECK_INT(items.v[0]->refs, 2);
+    BX_CHECK_INT(c.v[0]->refs, 1);
+
+    bx_chunkv_free(&a);
+    bx_chunkv_free(&b);
+    bx_chunkv_free(&c);
+    bx_chunkv_free(&other);
+    bx_chunkv_free(&items);
+    bx_buf_free(&got);
 }
 
 int main(void)
@@ -209,5 +262,6 @@ int main(void)
     BX_RUN(test_static_chunk);
     BX_RUN(test_chunkv);
     BX_RUN(test_joined_coalesces);
+    BX_RUN(test_joined_memo);
     return BX_REPORT();
 }
