@@ -125,8 +125,8 @@ void bx_chunkv_push_joined(bx_chunkv_t *cv, const bx_chunkv_t *items, int first)
 
 /* bx_chunkv_push_joined keeps its last result, and references to the
  * entries it came from, to hand it again to the next join of the same
- * entries (a fan-out's subscribers); this drops them. Called once a pass
- * of deliveries is over, so nothing is held for longer. */
+ * entries (a fan-out's subscribers); this drops them. The hub calls it at
+ * each tick, so nothing is held past the turn after its deliveries. */
 void bx_chunkv_join_forget(void);
 
 /* Total byte length of all entries. */
